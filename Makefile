@@ -1,0 +1,65 @@
+# lora-agnews: `make` lists the targets. Every target sets itself up on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PROFILE ?= demo
+PYTHON_BIN ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
+	texlive-science tex-gyre lmodern latexmk poppler-utils
+PYTEST_ARGS ?=
+
+.PHONY: help setup tex all notebooks book report test test-fast bench clean distclean
+
+help: ## list the targets
+	@echo "lora-agnews (PROFILE=$(PROFILE); profiles: $$(ls configs | sed 's/.yaml//' | tr '\n' ' '))"
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) tex ## create .venv with the pinned packages, install TeX (apt) if missing
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON_BIN) >/dev/null || { echo "error: $(PYTHON_BIN) not found; set PYTHON_BIN=/path/to/python3.11"; exit 1; }
+	@echo "[setup] creating $(VENV) and installing the pinned packages (a few minutes the first time)"
+	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet torch==2.13.0
+	@$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+	@echo "[setup] Python environment ready"
+
+tex: ## install the TeX toolchain from Debian (skipped where apt is not available)
+	@missing=""; for p in $(TEX_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "[setup] apt-get not available: install a TeX distribution with latexmk and pdftotext yourself (skipping)"; exit 0; fi; \
+	SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	echo "[setup] installing TeX from Debian:$$missing (about 90 s)"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	  && echo "[setup] TeX ready"
+
+all: setup ## the main command: notebooks (papermill) -> book -> report for PROFILE
+	$(PY) -m lora_agnews run --profile $(PROFILE)
+
+notebooks: setup ## execute the four notebooks for PROFILE into build/PROFILE/notebooks
+	$(PY) -m lora_agnews run --profile $(PROFILE) --steps notebooks
+
+book: setup ## build the HTML book from the executed notebooks (build/PROFILE/book)
+	$(PY) -m lora_agnews run --profile $(PROFILE) --steps book
+
+report: setup ## build the LaTeX report PDF from results/PROFILE (build/PROFILE/report)
+	$(PY) -m lora_agnews run --profile $(PROFILE) --steps report
+
+test: setup ## the whole test suite (unit, slow, smoke pipeline end to end; GPU tests skip without one)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup ## unit tests only (no slow, no pipeline), about a minute
+	$(PY) -m pytest -m "not slow and not pipeline" $(PYTEST_ARGS)
+
+bench: setup ## CPU training/evaluation throughput benchmark against the common-practice baseline
+	$(PY) benchmarks/train_throughput.py --data ../shared/agnews-subset/test.csv --tokenizer ../shared/tokenizers/roberta-base
+
+clean: ## remove results and build outputs (keeps .venv)
+	rm -rf results build
+
+distclean: clean ## also remove the virtual environment
+	rm -rf $(VENV)

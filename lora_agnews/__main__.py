@@ -1,0 +1,8 @@
+"""``python -m lora_agnews``: see :mod:`lora_agnews.cli`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

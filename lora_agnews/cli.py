@@ -1,0 +1,164 @@
+"""Command line: ``python -m lora_agnews {params,budget,train,predict,run,...}``.
+
+``-p KEY VALUE`` takes the same keys as the notebooks' parameters; errors are printed as one
+line that names the problem and the fix, with exit status 2, and never a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from . import config as config_mod
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="demo", help="profile in configs/ (default: demo)")
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="override one parameter (same keys as the notebooks' parameters)")
+
+
+def load_config(args: argparse.Namespace) -> config_mod.Config:
+    overrides: dict[str, Any] = {}
+    for key, value in args.param:
+        config_mod.coerce(key, value)  # names the key on error
+        overrides[key] = value
+    return config_mod.load(args.profile, overrides)
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_params(args: argparse.Namespace) -> int:
+    from .model import count_trainable, format_breakdown
+
+    cfg = load_config(args)
+    breakdown = count_trainable(cfg)
+    print(f"model: {cfg.model_name}  head: {cfg.head}  LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
+          f"variant={cfg.lora_variant} targets={cfg.lora_targets}" + (f" layers={cfg.lora_layers}" if cfg.lora_layers else ""))
+    print(format_breakdown(breakdown, cfg.budget))
+    if breakdown["total"] > cfg.budget:
+        print(f"over budget by {breakdown['total'] - cfg.budget:,}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    from .budget import budget_table, format_budget_table
+
+    cfg = load_config(args)
+    targets = args.targets.split(";") if args.targets else [cfg.lora_targets]
+    heads = args.heads.split(",") if args.heads else ["default", "linear", "lora-dense"]
+    for head in heads:
+        config_mod.coerce("head", head)
+        if head not in config_mod.CHOICES["head"]:
+            raise config_mod.ConfigError(f"unknown head '{head}'; choose from {', '.join(config_mod.CHOICES['head'])}.")
+    print(f"model: {cfg.model_name}  variant: {cfg.lora_variant}" + (f"  layers: {cfg.lora_layers}" if cfg.lora_layers else ""))
+    print(format_budget_table(budget_table(cfg, targets, heads), cfg.budget))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    cfg = load_config(args)
+    metrics = train(cfg, Path(args.out), overwrite=args.overwrite)
+    if metrics:
+        print(f"accuracy: {metrics['accuracy']:.4f}")
+        print(f"macro_f1: {metrics['macro_f1']:.4f}")
+        print(f"trainable_params: {metrics['trainable_params']}")
+        print(f"metrics: {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .adapter import load_adapter, predict_texts
+    from .data import LABELS
+
+    texts = list(args.texts)
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--file {path} does not exist; give a text file with one headline per line.")
+        texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise ValueError('nothing to classify: give texts as arguments ("headline" ...) or --file FILE.')
+    model, tokenizer, cfg = load_adapter(Path(args.adapter))
+    probs = predict_texts(model, tokenizer, cfg, texts)
+    for text, row in zip(texts, probs):
+        best = int(row.argmax())
+        shown = ", ".join(f"{name}={p:.3f}" for name, p in zip(LABELS, row))
+        print(f"{LABELS[best]}\t{row[best]:.3f}\t{shown}\t{text}")
+    return 0
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return importlib.import_module(f"lora_agnews.{module}").__getattribute__(name)(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lora_agnews", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("params", help="print the trainable-parameter breakdown (no weights, no network)")
+    _common(p)
+    p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("budget", help="largest LoRA rank within the budget per target set and head")
+    _common(p)
+    p.add_argument("--targets", default="", help="';'-separated target sets, e.g. 'query,value;query,key,value'")
+    p.add_argument("--heads", default="", help="comma-separated heads (default: all)")
+    p.set_defaults(func=cmd_budget)
+
+    p = sub.add_parser("train", help="train, evaluate on the test split, write DIR/metrics.json")
+    _common(p)
+    p.add_argument("--out", required=True, help="run directory (resumed if it holds an unfinished run)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run of another configuration in --out")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="classify headlines with a saved adapter")
+    p.add_argument("--adapter", required=True, help="adapter directory (RUN/adapter)")
+    p.add_argument("--file", default="", help="text file, one headline per line")
+    p.add_argument("texts", nargs="*", help="headlines to classify")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("run", help="the whole pipeline: notebooks (papermill) -> book -> report")
+    _common(p)
+    p.add_argument("--steps", default="notebooks,book,report", help="comma-separated subset of notebooks,book,report")
+    p.set_defaults(func=_lazy("pipeline", "cli_run"))
+
+    p = sub.add_parser("seeds", help="train the profile's configuration and baseline over n_seeds seeds; statistics")
+    _common(p)
+    p.set_defaults(func=_lazy("experiments", "cli_seeds"))
+
+    p = sub.add_parser("ablate", help="run the ablation grid (rank x targets x head) of the profile")
+    _common(p)
+    p.set_defaults(func=_lazy("experiments", "cli_ablate"))
+
+    p = sub.add_parser("logits", help="write a teacher logits file (for distillation) from a trained adapter")
+    _common(p)
+    p.add_argument("--adapter", required=True, help="adapter directory of the teacher")
+    p.add_argument("--out", required=True, help="output .npz file")
+    p.set_defaults(func=_lazy("distill", "cli_logits"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .adapter import AdapterError
+    from .data import DataError
+    from .model import BudgetError, ModelError
+    from .runs import RunError
+
+    known = (config_mod.ConfigError, DataError, ModelError, BudgetError, RunError, AdapterError,
+             FileNotFoundError, ValueError)
+    try:
+        return int(args.func(args) or 0)
+    except known as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,249 @@
+"""Run configuration: one frozen dataclass, profiles as YAML, strict validation.
+
+The field names are the notebooks' ``parameters`` cell names and the CLI's ``-p KEY VALUE``
+keys, so one vocabulary drives papermill, the command line and the tests. Validation is
+strict because a typo in a parameter name silently falling back to a default is the most
+common way a research run ends up measuring the wrong thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+import yaml
+
+from . import paths
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and how to fix it."""
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "init": ("pretrained", "random"),
+    "head": ("default", "linear", "lora-dense"),
+    "lora_variant": ("lora", "rslora", "dora"),
+    "scheduler": ("linear", "cosine", "constant"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one run needs. Defaults are the ``demo`` profile."""
+
+    profile: str = "demo"  # name of the profile these values came from (results/<profile>/)
+    # model
+    model_name: str = "sentence-transformers/all-MiniLM-L6-v2"  # hub id, local path or "tiny-roberta"
+    init: str = "pretrained"  # pretrained | random (random: architecture only, for counting/tests)
+    tokenizer: str = ""  # tokenizer path/id; empty: same as model_name; "local": built from data
+    # LoRA
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_targets: str = "query,key,value"  # comma-separated module names
+    lora_layers: str = ""  # comma-separated encoder layer indices; empty: all layers
+    lora_variant: str = "lora"  # lora | rslora | dora
+    head: str = "default"  # default | linear | lora-dense
+    budget: int = 1_000_000  # trainable-parameter budget, head included
+    # data
+    data: str = "sample"  # hub | sample | a directory with train.csv and test.csv
+    max_length: int = 128
+    val_fraction: float = 0.1  # stratified validation split carved from train
+    max_train_samples: int = 0  # 0: all
+    max_eval_samples: int = 0  # 0: all (test split)
+    # optimisation
+    epochs: float = 3.0
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    warmup: float = 0.06  # fraction of training steps
+    scheduler: str = "linear"
+    label_smoothing: float = 0.0
+    early_stopping: int = 0  # patience in evaluations; 0: off (best checkpoint still restored)
+    evals_per_epoch: int = 2
+    seed: int = 42
+    n_seeds: int = 1  # seeds run by the statistics step: seed, seed+1, ...
+    # speed
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    device: str = "auto"  # auto | cpu | cuda
+    group_by_length: bool = True  # length-grouped batches (less padding)
+    merge_eval: bool = True  # merge LoRA weights before evaluation
+    compile: bool = False  # torch.compile the model
+    # distillation
+    distill_logits: str = ""  # path of a teacher logits file (.npz); empty: off
+    distill_alpha: float = 0.5  # weight of the soft-label loss
+    distill_temperature: float = 2.0
+    # ablations (04_ablations)
+    ablation_ranks: str = "4,8"  # comma-separated ranks
+    ablation_targets: str = "query,value;query,key,value"  # ';'-separated target sets
+    ablation_heads: str = "default,linear"  # comma-separated heads
+    ablation_epochs: float = 1.0
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # ---- derived views -------------------------------------------------------
+    @property
+    def target_modules(self) -> list[str]:
+        return [t.strip() for t in self.lora_targets.split(",") if t.strip()]
+
+    @property
+    def layers(self) -> list[int] | None:
+        if not self.lora_layers.strip():
+            return None
+        return [int(x) for x in self.lora_layers.split(",") if x.strip()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "Config":
+        return from_dict({**self.to_dict(), **changes})
+
+    def run_key(self) -> dict[str, Any]:
+        """The values that define what a training run computes (not where it is written)."""
+        skip = {"profile", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs"}
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+FIELD_TYPES: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else eval(f.type) for f in fields(Config)}  # noqa: S307
+
+
+def keys() -> list[str]:
+    return [f.name for f in fields(Config)]
+
+
+def _check_key(key: str) -> None:
+    if key not in FIELD_TYPES:
+        import difflib
+
+        close = difflib.get_close_matches(key, keys(), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(
+            f"unknown parameter '{key}'.{hint} Valid parameters: {', '.join(keys())}."
+        )
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert ``value`` to the declared type of ``key``; strings (CLI) are parsed."""
+    _check_key(key)
+    kind = FIELD_TYPES[key]
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        try:
+            if kind is bool:
+                low = text.lower()
+                if low in ("true", "1", "yes", "on"):
+                    return True
+                if low in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError
+            if kind is int:
+                return int(float(text)) if float(text).is_integer() else int(text)
+            return kind(text)
+        except ValueError:
+            raise ConfigError(
+                f"parameter '{key}' expects {kind.__name__}, got {value!r}. Fix the value "
+                f"(for example -p {key} {_example(kind)})."
+            ) from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and value is None:
+        return ""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"parameter '{key}' expects {kind.__name__}, got {type(value).__name__} {value!r}. "
+            f"Fix the value (for example {key}: {_example(kind)})."
+        )
+    return value
+
+
+def _example(kind: type) -> str:
+    return {int: "8", float: "0.1", bool: "true", str: "text"}[kind]
+
+
+def validate(cfg: Config) -> None:
+    """Type and range checks; raised at construction so no bad config ever exists."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        kind = FIELD_TYPES[f.name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"parameter '{f.name}' expects {kind.__name__}, got {type(value).__name__} {value!r}."
+            )
+    for key, options in CHOICES.items():
+        if getattr(cfg, key) not in options:
+            raise ConfigError(
+                f"parameter '{key}' must be one of {', '.join(options)}; got {getattr(cfg, key)!r}."
+            )
+    positive = ("lora_r", "batch_size", "eval_batch_size", "max_length", "budget", "n_seeds", "evals_per_epoch")
+    for key in positive:
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"parameter '{key}' must be positive; got {getattr(cfg, key)}.")
+    if cfg.epochs <= 0 or cfg.learning_rate <= 0:
+        raise ConfigError("parameters 'epochs' and 'learning_rate' must be positive.")
+    if not 0.0 < cfg.val_fraction < 0.5:
+        raise ConfigError(f"parameter 'val_fraction' must be in (0, 0.5); got {cfg.val_fraction}.")
+    if not 0.0 <= cfg.lora_dropout < 1.0 or not 0.0 <= cfg.label_smoothing < 1.0:
+        raise ConfigError("parameters 'lora_dropout' and 'label_smoothing' must be in [0, 1).")
+    if not 0.0 <= cfg.warmup < 1.0:
+        raise ConfigError(f"parameter 'warmup' is a fraction of training steps in [0, 1); got {cfg.warmup}.")
+    if not cfg.target_modules:
+        raise ConfigError("parameter 'lora_targets' is empty; give module names such as query,key,value.")
+    if cfg.lora_layers.strip():
+        try:
+            cfg.layers
+        except ValueError:
+            raise ConfigError(
+                f"parameter 'lora_layers' must be comma-separated integers; got {cfg.lora_layers!r}."
+            ) from None
+    if not 0.0 <= cfg.distill_alpha <= 1.0:
+        raise ConfigError(f"parameter 'distill_alpha' must be in [0, 1]; got {cfg.distill_alpha}.")
+
+
+def from_dict(values: Mapping[str, Any]) -> Config:
+    """Build a config from (possibly partial) values; unknown keys and bad types are errors."""
+    return Config(**{k: coerce(k, v) for k, v in values.items()})
+
+
+def read_profile(name: str) -> dict[str, Any]:
+    """The raw values of profile ``name`` (``configs/<name>.yaml``)."""
+    path = paths.profile_path(name)
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown profile '{name}'. Available profiles: {', '.join(paths.available_profiles())} "
+            f"(files in {paths.CONFIGS}); add configs/{name}.yaml to define a new one."
+        )
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"profile file {path} is not valid YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"profile file {path} must be a mapping of parameter: value.")
+    for key in values:
+        try:
+            _check_key(str(key))
+        except ConfigError as exc:
+            raise ConfigError(f"in profile file {path}: {exc}") from None
+    values.setdefault("profile", name)
+    return values
+
+
+def load(profile: str = "demo", overrides: Mapping[str, Any] | None = None) -> Config:
+    """Profile values, then overrides (CLI ``-p`` or papermill parameters)."""
+    values = read_profile(profile)
+    values.update(overrides or {})
+    return from_dict(values)
+
+
+def from_namespace(namespace: Mapping[str, Any]) -> Config:
+    """Build the config from a notebook's parameter variables (the cell after ``parameters``)."""
+    return from_dict({k: namespace[k] for k in keys() if k in namespace})

@@ -1,0 +1,265 @@
+"""AG News from the hub, from local CSVs in the original layout, or from the shipped sample.
+
+All three sources end in the same shape: pandas frames with ``text`` and ``label`` (0..3,
+named :data:`LABELS`), a stratified seeded validation split carved from train (model
+selection never sees test), and token ids that are padded per batch, never to a fixed length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import paths
+from .config import Config
+
+LABELS: tuple[str, ...] = ("World", "Sports", "Business", "Sci/Tech")
+HUB_ID = "fancyzhx/ag_news"
+CSV_COLUMNS = ("label", "title", "description")
+
+
+class DataError(ValueError):
+    """Unusable input data; the message names the file, the problem and the fix."""
+
+
+@dataclass
+class Splits:
+    """Train / validation / test frames with columns ``text`` and ``label``."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    source: str
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+
+
+# --------------------------------------------------------------------------- text
+_QUIRKS = [
+    (re.compile(r"#39;"), "'"),
+    (re.compile(r"#36;"), "$"),
+    (re.compile(r"\bquot;"), '"'),
+    (re.compile(r"\\\$"), "$"),
+    (re.compile(r"\\(?=\s|$)"), " "),
+    (re.compile(r"<[^>]{0,200}>"), " "),
+    (re.compile(r"\s+"), " "),
+]
+
+
+def normalize_text(text: str) -> str:
+    """Undo AG News' escaping quirks (``#39;``, ``\\$``, ``&lt;b&gt;``) the same way for every source."""
+    text = html.unescape(text)
+    for pattern, repl in _QUIRKS:
+        text = pattern.sub(repl, text)
+    return text.strip()
+
+
+def join_title(title: str, description: str) -> str:
+    return normalize_text(f"{title}. {description}" if title and not title.endswith((".", "?", "!")) else f"{title} {description}")
+
+
+# --------------------------------------------------------------------------- CSV
+def read_agnews_csv(path: Path) -> pd.DataFrame:
+    """Read one CSV in the original layout (no header; label 1..4, title, description)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist. A data directory needs train.csv and test.csv in the "
+                        f"original AG News layout (no header; label,title,description).")
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}). Re-encode it as UTF-8, "
+                        f"for example: iconv -f latin1 -t utf-8 {path.name} > fixed.csv") from None
+    if not raw.strip():
+        raise DataError(f"{path} is empty. It needs rows of label,title,description (label 1..4).")
+    import io
+
+    try:
+        frame = pd.read_csv(io.StringIO(raw), header=None, dtype=str, keep_default_na=False,
+                            skip_blank_lines=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path} is not a readable CSV ({exc}). Expected quoted rows label,title,description.") from None
+    if frame.shape[1] != 3:
+        raise DataError(f"{path} has {frame.shape[1]} column(s); the AG News layout has 3 "
+                        f"(label,title,description) and no header row.")
+    frame.columns = list(CSV_COLUMNS)
+    labels = pd.to_numeric(frame["label"], errors="coerce")
+    bad = labels.isna() | ~labels.isin([1, 2, 3, 4])
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{path} row {row + 1}: label {frame['label'].iloc[row]!r} is outside 1..4 "
+                        f"(1 World, 2 Sports, 3 Business, 4 Sci/Tech). Fix or drop that row; a header line is not allowed.")
+    text = [join_title(t.strip(), d.strip()) for t, d in zip(frame["title"], frame["description"])]
+    empty = [i for i, t in enumerate(text) if not t]
+    if empty:
+        raise DataError(f"{path} row {empty[0] + 1}: title and description are both empty. Drop empty rows.")
+    return pd.DataFrame({"text": text, "label": labels.astype(int).to_numpy() - 1})
+
+
+def load_directory(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"data directory {directory} does not exist. Pass -p data hub, -p data sample, "
+                        f"or a directory holding train.csv and test.csv.")
+    missing = [n for n in ("train.csv", "test.csv") if not (directory / n).is_file()]
+    if missing:
+        raise DataError(f"data directory {directory} has no {' or '.join(missing)}. It needs train.csv and "
+                        f"test.csv in the original AG News layout (see data/README.md).")
+    return read_agnews_csv(directory / "train.csv"), read_agnews_csv(directory / "test.csv")
+
+
+def load_hub() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """AG News from the Hugging Face hub (``fancyzhx/ag_news``; labels already 0..3)."""
+    try:
+        from datasets import load_dataset
+
+        ds = load_dataset(HUB_ID)
+    except Exception as exc:  # network, offline mode, missing cache: all end the same way
+        raise DataError(
+            f"could not load '{HUB_ID}' from the Hugging Face hub ({type(exc).__name__}: {exc}). "
+            f"Without the hub, download the original CSVs elsewhere and pass their directory: "
+            f"-p data /path/to/ag_news_csv (train.csv, test.csv), or use -p data sample."
+        ) from None
+    frames = []
+    for split in ("train", "test"):
+        part = ds[split].to_pandas()
+        frames.append(pd.DataFrame({"text": [normalize_text(t) for t in part["text"]],
+                                    "label": part["label"].astype(int).to_numpy()}))
+    return frames[0], frames[1]
+
+
+def load_raw(source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if source == "hub":
+        return load_hub()
+    if source == "sample":
+        return load_directory(paths.SAMPLE_DATA)
+    return load_directory(Path(source).expanduser())
+
+
+# --------------------------------------------------------------------------- splits
+def stratified_subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """``n`` rows with class proportions kept (all rows when ``n`` is 0 or too large)."""
+    if n <= 0 or n >= len(frame):
+        return frame.reset_index(drop=True)
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(frame, train_size=n, stratify=frame["label"], random_state=seed)
+    return keep.reset_index(drop=True)
+
+
+def make_splits(train: pd.DataFrame, test: pd.DataFrame, cfg: Config, source: str = "") -> Splits:
+    from sklearn.model_selection import train_test_split
+
+    counts = train["label"].value_counts()
+    if len(counts) < len(LABELS) or counts.min() < 2:
+        raise DataError(f"the training data needs at least 2 rows of each of the 4 classes to carve a "
+                        f"stratified validation split; got counts {counts.sort_index().to_dict()}.")
+    fit, val = train_test_split(train, test_size=cfg.val_fraction, stratify=train["label"], random_state=cfg.seed)
+    fit = stratified_subsample(fit, cfg.max_train_samples, cfg.seed)
+    test = stratified_subsample(test, cfg.max_eval_samples, cfg.seed)
+    return Splits(fit.reset_index(drop=True), val.reset_index(drop=True), test, source or cfg.data)
+
+
+def load_splits(cfg: Config) -> Splits:
+    train, test = load_raw(cfg.data)
+    return make_splits(train, test, cfg, cfg.data)
+
+
+# --------------------------------------------------------------------------- tokens
+def _tokenizer_fingerprint(tokenizer: Any) -> str:
+    vocab = tokenizer.get_vocab()
+    digest = hashlib.sha1(repr(sorted(vocab.items())[:2000]).encode() + str(len(vocab)).encode())
+    return digest.hexdigest()[:12]
+
+
+def tokenize(texts: Sequence[str], tokenizer: Any, max_length: int, cache: bool = True) -> list[list[int]]:
+    """Token ids per text, truncated to ``max_length``, unpadded; cached on disk by content.
+
+    Tokenising 120k texts costs seconds every run; the cache makes repeated runs (seeds,
+    ablations, notebooks) start training at once.
+    """
+    key = hashlib.sha1()
+    key.update(_tokenizer_fingerprint(tokenizer).encode())
+    key.update(str(max_length).encode())
+    for t in texts:
+        key.update(t.encode("utf-8", "surrogatepass"))
+        key.update(b"\0")
+    cache_file = paths.cache_dir() / f"tokens-{key.hexdigest()[:20]}.pt"
+    if cache and cache_file.is_file():
+        try:
+            return torch.load(cache_file)
+        except Exception:  # a corrupt cache is only a cache
+            pass
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
+                    return_attention_mask=False, return_token_type_ids=False)
+    ids = [list(map(int, x)) for x in enc["input_ids"]]
+    if cache:
+        from .artifacts import atomic_torch_save
+
+        atomic_torch_save(ids, cache_file)
+    return ids
+
+
+class TokenizedDataset(torch.utils.data.Dataset):
+    """Token ids and labels; items are unpadded so the collator pads per batch."""
+
+    def __init__(self, input_ids: list[list[int]], labels: Sequence[int], extra: dict[str, np.ndarray] | None = None):
+        if len(input_ids) != len(labels):
+            raise ValueError("input_ids and labels differ in length")
+        self.input_ids = input_ids
+        self.labels = [int(x) for x in labels]
+        self.extra = extra or {}
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"input_ids": self.input_ids[i], "labels": self.labels[i]}
+        for name, values in self.extra.items():
+            item[name] = values[i]
+        return item
+
+
+def encode(frame: pd.DataFrame, tokenizer: Any, max_length: int, extra: dict[str, np.ndarray] | None = None) -> TokenizedDataset:
+    return TokenizedDataset(tokenize(frame["text"].tolist(), tokenizer, max_length), frame["label"].tolist(), extra)
+
+
+class PadCollator:
+    """Dynamic padding: each batch is padded to its own longest sequence (times ``multiple``).
+
+    A plain tensor fill; ``tokenizer.pad`` does the same through Python dict handling per
+    example and costs more than the forward pass of the tiny test model.
+    """
+
+    def __init__(self, pad_token_id: int, multiple: int = 1):
+        self.pad_token_id = int(pad_token_id)
+        self.multiple = max(1, int(multiple))
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(item["input_ids"]) for item in batch)
+        width = -(-longest // self.multiple) * self.multiple
+        ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, item in enumerate(batch):
+            n = len(item["input_ids"])
+            ids[row, :n] = torch.as_tensor(item["input_ids"], dtype=torch.long)
+            mask[row, :n] = 1
+        out = {"input_ids": ids, "attention_mask": mask,
+               "labels": torch.as_tensor([item["labels"] for item in batch], dtype=torch.long)}
+        for key in batch[0]:
+            if key not in out:
+                out[key] = torch.as_tensor(np.stack([np.asarray(item[key]) for item in batch]))
+        return out

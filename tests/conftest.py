@@ -1,0 +1,53 @@
+"""Shared fixtures: every test writes into a temporary results/build/cache tree, never the repo's."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_DATA = SHARED / "agnews-subset"
+SHARED_TOKENIZER = SHARED / "tokenizers" / "roberta-base"
+
+os.environ.setdefault("LORA_AGNEWS_PROGRESS", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def isolated_outputs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point results/, build/ and the token cache at a per-test temporary directory."""
+    root = tmp_path_factory.mktemp("out")
+    monkeypatch.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
+    monkeypatch.setenv("LORA_AGNEWS_BUILD", str(root / "build"))
+    monkeypatch.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
+    return root
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "train.csv").is_file():
+        pytest.skip("../shared/agnews-subset is not present (development machines only)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def smoke_config():
+    from lora_agnews import config
+
+    return config.load("smoke")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
