@@ -140,9 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=_lazy("experiments", "cli_ablate"))
 
-    p = sub.add_parser("logits", help="write a teacher logits file (for distillation) from a trained adapter")
+    p = sub.add_parser("logits", help="write a teacher logits file (for distillation) from any fine-tuned classifier")
     _common(p)
-    p.add_argument("--adapter", required=True, help="adapter directory of the teacher")
+    p.add_argument("--teacher", required=True, help="teacher: an adapter directory (RUN/adapter) or a HF classifier directory")
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(func=_lazy("distill", "cli_logits"))
     return parser

@@ -25,6 +25,7 @@ class ConfigError(ValueError):
 CHOICES: dict[str, tuple[str, ...]] = {
     "init": ("pretrained", "random"),
     "head": ("default", "linear", "lora-dense"),
+    "baseline_head": ("default", "linear", "lora-dense"),
     "lora_variant": ("lora", "rslora", "dora"),
     "scheduler": ("linear", "cosine", "constant"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
@@ -84,6 +85,11 @@ class Config:
     ablation_targets: str = "query,value;query,key,value"  # ';'-separated target sets
     ablation_heads: str = "default,linear"  # comma-separated heads
     ablation_epochs: float = 1.0
+    # the starting point's configuration: the baseline row of the statistics step
+    baseline_r: int = 7
+    baseline_alpha: int = 32
+    baseline_targets: str = "query,key,value"
+    baseline_head: str = "default"
 
     def __post_init__(self) -> None:
         validate(self)
@@ -107,7 +113,8 @@ class Config:
 
     def run_key(self) -> dict[str, Any]:
         """The values that define what a training run computes (not where it is written)."""
-        skip = {"profile", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs"}
+        skip = {"profile", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs",
+                "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head"}
         return {k: v for k, v in self.to_dict().items() if k not in skip}
 
     def to_json(self) -> str:

@@ -10,6 +10,7 @@ head's dense layer and adapts it with LoRA.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ def known_config(name: str, num_labels: int = len(LABELS), vocab_size: int | Non
     common = {"num_labels": num_labels, "id2label": dict(enumerate(LABELS)),
               "label2id": {n: i for i, n in enumerate(LABELS)}}
     if name in ("roberta-base", "FacebookAI/roberta-base"):
-        return RobertaConfig(**common)  # RobertaConfig() defaults are roberta-base's shape
+        # RobertaConfig() defaults are BERT's embeddings (512 positions, 2 token types); roberta-base has 514 / 1.
+        return RobertaConfig(max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, **common)
     if name == TINY_ROBERTA:
         return RobertaConfig(vocab_size=vocab_size or 1000, hidden_size=64, num_hidden_layers=2,
                              num_attention_heads=4, intermediate_size=128, max_position_embeddings=514,
@@ -119,9 +121,11 @@ def build_tokenizer(cfg: Config, train_texts: list[str] | None = None) -> Any:
 
     source = cfg.tokenizer or cfg.model_name
     if source == "local":
-        if not train_texts:
-            raise ModelError("tokenizer 'local' is built from the training texts; none were given.")
-        return build_local_tokenizer(train_texts)
+        # Built from the whole training file, so the vocabulary (and the parameter count of LoRA
+        # on word embeddings) does not change with the seed's validation split.
+        from .data import load_raw
+
+        return build_local_tokenizer(load_raw(cfg.data)[0]["text"].tolist())
     try:
         return AutoTokenizer.from_pretrained(resolve_model_path(source))
     except (OSError, ValueError) as exc:
@@ -264,6 +268,8 @@ def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
     lora_by_target: dict[str, int] = {}
     frozen = 0
     for name, p in model.named_parameters():
+        if ".original_module." in name:  # PEFT's frozen copy of a modules_to_save head: not part of the model
+            continue
         if not p.requires_grad:
             frozen += p.numel()
             continue
@@ -289,8 +295,16 @@ def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
 def count_trainable(cfg: Config, vocab_size: int | None = None) -> dict[str, Any]:
     """Breakdown for ``cfg`` built on the meta device: exact, instant, no weights or network."""
     if vocab_size is None and cfg.tokenizer == "local":
-        vocab_size = 1000  # the count does not depend on the vocabulary (embeddings are frozen)
+        vocab_size = local_vocab_size(cfg.data)
     return parameter_breakdown(build_model(cfg, vocab_size=vocab_size, meta=True))
+
+
+@functools.lru_cache(maxsize=8)
+def local_vocab_size(data: str) -> int:
+    """Vocabulary of the tokenizer built from the data (LoRA on word embeddings scales with it)."""
+    from .data import load_raw
+
+    return len(build_local_tokenizer(load_raw(data)[0]["text"].tolist()))
 
 
 def check_budget(breakdown: dict[str, Any], cfg: Config) -> None:

@@ -1,0 +1,270 @@
+"""Figures for the notebooks, the book and the report (seaborn/matplotlib).
+
+Every function takes data and returns a matplotlib Figure; nothing is saved here, so one
+figure goes through :func:`lora_agnews.artifacts.save_figure` once and lands as PNG (book)
+and PDF (report). Titles, axis labels and class names are always set: a figure is read
+without its notebook around it, in the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Mapping, Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from .data import LABELS
+
+PALETTE = "colorblind"
+SPLIT_ORDER = ["train", "validation", "test"]
+
+
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    """One look for every figure: white grid, readable font sizes, no top/right spines."""
+    rc = {"axes.titlesize": 12, "axes.labelsize": 10.5, "xtick.labelsize": 9.5, "ytick.labelsize": 9.5,
+          "legend.fontsize": 9, "figure.titlesize": 13, "axes.spines.top": False, "axes.spines.right": False,
+          "pdf.fonttype": 42, "figure.dpi": 100}
+    with sns.axes_style("whitegrid"), plt.rc_context(rc):
+        yield
+
+
+def _figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (6.4, 4.0), **kwargs: Any) -> tuple[Figure, Any]:
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, layout="constrained", **kwargs)
+    return fig, axes
+
+
+def _thousands(ax: Any, axis: str = "y") -> None:
+    fmt = matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}")
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
+
+
+# --------------------------------------------------------------------------- data (01)
+def class_balance(balance: pd.DataFrame) -> Figure:
+    """Grouped bars: examples per class in each split (from :func:`explore.class_balance`)."""
+    splits = [s for s in SPLIT_ORDER if s in balance.columns]
+    long = balance[splits].reset_index().melt(id_vars="class", var_name="split", value_name="examples")
+    with _style():
+        fig, ax = _figure(size=(6.4, 3.6))
+        sns.barplot(data=long, x="class", y="examples", hue="split", hue_order=splits, order=list(LABELS),
+                    palette=PALETTE, ax=ax)
+        for container in ax.containers:
+            ax.bar_label(container, fmt="{:,.0f}", fontsize=8, padding=1)
+        ax.set(title="Class balance per split", xlabel="Class", ylabel="Examples")
+        _thousands(ax)
+        ax.legend(title="Split", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+def length_distributions(table: pd.DataFrame, max_length: int) -> Figure:
+    """Histograms of words and tokens per example by split, with the ``max_length`` cut marked."""
+    splits = [s for s in SPLIT_ORDER if s in set(table["split"])]
+    with _style():
+        fig, axes = _figure(ncols=2, size=(10, 3.8))
+        for ax, column, unit in ((axes[0], "words", "Words"), (axes[1], "tokens", "Tokens")):
+            sns.histplot(data=table, x=column, hue="split", hue_order=splits, stat="density", common_norm=False,
+                         element="step", fill=False, bins=40, palette=PALETTE, ax=ax)
+            ax.set(title=f"{unit} per example", xlabel=f"{unit} per example (untruncated)", ylabel="Density")
+        cut = axes[1].axvline(max_length, color="black", linestyle="--", linewidth=1.2)
+        share = float((table["tokens"] > max_length).mean())
+        axes[1].legend([cut], [f"max_length = {max_length} ({100 * share:.1f}% truncated)"], loc="upper right")
+        sns.move_legend(axes[0], "upper right", title="Split")
+        fig.suptitle("Text length: words and tokenizer tokens")
+    return fig
+
+
+# --------------------------------------------------------------------------- training (02)
+def _breakdown_rows(breakdown: Mapping[str, Any]) -> list[tuple[str, int]]:
+    rows = [(f"LoRA: {target}", int(n)) for target, n in breakdown.get("lora_by_target", {}).items()]
+    rows.append(("classification head", int(breakdown.get("head", 0))))
+    if breakdown.get("other"):
+        rows.append(("other trainable", int(breakdown["other"])))
+    return rows
+
+
+def parameter_breakdown(breakdown: Mapping[str, Any], budget: int) -> Figure:
+    """Trainable parameters by group, and the total against the budget (dashed line)."""
+    rows = _breakdown_rows(breakdown)
+    total = int(breakdown["total"])
+    names = [n for n, _ in rows] + ["total trainable"]
+    values = [v for _, v in rows] + [total]
+    colors = sns.color_palette(PALETTE, 3)
+    bar_colors = [colors[0] if n.startswith("LoRA") else colors[1] for n, _ in rows]
+    bar_colors.append(colors[2] if total <= budget else "firebrick")
+    with _style():
+        fig, ax = _figure(size=(7.2, 0.45 * len(names) + 1.6))
+        ax.barh(names, values, color=bar_colors)
+        ax.invert_yaxis()
+        limit = ax.axvline(budget, color="black", linestyle="--", linewidth=1.2)
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {v:,}", va="center", fontsize=8.5)
+        ax.set_xlim(0, max(budget, max(values)) * 1.22)
+        _thousands(ax, "x")
+        verdict = "within" if total <= budget else "OVER"
+        ax.set(title=f"Trainable parameters: {total:,} ({100 * total / budget:.1f}% of the budget, {verdict})",
+               xlabel="Trainable parameters (head included)", ylabel="")
+        ax.legend([limit], [f"budget {budget:,}"], loc="lower right")
+    return fig
+
+
+def _history_frames(history: Sequence[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    train = pd.DataFrame([h for h in history if "loss" in h and "step" in h])
+    evals = pd.DataFrame([h for h in history if "eval_loss" in h and "step" in h])
+    return train, evals
+
+
+def training_curves(history: Sequence[Mapping[str, Any]]) -> Figure:
+    """Training and validation loss, and validation accuracy, against the optimizer step."""
+    train, evals = _history_frames(history)
+    if train.empty and evals.empty:
+        raise ValueError("the training history holds no loss entries; was the run trained with logging on?")
+    colors = sns.color_palette(PALETTE, 3)
+    with _style():
+        fig, (ax_loss, ax_acc) = _figure(ncols=2, size=(10, 3.8))
+        if not train.empty:
+            ax_loss.plot(train["step"], train["loss"], color=colors[0], label="training loss", alpha=0.9)
+        if not evals.empty:
+            ax_loss.plot(evals["step"], evals["eval_loss"], "o-", color=colors[1], label="validation loss")
+        ax_loss.set(title="Loss", xlabel="Optimizer step", ylabel="Cross-entropy loss")
+        ax_loss.legend()
+        if not evals.empty and "eval_accuracy" in evals:
+            acc = 100 * evals["eval_accuracy"]
+            ax_acc.plot(evals["step"], acc, "o-", color=colors[2], label="validation accuracy")
+            best = int(acc.to_numpy().argmax())
+            ax_acc.scatter([evals["step"].iloc[best]], [acc.iloc[best]], s=140, facecolors="none",
+                           edgecolors="black", linewidths=1.5, zorder=5,
+                           label=f"best checkpoint ({acc.iloc[best]:.2f}%)")
+            ax_acc.legend(loc="lower right")
+        ax_acc.set(title="Validation accuracy", xlabel="Optimizer step", ylabel="Accuracy (%)")
+        fig.suptitle("Training curves")
+    return fig
+
+
+# --------------------------------------------------------------------------- evaluation (03)
+def confusion_matrices(matrix: Sequence[Sequence[int]], labels: Sequence[str] = LABELS) -> Figure:
+    """Counts and row-normalised confusion matrix side by side (rows = true class)."""
+    cm = np.asarray(matrix, dtype=float)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    with _style():
+        fig, axes = _figure(ncols=2, size=(11, 4.4))
+        sns.heatmap(cm.astype(int), annot=True, fmt=",d", cmap="Blues", cbar=False, square=True,
+                    xticklabels=labels, yticklabels=labels, ax=axes[0], annot_kws={"fontsize": 10})
+        sns.heatmap(norm, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, square=True,
+                    xticklabels=labels, yticklabels=labels, ax=axes[1], annot_kws={"fontsize": 10},
+                    cbar_kws={"label": "Share of the true class", "shrink": 0.8})
+        for ax, title in ((axes[0], "Counts"), (axes[1], "Row-normalised (recall on the diagonal)")):
+            ax.set(title=title, xlabel="Predicted class", ylabel="True class")
+            ax.tick_params(axis="y", rotation=0)
+        fig.suptitle(f"Confusion matrix on the test split ({int(cm.sum()):,} examples)")
+    return fig
+
+
+def reliability_diagram(calibration: Mapping[str, Any]) -> Figure:
+    """Accuracy against confidence per bin (bars) vs perfect calibration (diagonal), with bin counts."""
+    bins = [b for b in calibration["bins"]]
+    centers = np.array([(b["lower"] + b["upper"]) / 2 for b in bins])
+    width = bins[0]["upper"] - bins[0]["lower"] if bins else 0.1
+    acc = np.array([b["accuracy"] if b["accuracy"] is not None else np.nan for b in bins], dtype=float)
+    conf = np.array([b["confidence"] if b["confidence"] is not None else np.nan for b in bins], dtype=float)
+    counts = np.array([b["count"] for b in bins])
+    colors = sns.color_palette(PALETTE, 4)
+    with _style():
+        fig, (ax, ax_n) = _figure(nrows=2, size=(5.6, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        ax.bar(centers, np.nan_to_num(acc), width=width * 0.92, color=colors[0], alpha=0.85, label="accuracy in bin")
+        gap = ~np.isnan(acc)
+        ax.bar(centers[gap], (conf - acc)[gap], bottom=acc[gap], width=width * 0.92, color=colors[3], alpha=0.35,
+               hatch="//", label="gap to mean confidence")
+        ax.set(title=f"Reliability diagram (ECE = {calibration['ece']:.3f})", ylabel="Accuracy", xlim=(0, 1),
+               ylim=(0, 1))
+        ax.legend(loc="upper left")
+        ax_n.bar(centers, counts, width=width * 0.92, color=colors[2])
+        ax_n.set(xlabel="Confidence (max softmax probability)", ylabel="Examples")
+        ax_n.set_yscale("symlog", linthresh=1)
+    return fig
+
+
+# --------------------------------------------------------------------------- ablations (04)
+def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] | None = None) -> Figure:
+    """Test accuracy against trainable parameters per variant; Pareto front and budget marked.
+
+    Variants over the budget have no accuracy (they are refused before training); they are
+    drawn as grey crosses on the bottom edge so the reader sees what the budget excluded.
+    """
+    frame = table.reset_index(drop=True).copy()
+    frame["pareto"] = list(pareto) if pareto is not None else frame.get("pareto", False)
+    trained = frame[frame["accuracy"].notna()].copy()
+    refused = frame[frame["accuracy"].isna()]
+    trained["accuracy_pct"] = 100 * trained["accuracy"]
+    trained["targets"] = trained["lora_targets"].str.replace(",", "+")
+    with _style():
+        fig, ax = _figure(size=(8.2, 4.8))
+        sns.scatterplot(data=trained, x="trainable_params", y="accuracy_pct", hue="head", style="targets",
+                        s=90, palette=PALETTE, ax=ax, zorder=3)
+        front = trained[trained["pareto"].astype(bool)].sort_values("trainable_params")
+        if not front.empty:
+            ax.plot(front["trainable_params"], front["accuracy_pct"], "-", color="black", linewidth=1.2,
+                    zorder=2, label="Pareto front")
+            ax.scatter(front["trainable_params"], front["accuracy_pct"], s=260, facecolors="none",
+                       edgecolors="black", linewidths=1.3, zorder=4)
+        for _, row in trained.iterrows():
+            ax.annotate(f"r={int(row['lora_r'])}", (row["trainable_params"], row["accuracy_pct"]),
+                        textcoords="offset points", xytext=(6, 5), fontsize=8)
+        ax.axvline(budget, color="firebrick", linestyle="--", linewidth=1.3, label=f"budget {budget:,}")
+        if not refused.empty:
+            low = ax.get_ylim()[0]
+            ax.scatter(refused["trainable_params"], [low] * len(refused), marker="x", color="grey", s=60,
+                       clip_on=False, zorder=3, label=f"over budget, not trained ({len(refused)})")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
+        ax.set(title="Accuracy versus trainable parameters (ablation grid)",
+               xlabel="Trainable parameters, head included (log scale)", ylabel="Test accuracy (%)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8.5)
+    return fig
+
+
+def seed_comparison(statistics: Mapping[str, Any]) -> Figure:
+    """Per-seed accuracy of the chosen configuration and the baseline, with mean and bootstrap CI."""
+    colors = sns.color_palette(PALETTE, 2)
+    confidence = statistics.get("confidence", 0.95)
+    with _style():
+        fig, ax = _figure(size=(6.4, 3.4))
+        for y, (key, color) in enumerate((("chosen", colors[0]), ("baseline", colors[1]))):
+            entry = statistics[key]
+            acc = 100 * np.asarray(entry["accuracy"], dtype=float)
+            lo, hi = (100 * v for v in entry["bootstrap_ci"])
+            ax.plot([lo, hi], [y, y], color=color, linewidth=6, alpha=0.35, solid_capstyle="butt",
+                    label=f"{int(100 * confidence)}% bootstrap CI" if y == 0 else None)
+            ax.scatter(acc, [y] * len(acc), color=color, s=45, zorder=3, label="one seed" if y == 0 else None)
+            ax.scatter([100 * entry["mean"]], [y], marker="|", s=600, color="black", zorder=4,
+                       label="mean over seeds" if y == 0 else None)
+        names = [f"{k}\n{_short(statistics[k]['name'])}\n{int(statistics[k]['trainable_params']):,} params"
+                 for k in ("chosen", "baseline")]
+        ax.set_yticks([0, 1], names)
+        ax.set_ylim(-0.6, 1.6)
+        ax.invert_yaxis()
+        ax.set(title=f"Chosen configuration vs baseline over {len(statistics['chosen']['seeds'])} seeds",
+               xlabel="Test accuracy (%)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _short(name: str, width: int = 34) -> str:
+    name = name.split("-", 1)[1] if name.startswith(("chosen-", "baseline-")) else name
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def close(fig: Figure) -> None:
+    """Free a figure that will not be displayed (tests, batch use)."""
+    plt.close(fig)
+
+
+__all__ = ["class_balance", "length_distributions", "parameter_breakdown", "training_curves",
+           "confusion_matrices", "reliability_diagram", "accuracy_vs_params", "seed_comparison", "close"]
