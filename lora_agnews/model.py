@@ -213,6 +213,12 @@ def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None) -
         config._attn_implementation = "sdpa"
         return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
     path = resolve_model_path(cfg.model_name)
+    from .progress import interactive
+
+    if not interactive():
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars in CI logs help nobody
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
@@ -275,7 +281,7 @@ def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
             continue
         if "lora_" in name:
             group = "lora"
-            module = re.sub(r"\.(lora_A|lora_B|lora_magnitude_vector).*$", "", name).split(".")
+            module = re.sub(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector).*$", "", name).split(".")
             target = ".".join(module[-2:]) if module[-2] in ("classifier", "pooler") else module[-1]
             lora_by_target[target] = lora_by_target.get(target, 0) + p.numel()
             if "lora_magnitude_vector" in name:
