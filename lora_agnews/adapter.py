@@ -1,8 +1,10 @@
 """The trained adapter as an artifact: save, reload in a fresh process, predict, model card.
 
 An adapter directory holds the LoRA weights together with the trained head (PEFT's
-``modules_to_save``), the tokenizer, the run's config and a hub-style model card, so it is
-usable on its own: ``python -m lora_agnews predict --adapter DIR "headline"``.
+``modules_to_save``, in the same ``adapter_model.safetensors``), the tokenizer, the run's
+config and a hub-style model card, so it is usable on its own:
+``python -m lora_agnews predict --adapter DIR "headline"``. It is written into a temporary
+sibling and renamed into place, so a crash never leaves a half-saved adapter behind.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+import yaml
 
-from .artifacts import read_json, write_json, atomic_write_text
-from .config import Config, from_dict
+from .artifacts import atomic_write_text, read_json, write_json
+from .config import Config, ConfigError, from_dict
 from .data import LABELS, TokenizedDataset, normalize_text, tokenize
 
 CONFIG_FILE = "lora_agnews_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+CARD_FILE = "README.md"
+HUB_IDS = {"roberta-base": "FacebookAI/roberta-base", "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
 class AdapterError(FileNotFoundError):
@@ -28,22 +34,54 @@ class AdapterError(FileNotFoundError):
 def base_fingerprint(model: Any) -> str:
     """Checksum of a few frozen base weights: catches a rebuilt random base that differs."""
     digest = hashlib.sha1()
-    for name, p in list(model.named_parameters())[:4]:
+    # LoRA-wrapped modules (e.g. word_embeddings) hold trained lora_* tensors and rename the frozen
+    # weight to base_layer.weight: skip the former, undo the latter, so trained and fresh bases agree.
+    frozen = [(n.replace(".base_layer.", "."), p) for n, p in model.named_parameters() if "lora_" not in n]
+    for name, p in frozen[:4]:
         digest.update(name.encode())
         digest.update(p.detach().float().cpu().numpy().tobytes()[:4096])
     return digest.hexdigest()[:16]
 
 
+def base_model_id(cfg: Config) -> str:
+    """The base model as the hub names it (model cards link to it)."""
+    return HUB_IDS.get(cfg.model_name, cfg.model_name)
+
+
 def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path) -> Path:
+    """LoRA weights + head, tokenizer and config, written atomically (temp dir + rename)."""
+    from .runs import atomic_directory
+
     adapter_dir = Path(adapter_dir)
-    adapter_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(adapter_dir))
-    tokenizer.save_pretrained(str(adapter_dir))
-    info = {"config": cfg.to_dict(), "labels": list(LABELS)}
-    if cfg.init == "random":
-        info["base_fingerprint"] = base_fingerprint(model.get_base_model())
-    write_json(info, adapter_dir / CONFIG_FILE)
+    if cfg.init == "pretrained":  # lets PEFT's AutoPeftModel find the base; a random base has no id
+        for peft_config in getattr(model, "peft_config", {}).values():
+            peft_config.base_model_name_or_path = base_model_id(cfg)
+    with atomic_directory(adapter_dir) as tmp:
+        # The frozen base embeddings are rebuilt on load (pretrained, or seeded and fingerprinted);
+        # "auto" would also ask the hub whether the vocabulary changed.
+        model.save_pretrained(str(tmp), save_embedding_layers=False)
+        tokenizer.save_pretrained(str(tmp))
+        info = {"config": cfg.to_dict(), "labels": list(LABELS)}
+        if cfg.init == "random":
+            info["base_fingerprint"] = base_fingerprint(model.get_base_model())
+        write_json(info, tmp / CONFIG_FILE)
     return adapter_dir
+
+
+def check_adapter_dir(adapter_dir: Path) -> None:
+    """A clear error for a missing or incomplete adapter directory (before any model is built)."""
+    adapter_dir = Path(adapter_dir)
+    fix = "Train one with `python -m lora_agnews train --out RUN` and pass --adapter RUN/adapter."
+    if not adapter_dir.exists():
+        raise AdapterError(f"adapter directory {adapter_dir} does not exist. {fix}")
+    if not adapter_dir.is_dir():
+        raise AdapterError(f"{adapter_dir} is a file; --adapter needs the adapter directory (RUN/adapter). {fix}")
+    if (adapter_dir / "adapter").is_dir() and not (adapter_dir / CONFIG_FILE).is_file():
+        raise AdapterError(f"{adapter_dir} is a run directory; pass its adapter: --adapter {adapter_dir / 'adapter'}")
+    needed = [CONFIG_FILE, "adapter_config.json", WEIGHTS_FILE]
+    missing = [n for n in needed if not (adapter_dir / n).is_file()]
+    if missing:
+        raise AdapterError(f"{adapter_dir} is not a complete adapter directory (missing {', '.join(missing)}). {fix}")
 
 
 def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu") -> tuple[Any, Any, Config]:
@@ -54,13 +92,13 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu") -> tuple
     from .model import _base_model, _quiet, apply_head
 
     adapter_dir = Path(adapter_dir)
-    needed = [CONFIG_FILE, "adapter_config.json"]
-    missing = [n for n in needed if not (adapter_dir / n).is_file()]
-    if missing:
-        raise AdapterError(f"{adapter_dir} is not an adapter directory (missing {', '.join(missing)}). Train one with "
-                           f"`python -m lora_agnews train --out RUN` and pass RUN/adapter.")
-    info = read_json(adapter_dir / CONFIG_FILE)
-    cfg = from_dict(info["config"])
+    check_adapter_dir(adapter_dir)
+    try:
+        info = read_json(adapter_dir / CONFIG_FILE)
+        cfg = from_dict(info["config"])
+    except (ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise AdapterError(f"{adapter_dir / CONFIG_FILE} is unreadable or from another version of lora_agnews "
+                           f"({exc}). Retrain the adapter with this version.") from None
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     torch.manual_seed(cfg.seed)
     with _quiet():
@@ -74,58 +112,67 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu") -> tuple
     return model, tokenizer, cfg
 
 
-def predict_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Class probabilities for raw texts (normalised as the training data was)."""
-    from .evaluate import predict_logits, softmax
+def predict_logits_for_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str],
+                             batch_size: int = 64) -> np.ndarray:
+    """Logits for raw texts (normalised as the training data was); a bar for long inputs."""
+    from .evaluate import predict_logits
+    from .progress import interactive
 
-    clean = [normalize_text(t) for t in texts]
+    clean = [normalize_text(str(t)) for t in texts]
+    empty = [i for i, t in enumerate(clean) if not t]
+    if empty:
+        raise ValueError(f"text {empty[0] + 1} is empty after normalisation; give non-empty headlines.")
     ids = tokenize(clean, tokenizer, cfg.max_length, cache=False)
     dataset = TokenizedDataset(ids, [0] * len(ids))
     device = next(model.parameters()).device
-    return softmax(predict_logits(model, dataset, tokenizer.pad_token_id, batch_size, device, "fp32"))
+    return predict_logits(model, dataset, tokenizer.pad_token_id, batch_size, device, "fp32",
+                          progress=interactive() and len(ids) > 10 * batch_size)
+
+
+def predict_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Class probabilities for raw texts, shape ``(len(texts), 4)`` in :data:`LABELS` order."""
+    from .evaluate import softmax
+
+    return softmax(predict_logits_for_texts(model, tokenizer, cfg, texts, batch_size))
+
+
+# --------------------------------------------------------------------------- model card
+def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The YAML front matter of the model card, in the Hugging Face hub schema."""
+    source = {"hub": "fancyzhx/ag_news", "sample": "project sample of AG News"}.get(cfg.data, "AG News CSV")
+    return {
+        "library_name": "peft",
+        "base_model": base_model_id(cfg),
+        "pipeline_tag": "text-classification",
+        "tags": ["lora", "peft", "text-classification", "ag_news", "lora-agnews"],
+        "datasets": ["fancyzhx/ag_news"],
+        "metrics": ["accuracy", "f1"],
+        "model-index": [{
+            "name": f"lora-agnews-{cfg.profile}",
+            "results": [{
+                "task": {"type": "text-classification", "name": "Topic classification"},
+                "dataset": {"name": f"AG News ({source})", "type": "fancyzhx/ag_news", "split": "test"},
+                "metrics": [
+                    {"type": "accuracy", "name": "accuracy", "value": round(float(metrics["accuracy"]), 4)},
+                    {"type": "f1", "name": "macro F1", "value": round(float(metrics["macro_f1"]), 4),
+                     "args": {"average": "macro"}},
+                ],
+            }],
+        }],
+    }
 
 
 def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) -> Path:
     """README.md in the Hugging Face model-card format (YAML metadata + text)."""
     acc, f1 = metrics["accuracy"], metrics["macro_f1"]
-    dataset = "fancyzhx/ag_news" if cfg.data == "hub" else ("project sample" if cfg.data == "sample" else "AG News CSV")
-    card = f"""---
-library_name: peft
-base_model: {cfg.model_name}
-pipeline_tag: text-classification
-tags:
-- lora
-- peft
-- text-classification
-- ag_news
-datasets:
-- fancyzhx/ag_news
-metrics:
-- accuracy
-- f1
-model-index:
-- name: lora-agnews-{cfg.profile}
-  results:
-  - task:
-      type: text-classification
-      name: Topic classification
-    dataset:
-      name: AG News ({dataset})
-      type: fancyzhx/ag_news
-      split: test
-    metrics:
-    - type: accuracy
-      value: {acc:.4f}
-    - type: f1
-      name: macro F1
-      value: {f1:.4f}
----
+    front = yaml.safe_dump(card_metadata(cfg, metrics), sort_keys=False, allow_unicode=True)
+    layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
+    body = f"""# LoRA adapter for AG News topic classification ({cfg.profile} profile)
 
-# LoRA adapter for AG News topic classification ({cfg.profile} profile)
-
-LoRA (r={cfg.lora_r}, alpha={cfg.lora_alpha}, {cfg.lora_variant}, targets {cfg.lora_targets}) on `{cfg.model_name}`
-with the `{cfg.head}` classification head; **{metrics['trainable_params']:,} trainable parameters**, head included
-(budget {cfg.budget:,}). Labels: {', '.join(f'{i} {n}' for i, n in enumerate(LABELS))}.
+LoRA (r={cfg.lora_r}, alpha={cfg.lora_alpha}, {cfg.lora_variant}, targets {cfg.lora_targets}{layers}) on
+`{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}` classification head;
+**{metrics['trainable_params']:,} trainable parameters**, head included (budget {cfg.budget:,}).
+Labels: {', '.join(f'{i} {n}' for i, n in enumerate(LABELS))}.
 
 | metric | value |
 | --- | --- |
@@ -133,6 +180,12 @@ with the `{cfg.head}` classification head; **{metrics['trainable_params']:,} tra
 | macro F1 | {f1:.4f} |
 | test examples | {metrics['n_eval']:,} |
 | data | {cfg.data} |
+
+## Files
+
+- `adapter_model.safetensors`, `adapter_config.json`: LoRA weights and the trained head (PEFT `modules_to_save`)
+- `tokenizer.json`, `tokenizer_config.json`: the tokenizer used in training
+- `{CONFIG_FILE}`: the full run configuration (and a fingerprint of a randomly initialised base)
 
 ## Use
 
@@ -144,8 +197,17 @@ python -m lora_agnews predict --adapter {adapter_dir} "Stocks rally as oil price
 from lora_agnews.adapter import load_adapter, predict_texts
 model, tokenizer, cfg = load_adapter("{adapter_dir}")
 probs = predict_texts(model, tokenizer, cfg, ["Stocks rally as oil prices fall"])
+merged = model.merge_and_unload()  # plain transformers model, same predictions
 ```
 
-Trained by the lora-agnews project; the full configuration is in `{CONFIG_FILE}`.
+Trained by the lora-agnews project.
 """
-    return atomic_write_text(card, Path(adapter_dir) / "README.md")
+    return atomic_write_text(f"---\n{front}---\n\n{body}", Path(adapter_dir) / CARD_FILE)
+
+
+def read_model_card(adapter_dir: Path) -> dict[str, Any]:
+    """The YAML front matter of an adapter's model card (for tests and the book)."""
+    text = (Path(adapter_dir) / CARD_FILE).read_text(encoding="utf-8")
+    if not text.startswith("---\n"):
+        raise AdapterError(f"{adapter_dir / CARD_FILE} has no YAML front matter.")
+    return yaml.safe_load(text[4:text.index("\n---", 4)])

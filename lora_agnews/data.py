@@ -78,7 +78,9 @@ def normalize_text(text: str) -> str:
 
 
 def join_title(title: str, description: str) -> str:
-    return normalize_text(f"{title}. {description}" if title and not title.endswith((".", "?", "!")) else f"{title} {description}")
+    # The hub's ``text`` column is title and description joined by one space: do the same so a
+    # model trained on one source reads the other identically.
+    return normalize_text(f"{title} {description}")
 
 
 # --------------------------------------------------------------------------- CSV

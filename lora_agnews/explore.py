@@ -135,6 +135,15 @@ def duplicates(splits: Splits, max_examples: int = 5) -> dict[str, Any]:
             "overlap_examples": examples}
 
 
+def duplicate_table(dupes: dict[str, Any]) -> pd.DataFrame:
+    """The duplicate/overlap counts of :func:`duplicates` as a two-column table."""
+    rows = [(f"duplicates within {name}", n) for name, n in dupes["within_split"].items()]
+    rows += [("test texts also in train or validation", dupes["train_test_overlap"]),
+             ("validation texts also in train", dupes["train_validation_overlap"]),
+             ("texts with conflicting labels", dupes["conflicting_labels"])]
+    return pd.DataFrame(rows, columns=["check", "examples"]).set_index("check")
+
+
 def _conflicting_labels(splits: Splits) -> int:
     """Texts that occur with more than one label anywhere (label noise the model cannot fix)."""
     frame = pd.concat(_frames(splits).values(), ignore_index=True)

@@ -33,6 +33,10 @@ def _style() -> Iterator[None]:
           "pdf.fonttype": 42, "figure.dpi": 100}
     with sns.axes_style("whitegrid"), plt.rc_context(rc):
         yield
+        interactive = matplotlib.is_interactive()
+    # The notebook backend switches interactive mode on when the first figure resolves it; leaving
+    # rc_context would switch it off again and later figures would no longer be shown inline.
+    matplotlib.interactive(interactive)
 
 
 def _figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (6.4, 4.0), **kwargs: Any) -> tuple[Figure, Any]:

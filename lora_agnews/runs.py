@@ -3,28 +3,53 @@
 A run directory is the unit that aggregation, the book and the report read. Its
 ``run.json`` says whether it is complete; readers refuse anything else, so a crashed or
 half-finished run can never leak a number into a table.
+
+Life of a run directory::
+
+    check()  read-only: new | resume | complete | replace, or a RunError (wrong config, live run)
+    claim()  the only destructive step (``replace`` empties the directory); called after the
+             data and the budget were validated, so a failing call never costs an earlier run
+    start()  status "running" with config, versions, commit, device, pid, host
+    finish() status "complete", or "failed" with the error
+
+A process killed with SIGKILL leaves status "running" and its pid dead: :func:`scan` reports
+it as ``interrupted`` and the next ``train`` with the same directory resumes it from its last
+complete checkpoint (:func:`last_checkpoint`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import io
+import os
 import platform
+import shutil
+import socket
 import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import paths
-from .artifacts import read_json, write_json
+from .artifacts import _atomic_write_bytes, read_json, write_json
 from .config import Config
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
+CHECKPOINTS = "checkpoints"
+# The Trainer writes trainer_state.json last: a checkpoint without it was cut off mid-save.
+CHECKPOINT_COMPLETE_MARKER = "trainer_state.json"
+STATUSES = ("complete", "running", "interrupted", "failed", "invalid")
 
 
 class RunError(RuntimeError):
     """A run directory cannot be used as asked; the message says why and what to do."""
 
 
+# --------------------------------------------------------------------------- provenance
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -33,7 +58,7 @@ def library_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "peft", "accelerate", "scikit-learn", "numpy", "datasets"):
+    for name in ("torch", "transformers", "peft", "accelerate", "tokenizers", "scikit-learn", "numpy", "datasets"):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -42,6 +67,7 @@ def library_versions() -> dict[str, str]:
 
 
 def git_commit() -> str:
+    """HEAD of the checkout (``-dirty`` with uncommitted changes); ``unknown`` outside git."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=paths.ROOT,
@@ -61,54 +87,121 @@ def device_description(device: Any) -> str:
     return f"cpu: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
+def world_size() -> int:
+    """Processes in this launch (torchrun / accelerate launch set WORLD_SIZE; 1 otherwise)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+# --------------------------------------------------------------------------- records
 def read_record(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         return None
     try:
-        return read_json(path)
+        record = read_json(path)
     except ValueError:
         return None
+    return record if isinstance(record, dict) else None
 
 
 def write_record(run_dir: Path, record: dict[str, Any]) -> None:
     write_json(record, Path(run_dir) / RUN_FILE)
 
 
-def prepare(run_dir: Path, cfg: Config, overwrite: bool = False) -> str:
-    """Claim ``run_dir`` for ``cfg``. Returns ``new``, ``resume`` or ``complete``.
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
-    A directory that holds a different configuration's run is refused unless
-    ``overwrite``: its checkpoints would otherwise be resumed into the wrong experiment.
+
+def is_live(record: dict[str, Any]) -> bool:
+    """True when the record is ``running`` and its process still runs on this host."""
+    if record.get("status") != "running":
+        return False
+    pid, host = record.get("pid"), record.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname() or pid == os.getpid():
+        return False
+    return _pid_alive(pid)
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def check(run_dir: Path, cfg: Config, overwrite: bool = False) -> str:
+    """What ``train`` would do with ``run_dir``: ``new``, ``resume``, ``complete`` or ``replace``.
+
+    Read-only, so errors surface before anything is touched. A directory that holds a
+    different configuration's run is refused unless ``overwrite``: its checkpoints would
+    otherwise be resumed into the wrong experiment.
     """
-    import shutil
-
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out {run_dir} is a file, not a directory; choose another --out.")
     record = read_record(run_dir)
     if record is None:
-        if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
-            raise RunError(f"{run_dir} is not empty and holds no run record; choose another --out "
-                           f"or pass --overwrite to replace its contents.")
-        if overwrite and run_dir.is_dir():
-            shutil.rmtree(run_dir)
+        if (run_dir / RUN_FILE).is_file():
+            if not overwrite:
+                raise RunError(f"{run_dir / RUN_FILE} is unreadable (not JSON); pass --overwrite to start the run "
+                               f"over, or choose another --out.")
+            return "replace"
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            if not overwrite:
+                raise RunError(f"{run_dir} is not empty and holds no run record; choose another --out "
+                               f"or pass --overwrite to replace its contents.")
+            return "replace"
         return "new"
+    if is_live(record):
+        raise RunError(f"{run_dir} is being trained right now by process {record['pid']} (started "
+                       f"{record.get('started')}); wait for it or stop it, then rerun to resume.")
     same = record.get("run_key") == cfg.run_key()
     if not same and not overwrite:
-        old = record.get("run_key") or {}
-        diff = sorted(k for k in set(old) | set(cfg.run_key()) if old.get(k) != cfg.run_key().get(k))
+        diff = _differences(record.get("run_key") or {}, cfg.run_key())
         raise RunError(f"{run_dir} holds a run of a different configuration (differs in: {', '.join(diff[:8])}). "
                        f"Choose another --out, or pass --overwrite (CLI) / overwrite=True to replace it.")
     if overwrite and (not same or record.get("status") == "complete"):
-        shutil.rmtree(run_dir)
+        return "replace"
+    if record.get("status") == "complete" and (run_dir / METRICS_FILE).is_file():
+        return "complete"
+    launched = int(record.get("world_size", 1))
+    if launched != world_size() and last_checkpoint(run_dir / CHECKPOINTS, clean=False):
+        raise RunError(f"{run_dir} holds checkpoints of a {launched}-process launch, and this launch has "
+                       f"{world_size()}: the batch schedule would not match. Resume with the same launch command "
+                       f"(torchrun --nproc_per_node {launched} ...), or pass --overwrite to start over.")
+    return "resume"
+
+
+def claim(run_dir: Path, state: str) -> str:
+    """Act on :func:`check`'s answer; ``replace`` empties the directory. Returns new/resume/complete."""
+    run_dir = Path(run_dir)
+    if state == "replace":
+        shutil.rmtree(run_dir, ignore_errors=False)
         return "new"
-    return "complete" if record.get("status") == "complete" else "resume"
+    return state
+
+
+def prepare(run_dir: Path, cfg: Config, overwrite: bool = False) -> str:
+    """:func:`check` then :func:`claim` in one step (for callers that validated the config already)."""
+    return claim(run_dir, check(run_dir, cfg, overwrite))
 
 
 def start(run_dir: Path, cfg: Config, device: Any) -> dict[str, Any]:
+    """Write status ``running`` with everything needed to reproduce or audit the run."""
     previous = read_record(run_dir) or {}
     record = {"status": "running", "config": cfg.to_dict(), "run_key": cfg.run_key(),
               "versions": library_versions(), "git_commit": git_commit(), "device": device_description(device),
-              "started": previous.get("started", now()), "updated": now(),
+              "world_size": world_size(), "pid": os.getpid(), "host": socket.gethostname(),
+              "command": " ".join(sys.argv), "started": previous.get("started", now()), "updated": now(),
               "attempts": int(previous.get("attempts", 0)) + 1, "error": None}
     write_record(run_dir, record)
     return record
@@ -117,22 +210,166 @@ def start(run_dir: Path, cfg: Config, device: Any) -> dict[str, Any]:
 def finish(run_dir: Path, record: dict[str, Any], error: BaseException | None = None) -> None:
     record = {**record, "updated": now()}
     if error is None:
-        record.update(status="complete", finished=now())
+        record.update(status="complete", finished=now(), error=None)
     else:
-        record.update(status="failed", error=f"{type(error).__name__}: {error}")
+        text = str(error) or "interrupted"
+        record.update(status="failed", error=f"{type(error).__name__}: {text}")
     write_record(run_dir, record)
 
 
 def load_complete(run_dir: Path) -> dict[str, Any]:
-    """Metrics of a complete run; a clear error for missing, running or failed ones."""
+    """Metrics of a complete run; a clear error for missing, running, interrupted or failed ones."""
     run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).is_file():
+        raise RunError(f"{run_dir} holds no run record ({RUN_FILE}); train it first "
+                       f"(python -m lora_agnews train --out {run_dir}).")
+    info = inspect(run_dir)
+    if info.status != "complete":
+        raise RunError(f"run {run_dir} is {info.status}{': ' + info.error if info.error else ''}; it is not used. "
+                       f"{_advice(info)}")
+    return read_json(run_dir / METRICS_FILE)
+
+
+def _advice(info: "RunInfo") -> str:
+    if info.status == "running":
+        return "Wait for it to finish."
+    return "Rerun the same command to resume it, or pass --overwrite to start over."
+
+
+# --------------------------------------------------------------------------- scanning
+@dataclass
+class RunInfo:
+    """One run directory as readers see it."""
+
+    path: Path
+    status: str  # complete | running | interrupted | failed | invalid
+    error: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    updated: str | None = None
+    record: dict[str, Any] | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    def as_row(self, root: Path | None = None) -> dict[str, Any]:
+        name = str(self.path.relative_to(root)) if root is not None else str(self.path)
+        return {"run": name, "status": self.status, "error": self.error, "updated": self.updated,
+                "seed": self.config.get("seed"), "lora_r": self.config.get("lora_r"),
+                "lora_targets": self.config.get("lora_targets"), "head": self.config.get("head")}
+
+
+def inspect(run_dir: Path) -> RunInfo:
+    """The status of one directory, checked against what is on disk (not only what run.json says)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).is_file():
+        return RunInfo(run_dir, "invalid", "no run record (run.json)")
     record = read_record(run_dir)
     if record is None:
-        raise RunError(f"{run_dir} holds no run record (run.json); train it first "
-                       f"(python -m lora_agnews train --out {run_dir}).")
-    if record.get("status") != "complete":
-        why = f": {record['error']}" if record.get("error") else ""
-        raise RunError(f"run {run_dir} is {record.get('status')}{why}; it is not used. Rerun the same command "
-                       f"to resume it, or pass --overwrite to start over.")
-    metrics = read_json(run_dir / METRICS_FILE)
-    return metrics
+        return RunInfo(run_dir, "invalid", "run.json is not readable JSON")
+    status, error = record.get("status"), record.get("error")
+    if status == "complete" and not (run_dir / METRICS_FILE).is_file():
+        status, error = "invalid", f"marked complete but {METRICS_FILE} is missing"
+    elif status == "complete":
+        try:
+            read_json(run_dir / METRICS_FILE)
+        except ValueError:
+            status, error = "invalid", f"{METRICS_FILE} is not readable JSON"
+    elif status == "running" and not is_live(record) and record.get("host") == socket.gethostname() \
+            and record.get("pid") != os.getpid():
+        status, error = "interrupted", f"process {record.get('pid')} stopped before finishing"
+    elif status not in STATUSES:
+        status, error = "invalid", f"unknown status {status!r}"
+    return RunInfo(run_dir, status, error, record.get("config") or {}, record.get("updated"), record)
+
+
+def scan(root: Path) -> list[RunInfo]:
+    """Every run directory under ``root`` (any depth), sorted by path, with its status."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = sorted({p.parent for p in root.rglob(RUN_FILE)})
+    return [inspect(d) for d in found if CHECKPOINTS not in d.relative_to(root).parts]
+
+
+def complete_runs(root: Path) -> list[Path]:
+    """The run directories under ``root`` whose numbers may be used."""
+    return [info.path for info in scan(root) if info.complete]
+
+
+def require_complete(root: Path) -> list[Path]:
+    """All runs under ``root``, or a RunError that lists the incomplete ones (for strict readers)."""
+    infos = scan(root)
+    bad = [i for i in infos if not i.complete]
+    if bad:
+        lines = "; ".join(f"{i.path} ({i.status}{': ' + i.error if i.error else ''})" for i in bad[:10])
+        raise RunError(f"{len(bad)} of {len(infos)} run(s) under {root} are not complete: {lines}. Rerun the command "
+                       f"that trains them (complete runs are reused, interrupted ones resume).")
+    return [i.path for i in infos]
+
+
+# --------------------------------------------------------------------------- checkpoints
+def checkpoint_is_complete(path: Path) -> bool:
+    return (Path(path) / CHECKPOINT_COMPLETE_MARKER).is_file()
+
+
+def last_checkpoint(checkpoint_dir: Path, clean: bool = True) -> str | None:
+    """The newest checkpoint the Trainer finished writing; cut-off ones are removed (``clean``).
+
+    The Trainer writes a checkpoint in place and ``trainer_state.json`` last, so a process
+    killed mid-save leaves a directory that would crash or corrupt the resume.
+    """
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    checkpoint_dir = Path(checkpoint_dir)
+    if not checkpoint_dir.is_dir():
+        return None
+    found = []
+    for child in checkpoint_dir.iterdir():
+        name = child.name
+        if not child.is_dir() or not name.startswith(PREFIX_CHECKPOINT_DIR + "-"):
+            continue
+        step = name.rsplit("-", 1)[-1]
+        if not step.isdigit():
+            continue
+        if checkpoint_is_complete(child):
+            found.append((int(step), child))
+        elif clean:
+            shutil.rmtree(child, ignore_errors=True)
+    return str(max(found)[1]) if found else None
+
+
+# --------------------------------------------------------------------------- atomic artifacts
+def save_arrays(path: Path, **arrays: Any) -> Path:
+    """``np.savez_compressed`` through a temporary file and a rename."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return _atomic_write_bytes(buffer.getvalue(), Path(path))
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``target`` by renames.
+
+    A crash while writing leaves the old directory untouched (and no half-written one).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -65,9 +65,38 @@ def teacher_extra(cfg: Config, splits: Splits) -> dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- Trainer
+class SeededLengthGroupedSampler(torch.utils.data.Sampler):
+    """Length-grouped batches in an order that depends on (seed, epoch) only.
+
+    transformers' LengthGroupedSampler draws from the global torch RNG. A run resumed
+    mid-epoch reaches the sampler with a different global RNG state than the uninterrupted
+    run, so the resumed epoch would shuffle differently and the skipped batches would not be
+    the ones already seen; under DDP every rank must also draw the same order, because
+    accelerate shards one batch sequence between ranks. The Trainer (through accelerate)
+    calls ``set_epoch`` before every epoch, also on the batch-skipping loader of a resume.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths = list(lengths)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Any:
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
 def _trainer_class() -> type:
     from transformers import Trainer
-    from transformers.trainer_pt_utils import LengthGroupedSampler
 
     class LoraTrainer(Trainer):
         """Trainer with a length-grouped sampler and an optional distillation loss."""
@@ -82,8 +111,9 @@ def _trainer_class() -> type:
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             if not self._group:
                 return super()._get_train_sampler(dataset) if train_dataset is not None else super()._get_train_sampler()
-            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                        dataset=dataset, lengths=dataset.lengths)
+            return SeededLengthGroupedSampler(dataset.lengths,
+                                              self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                              seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any) -> Any:
             teacher = inputs.pop("teacher_logits", None)
@@ -154,7 +184,6 @@ def _env_world() -> int:
 def fit(prep: Prepared, out_dir: Path) -> Any:
     """Run the Trainer (resuming from the last checkpoint in ``out_dir`` if there is one)."""
     from transformers import EarlyStoppingCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     cfg = prep.cfg
     device = device_for(cfg)
@@ -167,8 +196,8 @@ def fit(prep: Prepared, out_dir: Path) -> Any:
         data_collator=PadCollator(prep.tokenizer.pad_token_id, multiple=8 if device.type == "cuda" else 1),
         processing_class=prep.tokenizer, compute_metrics=_accuracy, callbacks=callbacks,
         group_by_length=cfg.group_by_length, distill=distill)
-    ckpt_dir = out_dir / "checkpoints"
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    # Rank 0 picks the newest complete checkpoint (removing cut-off ones); all ranks resume from it.
+    last = _on_main(lambda: runs.last_checkpoint(out_dir / runs.CHECKPOINTS))
     if last:
         say(f"resuming from {Path(last).name}")
     trainer.train(resume_from_checkpoint=last)
@@ -176,28 +205,91 @@ def fit(prep: Prepared, out_dir: Path) -> Any:
 
 
 def train(cfg: Config, out_dir: Path, overwrite: bool = False, splits: Splits | None = None) -> dict[str, Any]:
-    """Train, save the adapter, score the test split once, write ``metrics.json``; return the metrics."""
+    """Train, save the adapter, score the test split once, write ``metrics.json``; return the metrics.
+
+    Rerunning with the same ``out_dir`` reuses a complete run and resumes an interrupted one.
+    Nothing in ``out_dir`` is touched until the config, the data and the budget were checked,
+    so a refused call never costs an earlier run. Under torchrun / accelerate launch only rank
+    0 writes the record, the adapter and the metrics; other ranks return ``{}``.
+    """
+    from .progress import quiet_libraries
+
+    quiet_libraries()
     out_dir = Path(out_dir).resolve()
-    state = runs.prepare(out_dir, cfg, overwrite=overwrite)
+    _init_distributed(cfg)
+    state = _on_main(lambda: runs.check(out_dir, cfg, overwrite=overwrite))
     if state == "complete":
         say(f"{out_dir} already holds this complete run; reusing it (pass --overwrite to retrain)")
-        return runs.load_complete(out_dir)
-    prep = prepare(cfg, splits)  # budget and data errors surface here, before any record is written
+        return runs.load_complete(out_dir) if _is_main_process() else {}
+    prep = prepare(cfg, splits)  # config, data and budget errors surface here, before out_dir is touched
     device = device_for(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    record = runs.start(out_dir, cfg, device)
+    record = _on_main(lambda: _claim(out_dir, cfg, state, device))
+    if state == "resume":
+        say(f"{out_dir} holds an unfinished run of this configuration (attempt {record['attempts']}); resuming it")
     try:
         metrics = _train_and_score(prep, out_dir, device)
     except BaseException as exc:
-        runs.finish(out_dir, record, exc)
+        if _is_main_process():
+            runs.finish(out_dir, record, exc)
         raise
     if _is_main_process():
         runs.finish(out_dir, record)
     return metrics
 
 
+def _claim(out_dir: Path, cfg: Config, state: str, device: torch.device) -> dict[str, Any]:
+    runs.claim(out_dir, state)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return runs.start(out_dir, cfg, device)
+
+
+# --------------------------------------------------------------------------- distributed launches
+def _init_distributed(cfg: Config) -> None:
+    """Join the process group early under torchrun / accelerate launch (WORLD_SIZE > 1).
+
+    The run directory must be claimed by rank 0 before any rank looks for checkpoints, which
+    needs a collective before the Trainer exists; the Trainer's accelerate state then reuses
+    this group (gloo on CPU, nccl on CUDA).
+    """
+    import atexit
+    import os
+
+    if runs.world_size() <= 1 or not torch.distributed.is_available() or torch.distributed.is_initialized():
+        return
+    cuda = device_for(cfg).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+    atexit.register(_destroy_distributed)
+
+
+def _destroy_distributed() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def _on_main(fn: Any) -> Any:
+    """``fn()`` on rank 0 only; its result (or its exception) is shared with every rank."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
+            or torch.distributed.get_world_size() == 1:
+        return fn()
+    box: list[Any] = [None]
+    if torch.distributed.get_rank() == 0:
+        try:
+            box[0] = ("ok", fn())
+        except Exception as exc:  # re-raised on every rank, so no rank waits forever
+            box[0] = ("error", exc)
+    torch.distributed.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise value
+    return value
+
+
 def _is_main_process() -> bool:
-    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return runs.rank() == 0
 
 
 def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dict[str, Any]:
@@ -232,7 +324,7 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
         "device": runs.device_description(device), "global_steps": trainer.state.global_step,
         "adapter_dir": adapter_dir.name,
     })
-    np.savez_compressed(out_dir / "test_predictions.npz", logits=logits, labels=np.asarray(prep.test.labels))
+    runs.save_arrays(out_dir / "test_predictions.npz", logits=logits, labels=np.asarray(prep.test.labels))
     write_json(history, out_dir / "history.json")
     write_json(metrics, out_dir / runs.METRICS_FILE)
     from .adapter import write_model_card

@@ -1,0 +1,486 @@
+"""The research pipeline: four notebooks (papermill) -> HTML book (jupyter-book) -> PDF report (latexmk).
+
+``python -m lora_agnews run --profile NAME`` runs it; ``make all|notebooks|book|report`` call that.
+The notebooks are the only producers of results: each reads its parameters (the profile's
+values, then ``-p`` overrides), calls the package and writes JSON, figures and LaTeX under
+``results/<profile>/``. A ``COMPLETE`` stamp is written only after all four succeeded and is
+removed before they start, so the book and the report can never show stale or partial results.
+
+The first half of this module holds the small helpers the notebooks call (their config,
+the main run, re-scoring the saved adapter); the second half drives the steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from . import config as config_mod
+from . import paths, runs
+from .artifacts import read_json, save_figure, write_json
+from .config import Config, ConfigError
+from .progress import interactive, say
+
+NOTEBOOKS = ("01_exploration", "02_training", "03_evaluation", "04_ablations")
+STEPS = ("notebooks", "book", "report")
+STAMP = "COMPLETE"
+KERNEL = "python3"
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
+
+
+class PipelineError(RuntimeError):
+    """A step failed; the message says which, why, and where to look."""
+
+
+# =========================================================================== notebook side
+def notebook_config(namespace: Mapping[str, Any]) -> Config:
+    """The notebook's config: ``profile``'s values, then its parameters (a notebook's globals) as overrides.
+
+    Any plain value (str/int/float/bool) in the namespace whose name is not a config key is
+    taken for a mistyped parameter and refused by name: papermill injects whatever it is
+    given, so a typo would otherwise run the notebook with the profile's value in silence.
+    """
+    if "profile" not in namespace:
+        raise ConfigError("the notebook's parameters cell must define profile = \"<name>\" (e.g. \"demo\").")
+    known = set(config_mod.keys())
+    unknown = sorted(k for k, v in namespace.items()
+                     if isinstance(v, (str, int, float, bool)) and not k.startswith("_")
+                     and k not in known and k not in _IPYTHON_NAMES)
+    if unknown:
+        config_mod.coerce(unknown[0], namespace[unknown[0]])  # raises ConfigError naming it (with a hint)
+    values = {k: namespace[k] for k in known if k in namespace and k != "profile"}
+    return config_mod.load(str(namespace["profile"]), values)
+
+
+def main_run_dir(cfg: Config) -> Path:
+    """The run directory of the profile's main training run (notebooks 02 and 03)."""
+    return paths.runs_dir(cfg.profile) / "main"
+
+
+def main_adapter_dir(cfg: Config) -> Path:
+    """The saved adapter (LoRA weights + trained head) of the main run."""
+    return main_run_dir(cfg) / "adapter"
+
+
+def load_history(cfg: Config) -> list[dict[str, Any]]:
+    """The main run's Trainer log history (training loss and validation metrics per logged step)."""
+    return read_json(main_run_dir(cfg) / "history.json")
+
+
+def train_main(cfg: Config) -> dict[str, Any]:
+    """Train the main run; a complete run of the same config is reused, one of another config replaced.
+
+    Reuse keeps re-executing the notebooks cheap (the paper profile trains for an hour); the
+    run record's config key decides, so a changed parameter always retrains.
+    """
+    from .train import train
+
+    run_dir = main_run_dir(cfg)
+    record = runs.read_record(run_dir)
+    changed = record is not None and record.get("run_key") != cfg.run_key()
+    if changed:
+        say(f"{run_dir} holds a run of another configuration; replacing it")
+    with quiet_training():
+        return train(cfg, run_dir, overwrite=changed)
+
+
+@contextlib.contextmanager
+def quiet_training() -> Iterator[None]:
+    """Keep the Trainer's printed per-step log dicts out of the notebook (history.json holds them all)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+@dataclass
+class Rescored:
+    """Test-split predictions of the saved adapter, re-scored in a fresh model."""
+
+    metrics: dict[str, Any]
+    logits: np.ndarray
+    probs: np.ndarray
+    texts: list[str]
+    labels: np.ndarray
+    adapter_dir: Path
+    agreement: float | None  # share of test predictions equal to those made right after training
+
+
+def rescore_test(cfg: Config) -> Rescored:
+    """Load the main run's adapter into a freshly built base model and score the test split.
+
+    This is the check that the saved artifact (LoRA weights + trained head) is the model:
+    the predictions are compared with the ones recorded at the end of training.
+    """
+    from .adapter import load_adapter
+    from .data import encode, load_splits
+    from .evaluate import evaluate_model, softmax
+    from .model import device_for, resolve_precision
+
+    run_dir = main_run_dir(cfg)
+    runs.load_complete(run_dir)  # a clear error when 02 did not finish
+    device = device_for(cfg)
+    model, tokenizer, run_cfg = load_adapter(main_adapter_dir(cfg), device=device)
+    if run_cfg.run_key() != cfg.run_key():
+        diff = sorted(k for k, v in cfg.run_key().items() if run_cfg.run_key().get(k) != v)
+        raise runs.RunError(f"the adapter in {run_dir} was trained with other parameters ({', '.join(diff)}); "
+                            f"re-execute 02_training with this configuration first.")
+    splits = load_splits(cfg)
+    test = encode(splits.test, tokenizer, cfg.max_length)
+    metrics, logits = evaluate_model(model, test, tokenizer.pad_token_id, cfg.eval_batch_size, device,
+                                     resolve_precision(cfg, device))
+    agreement = None
+    saved = run_dir / "test_predictions.npz"
+    if saved.is_file():
+        with np.load(saved) as old:
+            if len(old["logits"]) == len(logits):
+                agreement = float((old["logits"].argmax(1) == logits.argmax(1)).mean())
+    return Rescored(metrics, logits, softmax(logits), splits.test["text"].tolist(), np.asarray(test.labels),
+                    main_adapter_dir(cfg), agreement)
+
+
+def adapter_contents(adapter_dir: Path) -> "Any":
+    """Tensors saved in the adapter, grouped (LoRA weights vs trained head), with parameter counts.
+
+    Comparing the saved total with the trainable count shows the artifact holds exactly
+    what was trained: nothing missing (the head), nothing extra (frozen weights).
+    """
+    import pandas as pd
+    from safetensors import safe_open
+
+    weights = Path(adapter_dir) / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise runs.RunError(f"{weights} is missing; re-execute 02_training.")
+    groups: dict[str, list[int]] = {}
+    with safe_open(str(weights), framework="pt") as handle:
+        for key in handle.keys():
+            group = "LoRA weights" if "lora_" in key else "classification head" if "classifier" in key else "other"
+            n = int(np.prod(handle.get_slice(key).get_shape()))
+            groups.setdefault(group, []).append(n)
+    frame = pd.DataFrame([(g, len(v), sum(v)) for g, v in groups.items()], columns=["group", "tensors", "parameters"])
+    return frame.set_index("group")
+
+
+def publish_figure(fig: Any, cfg: Config, name: str) -> None:
+    """Save ``fig`` as ``results/<profile>/figures/<name>.png`` and ``.pdf``; the notebook still shows it."""
+    save_figure(fig, paths.figures_dir(cfg.profile), name)
+
+
+def write_result(data: Any, cfg: Config, name: str) -> Path:
+    """``results/<profile>/<name>.json`` (atomic)."""
+    return write_json(data, paths.results_dir(cfg.profile) / f"{name}.json")
+
+
+# =========================================================================== driver side
+def stamp_path(profile: str) -> Path:
+    return paths.results_dir(profile) / STAMP
+
+
+def notebook_parameters(profile: str, cfg: Config, notebook: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """What papermill injects: every key of the profile's YAML, every key the notebook declares, overrides.
+
+    Values come from the validated config, so they are typed (``-p lora_r 4`` arrives as 4),
+    and a parameter the notebook declares with its demo value is always replaced by this
+    profile's value, never silently left at the demo's.
+    """
+    import papermill
+
+    declared = set(papermill.inspect_notebook(str(notebook)))
+    keys = set(config_mod.read_profile(profile)) | (declared & set(config_mod.keys())) | set(overrides)
+    values = cfg.to_dict()
+    ordered = [k for k in config_mod.keys() if k in keys]
+    return {k: values[k] for k in ordered}
+
+
+def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> None:
+    """Execute the four notebooks in order into ``build/<profile>/notebooks``; stop at the first failure."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    stamp = stamp_path(profile)
+    stamp.unlink(missing_ok=True)  # from here on, the book and report refuse the old results
+    out_dir = paths.executed_notebooks_dir(profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in NOTEBOOKS:
+        (out_dir / f"{name}.ipynb").unlink(missing_ok=True)
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # no debugger warning from each kernel
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    started = time.perf_counter()
+    for i, name in enumerate(NOTEBOOKS, 1):
+        source, target = paths.NOTEBOOKS / f"{name}.ipynb", out_dir / f"{name}.ipynb"
+        if not source.is_file():
+            raise PipelineError(f"notebook {source} is missing; restore it from the repository (git checkout).")
+        say(f"notebook {i}/{len(NOTEBOOKS)}: {name} (profile {profile})")
+        t0 = time.perf_counter()
+        try:
+            with _quiet_papermill():
+                papermill.execute_notebook(
+                    str(source), str(target), parameters=notebook_parameters(profile, cfg, source, tuple(overrides)),
+                    kernel_name=KERNEL, cwd=str(out_dir), progress_bar=interactive(), log_output=False,
+                    stderr_file=_ProgressEcho(), extra_arguments=["--IPKernelApp.log_level=ERROR"])
+        except PapermillExecutionError as exc:
+            raise PipelineError(_cell_failure(name, exc, target)) from None
+        say(f"notebook {name} done in {time.perf_counter() - t0:.1f} s -> {target}")
+    write_json({"profile": profile, "finished": runs.now(), "notebooks": list(NOTEBOOKS),
+                "overrides": {k: cfg.to_dict()[k] for k in overrides}, "git_commit": runs.git_commit(),
+                "seconds": round(time.perf_counter() - started, 1)}, stamp)
+
+
+class _ProgressEcho:
+    """Relays the kernel's progress lines (``[lora_agnews] ...`` on stderr) to the terminal, live.
+
+    A notebook such as 04 trains for minutes; its step-by-step lines show the run is moving.
+    Everything else the kernel writes stays in the notebook.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = ""
+
+    def write(self, text: str) -> None:
+        self._buffer += text
+        *lines, self._buffer = self._buffer.split("\n")
+        for line in lines:
+            if line.startswith("[lora_agnews]"):
+                print("    " + line, file=sys.stderr, flush=True)
+
+    def flush(self) -> None:
+        pass
+
+
+class _DropUndeclared(logging.Filter):
+    """Papermill warns for each profile key a notebook does not declare; passing them all is intended."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Passed unknown parameter")
+
+
+@contextlib.contextmanager
+def _quiet_papermill() -> Iterator[None]:
+    logger = logging.getLogger("papermill")
+    drop = _DropUndeclared()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def _cell_failure(name: str, exc: Any, target: Path) -> str:
+    tail = [_strip_ansi(line) for line in (exc.traceback or [])][-6:]
+    trace = "\n".join("    " + line for chunk in tail for line in chunk.splitlines()[-3:])
+    return (f"notebook {name} failed in cell [{exc.exec_count}]: {exc.ename}: {_strip_ansi(str(exc.evalue))}\n"
+            f"{trace}\n  the partly executed notebook (with the error) is kept at {target}\n"
+            f"  later notebooks, the book and the report were not run.")
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+
+
+def require_results(profile: str) -> dict[str, Any]:
+    """The stamp of a complete notebook run, or an error naming the command that makes one."""
+    stamp = stamp_path(profile)
+    if not stamp.is_file():
+        raise PipelineError(
+            f"no complete results for profile '{profile}' in {paths.results_dir(profile)} (no {STAMP} stamp: the "
+            f"notebooks have not all run successfully since the last change). Run `make notebooks PROFILE={profile}` "
+            f"(or python -m lora_agnews run --profile {profile} --steps notebooks) first.")
+    return read_json(stamp)
+
+
+def _run_tool(cmd: Sequence[str], cwd: Path, what: str, log: Path) -> None:
+    proc = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(proc.stdout + "\n" + proc.stderr, encoding="utf-8")
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stdout + "\n" + proc.stderr).splitlines() if ln.strip()]
+        shown = [ln for ln in lines if re.search(r"(?i)warning|error|^!|\.tex:\d+:", ln)][-15:] or lines[-15:]
+        raise PipelineError(f"{what} failed (exit {proc.returncode}):\n" + "\n".join("    " + ln for ln in shown)
+                            + f"\n  full log: {log}")
+
+
+# --------------------------------------------------------------------------- book
+def _jupyter_book() -> str:
+    exe = Path(sys.executable).with_name("jupyter-book")
+    if exe.is_file():
+        return str(exe)
+    found = shutil.which("jupyter-book")
+    if not found:
+        raise PipelineError("jupyter-book is not installed in this environment; run `make setup`.")
+    return found
+
+
+def book_html_dir(profile: str) -> Path:
+    """Where jupyter-book puts the HTML (``--path-output`` + ``_build/html``)."""
+    return paths.book_build_dir(profile) / "_build" / "html"
+
+
+def assemble_book(profile: str, stamp: Mapping[str, Any]) -> Path:
+    """``build/<profile>/book_src``: book/ sources rendered with this profile's results + executed notebooks."""
+    from . import reporting
+
+    src = paths.build_root() / profile / "book_src"
+    if src.exists():
+        shutil.rmtree(src)
+    shutil.copytree(paths.BOOK, src, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints", "__pycache__"))
+    (src / "notebooks").mkdir(exist_ok=True)
+    for name in NOTEBOOKS:
+        executed = paths.executed_notebooks_dir(profile) / f"{name}.ipynb"
+        if not executed.is_file():
+            raise PipelineError(f"{executed} is missing; run `make notebooks PROFILE={profile}` first.")
+        _book_copy(executed, src / "notebooks" / executed.name)
+    figures = src / "figures"
+    figures.mkdir(exist_ok=True)
+    for png in paths.figures_dir(profile).glob("*.png"):
+        shutil.copy2(png, figures / png.name)
+    try:
+        context = reporting.book_context(profile, stamp)
+        for page in src.glob("*.md"):
+            page.write_text(reporting.render_template(page.read_text(encoding="utf-8"), context, page.name),
+                            encoding="utf-8")
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise PipelineError(f"book: cannot render the pages from results/{profile}: {exc}") from None
+    _write_book_config(src, context)
+    return src
+
+
+def _book_copy(executed: Path, target: Path) -> None:
+    """The executed notebook, arranged for reading; outputs untouched, nothing re-executed.
+
+    The title cell moves to the top (a page should open with its title, not with code); the
+    original parameters cell (the demo defaults papermill overrode) is dropped from the page;
+    the injected parameters, the values that produced the outputs, stay one click away.
+    """
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    title = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), None)
+    if title:
+        nb.cells.insert(0, nb.cells.pop(title))
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+        elif "injected-parameters" in tags:
+            cell.metadata["tags"] = [*tags, "hide-input"]
+    nbformat.write(nb, target)
+
+
+def _write_book_config(src: Path, context: Mapping[str, Any]) -> None:
+    import yaml
+
+    cfg_file = src / "_config.yml"
+    data = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
+    data["title"] = f"{data.get('title', 'lora-agnews')} ({context['profile']} profile)"
+    html = data.setdefault("html", {})
+    if not context["is_paper"]:
+        html["announcement"] = (f"Results of the <b>{context['profile']}</b> profile ({context['model_name']}): "
+                                f"a demonstration of the pipeline, not roberta-base results on full AG News.")
+    cfg_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def build_book(profile: str) -> Path:
+    """Render the stored notebook outputs and the results page to HTML; warnings are errors."""
+    stamp = require_results(profile)
+    t0 = time.perf_counter()
+    say(f"book: assembling sources for profile {profile}")
+    src = assemble_book(profile, stamp)
+    out = paths.book_build_dir(profile)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    say("book: jupyter-book build (offline, warnings are errors)")
+    _run_tool([_jupyter_book(), "build", str(src), "--path-output", str(out), "--warningiserror", "--keep-going",
+               "--all"], cwd=src, what="jupyter-book build", log=out / "build.log")
+    index = book_html_dir(profile) / "index.html"
+    if not index.is_file():
+        raise PipelineError(f"jupyter-book finished but {index} is missing; see {out / 'build.log'}.")
+    say(f"book done in {time.perf_counter() - t0:.1f} s -> {index}")
+    return index
+
+
+# --------------------------------------------------------------------------- report
+def build_report(profile: str) -> Path:
+    """Copy report/ sources, generated LaTeX and figure PDFs into the build dir; latexmk to main.pdf."""
+    from . import reporting
+
+    require_results(profile)
+    if not shutil.which("latexmk"):
+        raise PipelineError("latexmk is not installed: run `make tex` (Debian TeX packages) and retry.")
+    t0 = time.perf_counter()
+    out = paths.report_build_dir(profile)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for item in paths.REPORT.iterdir():
+        if item.is_file() and item.suffix in (".tex", ".bib", ".sty", ".bst", ".cls"):
+            shutil.copy2(item, out / item.name)
+    tex = reporting.tex_dir(profile)
+    missing = [f"macros_{n}.tex" for n in reporting.NOTEBOOK_MACRO_FILES if not (tex / f"macros_{n}.tex").is_file()]
+    if missing:
+        raise PipelineError(f"{tex} lacks {', '.join(missing)}; run `make notebooks PROFILE={profile}` first.")
+    shutil.copytree(tex, out / "generated")
+    (out / "figures").mkdir()
+    for pdf in paths.figures_dir(profile).glob("*.pdf"):
+        shutil.copy2(pdf, out / "figures" / pdf.name)
+    say(f"report: latexmk main.tex (profile {profile})")
+    _run_tool(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "main.tex"],
+              cwd=out, what="latexmk", log=out / "latexmk-output.log")
+    pdf = out / "main.pdf"
+    if not pdf.is_file():
+        raise PipelineError(f"latexmk finished but {pdf} is missing; see {out / 'main.log'}.")
+    say(f"report done in {time.perf_counter() - t0:.1f} s -> {pdf}")
+    return pdf
+
+
+# --------------------------------------------------------------------------- entry points
+def parse_steps(steps: str | Sequence[str]) -> tuple[str, ...]:
+    items = [s.strip() for s in (steps.split(",") if isinstance(steps, str) else steps) if s.strip()]
+    bad = [s for s in items if s not in STEPS]
+    if bad or not items:
+        raise ConfigError(f"unknown step(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(STEPS)} "
+                          f"(comma-separated, e.g. --steps book,report).")
+    return tuple(s for s in STEPS if s in items)
+
+
+def run(profile: str, steps: str | Sequence[str] = STEPS, overrides: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """Run the chosen steps in order; returns the produced paths. Validates everything first."""
+    steps = parse_steps(steps)
+    overrides = dict(overrides or {})
+    cfg = config_mod.load(profile, overrides)  # unknown keys / wrong types: ConfigError naming the key
+    if overrides and "notebooks" not in steps:
+        say(f"note: -p overrides only change the notebooks step; {', '.join(steps)} render the stored results")
+    say(f"pipeline: profile {profile}, steps {', '.join(steps)}" + (f", overrides {overrides}" if overrides else ""))
+    produced: dict[str, Path] = {}
+    t0 = time.perf_counter()
+    if "notebooks" in steps:
+        run_notebooks(profile, cfg, overrides)
+        produced["notebooks"] = paths.executed_notebooks_dir(profile)
+    if "book" in steps:
+        produced["book"] = build_book(profile)
+    if "report" in steps:
+        produced["report"] = build_report(profile)
+    say(f"pipeline finished in {time.perf_counter() - t0:.1f} s: " + json.dumps({k: str(v) for k, v in produced.items()}))
+    return produced
+
+
+def cli_run(args: Any) -> int:
+    """``python -m lora_agnews run --profile NAME [--steps a,b] [-p KEY VALUE ...]``."""
+    overrides = {key: config_mod.coerce(key, value) for key, value in args.param}
+    try:
+        run(args.profile, args.steps, overrides)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,440 @@
+"""From results to what readers see: LaTeX macros and tables, and the book's results page values.
+
+The report and the book never contain a typed number: every value comes from the JSON a
+notebook wrote, through a macro (``\\TestAccuracy``), a generated table, or the results
+page rendered at build time. Formatting lives here once, so the book, the report and the
+tests (which look for the accuracy in the PDF) agree on how a number is written.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from . import artifacts, paths
+from .config import CHOICES, Config
+from .data import LABELS
+
+PAPER_PROFILE = "paper"
+NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations")
+TARGET_ABBREVIATIONS = {"query": "Q", "key": "K", "value": "V", "dense": "dense", "word_embeddings": "emb"}
+
+
+# --------------------------------------------------------------------------- locations
+def tex_dir(profile: str) -> Path:
+    """Generated LaTeX (macros and tables) of a profile: ``results/<profile>/tex``."""
+    return paths.results_dir(profile) / "tex"
+
+
+def macros_path(profile: str, notebook: str) -> Path:
+    return tex_dir(profile) / f"macros_{notebook}.tex"
+
+
+def write_macros(profile: str, notebook: str, values: Mapping[str, Any]) -> Path:
+    """One macros file per notebook (``macros_<notebook>.tex``); keys become CamelCase names."""
+    if notebook not in NOTEBOOK_MACRO_FILES:
+        raise ValueError(f"unknown macros file '{notebook}'; use one of {', '.join(NOTEBOOK_MACRO_FILES)}.")
+    names = [artifacts.macro_name(k) for k in values]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"macro names collide: {', '.join(dupes)}; rename the keys.")
+    return artifacts.write_macros(values, macros_path(profile, notebook), header=f"profile {profile}, {notebook}")
+
+
+def write_table(profile: str, name: str, tabular: str) -> Path:
+    """A generated ``tabular`` (``results/<profile>/tex/<name>.tex``); captions live in main.tex."""
+    return artifacts.atomic_write_text(tabular, tex_dir(profile) / f"{name}.tex")
+
+
+def read_macros(path: Path) -> dict[str, str]:
+    """``{MacroName: value}`` of a generated macros file (tests and the book read them back)."""
+    import re
+
+    pattern = re.compile(r"^\\newcommand\{\\([A-Za-z]+)\}\{(.*)\}$")
+    out = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        match = pattern.match(line.strip())
+        if match:
+            out[match.group(1)] = match.group(2)
+    return out
+
+
+# --------------------------------------------------------------------------- formatting
+def pct(x: float | None, digits: int = 2) -> str:
+    """A share as a percentage without the sign: 0.94372 -> ``94.37`` (the macros' format)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return artifacts.fmt_pct(float(x), digits)
+
+
+def num(n: int | float | None) -> str:
+    """Thousands separators: 980740 -> ``980,740``."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "n/a"
+    return artifacts.fmt_int(n)
+
+
+def dec(x: float | None, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{float(x):.{digits}f}"
+
+
+def pvalue(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_text(p: float) -> str:
+    """``= 0.123`` or ``< 0.001``: what follows "p" in a sentence."""
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
+def short_targets(targets: str) -> str:
+    """``query,key,value,word_embeddings`` -> ``Q,K,V,emb`` (tables stay narrow)."""
+    return ",".join(TARGET_ABBREVIATIONS.get(t.strip(), t.strip()) for t in targets.split(",") if t.strip())
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub/MyST pipe table (the book's results page)."""
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(c) for c in columns) + " |",
+             "|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(columns))) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- profile and setup
+def profile_note(cfg: Config) -> str:
+    """The honesty sentence stamped on the book and the report for every profile."""
+    data = {"hub": "the full AG News corpus", "sample": "the small AG News sample shipped with the project"}.get(
+        cfg.data, "AG News rows from a local CSV directory")
+    if cfg.profile == PAPER_PROFILE:
+        return (f"These results come from the paper profile: {cfg.model_name} fine-tuned with LoRA on {data}, "
+                f"evaluated on its test split.")
+    return (f"These results come from the {cfg.profile} profile ({cfg.model_name} on {data}). They demonstrate "
+            f"the pipeline end to end; they are not roberta-base results on the full AG News test set, and its "
+            f"numbers must not be quoted as such.")
+
+
+def setup_macros(cfg: Config) -> dict[str, Any]:
+    """The profile and the training recipe (notebook 02's macros file)."""
+    return {
+        "profile": cfg.profile, "profile_note": profile_note(cfg), "is_paper_profile": str(cfg.profile == PAPER_PROFILE).lower(),
+        "model_name": cfg.model_name, "data_source": cfg.data, "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
+        "lora_dropout": cfg.lora_dropout, "lora_targets": cfg.lora_targets, "lora_variant": cfg.lora_variant,
+        "head_name": cfg.head, "budget": num(cfg.budget), "epochs": f"{cfg.epochs:g}", "batch_size": cfg.batch_size,
+        "learning_rate": f"{cfg.learning_rate:g}", "weight_decay": f"{cfg.weight_decay:g}",
+        "warmup": pct(cfg.warmup, 0), "scheduler": cfg.scheduler, "seed": cfg.seed,
+        "validation_fraction": pct(cfg.val_fraction, 0),
+    }
+
+
+# --------------------------------------------------------------------------- parameter budget (02)
+def breakdown_frame(breakdown: Mapping[str, Any], budget: int) -> pd.DataFrame:
+    """Trainable parameters by group with the share of the budget (table shown next to the bar)."""
+    rows = [(f"LoRA {target}", int(n)) for target, n in breakdown["lora_by_target"].items()]
+    rows.append(("classification head", int(breakdown["head"])))
+    if breakdown.get("other"):
+        rows.append(("other trainable", int(breakdown["other"])))
+    rows.append(("total trainable", int(breakdown["total"])))
+    frame = pd.DataFrame(rows, columns=["group", "parameters"])
+    frame["share_of_budget_%"] = (100 * frame["parameters"] / budget).round(2)
+    return frame
+
+
+def head_counts(cfg: Config, vocab_size: int | None = None) -> pd.DataFrame:
+    """Exact trainable counts of ``cfg``'s LoRA setup with each head (meta device, no weights)."""
+    from .model import count_trainable
+
+    rows = []
+    for head in CHOICES["head"]:
+        b = count_trainable(cfg.replace(head=head), vocab_size=vocab_size)
+        rows.append({"head": head, "lora": b["lora"], "head_params": b["head"], "total": b["total"],
+                     "within_budget": b["total"] <= cfg.budget})
+    return pd.DataFrame(rows)
+
+
+def head_count_macros(counts: pd.DataFrame, prefix: str) -> dict[str, str]:
+    """``<prefix>_head_default``, ``<prefix>_total_linear``, ... as formatted integers."""
+    out = {}
+    for _, row in counts.iterrows():
+        out[f"{prefix}_head_{row['head']}"] = num(row["head_params"])
+        out[f"{prefix}_total_{row['head']}"] = num(row["total"])
+    return out
+
+
+def head_counts_tabular(counts: pd.DataFrame, budget: int) -> str:
+    rows = [(r["head"], num(r["lora"]), num(r["head_params"]), num(r["total"]),
+             "yes" if r["total"] <= budget else "no") for _, r in counts.iterrows()]
+    return artifacts.latex_table(["Head", "LoRA", "Head", "Total trainable", "Within budget"], rows, align="lrrrc")
+
+
+def breakdown_tabular(breakdown: Mapping[str, Any], budget: int) -> str:
+    frame = breakdown_frame(breakdown, budget)
+    rows = [(g, num(p), f"{s:.2f}") for g, p, s in frame.itertuples(index=False)]
+    return artifacts.latex_table(["Parameter group", "Trainable", "% of budget"], rows)
+
+
+# --------------------------------------------------------------------------- evaluation (03)
+def metrics_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """Per-class precision/recall/F1/support, then the macro average and accuracy (in %)."""
+    rows = [{"class": name, "precision": 100 * m["precision"], "recall": 100 * m["recall"],
+             "f1": 100 * m["f1"], "support": m["support"]} for name, m in metrics["per_class"].items()]
+    rows.append({"class": "macro average", "precision": 100 * metrics["macro_precision"],
+                 "recall": 100 * metrics["macro_recall"], "f1": 100 * metrics["macro_f1"],
+                 "support": metrics["n_eval"]})
+    frame = pd.DataFrame(rows).set_index("class").round(2)
+    return frame
+
+
+def metrics_tabular(metrics: Mapping[str, Any]) -> str:
+    frame = metrics_frame(metrics)
+    rows = [(name, pct(r.precision / 100), pct(r.recall / 100), pct(r.f1 / 100), num(r.support))
+            for name, r in frame.iterrows()]
+    rows.append(("accuracy", "", "", pct(metrics["accuracy"]), num(metrics["n_eval"])))
+    return artifacts.latex_table(["Class", "Precision (%)", "Recall (%)", "F1 (%)", "Support"], rows)
+
+
+def most_confused(matrix: Sequence[Sequence[int]]) -> tuple[str, str, int]:
+    """The largest off-diagonal cell: (true class, predicted class, count)."""
+    best = (LABELS[0], LABELS[0], -1)
+    for i, row in enumerate(matrix):
+        for j, n in enumerate(row):
+            if i != j and n > best[2]:
+                best = (LABELS[i], LABELS[j], int(n))
+    return best
+
+
+def evaluation_macros(metrics: Mapping[str, Any], agreement: float | None = None) -> dict[str, Any]:
+    true, predicted, count = most_confused(metrics["confusion_matrix"])
+    values: dict[str, Any] = {
+        "test_accuracy": pct(metrics["accuracy"]), "macro_precision": pct(metrics["macro_precision"]),
+        "macro_recall": pct(metrics["macro_recall"]), "macro_f1": pct(metrics["macro_f1"]),
+        "n_eval": num(metrics["n_eval"]), "n_errors": num(round(metrics["n_eval"] * (1 - metrics["accuracy"]))),
+        "ece": dec(metrics.get("ece")), "nll": dec(metrics.get("nll")),
+        "confused_true": true, "confused_predicted": predicted, "confused_count": num(count),
+    }
+    for name, m in metrics["per_class"].items():
+        values[f"f1_{name}"] = pct(m["f1"])
+        values[f"recall_{name}"] = pct(m["recall"])
+    if agreement is not None:
+        values["prediction_agreement"] = pct(agreement)
+    return values
+
+
+# --------------------------------------------------------------------------- ablations (04)
+def pareto_mask(frame: pd.DataFrame, x: str = "trainable_params", y: str = "accuracy") -> list[bool]:
+    """True where no other scored row reaches at least the same ``y`` with fewer ``x``."""
+    scored = frame[frame[y].notna()]
+    mask = []
+    for idx, row in frame.iterrows():
+        if pd.isna(row[y]):
+            mask.append(False)
+            continue
+        others = scored.drop(index=idx)
+        dominated = ((others[x] <= row[x]) & (others[y] >= row[y]) & ((others[x] < row[x]) | (others[y] > row[y]))).any()
+        mask.append(not bool(dominated))
+    return mask
+
+
+def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The ablation table as the notebook shows it (accuracy in %, Pareto rows marked)."""
+    frame = table.copy()
+    if "pareto" not in frame:
+        frame["pareto"] = pareto_mask(frame)
+    shown = pd.DataFrame({
+        "variant": frame["name"], "r": frame["lora_r"], "targets": frame["lora_targets"].map(short_targets),
+        "head": frame["head"], "trainable": frame["trainable_params"], "within budget": frame["within_budget"],
+        "accuracy %": (100 * frame["accuracy"]).round(2), "macro F1 %": (100 * frame["macro_f1"]).round(2),
+        "best val. acc. %": (100 * pd.to_numeric(frame["best_validation_accuracy"], errors="coerce")).round(2),
+        "Pareto": frame["pareto"].astype(bool),
+    })
+    return shown.sort_values(["trainable"]).reset_index(drop=True)
+
+
+def ablation_tabular(table: pd.DataFrame) -> str:
+    frame = ablation_frame(table)
+    rows = [(r["r"], r["targets"], r["head"], num(r["trainable"]), "yes" if r["within budget"] else "no",
+             pct(r["accuracy %"] / 100) if pd.notna(r["accuracy %"]) else "--",
+             pct(r["macro F1 %"] / 100) if pd.notna(r["macro F1 %"]) else "--",
+             "yes" if r["Pareto"] else "") for _, r in frame.iterrows()]
+    return artifacts.latex_table(["r", "Targets", "Head", "Trainable", "In budget", "Acc. (%)", "Macro F1 (%)",
+                                  "Pareto"], rows, align="rllrcrrc")
+
+
+def best_ablation(table: pd.DataFrame) -> pd.Series | None:
+    scored = table[table["accuracy"].notna()]
+    if scored.empty:
+        return None
+    return scored.sort_values(["accuracy", "trainable_params"], ascending=[False, True]).iloc[0]
+
+
+def statistics_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
+    rows = []
+    for key in ("chosen", "baseline"):
+        s = stats[key]
+        lo, hi = s["bootstrap_ci"]
+        rows.append({"": key, "configuration": s["name"], "trainable": s["trainable_params"],
+                     "seeds": len(s["seeds"]), "mean accuracy %": round(100 * s["mean"], 2),
+                     "std %": round(100 * s["std"], 2),
+                     f"{int(100 * stats.get('confidence', 0.95))}% CI %": f"[{pct(lo)}, {pct(hi)}]",
+                     "pooled accuracy %": round(100 * s["pooled_accuracy"], 2)})
+    return pd.DataFrame(rows).set_index("")
+
+
+def statistics_tabular(stats: Mapping[str, Any]) -> str:
+    rows = []
+    for key in ("chosen", "baseline"):
+        s = stats[key]
+        lo, hi = s["bootstrap_ci"]
+        rows.append((key, short_targets(s["config"]["lora_targets"]), s["config"]["lora_r"], s["config"]["head"],
+                     num(s["trainable_params"]), len(s["seeds"]), f"{pct(s['mean'])} ± {pct(s['std'])}",
+                     f"[{pct(lo)}, {pct(hi)}]"))
+    return artifacts.latex_table(["", "Targets", "r", "Head", "Trainable", "Seeds", "Accuracy (%)",
+                                  f"{int(100 * stats.get('confidence', 0.95))}% CI (%)"], rows, align="lllrrrrr")
+
+
+def comparison_sentence(stats: Mapping[str, Any]) -> str:
+    """What the statistics say, in words generated from the numbers (no hand-written claim)."""
+    chosen, baseline, m = stats["chosen"], stats["baseline"], stats["mcnemar"]
+    diff = 100 * (chosen["mean"] - baseline["mean"])
+    direction = "higher" if diff > 0 else ("lower" if diff < 0 else "the same as")
+    amount = f"{abs(diff):.2f} points {direction} than" if diff else "the same as"
+    significant = m["p_value"] < 0.05
+    verdict = ("significant at the 5% level" if significant else "not significant at the 5% level")
+    text = (f"Averaged over {len(chosen['seeds'])} seeds, the chosen configuration's test accuracy is {amount} the "
+            f"baseline's; McNemar's test on the paired predictions of seed {m.get('seed', chosen['seeds'][0])} "
+            f"(b = {m['b']}, c = {m['c']}) gives p {p_text(m['p_value'])}, {verdict}.")
+    if "difference" in stats:
+        lo, hi = (100 * v for v in stats["difference"]["bootstrap_ci"])
+        contains = lo <= 0 <= hi
+        text += (f" The paired bootstrap 95% interval of the difference, [{lo:.2f}, {hi:.2f}] points, "
+                 f"{'includes' if contains else 'excludes'} zero.")
+    return text
+
+
+def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any]) -> dict[str, Any]:
+    trained = table[table["accuracy"].notna()]
+    best = best_ablation(table)
+    chosen, baseline, m = stats["chosen"], stats["baseline"], stats["mcnemar"]
+    values: dict[str, Any] = {
+        "ablation_variants": len(table), "ablation_trained": len(trained),
+        "ablation_over_budget": int((~table["within_budget"].astype(bool)).sum()),
+        "ablation_best_name": best["name"] if best is not None else "none",
+        "ablation_best_accuracy": pct(best["accuracy"]) if best is not None else "n/a",
+        "ablation_best_params": num(best["trainable_params"]) if best is not None else "n/a",
+        "n_seeds": len(chosen["seeds"]), "seed_eval_examples": num(stats["n_eval"]),
+        "confidence_level": f"{int(100 * stats.get('confidence', 0.95))}",
+        "mcnemar_b": m["b"], "mcnemar_c": m["c"], "mcnemar_statistic": dec(m["statistic"]),
+        "mcnemar_p": pvalue(m["p_value"]), "mcnemar_p_text": p_text(m["p_value"]), "mcnemar_method": m.get("method", "McNemar"),
+        "comparison_sentence": comparison_sentence(stats),
+    }
+    for key, entry in (("chosen", chosen), ("baseline", baseline)):
+        lo, hi = entry["bootstrap_ci"]
+        values.update({f"{key}_name": entry["name"], f"{key}_params": num(entry["trainable_params"]),
+                       f"{key}_mean": pct(entry["mean"]), f"{key}_std": pct(entry["std"]),
+                       f"{key}_ci_low": pct(lo), f"{key}_ci_high": pct(hi),
+                       f"{key}_pooled": pct(entry["pooled_accuracy"])})
+    if "difference" in stats:
+        lo, hi = stats["difference"]["bootstrap_ci"]
+        values.update({"difference_mean": pct(stats["difference"]["mean"]), "difference_ci_low": pct(lo),
+                       "difference_ci_high": pct(hi)})
+    return values
+
+
+# --------------------------------------------------------------------------- the book's generated pages
+RESULT_FILES = ("exploration", "training", "metrics", "ablation", "statistics")
+
+
+def load_results(profile: str) -> dict[str, Any]:
+    """The notebooks' JSON results of a profile; a missing file names the notebook that writes it."""
+    writers = {"exploration": "01_exploration", "training": "02_training", "metrics": "03_evaluation",
+               "ablation": "04_ablations", "statistics": "04_ablations"}
+    out = {}
+    for name in RESULT_FILES:
+        path = paths.results_dir(profile) / f"{name}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing (written by notebook {writers[name]}); run "
+                                    f"`make notebooks PROFILE={profile}`.")
+        out[name] = artifacts.read_json(path)
+    return out
+
+
+def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything the book's Markdown templates may use: results, formatted tables, profile facts."""
+    from .config import from_dict
+
+    results = load_results(profile)
+    cfg = from_dict(results["training"]["config"])
+    ablation = pd.DataFrame(results["ablation"])
+    stats = results["statistics"]
+    metrics = results["metrics"]
+    shown = ablation_frame(ablation)
+    ablation_rows = [(r["variant"], r["r"], r["targets"], r["head"], num(r["trainable"]),
+                      "yes" if r["within budget"] else "no",
+                      "--" if pd.isna(r["accuracy %"]) else f"{r['accuracy %']:.2f}",
+                      "--" if pd.isna(r["macro F1 %"]) else f"{r['macro F1 %']:.2f}",
+                      "yes" if r["Pareto"] else "") for _, r in shown.iterrows()]
+    metric_rows = [(name, f"{r.precision:.2f}", f"{r.recall:.2f}", f"{r.f1:.2f}", num(r.support))
+                   for name, r in metrics_frame(metrics).iterrows()]
+    stat_rows = []
+    for key in ("chosen", "baseline"):
+        s = stats[key]
+        lo, hi = s["bootstrap_ci"]
+        stat_rows.append((key, s["name"], num(s["trainable_params"]), len(s["seeds"]),
+                          f"{pct(s['mean'])} ± {pct(s['std'])}", f"[{pct(lo)}, {pct(hi)}]"))
+    true, predicted, count = most_confused(metrics["confusion_matrix"])
+    return {
+        "profile": profile, "is_paper": profile == PAPER_PROFILE, "model_name": cfg.model_name, "cfg": cfg.to_dict(),
+        "profile_note": profile_note(cfg), "stamp": dict(stamp), "overrides": dict(stamp.get("overrides") or {}),
+        **results,
+        "confused": {"true": true, "predicted": predicted, "count": count},
+        "comparison_sentence": comparison_sentence(stats),
+        "best_ablation": (best_ablation(ablation).to_dict() if best_ablation(ablation) is not None else None),
+        "tables": {
+            "metrics": markdown_table(["class", "precision (%)", "recall (%)", "F1 (%)", "support"], metric_rows),
+            "ablation": markdown_table(["variant", "r", "targets", "head", "trainable", "within budget",
+                                        "accuracy (%)", "macro F1 (%)", "Pareto"], ablation_rows),
+            "statistics": markdown_table(["", "configuration", "trainable", "seeds", "accuracy (%) mean ± std",
+                                          f"{int(100 * stats.get('confidence', 0.95))}% bootstrap CI (%)"], stat_rows),
+        },
+    }
+
+
+def render_template(text: str, context: Mapping[str, Any], name: str = "page") -> str:
+    """Render a book page (Jinja2, strict: an unknown name is an error, never an empty string)."""
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters.update(pct=pct, num=num, dec=dec, pvalue=pvalue, short_targets=short_targets)
+    try:
+        return env.from_string(text).render(**context)
+    except jinja2.TemplateError as exc:
+        raise ValueError(f"book page {name}: {type(exc).__name__}: {exc}") from None
+
+
+def exploration_macros(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook 01's macros: split sizes, lengths, truncation, duplicates (from exploration.json)."""
+    sizes, cut, lengths = summary["sizes"], summary["truncation"], summary["lengths"]
+    dupes = summary["duplicates"]
+    values: dict[str, Any] = {
+        "train_size": num(sizes["train"]), "validation_size": num(sizes["validation"]), "test_size": num(sizes["test"]),
+        "max_length": summary["max_length"],
+        "median_tokens_train": f"{lengths['train']['median_tokens']:g}",
+        "p_ninety_five_tokens_train": f"{lengths['train']['p95_tokens']:g}",
+        "median_words_train": f"{lengths['train']['median_words']:g}",
+        "truncated_share_train": pct(cut["train"]["truncated_share"]),
+        "tokens_lost_share_train": pct(cut["train"]["tokens_lost_share"]),
+        "truncated_share_test": pct(cut["test"]["truncated_share"]),
+        "train_test_overlap": num(dupes["train_test_overlap"]),
+        "duplicates_train": num(dupes["within_split"]["train"]),
+        "conflicting_labels": num(dupes["conflicting_labels"]),
+    }
+    for name, n in summary["class_counts"]["train"].items():
+        values[f"train_count_{name}"] = num(n)
+    return values

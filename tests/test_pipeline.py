@@ -1,0 +1,231 @@
+"""The research pipeline: notebooks (papermill) -> jupyter-book -> LaTeX report.
+
+Fast tests check the notebooks as stored (parameters, no outputs) and the validation that runs
+before anything executes. Tests marked ``pipeline`` execute kernels: one failing run, and the
+whole smoke-profile pipeline once per session (module-scoped fixture), which the others inspect.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import papermill
+import pytest
+
+from lora_agnews import cli, config, paths, pipeline, reporting
+from lora_agnews.config import ConfigError
+
+NOTEBOOK_FILES = [paths.NOTEBOOKS / f"{name}.ipynb" for name in pipeline.NOTEBOOKS]
+
+
+# --------------------------------------------------------------------------- notebooks as stored
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_notebook_is_stored_clean_and_opens_with_parameters(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    first, second = nb.cells[0], nb.cells[1]
+    assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", [])
+    assert second.cell_type == "code" and "cfg = notebook_config(globals())" in second.source
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "notebooks are stored without outputs"
+            assert not re.search(r"""["'](\.\./|/|results/|build/)""", cell.source), "no file paths in notebooks"
+    for line in first.source.splitlines():
+        assert re.match(r"^\w+ = .+  # \S", line), f"parameter line without a trailing comment: {line!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_notebook_parameters_are_config_keys_with_demo_values(path: Path) -> None:
+    declared = papermill.inspect_notebook(str(path))
+    demo = config.load("demo")
+    assert "profile" in declared and ast.literal_eval(declared["profile"]["default"]) == "demo"
+    for name, info in declared.items():
+        assert name in config.keys(), f"{path.name}: '{name}' is not a config key"
+        assert config.coerce(name, ast.literal_eval(info["default"])) == getattr(demo, name), name
+        assert info["help"], f"{path.name}: '{name}' lacks its comment"
+
+
+def test_notebook_config_applies_overrides_and_names_unknown_parameters() -> None:
+    cfg = pipeline.notebook_config({"profile": "smoke", "lora_r": 4, "In": [], "_": 3, "np": np})
+    assert cfg.lora_r == 4 and cfg.model_name == "tiny-roberta" and cfg.profile == "smoke"
+    with pytest.raises(ConfigError, match="'lora_rr'.*lora_r"):
+        pipeline.notebook_config({"profile": "smoke", "lora_rr": 4})
+    with pytest.raises(ConfigError, match="'lora_r' expects int"):
+        pipeline.notebook_config({"profile": "smoke", "lora_r": "four"})
+    with pytest.raises(ConfigError, match="profile"):
+        pipeline.notebook_config({"lora_r": 4})
+
+
+def test_papermill_gets_profile_declared_and_overridden_keys_typed() -> None:
+    cfg = config.load("smoke", {"max_eval_samples": 40})
+    params = pipeline.notebook_parameters("smoke", cfg, NOTEBOOK_FILES[0], ("max_eval_samples",))
+    assert set(config.read_profile("smoke")) <= set(params)
+    assert params["profile"] == "smoke" and params["max_eval_samples"] == 40
+    assert params["val_fraction"] == cfg.val_fraction  # declared by 01 with the demo value: replaced all the same
+    assert isinstance(params["epochs"], float) and params["budget"] == cfg.budget
+
+
+def test_unknown_or_mistyped_parameters_fail_before_anything_runs(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(ConfigError, match="lora_rr"):
+        pipeline.run("smoke", overrides={"lora_rr": 4})
+    with pytest.raises(ConfigError, match="'lora_r' expects int"):
+        pipeline.run("smoke", overrides={"lora_r": "abc"})
+    with pytest.raises(ConfigError, match="unknown step"):
+        pipeline.run("smoke", steps="notebooks,pdf")
+    assert cli.main(["run", "--profile", "smoke", "-p", "lora_rr", "4"]) == 2
+    assert "unknown parameter 'lora_rr'" in capsys.readouterr().err
+    assert not paths.executed_notebooks_dir("smoke").exists()
+
+
+@pytest.mark.parametrize("step", ["book", "report"])
+def test_book_and_report_refuse_without_complete_results(step: str, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["run", "--profile", "smoke", "--steps", step]) == 1
+    err = capsys.readouterr().err
+    assert "make notebooks PROFILE=smoke" in err and "no complete results" in err
+    assert not paths.book_build_dir("smoke").exists() and not paths.report_build_dir("smoke").exists()
+
+
+# --------------------------------------------------------------------------- a failing cell
+@pytest.mark.pipeline
+def test_failing_cell_stops_the_run_and_keeps_the_partial_notebook(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    stale = pipeline.stamp_path("smoke")
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")  # a stamp from an earlier successful run must not survive a failing one
+    missing = tmp_path / "no-such-data"
+    assert cli.main(["run", "--profile", "smoke", "-p", "data", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert "notebook 01_exploration failed" in err and "DataError" in err and str(missing) in err
+    partial = paths.executed_notebooks_dir("smoke") / "01_exploration.ipynb"
+    assert partial.is_file() and str(partial) in err
+    errors = [o for c in nbformat.read(partial, as_version=4).cells if c.cell_type == "code"
+              for o in c.outputs if o.output_type == "error"]
+    assert errors and errors[0].ename == "DataError"
+    assert not (paths.executed_notebooks_dir("smoke") / "02_training.ipynb").exists()
+    assert not paths.book_build_dir("smoke").exists() and not paths.report_build_dir("smoke").exists()
+    assert not stale.exists()
+
+
+# --------------------------------------------------------------------------- the whole smoke pipeline
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run notebooks -> book -> report for the smoke profile once; tests read what it produced."""
+    if not shutil.which("latexmk") or not shutil.which("pdftotext"):
+        pytest.skip("TeX (latexmk) and poppler-utils (pdftotext) are needed: run `make tex`")
+    root = tmp_path_factory.mktemp("pipeline")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
+        mp.setenv("LORA_AGNEWS_BUILD", str(root / "build"))
+        mp.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
+        start = time.perf_counter()
+        produced = pipeline.run("smoke")
+        seconds = time.perf_counter() - start
+        return {"produced": produced, "seconds": seconds, "results": paths.results_dir("smoke"),
+                "notebooks": paths.executed_notebooks_dir("smoke"), "html": pipeline.book_html_dir("smoke"),
+                "report": paths.report_build_dir("smoke")}
+
+
+@pytest.mark.pipeline
+def test_all_notebooks_executed_without_errors(smoke_run: dict[str, Any]) -> None:
+    assert (smoke_run["results"] / pipeline.STAMP).is_file()
+    for name in pipeline.NOTEBOOKS:
+        nb = nbformat.read(smoke_run["notebooks"] / f"{name}.ipynb", as_version=4)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and 'profile = "smoke"' in injected[0].source
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            assert cell.execution_count is not None, f"{name}: a cell was not executed"
+            for out in cell.outputs:
+                assert out.output_type != "error", f"{name}: {out.get('ename')}: {out.get('evalue')}"
+                assert "Traceback" not in out.get("text", ""), f"{name}: a traceback in the output"
+
+
+@pytest.mark.pipeline
+def test_metrics_json_is_consistent_with_its_confusion_matrix(smoke_run: dict[str, Any]) -> None:
+    metrics = json.loads((smoke_run["results"] / "metrics.json").read_text())
+    cm = np.asarray(metrics["confusion_matrix"])
+    assert cm.shape == (4, 4)
+    assert metrics["n_eval"] == cm.sum()
+    assert metrics["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert [c["support"] for c in metrics["per_class"].values()] == cm.sum(axis=1).tolist()
+    training = json.loads((smoke_run["results"] / "training.json").read_text())
+    assert training["saved_parameters"] == training["parameter_breakdown"]["total"] <= training["config"]["budget"]
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict[str, str]] = []
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "img":
+            self.images.append(a)
+        if tag == "script" and a.get("src", "").startswith(("http:", "https:", "//")):
+            self.external.append(a["src"])
+        if tag == "link" and a.get("rel") == "stylesheet" and a.get("href", "").startswith(("http:", "https:", "//")):
+            self.external.append(a["href"])
+
+
+def _page(html_dir: Path, name: str) -> tuple[str, _Images]:
+    text = (html_dir / name).read_text(encoding="utf-8")
+    parser = _Images()
+    parser.feed(text)
+    return text, parser
+
+
+@pytest.mark.pipeline
+def test_book_pages_exist_and_show_the_confusion_matrix(smoke_run: dict[str, Any]) -> None:
+    html = smoke_run["html"]
+    pages = ["index.html", "results.html"] + [f"notebooks/{n}.html" for n in pipeline.NOTEBOOKS]
+    for name in pages:
+        text, parser = _page(html, name)
+        assert "smoke" in text and "not roberta-base" in text, f"{name}: the profile banner is missing"
+        assert parser.external == [], f"{name} fetches assets from the network: {parser.external}"
+    for name in ("notebooks/03_evaluation.html", "results.html"):
+        _, parser = _page(html, name)
+        matrices = [img for img in parser.images if img.get("alt", "").startswith("Confusion matrix")]
+        assert matrices, f"{name}: no confusion-matrix image"
+        src = (html / name).parent / matrices[0]["src"]
+        assert src.is_file() and src.stat().st_size > 5000, f"{name}: image {src} is missing"
+    text, _ = _page(html, "results.html")
+    metrics = json.loads((smoke_run["results"] / "metrics.json").read_text())
+    assert f"{100 * metrics['accuracy']:.2f}%" in text
+
+
+@pytest.mark.pipeline
+def test_report_pdf_has_the_accuracy_and_the_confusion_matrix(smoke_run: dict[str, Any]) -> None:
+    pdf = smoke_run["report"] / "main.pdf"
+    assert pdf.is_file()
+    macros = reporting.read_macros(smoke_run["results"] / "tex" / "macros_evaluation.tex")
+    metrics = json.loads((smoke_run["results"] / "metrics.json").read_text())
+    assert macros["TestAccuracy"] == reporting.pct(metrics["accuracy"])
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    assert f"{macros['TestAccuracy']} % accuracy" in flat or f"{macros['TestAccuracy']}%" in flat.replace(" %", "%")
+    assert "not roberta-base results" in flat and "smoke" in flat
+    assert "Confusion matrix on the test split" in flat
+    fls = (smoke_run["report"] / "main.fls").read_text()
+    assert re.search(r"^INPUT .*figures/confusion_matrix\.pdf$", fls, re.M), "the confusion matrix PDF was not included"
+    assert "??" not in flat, "unresolved references or citations in the report"
+
+
+@pytest.mark.pipeline
+def test_macros_files_are_complete_and_distinct(smoke_run: dict[str, Any]) -> None:
+    names: list[str] = []
+    for notebook in reporting.NOTEBOOK_MACRO_FILES:
+        names += list(reporting.read_macros(smoke_run["results"] / "tex" / f"macros_{notebook}.tex"))
+    assert len(names) == len(set(names)), "a macro is defined twice"
+    print(f"smoke pipeline wall time: {smoke_run['seconds']:.0f} s")

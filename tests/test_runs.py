@@ -1,0 +1,219 @@
+"""Run records: status life cycle, provenance, atomic artifacts, scanning for aggregation."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lora_agnews import config, runs
+from lora_agnews.artifacts import read_json, write_json
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real smoke run (1 epoch), its outputs isolated like every test's."""
+    from lora_agnews.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
+        mp.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
+        train(config.load("smoke", {"epochs": 1}), root / "run")
+    return root / "run"
+
+
+def _fake_run(run_dir: Path, cfg: config.Config, status: str, metrics: bool = True, **extra) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json({"status": status, "config": cfg.to_dict(), "run_key": cfg.run_key(), **extra}, run_dir / runs.RUN_FILE)
+    if metrics:
+        write_json({"accuracy": 0.5, "macro_f1": 0.5}, run_dir / runs.METRICS_FILE)
+    return run_dir
+
+
+# --------------------------------------------------------------------------- a real record
+def test_record_of_a_real_run(trained: Path) -> None:
+    record = runs.read_record(trained)
+    assert record["status"] == "complete" and record["error"] is None
+    assert record["config"] == config.load("smoke", {"epochs": 1}).to_dict()
+    assert record["run_key"] == config.load("smoke", {"epochs": 1}).run_key()
+    for lib in ("python", "torch", "transformers", "peft", "accelerate"):
+        assert record["versions"][lib] and record["versions"][lib] != "absent"
+    assert re.fullmatch(r"([0-9a-f]{40}(-dirty)?|unknown)", record["git_commit"])
+    assert record["device"].startswith("cpu")
+    assert record["world_size"] == 1 and record["attempts"] == 1
+    assert record["started"] <= record["finished"]
+    for name in ("metrics.json", "history.json", "test_predictions.npz", "adapter/README.md",
+                 "adapter/adapter_model.safetensors"):
+        assert (trained / name).is_file(), name
+    assert not list(trained.rglob("*.tmp")), "no temporary files may be left behind"
+    assert runs.inspect(trained).complete
+    assert runs.load_complete(trained)["accuracy"] == read_json(trained / "metrics.json")["accuracy"]
+
+
+def test_rerun_reuses_a_complete_run(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lora_agnews.cli import main
+
+    before = {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()}
+    assert main(["train", "--profile", "smoke", "-p", "epochs", "1", "--out", str(trained)]) == 0
+    assert "reusing it" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()} == before
+
+
+def test_writers_in_train_and_adapter_are_atomic() -> None:
+    """No direct file writes: everything goes through artifacts/runs (temp file + rename)."""
+    import lora_agnews
+
+    package = Path(lora_agnews.__file__).parent
+    direct = re.compile(r"\bopen\([^)]*['\"][wa]b?['\"]|\.write_text\(|\.write_bytes\(|np\.save\w*\((?!buffer)|json\.dump\(|torch\.save\(")
+    for name in ("train.py", "adapter.py", "runs.py"):
+        for number, line in enumerate((package / name).read_text().splitlines(), 1):
+            assert not direct.search(line), f"{name}:{number} writes a file directly: {line.strip()}"
+
+
+# --------------------------------------------------------------------------- life cycle
+def test_check_claim_start_finish(tmp_path: Path, smoke_config: config.Config) -> None:
+    run_dir = tmp_path / "run"
+    assert runs.check(run_dir, smoke_config) == "new"
+    assert not run_dir.exists(), "check is read-only"
+    run_dir.mkdir()
+    record = runs.start(run_dir, smoke_config, "cpu")
+    assert runs.read_record(run_dir)["status"] == "running"
+    assert record["pid"] == os.getpid()
+    assert runs.inspect(run_dir).status == "running"  # our own process: still running
+    runs.finish(run_dir, record, RuntimeError("out of memory"))
+    info = runs.inspect(run_dir)
+    assert info.status == "failed" and info.error == "RuntimeError: out of memory"
+    with pytest.raises(runs.RunError, match=r"failed: RuntimeError: out of memory.*resume"):
+        runs.load_complete(run_dir)
+    assert runs.check(run_dir, smoke_config) == "resume"
+    runs.finish(run_dir, runs.start(run_dir, smoke_config, "cpu"), KeyboardInterrupt())
+    assert runs.read_record(run_dir)["error"] == "KeyboardInterrupt: interrupted"
+    assert runs.read_record(run_dir)["attempts"] == 2
+
+
+def test_check_refusals(tmp_path: Path, smoke_config: config.Config) -> None:
+    other = smoke_config.replace(lora_r=4)
+    run_dir = _fake_run(tmp_path / "run", smoke_config, "complete")
+    assert runs.check(run_dir, smoke_config) == "complete"
+    with pytest.raises(runs.RunError, match=r"different configuration \(differs in: lora_r\).*--overwrite"):
+        runs.check(run_dir, other)
+    assert runs.check(run_dir, other, overwrite=True) == "replace"
+    assert runs.check(run_dir, smoke_config, overwrite=True) == "replace"
+    assert run_dir.is_dir(), "check never deletes"
+    assert runs.claim(run_dir, "replace") == "new" and not run_dir.exists()
+
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("mine")
+    with pytest.raises(runs.RunError, match="not empty and holds no run record"):
+        runs.check(stray, smoke_config)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(runs.RunError, match="is a file"):
+        runs.check(tmp_path / "file", smoke_config)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / runs.RUN_FILE).write_text("{not json")
+    with pytest.raises(runs.RunError, match="unreadable"):
+        runs.check(broken, smoke_config)
+
+
+def test_live_run_is_not_touched(tmp_path: Path, smoke_config: config.Config) -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+
+        run_dir = _fake_run(tmp_path / "run", smoke_config, "running", metrics=False,
+                            pid=sleeper.pid, host=socket.gethostname())
+        with pytest.raises(runs.RunError, match=f"being trained right now by process {sleeper.pid}"):
+            runs.check(run_dir, smoke_config)
+        assert runs.inspect(run_dir).status == "running"
+    finally:
+        sleeper.send_signal(signal.SIGKILL)
+        sleeper.wait()
+    assert runs.inspect(run_dir).status == "interrupted"
+    assert runs.check(run_dir, smoke_config) == "resume"
+
+
+def test_resume_needs_the_same_launch(tmp_path: Path, smoke_config: config.Config) -> None:
+    run_dir = _fake_run(tmp_path / "run", smoke_config, "failed", metrics=False, world_size=2)
+    (run_dir / runs.CHECKPOINTS / "checkpoint-6").mkdir(parents=True)
+    (run_dir / runs.CHECKPOINTS / "checkpoint-6" / runs.CHECKPOINT_COMPLETE_MARKER).write_text("{}")
+    with pytest.raises(runs.RunError, match="2-process launch.*torchrun --nproc_per_node 2"):
+        runs.check(run_dir, smoke_config)
+
+
+# --------------------------------------------------------------------------- scanning
+def test_scan_and_complete_runs(tmp_path: Path, smoke_config: config.Config) -> None:
+    root = tmp_path / "runs"
+    _fake_run(root / "ablation" / "r8", smoke_config, "complete")
+    _fake_run(root / "ablation" / "r4", smoke_config, "failed", metrics=False, error="DataError: bad")
+    _fake_run(root / "seeds" / "seed42", smoke_config, "complete", metrics=False)  # metrics lost
+    _fake_run(root / "seeds" / "seed43", smoke_config, "running", metrics=False, pid=2 ** 22 + 12345,
+              host=__import__("socket").gethostname())
+    (root / "empty").mkdir()
+    infos = {str(i.path.relative_to(root)): i for i in runs.scan(root)}
+    assert set(infos) == {"ablation/r8", "ablation/r4", "seeds/seed42", "seeds/seed43"}
+    assert infos["ablation/r8"].status == "complete"
+    assert (infos["ablation/r4"].status, infos["ablation/r4"].error) == ("failed", "DataError: bad")
+    assert infos["seeds/seed42"].status == "invalid" and "metrics.json is missing" in infos["seeds/seed42"].error
+    assert infos["seeds/seed43"].status == "interrupted"
+    assert runs.complete_runs(root) == [root / "ablation" / "r8"]
+    row = infos["ablation/r4"].as_row(root)
+    assert row["run"] == "ablation/r4" and row["status"] == "failed" and row["seed"] == smoke_config.seed
+    with pytest.raises(runs.RunError, match=r"3 of 4 run\(s\) under .* are not complete"):
+        runs.require_complete(root)
+    assert runs.scan(tmp_path / "nothing") == []
+    with pytest.raises(runs.RunError, match="no run record.*train it first"):
+        runs.load_complete(root / "empty")
+
+
+# --------------------------------------------------------------------------- checkpoints and atomic writes
+def test_last_checkpoint_skips_and_removes_cut_off_ones(tmp_path: Path) -> None:
+    ckpt = tmp_path / "checkpoints"
+    for step, complete in ((6, True), (12, True), (18, False)):
+        (ckpt / f"checkpoint-{step}").mkdir(parents=True)
+        if complete:
+            (ckpt / f"checkpoint-{step}" / runs.CHECKPOINT_COMPLETE_MARKER).write_text("{}")
+    assert runs.last_checkpoint(ckpt, clean=False) == str(ckpt / "checkpoint-12")
+    assert (ckpt / "checkpoint-18").exists()
+    assert runs.last_checkpoint(ckpt) == str(ckpt / "checkpoint-12")
+    assert not (ckpt / "checkpoint-18").exists()
+    assert runs.last_checkpoint(tmp_path / "none") is None
+
+
+def test_atomic_directory_keeps_the_old_one_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "adapter"
+    target.mkdir()
+    (target / "weights").write_text("old")
+    with pytest.raises(RuntimeError):
+        with runs.atomic_directory(target) as tmp:
+            (tmp / "weights").write_text("half")
+            raise RuntimeError("killed mid-save")
+    assert (target / "weights").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+    with runs.atomic_directory(target) as tmp:
+        (tmp / "weights").write_text("new")
+    assert (target / "weights").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+
+
+def test_save_arrays_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "pred.npz"
+    runs.save_arrays(path, logits=np.ones((2, 4)))
+    before = path.read_bytes()
+
+    def fail(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        runs.save_arrays(path, logits=np.zeros((2, 4)))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["pred.npz"]
