@@ -8,10 +8,11 @@
 # next one still runs; the exit status is 1 if any step failed:
 #   1. nvidia-smi and library versions
 #   2. batch 128: baseline, dynamic, dynamic_bf16, project, trainer, trainer_nosync + evaluation
+#      + a torch.profiler look at 5 project steps (GPU busy fraction, kernels/step, top host ops)
 #   3. batch 32 (the paper profile's batch size): project, trainer, trainer_nosync
 #   4. batch 128: project vs torch.compile (compile time is reported as warm-up)
 # Writes OUTDIR/gpu_check.log, OUTDIR/<step>.json and OUTDIR/<step>.txt (summary tables).
-# Expected total: about 4 minutes on one H100 (step limits add up to 9 minutes at most).
+# Measured: 4 min 51 s on one H100 (2026-11-26; step limits add up to 9 minutes at most).
 # Dry run on a CPU (seconds to minutes, numbers meaningless):
 #   BENCH_DEVICE=cpu BENCH_EXTRA="--quick --model-shape tiny-roberta --batch-size 4 --steps 2 --warmup 1" \
 #   bash benchmarks/gpu_check.sh data/sample/test.csv local /tmp/gpu_check_dry
@@ -58,7 +59,7 @@ bench() {  # bench NAME LIMIT ARGS...: the benchmark with the common arguments (
 }
 
 step env 30 bash -c "nvidia-smi || echo 'nvidia-smi not available'; \"$PY\" -c 'import sys, torch, transformers, peft, accelerate; print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"transformers\", transformers.__version__, \"peft\", peft.__version__, \"accelerate\", accelerate.__version__, \"device\", torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"none\")'"
-bench train_b128 200 --batch-size 128 --steps 150 --warmup 10 --eval \
+bench train_b128 200 --batch-size 128 --steps 150 --warmup 10 --eval --profile 5 \
     --configs baseline,dynamic,dynamic_bf16,project,trainer,trainer_nosync
 bench train_b32 120 --batch-size 32 --steps 600 --warmup 20 --configs project,trainer,trainer_nosync
 bench compile_b128 200 --batch-size 128 --steps 150 --warmup 10 --configs project,compile

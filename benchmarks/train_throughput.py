@@ -3,8 +3,8 @@
 
 Why this exists: "fast" claims need a number that is what ``python -m lora_agnews train`` gets,
 next to what common practice gets, on the same examples. Every variant below is built from
-the project's components (``lora_agnews.data`` tokenizer cache and :class:`PadCollator`, the
-Trainer's ``LengthGroupedSampler``, ``lora_agnews.model.build_model`` with the LoRA config of a
+the project's components (``lora_agnews.data`` tokenizer path and :class:`PadCollator`, the
+Trainer's length-grouped order, ``lora_agnews.model.build_model`` with the LoRA config of a
 profile, ``resolve_precision``, fused AdamW and TF32 on CUDA), and every variant processes the
 SAME examples, so examples/s and tokens/s compare directly.
 
@@ -14,14 +14,14 @@ Variants (``--configs``, comma-separated, timed back to back on one model in one
 * ``dynamic``       dynamic padding (project collator), fp32, random order
 * ``dynamic_bf16``  dynamic padding + bf16 autocast (where the device has bf16 units), random order
 * ``project``       project default: dynamic + length-grouped + bf16 (+ fused AdamW + TF32 on CUDA)
-* ``compile``       project default + ``torch.compile`` (sequence dimension marked dynamic: one compile)
+* ``compile``       project default + ``torch.compile`` (sequence dimension marked dynamic)
 * ``trainer``       project default driven by the project's own Trainer (``LoraTrainer`` and
                     ``training_arguments``; evaluation/checkpoints off): the Trainer's own overhead
 * ``trainer_nosync`` as ``trainer`` with ``logging_nan_inf_filter=False`` (no host sync per step)
 
 Which examples: a full epoch of ``--epoch-size`` examples (default 120,000, drawn with a fixed seed
-from the data file's rows) is ordered by the project's ``LengthGroupedSampler`` exactly as the
-Trainer would order it; ``--steps`` of its batches are drawn (seeded), one from each of ``--steps``
+from the data file's rows) is ordered by ``get_length_grouped_indices`` (mega-batches of 50
+batches sorted by length) exactly as the project's Trainer sampler orders it; ``--steps`` of its batches are drawn (seeded), one from each of ``--steps``
 equal strata of batch token count. Their union is the timed example set. Length-grouped variants
 run those very batches; the other variants run the same examples shuffled and re-batched.
 Because the batches are a stratified sample of a full epoch's batches (every length range in
@@ -151,6 +151,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-examples", type=int, default=None, help=f"default {TEST_EXAMPLES} on CUDA, 256 on CPU")
     p.add_argument("--eval-batch-size", type=int, default=None, help="default: the profile's (512) on CUDA, 64 on CPU")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's bf16 peak (TFLOP/s) to compare with")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also profile N steps of the project variant (torch.profiler): host- or device-bound?")
     p.add_argument("--json", type=Path, default=None, help="write all figures to this JSON file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes (tests): seconds, numbers meaningless")
@@ -371,7 +373,7 @@ def device_info(device: torch.device, args: argparse.Namespace) -> dict[str, Any
         name = torch.cuda.get_device_name(device)
         n, reps = (1024, 3) if args.quick else (8192, 20)
         set_tf32(False)
-        info.update(name=name, cuda=torch.version.cuda,
+        info.update(name=name, cuda=torch.version.cuda, host_cpu=_cpu_name(),
                     matmul_bf16_tflops=matmul_tflops(device, torch.bfloat16, n, reps),
                     matmul_fp32_tflops=matmul_tflops(device, torch.float32, n // 2, reps))
         sheet = next((v for k, v in CUDA_PEAK_BF16 if k in name), None)
@@ -571,9 +573,9 @@ def run_trainer(r: Runner, v: Variant, batches: list[list[int]], collate: Counti
             trainer.remove_callback(cb)
         try:
             trainer.train()
-        finally:  # accelerate patched model.forward with bf16 autocast; later variants must not inherit it
-            for key in ("forward", "_original_forward"):
-                r.model.__dict__.pop(key, None)
+        finally:  # accelerate patched model.forward with autocast and marked the model prepared: undo
+            for key in ("forward", "_original_forward", "_is_accelerate_prepared"):  # both, or the next
+                r.model.__dict__.pop(key, None)  # Trainer would skip preparing and run without autocast
     seconds = clock["end"] - clock["start"]
     mem, mem_kind = peak_memory_mb(r.device)
     counts = collate.counts()
@@ -591,9 +593,28 @@ def run_variant(r: Runner, v: Variant, first_round: bool) -> dict[str, Any]:
         start = time.perf_counter()
         run_loop(r, v, warm)
         warm_s = time.perf_counter() - start
-    result = run_loop(r, v, timed)
+    with matmul_dtype_probe(r.model, enabled=not v.compile) as seen:
+        result = run_loop(r, v, timed)
     result["warmup_seconds"] = warm_s
+    result["matmul_output_dtypes"] = sorted(seen) if not v.compile else ["not probed (compiled)"]
+    if v.mixed and r.precision != "fp32" and seen == {"torch.float32"}:
+        r.notes.append(f"{v.name}: matmuls ran in float32 although the precision is {r.precision} "
+                       f"(autocast not active on this path)")
     return result
+
+
+@contextlib.contextmanager
+def matmul_dtype_probe(model: torch.nn.Module, enabled: bool = True) -> Any:
+    """Record the output dtype of the first frozen encoder linear layer: proves autocast was on."""
+    seen: set[str] = set()
+    layer = next((m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+                  and ".encoder.layer." in f".{n}" and not m.weight.requires_grad), None)
+    handle = layer.register_forward_hook(lambda mod, inp, out: seen.add(str(out.dtype))) if (enabled and layer) else None
+    try:
+        yield seen
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -603,6 +624,7 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         out[key] = sum(x[key] for x in rounds)
     out["peak_memory_mb"] = max(x["peak_memory_mb"] for x in rounds)
     out["round_seconds"] = [x["seconds"] for x in rounds]
+    out["matmul_output_dtypes"] = sorted({d for x in rounds for d in x.get("matmul_output_dtypes", [])})
     return out
 
 
@@ -647,6 +669,49 @@ def bench_training(r: Runner, variants: list[Variant], peak: float) -> dict[str,
     for res in out.values():
         res["speedup_vs_baseline"] = res["examples_per_s"] / base["examples_per_s"] if base else None
     return out
+
+
+# --------------------------------------------------------------------------- profile
+def profile_steps(r: Runner, n: int) -> dict[str, Any]:
+    """torch.profiler over ``n`` project-variant steps: is the step bound by the host or the device?
+
+    ``device_busy_fraction`` = summed GPU kernel time / wall time; far below 1 means the GPU
+    waits for Python and kernel launches (the profiler itself adds some host time).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    v = VARIANTS["project"]
+    cuda = r.device.type == "cuda"
+    if cuda:
+        set_tf32(True)
+    batches = r.work.grouped_timed[:n]
+    collate = collator_for(r, v)
+    opt, sched = make_optimizer(r, v, total_steps=len(batches))
+    r.model.train()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=acts) as prof:
+        sync(r.device)
+        start = time.perf_counter()
+        for batch in loader(r, batches, collate):
+            train_step(r.model, batch, r, v, opt, sched, None)
+        sync(r.device)
+        wall = time.perf_counter() - start
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy = sum(getattr(e, "device_time", 0.0) or getattr(e, "cuda_time", 0.0) for e in kernels) / 1e6
+    averages = prof.key_averages()
+    return {"steps": len(batches), "wall_s": wall, "ms_per_step": 1e3 * wall / len(batches),
+            "device_busy_s": busy if cuda else None,
+            "device_busy_fraction": busy / wall if cuda else None,
+            "kernels_per_step": len(kernels) / len(batches) if cuda else None,
+            "top_ops_by_self_cpu": _op_table(averages, "self_cpu_time_total"),
+            "top_ops_by_self_device": _op_table(averages, "self_cuda_time_total") if cuda else ""}
+
+
+def _op_table(averages: Any, sort_by: str) -> str:
+    try:  # the sort keys' names moved between torch versions; diagnostics must not fail the run
+        return averages.table(sort_by=sort_by, row_limit=15)
+    except Exception as exc:
+        return f"(no table: {type(exc).__name__}: {exc})"
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -781,6 +846,12 @@ def summary(report: dict[str, Any]) -> str:
             e = ev[mode]
             lines.append(f"{mode:<15}{e['examples_per_s']:>10.1f}{100 * e['padded_fraction']:>6.1f}%"
                          f"{e['tflops_real']:>14.2f}{e['peak_memory_mb']:>9.0f}{_duration(e['test_set_projected_s']):>15}")
+    prof = report.get("profile")
+    if prof:
+        busy = prof["device_busy_fraction"]
+        lines += ["", f"profile: {prof['steps']} project steps, {prof['ms_per_step']:.1f} ms/step under the profiler"
+                      + (f"; GPU busy {100 * busy:.0f}% of wall time, {prof['kernels_per_step']:.0f} kernels/step"
+                         if busy is not None else ""), prof["top_ops_by_self_cpu"]]
     for name, t in report["targets"].items():
         lines.append(f"target {name}: {json.dumps(t)}")
     lines += [f"note: {n}" for n in report["notes"]]
@@ -832,8 +903,16 @@ def main(argv: list[str] | None = None) -> int:
                      "seed": args.seed, "quick": args.quick, "configs": [v.name for v in args.variants]},
         "data": {"file_tokens_per_example": length_stats(r.work.row_lengths)},
         "flop_model": r.flops.describe(), "notes": r.notes,
+        "environment": {k: v for k, v in sorted(os.environ.items())
+                        if k.startswith(("CUDA_", "TORCH", "PYTORCH_", "OMP_", "MKL_", "KMP_", "HF_", "TOKENIZERS_"))},
     }
     report["train"] = bench_training(r, args.variants, dev["peak_bf16_tflops"])
+    if args.profile:
+        say(f"profiling {args.profile} project steps")
+        try:
+            report["profile"] = profile_steps(r, args.profile)
+        except Exception as exc:  # diagnostics only
+            r.notes.append(f"profile failed: {type(exc).__name__}: {str(exc)[:300]}")
     if args.eval:
         report["eval"] = bench_eval(r, dev["peak_bf16_tflops"])
     report["targets"] = targets(report)

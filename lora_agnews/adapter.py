@@ -139,7 +139,7 @@ def predict_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str],
 # --------------------------------------------------------------------------- model card
 def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     """The YAML front matter of the model card, in the Hugging Face hub schema."""
-    source = {"hub": "fancyzhx/ag_news", "sample": "project sample of AG News"}.get(cfg.data, "AG News CSV")
+    source = {"hub": "hub", "sample": "project sample"}.get(cfg.data, "local CSV")
     return {
         "library_name": "peft",
         "base_model": base_model_id(cfg),

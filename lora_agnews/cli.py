@@ -72,19 +72,34 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .adapter import load_adapter, predict_texts
+    import json
+
+    from .adapter import check_adapter_dir, load_adapter, predict_texts
     from .data import LABELS
 
-    texts = list(args.texts)
+    texts = [t for t in args.texts if t.strip()]
     if args.file:
-        path = Path(args.file)
-        if not path.is_file():
-            raise FileNotFoundError(f"--file {path} does not exist; give a text file with one headline per line.")
-        texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if args.file == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            path = Path(args.file)
+            if not path.is_file():
+                raise FileNotFoundError(f"--file {path} does not exist; give a text file with one headline per line.")
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"--file {path} is not UTF-8 text (byte {exc.start}); re-encode it as UTF-8.") from None
+        texts += [line.strip() for line in lines if line.strip()]
     if not texts:
         raise ValueError('nothing to classify: give texts as arguments ("headline" ...) or --file FILE.')
+    check_adapter_dir(Path(args.adapter))  # a clear message before any model is built
     model, tokenizer, cfg = load_adapter(Path(args.adapter))
     probs = predict_texts(model, tokenizer, cfg, texts)
+    if args.json:
+        rows = [{"text": text, "label": LABELS[int(row.argmax())], "label_id": int(row.argmax()),
+                 "probabilities": {name: float(p) for name, p in zip(LABELS, row)}} for text, row in zip(texts, probs)]
+        print(json.dumps(rows, indent=1))
+        return 0
     for text, row in zip(texts, probs):
         best = int(row.argmax())
         shown = ", ".join(f"{name}={p:.3f}" for name, p in zip(LABELS, row))
@@ -123,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="classify headlines with a saved adapter")
     p.add_argument("--adapter", required=True, help="adapter directory (RUN/adapter)")
-    p.add_argument("--file", default="", help="text file, one headline per line")
+    p.add_argument("--file", default="", help="text file, one headline per line ('-': standard input)")
+    p.add_argument("--json", action="store_true", help="print JSON (label and all probabilities per text)")
     p.add_argument("texts", nargs="*", help="headlines to classify")
     p.set_defaults(func=cmd_predict)
 
@@ -162,3 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     except known as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        hint = f" Rerun the same command to resume {out} from its last checkpoint." if out else ""
+        print(f"interrupted.{hint}", file=sys.stderr)
+        return 130

@@ -228,7 +228,7 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
                 papermill.execute_notebook(
                     str(source), str(target), parameters=notebook_parameters(profile, cfg, source, tuple(overrides)),
                     kernel_name=KERNEL, cwd=str(out_dir), progress_bar=interactive(), log_output=False,
-                    stderr_file=_ProgressEcho(), extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                    stderr_file=_ProgressEcho(), extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except PapermillExecutionError as exc:
             raise PipelineError(_cell_failure(name, exc, target)) from None
         say(f"notebook {name} done in {time.perf_counter() - t0:.1f} s -> {target}")

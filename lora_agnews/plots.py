@@ -28,8 +28,8 @@ SPLIT_ORDER = ["train", "validation", "test"]
 @contextlib.contextmanager
 def _style() -> Iterator[None]:
     """One look for every figure: white grid, readable font sizes, no top/right spines."""
-    rc = {"axes.titlesize": 12, "axes.labelsize": 10.5, "xtick.labelsize": 9.5, "ytick.labelsize": 9.5,
-          "legend.fontsize": 9, "figure.titlesize": 13, "axes.spines.top": False, "axes.spines.right": False,
+    rc = {"font.size": 11, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11, "ytick.labelsize": 11,
+          "legend.fontsize": 10, "figure.titlesize": 14, "axes.spines.top": False, "axes.spines.right": False,
           "pdf.fonttype": 42, "figure.dpi": 100}
     with sns.axes_style("whitegrid"), plt.rc_context(rc):
         yield
@@ -59,7 +59,7 @@ def class_balance(balance: pd.DataFrame) -> Figure:
         sns.barplot(data=long, x="class", y="examples", hue="split", hue_order=splits, order=list(LABELS),
                     palette=PALETTE, ax=ax)
         for container in ax.containers:
-            ax.bar_label(container, fmt="{:,.0f}", fontsize=8, padding=1)
+            ax.bar_label(container, fmt="{:,.0f}", fontsize=9.5, padding=1)
         ax.set(title="Class balance per split", xlabel="Class", ylabel="Examples")
         _thousands(ax)
         ax.legend(title="Split", loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -107,7 +107,7 @@ def parameter_breakdown(breakdown: Mapping[str, Any], budget: int) -> Figure:
         ax.invert_yaxis()
         limit = ax.axvline(budget, color="black", linestyle="--", linewidth=1.2)
         for y, v in enumerate(values):
-            ax.text(v, y, f" {v:,}", va="center", fontsize=8.5)
+            ax.text(v, y, f" {v:,}", va="center", fontsize=10)
         ax.set_xlim(0, max(budget, max(values)) * 1.22)
         _thousands(ax, "x")
         verdict = "within" if total <= budget else "OVER"
@@ -183,11 +183,13 @@ def reliability_diagram(calibration: Mapping[str, Any]) -> Figure:
         fig, (ax, ax_n) = _figure(nrows=2, size=(5.6, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
         ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
         ax.bar(centers, np.nan_to_num(acc), width=width * 0.92, color=colors[0], alpha=0.85, label="accuracy in bin")
-        gap = ~np.isnan(acc)
-        ax.bar(centers[gap], (conf - acc)[gap], bottom=acc[gap], width=width * 0.92, color=colors[3], alpha=0.35,
-               hatch="//", label="gap to mean confidence")
+        seen = ~np.isnan(acc)
+        ax.vlines(centers[seen], np.minimum(acc, conf)[seen], np.maximum(acc, conf)[seen], color=colors[3],
+                  linewidth=2, label="gap to mean confidence")
+        ax.scatter(centers[seen], conf[seen], marker="_", s=width * 2500, color="black", linewidths=2, zorder=4,
+                   label="mean confidence in bin")
         ax.set(title=f"Reliability diagram (ECE = {calibration['ece']:.3f})", ylabel="Accuracy", xlim=(0, 1),
-               ylim=(0, 1))
+               ylim=(0, 1.02))
         ax.legend(loc="upper left")
         ax_n.bar(centers, counts, width=width * 0.92, color=colors[2])
         ax_n.set(xlabel="Confidence (max softmax probability)", ylabel="Examples")
@@ -220,17 +222,17 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
                        edgecolors="black", linewidths=1.3, zorder=4)
         for _, row in trained.iterrows():
             ax.annotate(f"r={int(row['lora_r'])}", (row["trainable_params"], row["accuracy_pct"]),
-                        textcoords="offset points", xytext=(6, 5), fontsize=8)
+                        textcoords="offset points", xytext=(6, 5), fontsize=9.5)
         ax.axvline(budget, color="firebrick", linestyle="--", linewidth=1.3, label=f"budget {budget:,}")
         if not refused.empty:
             low = ax.get_ylim()[0]
             ax.scatter(refused["trainable_params"], [low] * len(refused), marker="x", color="grey", s=60,
                        clip_on=False, zorder=3, label=f"over budget, not trained ({len(refused)})")
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
+        ax.set_xlim(0, max(budget, float(frame["trainable_params"].max())) * 1.08)
+        _thousands(ax, "x")
         ax.set(title="Accuracy versus trainable parameters (ablation grid)",
-               xlabel="Trainable parameters, head included (log scale)", ylabel="Test accuracy (%)")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8.5)
+               xlabel="Trainable parameters, head included", ylabel="Test accuracy (%)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9.5)
     return fig
 
 

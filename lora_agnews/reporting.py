@@ -180,11 +180,47 @@ def breakdown_tabular(breakdown: Mapping[str, Any], budget: int) -> str:
     return artifacts.latex_table(["Parameter group", "Trainable", "% of budget"], rows)
 
 
+def training_summary(cfg: Config, metrics: Mapping[str, Any], breakdown: Mapping[str, Any], counts: pd.DataFrame,
+                     paper_cfg: Config, paper_counts: pd.DataFrame, saved_params: int, run_dir: Path,
+                     adapter_dir: Path) -> dict[str, Any]:
+    """What notebook 02 found, as plain JSON (results/<profile>/training.json)."""
+    return {
+        "config": cfg.to_dict(), "run_dir": str(run_dir), "adapter_dir": str(adapter_dir),
+        "parameter_breakdown": dict(breakdown), "head_counts": counts.to_dict(orient="records"),
+        "paper_head_counts": paper_counts.to_dict(orient="records"), "paper_lora_r": paper_cfg.lora_r,
+        "paper_lora_targets": paper_cfg.lora_targets, "paper_budget": paper_cfg.budget,
+        "saved_parameters": int(saved_params), "test_accuracy_at_training": metrics["accuracy"],
+        "best_validation_accuracy": metrics["best_validation_accuracy"], "train_seconds": metrics["train_seconds"],
+        "global_steps": metrics["global_steps"], "device": metrics["device"], "precision": metrics["precision"],
+        "split_sizes": metrics["split_sizes"],
+    }
+
+
+def write_training_tex(cfg: Config, summary: Mapping[str, Any]) -> list[Path]:
+    """Notebook 02's macros and tables (budget breakdown, per-head counts here and for roberta-base)."""
+    b = summary["parameter_breakdown"]
+    counts, paper = pd.DataFrame(summary["head_counts"]), pd.DataFrame(summary["paper_head_counts"])
+    macros = {**setup_macros(cfg), "trainable_params": num(b["total"]), "lora_params": num(b["lora"]),
+              "head_params": num(b["head"]), "budget_share": f"{100 * b['total'] / cfg.budget:.1f}",
+              "saved_params": num(summary["saved_parameters"]),
+              "best_validation_accuracy": pct(summary["best_validation_accuracy"]),
+              "train_seconds": f"{summary['train_seconds']:.0f}", "global_steps": summary["global_steps"],
+              "training_device": summary["device"], "training_precision": summary["precision"],
+              "paper_lora_r": summary["paper_lora_r"], "paper_lora_targets": summary["paper_lora_targets"],
+              **head_count_macros(counts, "profile"), **head_count_macros(paper, "paper")}
+    return [write_macros(cfg.profile, "training", macros),
+            write_table(cfg.profile, "parameter_breakdown", breakdown_tabular(b, cfg.budget)),
+            write_table(cfg.profile, "head_counts", head_counts_tabular(counts, cfg.budget)),
+            write_table(cfg.profile, "paper_head_counts", head_counts_tabular(paper, summary["paper_budget"]))]
+
+
 # --------------------------------------------------------------------------- evaluation (03)
 def metrics_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
     """Per-class precision/recall/F1/support, then the macro average and accuracy (in %)."""
-    rows = [{"class": name, "precision": 100 * m["precision"], "recall": 100 * m["recall"],
-             "f1": 100 * m["f1"], "support": m["support"]} for name, m in metrics["per_class"].items()]
+    per_class = metrics["per_class"]  # JSON files store it with sorted keys: restore the label order
+    rows = [{"class": name, "precision": 100 * per_class[name]["precision"], "recall": 100 * per_class[name]["recall"],
+             "f1": 100 * per_class[name]["f1"], "support": per_class[name]["support"]}
+            for name in LABELS if name in per_class]
     rows.append({"class": "macro average", "precision": 100 * metrics["macro_precision"],
                  "recall": 100 * metrics["macro_recall"], "f1": 100 * metrics["macro_f1"],
                  "support": metrics["n_eval"]})
@@ -219,7 +255,8 @@ def evaluation_macros(metrics: Mapping[str, Any], agreement: float | None = None
         "ece": dec(metrics.get("ece")), "nll": dec(metrics.get("nll")),
         "confused_true": true, "confused_predicted": predicted, "confused_count": num(count),
     }
-    for name, m in metrics["per_class"].items():
+    for name in LABELS:
+        m = metrics["per_class"][name]
         values[f"f1_{name}"] = pct(m["f1"])
         values[f"recall_{name}"] = pct(m["recall"])
     if agreement is not None:
@@ -274,17 +311,31 @@ def best_ablation(table: pd.DataFrame) -> pd.Series | None:
     return scored.sort_values(["accuracy", "trainable_params"], ascending=[False, True]).iloc[0]
 
 
+def describe_config(entry: Mapping[str, Any]) -> str:
+    """``r=8, Q,K,V,emb, default head`` from a statistics entry's config."""
+    c = entry["config"]
+    return f"r={c['lora_r']}, {short_targets(c['lora_targets'])}, {c['head']} head"
+
+
 def statistics_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
+    """Chosen vs baseline: configuration, parameters, mean ± std over seeds, bootstrap interval (in %)."""
+    level = int(100 * stats.get("confidence", 0.95))
     rows = []
     for key in ("chosen", "baseline"):
         s = stats[key]
         lo, hi = s["bootstrap_ci"]
-        rows.append({"": key, "configuration": s["name"], "trainable": s["trainable_params"],
-                     "seeds": len(s["seeds"]), "mean accuracy %": round(100 * s["mean"], 2),
-                     "std %": round(100 * s["std"], 2),
-                     f"{int(100 * stats.get('confidence', 0.95))}% CI %": f"[{pct(lo)}, {pct(hi)}]",
-                     "pooled accuracy %": round(100 * s["pooled_accuracy"], 2)})
+        rows.append({"": key, "configuration": describe_config(s), "trainable": num(s["trainable_params"]),
+                     "seeds": len(s["seeds"]), "accuracy % (mean ± std)": f"{pct(s['mean'])} ± {pct(s['std'])}",
+                     f"{level}% bootstrap CI": f"[{pct(lo)}, {pct(hi)}]"})
     return pd.DataFrame(rows).set_index("")
+
+
+def mcnemar_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
+    m = stats["mcnemar"]
+    rows = [("b: chosen right, baseline wrong", str(m["b"])), ("c: chosen wrong, baseline right", str(m["c"])),
+            ("test statistic", dec(m["statistic"])), ("p-value", pvalue(m["p_value"])),
+            ("method", m.get("method", "McNemar")), ("seed", str(m.get("seed", "")))]
+    return pd.DataFrame(rows, columns=["McNemar's test", "value"]).set_index("McNemar's test")
 
 
 def statistics_tabular(stats: Mapping[str, Any]) -> str:

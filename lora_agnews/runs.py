@@ -349,6 +349,15 @@ def save_arrays(path: Path, **arrays: Any) -> Path:
     return _atomic_write_bytes(buffer.getvalue(), Path(path))
 
 
+def _share(directory: Path) -> None:
+    """Usual permissions (temp files are created private): an artifact is meant to be read by others."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
+    for path in directory.rglob("*"):
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_directory(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``target`` by renames.
@@ -360,7 +369,7 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
         yield tmp
-        os.chmod(tmp, 0o755)
+        _share(tmp)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")

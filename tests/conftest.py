@@ -42,6 +42,14 @@ def smoke_config():
     return config.load("smoke")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per test process: the models are tiny, and on a shared 2-core machine
+    intra-op threads fight each other (a smoke run was 5x slower with the default)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 

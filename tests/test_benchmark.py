@@ -1,7 +1,8 @@
 """The throughput benchmark runs end to end and reports every figure (numbers not judged: not a timed test).
 
 Runs ``benchmarks/train_throughput.py --quick`` on the tiny RoBERTa with a word-level tokenizer
-built from the shipped sample, so it needs neither ../shared nor the network.
+built from the shipped sample, so it needs neither ../shared nor the network. One process for
+all checks (its start, importing torch and transformers, is most of the test's time).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def test_quick_benchmark_reports_all_figures(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--model-shape", "tiny-roberta", "--device", "cpu",
          "--tokenizer", "local", "--data", str(SAMPLE), "--configs", ",".join(CONFIGS), "--eval",
-         "--json", str(out)],
+         "--profile", "1", "--rounds", "2", "--json", str(out)],
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -53,7 +54,16 @@ def test_quick_benchmark_reports_all_figures(tmp_path: Path) -> None:
         for key in EVAL_FIELDS:
             assert report["eval"][mode][key] > 0, (mode, key)
     assert report["eval"]["max_abs_logit_diff_merged_vs_unmerged"] < 0.5  # same function, bf16 rounding
+    assert report["profile"]["steps"] == 1 and report["profile"]["top_ops_by_self_cpu"]
+    assert report["notes"] == []
+    # bf16 variants really ran bf16 matmuls, also the second (timed) Trainer on the same model:
+    # accelerate marks a prepared model and would otherwise skip its autocast wrapper
+    assert base["matmul_output_dtypes"] == ["torch.float32"]
+    mixed = "torch.bfloat16" if report["settings"]["precision"] == "bf16" else "torch.float32"
+    for name in ("dynamic_bf16", "project", "trainer"):
+        assert report["train"][name]["matmul_output_dtypes"] == [mixed], name
 
-    assert "variant" in proc.stdout and "120k epoch" in proc.stdout
+    assert "variant" in proc.stdout and "120k epoch" in proc.stdout and "profile:" in proc.stdout
     for name in CONFIGS + ["unmerged", "merged"]:
         assert f"\n{name} " in proc.stdout, name
+

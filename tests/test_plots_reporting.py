@@ -99,7 +99,7 @@ def test_accuracy_vs_params_marks_budget_pareto_and_refused(ablation: pd.DataFra
     labels = ax.get_legend_handles_labels()[1]
     assert "budget 1,000,000" in labels and "Pareto front" in labels
     assert any(label.startswith("over budget, not trained (1)") for label in labels)
-    assert ax.get_xscale() == "log" and "trainable parameters" in ax.get_xlabel().lower()
+    assert ax.get_xlim()[1] > 2_000_000 and "trainable parameters" in ax.get_xlabel().lower()
     _check_saved(fig, tmp_path, "pareto")
 
 

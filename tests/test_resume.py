@@ -116,3 +116,50 @@ def test_killed_run_resumes_and_matches_uninterrupted(tmp_path: Path, capsys: py
     record = runs.read_record(killed)
     assert record["status"] == "complete" and record["attempts"] == 2
     assert runs.inspect(killed).complete
+
+
+def test_interrupted_with_ctrl_c_is_recorded_and_resumable(tmp_path: Path, one_thread: None) -> None:
+    """SIGINT (Ctrl-C) ends the process with a clear line, a 'failed' record and its checkpoints kept."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "lora_agnews", *_train_args(out)], env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not _complete_checkpoints(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert f"interrupted. Rerun the same command to resume {out}" in err
+    assert "Traceback" not in err
+    info = runs.inspect(out)
+    assert info.status == "failed" and info.error.startswith("KeyboardInterrupt")
+    assert runs.last_checkpoint(out / runs.CHECKPOINTS, clean=False)
+    from lora_agnews import config
+
+    assert runs.check(out, config.load("smoke", {"evals_per_epoch": 4, "epochs": 2})) == "resume"
+
+
+def test_killed_after_the_last_checkpoint_finishes_without_retraining(tmp_path: Path, one_thread: None,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A kill between the final checkpoint and metrics.json: the rerun trains 0 steps and scores the same."""
+    out = tmp_path / "run"
+    args = ["train", "--profile", "smoke", "-p", "epochs", "1", "--out", str(out)]
+    assert main(args) == 0
+    want = read_json(out / runs.METRICS_FILE)
+    # What a SIGKILL right after the last checkpoint leaves behind:
+    record = runs.read_record(out)
+    record.update(status="running", pid=2 ** 22 + 4321, finished=None)
+    runs.write_record(out, record)
+    for name in (runs.METRICS_FILE, "test_predictions.npz", "history.json"):
+        (out / name).unlink()
+    import shutil
+
+    shutil.rmtree(out / "adapter")
+    capsys.readouterr()
+    assert main(args) == 0
+    assert f"resuming from checkpoint-{want['global_steps']}" in capsys.readouterr().err
+    got = read_json(out / runs.METRICS_FILE)
+    for key in ("accuracy", "confusion_matrix", "best_checkpoint", "global_steps", "macro_f1"):
+        assert got[key] == want[key], key
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert runs.read_record(out)["attempts"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -16,13 +17,26 @@ from lora_agnews import config, runs
 from lora_agnews.artifacts import read_json, write_json
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """Train on one thread: on a shared, busy CPU, more threads spin and run several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real smoke run (1 epoch), its outputs isolated like every test's."""
     from lora_agnews.train import train
 
     root = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, one_torch_thread():
         mp.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
         mp.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
         train(config.load("smoke", {"epochs": 1}), root / "run")
@@ -217,3 +231,61 @@ def test_save_arrays_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         runs.save_arrays(path, logits=np.zeros((2, 4)))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["pred.npz"]
+
+
+# --------------------------------------------------------------------------- progress output
+class _Stream:
+    def __init__(self, tty: bool):
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tty, env, expected", [
+    (True, {}, True),
+    (False, {}, False),
+    (True, {"CI": "1"}, False),
+    (True, {"CI": "true"}, False),
+    (True, {"GITHUB_ACTIONS": "true"}, False),
+    (True, {"CI": "false"}, True),
+    (False, {"LORA_AGNEWS_PROGRESS": "1"}, True),
+    (True, {"LORA_AGNEWS_PROGRESS": "0"}, False),
+])
+def test_interactive(tty: bool, env: dict[str, str], expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lora_agnews import progress
+
+    for name in ("LORA_AGNEWS_PROGRESS", *progress._CI_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "stderr", _Stream(tty))
+    assert progress.interactive() is expected
+
+
+BAR = re.compile(r"\d+%\||\r|\u2588|it/s\]")
+
+
+def test_cli_output_has_no_bars_in_ci(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from lora_agnews.cli import main
+
+    argv = ["train", "--profile", "smoke", "-p", "epochs", "1"]
+    monkeypatch.delenv("LORA_AGNEWS_PROGRESS", raising=False)
+    monkeypatch.setenv("CI", "1")
+    with one_torch_thread():
+        assert main([*argv, "--out", str(tmp_path / "ci")]) == 0
+    quiet = capsys.readouterr()
+    assert not BAR.search(quiet.err + quiet.out), (quiet.err + quiet.out)[-2000:]
+    assert "[lora_agnews] scoring the test split" in quiet.err  # plain progress lines stay
+
+    monkeypatch.setenv("LORA_AGNEWS_PROGRESS", "1")  # the control: bars where someone watches
+    with one_torch_thread():
+        assert main([*argv, "--out", str(tmp_path / "tty")]) == 0
+    assert BAR.search(capsys.readouterr().err)

@@ -1,0 +1,240 @@
+"""Bad input: each case gets one clear message that names the problem and the fix (exit status
+2, no traceback), and nothing produced earlier is lost: an existing complete run passed as
+``--out`` (even with ``--overwrite``) stays byte-identical, and a fresh ``--out`` is not created."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lora_agnews import config, paths, runs
+from lora_agnews.cli import main
+
+SMOKE = ["--profile", "smoke", "-p", "epochs", "1"]
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Train on one thread: on a shared, busy CPU, more threads spin and run several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def existing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete run made before the bad call (the thing that must survive it)."""
+    from lora_agnews.train import train
+
+    root = tmp_path_factory.mktemp("existing")
+    with pytest.MonkeyPatch.context() as mp, one_torch_thread():
+        mp.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
+        mp.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
+        train(config.load("smoke", {"epochs": 1}), root / "run")
+    return root / "run"
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def guarded(existing: Path):
+    """The existing run; after the test it must be byte-identical (every file, nothing added)."""
+    before = snapshot(existing)
+    yield existing
+    assert snapshot(existing) == before, "a refused call changed an existing run"
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str], *patterns: str) -> str:
+    """Run the CLI in-process; it must exit 2 with one 'error:' line matching every pattern."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "Traceback" not in err + captured.out
+    line = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert line, err
+    for pattern in patterns:
+        assert re.search(pattern, line[-1]), f"{pattern!r} not in {line[-1]!r}"
+    return line[-1]
+
+
+# --------------------------------------------------------------------------- data
+GOOD_ROWS = "".join(f'"{label}","Title {label} {i}","Some description number {i} of class {label}"\n'
+                    for label in (1, 2, 3, 4) for i in range(4)).encode()
+
+DATA_CASES = {
+    # name: (train.csv bytes, test.csv bytes or None for missing, patterns for problem and fix)
+    "empty csv": (b"", GOOD_ROWS, [r"train\.csv is empty", r"label,title,description"]),
+    "malformed csv": (GOOD_ROWS + b'"3","Unclosed quote,"desc\n"1","T","D"\n', GOOD_ROWS,
+                      [r"train\.csv line \d+ has \d column\(s\)", r"3 \(label,title,description\)"]),
+    "missing columns": (b'"3","Only a title"\n' * 8, GOOD_ROWS,
+                        [r"train\.csv line 1 has 2 column\(s\)", r"label,title,description"]),
+    "label outside 1..4": (GOOD_ROWS + b'"5","T","D"\n', GOOD_ROWS,
+                           [r"train\.csv line 17: label '5' is outside 1\.\.4", r"Fix or drop that row"]),
+    "label zero in test": (GOOD_ROWS, b'"0","T","D"\n', [r"test\.csv line 1: label '0' is outside 1\.\.4"]),
+    "header row": (b"label,title,description\n" + GOOD_ROWS, GOOD_ROWS,
+                   [r"label 'label' is outside 1\.\.4", r"a header line is not allowed"]),
+    "not utf-8": (GOOD_ROWS + '"2","Caf\xe9 society","D"\n'.encode("latin-1"), GOOD_ROWS,
+                  [r"train\.csv is not UTF-8", r"iconv -f latin1 -t utf-8"]),
+    "empty texts": (GOOD_ROWS + b'"2","",""\n', GOOD_ROWS,
+                    [r"train\.csv line 17: title and description are both empty", r"Drop empty rows"]),
+    "no test.csv": (GOOD_ROWS, None, [r"has no test\.csv", r"needs train\.csv and test\.csv"]),
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_CASES))
+def test_bad_data_is_refused_and_nothing_is_lost(case: str, guarded: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    train_bytes, test_bytes, patterns = DATA_CASES[case]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_bytes(train_bytes)
+    if test_bytes is not None:
+        (data / "test.csv").write_bytes(test_bytes)
+    fresh = tmp_path / "fresh"
+    refused(["train", *SMOKE, "-p", "data", str(data), "--out", str(fresh)], capsys, *patterns)
+    assert not fresh.exists(), "a refused run must not create its output directory"
+    # Even --overwrite must not delete the earlier run before the new one is known to be valid.
+    refused(["train", *SMOKE, "-p", "data", str(data), "--out", str(guarded), "--overwrite"], capsys, *patterns)
+
+
+def test_missing_data_directory(guarded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    refused(["train", *SMOKE, "-p", "data", str(tmp_path / "nowhere"), "--out", str(guarded), "--overwrite"],
+            capsys, r"data directory .*nowhere does not exist", r"-p data hub, -p data sample")
+
+
+# --------------------------------------------------------------------------- configuration
+def test_over_budget_is_refused_before_training(guarded: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    fresh = tmp_path / "fresh"
+    refused(["train", *SMOKE, "-p", "budget", "1000", "--out", str(fresh)], capsys,
+            r"over the budget of 1,000", r"Refused before training", r"-p (lora_r \d+|head linear)")
+    assert not fresh.exists()
+    refused(["train", *SMOKE, "-p", "budget", "1000", "--out", str(guarded), "--overwrite"], capsys,
+            r"over the budget of 1,000")
+
+
+@pytest.mark.parametrize("argv, patterns", [
+    (["-p", "lora_rank", "8"], [r"unknown parameter 'lora_rank'", r"Did you mean 'lora_r'\?"]),
+    (["-p", "epochs", "many"], [r"parameter 'epochs' expects float, got 'many'", r"-p epochs 0\.1"]),
+    (["-p", "lora_r", "4.5"], [r"parameter 'lora_r' expects int", r"-p lora_r 8"]),
+    (["-p", "group_by_length", "perhaps"], [r"'group_by_length' expects bool", r"-p group_by_length true"]),
+    (["-p", "head", "mlp"], [r"'head' must be one of default, linear, lora-dense; got 'mlp'"]),
+    (["-p", "lora_r", "0"], [r"'lora_r' must be positive"]),
+    (["--profile", "nope"], [r"unknown profile 'nope'", r"Available profiles: .*smoke", r"configs/nope\.yaml"]),
+], ids=["unknown-name", "wrong-type-float", "wrong-type-int", "wrong-type-bool", "bad-choice", "range",
+        "unknown-profile"])
+def test_bad_parameters_through_the_cli(argv: list[str], patterns: list[str], guarded: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    refused(["train", *SMOKE, *argv, "--out", str(guarded), "--overwrite"], capsys, *patterns)
+    refused(["params", *SMOKE, *argv], capsys, *patterns)
+
+
+def test_missing_parameter_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--profile", "smoke", "--out", "x", "-p", "lora_r"])
+    assert exc.value.code == 2
+    assert "-p/--param: expected 2 arguments" in capsys.readouterr().err
+
+
+def test_bad_parameters_through_the_papermill_pipeline(capsys: pytest.CaptureFixture[str]) -> None:
+    """Notebook parameters are validated like CLI ones: papermill injects anything it is given."""
+    from lora_agnews import pipeline
+
+    with pytest.raises(config.ConfigError, match=r"unknown parameter 'lora_rank'.*Did you mean 'lora_r'"):
+        pipeline.notebook_config({"profile": "smoke", "lora_rank": 8})
+    with pytest.raises(config.ConfigError, match=r"'epochs' expects float, got 'many'"):
+        pipeline.notebook_config({"profile": "smoke", "epochs": "many"})
+    with pytest.raises(config.ConfigError, match=r"unknown profile 'nope'"):
+        pipeline.notebook_config({"profile": "nope"})
+    assert pipeline.notebook_config({"profile": "smoke", "lora_r": 4}).lora_r == 4
+    # and `run` refuses before executing anything
+    refused(["run", "--profile", "smoke", "-p", "lora_rank", "8"], capsys, r"unknown parameter 'lora_rank'")
+    assert not paths.build_root().exists()
+
+
+# --------------------------------------------------------------------------- run directories and adapters
+def test_out_dir_with_another_configuration(existing: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(existing, copy)
+    before = snapshot(copy)
+    refused(["train", *SMOKE, "-p", "lora_r", "4", "--out", str(copy)], capsys,
+            r"holds a run of a different configuration \(differs in: lora_r\)", r"another --out", r"--overwrite")
+    assert snapshot(copy) == before
+    with one_torch_thread():
+        assert main(["train", *SMOKE, "-p", "lora_r", "4", "--out", str(copy), "--overwrite"]) == 0
+    record = runs.read_record(copy)
+    assert record["config"]["lora_r"] == 4 and record["status"] == "complete" and record["attempts"] == 1
+
+
+def test_missing_or_incomplete_adapter(existing: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lora_agnews.adapter import AdapterError, load_adapter
+
+    refused(["predict", "--adapter", str(tmp_path / "none"), "headline"], capsys,
+            r"adapter directory .*none does not exist", r"python -m lora_agnews train --out RUN")
+    partial = tmp_path / "partial"
+    shutil.copytree(existing / "adapter", partial)
+    (partial / "adapter_model.safetensors").unlink()
+    refused(["predict", "--adapter", str(partial), "headline"], capsys,
+            r"not a complete adapter directory \(missing adapter_model\.safetensors\)")
+    with pytest.raises(AdapterError, match="does not exist"):
+        load_adapter(tmp_path / "none")
+
+
+# --------------------------------------------------------------------------- unreachable hub
+HUB_SCRIPT = textwrap.dedent("""
+    import sys
+    if sys.argv[1] == "refuse":  # the network boundary: every HTTP request fails to connect, no backoff waits
+        import httpx2, huggingface_hub.utils._http as http
+
+        def refuse(self, request):
+            raise httpx2.ConnectError("[Errno 101] Network is unreachable", request=request)
+
+        httpx2.HTTPTransport.handle_request = refuse
+        http.time.sleep = lambda seconds: None
+    from lora_agnews.cli import main
+    out = sys.argv[2]
+    codes = [main(["train", "--profile", "smoke", "--out", out, "--overwrite", "-p", "data", "hub"]),
+             main(["train", "--profile", "smoke", "--out", out, "--overwrite",
+                   "-p", "model_name", "roberta-base", "-p", "init", "pretrained"])]
+    print(codes)
+""")
+
+
+@pytest.mark.parametrize("mode", ["offline", "refuse"])
+def test_unreachable_hub_without_local_copy(mode: str, existing: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(existing, copy)
+    before = snapshot(copy)
+    home = tmp_path / "hf-home"  # no cached datasets or models
+    home.mkdir()
+    offline = "1" if mode == "offline" else "0"
+    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": offline, "HF_DATASETS_OFFLINE": offline,
+           "TRANSFORMERS_OFFLINE": offline, "OMP_NUM_THREADS": "1", "LORA_AGNEWS_PROGRESS": "0"}
+    out = subprocess.run([sys.executable, "-c", HUB_SCRIPT, mode, str(copy)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[2, 2]"
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 2, out.stderr[-3000:]
+    assert re.search(r"could not load 'fancyzhx/ag_news' from the Hugging Face hub", errors[0])
+    assert re.search(r"-p data /path/to/ag_news_csv .*or use -p data sample", errors[0])
+    assert re.search(r"cannot load 'roberta-base'.*hub did not answer", out.stderr)
+    assert "-p model_name /path/to/model" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert snapshot(copy) == before
