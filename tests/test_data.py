@@ -89,10 +89,10 @@ def test_csv_directory_with_quirks(tmp_path: Path) -> None:
     assert len(train) == 12 and len(test) == 4
     assert train["label"].tolist()[:4] == [0, 1, 2, 3]  # 1..4 -> 0..3
     assert test["text"].tolist() == [
-        "Union's plan. Leaders meet today .",
-        "Sox win. Boston beat New York 5-3 $ fans cheered.",
-        "Stocks rise. Shares up $2 on J&J news",  # a title ending in '.' gets no second one
-        'New chip. Faster "cores" ship',
+        "Union's plan Leaders meet today .",  # title and description joined by a space, as on the hub
+        "Sox win Boston beat New York 5-3 $ fans cheered.",
+        "Stocks rise. Shares up $2 on J&J news",
+        'New chip Faster "cores" ship',
     ]
     for text in train["text"]:
         assert "#39;" not in text and "&lt;" not in text and "\\" not in text and "quot;" not in text
