@@ -160,7 +160,7 @@ def _seed_runs(cfg: Config, name: str) -> dict[str, Any]:
     accs, f1s, correct = [], [], []
     for seed in seeds:
         say(f"seeds: {name} seed {seed}")
-        run_dir = root / f"seed{seed}"
+        run_dir = _reusable_main_run(cfg.replace(seed=seed)) or root / f"seed{seed}"
         metrics = train(cfg.replace(seed=seed), run_dir)
         pred = np.load(run_dir / "test_predictions.npz")
         correct.append(pred["logits"].argmax(axis=1) == pred["labels"])
@@ -172,6 +172,15 @@ def _seed_runs(cfg: Config, name: str) -> dict[str, Any]:
             "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
             "macro_f1_mean": float(np.mean(f1s)), "bootstrap_ci": bootstrap_ci(matrix, seed=cfg.seed),
             "pooled_accuracy": float(matrix.mean()), "_correct": matrix}
+
+
+def _reusable_main_run(cfg: Config) -> Path | None:
+    """The notebooks' main run when it is complete with exactly this configuration (not trained twice)."""
+    main = paths.runs_dir(cfg.profile) / "main"
+    record = runs.read_record(main) or {}
+    if record.get("status") == "complete" and record.get("run_key") == cfg.run_key():
+        return main
+    return None
 
 
 def run_seeds(cfg: Config) -> dict[str, Any]:
