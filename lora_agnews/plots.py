@@ -251,7 +251,7 @@ def seed_comparison(statistics: Mapping[str, Any]) -> Figure:
             ax.scatter(acc, [y] * len(acc), color=color, s=45, zorder=3, label="one seed" if y == 0 else None)
             ax.scatter([100 * entry["mean"]], [y], marker="|", s=600, color="black", zorder=4,
                        label="mean over seeds" if y == 0 else None)
-        names = [f"{k}\n{_short(statistics[k]['name'])}\n{int(statistics[k]['trainable_params']):,} params"
+        names = [f"{k}\n{_describe(statistics[k])}\n{int(statistics[k]['trainable_params']):,} params"
                  for k in ("chosen", "baseline")]
         ax.set_yticks([0, 1], names)
         ax.set_ylim(-0.6, 1.6)
@@ -262,9 +262,11 @@ def seed_comparison(statistics: Mapping[str, Any]) -> Figure:
     return fig
 
 
-def _short(name: str, width: int = 34) -> str:
-    name = name.split("-", 1)[1] if name.startswith(("chosen-", "baseline-")) else name
-    return name if len(name) <= width else name[: width - 1] + "…"
+def _describe(entry: Mapping[str, Any]) -> str:
+    """``r=8, Q,K,V,emb, default head`` (what the configuration is, in one short line)."""
+    from .reporting import describe_config
+
+    return describe_config(entry)
 
 
 def close(fig: Figure) -> None:

@@ -285,7 +285,7 @@ def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
     if "pareto" not in frame:
         frame["pareto"] = pareto_mask(frame)
     shown = pd.DataFrame({
-        "variant": frame["name"], "r": frame["lora_r"], "targets": frame["lora_targets"].map(short_targets),
+        "r": frame["lora_r"], "targets": frame["lora_targets"].map(short_targets),
         "head": frame["head"], "trainable": frame["trainable_params"], "within budget": frame["within_budget"],
         "accuracy %": (100 * frame["accuracy"]).round(2), "macro F1 %": (100 * frame["macro_f1"]).round(2),
         "best val. acc. %": (100 * pd.to_numeric(frame["best_validation_accuracy"], errors="coerce")).round(2),
@@ -426,7 +426,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     stats = results["statistics"]
     metrics = results["metrics"]
     shown = ablation_frame(ablation)
-    ablation_rows = [(r["variant"], r["r"], r["targets"], r["head"], num(r["trainable"]),
+    ablation_rows = [(r["r"], r["targets"], r["head"], num(r["trainable"]),
                       "yes" if r["within budget"] else "no",
                       "--" if pd.isna(r["accuracy %"]) else f"{r['accuracy %']:.2f}",
                       "--" if pd.isna(r["macro F1 %"]) else f"{r['macro F1 %']:.2f}",
@@ -437,7 +437,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("chosen", "baseline"):
         s = stats[key]
         lo, hi = s["bootstrap_ci"]
-        stat_rows.append((key, s["name"], num(s["trainable_params"]), len(s["seeds"]),
+        stat_rows.append((key, describe_config(s), num(s["trainable_params"]), len(s["seeds"]),
                           f"{pct(s['mean'])} ± {pct(s['std'])}", f"[{pct(lo)}, {pct(hi)}]"))
     true, predicted, count = most_confused(metrics["confusion_matrix"])
     return {
@@ -449,7 +449,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "best_ablation": (best_ablation(ablation).to_dict() if best_ablation(ablation) is not None else None),
         "tables": {
             "metrics": markdown_table(["class", "precision (%)", "recall (%)", "F1 (%)", "support"], metric_rows),
-            "ablation": markdown_table(["variant", "r", "targets", "head", "trainable", "within budget",
+            "ablation": markdown_table(["r", "targets", "head", "trainable", "within budget",
                                         "accuracy (%)", "macro F1 (%)", "Pareto"], ablation_rows),
             "statistics": markdown_table(["", "configuration", "trainable", "seeds", "accuracy (%) mean ± std",
                                           f"{int(100 * stats.get('confidence', 0.95))}% bootstrap CI (%)"], stat_rows),

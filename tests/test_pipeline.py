@@ -220,7 +220,8 @@ def test_report_pdf_has_the_accuracy_and_the_confusion_matrix(smoke_run: dict[st
     assert "not roberta-base results" in flat and "smoke" in flat
     assert "Confusion matrix on the test split" in flat
     fls = (smoke_run["report"] / "main.fls").read_text()
-    assert re.search(r"^INPUT .*figures/confusion_matrix\.pdf$", fls, re.M), "the confusion matrix PDF was not included"
+    assert re.search(r"^INPUT .*figures/+confusion_matrix\.pdf$", fls, re.M), "the confusion matrix PDF was not included"
+    assert "Row-normalised (recall on the diagonal)" in flat, "the confusion matrix figure's own text is not in the PDF"
     assert "??" not in flat, "unresolved references or citations in the report"
 
 
