@@ -220,8 +220,9 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
                     zorder=2, label="Pareto front")
             ax.scatter(front["trainable_params"], front["accuracy_pct"], s=260, facecolors="none",
                        edgecolors="black", linewidths=1.3, zorder=4)
-        for _, row in trained.iterrows():
-            ax.annotate(f"r={int(row['lora_r'])}", (row["trainable_params"], row["accuracy_pct"]),
+        for (params, acc), group in trained.groupby(["trainable_params", "accuracy_pct"], sort=False):
+            ranks = sorted({int(r) for r in group["lora_r"]})  # coinciding points share one label
+            ax.annotate("r=" + ", ".join(map(str, ranks)), (params, acc),
                         textcoords="offset points", xytext=(6, 5), fontsize=9.5)
         ax.axvline(budget, color="firebrick", linestyle="--", linewidth=1.3, label=f"budget {budget:,}")
         if not refused.empty:

@@ -246,6 +246,17 @@ def most_confused(matrix: Sequence[Sequence[int]]) -> tuple[str, str, int]:
     return best
 
 
+def confusion_sentence(matrix: Sequence[Sequence[int]]) -> str:
+    """The most frequent confusion in words; a perfect matrix says so instead of naming a 0-example pair."""
+    true, predicted, count = most_confused(matrix)
+    if count <= 0:
+        return "There are no confusions: every test example is on the diagonal."
+    errors = int(sum(n for i, row in enumerate(matrix) for j, n in enumerate(row) if i != j))
+    noun = "example" if count == 1 else "examples"
+    return (f"The most frequent confusion is {true} predicted as {predicted} ({num(count)} {noun} "
+            f"of {num(errors)} errors).")
+
+
 def evaluation_macros(metrics: Mapping[str, Any], agreement: float | None = None) -> dict[str, Any]:
     true, predicted, count = most_confused(metrics["confusion_matrix"])
     values: dict[str, Any] = {
@@ -254,6 +265,7 @@ def evaluation_macros(metrics: Mapping[str, Any], agreement: float | None = None
         "n_eval": num(metrics["n_eval"]), "n_errors": num(round(metrics["n_eval"] * (1 - metrics["accuracy"]))),
         "ece": dec(metrics.get("ece")), "nll": dec(metrics.get("nll")),
         "confused_true": true, "confused_predicted": predicted, "confused_count": num(count),
+        "confusion_sentence": confusion_sentence(metrics["confusion_matrix"]),
     }
     for name in LABELS:
         m = metrics["per_class"][name]
@@ -359,8 +371,8 @@ def comparison_sentence(stats: Mapping[str, Any]) -> str:
     significant = m["p_value"] < 0.05
     verdict = ("significant at the 5% level" if significant else "not significant at the 5% level")
     text = (f"Averaged over {len(chosen['seeds'])} seeds, the chosen configuration's test accuracy is {amount} the "
-            f"baseline's; McNemar's test on the paired predictions of seed {m.get('seed', chosen['seeds'][0])} "
-            f"(b = {m['b']}, c = {m['c']}) gives p {p_text(m['p_value'])}, {verdict}.")
+            f"baseline's; on the paired predictions of seed {m.get('seed', chosen['seeds'][0])} that difference "
+            f"is {verdict} (McNemar's test, p {p_text(m['p_value'])}).")
     if "difference" in stats:
         lo, hi = (100 * v for v in stats["difference"]["bootstrap_ci"])
         contains = lo <= 0 <= hi
@@ -444,7 +456,8 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "profile": profile, "is_paper": profile == PAPER_PROFILE, "model_name": cfg.model_name, "cfg": cfg.to_dict(),
         "profile_note": profile_note(cfg), "stamp": dict(stamp), "overrides": dict(stamp.get("overrides") or {}),
         **results,
-        "confused": {"true": true, "predicted": predicted, "count": count},
+        "confused": {"true": true, "predicted": predicted, "count": count,
+                     "sentence": confusion_sentence(metrics["confusion_matrix"])},
         "comparison_sentence": comparison_sentence(stats),
         "best_ablation": (best_ablation(ablation).to_dict() if best_ablation(ablation) is not None else None),
         "tables": {

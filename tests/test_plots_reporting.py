@@ -198,3 +198,11 @@ def test_head_counts_are_exact_and_ordered() -> None:
     macros = reporting.head_count_macros(counts, "paper")
     assert artifacts.macro_name("paper_total_lora-dense") == "PaperTotalLoraDense"
     assert macros["paper_head_linear"] == f"{int(counts.loc[1, 'head_params']):,}"
+
+
+def test_confusion_sentence_names_the_pair_or_says_there_is_none() -> None:
+    perfect = [[5, 0, 0, 0], [0, 5, 0, 0], [0, 0, 5, 0], [0, 0, 0, 5]]
+    assert "no confusions" in reporting.confusion_sentence(perfect)
+    mixed = [[5, 0, 2, 0], [0, 5, 0, 0], [1, 0, 5, 0], [0, 0, 0, 5]]
+    text = reporting.confusion_sentence(mixed)
+    assert "World predicted as Business (2 examples of 3 errors)" in text
