@@ -55,8 +55,12 @@ test: setup ## the whole test suite (unit, slow, smoke pipeline end to end; GPU 
 test-fast: setup ## unit tests only (no slow, no pipeline), about a minute
 	$(PY) -m pytest -m "not slow and not pipeline" $(PYTEST_ARGS)
 
-bench: setup ## CPU training/evaluation throughput benchmark against the common-practice baseline
-	$(PY) benchmarks/train_throughput.py --data ../shared/agnews-subset/test.csv --tokenizer ../shared/tokenizers/roberta-base
+BENCH_DATA ?= ../shared/agnews-subset/test.csv
+BENCH_TOKENIZER ?= ../shared/tokenizers/roberta-base
+
+bench: setup ## CPU training/evaluation throughput vs common practice (BENCH_DATA=AG News CSV, BENCH_TOKENIZER=roberta-base tokenizer dir)
+	$(PY) benchmarks/train_throughput.py --eval --configs baseline,dynamic,dynamic_bf16,project,trainer \
+		--data $(BENCH_DATA) --tokenizer $(BENCH_TOKENIZER) --json results/benchmarks/cpu.json
 
 clean: ## remove results and build outputs (keeps .venv)
 	rm -rf results build

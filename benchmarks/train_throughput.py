@@ -435,10 +435,28 @@ class Runner:
     notes: list[str] = field(default_factory=list)
 
 
+BASELINE_LENGTH = 128  # common practice: truncate and pad every example to 128 tokens
+
+
+class TruncateTo:
+    """Cut each example to ``length`` tokens, keeping its final end-of-sequence token (as a tokenizer's
+    ``truncation=True, max_length=length`` would), before the inner collator pads."""
+
+    def __init__(self, inner: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]], length: int):
+        self.inner, self.length = inner, int(length)
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        cut = [{**item, "input_ids": list(item["input_ids"][: self.length - 1]) + [item["input_ids"][-1]]}
+               if len(item["input_ids"]) > self.length else item for item in batch]
+        return self.inner(cut)
+
+
 def collator_for(r: Runner, v: Variant) -> CountingCollator:
-    """Project collator: pad-to-max for the baseline, else dynamic (multiple of 8 on CUDA, as fit())."""
-    multiple = r.cfg.max_length if v.pad_to_max else (8 if r.device.type == "cuda" else 1)
-    return CountingCollator(PadCollator(r.pad_id, multiple=multiple))
+    """Project collator: the baseline truncates and pads every example to 128 tokens (common practice,
+    whatever the project's own ``max_length``); the others pad per batch (multiple of 8 on CUDA, as fit())."""
+    if v.pad_to_max:
+        return CountingCollator(TruncateTo(PadCollator(r.pad_id, multiple=BASELINE_LENGTH), BASELINE_LENGTH))
+    return CountingCollator(PadCollator(r.pad_id, multiple=8 if r.device.type == "cuda" else 1))
 
 
 def loader(r: Runner, batches: list[list[int]], collate: CountingCollator) -> Iterable[dict[str, torch.Tensor]]:

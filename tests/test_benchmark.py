@@ -50,6 +50,7 @@ def test_quick_benchmark_reports_all_figures(tmp_path: Path) -> None:
     base, proj = report["train"]["baseline"], report["train"]["project"]
     assert base["padded_fraction"] > proj["padded_fraction"], "pad-to-128 must pad more than length-grouped"
     assert base["speedup_vs_baseline"] == 1.0
+    assert base["padded_tokens"] == 128 * base["examples"], "common practice pads every example to 128"
     for mode in ("unmerged", "merged"):
         for key in EVAL_FIELDS:
             assert report["eval"][mode][key] > 0, (mode, key)
@@ -67,3 +68,21 @@ def test_quick_benchmark_reports_all_figures(tmp_path: Path) -> None:
     for name in CONFIGS + ["unmerged", "merged"]:
         assert f"\n{name} " in proc.stdout, name
 
+
+
+def test_baseline_truncates_like_a_tokenizer_and_pads_to_128() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    from lora_agnews.data import PadCollator
+
+    collate = bench.TruncateTo(PadCollator(1, multiple=128), 128)
+    long_row = {"input_ids": [0] + list(range(5, 303)) + [2], "labels": 1}  # 300 tokens
+    short_row = {"input_ids": [0, 7, 8, 2], "labels": 0}
+    out = collate([long_row, short_row])
+    assert tuple(out["input_ids"].shape) == (2, 128)
+    assert out["input_ids"][0, -1] == 2 and out["input_ids"][0, 0] == 0, "keeps <s> ... </s>"
+    assert out["attention_mask"].sum(dim=1).tolist() == [128, 4]
