@@ -112,14 +112,24 @@ class Config:
         return from_dict({**self.to_dict(), **changes})
 
     def run_key(self) -> dict[str, Any]:
-        """The values that define what a training run computes (not where it is written)."""
+        """The values that define what a training run computes (not where it is written).
+
+        ``data_format`` is the version of the text preparation: a run recorded under another
+        version saw different inputs, so it is neither reused nor resumed.
+        """
         skip = {"profile", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs",
                 "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head"}
-        return {k: v for k, v in self.to_dict().items() if k not in skip}
+        key = {k: v for k, v in self.to_dict().items() if k not in skip}
+        key["data_format"] = DATA_FORMAT
+        return key
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
+
+# Version of how raw rows become model inputs (text = title + " " + description, HTML unescaped,
+# ...). Bump it whenever lora_agnews.data changes what a text or label becomes.
+DATA_FORMAT = 2
 
 FIELD_TYPES: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else eval(f.type) for f in fields(Config)}  # noqa: S307
 

@@ -289,3 +289,14 @@ def test_cli_output_has_no_bars_in_ci(tmp_path: Path, monkeypatch: pytest.Monkey
     with one_torch_thread():
         assert main([*argv, "--out", str(tmp_path / "tty")]) == 0
     assert BAR.search(capsys.readouterr().err)
+
+
+def test_run_under_an_older_data_format_is_not_reused(tmp_path: Path, smoke_config: config.Config) -> None:
+    old_key = {**smoke_config.run_key(), "data_format": config.DATA_FORMAT - 1}
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    write_json({"status": "complete", "config": smoke_config.to_dict(), "run_key": old_key}, run_dir / runs.RUN_FILE)
+    write_json({"accuracy": 0.5, "macro_f1": 0.5}, run_dir / runs.METRICS_FILE)
+    with pytest.raises(runs.RunError, match=r"differs in: data_format"):
+        runs.check(run_dir, smoke_config)
+    assert runs.check(run_dir, smoke_config, overwrite=True) == "replace"
