@@ -116,6 +116,23 @@ class Rescored:
     adapter_dir: Path
     agreement: float | None  # share of test predictions equal to those made right after training
 
+    def summary(self, threshold: float = 0.99) -> str:
+        """Where the adapter came from and whether it reproduces the run's own predictions.
+
+        Below ``threshold`` the saved artifact is not the model that was evaluated after training
+        (changed data or code): the reader is told so and how to fix it, not left to guess.
+        """
+        lines = [f"adapter: {self.adapter_dir}", f"test examples: {int(self.metrics['n_eval']):,}"]
+        if self.agreement is None:
+            lines.append("agreement: not checked (the run saved no test predictions of the same length)")
+        else:
+            lines.append(f"agreement with the predictions saved after training: {self.agreement:.2%}")
+            if self.agreement < threshold:
+                lines.append("WARNING: the reloaded adapter disagrees with the predictions made after training; the "
+                             "data or the code changed since the run was trained: delete the run directory to "
+                             "retrain it.")
+        return "\n".join(lines)
+
 
 def rescore_test(cfg: Config) -> Rescored:
     """Load the main run's adapter into a freshly built base model and score the test split.

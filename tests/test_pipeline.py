@@ -232,3 +232,12 @@ def test_macros_files_are_complete_and_distinct(smoke_run: dict[str, Any]) -> No
         names += list(reporting.read_macros(smoke_run["results"] / "tex" / f"macros_{notebook}.tex"))
     assert len(names) == len(set(names)), "a macro is defined twice"
     print(f"smoke pipeline wall time: {smoke_run['seconds']:.0f} s")
+
+
+@pytest.mark.parametrize("agreement, expected", [(1.0, "100.00%"), (0.9, "WARNING"), (None, "not checked")])
+def test_rescored_summary_states_the_agreement(agreement: float | None, expected: str) -> None:
+    scored = pipeline.Rescored({"n_eval": 1200}, np.zeros((1, 4)), np.zeros((1, 4)), ["t"], np.zeros(1),
+                               Path("/x/adapter"), agreement)
+    text = scored.summary()
+    assert "test examples: 1,200" in text and expected in text
+    assert ("WARNING" in text) == (agreement is not None and agreement < 0.99)
