@@ -42,6 +42,24 @@ def smoke_config():
     return config.load("smoke")
 
 
+@pytest.fixture(scope="session")
+def train_smoke():
+    """``train_smoke(root, epochs)``: one real smoke run in ``root/run``, its outputs and cache under
+    ``root`` (for module-scoped fixtures that several tests inspect); returns the run directory."""
+
+    def _train(root: Path, epochs: int = 1) -> Path:
+        from lora_agnews import config
+        from lora_agnews.train import train
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
+            mp.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
+            train(config.load("smoke", {"epochs": epochs}), root / "run")
+        return root / "run"
+
+    return _train
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """One torch thread per test process: the models are tiny, and on a shared 2-core machine
     intra-op threads fight each other (a smoke run was 5x slower with the default)."""

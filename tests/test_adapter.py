@@ -3,7 +3,6 @@ with identical predictions, mergeable, usable from the command line, with a hub 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -26,29 +25,9 @@ HEADLINES = ["Stocks rally as oil prices fall on strong earnings",
              "New chip doubles battery life of laptops, company says"]
 
 
-@contextlib.contextmanager
-def one_torch_thread():
-    """Train on one thread: on a shared, busy CPU, more threads spin and run several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lora_agnews.train import train
-
-    root = tmp_path_factory.mktemp("adapter")
-    with pytest.MonkeyPatch.context() as mp, one_torch_thread():
-        mp.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
-        mp.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
-        train(config.load("smoke", {"epochs": 2}), root / "run")
-    return root / "run"
+def run_dir(tmp_path_factory: pytest.TempPathFactory, train_smoke) -> Path:
+    return train_smoke(tmp_path_factory.mktemp("adapter"), epochs=2)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -21,30 +20,10 @@ from lora_agnews.cli import main
 SMOKE = ["--profile", "smoke", "-p", "epochs", "1"]
 
 
-@contextlib.contextmanager
-def one_torch_thread():
-    """Train on one thread: on a shared, busy CPU, more threads spin and run several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def existing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def existing(tmp_path_factory: pytest.TempPathFactory, train_smoke) -> Path:
     """A complete run made before the bad call (the thing that must survive it)."""
-    from lora_agnews.train import train
-
-    root = tmp_path_factory.mktemp("existing")
-    with pytest.MonkeyPatch.context() as mp, one_torch_thread():
-        mp.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
-        mp.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
-        train(config.load("smoke", {"epochs": 1}), root / "run")
-    return root / "run"
+    return train_smoke(tmp_path_factory.mktemp("existing"), epochs=1)
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -176,8 +155,7 @@ def test_out_dir_with_another_configuration(existing: Path, tmp_path: Path,
     refused(["train", *SMOKE, "-p", "lora_r", "4", "--out", str(copy)], capsys,
             r"holds a run of a different configuration \(differs in: lora_r\)", r"another --out", r"--overwrite")
     assert snapshot(copy) == before
-    with one_torch_thread():
-        assert main(["train", *SMOKE, "-p", "lora_r", "4", "--out", str(copy), "--overwrite"]) == 0
+    assert main(["train", *SMOKE, "-p", "lora_r", "4", "--out", str(copy), "--overwrite"]) == 0
     record = runs.read_record(copy)
     assert record["config"]["lora_r"] == 4 and record["status"] == "complete" and record["attempts"] == 1
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -17,30 +16,10 @@ from lora_agnews import config, runs
 from lora_agnews.artifacts import read_json, write_json
 
 
-@contextlib.contextmanager
-def one_torch_thread():
-    """Train on one thread: on a shared, busy CPU, more threads spin and run several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(tmp_path_factory: pytest.TempPathFactory, train_smoke) -> Path:
     """One real smoke run (1 epoch), its outputs isolated like every test's."""
-    from lora_agnews.train import train
-
-    root = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as mp, one_torch_thread():
-        mp.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
-        mp.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
-        train(config.load("smoke", {"epochs": 1}), root / "run")
-    return root / "run"
+    return train_smoke(tmp_path_factory.mktemp("trained"), epochs=1)
 
 
 def _fake_run(run_dir: Path, cfg: config.Config, status: str, metrics: bool = True, **extra) -> Path:
@@ -279,15 +258,13 @@ def test_cli_output_has_no_bars_in_ci(tmp_path: Path, monkeypatch: pytest.Monkey
     argv = ["train", "--profile", "smoke", "-p", "epochs", "1"]
     monkeypatch.delenv("LORA_AGNEWS_PROGRESS", raising=False)
     monkeypatch.setenv("CI", "1")
-    with one_torch_thread():
-        assert main([*argv, "--out", str(tmp_path / "ci")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "ci")]) == 0
     quiet = capsys.readouterr()
     assert not BAR.search(quiet.err + quiet.out), (quiet.err + quiet.out)[-2000:]
     assert "[lora_agnews] scoring the test split" in quiet.err  # plain progress lines stay
 
     monkeypatch.setenv("LORA_AGNEWS_PROGRESS", "1")  # the control: bars where someone watches
-    with one_torch_thread():
-        assert main([*argv, "--out", str(tmp_path / "tty")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "tty")]) == 0
     assert BAR.search(capsys.readouterr().err)
 
 
