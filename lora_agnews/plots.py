@@ -20,6 +20,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from .data import LABELS
+from .reporting import describe_config
 
 PALETTE = "colorblind"
 SPLIT_ORDER = ["train", "validation", "test"]
@@ -252,7 +253,7 @@ def seed_comparison(statistics: Mapping[str, Any]) -> Figure:
             ax.scatter(acc, [y] * len(acc), color=color, s=45, zorder=3, label="one seed" if y == 0 else None)
             ax.scatter([100 * entry["mean"]], [y], marker="|", s=600, color="black", zorder=4,
                        label="mean over seeds" if y == 0 else None)
-        names = [f"{k}\n{_describe(statistics[k])}\n{int(statistics[k]['trainable_params']):,} params"
+        names = [f"{k}\n{describe_config(statistics[k])}\n{int(statistics[k]['trainable_params']):,} params"
                  for k in ("chosen", "baseline")]
         ax.set_yticks([0, 1], names)
         ax.set_ylim(-0.6, 1.6)
@@ -261,13 +262,6 @@ def seed_comparison(statistics: Mapping[str, Any]) -> Figure:
                xlabel="Test accuracy (%)")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
-
-
-def _describe(entry: Mapping[str, Any]) -> str:
-    """``r=8, Q,K,V,emb, default head`` (what the configuration is, in one short line)."""
-    from .reporting import describe_config
-
-    return describe_config(entry)
 
 
 def close(fig: Figure) -> None:

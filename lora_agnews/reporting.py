@@ -258,13 +258,11 @@ def confusion_sentence(matrix: Sequence[Sequence[int]]) -> str:
 
 
 def evaluation_macros(metrics: Mapping[str, Any], agreement: float | None = None) -> dict[str, Any]:
-    true, predicted, count = most_confused(metrics["confusion_matrix"])
     values: dict[str, Any] = {
         "test_accuracy": pct(metrics["accuracy"]), "macro_precision": pct(metrics["macro_precision"]),
         "macro_recall": pct(metrics["macro_recall"]), "macro_f1": pct(metrics["macro_f1"]),
         "n_eval": num(metrics["n_eval"]), "n_errors": num(round(metrics["n_eval"] * (1 - metrics["accuracy"]))),
         "ece": dec(metrics.get("ece")), "nll": dec(metrics.get("nll")),
-        "confused_true": true, "confused_predicted": predicted, "confused_count": num(count),
         "confusion_sentence": confusion_sentence(metrics["confusion_matrix"]),
     }
     for name in LABELS:
@@ -451,13 +449,11 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         lo, hi = s["bootstrap_ci"]
         stat_rows.append((key, describe_config(s), num(s["trainable_params"]), len(s["seeds"]),
                           f"{pct(s['mean'])} ± {pct(s['std'])}", f"[{pct(lo)}, {pct(hi)}]"))
-    true, predicted, count = most_confused(metrics["confusion_matrix"])
     return {
         "profile": profile, "is_paper": profile == PAPER_PROFILE, "model_name": cfg.model_name, "cfg": cfg.to_dict(),
         "profile_note": profile_note(cfg), "stamp": dict(stamp), "overrides": dict(stamp.get("overrides") or {}),
         **results,
-        "confused": {"true": true, "predicted": predicted, "count": count,
-                     "sentence": confusion_sentence(metrics["confusion_matrix"])},
+        "confusion_sentence": confusion_sentence(metrics["confusion_matrix"]),
         "comparison_sentence": comparison_sentence(stats),
         "best_ablation": (best_ablation(ablation).to_dict() if best_ablation(ablation) is not None else None),
         "tables": {
