@@ -82,8 +82,8 @@ def _row(variant: Config, run_dir: Path, metrics: dict[str, Any] | None, params:
 
 
 def run_ablation(cfg: Config) -> pd.DataFrame:
-    """Train every grid variant within the budget (complete runs are reused) and tabulate."""
-    from .train import train
+    """Train every grid variant within the budget (complete runs are reused, stale ones replaced) and tabulate."""
+    from .train import train_owned
 
     root = paths.runs_dir(cfg.profile) / "ablation"
     grid = ablation_grid(cfg)
@@ -96,7 +96,7 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
             rows.append(_row(variant, run_dir, None, params, "over budget"))
             continue
         say(f"ablation {i}/{len(grid)}: {run_name(variant)} ({params:,} trainable parameters)")
-        metrics = train(variant, run_dir)
+        metrics = train_owned(variant, run_dir)
         rows.append(_row(variant, run_dir, metrics, params, "complete"))
     frame = pd.DataFrame(rows)
     frame["pareto"] = pareto_front(frame)
@@ -153,7 +153,7 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
 
 
 def _seed_runs(cfg: Config, name: str) -> dict[str, Any]:
-    from .train import train
+    from .train import train_owned
 
     root = paths.runs_dir(cfg.profile) / "seeds" / name
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
@@ -161,7 +161,7 @@ def _seed_runs(cfg: Config, name: str) -> dict[str, Any]:
     for seed in seeds:
         say(f"seeds: {name} seed {seed}")
         run_dir = _reusable_main_run(cfg.replace(seed=seed)) or root / f"seed{seed}"
-        metrics = train(cfg.replace(seed=seed), run_dir)
+        metrics = train_owned(cfg.replace(seed=seed), run_dir)
         pred = np.load(run_dir / "test_predictions.npz")
         correct.append(pred["logits"].argmax(axis=1) == pred["labels"])
         accs.append(metrics["accuracy"])

@@ -86,15 +86,10 @@ def train_main(cfg: Config) -> dict[str, Any]:
     Reuse keeps re-executing the notebooks cheap (the paper profile trains for an hour); the
     run record's config key decides, so a changed parameter always retrains.
     """
-    from .train import train
+    from .train import train_owned
 
-    run_dir = main_run_dir(cfg)
-    record = runs.read_record(run_dir)
-    changed = record is not None and record.get("run_key") != cfg.run_key()
-    if changed:
-        say(f"{run_dir} holds a run of another configuration; replacing it")
     with quiet_training():
-        return train(cfg, run_dir, overwrite=changed)
+        return train_owned(cfg, main_run_dir(cfg))
 
 
 @contextlib.contextmanager

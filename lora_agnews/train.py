@@ -204,6 +204,22 @@ def fit(prep: Prepared, out_dir: Path) -> Any:
     return trainer
 
 
+def train_owned(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """Train into a run directory the pipeline names itself (``results/<profile>/runs/...``).
+
+    There a complete run of this configuration is reused, and a run of another configuration
+    (a changed parameter, or text prepared by an older ``DATA_FORMAT``) is replaced instead of
+    refused: the user did not choose the directory, and its old contents no longer describe this
+    configuration. A live run is still never touched (``runs.check``). ``--out`` directories that
+    a user names go through :func:`train`, which refuses unless told to overwrite.
+    """
+    record = runs.read_record(run_dir)
+    changed = record is not None and record.get("run_key") != cfg.run_key()
+    if changed:
+        say(f"{run_dir} holds a run of another configuration; replacing it")
+    return train(cfg, run_dir, overwrite=changed)
+
+
 def train(cfg: Config, out_dir: Path, overwrite: bool = False, splits: Splits | None = None) -> dict[str, Any]:
     """Train, save the adapter, score the test split once, write ``metrics.json``; return the metrics.
 

@@ -277,3 +277,22 @@ def test_run_under_an_older_data_format_is_not_reused(tmp_path: Path, smoke_conf
     with pytest.raises(runs.RunError, match=r"differs in: data_format"):
         runs.check(run_dir, smoke_config)
     assert runs.check(run_dir, smoke_config, overwrite=True) == "replace"
+
+
+def test_pipeline_owned_run_of_an_older_data_format_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Main, ablation and seed runs live in directories the pipeline names: after an upgrade that
+    changes the text preparation, rerunning the pipeline retrains them instead of failing."""
+    from lora_agnews.train import train_owned
+
+    monkeypatch.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("LORA_AGNEWS_CACHE", str(tmp_path / "cache"))
+    cfg = config.load("smoke", {"epochs": 1})
+    run_dir = tmp_path / "runs" / "ablation" / "variant"
+    _fake_run(run_dir, cfg, "complete", run_key={**cfg.run_key(), "data_format": config.DATA_FORMAT - 1})
+    with pytest.raises(runs.RunError, match=r"differs in: data_format"):
+        runs.check(run_dir, cfg)  # a user's --out is refused ...
+    metrics = train_owned(cfg, run_dir)  # ... a pipeline-owned directory is retrained
+    record = runs.read_record(run_dir)
+    assert record["status"] == "complete" and record["run_key"] == cfg.run_key()
+    assert metrics["n_eval"] == 160 and record["attempts"] == 1  # the fake metrics had no n_eval
+    assert train_owned(cfg, run_dir) == runs.load_complete(run_dir)  # and then reused, not retrained
