@@ -24,6 +24,9 @@ from .data import LABELS, TokenizedDataset, normalize_text, tokenize
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 CARD_FILE = "README.md"
+CODE_LICENSE_HUB = "mit"  # the hub's id of the project's licence (LICENSE, pyproject's SPDX "MIT")
+AG_NEWS_TERMS = ("AG News is distributed by its authors for research and non-commercial use only, and "
+                 "adapters trained on it inherit that condition")
 HUB_IDS = {"roberta-base": "FacebookAI/roberta-base", "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
@@ -142,6 +145,7 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     source = {"hub": "hub", "sample": "project sample"}.get(cfg.data, "local CSV")
     return {
         "library_name": "peft",
+        "license": CODE_LICENSE_HUB,
         "base_model": base_model_id(cfg),
         "pipeline_tag": "text-classification",
         "tags": ["lora", "peft", "text-classification", "ag_news", "lora-agnews"],
@@ -167,6 +171,9 @@ def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) ->
     acc, f1 = metrics["accuracy"], metrics["macro_f1"]
     front = yaml.safe_dump(card_metadata(cfg, metrics), sort_keys=False, allow_unicode=True)
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
+    data_terms = (f"{AG_NEWS_TERMS}: use this adapter for research and non-commercial purposes only."
+                  if cfg.data != "sample" else
+                  f"This adapter was trained on the project's own sample (no AG News text); {AG_NEWS_TERMS}.")
     body = f"""# LoRA adapter for AG News topic classification ({cfg.profile} profile)
 
 LoRA (r={cfg.lora_r}, alpha={cfg.lora_alpha}, {cfg.lora_variant}, targets {cfg.lora_targets}{layers}) on
@@ -199,6 +206,11 @@ model, tokenizer, cfg = load_adapter("{adapter_dir}")
 probs = predict_texts(model, tokenizer, cfg, ["Stocks rally as oil prices fall"])
 merged = model.merge_and_unload()  # plain transformers model, same predictions
 ```
+
+## License
+
+`license: mit` is the licence of the lora-agnews code that trained this adapter (MIT). {data_terms}
+The base model `{base_model_id(cfg)}` keeps its own licence.
 
 Trained by the lora-agnews project.
 """

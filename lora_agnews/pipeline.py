@@ -399,7 +399,55 @@ def _write_book_config(src: Path, context: Mapping[str, Any]) -> None:
     if not context["is_paper"]:
         html["announcement"] = (f"Results of the <b>{context['profile']}</b> profile ({context['model_name']}): "
                                 f"a demonstration of the pipeline, not roberta-base results on full AG News.")
+    _publication_config(data, context)
     cfg_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+REPOSITORY_URL_ENV = "LORA_AGNEWS_REPOSITORY_URL"
+
+
+def _publication_config(data: dict[str, Any], context: Mapping[str, Any]) -> None:
+    """What a published book needs, added to its jupyter-book config ``data`` (in place).
+
+    An HTML meta description (and Open Graph title/description) on every page, a footer with the
+    commit and date the results come from and when the book was built, and, when
+    ``LORA_AGNEWS_REPOSITORY_URL`` is set (the publishing workflow sets it to the GitHub repository),
+    a link back to the repository: ``repository.url`` + ``html.use_repository_button``. Unset or
+    empty, the book links nowhere, as a book built offline should.
+    """
+    from html import escape
+
+    profile = context["profile"]
+    stamp = context.get("stamp") or {}
+    budget = (context.get("cfg") or {}).get("budget", 1_000_000)
+    description = (f"LoRA fine-tuning of {context['model_name']} for AG News topic classification with at most "
+                   f"{budget:,} trainable parameters, classification head included: results of the {profile} "
+                   f"profile, with the executed notebooks.")
+    meta = data.setdefault("sphinx", {}).setdefault("config", {}).setdefault("myst_html_meta", {})
+    meta.update({"description": description, "property=og:title": str(data.get("title", "lora-agnews")),
+                 "property=og:description": description, "property=og:type": "website"})
+
+    html = data.setdefault("html", {})
+    url = os.environ.get(REPOSITORY_URL_ENV, "").strip().rstrip("/")
+    if url:
+        if not re.match(r"https?://[^\s/]+", url):
+            raise PipelineError(f"{REPOSITORY_URL_ENV}={url!r} is not an http(s) URL. Set it to the repository's "
+                                f"address (for example https://github.com/OWNER/REPO) or unset it.")
+        data["repository"] = {**(data.get("repository") or {}), "url": url, "path_to_book": "book"}
+        html["use_repository_button"] = True
+
+    commit = str(stamp.get("git_commit") or "unknown")
+    sha = commit.removesuffix("-dirty")
+    shown = f"<code>{escape(sha[:12])}</code>"
+    if url and re.fullmatch(r"[0-9a-f]{7,40}", sha):
+        shown = f'<a href="{escape(url)}/tree/{escape(sha)}">{shown}</a>'
+    if commit.endswith("-dirty"):
+        shown += " (with uncommitted changes)"
+    html["extra_footer"] = (
+        f"Profile <b>{escape(profile)}</b>: results from commit {shown}, notebooks finished "
+        f"{escape(str(stamp.get('finished', 'unknown')))}; book built {runs.now()} by "
+        f"<code>python -m lora_agnews run</code>. Code under the MIT licence; AG News and adapters trained "
+        f"on it: research and non-commercial use only.")
 
 
 def build_book(profile: str) -> Path:
@@ -469,7 +517,7 @@ def parse_steps(steps: str | Sequence[str]) -> tuple[str, ...]:
 def run(profile: str, steps: str | Sequence[str] = STEPS, overrides: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Run the chosen steps in order; returns the produced paths. Validates everything first."""
     steps = parse_steps(steps)
-    overrides = dict(overrides or {})
+    overrides = absolute_paths(dict(overrides or {}))
     cfg = config_mod.load(profile, overrides)  # unknown keys / wrong types: ConfigError naming the key
     if overrides and "notebooks" not in steps:
         say(f"note: -p overrides only change the notebooks step; {', '.join(steps)} render the stored results")
@@ -485,6 +533,20 @@ def run(profile: str, steps: str | Sequence[str] = STEPS, overrides: Mapping[str
         produced["report"] = build_report(profile)
     say(f"pipeline finished in {time.perf_counter() - t0:.1f} s: " + json.dumps({k: str(v) for k, v in produced.items()}))
     return produced
+
+
+def absolute_paths(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Local paths among the overrides (data, model_name, tokenizer, distill_logits) made absolute.
+
+    The notebooks execute in build/<profile>/notebooks, so ``-p data ../shared/agnews-subset`` given
+    relative to the user's directory would name another place there (or nothing).
+    """
+    out = dict(overrides)
+    for key in ("data", "model_name", "tokenizer", "distill_logits"):
+        value = out.get(key)
+        if isinstance(value, str) and value not in ("", "hub", "sample", "local") and Path(value).expanduser().exists():
+            out[key] = str(Path(value).expanduser().resolve())
+    return out
 
 
 def cli_run(args: Any) -> int:

@@ -1,0 +1,325 @@
+"""What others need to copy, cite and publish the repository: licence, citation metadata, the model card's
+licence, the GitHub Pages workflow (checked offline: it cannot run here) and the published book's metadata.
+
+Offline and fast (seconds): the validators are PyPI packages pinned in the ``test`` extra, each with its
+schema bundled: check-jsonschema (the CFF 1.2.0 schema, GitHub's workflow schema) and zizmor (``--offline``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lora_agnews import paths, pipeline
+
+ROOT = paths.ROOT
+WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
+CITATION = ROOT / "CITATION.cff"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+# The works the README, the book and CITATION.cff ask readers to cite: report/references.bib key -> name.
+CITED = {"zhang2015character": "AG News", "hu2021lora": "LoRA", "liu2019roberta": "RoBERTa",
+         "mangrulkar2022peft": "PEFT"}
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _tool(name: str) -> str:
+    """A console script installed next to this interpreter (the .venv), else on PATH."""
+    exe = Path(sys.executable).with_name(name)
+    found = str(exe) if exe.is_file() else shutil.which(name)
+    assert found, f"{name} is not installed: run `make setup` (it is in pyproject's test extra)"
+    return found
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess[str]:
+    return _run(_tool("check-jsonschema"), "--builtin-schema", schema, str(path))
+
+
+# --------------------------------------------------------------------------- licence
+def test_license_file_is_mit_and_matches_pyproject_spdx() -> None:
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("MIT License\n")
+    assert "Permission is hereby granted, free of charge" in text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS"' in text
+    project = PYPROJECT["project"]
+    assert project["license"] == "MIT", "an SPDX expression, not the deprecated table form"
+    assert project["license-files"] == ["LICENSE"]
+    # setuptools reads an SPDX `license` string from 77.0 on (PEP 639); older ones refuse it.
+    floor = [r for r in PYPROJECT["build-system"]["requires"] if r.startswith("setuptools")]
+    assert floor == ["setuptools>=77"]
+
+
+def test_pyproject_license_is_accepted_by_setuptools_without_warnings() -> None:
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the table form `license = {text = ...}` warns (deprecated)
+        dist = apply_configuration(Distribution(), ROOT / "pyproject.toml")
+    assert dist.metadata.license_expression == "MIT"
+    assert dist.metadata.license_files == ["LICENSE"]
+
+
+def test_citation_cff_names_the_same_licence_and_version() -> None:
+    cff = yaml.safe_load(CITATION.read_text(encoding="utf-8"))
+    assert cff["license"] == PYPROJECT["project"]["license"]
+    assert cff["version"] == PYPROJECT["project"]["version"]
+    assert cff["type"] == "software"
+
+
+# --------------------------------------------------------------------------- CITATION.cff
+def test_citation_cff_is_valid_cff_1_2_0() -> None:
+    from check_jsonschema.builtin_schemas import get_builtin_schema
+
+    schema = get_builtin_schema("vendor.citation-file-format")
+    assert schema["$id"] == "https://citation-file-format.github.io/1.2.0/schema.json"
+    proc = check_jsonschema("vendor.citation-file-format", CITATION)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_cff_validator_rejects_an_invalid_file(tmp_path: Path) -> None:
+    """The check above can fail: a wrong version, a URL without scheme and a non-SPDX licence are reported."""
+    bad = CITATION.read_text(encoding="utf-8").replace("cff-version: 1.2.0", "cff-version: 1.1.0")
+    bad = bad.replace('url: "https://github.com/huggingface/peft"', 'url: "github.com/huggingface/peft"')
+    bad = bad.replace("license: MIT", "license: MIT-ish")
+    (tmp_path / "CITATION.cff").write_text(bad, encoding="utf-8")
+    proc = check_jsonschema("vendor.citation-file-format", tmp_path / "CITATION.cff")
+    assert proc.returncode == 1
+    for field in ("cff-version", "url", "license"):
+        assert field in proc.stdout
+
+
+def _bib_entries() -> dict[str, dict[str, str]]:
+    text = (ROOT / "report" / "references.bib").read_text(encoding="utf-8")
+    entries = {}
+    for key, body in re.findall(r"@\w+\{(\w+),(.*?)\n\}", text, flags=re.S):
+        fields = dict(re.findall(r"(\w+)\s*=\s*\{(.*?)\},?\s*$", body, flags=re.M))
+        entries[key] = fields
+    return entries
+
+
+def _plain(title: str) -> str:
+    return re.sub(r"[{}]", "", title)
+
+
+def test_citation_cff_references_carry_the_bibliography_data() -> None:
+    bib = _bib_entries()
+    refs = yaml.safe_load(CITATION.read_text(encoding="utf-8"))["references"]
+    by_title = {r["title"]: r for r in refs}
+    assert len(refs) == len(CITED)
+    for key in CITED:
+        entry = bib[key]
+        ref = by_title[_plain(entry["title"])]
+        assert str(ref["year"]) == entry["year"], key
+        families = [a.split(",")[0].strip() for a in entry["author"].split(" and ")]
+        assert [a["family-names"] for a in ref["authors"]] == families, key
+        if "url" in entry:
+            assert ref["url"] == entry["url"], key
+
+
+# --------------------------------------------------------------------------- model card
+@pytest.mark.parametrize("data", ["hub", "sample"])
+def test_model_card_states_the_licence_and_the_ag_news_condition(tmp_path: Path, data: str) -> None:
+    from lora_agnews import config
+    from lora_agnews.adapter import read_model_card, write_model_card
+
+    cfg = config.load("smoke", {"data": data})
+    metrics = {"accuracy": 0.9, "macro_f1": 0.89, "trainable_params": 12_345, "n_eval": 100}
+    write_model_card(tmp_path, cfg, metrics)
+    meta = read_model_card(tmp_path)
+    assert meta["license"] == "mit"
+    assert meta["license"].upper() == PYPROJECT["project"]["license"]
+    body = (tmp_path / "README.md").read_text(encoding="utf-8").split("---\n", 2)[2]
+    assert "## License" in body
+    assert "AG News is distributed by its authors for research and non-commercial use only" in body
+    assert "inherit that condition" in body
+    if data == "hub":
+        assert "use this adapter for research and non-commercial purposes only" in body
+
+
+# --------------------------------------------------------------------------- the workflow
+def _workflow() -> dict[str, Any]:
+    doc = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the key `on` as a boolean
+    return doc
+
+
+def _steps(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in doc["jobs"].values() for step in job["steps"]]
+
+
+def test_workflow_matches_github_workflow_schema() -> None:
+    proc = check_jsonschema("vendor.github-workflows", WORKFLOW)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_workflow_passes_zizmor() -> None:
+    """GitHub Actions linter, offline (no GitHub API): pinned actions, least permissions, no injection."""
+    proc = _run(_tool("zizmor"), "--offline", "--persona=pedantic", "--no-progress", str(WORKFLOW))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _makefile_targets() -> dict[str, list[str]]:
+    """Documented Makefile targets (``name: deps ## help``) and their prerequisites."""
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    return {m[0]: m[1].split() for m in re.findall(r"^([a-zA-Z_-]+):([^=\n#]*)##", text, flags=re.M)}
+
+
+def test_workflow_runs_the_readme_make_targets_that_ci_uses() -> None:
+    """Every command the workflow runs is `make TARGET [PROFILE=...]`, with targets the Makefile documents,
+    the README names and that set up the way .ci/run's `make test` does: they cannot drift apart."""
+    runs = [line.strip() for step in _steps(_workflow()) if "run" in step
+            for line in step["run"].splitlines() if line.strip()]
+    assert runs, "the workflow runs commands"
+    targets = _makefile_targets()
+    used = []
+    for line in runs:
+        m = re.fullmatch(r'make (\w[\w-]*)(?: PROFILE="\$BOOK_PROFILE")?', line)
+        assert m, f"workflow command {line!r} is not a make target (use the README's commands)"
+        used.append(m[1])
+    assert used[0] == "setup"
+    assert {"notebooks", "book"} <= set(used) or "all" in used, "the workflow builds the book"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    ci_targets = re.findall(r"^make (\w[\w-]*)", ci, flags=re.M)
+    assert ci_targets == ["test"]
+    for target in used + ci_targets:
+        assert target in targets, f"make {target} is not a documented Makefile target"
+        assert f"make {target}" in README, f"README does not name `make {target}`"
+        if target != "setup":
+            assert "setup" in targets[target], f"make {target} must set itself up like make test"
+
+
+def test_workflow_builds_the_chosen_profile_and_deploys_to_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = _workflow()
+    profile = doc["on"]["workflow_dispatch"]["inputs"]["profile"]
+    assert profile["default"] == "demo"
+    for option in profile["options"]:
+        assert (paths.CONFIGS / f"{option}.yaml").is_file(), option
+    build, deploy = doc["jobs"]["build"], doc["jobs"]["deploy"]
+    assert build["env"]["BOOK_PROFILE"] == "${{ inputs.profile }}"
+    assert build["env"][pipeline.REPOSITORY_URL_ENV] == "${{ github.server_url }}/${{ github.repository }}"
+    upload = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact@"))
+    monkeypatch.delenv("LORA_AGNEWS_BUILD", raising=False)  # the default build root, as in the workflow
+    html = pipeline.book_html_dir("PROFILE").relative_to(ROOT).as_posix()
+    assert upload["with"]["path"] == html.replace("PROFILE", "${{ inputs.profile }}")
+    assert deploy["needs"] == "build"
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["environment"]["name"] == "github-pages"
+    assert [s["uses"].split("@")[0] for s in deploy["steps"]] == ["actions/deploy-pages"]
+    assert build["permissions"] == {"contents": "read"} and doc["permissions"] == {}
+    for step in _steps(doc):
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+
+
+# --------------------------------------------------------------------------- the book's metadata
+def _context(commit: str = COMMIT) -> dict[str, Any]:
+    return {"profile": "demo", "is_paper": False, "model_name": "all-MiniLM-L6-v2", "cfg": {"budget": 1_000_000},
+            "stamp": {"finished": "2026-11-30T05:00:00+00:00", "git_commit": commit}}
+
+
+def _book_config(tmp_path: Path, context: dict[str, Any]) -> dict[str, Any]:
+    shutil.copy2(paths.BOOK / "_config.yml", tmp_path / "_config.yml")
+    pipeline._write_book_config(tmp_path, context)
+    return yaml.safe_load((tmp_path / "_config.yml").read_text(encoding="utf-8"))
+
+
+def _sphinx_config(tmp_path: Path) -> dict[str, Any]:
+    """What jupyter-book makes of the written _config.yml (validated against its schema)."""
+    from jupyter_book.config import get_final_config
+
+    config, _ = get_final_config(user_yaml=tmp_path / "_config.yml", cli_config={"latex_individualpages": False},
+                                 sourcedir=tmp_path, validate=True, raise_on_invalid=True, use_external_toc=False)
+    return config
+
+
+def test_book_config_has_title_description_date_and_commit(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(pipeline.REPOSITORY_URL_ENV, raising=False)
+    data = _book_config(tmp_path, _context())
+    assert data["title"].endswith("(demo profile)")
+    meta = data["sphinx"]["config"]["myst_html_meta"]
+    assert "AG News" in meta["description"] and "1,000,000 trainable parameters" in meta["description"]
+    assert meta["property=og:title"] == data["title"]
+    footer = data["html"]["extra_footer"]
+    assert COMMIT[:12] in footer and "2026-11-30T05:00:00+00:00" in footer and "book built" in footer
+    assert "<a " not in footer, "no repository: the commit links nowhere"
+    assert data["repository"]["url"] == "" and data["html"]["use_repository_button"] is False
+    assert data["html"]["announcement"], "the profile banner stays"
+    sphinx = _sphinx_config(tmp_path)
+    assert sphinx["html_title"] == data["title"]
+    assert sphinx["myst_html_meta"]["description"] == meta["description"]
+    assert sphinx["html_theme_options"]["extra_footer"] == footer
+    assert sphinx["html_theme_options"]["repository_url"] == "", "not jupyter-book's default repository"
+
+
+def test_book_links_the_repository_only_when_the_variable_is_set(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(pipeline.REPOSITORY_URL_ENV, "")
+    assert _book_config(tmp_path, _context())["repository"]["url"] == ""
+    monkeypatch.setenv(pipeline.REPOSITORY_URL_ENV, "https://github.com/example/lora-agnews/")
+    data = _book_config(tmp_path, _context(COMMIT + "-dirty"))
+    assert data["repository"]["url"] == "https://github.com/example/lora-agnews"
+    assert data["html"]["use_repository_button"] is True
+    footer = data["html"]["extra_footer"]
+    assert f'href="https://github.com/example/lora-agnews/tree/{COMMIT}"' in footer
+    assert "uncommitted changes" in footer
+    options = _sphinx_config(tmp_path)["html_theme_options"]
+    assert options["repository_url"] == "https://github.com/example/lora-agnews"
+    assert options["use_repository_button"] is True
+    unknown = _book_config(tmp_path, _context("unknown"))["html"]["extra_footer"]
+    assert "<code>unknown</code>" in unknown and "<a " not in unknown
+
+
+def test_a_repository_url_that_is_not_a_url_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(pipeline.REPOSITORY_URL_ENV, "example/lora-agnews")
+    with pytest.raises(pipeline.PipelineError, match=pipeline.REPOSITORY_URL_ENV):
+        _book_config(tmp_path, _context())
+
+
+# --------------------------------------------------------------------------- where readers look
+def test_book_intro_page_says_how_to_cite() -> None:
+    from lora_agnews import reporting
+
+    context = {
+        "is_paper": False, "profile": "demo", "profile_note": "A demonstration.",
+        "cfg": {"budget": 1_000_000, "model_name": "m", "data": "sample", "lora_r": 8, "lora_alpha": 16,
+                "lora_targets": "query,value", "head": "linear"},
+        "training": {"split_sizes": {"train": 90, "validation": 10, "test": 50},
+                     "parameter_breakdown": {"total": 12_345}},
+        "overrides": {}, "stamp": {"finished": "2026-11-30T05:00:00+00:00", "git_commit": COMMIT},
+    }
+    page = reporting.render_template((paths.BOOK / "intro.md").read_text(encoding="utf-8"), context, "intro.md")
+    assert "## How to cite" in page and "## Licences" in page
+    assert f"built\nfrom commit `{COMMIT}`" in page
+    assert "author  = {{The lora-agnews authors}}" in page, "the BibTeX braces survive Jinja"
+    for name in CITED.values():
+        assert f"**{name}**" in page
+    assert "Zhang, Junbo Zhao and Yann LeCun" in page and "research and\nnon-commercial use only" in page
+
+
+def test_readme_says_how_to_cite_the_licences_and_how_to_publish() -> None:
+    for section in ("## How to cite", "## Licences", "## Publishing the book"):
+        assert f"\n{section}\n" in README, section
+    cite = README.split("## How to cite", 1)[1].split("\n## ", 1)[0]
+    assert "CITATION.cff" in cite
+    for key, name in CITED.items():
+        assert f"**{name}** [`{key}`]" in cite
+    licences = README.split("## Licences", 1)[1].split("\n## ", 1)[0]
+    assert "[LICENSE](LICENSE)" in licences and 'license = "MIT"' in licences
+    assert "research and non-commercial use" in licences and "inherit that condition" in licences
+    publish = README.split("## Publishing the book", 1)[1].split("\n## ", 1)[0]
+    assert ".github/workflows/book.yml" in publish and pipeline.REPOSITORY_URL_ENV in publish
