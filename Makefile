@@ -9,6 +9,8 @@ STAMP := $(VENV)/.setup-done
 TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
 	texlive-science tex-gyre lmodern latexmk poppler-utils
 PYTEST_ARGS ?=
+# parameter overrides for the pipeline targets, e.g. ARGS="-p data ../shared/agnews-subset -p epochs 2"
+ARGS ?=
 
 .PHONY: help setup tex all notebooks book report test test-fast bench clean distclean
 
@@ -37,17 +39,17 @@ tex: ## install the TeX toolchain from Debian (skipped where apt is not availabl
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
 	  && echo "[setup] TeX ready"
 
-all: setup ## the main command: notebooks (papermill) -> book -> report for PROFILE
-	$(PY) -m lora_agnews run --profile $(PROFILE)
+all: setup ## the main command: notebooks (papermill) -> book -> report for PROFILE (overrides: ARGS="-p KEY VALUE ...")
+	$(PY) -m lora_agnews run --profile $(PROFILE) $(ARGS)
 
 notebooks: setup ## execute the four notebooks for PROFILE into build/PROFILE/notebooks
-	$(PY) -m lora_agnews run --profile $(PROFILE) --steps notebooks
+	$(PY) -m lora_agnews run --profile $(PROFILE) --steps notebooks $(ARGS)
 
 book: setup ## build the HTML book from the executed notebooks (build/PROFILE/book)
-	$(PY) -m lora_agnews run --profile $(PROFILE) --steps book
+	$(PY) -m lora_agnews run --profile $(PROFILE) --steps book $(ARGS)
 
 report: setup ## build the LaTeX report PDF from results/PROFILE (build/PROFILE/report)
-	$(PY) -m lora_agnews run --profile $(PROFILE) --steps report
+	$(PY) -m lora_agnews run --profile $(PROFILE) --steps report $(ARGS)
 
 test: setup ## the whole test suite (unit, slow, smoke pipeline end to end; GPU tests skip without one)
 	$(PY) -m pytest $(PYTEST_ARGS)

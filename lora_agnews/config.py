@@ -55,7 +55,8 @@ class Config:
     data: str = "sample"  # hub | sample | a directory with train.csv and test.csv
     max_length: int = 128
     val_fraction: float = 0.1  # stratified validation split carved from train
-    max_train_samples: int = 0  # 0: all
+    max_train_samples: int = 0  # 0: all; else a class-balanced subset of the training rows, fixed by the seed
+    max_val_samples: int = 0  # 0: the whole validation split; else a class-balanced subset of it
     max_eval_samples: int = 0  # 0: all (test split)
     # optimisation
     epochs: float = 3.0
@@ -128,8 +129,9 @@ class Config:
 
 
 # Version of how raw rows become model inputs (text = title + " " + description, HTML unescaped,
-# ...). Bump it whenever lora_agnews.data changes what a text or label becomes.
-DATA_FORMAT = 2
+# ...) and which rows a subset keeps. Bump it whenever lora_agnews.data changes what a text or label
+# becomes or which rows are trained on. 3: subsets take an equal share per class.
+DATA_FORMAT = 3
 
 FIELD_TYPES: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else eval(f.type) for f in fields(Config)}  # noqa: S307
 
@@ -201,6 +203,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError(
                 f"parameter '{key}' must be one of {', '.join(options)}; got {getattr(cfg, key)!r}."
             )
+    for key in ("max_train_samples", "max_val_samples", "max_eval_samples"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"parameter '{key}' must be 0 (all rows) or a positive number of rows; got {getattr(cfg, key)}.")
     positive = ("lora_r", "batch_size", "eval_batch_size", "max_length", "budget", "n_seeds", "evals_per_epoch")
     for key in positive:
         if getattr(cfg, key) <= 0:

@@ -7,6 +7,7 @@ selection never sees test), and token ids that are padded per batch, never to a 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import re
@@ -38,9 +39,20 @@ class Splits:
     validation: pd.DataFrame
     test: pd.DataFrame
     source: str
+    available: dict[str, int] = dataclasses.field(default_factory=dict)  # rows in the source's train/test files
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+
+    def facts(self) -> dict[str, int]:
+        """How much of the source this run used: the numbers the book's and report's stamp state.
+
+        ``n_train_available`` counts the source's whole training file (validation is carved from it),
+        so "trained on 2,000 of 120,000 rows" reads as a reader expects.
+        """
+        return {"n_train_used": len(self.train), "n_validation": len(self.validation),
+                "n_train_available": int(self.available.get("train", len(self.train) + len(self.validation))),
+                "n_test_used": len(self.test), "n_test_available": int(self.available.get("test", len(self.test)))}
 
 
 # --------------------------------------------------------------------------- text
@@ -170,13 +182,26 @@ def load_raw(source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 # --------------------------------------------------------------------------- splits
 def stratified_subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    """``n`` rows with class proportions kept (all rows when ``n`` is 0 or too large)."""
+    """``n`` rows, an equal share per class, chosen by ``seed`` (all rows when ``n`` is 0 or too large).
+
+    Equal shares keep a small training subset balanced whatever the source's proportions (AG News is
+    balanced, a user's CSV may not be). A class with fewer rows than its share gives all it has and the
+    others fill the remainder evenly, so the subset always has ``n`` rows.
+    """
     if n <= 0 or n >= len(frame):
         return frame.reset_index(drop=True)
-    from sklearn.model_selection import train_test_split
-
-    keep, _ = train_test_split(frame, train_size=n, stratify=frame["label"], random_state=seed)
-    return keep.reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    by_class = {label: rng.permutation(np.flatnonzero(frame["label"].to_numpy() == label))
+                for label in sorted(frame["label"].unique())}
+    quota = dict.fromkeys(by_class, 0)
+    left = n
+    while left > 0:  # round-robin: each pass gives every class that still has rows one more slot
+        open_classes = [c for c in by_class if quota[c] < len(by_class[c])]
+        for c in open_classes[:left]:
+            quota[c] += 1
+        left -= min(left, len(open_classes))
+    keep = np.sort(np.concatenate([by_class[c][:quota[c]] for c in by_class]))
+    return frame.iloc[rng.permutation(keep)].reset_index(drop=True)
 
 
 def make_splits(train: pd.DataFrame, test: pd.DataFrame, cfg: Config, source: str = "") -> Splits:
@@ -186,10 +211,12 @@ def make_splits(train: pd.DataFrame, test: pd.DataFrame, cfg: Config, source: st
     if len(counts) < len(LABELS) or counts.min() < 2:
         raise DataError(f"the training data needs at least 2 rows of each of the 4 classes to carve a "
                         f"stratified validation split; got counts {counts.sort_index().to_dict()}.")
+    available = {"train": len(train), "test": len(test)}
     fit, val = train_test_split(train, test_size=cfg.val_fraction, stratify=train["label"], random_state=cfg.seed)
     fit = stratified_subsample(fit, cfg.max_train_samples, cfg.seed)
+    val = stratified_subsample(val, cfg.max_val_samples, cfg.seed)
     test = stratified_subsample(test, cfg.max_eval_samples, cfg.seed)
-    return Splits(fit.reset_index(drop=True), val.reset_index(drop=True), test, source or cfg.data)
+    return Splits(fit.reset_index(drop=True), val.reset_index(drop=True), test, source or cfg.data, available)
 
 
 def load_splits(cfg: Config) -> Splits:

@@ -95,6 +95,7 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
             say(f"ablation {i}/{len(grid)}: {run_name(variant)} needs {params:,} > budget; not trained")
             rows.append(_row(variant, run_dir, None, params, "over budget"))
             continue
+        run_dir = reusable_run(variant) or run_dir
         say(f"ablation {i}/{len(grid)}: {run_name(variant)} ({params:,} trainable parameters)")
         metrics = train_owned(variant, run_dir)
         rows.append(_row(variant, run_dir, metrics, params, "complete"))
@@ -160,7 +161,7 @@ def _seed_runs(cfg: Config, name: str) -> dict[str, Any]:
     accs, f1s, correct = [], [], []
     for seed in seeds:
         say(f"seeds: {name} seed {seed}")
-        run_dir = _reusable_main_run(cfg.replace(seed=seed)) or root / f"seed{seed}"
+        run_dir = reusable_run(cfg.replace(seed=seed)) or root / f"seed{seed}"
         metrics = train_owned(cfg.replace(seed=seed), run_dir)
         pred = np.load(run_dir / "test_predictions.npz")
         correct.append(pred["logits"].argmax(axis=1) == pred["labels"])
@@ -174,12 +175,20 @@ def _seed_runs(cfg: Config, name: str) -> dict[str, Any]:
             "pooled_accuracy": float(matrix.mean()), "_correct": matrix}
 
 
-def _reusable_main_run(cfg: Config) -> Path | None:
-    """The notebooks' main run when it is complete with exactly this configuration (not trained twice)."""
-    main = paths.runs_dir(cfg.profile) / "main"
-    record = runs.read_record(main) or {}
-    if record.get("status") == "complete" and record.get("run_key") == cfg.run_key():
-        return main
+def reusable_run(cfg: Config) -> Path | None:
+    """A complete run of the profile with exactly this configuration, wherever the pipeline put it.
+
+    The main run, an ablation variant and a seed run can be the same training (the chosen
+    configuration at the first seed, the baseline in the grid): each is trained once and read
+    wherever it is needed. The main run is preferred; otherwise the first match in path order.
+    """
+    root = paths.runs_dir(cfg.profile)
+    key = cfg.run_key()
+    candidates = [root / "main", *runs.complete_runs(root)]
+    for run_dir in candidates:
+        record = runs.read_record(run_dir) or {}
+        if record.get("status") == "complete" and record.get("run_key") == key:
+            return run_dir
     return None
 
 

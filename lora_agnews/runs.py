@@ -195,10 +195,13 @@ def prepare(run_dir: Path, cfg: Config, overwrite: bool = False) -> str:
     return claim(run_dir, check(run_dir, cfg, overwrite))
 
 
-def start(run_dir: Path, cfg: Config, device: Any) -> dict[str, Any]:
-    """Write status ``running`` with everything needed to reproduce or audit the run."""
+def start(run_dir: Path, cfg: Config, device: Any, facts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write status ``running`` with everything needed to reproduce or audit the run.
+
+    ``facts`` (rows used of those available, pretrained or not) say what the run's numbers mean.
+    """
     previous = read_record(run_dir) or {}
-    record = {"status": "running", "config": cfg.to_dict(), "run_key": cfg.run_key(),
+    record = {"status": "running", "config": cfg.to_dict(), "run_key": cfg.run_key(), **(facts or {}),
               "versions": library_versions(), "git_commit": git_commit(), "device": device_description(device),
               "world_size": world_size(), "pid": os.getpid(), "host": socket.gethostname(),
               "command": " ".join(sys.argv), "started": previous.get("started", now()), "updated": now(),
