@@ -10,10 +10,30 @@ stand-in from hand-written building blocks (story templates plus fictional
 names of people, countries, cities, teams and companies) written for this
 project.  No AG News text, and no text from any real news source, is copied.
 
+Why it is hard on purpose
+-------------------------
+A sample of clean single-topic stories is too easy: a pretrained encoder scores
+100% on it, and the book then shows no confusions, an empty table of confident
+mistakes and a meaningless reliability diagram.  Real AG News is hard because
+many stories sit between two topics and were labelled inconsistently.  So about
+28% of the rows come from *crossover* families (``CROSSOVER``): technology
+companies' business (Business/Sci-Tech), the business of sport
+(Business/Sports), the world economy (World/Business) and technology or health
+in world affairs (World/Sci-Tech).  Each family's label is drawn between its two
+topics with a fixed share (70/30 or 65/35), and its wording leans only weakly
+toward the label drawn (``LEAN``).  The same company names, countries and clubs
+appear in clear and crossover stories of different topics.  The rest of the
+rows are clear single-topic stories.
+
+The generator's own bookkeeping gives the Bayes-optimal accuracy: a classifier
+that knows every family, wording pool and share can do no better than 1 minus
+the sum over families of (fraction of rows) x (minority share), 91.1% by design
+and 91.25% on the test rows actually drawn.  ``main`` prints it.
+
 Output (paths are resolved relative to this file, never the working directory):
 
-* ``sample/train.csv``: 480 rows, 120 per class
-* ``sample/test.csv``:  160 rows,  40 per class
+* ``sample/train.csv``: 640 rows, 160 per class
+* ``sample/test.csv``:  400 rows, 100 per class
 
 Layout is that of the original AG News CSVs: no header row, three columns
 ``label,title,description``, every field double-quoted, label an integer
@@ -33,8 +53,8 @@ from pathlib import Path
 
 SEED = 20240611
 OUT_DIR = Path(__file__).resolve().parent / "sample"
-N_TRAIN_PER_CLASS = 120
-N_TEST_PER_CLASS = 40
+N_TRAIN_PER_CLASS = 160
+N_TEST_PER_CLASS = 100
 LABELS = {1: "World", 2: "Sports", 3: "Business", 4: "Sci/Tech"}
 
 TITLE_WORDS = (4, 12)
@@ -198,13 +218,28 @@ INTERNET_COS = [
 
 CHIPMAKERS = [
     "Cobalt Semiconductor", "Siltrex", "Arcadia Micro", "Novachip",
-    "Tessel Devices", "Quartzline",
+    "Tessel Devices", "Quartzline", "Ferrox Micro", "Brindle Silicon",
 ]
 
 TELECOMS = [
     "Redfern Telecom", "Norvala Mobile", "Kestria Telecom", "SignalOne",
     "Bluewave Communications", "Teleport Mobile",
 ]
+
+PHARMA = [
+    "Pinnacle Pharmaceuticals", "Corvella Therapeutics", "Halden Biotech",
+    "Nuvaris Pharma", "Greyfield Labs",
+]
+
+ILLNESSES = ["Alzheimer's disease", "Parkinson's disease", "arthritis",
+             "kidney disease", "liver disease", "muscular dystrophy"]
+
+BROADCASTERS = [
+    "Vistacast", "Northstar Television", "Skyreach TV", "Harbourside Media",
+    "Channel Meridia",
+]
+
+CURRENCY_UNITS = ["crown", "mark", "florin", "thaler", "ducat"]
 
 SECURITY_COS = [
     "Shieldpoint", "Vigilant Software", "Castle Antivirus", "Sentrix Labs",
@@ -371,6 +406,17 @@ def make_slots(rng: random.Random, names: str | None = None) -> dict[str, str]:
 
     # Business
     s["company"], s["company2"] = two_distinct(rng, COMPANIES)
+    # Shared entities: clear business stories about strikes and bankruptcies
+    # sometimes name a technology company, so a name alone does not decide.
+    if rng.random() < 0.3:
+        s["firm"] = rng.choice(TECH_COS + INTERNET_COS + CHIPMAKERS + TELECOMS)
+    else:
+        s["firm"] = s["company"]
+    s["pharma"] = rng.choice(PHARMA)
+    s["illness"] = rng.choice(ILLNESSES)
+    s["broadcaster"] = rng.choice(BROADCASTERS)
+    s["currency"] = f"the {c1a} {rng.choice(CURRENCY_UNITS)}"
+    s["league"] = f"the {c1a} Premier Division"
     s["retailer"] = rng.choice(RETAILERS)
     s["breach_co"] = rng.choice(RETAILERS + BANKS + AIRLINES)
     s["airline"] = rng.choice(AIRLINES)
@@ -929,48 +975,50 @@ BUSINESS = [
         "{city} and {city2}.",
     ]},
     {"titles": [
-        "{union} calls pay strike at {company}",
-        "{company} workers walk out in pay dispute",
-        "Pay strike halts production at {company}",
+        "{union} calls pay strike at {firm}",
+        "{firm} workers walk out in pay dispute",
+        "Pay strike halts production at {firm}",
     ], "descs": [
         "The {union} said members had rejected a two-year offer of {pay} percent a "
         "year, arguing it failed to keep pace with inflation. Talks are set to "
         "resume on {wday}.",
-        "{company} said the stoppage at its factory in {city} would cost about "
+        "{firm} said the stoppage at its factory in {city} would cost about "
         "{money_s} in lost output a week and urged the union to return to talks.",
     ]},
     {"titles": [
-        "{company} files for bankruptcy protection",
-        "Debt-laden {company} seeks court protection from creditors",
-        "{company} collapses after talks with lenders fail",
+        "{firm} files for bankruptcy protection",
+        "Debt-laden {firm} seeks court protection from creditors",
+        "{firm} collapses after talks with lenders fail",
     ], "descs": [
-        "{company} listed debts of {money_b} in its filing on {wday} and said it had "
+        "{firm} listed debts of {money_b} in its filing on {wday} and said it had "
         "arranged financing to keep operating while it restructures.",
         "The company has struggled with falling demand and rising costs for "
         "{n_word} years. Shareholders are likely to be wiped out, while bondholders "
         "could take control of the business.",
     ]},
     {"titles": [
-        "{company} signs {money_s} shirt deal with {club}",
-        "{club} land record sponsorship deal with {company}",
-        "{company} to put its name on {club} shirts",
+        "House prices in {country} rise for {n_word} months running",
+        "{country_adj} home prices climb as mortgage rates stay low",
+        "{bank} says {country_adj} house prices rose {pct_small} percent",
     ], "descs": [
-        "The {n_years}-year agreement is the largest commercial deal in the history "
-        "of {club} and will help fund a new training centre. Analysts said club "
-        "revenue could rise by a third.",
-        "{company} said the deal would raise the profile of its brand in {country} "
-        "and in overseas markets where the matches of {club} are widely broadcast.",
+        "The average price of a home in {country} rose {pct_small} percent in "
+        "{month}, according to mortgage lender {bank}, and buyers in {city} paid "
+        "{pct_int} percent more than a year ago.",
+        "Economists said low borrowing costs and a shortage of new homes were "
+        "pushing prices up, and warned that a rise in interest rates could cool "
+        "the housing market next year.",
     ]},
     {"titles": [
-        "{net_co} quarterly profit jumps on advertising sales",
-        "{net_co} revenue beats analysts' estimates",
-        "{net_co} shares rise after strong earnings",
+        "{company} raises dividend and plans share buyback",
+        "{company} to return {money_m} to shareholders",
+        "{company} shares climb on buyback plan",
     ], "descs": [
-        "The internet company said {quarter} net income rose to {money_m} as revenue "
-        "from online advertising grew {pct_int} percent from a year earlier.",
-        "{net_co} also raised its forecast for the full year. Shares gained {pct} "
-        "percent in after-hours trading on {wday}, adding to a strong run for "
-        "technology stocks.",
+        "{company} said it would buy back up to {money_m} of its own shares over "
+        "the next year and raise its dividend by {pct_int} percent, after strong "
+        "cash flow in the {quarter} period.",
+        "Investors welcomed the move, sending shares in {company} up {pct} "
+        "percent on {wday}. Chief executive {person} said the group had no need "
+        "for large acquisitions.",
     ]},
     {"titles": [
         "{automaker} sales jump on demand for small cars",
@@ -1177,33 +1225,346 @@ SCITECH = [
 
 CLASSES = {1: WORLD, 2: SPORTS, 3: BUSINESS, 4: SCITECH}
 
+# ---------------------------------------------------------------------------
+# Crossover stories: families that sit between two topics, as many AG News
+# stories do (a chip maker's earnings, a club's sponsorship deal, sanctions on
+# oil exports).  AG News labels such stories inconsistently, so each family's
+# label is drawn between its two topics with a fixed share: ``labels`` is
+# (majority, minority) and ``share`` the majority's share.  The titles mix the
+# vocabulary of both topics.  The descriptions come in two pools, one worded
+# a little toward each topic; a row takes the pool of its own label with
+# probability LEAN, so the wording leans only weakly toward the label (too
+# weakly to overturn the majority: see ``ceiling``).  ``weight`` is the family's
+# fraction of the rows of each split.
+# ---------------------------------------------------------------------------
+
+LEAN = 0.6
+
+CROSSOVER = [
+    # ---- Business <-> Sci/Tech ------------------------------------------
+    {"name": "chip maker earnings", "labels": (3, 4), "share": 0.70,
+     "weight": 0.035, "titles": [
+        "{chipmaker} profit jumps on demand for laptop chips",
+        "{chipmaker} {quarter} earnings beat forecasts as chip sales climb",
+        "{chipmaker} profit rises {pct_int} percent on processor sales",
+        "Strong processor sales lift {chipmaker} in {month}",
+    ], "descs": {3: [
+        "{chipmaker} said {quarter} net income rose to {money_m} as computer "
+        "makers ordered more processors, and its shares gained {pct} percent in "
+        "after-hours trading on {wday}.",
+        "Analysts had expected a smaller gain. {chipmaker} raised its full-year "
+        "sales forecast, citing strong demand for chips in {country} and lower "
+        "factory costs.",
+    ], 4: [
+        "{chipmaker} said its new {n_cores}-core processors, built on a "
+        "{nm}-nanometre process, made up a third of {quarter} chip sales, which "
+        "rose {pct_int} percent.",
+        "The chip maker said demand for its low-power {n_cores}-core processors "
+        "for thin laptops lifted revenue to {money_m}, and its {nm}-nanometre "
+        "line would ship by {month}.",
+    ]}},
+    {"name": "software firm acquisition", "labels": (4, 3), "share": 0.65,
+     "weight": 0.03, "titles": [
+        "{tech_co} to buy software maker {tech_co2} for {money_m}",
+        "{tech_co} agrees deal for software rival {tech_co2}",
+        "{tech_co2} accepts {money_m} offer from {tech_co}",
+        "{tech_co} snaps up {tech_co2} to expand in business software",
+    ], "descs": {3: [
+        "The cash offer values {tech_co2} at a premium of {pct_int} percent to "
+        "its closing price on {wday}. The deal still needs approval from "
+        "competition regulators in {country}.",
+        "{tech_co} said the purchase would add to earnings within {n_word} years, "
+        "and its shares rose {pct} percent as analysts welcomed the price paid "
+        "for the software firm.",
+    ], 4: [
+        "{tech_co2} makes database and email software used by businesses, and "
+        "{tech_co} plans to build its features into the next version of "
+        "{os_name} for corporate networks.",
+        "Engineers at {tech_co2} developed security software that blocks spam "
+        "and viruses, and {tech_co} said the tools would be built into its own "
+        "programs within {n_word} months.",
+    ]}},
+    {"name": "telecom spectrum auction", "labels": (4, 3), "share": 0.70,
+     "weight": 0.02, "titles": [
+        "{telecom} wins airwaves in {country_adj} spectrum auction",
+        "{telecom} pays {money_b} for new wireless frequencies",
+        "{country} sells mobile spectrum to {telecom} for {money_b}",
+    ], "descs": {4: [
+        "The frequencies will carry a third-generation wireless network offering "
+        "video calls and fast web browsing on handsets, starting in {city} and "
+        "{city2} next year.",
+        "{telecom} said the new spectrum would let it roll out high-speed "
+        "wireless data services and cut dropped calls, with network equipment "
+        "supplied by {tech_co}.",
+    ], 3: [
+        "The auction in {capital} raised more than the government had expected, "
+        "and shares in {telecom} fell {pct} percent on {wday} as investors "
+        "worried about the cost of the licence.",
+        "Analysts said {telecom} had overpaid and would need to borrow to fund "
+        "the licence, which runs for {n_word} years. Rival bidders dropped out "
+        "after {n_small} rounds.",
+    ]}},
+    {"name": "internet company results", "labels": (4, 3), "share": 0.70,
+     "weight": 0.02, "titles": [
+        "{net_co} quarterly profit jumps on online advertising",
+        "{net_co} revenue beats estimates as web searches grow",
+        "{net_co} earnings rise {pct_int} percent as more users go online",
+    ], "descs": {3: [
+        "The internet company said {quarter} net income rose to {money_m} as "
+        "advertising revenue grew {pct_int} percent. Shares gained {pct} percent "
+        "in after-hours trading on {wday}.",
+        "{net_co} raised its forecast for the full year, and analysts at {bank} "
+        "lifted their price target, saying investors had underestimated its "
+        "profit margins.",
+    ], 4: [
+        "{net_co} said searches on its website rose {pct_int} percent in the "
+        "{quarter} period, helped by new video search and a free email service "
+        "with {storage} of storage.",
+        "The company credited a new version of its search engine and faster "
+        "servers for the growth, and said it would add maps and news features "
+        "to its website by {month}.",
+    ]}},
+    {"name": "drug trial results", "labels": (4, 3), "share": 0.70,
+     "weight": 0.015, "titles": [
+        "Trial shows {pharma} pill slows {illness}",
+        "{pharma} reports positive results for {illness} drug",
+        "{pharma} drug for {illness} passes large trial",
+    ], "descs": {4: [
+        "In a study of {num_k} patients published on {day}, the drug slowed "
+        "{illness} by {pct_int} percent compared with a placebo, researchers at "
+        "{university} reported.",
+        "Scientists said the compound blocks a protein linked to {illness} and "
+        "that side effects were mild. Larger trials in {country} and {country2} "
+        "begin in {month}.",
+    ], 3: [
+        "Shares in {pharma} jumped {pct} percent on {wday}. Analysts said the "
+        "drug could reach annual sales of {money_b} if regulators approve it "
+        "next year.",
+        "{pharma} said it would file for approval in {month}. The drug matters "
+        "for the company, whose best-selling medicine loses patent protection in "
+        "{n_word} years.",
+    ]}},
+    # ---- Business <-> Sports --------------------------------------------
+    {"name": "club sponsorship deal", "labels": (3, 2), "share": 0.70,
+     "weight": 0.025, "titles": [
+        "{company} signs {money_s} shirt deal with {club}",
+        "{club} land record sponsorship deal with {company}",
+        "{company} to put its name on {club} shirts",
+        "{company} renews {club} sponsorship for {n_years} years",
+    ], "descs": {3: [
+        "The {n_years}-year agreement is the largest commercial deal in the "
+        "history of {club}, and analysts said it could lift club revenue by a "
+        "third.",
+        "{company} said the deal would raise the profile of its brand in "
+        "{country} and in overseas markets, and its shares rose {pct} percent on "
+        "{wday}.",
+    ], 2: [
+        "{club}, who are {n_word} points clear at the top of the table, will wear "
+        "the new shirts from next season. Coach {person} said the money would "
+        "help keep striker {player}.",
+        "The money will fund a new training centre for the youth team. {club} "
+        "captain {player} showed off the shirt before the league match against "
+        "{club2} on {day}.",
+    ]}},
+    {"name": "broadcast rights sale", "labels": (2, 3), "share": 0.65,
+     "weight": 0.02, "titles": [
+        "{broadcaster} wins rights to show {league} matches",
+        "{league} sells television rights for {money_b}",
+        "{broadcaster} pays {money_b} for rights to {league}",
+    ], "descs": {2: [
+        "Fans will be able to watch every match of {club} and {club2} live from "
+        "next season, and highlights will be shown on {day} evenings, the league "
+        "said.",
+        "Coaches welcomed the deal, saying more games on television would bring "
+        "bigger crowds. {club} coach {person} said the money would help clubs "
+        "keep their best players.",
+    ], 3: [
+        "The {n_years}-year contract is worth {pct_int} percent more than the "
+        "last one. Shares in {broadcaster} fell {pct} percent on {wday} as "
+        "investors questioned the price.",
+        "Clubs will share the money, with the biggest such as {club} set to earn "
+        "about {money_s} a season. Advertisers are expected to pay more for "
+        "slots during live matches.",
+    ]}},
+    {"name": "stadium bond", "labels": (3, 2), "share": 0.70,
+     "weight": 0.02, "titles": [
+        "{club} raise {money_m} through stadium bond",
+        "{club} sell bonds to pay for new stadium",
+        "Investors snap up {money_m} {club} stadium bond",
+        "{club} turn to bond market to fund new ground",
+    ], "descs": {3: [
+        "The {n_years}-year bonds pay interest of {rate} percent and will be "
+        "repaid from ticket sales and hospitality revenue. Bankers at {bank} said "
+        "demand was strong.",
+        "Credit analysts said the bond issue would lift the club's debt to "
+        "{money_m} but was backed by season ticket income from a ground that "
+        "seats {num_k}.",
+    ], 2: [
+        "The new ground in {city} will hold {num_k} fans and open in time for "
+        "next season. Coach {person} said the players were excited about leaving "
+        "the old stadium.",
+        "{club}, who beat {club2} {fscore} on {day}, have played at their old "
+        "ground for {n_decades} decades. Supporters will be offered the bonds "
+        "first, the club said.",
+    ]}},
+    # ---- World <-> Business ---------------------------------------------
+    {"name": "trade talks", "labels": (1, 3), "share": 0.65,
+     "weight": 0.02, "titles": [
+        "{country} and {country2} hold talks on trade pact",
+        "{country_adj} and {country2_adj} ministers meet on tariffs",
+        "Trade pact on table as {country} hosts {country2_adj} delegation",
+    ], "descs": {1: [
+        "The talks in {capital} are the first since the two governments ended a "
+        "border dispute, and {leader_title} {person} called them a chance to "
+        "rebuild trust between the neighbours.",
+        "Foreign ministers from the two countries met on {day} and said a pact "
+        "could be signed at a regional summit in {month}, ending years of "
+        "diplomatic tension.",
+    ], 3: [
+        "Negotiators are trying to cut tariffs on steel, grain and cars, which "
+        "add about {pct_int} percent to the price of goods shipped between the "
+        "two economies, exporters said.",
+        "Trade between the two countries is worth {money_b} a year. "
+        "Manufacturers in {city} hope lower tariffs will lift exports, and "
+        "shares in exporters rose on {wday}.",
+    ]}},
+    {"name": "sanctions on oil exports", "labels": (3, 1), "share": 0.70,
+     "weight": 0.02, "titles": [
+        "Oil rises as {country2} weighs sanctions on {country_adj} crude",
+        "Sanctions threat hangs over oil exports from {country}",
+        "{country_adj} oil exports face sanctions over nuclear row",
+    ], "descs": {3: [
+        "Benchmark crude rose {oil_move} cents to ${oil_price} a barrel on "
+        "{wday} as traders bet that sanctions would cut supplies from {country}, "
+        "which ships most of its oil abroad.",
+        "Shares in refiners fell, and analysts at {bank} raised their price "
+        "forecasts, saying a ban on {country_adj} crude would tighten a market "
+        "with little spare capacity.",
+    ], 1: [
+        "Diplomats in {capital2} said the measures were meant to press {country} "
+        "to open its nuclear sites to inspectors, and the {country_adj} "
+        "government called them an act of aggression.",
+        "The security council is split: {country2} backs an embargo on "
+        "{country_adj} oil, while other members fear it would hurt ordinary "
+        "people more than leaders in {capital}.",
+    ]}},
+    {"name": "currency crisis", "labels": (3, 1), "share": 0.70,
+     "weight": 0.015, "titles": [
+        "{country_adj} central bank fights to defend {currency}",
+        "{currency} plunges as {country} struggles with debt",
+        "{country} raises rates to {rate} percent to halt slide in {currency}",
+    ], "descs": {3: [
+        "The central bank raised its key rate to {rate} percent and sold dollars "
+        "from its reserves after {currency} lost {pct_int} percent of its value "
+        "against the dollar this month.",
+        "Bond yields jumped and shares in {capital} fell {pct_small} percent. "
+        "Economists at {bank} said inflation of {inflation} percent would force "
+        "more rate increases.",
+    ], 1: [
+        "Thousands protested in {capital} on {day} as prices of bread and fuel "
+        "soared, and {leader_title} {person} appealed to neighbouring {country2} "
+        "for an emergency loan.",
+        "The crisis has shaken the government of {leader_title} {person}, and "
+        "opposition leader {person2} called for early elections as {currency} "
+        "kept falling.",
+    ]}},
+    # ---- World <-> Sci/Tech (technology in world affairs, health) --------
+    {"name": "internet shutdown", "labels": (1, 4), "share": 0.70,
+     "weight": 0.015, "titles": [
+        "{country} cuts internet access as protests spread",
+        "Internet blackout in {country} enters second week",
+        "{country} blocks social networks amid unrest in {capital}",
+    ], "descs": {1: [
+        "The shutdown began after protesters in {capital} accused the "
+        "government of rigging an election. {country2} and rights groups "
+        "condemned the move as an attack on free speech.",
+        "Opposition leader {person} said security forces had arrested hundreds "
+        "of activists since the blackout began, and {country2} summoned the "
+        "{country_adj} ambassador.",
+    ], 4: [
+        "Network monitors said traffic from {country} fell by {pct_int} percent "
+        "within hours, as the state operator withdrew its routes and mobile data "
+        "was switched off.",
+        "Engineers said users were turning to satellite phones and encrypted "
+        "proxy software to get around the block, while {telecom} said it had "
+        "been ordered to shut its data service.",
+    ]}},
+    {"name": "cyber attack between states", "labels": (4, 1), "share": 0.70,
+     "weight": 0.015, "titles": [
+        "{country} accuses {country2} of cyber attack on its networks",
+        "Hackers linked to {country2} hit {country_adj} government websites",
+        "Cyber attack knocks {country_adj} ministries offline",
+    ], "descs": {4: [
+        "Security firm {sec_co} said the attackers used a network of hijacked "
+        "computers to flood government servers, and planted the {malware} "
+        "program to steal passwords.",
+        "Experts said the attack exploited an unpatched flaw in web server "
+        "software. Many sites in {capital} were offline for {n_hours} hours "
+        "before engineers restored service.",
+    ], 1: [
+        "The foreign ministry in {capital} summoned the ambassador of {country2} "
+        "and threatened sanctions, while officials in {capital2} denied any role "
+        "and called the claims propaganda.",
+        "The attack came amid a border dispute between the neighbours, and "
+        "{leader_title} {person} said {country} would raise the matter at the "
+        "security council.",
+    ]}},
+    {"name": "disease outbreak", "labels": (4, 1), "share": 0.70,
+     "weight": 0.015, "titles": [
+        "{disease} outbreak spreads in {country}",
+        "Health officials race to contain {disease} in {country}",
+        "{country} reports new {disease} cases near {city}",
+    ], "descs": {4: [
+        "Scientists at {university} said genetic tests showed the {disease} "
+        "strain had changed, and an experimental vaccine protected all "
+        "{n_small} monkeys in early trials.",
+        "Researchers said laboratory tests on {n_word} hundred samples would show "
+        "how the {disease} strain spreads and whether a new vaccine could work.",
+    ], 1: [
+        "The health ministry in {capital} said {n_killed} people had died and "
+        "closed schools near {city}, while {country2} tightened checks at border "
+        "crossings.",
+        "Aid agencies flew in doctors and tents as the outbreak reached camps for "
+        "people displaced by fighting. {leader_title} {person} declared a state "
+        "of emergency.",
+    ]}},
+]
+
 
 def fill(template: str, slots: dict[str, str]) -> str:
     text = template.format(**slots)
     return text[0].upper() + text[1:]
 
 
+def draw_item(rng: random.Random, titles: list[str], descs: list[str],
+              names: str | None, seen_titles: set[str],
+              seen_descs: set[str]) -> tuple[str, str]:
+    """Draw one fresh (title, description) from the given templates."""
+    for _ in range(2000):
+        slots = make_slots(rng, names)
+        title = fill(rng.choice(titles), slots)
+        desc = fill(rng.choice(descs), slots)
+        if not fits(title, desc):
+            continue
+        if title not in seen_titles and desc not in seen_descs:
+            break
+    else:
+        raise RuntimeError(f"could not find a fresh item for {titles[0]!r}")
+    seen_titles.add(title)
+    seen_descs.add(desc)
+    return title, desc
+
+
 def generate_class(rng: random.Random, stories: list[dict], n: int,
                    seen_titles: set[str], seen_descs: set[str]) -> list[tuple[str, str]]:
-    """Generate ``n`` distinct (title, description) items, cycling over stories."""
+    """Generate ``n`` distinct clear (title, description) items, cycling over stories."""
     order = list(range(len(stories)))
     rng.shuffle(order)
     items: list[tuple[str, str]] = []
     for i in range(n):
         story = stories[order[i % len(order)]]
-        for _ in range(2000):
-            slots = make_slots(rng, story.get("names"))
-            title = fill(rng.choice(story["titles"]), slots)
-            desc = fill(rng.choice(story["descs"]), slots)
-            if not fits(title, desc):
-                continue
-            if title not in seen_titles and desc not in seen_descs:
-                break
-        else:
-            raise RuntimeError(f"could not find a fresh item for {story['titles'][0]!r}")
-        seen_titles.add(title)
-        seen_descs.add(desc)
-        items.append((title, desc))
+        items.append(draw_item(rng, story["titles"], story["descs"],
+                               story.get("names"), seen_titles, seen_descs))
     return items
 
 
@@ -1223,27 +1584,102 @@ def check_item(label: int, title: str, desc: str) -> None:
         assert "\n" not in text and '"' not in text, text
 
 
-def build() -> tuple[list[tuple[int, str, str]], list[tuple[int, str, str]]]:
+def round_half_up(x: float) -> int:
+    return int(x + 0.5)
+
+
+def family_counts(fam: dict, n_rows: int) -> tuple[int, int]:
+    """(majority, minority) row counts of a crossover family in a split of n_rows."""
+    n = round_half_up(fam["weight"] * n_rows)
+    n_major = round_half_up(fam["share"] * n)
+    return n_major, n - n_major
+
+
+def best_label(fam: dict, pool: int) -> int:
+    """The Bayes-optimal label of a crossover row worded toward ``pool``."""
+    major, minor = fam["labels"]
+    s, q = fam["share"], LEAN
+    # P(pool, label): the label is drawn first, then the pool matches it with
+    # probability LEAN.
+    p_major = s * (q if pool == major else 1 - q)
+    p_minor = (1 - s) * (q if pool == minor else 1 - q)
+    return major if p_major > p_minor else minor
+
+
+def ceiling() -> float:
+    """Accuracy of the Bayes-optimal classifier under the design shares.
+
+    Clear rows are assumed perfectly separable; a crossover row is classified
+    at best by its family and wording pool.  Because LEAN is below every share,
+    the best label is always the family's majority, and the ceiling is
+    1 - sum over families of weight * minority share.
+    """
+    err = 0.0
+    for fam in CROSSOVER:
+        major, minor = fam["labels"]
+        assert best_label(fam, major) == major and best_label(fam, minor) == major
+        err += fam["weight"] * (1 - fam["share"])
+    return 1 - err
+
+
+Row = tuple[int, str, str]
+Meta = tuple[str | None, int]  # (crossover family or None, wording pool)
+
+
+def make_split(rng: random.Random, per_class: int, seen_titles: set[str],
+               seen_descs: set[str]) -> tuple[list[Row], list[Meta]]:
+    n_rows = len(LABELS) * per_class
+    rows: list[Row] = []
+    meta: list[Meta] = []
+    for fam in CROSSOVER:
+        major, minor = fam["labels"]
+        n_major, n_minor = family_counts(fam, n_rows)
+        labels = [major] * n_major + [minor] * n_minor
+        rng.shuffle(labels)
+        for label in labels:
+            other = minor if label == major else major
+            pool = label if rng.random() < LEAN else other
+            title, desc = draw_item(rng, fam["titles"], fam["descs"][pool], None,
+                                    seen_titles, seen_descs)
+            rows.append((label, title, desc))
+            meta.append((fam["name"], pool))
+    for label, stories in CLASSES.items():
+        n_clear = per_class - sum(1 for r in rows if r[0] == label)
+        assert n_clear > 0, (label, n_clear)
+        for title, desc in generate_class(rng, stories, n_clear, seen_titles,
+                                          seen_descs):
+            rows.append((label, title, desc))
+            meta.append((None, label))
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    return [rows[i] for i in order], [meta[i] for i in order]
+
+
+def oracle_accuracy(rows: list[Row], meta: list[Meta]) -> float:
+    """Accuracy of the Bayes-optimal rule on the rows actually generated."""
+    families = {fam["name"]: fam for fam in CROSSOVER}
+    hits = 0
+    for (label, _, _), (name, pool) in zip(rows, meta):
+        best = pool if name is None else best_label(families[name], pool)
+        hits += best == label
+    return hits / len(rows)
+
+
+def build() -> tuple[list[Row], list[Row], list[Meta], list[Meta]]:
     rng = random.Random(SEED)
     for stories in CLASSES.values():
         n_titles = sum(len(s["titles"]) for s in stories)
         n_descs = sum(len(s["descs"]) for s in stories)
         assert n_titles >= 25 and n_descs >= 25, (n_titles, n_descs)
+    for fam in CROSSOVER:
+        assert LEAN < fam["share"] < 1 and set(fam["descs"]) == set(fam["labels"])
 
     seen_titles: set[str] = set()
     seen_descs: set[str] = set()
-    train: list[tuple[int, str, str]] = []
-    test: list[tuple[int, str, str]] = []
-    for label, stories in CLASSES.items():
-        items = generate_class(rng, stories, N_TRAIN_PER_CLASS + N_TEST_PER_CLASS,
-                               seen_titles, seen_descs)
-        rng.shuffle(items)
-        for title, desc in items:
-            check_item(label, title, desc)
-        train += [(label, t, d) for t, d in items[:N_TRAIN_PER_CLASS]]
-        test += [(label, t, d) for t, d in items[N_TRAIN_PER_CLASS:]]
-    rng.shuffle(train)
-    rng.shuffle(test)
+    train, train_meta = make_split(rng, N_TRAIN_PER_CLASS, seen_titles, seen_descs)
+    test, test_meta = make_split(rng, N_TEST_PER_CLASS, seen_titles, seen_descs)
+    for label, title, desc in train + test:
+        check_item(label, title, desc)
 
     # Sanity: sizes, balance, no duplicates within or across splits.
     assert len(train) == 4 * N_TRAIN_PER_CLASS and len(test) == 4 * N_TEST_PER_CLASS
@@ -1253,10 +1689,10 @@ def build() -> tuple[list[tuple[int, str, str]], list[tuple[int, str, str]]]:
     pairs = [(t, d) for _, t, d in train + test]
     assert len(set(pairs)) == len(pairs)
     assert not {t for _, t, _ in train} & {t for _, t, _ in test}
-    return train, test
+    return train, test, train_meta, test_meta
 
 
-def write_csv(path: Path, rows: list[tuple[int, str, str]]) -> None:
+def write_csv(path: Path, rows: list[Row]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="ascii", newline="") as f:
         writer = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n")
@@ -1264,12 +1700,32 @@ def write_csv(path: Path, rows: list[tuple[int, str, str]]) -> None:
             writer.writerow([label, title, desc])
 
 
+def describe(name: str, rows: list[Row], meta: list[Meta]) -> str:
+    n_cross = sum(1 for m in meta if m[0] is not None)
+    pairs: dict[str, int] = {}
+    for (label, _, _), (fam, _) in zip(rows, meta):
+        if fam is not None:
+            a, b = next(f["labels"] for f in CROSSOVER if f["name"] == fam)
+            key = "<->".join(sorted((LABELS[a], LABELS[b])))
+            pairs[key] = pairs.get(key, 0) + 1
+    per_pair = ", ".join(f"{k} {v}" for k, v in sorted(pairs.items(), key=lambda kv: -kv[1]))
+    return (f"{name}: {len(rows)} rows, {n_cross} crossover ({n_cross / len(rows):.1%}: "
+            f"{per_pair}); Bayes-optimal accuracy on these rows "
+            f"{oracle_accuracy(rows, meta):.2%}")
+
+
 def main() -> None:
-    train, test = build()
+    train, test, train_meta, test_meta = build()
     write_csv(OUT_DIR / "train.csv", train)
     write_csv(OUT_DIR / "test.csv", test)
     print(f"wrote {len(train)} rows to {OUT_DIR / 'train.csv'}")
     print(f"wrote {len(test)} rows to {OUT_DIR / 'test.csv'}")
+    print(describe("train", train, train_meta))
+    print(describe("test", test, test_meta))
+    share = sum(f["weight"] for f in CROSSOVER)
+    print(f"design: crossover share {share:.3f}, label noise "
+          f"{sum(f['weight'] * (1 - f['share']) for f in CROSSOVER) / share:.3f} of "
+          f"crossover rows, Bayes-optimal ceiling {ceiling():.2%}")
 
 
 if __name__ == "__main__":

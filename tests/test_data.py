@@ -44,16 +44,35 @@ def tokenizer():
 def test_sample_loads_balanced() -> None:
     cfg = config.load("smoke")
     train, test = data.load_raw("sample")
-    assert (len(train), len(test)) == (480, 160)
-    for part, n in ((train, 120), (test, 40)):
+    assert (len(train), len(test)) == (640, 400)
+    for part, n in ((train, 160), (test, 100)):
         assert list(part.columns) == ["text", "label"]
         assert part["label"].value_counts().sort_index().to_dict() == {0: n, 1: n, 2: n, 3: n}
         assert part["text"].str.len().min() > 10
     assert LABELS == ("World", "Sports", "Business", "Sci/Tech")
     splits = data.load_splits(cfg)
     assert splits.source == "sample"
-    assert sum(splits.sizes().values()) == 640
-    assert splits.sizes()["test"] == 160
+    assert sum(splits.sizes().values()) == 1040
+    assert splits.sizes()["test"] == 400
+
+
+def test_sample_files_keep_their_guarantees() -> None:
+    """The layout and guarantees data/README.md states for data/make_sample.py's output."""
+    rows = {}
+    for name in ("train", "test"):
+        raw = (paths.SAMPLE_DATA / f"{name}.csv").read_bytes()
+        assert raw.isascii() and raw.endswith(b"\n") and b"\r" not in raw
+        lines = raw.decode("ascii").splitlines()
+        rows[name] = list(csv.reader(lines))
+        for line, (label, title, desc) in zip(lines, rows[name]):
+            assert line == ",".join(f'"{field}"' for field in (label, title, desc))  # all fields quoted
+            assert label in {"1", "2", "3", "4"}
+            assert 4 <= len(title.split()) <= 12 and 15 <= len(desc.split()) <= 45
+        labels = [r[0] for r in rows[name]]
+        assert labels != sorted(labels)  # shuffled, not grouped by class
+    pairs = [(r[1], r[2]) for part in rows.values() for r in part]
+    assert len(set(pairs)) == len(pairs)
+    assert not {r[1] for r in rows["train"]} & {r[1] for r in rows["test"]}
 
 
 # --------------------------------------------------------------------------- text
@@ -247,7 +266,7 @@ def test_max_samples_are_stratified() -> None:
     splits = data.load_splits(cfg)
     assert class_counts(splits.train) == {0: 10, 1: 10, 2: 10, 3: 10}
     assert class_counts(splits.test) == {0: 5, 1: 5, 2: 5, 3: 5}
-    assert len(splits.validation) == 48  # validation is carved before the cap, not capped
+    assert len(splits.validation) == 64  # validation is carved before the cap, not capped
     full = data.load_splits(config.load("smoke"))
     assert set(splits.train["text"]) <= set(full.train["text"])  # a subset of the same train split
     assert set(splits.test["text"]) <= set(full.test["text"])
