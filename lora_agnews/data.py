@@ -103,7 +103,7 @@ def read_agnews_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"{path} does not exist. A data directory needs train.csv and test.csv in the "
                         f"original AG News layout (no header; label,title,description).")
     try:
-        raw = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes().decode("utf-8-sig")  # spreadsheet exports start with a byte-order mark
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}). Re-encode it as UTF-8, "
                         f"for example: iconv -f latin1 -t utf-8 {path.name} > fixed.csv") from None

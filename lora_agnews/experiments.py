@@ -99,9 +99,38 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
         say(f"ablation {i}/{len(grid)}: {run_name(variant)} ({params:,} trainable parameters)")
         metrics = train_owned(variant, run_dir)
         rows.append(_row(variant, run_dir, metrics, params, "complete"))
-    frame = pd.DataFrame(rows)
+    frame = add_intervals(pd.DataFrame(rows), seed=cfg.seed)
     frame["pareto"] = pareto_front(frame)
     write_json(frame.to_dict(orient="records"), paths.results_dir(cfg.profile) / ABLATION_FILE)
+    return frame
+
+
+def add_intervals(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Each trained variant's 95% bootstrap interval, and its paired difference to the best variant.
+
+    One seed per variant: the interval covers test-set sampling only, and the paired difference (the
+    same test rows scored by both) is what says whether two variants really differ. Read from the
+    test predictions each run saved.
+    """
+    frame = frame.copy()
+    correct = {}
+    for idx, row in frame.iterrows():
+        saved = Path(str(row["run_dir"])) / "test_predictions.npz"
+        if row["status"] == "complete" and saved.is_file():
+            with np.load(saved) as pred:
+                correct[idx] = pred["logits"].argmax(axis=1) == pred["labels"]
+    columns = ("ci_low", "ci_high", "diff_to_best", "diff_ci_low", "diff_ci_high")
+    for column in columns:
+        frame[column] = math.nan
+    frame["best"] = False
+    if not correct:
+        return frame
+    best = max(correct, key=lambda i: (correct[i].mean(), -frame.at[i, "trainable_params"]))
+    frame.at[best, "best"] = True
+    for idx, right in correct.items():
+        lo, hi = bootstrap_ci(right, seed=seed)
+        d_lo, d_hi = paired_difference_ci(right[None], correct[best][None], seed=seed)
+        frame.loc[idx, list(columns)] = [lo, hi, float(right.mean() - correct[best].mean()), d_lo, d_hi]
     return frame
 
 
@@ -203,14 +232,14 @@ def run_seeds(cfg: Config) -> dict[str, Any]:
     result = {"chosen": chosen, "baseline": baseline, "n_eval": int(ca.shape[1]), "confidence": 0.95,
               "mcnemar": per_seed[0], "mcnemar_per_seed": per_seed,
               "difference": {"mean": float(diff.mean()),
-                             "bootstrap_ci": _diff_ci(ca, cb, seed=cfg.seed)},
+                             "bootstrap_ci": paired_difference_ci(ca, cb, seed=cfg.seed)},
               "profile": cfg.profile}
     write_json(result, paths.results_dir(cfg.profile) / STATISTICS_FILE)
     return result
 
 
-def _diff_ci(ca: np.ndarray, cb: np.ndarray, seed: int, n_boot: int = 2000) -> list[float]:
-    """Paired bootstrap CI of (chosen - baseline) seed-averaged accuracy."""
+def paired_difference_ci(ca: np.ndarray, cb: np.ndarray, seed: int, n_boot: int = 2000) -> list[float]:
+    """Paired bootstrap 95% CI of (a - b) seed-averaged accuracy; ``ca``, ``cb`` are (seeds, examples) of 0/1."""
     per_example = ca.mean(axis=0).astype(np.float32) - cb.mean(axis=0).astype(np.float32)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(per_example), size=(n_boot, len(per_example)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from html import escape as html_escape
 import json
 import logging
 import os
@@ -138,6 +139,7 @@ def rescore_test(cfg: Config) -> Rescored:
     from .adapter import load_adapter
     from .data import encode, load_splits
     from .evaluate import evaluate_model, softmax
+    from .experiments import bootstrap_ci
     from .model import device_for, resolve_precision
 
     run_dir = main_run_dir(cfg)
@@ -152,6 +154,7 @@ def rescore_test(cfg: Config) -> Rescored:
     test = encode(splits.test, tokenizer, cfg.max_length)
     metrics, logits = evaluate_model(model, test, tokenizer.pad_token_id, cfg.eval_batch_size, device,
                                      resolve_precision(cfg, device))
+    metrics["accuracy_ci"] = bootstrap_ci(logits.argmax(1) == np.asarray(test.labels), seed=cfg.seed)
     agreement = None
     saved = run_dir / "test_predictions.npz"
     if saved.is_file():
@@ -396,9 +399,8 @@ def _write_book_config(src: Path, context: Mapping[str, Any]) -> None:
     data = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
     data["title"] = f"{data.get('title', 'lora-agnews')} ({context['profile']} profile)"
     html = data.setdefault("html", {})
-    if not context["is_paper"]:
-        html["announcement"] = (f"Results of the <b>{context['profile']}</b> profile ({context['model_name']}): "
-                                f"a demonstration of the pipeline, not roberta-base results on full AG News.")
+    if context["banner"]:  # every page: what these results are, and every override that changes their meaning
+        html["announcement"] = f"<b>{context['profile']} profile.</b> {html_escape(context['profile_note'])}"
     _publication_config(data, context)
     cfg_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 

@@ -215,10 +215,18 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
         fig, ax = _figure(size=(8.2, 4.8))
         sns.scatterplot(data=trained, x="trainable_params", y="accuracy_pct", hue="head", style="targets",
                         s=90, palette=PALETTE, ax=ax, zorder=3)
+        if "ci_low" in trained and trained["ci_low"].notna().any():
+            ok = trained[trained["ci_low"].notna()]
+            ax.errorbar(ok["trainable_params"], ok["accuracy_pct"],
+                        yerr=[ok["accuracy_pct"] - 100 * ok["ci_low"], 100 * ok["ci_high"] - ok["accuracy_pct"]],
+                        fmt="none", ecolor="grey", elinewidth=1.0, capsize=3, zorder=1)
         front = trained[trained["pareto"].astype(bool)].sort_values("trainable_params")
         if not front.empty:
-            ax.plot(front["trainable_params"], front["accuracy_pct"], "-", color="black", linewidth=1.2,
-                    zorder=2, label="Pareto front")
+            # A staircase: each front point holds its accuracy until a point with more parameters beats it
+            # (a straight line between two points would claim accuracies no variant reached).
+            xs = [*front["trainable_params"], max(budget, float(front["trainable_params"].max()))]
+            ys = [*front["accuracy_pct"], float(front["accuracy_pct"].iloc[-1])]
+            ax.step(xs, ys, where="post", color="black", linewidth=1.2, zorder=2, label="Pareto front")
             ax.scatter(front["trainable_params"], front["accuracy_pct"], s=260, facecolors="none",
                        edgecolors="black", linewidths=1.3, zorder=4)
         for (params, acc), group in trained.groupby(["trainable_params", "accuracy_pct"], sort=False):

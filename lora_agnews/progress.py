@@ -42,12 +42,19 @@ def bar(items: Iterable[T], desc: str = "", unit: str = "it", total: int | None 
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, unit=unit, total=total, leave=False, file=sys.stderr)
+    return tqdm(items, desc=desc, unit=unit, total=total, leave=False, file=sys.stderr, disable=False)
 
 
 def quiet_libraries() -> None:
-    """Turn off the download/map bars of datasets and huggingface_hub when not interactive."""
+    """Turn off the download/map bars of datasets and huggingface_hub when not interactive.
+
+    Where bars are wanted, the project's own switch wins over tqdm's ``TQDM_DISABLE`` (set in many
+    shells and CI images), which would otherwise hide the Trainer's bars that
+    ``LORA_AGNEWS_PROGRESS=1`` asked for.
+    """
     if interactive():
+        if _truthy(os.environ.get("LORA_AGNEWS_PROGRESS", "")):
+            os.environ.pop("TQDM_DISABLE", None)
         return
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:

@@ -109,22 +109,115 @@ def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str
 
 
 # --------------------------------------------------------------------------- profile and setup
-def profile_note(cfg: Config) -> str:
-    """The honesty sentence stamped on the book and the report for every profile."""
-    data = {"hub": "the full AG News corpus", "sample": "the small AG News sample shipped with the project"}.get(
-        cfg.data, "AG News rows from a local CSV directory")
+FACT_KEYS = ("pretrained", "n_train_used", "n_validation", "n_train_available", "n_test_used", "n_test_available")
+
+
+def run_facts(metrics: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
+    """The run record's facts (rows used of those available, pretrained or not) from a run's metrics.
+
+    Training writes them (``train.run_facts``); ``pretrained`` falls back to the configuration so an
+    older run can never be called pretrained when its ``init`` was random.
+    """
+    facts = {k: metrics[k] for k in FACT_KEYS if k in metrics}
+    facts.setdefault("pretrained", cfg.init == "pretrained")
+    return facts
+
+
+def describe_data(source: str) -> str:
+    if source == "hub":
+        return "AG News from the Hugging Face hub (fancyzhx/ag_news)"
+    if source == "sample":
+        return "the project's synthetic sample (invented stories in AG News' layout, no AG News text)"
+    return f"AG News CSV files from {Path(source).name or source}/"
+
+
+def describe_encoder(cfg: Config, facts: Mapping[str, Any]) -> str:
+    """``a frozen pretrained encoder (X)`` or, for random weights, words that cannot be read as pretrained."""
+    if facts.get("pretrained", cfg.init == "pretrained"):
+        return f"a frozen pretrained encoder ({cfg.model_name})"
+    return f"a frozen, randomly initialised encoder with the architecture of {cfg.model_name} (not pretrained)"
+
+
+def row_sentence(facts: Mapping[str, Any]) -> str:
+    """``trained on 2,000 of 9,999 training rows (400 for model selection); scored on 3,800 of 3,800 test rows``."""
+    if "n_train_used" not in facts:
+        return ""
+    return (f"trained on {num(facts['n_train_used'])} of {num(facts['n_train_available'])} training rows "
+            f"({num(facts['n_validation'])} more held out for model selection); scored on "
+            f"{num(facts['n_test_used'])} of {num(facts['n_test_available'])} test rows")
+
+
+def changed_parameters(cfg: Config) -> dict[str, tuple[Any, Any]]:
+    """Every parameter whose value differs from the profile's own: ``{key: (profile value, run value)}``."""
+    from .config import load
+
+    base = load(cfg.profile).to_dict()
+    return {k: (base[k], v) for k, v in cfg.to_dict().items() if k != "profile" and base.get(k) != v}
+
+
+def departures(cfg: Config, facts: Mapping[str, Any]) -> list[str]:
+    """What makes these results something other than the profile's result, in words a reader cannot miss.
+
+    Random weights are stated whatever the profile; overrides of the data, the model, the rows used or
+    the number of epochs are stated because they change what the accuracy means.
+    """
+    changed = changed_parameters(cfg)
+    out = []
+    if not facts.get("pretrained", cfg.init == "pretrained"):
+        out.append("The encoder was not pretrained: the accuracy is that of an untrained model.")
+    if "model_name" in changed:
+        out.append(f"The model is {cfg.model_name}, not the profile's {changed['model_name'][0]}.")
+    if "data" in changed:
+        out.append(f"The data are {describe_data(cfg.data)}, not the profile's {describe_data(changed['data'][0])}.")
+    subset = [k for k in ("max_train_samples", "max_eval_samples") if k in changed]
+    if subset and "n_train_used" in facts:
+        out.append(f"Overridden subsets: {row_sentence(facts)}.")
+    if "epochs" in changed and cfg.epochs < changed["epochs"][0]:
+        out.append(f"Trained for {cfg.epochs:g} epoch(s) instead of the profile's {changed['epochs'][0]:g}.")
+    return out
+
+
+def profile_note(cfg: Config, facts: Mapping[str, Any] | None = None) -> str:
+    """The honesty sentence stamped on every page of the book and on the report's first page."""
+    facts = dict(facts or {})
+    rows = row_sentence(facts)
+    what = f"{describe_encoder(cfg, facts)} fine-tuned with LoRA on {describe_data(cfg.data)}"
+    if rows:
+        what += f", {rows}"
+    extra = departures(cfg, facts)
+    if cfg.profile == PAPER_PROFILE and not extra:
+        return f"These results come from the paper profile: {what}."
     if cfg.profile == PAPER_PROFILE:
-        return (f"These results come from the paper profile: {cfg.model_name} fine-tuned with LoRA on {data}, "
-                f"evaluated on its test split.")
-    return (f"These results come from the {cfg.profile} profile ({cfg.model_name} on {data}). They demonstrate "
-            f"the pipeline end to end; they are not roberta-base results on the full AG News test set, and its "
-            f"numbers must not be quoted as such.")
+        return (f"These results come from the paper profile with overrides, so they are not the paper's result: "
+                f"{what}. " + " ".join(extra))
+    scale = ("They are real findings at small scale, not roberta-base results on the full AG News"
+             if cfg.data != "sample" and facts.get("pretrained", cfg.init == "pretrained") else
+             "They demonstrate the pipeline end to end; they are not roberta-base results on AG News and must not "
+             "be quoted as such")
+    return " ".join([f"These results come from the {cfg.profile} profile: {what}. {scale}.", *extra])
 
 
-def setup_macros(cfg: Config) -> dict[str, Any]:
+def shows_banner(cfg: Config, facts: Mapping[str, Any] | None = None) -> bool:
+    """Every profile but paper carries the banner; paper too once an override changes what it means."""
+    return cfg.profile != PAPER_PROFILE or bool(departures(cfg, dict(facts or {})))
+
+
+def overrides_tabular(cfg: Config) -> str:
+    """Every parameter that differs from the profile's value (the report lists them as the book does)."""
+    changed = changed_parameters(cfg)
+    if not changed:
+        return "\\emph{None: every parameter has the profile's value.}"
+    rows = [(k, str(a), str(b)) for k, (a, b) in changed.items()]
+    return artifacts.latex_table(["Parameter", "Profile value", "This run"], rows, align="lll")
+
+
+def setup_macros(cfg: Config, facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The profile and the training recipe (notebook 02's macros file)."""
+    facts = dict(facts or {})
     return {
-        "profile": cfg.profile, "profile_note": profile_note(cfg), "is_paper_profile": str(cfg.profile == PAPER_PROFILE).lower(),
+        "profile": cfg.profile, "profile_note": profile_note(cfg, facts), "is_paper_profile": str(cfg.profile == PAPER_PROFILE).lower(),
+        "encoder_description": describe_encoder(cfg, facts), "data_description": describe_data(cfg.data),
+        "rows_sentence": row_sentence(facts) or "rows not recorded", "n_overrides": len(changed_parameters(cfg)),
         "model_name": cfg.model_name, "data_source": cfg.data, "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
         "lora_dropout": cfg.lora_dropout, "lora_targets": cfg.lora_targets, "lora_variant": cfg.lora_variant,
         "head_name": cfg.head, "budget": num(cfg.budget), "epochs": f"{cfg.epochs:g}", "batch_size": cfg.batch_size,
@@ -192,7 +285,7 @@ def training_summary(cfg: Config, metrics: Mapping[str, Any], breakdown: Mapping
         "saved_parameters": int(saved_params), "test_accuracy_at_training": metrics["accuracy"],
         "best_validation_accuracy": metrics["best_validation_accuracy"], "train_seconds": metrics["train_seconds"],
         "global_steps": metrics["global_steps"], "device": metrics["device"], "precision": metrics["precision"],
-        "split_sizes": metrics["split_sizes"],
+        "split_sizes": metrics["split_sizes"], "facts": run_facts(metrics, cfg),
     }
 
 
@@ -200,7 +293,7 @@ def write_training_tex(cfg: Config, summary: Mapping[str, Any]) -> list[Path]:
     """Notebook 02's macros and tables (budget breakdown, per-head counts here and for roberta-base)."""
     b = summary["parameter_breakdown"]
     counts, paper = pd.DataFrame(summary["head_counts"]), pd.DataFrame(summary["paper_head_counts"])
-    macros = {**setup_macros(cfg), "trainable_params": num(b["total"]), "lora_params": num(b["lora"]),
+    macros = {**setup_macros(cfg, summary.get("facts")), "trainable_params": num(b["total"]), "lora_params": num(b["lora"]),
               "head_params": num(b["head"]), "budget_share": f"{100 * b['total'] / cfg.budget:.1f}",
               "saved_params": num(summary["saved_parameters"]),
               "best_validation_accuracy": pct(summary["best_validation_accuracy"]),
@@ -210,6 +303,7 @@ def write_training_tex(cfg: Config, summary: Mapping[str, Any]) -> list[Path]:
               **head_count_macros(counts, "profile"), **head_count_macros(paper, "paper")}
     return [write_macros(cfg.profile, "training", macros),
             write_table(cfg.profile, "parameter_breakdown", breakdown_tabular(b, cfg.budget)),
+            write_table(cfg.profile, "overrides", overrides_tabular(cfg)),
             write_table(cfg.profile, "head_counts", head_counts_tabular(counts, cfg.budget)),
             write_table(cfg.profile, "paper_head_counts", head_counts_tabular(paper, summary["paper_budget"]))]
 
@@ -257,8 +351,23 @@ def confusion_sentence(matrix: Sequence[Sequence[int]]) -> str:
             f"of {num(errors)} errors).")
 
 
-def evaluation_macros(metrics: Mapping[str, Any], agreement: float | None = None) -> dict[str, Any]:
+def reference_sentence(reference: Mapping[str, Any]) -> str:
+    """What the pretrained encoder buys over a bag-of-words model on the same rows, in generated words."""
+    diff, (lo, hi) = reference["difference"]["mean"], reference["difference"]["bootstrap_ci"]
+    m = reference["mcnemar"]
+    verdict = ("a real difference" if lo > 0 or hi < 0 else "not a difference these test rows can resolve")
+    direction = "above" if diff > 0 else ("below" if diff < 0 else "level with")
+    return (f"{reference['name']}, fitted on the same {num(reference['n_train'])} training rows, scores "
+            f"{pct(reference['accuracy'])}% on the same {num(reference['n_eval'])} test rows; the LoRA model is "
+            f"{abs(100 * diff):.2f} points {direction} it (paired bootstrap 95% interval [{100 * lo:+.2f}, "
+            f"{100 * hi:+.2f}], McNemar p {p_text(m['p_value'])}): {verdict}.")
+
+
+def evaluation_macros(metrics: Mapping[str, Any], agreement: float | None = None,
+                      reference: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    ci = metrics.get("accuracy_ci") or [math.nan, math.nan]
     values: dict[str, Any] = {
+        "test_accuracy_ci_low": pct(ci[0]), "test_accuracy_ci_high": pct(ci[1]),
         "test_accuracy": pct(metrics["accuracy"]), "macro_precision": pct(metrics["macro_precision"]),
         "macro_recall": pct(metrics["macro_recall"]), "macro_f1": pct(metrics["macro_f1"]),
         "n_eval": num(metrics["n_eval"]), "n_errors": num(round(metrics["n_eval"] * (1 - metrics["accuracy"]))),
@@ -271,6 +380,10 @@ def evaluation_macros(metrics: Mapping[str, Any], agreement: float | None = None
         values[f"recall_{name}"] = pct(m["recall"])
     if agreement is not None:
         values["prediction_agreement"] = pct(agreement)
+    if reference is not None:
+        values.update({"reference_accuracy": pct(reference["accuracy"]), "reference_macro_f1": pct(reference["macro_f1"]),
+                       "reference_difference": f"{100 * reference['difference']['mean']:+.2f}",
+                       "reference_sentence": reference_sentence(reference)})
     return values
 
 
@@ -289,29 +402,71 @@ def pareto_mask(frame: pd.DataFrame, x: str = "trainable_params", y: str = "accu
     return mask
 
 
+def _interval(low: Any, high: Any) -> str:
+    """``[87.12, 89.01]`` from two shares; ``--`` where there is none (untrained, or an older table)."""
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return "--"
+    return f"[{pct(low)}, {pct(high)}]"
+
+
+def _signed_points(x: Any) -> str:
+    return "--" if x is None or pd.isna(x) else f"{100 * float(x):+.2f}"
+
+
 def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """The ablation table as the notebook shows it (accuracy in %, Pareto rows marked)."""
+    """The ablation table as the notebook shows it (accuracy in %, its interval, the gap to the best, Pareto rows)."""
     frame = table.copy()
     if "pareto" not in frame:
         frame["pareto"] = pareto_mask(frame)
+    col = lambda name: frame[name] if name in frame else pd.Series([math.nan] * len(frame), index=frame.index)  # noqa: E731
     shown = pd.DataFrame({
         "r": frame["lora_r"], "targets": frame["lora_targets"].map(short_targets),
         "head": frame["head"], "trainable": frame["trainable_params"], "within budget": frame["within_budget"],
-        "accuracy %": (100 * frame["accuracy"]).round(2), "macro F1 %": (100 * frame["macro_f1"]).round(2),
+        "accuracy %": (100 * frame["accuracy"]).round(2),
+        "95% CI": [_interval(a, b) for a, b in zip(col("ci_low"), col("ci_high"))],
+        "vs best (points)": [_signed_points(d) + (" " + _interval(a, b).replace(", ", ", ") if pd.notna(a) else "")
+                             for d, a, b in zip(col("diff_to_best"), col("diff_ci_low"), col("diff_ci_high"))],
+        "macro F1 %": (100 * frame["macro_f1"]).round(2),
         "best val. acc. %": (100 * pd.to_numeric(frame["best_validation_accuracy"], errors="coerce")).round(2),
         "Pareto": frame["pareto"].astype(bool),
     })
     return shown.sort_values(["trainable"]).reset_index(drop=True)
 
 
+def _points_interval(low: Any, high: Any) -> str:
+    return "--" if pd.isna(low) or pd.isna(high) else f"[{100 * float(low):+.2f}, {100 * float(high):+.2f}]"
+
+
+def ablation_sentence(table: pd.DataFrame) -> str:
+    """Which variants really differ from the best one, in words generated from the paired intervals."""
+    if "diff_ci_low" not in table or not table.get("best", pd.Series(dtype=bool)).astype(bool).any():
+        return "No variant was trained, so there is nothing to compare."
+    frame = table[table["accuracy"].notna()]
+    best = frame[frame["best"].astype(bool)].iloc[0]
+    name = lambda r: f"r={r['lora_r']}, {short_targets(r['lora_targets'])}, {r['head']} head"  # noqa: E731
+    others = frame[~frame["best"].astype(bool)].sort_values("trainable_params")
+    worse = [r for _, r in others.iterrows() if r["diff_ci_high"] < 0]
+    tied = [r for _, r in others.iterrows() if r["diff_ci_high"] >= 0]
+    text = f"The best variant is {name(best)} ({num(best['trainable_params'])} parameters) at {pct(best['accuracy'])}%."
+    if worse:
+        text += (" Clearly worse (the paired 95% interval of the difference excludes zero): "
+                 + "; ".join(f"{name(r)}, {_signed_points(r['diff_to_best'])} points "
+                             f"{_points_interval(r['diff_ci_low'], r['diff_ci_high'])}" for r in worse) + ".")
+    if tied:
+        text += (" Not distinguishable from it on these test rows (the interval includes zero): "
+                 + "; ".join(f"{name(r)}, {_signed_points(r['diff_to_best'])} points "
+                             f"{_points_interval(r['diff_ci_low'], r['diff_ci_high'])}" for r in tied) + ".")
+    return text
+
+
 def ablation_tabular(table: pd.DataFrame) -> str:
     frame = ablation_frame(table)
     rows = [(r["r"], r["targets"], r["head"], num(r["trainable"]), "yes" if r["within budget"] else "no",
-             pct(r["accuracy %"] / 100) if pd.notna(r["accuracy %"]) else "--",
+             pct(r["accuracy %"] / 100) if pd.notna(r["accuracy %"]) else "--", r["95% CI"], r["vs best (points)"],
              pct(r["macro F1 %"] / 100) if pd.notna(r["macro F1 %"]) else "--",
              "yes" if r["Pareto"] else "") for _, r in frame.iterrows()]
-    return artifacts.latex_table(["r", "Targets", "Head", "Trainable", "In budget", "Acc. (%)", "Macro F1 (%)",
-                                  "Pareto"], rows, align="rllrcrrc")
+    return artifacts.latex_table(["r", "Targets", "Head", "Trainable", "In budget", "Acc. (%)", "95% CI",
+                                  "vs best (points)", "Macro F1 (%)", "Pareto"], rows, align="rllrcrcrrc")
 
 
 def best_ablation(table: pd.DataFrame) -> pd.Series | None:
@@ -393,7 +548,7 @@ def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any]) -> dict[str, 
         "confidence_level": f"{int(100 * stats.get('confidence', 0.95))}",
         "mcnemar_b": m["b"], "mcnemar_c": m["c"], "mcnemar_statistic": dec(m["statistic"]),
         "mcnemar_p": pvalue(m["p_value"]), "mcnemar_p_text": p_text(m["p_value"]), "mcnemar_method": m.get("method", "McNemar"),
-        "comparison_sentence": comparison_sentence(stats),
+        "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(table),
     }
     for key, entry in (("chosen", chosen), ("baseline", baseline)):
         lo, hi = entry["bootstrap_ci"]
@@ -409,12 +564,13 @@ def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any]) -> dict[str, 
 
 
 # --------------------------------------------------------------------------- the book's generated pages
-RESULT_FILES = ("exploration", "training", "metrics", "ablation", "statistics")
+RESULT_FILES = ("exploration", "training", "metrics", "reference", "ablation", "statistics")
 
 
 def load_results(profile: str) -> dict[str, Any]:
     """The notebooks' JSON results of a profile; a missing file names the notebook that writes it."""
     writers = {"exploration": "01_exploration", "training": "02_training", "metrics": "03_evaluation",
+               "reference": "03_evaluation",
                "ablation": "04_ablations", "statistics": "04_ablations"}
     out = {}
     for name in RESULT_FILES:
@@ -432,13 +588,14 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
 
     results = load_results(profile)
     cfg = from_dict(results["training"]["config"])
+    facts = results["training"].get("facts") or run_facts({}, cfg)
     ablation = pd.DataFrame(results["ablation"])
     stats = results["statistics"]
     metrics = results["metrics"]
     shown = ablation_frame(ablation)
     ablation_rows = [(r["r"], r["targets"], r["head"], num(r["trainable"]),
                       "yes" if r["within budget"] else "no",
-                      "--" if pd.isna(r["accuracy %"]) else f"{r['accuracy %']:.2f}",
+                      "--" if pd.isna(r["accuracy %"]) else f"{r['accuracy %']:.2f}", r["95% CI"], r["vs best (points)"],
                       "--" if pd.isna(r["macro F1 %"]) else f"{r['macro F1 %']:.2f}",
                       "yes" if r["Pareto"] else "") for _, r in shown.iterrows()]
     metric_rows = [(name, f"{r.precision:.2f}", f"{r.recall:.2f}", f"{r.f1:.2f}", num(r.support))
@@ -451,15 +608,21 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
                           f"{pct(s['mean'])} ± {pct(s['std'])}", f"[{pct(lo)}, {pct(hi)}]"))
     return {
         "profile": profile, "is_paper": profile == PAPER_PROFILE, "model_name": cfg.model_name, "cfg": cfg.to_dict(),
-        "profile_note": profile_note(cfg), "stamp": dict(stamp), "overrides": dict(stamp.get("overrides") or {}),
+        "profile_note": profile_note(cfg, facts), "banner": shows_banner(cfg, facts), "facts": facts,
+        "rows_sentence": row_sentence(facts), "encoder_description": describe_encoder(cfg, facts),
+        "data_description": describe_data(cfg.data),
+        "stamp": dict(stamp), "overrides": {k: v for k, (_, v) in changed_parameters(cfg).items()},
+        "changed": {k: list(v) for k, v in changed_parameters(cfg).items()},
         **results,
         "confusion_sentence": confusion_sentence(metrics["confusion_matrix"]),
-        "comparison_sentence": comparison_sentence(stats),
+        "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(ablation),
+        "reference_sentence": reference_sentence(results["reference"]),
         "best_ablation": (best_ablation(ablation).to_dict() if best_ablation(ablation) is not None else None),
         "tables": {
             "metrics": markdown_table(["class", "precision (%)", "recall (%)", "F1 (%)", "support"], metric_rows),
             "ablation": markdown_table(["r", "targets", "head", "trainable", "within budget",
-                                        "accuracy (%)", "macro F1 (%)", "Pareto"], ablation_rows),
+                                        "accuracy (%)", "95% CI (%)", "vs best (points, paired 95% CI)",
+                                        "macro F1 (%)", "Pareto"], ablation_rows),
             "statistics": markdown_table(["", "configuration", "trainable", "seeds", "accuracy (%) mean ± std",
                                           f"{int(100 * stats.get('confidence', 0.95))}% bootstrap CI (%)"], stat_rows),
         },

@@ -77,3 +77,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def sample_rows() -> tuple[int, int]:
+    """Rows of the shipped sample's train.csv and test.csv (tests follow the sample, never hard-code it)."""
+    from lora_agnews.data import load_raw
+
+    train, test = load_raw("sample")
+    return len(train), len(test)

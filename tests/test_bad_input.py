@@ -216,3 +216,16 @@ def test_unreachable_hub_without_local_copy(mode: str, existing: Path, tmp_path:
     assert "-p model_name /path/to/model" in out.stderr
     assert "Traceback" not in out.stderr
     assert snapshot(copy) == before
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    """Spreadsheet exports start with a UTF-8 byte-order mark; it is not part of the first label."""
+    from lora_agnews.data import read_agnews_csv
+
+    rows = '"2","Striker scores twice","The club won the derby."\n"3","Shares fall","Markets slid on Monday."\n'
+    plain, marked = tmp_path / "plain.csv", tmp_path / "marked.csv"
+    plain.write_bytes(rows.encode("utf-8"))
+    marked.write_bytes(b"\xef\xbb\xbf" + rows.encode("utf-8"))
+    with_bom = read_agnews_csv(marked)
+    assert with_bom["label"].tolist() == [1, 2]
+    assert with_bom.equals(read_agnews_csv(plain))

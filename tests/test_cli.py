@@ -81,6 +81,14 @@ def test_train_predict_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert f"accuracy: {metrics['accuracy']:.4f}" in printed
     assert f"trainable_params: {metrics['trainable_params']}" in printed
     assert metrics["config"]["epochs"] == 1.0 and metrics["split_sizes"]["train"] == 64
+    # the run records what its numbers mean: rows used of those available, pretrained or not
+    record = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    n_train = sum(1 for _ in open(paths.SAMPLE_DATA / "train.csv", encoding="utf-8"))
+    n_test = sum(1 for _ in open(paths.SAMPLE_DATA / "test.csv", encoding="utf-8"))
+    for facts in (metrics, record):
+        assert facts["pretrained"] is False and facts["n_train_used"] == 64
+        assert facts["n_train_available"] == n_train and facts["n_test_used"] == facts["n_test_available"] == n_test
+        assert facts["n_validation"] == metrics["split_sizes"]["validation"]
     # the same command again reuses the complete run
     assert cli.main(argv) == 0
     assert f"accuracy: {metrics['accuracy']:.4f}" in capsys.readouterr().out

@@ -17,10 +17,11 @@ import pytest
 
 from lora_agnews import runs
 from lora_agnews.artifacts import read_json
+from conftest import sample_rows
 
 pytestmark = pytest.mark.slow
 
-STEPS = 5 * 14  # smoke: 5 epochs of ceil(432 rows / (16 per process x 2 processes))
+STEPS = 5 * -(-(sample_rows()[0] - round(0.1 * sample_rows()[0])) // 32)  # smoke: 5 epochs of ceil(train rows / (16 per process x 2 processes))
 
 
 def _free_port() -> int:
@@ -60,7 +61,7 @@ def _check_run(out: Path, proc: subprocess.CompletedProcess[str]) -> None:
     metrics = read_json(out / runs.METRICS_FILE)
     assert metrics["global_steps"] == STEPS, "both processes share one batch schedule"
     assert metrics["accuracy"] > 0.6, f"chance is 0.25; got {metrics['accuracy']}"
-    assert metrics["n_eval"] == 160
+    assert metrics["n_eval"] == sample_rows()[1]
     assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "adapter" / "README.md").is_file()
     # rank 0 alone scores the test split and reports; rank 1 prints nothing of it
     assert log.count("scoring the test split") == 1

@@ -11,6 +11,7 @@ import pytest
 from lora_agnews import config, experiments
 from lora_agnews.budget import largest_rank
 from lora_agnews.model import count_trainable
+from conftest import sample_rows
 
 
 def roberta(**kw):
@@ -96,7 +97,7 @@ def test_seeds_and_ablation_on_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
         assert r["mean"] == pytest.approx(np.mean(r["accuracy"]))
         lo, hi = r["bootstrap_ci"]
         assert 0.0 <= lo <= r["pooled_accuracy"] <= hi <= 1.0
-    assert result["n_eval"] == 160
+    assert result["n_eval"] == sample_rows()[1]
     frame = experiments.run_ablation(cfg)
     assert frame["status"].tolist() == ["complete"] and frame["pareto"].tolist() == [True]
     table = experiments.aggregate("smoke")

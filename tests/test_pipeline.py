@@ -8,6 +8,7 @@ whole smoke-profile pipeline once per session (module-scoped fixture), which the
 from __future__ import annotations
 
 import ast
+from html import unescape
 import json
 import re
 import shutil
@@ -118,6 +119,10 @@ def test_failing_cell_stops_the_run_and_keeps_the_partial_notebook(tmp_path: Pat
 
 
 # --------------------------------------------------------------------------- the whole smoke pipeline
+SMOKE_OVERRIDES = {"max_eval_samples": 200, "epochs": 4.0}
+STATED = ("The encoder was not pretrained: the accuracy is that of an untrained model",
+          "scored on 200 of 400 test rows", "Trained for 4 epoch(s) instead of the profile's 5")
+UNPRETRAINED = re.compile(r"(?<!not )(?<!not\n)pretrained encoder")
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run notebooks -> book -> report for the smoke profile once; tests read what it produced."""
@@ -129,7 +134,9 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         mp.setenv("LORA_AGNEWS_BUILD", str(root / "build"))
         mp.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
         start = time.perf_counter()
-        produced = pipeline.run("smoke")
+        # Two overrides that change what the numbers mean: the book and the report must say so (and
+        # scoring half the test split keeps the suite quick).
+        produced = pipeline.run("smoke", overrides=SMOKE_OVERRIDES)
         seconds = time.perf_counter() - start
         return {"produced": produced, "seconds": seconds, "results": paths.results_dir("smoke"),
                 "notebooks": paths.executed_notebooks_dir("smoke"), "html": pipeline.book_html_dir("smoke"),
@@ -195,6 +202,10 @@ def test_book_pages_exist_and_show_the_confusion_matrix(smoke_run: dict[str, Any
     for name in pages:
         text, parser = _page(html, name)
         assert "smoke" in text and "not roberta-base" in text, f"{name}: the profile banner is missing"
+        flat = " ".join(unescape(re.sub(r"<[^>]+>", " ", text)).split()).replace("\u2019", "'")
+        for fact in STATED:
+            assert fact in flat, f"{name}: the banner does not say {fact!r}"
+        assert not UNPRETRAINED.search(flat), f"{name}: a randomly initialised run is called pretrained"
         assert parser.external == [], f"{name} fetches assets from the network: {parser.external}"
     for name in ("notebooks/03_evaluation.html", "results.html"):
         _, parser = _page(html, name)
@@ -215,9 +226,15 @@ def test_report_pdf_has_the_accuracy_and_the_confusion_matrix(smoke_run: dict[st
     metrics = json.loads((smoke_run["results"] / "metrics.json").read_text())
     assert macros["TestAccuracy"] == reporting.pct(metrics["accuracy"])
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    flat = " ".join(text.split())
+    flat = " ".join(text.split()).replace("\u2019", "'")
     assert f"{macros['TestAccuracy']} % accuracy" in flat or f"{macros['TestAccuracy']}%" in flat.replace(" %", "%")
     assert "not roberta-base results" in flat and "smoke" in flat
+    for fact in STATED:
+        assert fact in flat, f"the report does not say {fact!r}"
+    assert not UNPRETRAINED.search(flat), "the report calls a randomly initialised run pretrained"
+    assert "Parameters changed from the profile's values: 2" in flat and "Profile value This run" in flat
+    for key in SMOKE_OVERRIDES:
+        assert key in flat, f"the report does not list the override {key}"
     assert "Confusion matrix on the test split" in flat
     fls = (smoke_run["report"] / "main.fls").read_text()
     assert re.search(r"^INPUT .*figures/+confusion_matrix\.pdf$", fls, re.M), "the confusion matrix PDF was not included"

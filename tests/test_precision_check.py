@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from conftest import sample_rows
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ def test_precision_check_compares_two_real_runs(tmp_path: Path) -> None:
         assert run["config"]["precision"] == p
         assert 0.0 <= report["metrics"][p]["accuracy"] <= 1.0
     assert 0.0 <= report["prediction_agreement"] <= 1.0 and report["max_abs_logit_diff"] >= 0.0
-    assert report["n_eval"] == 160
+    assert report["n_eval"] == sample_rows()[1]
     assert "test predictions that agree" in proc.stdout
 
 

@@ -227,7 +227,8 @@ def test_workflow_builds_the_chosen_profile_and_deploys_to_pages(monkeypatch: py
 
 # --------------------------------------------------------------------------- the book's metadata
 def _context(commit: str = COMMIT) -> dict[str, Any]:
-    return {"profile": "demo", "is_paper": False, "model_name": "all-MiniLM-L6-v2", "cfg": {"budget": 1_000_000},
+    return {"profile": "demo", "is_paper": False, "banner": True, "profile_note": "A demonstration.",
+            "model_name": "all-MiniLM-L6-v2", "cfg": {"budget": 1_000_000},
             "stamp": {"finished": "2026-11-30T05:00:00+00:00", "git_commit": commit}}
 
 
@@ -295,7 +296,9 @@ def test_book_intro_page_says_how_to_cite() -> None:
     from lora_agnews import reporting
 
     context = {
-        "is_paper": False, "profile": "demo", "profile_note": "A demonstration.",
+        "is_paper": False, "banner": True, "profile": "demo", "profile_note": "A demonstration.",
+        "encoder_description": "a frozen pretrained encoder (m)", "data_description": "the sample",
+        "rows_sentence": "trained on 90 of 100 training rows", "facts": {"pretrained": True},
         "cfg": {"budget": 1_000_000, "model_name": "m", "data": "sample", "lora_r": 8, "lora_alpha": 16,
                 "lora_targets": "query,value", "head": "linear"},
         "training": {"split_sizes": {"train": 90, "validation": 10, "test": 50},

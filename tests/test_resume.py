@@ -18,7 +18,7 @@ from lora_agnews import runs
 from lora_agnews.artifacts import read_json
 from lora_agnews.cli import main
 
-# 432 training rows / batch 16 = 27 steps per epoch; a checkpoint every 6 steps, so almost all
+# 576 training rows / batch 16 = 36 steps per epoch; a checkpoint every 6 steps, so almost all
 # fall mid-epoch. The kill waits for one in the second epoch: resuming there needs the batch
 # order of epoch 1 to be rebuilt exactly (a sampler drawing from the global RNG gets it wrong).
 OVERRIDES = ["-p", "evals_per_epoch", "4", "-p", "epochs", "2"]

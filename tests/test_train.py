@@ -15,6 +15,7 @@ import pytest
 
 from lora_agnews import config, model, train
 from lora_agnews.data import LABELS
+from conftest import sample_rows
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +40,15 @@ def test_metrics_file_has_required_fields(smoke_run) -> None:
                 "trainable_params", "config", "per_class", "best_validation_accuracy"):
         assert key in on_disk, key
     assert on_disk["accuracy"] == pytest.approx(smoke_run.metrics["accuracy"])
-    assert on_disk["n_eval"] == 160
+    n_train, n_test = sample_rows()
+    assert on_disk["n_eval"] == n_test
     assert np.asarray(on_disk["confusion_matrix"]).shape == (4, 4)
-    assert np.asarray(on_disk["confusion_matrix"]).sum() == 160
+    assert np.asarray(on_disk["confusion_matrix"]).sum() == n_test
     assert on_disk["config"] == smoke_run.cfg.to_dict()
     assert on_disk["trainable_params"] == model.count_trainable(smoke_run.cfg)["total"]
     assert on_disk["trainable_params"] <= smoke_run.cfg.budget
-    assert on_disk["split_sizes"] == {"train": 432, "validation": 48, "test": 160}
+    n_val = round(0.1 * n_train)  # the smoke profile holds out 10%
+    assert on_disk["split_sizes"] == {"train": n_train - n_val, "validation": n_val, "test": n_test}
 
 
 def test_learns_well_above_chance(smoke_run) -> None:
@@ -65,7 +68,8 @@ def test_training_loss_falls(smoke_run) -> None:
 def test_predictions_file_matches_metrics(smoke_run) -> None:
     with np.load(smoke_run.out / "test_predictions.npz") as arrays:
         logits, labels = arrays["logits"], arrays["labels"]
-    assert logits.shape == (160, len(LABELS)) and labels.shape == (160,)
+    n_test = sample_rows()[1]
+    assert logits.shape == (n_test, len(LABELS)) and labels.shape == (n_test,)
     assert np.bincount(labels).tolist() == [40, 40, 40, 40]
     assert float((logits.argmax(axis=1) == labels).mean()) == pytest.approx(smoke_run.metrics["accuracy"])
 

@@ -1,0 +1,127 @@
+"""What makes a finding: balanced subsets recorded in the run, a yardstick on the same rows, intervals
+on every ablation variant, and runs shared between the ablation and the seed study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lora_agnews import baselines, config, data, experiments, paths, pipeline, reporting, runs
+from lora_agnews.artifacts import write_json
+
+
+def labelled(counts: dict[int, int]) -> pd.DataFrame:
+    labels = np.concatenate([np.full(n, c) for c, n in counts.items()])
+    return pd.DataFrame({"text": [f"t{i}" for i in range(len(labels))], "label": labels})
+
+
+def test_subsets_take_an_equal_share_per_class_and_fill_from_the_others() -> None:
+    part = labelled({0: 100, 1: 10, 2: 50, 3: 50})
+    even = data.stratified_subsample(part, 40, seed=1)
+    assert even["label"].value_counts().sort_index().tolist() == [10, 10, 10, 10]  # not 100:10:50:50
+    short = data.stratified_subsample(part, 150, seed=1)
+    counts = short["label"].value_counts()
+    assert len(short) == 150 and counts[1] == 10  # the small class gives all it has
+    assert counts.drop(1).max() - counts.drop(1).min() <= 1  # the others share the rest evenly
+    assert data.stratified_subsample(part, 150, seed=1).equals(short)  # fixed by the seed
+    assert not data.stratified_subsample(part, 150, seed=2).equals(short)
+
+
+def test_balanced_subset_of_a_balanced_source_is_exactly_equal() -> None:
+    part = labelled({0: 30, 1: 30, 2: 30, 3: 30})
+    assert data.stratified_subsample(part, 40, seed=0)["label"].value_counts().tolist() == [10, 10, 10, 10]
+
+
+def test_splits_record_what_was_used_of_what_was_available() -> None:
+    cfg = config.load("smoke", {"max_train_samples": 40, "max_val_samples": 8, "max_eval_samples": 20})
+    splits = data.load_splits(cfg)
+    train, test = data.load_raw("sample")
+    assert splits.facts() == {"n_train_used": 40, "n_validation": 8, "n_train_available": len(train),
+                              "n_test_used": 20, "n_test_available": len(test)}
+    assert splits.validation["label"].value_counts().tolist() == [2, 2, 2, 2]
+
+
+def test_negative_row_counts_are_refused_by_name() -> None:
+    with pytest.raises(config.ConfigError, match="max_val_samples"):
+        config.load("smoke", {"max_val_samples": -1})
+
+
+def test_tfidf_reference_compares_on_the_same_rows() -> None:
+    cfg = config.load("smoke")
+    splits = data.load_splits(cfg)
+    n = len(splits.test)
+    perfect = baselines.tfidf_reference(cfg, np.ones(n, bool), splits)
+    assert perfect["n_train"] == len(splits.train) and perfect["n_eval"] == n
+    assert 0.25 < perfect["accuracy"] < 1.0  # learns something; the shipped sample is not trivially separable
+    assert perfect["difference"]["mean"] == pytest.approx(1.0 - perfect["accuracy"])
+    lo, hi = perfect["difference"]["bootstrap_ci"]
+    assert 0 < lo <= perfect["difference"]["mean"] <= hi
+    assert "a real difference" in reporting.reference_sentence(perfect)
+    with pytest.raises(ValueError, match="same rows"):
+        baselines.tfidf_reference(cfg, np.ones(n - 1, bool), splits)
+
+
+def _saved_run(root: Path, name: str, correct: np.ndarray, params: int, r: int) -> dict:
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    labels = np.zeros(len(correct), dtype=int)
+    logits = np.zeros((len(correct), 4), dtype=np.float32)
+    logits[np.arange(len(correct)), np.where(correct, 0, 1)] = 1.0
+    runs.save_arrays(run_dir / "test_predictions.npz", logits=logits, labels=labels)
+    return {"name": name, "lora_r": r, "lora_alpha": 2 * r, "lora_targets": "query,value", "head": "linear",
+            "trainable_params": params, "within_budget": True, "status": "complete",
+            "accuracy": float(correct.mean()), "macro_f1": float(correct.mean()), "best_validation_accuracy": 0.5,
+            "train_seconds": 1.0, "run_dir": str(run_dir)}
+
+
+def test_ablation_intervals_say_which_variants_really_differ(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    best = rng.random(2000) < 0.90
+    close = best.copy()
+    close[np.flatnonzero(close)[:30]] = False  # 30 rows lost, 24 won: 0.3 points worse, within the noise
+    close[np.flatnonzero(~best)[:24]] = True
+    worse = best.copy()
+    worse[np.flatnonzero(worse)[:100]] = False  # 5 points worse
+    rows = [_saved_run(tmp_path, "a", worse, 1000, 2), _saved_run(tmp_path, "b", close, 2000, 8),
+            _saved_run(tmp_path, "c", best, 3000, 16)]
+    rows.append({**rows[0], "name": "big", "lora_r": 64, "trainable_params": 2_000_000, "within_budget": False,
+                 "status": "over budget", "accuracy": np.nan, "macro_f1": np.nan, "run_dir": str(tmp_path / "none")})
+    frame = experiments.add_intervals(pd.DataFrame(rows), seed=0)
+    assert frame["best"].tolist() == [False, False, True, False]
+    assert frame.loc[2, "diff_to_best"] == 0.0
+    assert frame.loc[0, "diff_ci_high"] < 0 < frame.loc[1, "diff_ci_high"]
+    assert frame.loc[0, "ci_low"] < frame.loc[0, "accuracy"] < frame.loc[0, "ci_high"]
+    assert np.isnan(frame.loc[3, "ci_low"])
+    frame["pareto"] = experiments.pareto_front(frame)
+    sentence = reporting.ablation_sentence(frame)
+    assert "best variant is r=16" in sentence
+    assert "Clearly worse" in sentence and "r=2" in sentence.split("Clearly worse")[1].split("Not")[0]
+    assert "r=8" in sentence.split("Not distinguishable")[1]
+    shown = reporting.ablation_frame(frame)
+    assert shown["95% CI"].iloc[0].startswith("[") and shown["95% CI"].iloc[-1] == "--"
+    assert r"95\% CI" in reporting.ablation_tabular(frame)
+
+
+def test_a_run_is_trained_once_and_found_wherever_it_is_needed(smoke_config: config.Config) -> None:
+    cfg = smoke_config.replace(profile="smoke")
+    ablation_dir = paths.runs_dir("smoke") / "ablation" / "r8-x"
+    ablation_dir.mkdir(parents=True)
+    write_json({"status": "complete", "config": cfg.to_dict(), "run_key": cfg.run_key()}, ablation_dir / runs.RUN_FILE)
+    write_json({"accuracy": 0.5, "macro_f1": 0.5}, ablation_dir / runs.METRICS_FILE)
+    assert experiments.reusable_run(cfg) == ablation_dir
+    assert experiments.reusable_run(cfg.replace(seed=cfg.seed + 1)) is None
+    main = paths.runs_dir("smoke") / "main"
+    main.mkdir(parents=True)
+    write_json({"status": "complete", "config": cfg.to_dict(), "run_key": cfg.run_key()}, main / runs.RUN_FILE)
+    write_json({"accuracy": 0.5, "macro_f1": 0.5}, main / runs.METRICS_FILE)
+    assert experiments.reusable_run(cfg) == main  # the main run is preferred
+
+
+def test_local_path_overrides_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "csvs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    out = pipeline.absolute_paths({"data": "csvs", "model_name": "roberta-base", "lora_r": 4, "tokenizer": "local"})
+    assert out == {"data": str(tmp_path / "csvs"), "model_name": "roberta-base", "lora_r": 4, "tokenizer": "local"}
