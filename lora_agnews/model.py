@@ -5,6 +5,9 @@ of the model definition here, not an afterthought: ``default`` is the architectu
 head trained in full (for RoBERTa a 768x768 dense layer plus the output projection, 593,668
 parameters), ``linear`` is one linear layer on the first token, ``lora-dense`` freezes the
 head's dense layer and adapts it with LoRA.
+
+The largest rank within the budget (``rank_line``, ``largest_rank``) is computed here, next to
+the count it is made of, so the budget check needs nothing above this module.
 """
 
 from __future__ import annotations
@@ -313,10 +316,29 @@ def local_vocab_size(data: str) -> int:
     return len(build_local_tokenizer(load_raw(data)[0]["text"].tolist()))
 
 
+def rank_line(cfg: Config) -> tuple[int, int]:
+    """``(fixed, per_rank)`` such that trainable(r) = fixed + r * per_rank for ``cfg``.
+
+    A LoRA count is affine in the rank (``head + magnitude + r * sum(in + out)`` over adapted
+    modules), so two exact counts on the meta device (r=1, r=2) give the whole line.
+    """
+    one = count_trainable(cfg.replace(lora_r=1))["total"]
+    two = count_trainable(cfg.replace(lora_r=2))["total"]
+    per_rank = two - one
+    return one - per_rank, per_rank
+
+
+def largest_rank(cfg: Config, budget: int | None = None) -> int:
+    """The largest LoRA rank that keeps ``cfg`` within ``budget`` (0 when none does)."""
+    budget = cfg.budget if budget is None else budget
+    fixed, per_rank = rank_line(cfg)
+    if per_rank <= 0 or fixed + per_rank > budget:
+        return 0
+    return (budget - fixed) // per_rank
+
+
 def check_budget(breakdown: dict[str, Any], cfg: Config) -> None:
     if breakdown["total"] > cfg.budget:
-        from .budget import largest_rank
-
         hint = ""
         with contextlib.suppress(Exception):
             r = largest_rank(cfg)
