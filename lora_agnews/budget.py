@@ -4,7 +4,8 @@ A LoRA count is affine in the rank (``head + magnitude + r * sum(in + out)`` ove
 modules), so two exact counts on the meta device (r=1, r=2) give the whole line and the
 largest fitting rank without any search or weights. That arithmetic (``rank_line``,
 ``largest_rank``) lives in ``model``, next to the count and the budget check that use it;
-this module tabulates it.
+this module tabulates it. Target sets may use roles and presets (``attention``,
+``all-linear``; see ``placements``).
 """
 
 from __future__ import annotations

@@ -165,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("budget", help="largest LoRA rank within the budget per target set and head")
     _common(p)
-    p.add_argument("--targets", default="", help="';'-separated target sets, e.g. 'query,value;query,key,value'")
+    p.add_argument("--targets", default="",
+                   help="';'-separated target sets (default: the profile's lora_targets). Each set is a comma list of "
+                        "roles (query, key, value, attn_out, ffn_in, ffn_out), presets (attention, all-linear), "
+                        "word_embeddings or module names, e.g. 'attention;all-linear;query,value'")
     p.add_argument("--heads", default="", help="comma-separated heads (default: all)")
     p.set_defaults(func=cmd_budget)
 
