@@ -1,7 +1,8 @@
 """lora-agnews: LoRA fine-tuning of RoBERTa on AG News under one million trainable parameters.
 
 Modules: ``config`` (frozen run config, profiles), ``data`` (AG News sources, splits,
-dynamic padding), ``model`` (base + head + LoRA, exact parameter counts), ``budget``,
+dynamic padding), ``placements`` (LoRA target roles and presets per encoder family),
+``model`` (base + head + LoRA, exact parameter counts), ``budget``,
 ``train`` (Trainer), ``evaluate`` (metrics), ``adapter`` (save/load/predict), ``runs``
 (run records), ``artifacts`` (atomic files, figures, LaTeX), ``plots``, ``pipeline``
 (papermill -> book -> report), ``experiments`` (seeds, ablations, statistics), ``cli``.

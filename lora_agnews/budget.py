@@ -2,7 +2,10 @@
 
 A LoRA count is affine in the rank (``head + magnitude + r * sum(in + out)`` over adapted
 modules), so two exact counts on the meta device (r=1, r=2) give the whole line and the
-largest fitting rank without any search or weights.
+largest fitting rank without any search or weights. That arithmetic (``rank_line``,
+``largest_rank``) lives in ``model``, next to the count and the budget check that use it;
+this module tabulates it. Target sets may use roles and presets (``attention``,
+``all-linear``; see ``placements``).
 """
 
 from __future__ import annotations
@@ -10,24 +13,9 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .config import Config
-from .model import count_trainable
+from .model import largest_rank, rank_line
 
-
-def rank_line(cfg: Config) -> tuple[int, int]:
-    """``(fixed, per_rank)`` such that trainable(r) = fixed + r * per_rank for ``cfg``."""
-    one = count_trainable(cfg.replace(lora_r=1))["total"]
-    two = count_trainable(cfg.replace(lora_r=2))["total"]
-    per_rank = two - one
-    return one - per_rank, per_rank
-
-
-def largest_rank(cfg: Config, budget: int | None = None) -> int:
-    """The largest LoRA rank that keeps ``cfg`` within ``budget`` (0 when none does)."""
-    budget = cfg.budget if budget is None else budget
-    fixed, per_rank = rank_line(cfg)
-    if per_rank <= 0 or fixed + per_rank > budget:
-        return 0
-    return (budget - fixed) // per_rank
+__all__ = ["budget_table", "format_budget_table", "largest_rank", "rank_line"]
 
 
 def budget_table(cfg: Config, target_sets: Iterable[str], heads: Iterable[str]) -> list[dict[str, Any]]:

@@ -2,6 +2,9 @@
 
 ``-p KEY VALUE`` takes the same keys as the notebooks' parameters; errors are printed as one
 line that names the problem and the fix, with exit status 2, and never a traceback for bad input.
+
+All command-line glue is here, at the top of the imports: this module imports the others
+(lazily, so ``--help`` is instant), and none of them imports it.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import config as config_mod
 
@@ -47,7 +50,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
     from .budget import budget_table, format_budget_table
 
     cfg = load_config(args)
-    targets = args.targets.split(";") if args.targets else [cfg.lora_targets]
+    targets = [t.strip() for t in args.targets.split(";") if t.strip()] or [cfg.lora_targets]
     heads = args.heads.split(",") if args.heads else ["default", "linear", "lora-dense"]
     for head in heads:
         config_mod.coerce("head", head)
@@ -107,13 +110,49 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        import importlib
+def cmd_run(args: argparse.Namespace) -> int:
+    """``run --profile NAME [--steps a,b] [-p KEY VALUE ...]``: the pipeline."""
+    from .pipeline import PipelineError, run
 
-        return importlib.import_module(f"lora_agnews.{module}").__getattribute__(name)(args)
+    overrides = {key: config_mod.coerce(key, value) for key, value in args.param}
+    try:
+        run(args.profile, args.steps, overrides)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
-    return run
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .experiments import run_ablation
+
+    frame = run_ablation(load_config(args))
+    cols = ["name", "trainable_params", "status", "accuracy", "macro_f1", "pareto"]
+    print(frame[cols].to_string(index=False))
+    return 0
+
+
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from .experiments import run_seeds
+
+    result = run_seeds(load_config(args))
+    for key in ("chosen", "baseline"):
+        r = result[key]
+        lo, hi = r["bootstrap_ci"]
+        print(f"{key:<9} {r['name']:<40} params {r['trainable_params']:>9,}  accuracy {100 * r['mean']:.2f} "
+              f"± {100 * r['std']:.2f} (n={len(r['seeds'])}; 95% CI {100 * lo:.2f}-{100 * hi:.2f})")
+    m = result["mcnemar"]
+    print(f"McNemar (seed {m['seed']}): b={m['b']} c={m['c']} p={m['p_value']:.4g} ({m['method']})")
+    return 0
+
+
+def cmd_logits(args: argparse.Namespace) -> int:
+    from .distill import write_logits_for_data
+
+    cfg = load_config(args)
+    out, n = write_logits_for_data(Path(args.teacher), cfg.data, Path(args.out))
+    print(f"wrote teacher logits for {n:,} training texts -> {out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("budget", help="largest LoRA rank within the budget per target set and head")
     _common(p)
-    p.add_argument("--targets", default="", help="';'-separated target sets, e.g. 'query,value;query,key,value'")
+    p.add_argument("--targets", default="",
+                   help="';'-separated target sets (default: the profile's lora_targets). Each set is a comma list of "
+                        "roles (query, key, value, attn_out, ffn_in, ffn_out), presets (attention, all-linear), "
+                        "word_embeddings or module names, e.g. 'attention;all-linear;query,value'")
     p.add_argument("--heads", default="", help="comma-separated heads (default: all)")
     p.set_defaults(func=cmd_budget)
 
@@ -146,21 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the whole pipeline: notebooks (papermill) -> book -> report")
     _common(p)
     p.add_argument("--steps", default="notebooks,book,report", help="comma-separated subset of notebooks,book,report")
-    p.set_defaults(func=_lazy("pipeline", "cli_run"))
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("seeds", help="train the profile's configuration and baseline over n_seeds seeds; statistics")
     _common(p)
-    p.set_defaults(func=_lazy("experiments", "cli_seeds"))
+    p.set_defaults(func=cmd_seeds)
 
     p = sub.add_parser("ablate", help="run the ablation grid (rank x targets x head) of the profile")
     _common(p)
-    p.set_defaults(func=_lazy("experiments", "cli_ablate"))
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("logits", help="write a teacher logits file (for distillation) from any fine-tuned classifier")
     _common(p)
     p.add_argument("--teacher", required=True, help="teacher: an adapter directory (RUN/adapter) or a HF classifier directory")
     p.add_argument("--out", required=True, help="output .npz file")
-    p.set_defaults(func=_lazy("distill", "cli_logits"))
+    p.set_defaults(func=cmd_logits)
     return parser
 
 

@@ -46,7 +46,9 @@ class Config:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.1
-    lora_targets: str = "query,key,value"  # comma-separated module names
+    # comma-separated roles (query,key,value,attn_out,ffn_in,ffn_out), presets (attention, all-linear),
+    # word_embeddings or module names; see lora_agnews.placements
+    lora_targets: str = "query,key,value"
     lora_layers: str = ""  # comma-separated encoder layer indices; empty: all layers
     lora_variant: str = "lora"  # lora | rslora | dora
     head: str = "default"  # default | linear | lora-dense
@@ -219,7 +221,8 @@ def validate(cfg: Config) -> None:
     if not 0.0 <= cfg.warmup < 1.0:
         raise ConfigError(f"parameter 'warmup' is a fraction of training steps in [0, 1); got {cfg.warmup}.")
     if not cfg.target_modules:
-        raise ConfigError("parameter 'lora_targets' is empty; give module names such as query,key,value.")
+        raise ConfigError("parameter 'lora_targets' is empty; give roles such as query,key,value or a preset "
+                          "(attention, all-linear).")
     if cfg.lora_layers.strip():
         try:
             cfg.layers

@@ -76,11 +76,10 @@ def teacher_logits_for(path: str | Path, texts: Sequence[str]) -> np.ndarray:
     return logits[[index[t] for t in texts]].astype(np.float32)
 
 
-def cli_logits(args: Any) -> int:
-    from .cli import load_config
+def write_logits_for_data(teacher_dir: Path, data: str, out: Path) -> tuple[Path, int]:
+    """Teacher logits for every text of ``data``'s training file (so any split or subsample is covered).
 
-    cfg = load_config(args)
-    texts = load_raw(cfg.data)[0]["text"].tolist()  # the whole training file: any split or subsample is covered
-    out = write_teacher_logits(Path(args.teacher), texts, Path(args.out))
-    print(f"wrote teacher logits for {len(texts):,} training texts -> {out}")
-    return 0
+    Returns the file written and how many texts it holds.
+    """
+    texts = load_raw(data)[0]["text"].tolist()
+    return write_teacher_logits(Path(teacher_dir), texts, Path(out)), len(texts)

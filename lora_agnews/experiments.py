@@ -268,27 +268,3 @@ def aggregate(profile: str) -> pd.DataFrame:
                        trainable_params=metrics["trainable_params"])
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------- CLI
-def cli_ablate(args: Any) -> int:
-    from .cli import load_config
-
-    frame = run_ablation(load_config(args))
-    cols = ["name", "trainable_params", "status", "accuracy", "macro_f1", "pareto"]
-    print(frame[cols].to_string(index=False))
-    return 0
-
-
-def cli_seeds(args: Any) -> int:
-    from .cli import load_config
-
-    result = run_seeds(load_config(args))
-    for key in ("chosen", "baseline"):
-        r = result[key]
-        lo, hi = r["bootstrap_ci"]
-        print(f"{key:<9} {r['name']:<40} params {r['trainable_params']:>9,}  accuracy {100 * r['mean']:.2f} "
-              f"± {100 * r['std']:.2f} (n={len(r['seeds'])}; 95% CI {100 * lo:.2f}-{100 * hi:.2f})")
-    m = result["mcnemar"]
-    print(f"McNemar (seed {m['seed']}): b={m['b']} c={m['c']} p={m['p_value']:.4g} ({m['method']})")
-    return 0

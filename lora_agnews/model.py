@@ -4,7 +4,11 @@ The budget (1M trainable parameters) includes the classification head, so the he
 of the model definition here, not an afterthought: ``default`` is the architecture's own
 head trained in full (for RoBERTa a 768x768 dense layer plus the output projection, 593,668
 parameters), ``linear`` is one linear layer on the first token, ``lora-dense`` freezes the
-head's dense layer and adapts it with LoRA.
+head's dense layer and adapts it with LoRA. Heads and LoRA placements (``placements``) are
+defined for the RoBERTa, BERT, MPNet, ELECTRA, DeBERTa-v2 and DistilBERT families.
+
+The largest rank within the budget (``rank_line``, ``largest_rank``) is computed here, next to
+the count it is made of, so the budget check needs nothing above this module.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import Config
+from . import placements
+from .config import Config, ConfigError
 from .data import LABELS
+from .placements import Family
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 TINY_ROBERTA = "tiny-roberta"
@@ -57,8 +63,13 @@ def resolve_model_path(name: str) -> str:
 
 
 def known_config(name: str, num_labels: int = len(LABELS), vocab_size: int | None = None) -> Any:
-    """Architectures known without network, so counting and random init work offline."""
-    from transformers import BertConfig, RobertaConfig
+    """Architectures known without network, so counting and random init work offline.
+
+    Shapes are those of the hub checkpoints' config.json (hidden size, layers, FFN size, vocabulary,
+    positions), so frozen and trainable counts match the pretrained models exactly.
+    """
+    from transformers import (BertConfig, DebertaV2Config, DistilBertConfig, ElectraConfig, MPNetConfig,
+                              RobertaConfig)
 
     common = {"num_labels": num_labels, "id2label": dict(enumerate(LABELS)),
               "label2id": {n: i for i, n in enumerate(LABELS)}}
@@ -72,6 +83,21 @@ def known_config(name: str, num_labels: int = len(LABELS), vocab_size: int | Non
     if name in (MINILM_ID, "all-MiniLM-L6-v2"):
         return BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
                           intermediate_size=1536, **common)
+    if name in ("bert-base-uncased", "google-bert/bert-base-uncased"):
+        return BertConfig(**common)  # BertConfig() is bert-base-uncased: 12 x 768, FFN 3072, vocabulary 30,522
+    if name in ("microsoft/mpnet-base", "sentence-transformers/all-mpnet-base-v2"):
+        # MPNetConfig() has mpnet-base's sizes (vocabulary 30,527) but 512 positions; the checkpoint has 514.
+        return MPNetConfig(max_position_embeddings=514, layer_norm_eps=1e-5, **common)
+    if name in ("distilbert-base-uncased", "distilbert/distilbert-base-uncased"):
+        return DistilBertConfig(**common)  # 6 x 768, FFN 3072, vocabulary 30,522
+    if name in ("google/electra-base-discriminator",):
+        return ElectraConfig(embedding_size=768, hidden_size=768, num_attention_heads=12, intermediate_size=3072,
+                             **common)
+    if name in ("microsoft/deberta-v3-base",):
+        return DebertaV2Config(vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                               intermediate_size=3072, relative_attention=True, position_buckets=256,
+                               norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type=["p2c", "c2p"],
+                               position_biased_input=False, pooler_hidden_size=768, **common)
     return None
 
 
@@ -146,10 +172,52 @@ class FirstTokenLinearHead(nn.Module):
 
 
 class FirstTokenPooler(nn.Module):
-    """Replaces BERT's tanh pooler so BERT's linear classifier sees the raw first token."""
+    """Replaces a pooler (BERT's tanh pooler, DeBERTa's context pooler): the linear classifier sees the first token."""
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return hidden_states[:, 0]
+
+
+class SignSplitLinear(nn.Module):
+    """DistilBERT's ``linear`` head, part 1 (replaces ``pre_classifier``): dropout + one linear layer.
+
+    DistilBERT's forward applies a ReLU between ``pre_classifier`` and ``classifier`` that cannot be
+    removed from outside, so this returns ``[z, -z]``; after the ReLU, :class:`SignMerge` returns
+    ``relu(z) - relu(-z) = z``. The head is then exactly ``out_proj(dropout(first token))``, with
+    ``out_proj``'s parameters (hidden x labels + labels) its only ones, as for the other families.
+    """
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        z = self.out_proj(self.dropout(features))
+        return torch.cat([z, -z], dim=-1)
+
+
+class SignMerge(nn.Module):
+    """DistilBERT's ``linear`` head, part 2 (replaces ``classifier``; no parameters): ``[a, b] -> a - b``."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        half = features.shape[-1] // 2
+        return features[..., :half] - features[..., half:]
+
+
+class OutProj(nn.Module):
+    """DistilBERT's ``lora-dense`` head: its ``classifier`` moved to ``classifier.out_proj`` (weights kept).
+
+    PEFT picks ``modules_to_save`` by name suffix, and ``classifier`` is also the end of
+    ``pre_classifier`` (the dense layer that gets LoRA here); ``classifier.out_proj`` is not.
+    """
+
+    def __init__(self, out_proj: nn.Module):
+        super().__init__()
+        self.out_proj = out_proj
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(features)
 
 
 @dataclass(frozen=True)
@@ -160,47 +228,99 @@ class HeadPlan:
     lora_extra: tuple[str, ...]  # regex alternatives for head modules adapted with LoRA
 
 
-def apply_head(model: nn.Module, head: str) -> HeadPlan:
-    """Adjust ``model`` in place for the head choice and say what is trained."""
+def family(model: nn.Module) -> Family:
+    """The placement family of a transformers model; an unsupported one is a ModelError naming the supported."""
     kind = model.config.model_type
-    if kind in ("roberta", "xlm-roberta", "camembert"):
+    found = placements.family_of(kind)
+    if found is None:
+        raise ModelError(f"'{kind}' encoders are not supported (heads and LoRA placements are defined for "
+                         f"{placements.supported_families()}). Use a model of one of these families.")
+    return found
+
+
+def apply_head(model: nn.Module, head: str) -> HeadPlan:
+    """Adjust ``model`` in place for the head choice and say what is trained.
+
+    ``default``: the family's own head, trained in full (RoBERTa/MPNet/ELECTRA: classifier.dense +
+    out_proj; BERT: the linear classifier, its pretrained pooler frozen; DeBERTa-v2: the context
+    pooler + classifier; DistilBERT: pre_classifier + classifier). ``linear``: one linear layer on
+    the first token. ``lora-dense``: the head's dense layer frozen and adapted by LoRA (BERT: the
+    pooler's), the output layer trained.
+    """
+    style = family(model).head
+    config = model.config
+    labels = config.num_labels
+    if style == "dense-out_proj":
         if head == "default":
             return HeadPlan(("classifier",), ())
         if head == "linear":
-            drop = model.config.classifier_dropout or model.config.hidden_dropout_prob
-            model.classifier = FirstTokenLinearHead(model.config.hidden_size, model.config.num_labels, drop)
+            drop = getattr(config, "classifier_dropout", None) or config.hidden_dropout_prob
+            model.classifier = FirstTokenLinearHead(config.hidden_size, labels, drop)
             return HeadPlan(("classifier",), ())
         return HeadPlan(("classifier.out_proj",), (r"classifier\.dense",))
-    if kind == "bert":
+    if style == "pooler":
+        prefix = model.base_model_prefix
         if head == "default":
             return HeadPlan(("classifier",), ())
         if head == "linear":
-            model.bert.pooler = FirstTokenPooler()
+            getattr(model, prefix).pooler = FirstTokenPooler()
             return HeadPlan(("classifier",), ())
-        return HeadPlan(("classifier",), (r"bert\.pooler\.dense",))
-    raise ModelError(f"head '{head}' is implemented for RoBERTa and BERT encoders; '{kind}' is not supported. "
-                     f"Use a RoBERTa or BERT model.")
+        return HeadPlan(("classifier",), (rf"{prefix}\.pooler\.dense",))
+    if style == "context-pooler":
+        if head == "default":
+            return HeadPlan(("pooler", "classifier"), ())
+        if head == "linear":
+            model.pooler = FirstTokenPooler()
+            return HeadPlan(("classifier",), ())
+        return HeadPlan(("classifier",), (r"pooler\.dense",))
+    # pre-classifier (DistilBERT)
+    if head == "default":
+        return HeadPlan(("pre_classifier", "classifier"), ())
+    if head == "linear":
+        model.pre_classifier = SignSplitLinear(config.hidden_size, labels, config.seq_classif_dropout)
+        model.dropout = nn.Identity()  # the feature dropout is SignSplitLinear's
+        model.classifier = SignMerge()
+        return HeadPlan(("pre_classifier",), ())
+    model.classifier = OutProj(model.classifier)
+    return HeadPlan(("classifier.out_proj",), (r"pre_classifier",))
 
 
-def target_regex(cfg: Config, plan: HeadPlan, num_layers: int) -> str:
-    """One regex over module names: chosen targets in chosen encoder layers, plus head LoRA."""
+def target_regex(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | None = None) -> str:
+    """One regex over module names: chosen targets in chosen encoder layers, plus head LoRA.
+
+    ``fam`` defaults to RoBERTa (whose role and module names coincide for query, key, value).
+    """
     layers = cfg.layers
     if layers is not None:
         bad = [i for i in layers if not 0 <= i < num_layers]
         if bad:
-            from .config import ConfigError
-
             raise ConfigError(f"parameter 'lora_layers' names layer(s) {bad}, but the model has layers 0..{num_layers - 1}.")
-    layer_pat = r"\d+" if layers is None else "(?:" + "|".join(str(i) for i in layers) + ")"
-    embedding = [t for t in cfg.target_modules if t == "word_embeddings"]
-    names = "|".join(re.escape(t) for t in cfg.target_modules if t not in embedding)
-    parts = [rf".*encoder\.layer\.{layer_pat}\..*\b(?:{names})"] if names else []
-    parts += [r".*embeddings\.word_embeddings" for _ in embedding[:1]]
-    parts += [rf".*{extra}" for extra in plan.lora_extra]
-    return "^(?:" + "|".join(parts) + ")$"
+    fam = fam or placements.FAMILIES[0]
+    return placements.target_regex(fam, cfg.target_modules, layers, plan.lora_extra)
+
+
+def check_targets(model: nn.Module, cfg: Config, fam: Family) -> None:
+    """A module name in ``lora_targets`` that matches nothing is a typo: say what would match."""
+    names = [n for n, _ in model.named_modules()]
+    unmatched = placements.unmatched_names(fam, cfg.target_modules, names)
+    if unmatched:
+        raise ConfigError(
+            f"parameter 'lora_targets': {', '.join(repr(t) for t in unmatched)} is neither a role "
+            f"({', '.join(placements.ROLES)}), a preset ({', '.join(placements.PRESETS)}), "
+            f"{placements.EMBEDDINGS}, nor the name of a module in this {fam.name} model's encoder layers.")
 
 
 # --------------------------------------------------------------------------- building
+def _with_attention(make: Any) -> nn.Module:
+    """``make("sdpa")``, or ``make("eager")`` for architectures without SDPA attention (MPNet, DeBERTa-v2)."""
+    try:
+        return make("sdpa")
+    except ValueError as exc:
+        if "scaled_dot_product_attention" not in str(exc):
+            raise
+        return make("eager")
+
+
 def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None) -> nn.Module:
     from transformers import AutoModelForSequenceClassification
 
@@ -210,8 +330,12 @@ def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None) -
             config.vocab_size = vocab_size
         if pad_token_id is not None:
             config.pad_token_id = pad_token_id
-        config._attn_implementation = "sdpa"
-        return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
+
+        def from_config(attention: str) -> nn.Module:
+            config._attn_implementation = attention
+            return AutoModelForSequenceClassification.from_config(config, attn_implementation=attention)
+
+        return _with_attention(from_config)
     path = resolve_model_path(cfg.model_name)
     from .progress import interactive
 
@@ -220,18 +344,19 @@ def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None) -
 
         hf_logging.disable_progress_bar()  # "Loading weights" bars in CI logs help nobody
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        return _with_attention(lambda attention: AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
-            label2id={n: i for i, n in enumerate(LABELS)}, attn_implementation="sdpa")
+            label2id={n: i for i, n in enumerate(LABELS)}, attn_implementation=attention))
     except OSError as exc:
         raise _hub_error(cfg.model_name, exc) from None
 
 
-def lora_config(cfg: Config, plan: HeadPlan, num_layers: int) -> Any:
+def lora_config(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | None = None) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=target_regex(cfg, plan, num_layers), modules_to_save=list(plan.modules_to_save),
+                      target_modules=target_regex(cfg, plan, num_layers, fam),
+                      modules_to_save=list(plan.modules_to_save),
                       use_rslora=cfg.lora_variant == "rslora", use_dora=cfg.lora_variant == "dora", bias="none")
 
 
@@ -246,8 +371,10 @@ def build_model(cfg: Config, vocab_size: int | None = None, pad_token_id: int | 
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
     with ctx, _quiet():
         base = _base_model(cfg, vocab_size, pad_token_id)
+        fam = family(base)
         plan = apply_head(base, cfg.head)
-        model = get_peft_model(base, lora_config(cfg, plan, base.config.num_hidden_layers))
+        check_targets(base, cfg, fam)
+        model = get_peft_model(base, lora_config(cfg, plan, base.config.num_hidden_layers, fam))
     return model
 
 
@@ -269,10 +396,16 @@ def _quiet():
 
 # --------------------------------------------------------------------------- counting
 def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
-    """Exact trainable counts by group; ``total`` is what the budget is checked against."""
+    """Exact trainable counts by group; ``total`` is what the budget is checked against.
+
+    ``lora_by_target`` names encoder-layer modules by role (``query``, ..., ``ffn_out``) in every
+    family, and other adapted modules by name (``word_embeddings``, ``classifier.dense``, ...).
+    """
     groups: dict[str, int] = {}
     lora_by_target: dict[str, int] = {}
     frozen = 0
+    config = getattr(model, "config", None)
+    fam = placements.family_of(getattr(config, "model_type", ""))
     for name, p in model.named_parameters():
         if ".original_module." in name:  # PEFT's frozen copy of a modules_to_save head: not part of the model
             continue
@@ -281,8 +414,11 @@ def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
             continue
         if "lora_" in name:
             group = "lora"
-            module = re.sub(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector).*$", "", name).split(".")
-            target = ".".join(module[-2:]) if module[-2] in ("classifier", "pooler") else module[-1]
+            path = re.sub(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector).*$", "", name)
+            module = path.split(".")
+            # encoder-layer modules by role (query ... ffn_out: comparable across families), others by name
+            target = (fam and placements.role_of(fam, path)) or (
+                ".".join(module[-2:]) if module[-2] in ("classifier", "pooler") else module[-1])
             lora_by_target[target] = lora_by_target.get(target, 0) + p.numel()
             if "lora_magnitude_vector" in name:
                 groups["dora_magnitude"] = groups.get("dora_magnitude", 0) + p.numel()
@@ -313,10 +449,29 @@ def local_vocab_size(data: str) -> int:
     return len(build_local_tokenizer(load_raw(data)[0]["text"].tolist()))
 
 
+def rank_line(cfg: Config) -> tuple[int, int]:
+    """``(fixed, per_rank)`` such that trainable(r) = fixed + r * per_rank for ``cfg``.
+
+    A LoRA count is affine in the rank (``head + magnitude + r * sum(in + out)`` over adapted
+    modules), so two exact counts on the meta device (r=1, r=2) give the whole line.
+    """
+    one = count_trainable(cfg.replace(lora_r=1))["total"]
+    two = count_trainable(cfg.replace(lora_r=2))["total"]
+    per_rank = two - one
+    return one - per_rank, per_rank
+
+
+def largest_rank(cfg: Config, budget: int | None = None) -> int:
+    """The largest LoRA rank that keeps ``cfg`` within ``budget`` (0 when none does)."""
+    budget = cfg.budget if budget is None else budget
+    fixed, per_rank = rank_line(cfg)
+    if per_rank <= 0 or fixed + per_rank > budget:
+        return 0
+    return (budget - fixed) // per_rank
+
+
 def check_budget(breakdown: dict[str, Any], cfg: Config) -> None:
     if breakdown["total"] > cfg.budget:
-        from .budget import largest_rank
-
         hint = ""
         with contextlib.suppress(Exception):
             r = largest_rank(cfg)

@@ -549,14 +549,3 @@ def absolute_paths(overrides: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and value not in ("", "hub", "sample", "local") and Path(value).expanduser().exists():
             out[key] = str(Path(value).expanduser().resolve())
     return out
-
-
-def cli_run(args: Any) -> int:
-    """``python -m lora_agnews run --profile NAME [--steps a,b] [-p KEY VALUE ...]``."""
-    overrides = {key: config_mod.coerce(key, value) for key, value in args.param}
-    try:
-        run(args.profile, args.steps, overrides)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
