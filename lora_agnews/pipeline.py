@@ -400,7 +400,7 @@ def _write_book_config(src: Path, context: Mapping[str, Any]) -> None:
     data["title"] = f"{data.get('title', 'lora-agnews')} ({context['profile']} profile)"
     html = data.setdefault("html", {})
     if context["banner"]:  # every page: what these results are, and every override that changes their meaning
-        html["announcement"] = f"<b>{context['profile']} profile.</b> {html_escape(context['profile_note'])}"
+        html["announcement"] = f"<b>{context['profile']} profile:</b> {html_escape(context['banner_note'])}"
     _publication_config(data, context)
     cfg_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 

@@ -197,6 +197,29 @@ def profile_note(cfg: Config, facts: Mapping[str, Any] | None = None) -> str:
     return " ".join([f"These results come from the {cfg.profile} profile: {what}. {scale}.", *extra])
 
 
+def banner_note(cfg: Config, facts: Mapping[str, Any] | None = None) -> str:
+    """The short form of :func:`profile_note` for the banner on top of every book page.
+
+    Same facts, fewer words: which encoder and data, the rows used, what the numbers are, and every
+    departure from the profile in full (those are the sentences a reader must not miss).
+    """
+    facts = dict(facts or {})
+    pretrained = facts.get("pretrained", cfg.init == "pretrained")
+    encoder = cfg.model_name.rstrip("/").split("/")[-1] + (" (pretrained)" if pretrained else " (NOT pretrained)")
+    data = {"hub": "AG News (hub)", "sample": "the project's synthetic sample"}.get(
+        cfg.data, f"AG News rows from {Path(cfg.data).name or cfg.data}/")
+    parts = [f"{encoder} on {data}"]
+    if "n_train_used" in facts:
+        parts.append(f"trained on {num(facts['n_train_used'])} of {num(facts['n_train_available'])} rows, scored on "
+                     f"{num(facts['n_test_used'])} of {num(facts['n_test_available'])} test rows")
+    if cfg.profile != PAPER_PROFILE:
+        parts.append("real findings at small scale, not roberta-base" if cfg.data != "sample" and pretrained
+                     else "a demonstration of the pipeline, not roberta-base results")
+    elif departures(cfg, facts):
+        parts.append("not the paper's result")
+    return "; ".join(parts) + ". " + " ".join(departures(cfg, facts))
+
+
 def shows_banner(cfg: Config, facts: Mapping[str, Any] | None = None) -> bool:
     """Every profile but paper carries the banner; paper too once an override changes what it means."""
     return cfg.profile != PAPER_PROFILE or bool(departures(cfg, dict(facts or {})))
@@ -217,6 +240,7 @@ def setup_macros(cfg: Config, facts: Mapping[str, Any] | None = None) -> dict[st
     return {
         "profile": cfg.profile, "profile_note": profile_note(cfg, facts), "is_paper_profile": str(cfg.profile == PAPER_PROFILE).lower(),
         "encoder_description": describe_encoder(cfg, facts), "data_description": describe_data(cfg.data),
+        "ablation_epochs": f"{cfg.ablation_epochs:g}",
         "rows_sentence": row_sentence(facts) or "rows not recorded", "n_overrides": len(changed_parameters(cfg)),
         "model_name": cfg.model_name, "data_source": cfg.data, "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
         "lora_dropout": cfg.lora_dropout, "lora_targets": cfg.lora_targets, "lora_variant": cfg.lora_variant,
@@ -424,8 +448,9 @@ def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
         "head": frame["head"], "trainable": frame["trainable_params"], "within budget": frame["within_budget"],
         "accuracy %": (100 * frame["accuracy"]).round(2),
         "95% CI": [_interval(a, b) for a, b in zip(col("ci_low"), col("ci_high"))],
-        "vs best (points)": [_signed_points(d) + (" " + _interval(a, b).replace(", ", ", ") if pd.notna(a) else "")
-                             for d, a, b in zip(col("diff_to_best"), col("diff_ci_low"), col("diff_ci_high"))],
+        "vs best (points)": ["best" if best else _signed_points(d) + (" " + _points_interval(a, b) if pd.notna(a) else "")
+                             for d, a, b, best in zip(col("diff_to_best"), col("diff_ci_low"), col("diff_ci_high"),
+                                                      col("best").fillna(False).astype(bool))],
         "macro F1 %": (100 * frame["macro_f1"]).round(2),
         "best val. acc. %": (100 * pd.to_numeric(frame["best_validation_accuracy"], errors="coerce")).round(2),
         "Pareto": frame["pareto"].astype(bool),
@@ -609,6 +634,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "profile": profile, "is_paper": profile == PAPER_PROFILE, "model_name": cfg.model_name, "cfg": cfg.to_dict(),
         "profile_note": profile_note(cfg, facts), "banner": shows_banner(cfg, facts), "facts": facts,
+        "banner_note": banner_note(cfg, facts),
         "rows_sentence": row_sentence(facts), "encoder_description": describe_encoder(cfg, facts),
         "data_description": describe_data(cfg.data),
         "stamp": dict(stamp), "overrides": {k: v for k, (_, v) in changed_parameters(cfg).items()},
@@ -621,7 +647,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "tables": {
             "metrics": markdown_table(["class", "precision (%)", "recall (%)", "F1 (%)", "support"], metric_rows),
             "ablation": markdown_table(["r", "targets", "head", "trainable", "within budget",
-                                        "accuracy (%)", "95% CI (%)", "vs best (points, paired 95% CI)",
+                                        "accuracy (%)", "95% CI (%)", "vs best (points)",
                                         "macro F1 (%)", "Pareto"], ablation_rows),
             "statistics": markdown_table(["", "configuration", "trainable", "seeds", "accuracy (%) mean ± std",
                                           f"{int(100 * stats.get('confidence', 0.95))}% bootstrap CI (%)"], stat_rows),
@@ -634,7 +660,7 @@ def render_template(text: str, context: Mapping[str, Any], name: str = "page") -
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    env.filters.update(pct=pct, num=num, dec=dec, pvalue=pvalue, short_targets=short_targets)
+    env.filters.update(pct=pct, num=num, dec=dec, pvalue=pvalue, p_text=p_text, short_targets=short_targets)
     try:
         return env.from_string(text).render(**context)
     except jinja2.TemplateError as exc:

@@ -227,7 +227,7 @@ def test_workflow_builds_the_chosen_profile_and_deploys_to_pages(monkeypatch: py
 
 # --------------------------------------------------------------------------- the book's metadata
 def _context(commit: str = COMMIT) -> dict[str, Any]:
-    return {"profile": "demo", "is_paper": False, "banner": True, "profile_note": "A demonstration.",
+    return {"profile": "demo", "is_paper": False, "banner": True, "profile_note": "A demonstration.", "banner_note": "A demonstration.",
             "model_name": "all-MiniLM-L6-v2", "cfg": {"budget": 1_000_000},
             "stamp": {"finished": "2026-11-30T05:00:00+00:00", "git_commit": commit}}
 

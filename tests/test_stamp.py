@@ -83,3 +83,16 @@ def test_run_facts_fall_back_to_the_configuration() -> None:
     assert reporting.run_facts({}, config.load("smoke")) == {"pretrained": False}
     assert reporting.run_facts({"n_train_used": 5, "accuracy": 1.0}, config.load("demo")) == {
         "n_train_used": 5, "pretrained": True}
+
+
+def test_banner_note_is_short_but_keeps_every_departure() -> None:
+    cfg = config.load("paper", {"init": "random", "max_eval_samples": 400, "data": "/d/agnews-subset"})
+    facts = FACTS | {"pretrained": False}
+    short, full = reporting.banner_note(cfg, facts), reporting.profile_note(cfg, facts)
+    assert len(short) < len(full)
+    assert "roberta-base (NOT pretrained) on AG News rows from agnews-subset/" in short
+    assert "not the paper's result" in short
+    for sentence in reporting.departures(cfg, facts):
+        assert sentence in short
+    assert "real findings at small scale" in reporting.banner_note(config.load("cpu"), FACTS)
+    assert "demonstration" in reporting.banner_note(config.load("demo"), FACTS)
