@@ -34,12 +34,14 @@ class AdapterError(FileNotFoundError):
     """An adapter directory is missing or incomplete."""
 
 
-def base_fingerprint(model: Any) -> str:
+def base_fingerprint(model: Any, method: str = "lora") -> str:
     """Checksum of a few frozen base weights: catches a rebuilt random base that differs."""
     digest = hashlib.sha1()
     # LoRA-wrapped modules (e.g. word_embeddings) hold trained lora_* tensors and rename the frozen
     # weight to base_layer.weight: skip the former, undo the latter, so trained and fresh bases agree.
-    frozen = [(n.replace(".base_layer.", "."), p) for n, p in model.named_parameters() if "lora_" not in n]
+    # BitFit trains the base's own biases: they are skipped for it (other methods keep the original choice).
+    frozen = [(n.replace(".base_layer.", "."), p) for n, p in model.named_parameters()
+              if "lora_" not in n and not (method == "bitfit" and n.endswith(".bias"))]
     for name, p in frozen[:4]:
         digest.update(name.encode())
         digest.update(p.detach().float().cpu().numpy().tobytes()[:4096])
@@ -60,15 +62,47 @@ def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path) -> 
         for peft_config in getattr(model, "peft_config", {}).values():
             peft_config.base_model_name_or_path = base_model_id(cfg)
     with atomic_directory(adapter_dir) as tmp:
-        # The frozen base embeddings are rebuilt on load (pretrained, or seeded and fingerprinted);
-        # "auto" would also ask the hub whether the vocabulary changed.
-        model.save_pretrained(str(tmp), save_embedding_layers=False)
+        if hasattr(model, "peft_config"):
+            # The frozen base embeddings are rebuilt on load (pretrained, or seeded and fingerprinted);
+            # "auto" would also ask the hub whether the vocabulary changed.
+            model.save_pretrained(str(tmp), save_embedding_layers=False)
+        else:
+            _save_bitfit(model, cfg, tmp)
         tokenizer.save_pretrained(str(tmp))
         info = {"config": cfg.to_dict(), "labels": list(LABELS)}
         if cfg.init == "random":
-            info["base_fingerprint"] = base_fingerprint(model.get_base_model())
+            info["base_fingerprint"] = base_fingerprint(getattr(model, "get_base_model", lambda: model)(), cfg.method)
         write_json(info, tmp / CONFIG_FILE)
     return adapter_dir
+
+
+def _save_bitfit(model: Any, cfg: Config, directory: Path) -> None:
+    """BitFit (no PEFT method): the trained biases and head in ``adapter_model.safetensors`` under the
+    model's own parameter names, and an ``adapter_config.json`` that says what they are."""
+    from safetensors.torch import save_file
+
+    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(tensors, str(Path(directory) / WEIGHTS_FILE))
+    write_json({"peft_type": None, "lora_agnews_method": cfg.method,
+                "description": "BitFit (lora_agnews, hand-written: PEFT has no BitFit): encoder biases and the "
+                               "head, stored under the transformers model's own parameter names",
+                "modules_to_save": list(getattr(model, "lora_agnews_head", ()))},
+               Path(directory) / "adapter_config.json")
+
+
+def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path) -> Any:
+    from safetensors.torch import load_file
+
+    from .model import apply_bitfit, apply_head
+
+    tensors = load_file(str(adapter_dir / WEIGHTS_FILE))
+    model = apply_bitfit(base, apply_head(base, cfg.head), cfg)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    if set(tensors) != trained:
+        raise AdapterError(f"{adapter_dir / WEIGHTS_FILE} does not hold this configuration's BitFit parameters "
+                           f"({len(tensors)} tensors saved, {len(trained)} expected). Retrain the adapter.")
+    model.load_state_dict(tensors, strict=False)
+    return model
 
 
 def check_adapter_dir(adapter_dir: Path) -> None:
@@ -106,11 +140,16 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu") -> tuple
     torch.manual_seed(cfg.seed)
     with _quiet():
         base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id)
-        apply_head(base, cfg.head)
-        if "base_fingerprint" in info and base_fingerprint(base) != info["base_fingerprint"]:
+        if "base_fingerprint" in info and base_fingerprint(base, cfg.method) != info["base_fingerprint"]:
             raise AdapterError(f"the randomly initialised base model rebuilt for {adapter_dir} differs from the one "
                                f"it was trained on (another torch/transformers version?). Retrain it here.")
-        model = PeftModel.from_pretrained(base, str(adapter_dir))
+        if cfg.method == "bitfit":
+            model = _load_bitfit(base, cfg, adapter_dir)
+        else:
+            apply_head(base, cfg.head)
+            # PiSSA/OLoRA: PEFT reruns the initialisation on the fresh base (SVD / QR, deterministic), which
+            # rebuilds the residual base weights the adapter was trained against, then loads the trained factors.
+            model = PeftModel.from_pretrained(base, str(adapter_dir))
     model.to(device).eval()
     return model, tokenizer, cfg
 
