@@ -47,7 +47,7 @@ def method_table(cfg: Config, methods: Iterable[str], target_sets: Iterable[str]
     rank, prompt tokens) and its exact total; size-less methods (ia3, bitfit, layernorm): the count and
     whether it fits. Methods that adapt the whole encoder (bitfit, layernorm, prompt) ignore target sets."""
     from .config import ConfigError
-    from .model import WHOLE_ENCODER, size_key
+    from .model import WHOLE_ENCODER, size_key, size_limit
 
     rows = []
     target_sets = list(target_sets)
@@ -62,7 +62,8 @@ def method_table(cfg: Config, methods: Iterable[str], target_sets: Iterable[str]
                     fixed, per_size = rank_line(variant)
                     size = largest_rank(variant) if per_size else None
                     total = (fixed + size * per_size) if size else (fixed if not per_size else None)
-                    row.update(fixed=fixed, per_size=per_size, max_size=size, total=total,
+                    limit = size_limit(variant) if per_size else None
+                    row.update(fixed=fixed, per_size=per_size, max_size=size, total=total, capped=size == limit,
                                fits=total is not None and total <= cfg.budget, error="")
                 except ConfigError as exc:
                     row.update(fixed=None, per_size=None, max_size=None, total=None, fits=False, error=str(exc))
@@ -77,8 +78,11 @@ def format_method_table(rows: list[dict[str, Any]], budget: int) -> str:
         if row["error"]:
             lines.append(f"{row['method']:<11}{row['lora_targets']:<34}{row['head']:<12}not applicable: {row['error']}")
             continue
-        size = str(row["max_size"]) if row["max_size"] else "-"
+        size = (str(row["max_size"]) + ("*" if row.get("capped") else "")) if row["max_size"] else "-"
         total = f"{row['total']:,}" if row["total"] is not None else "-"
         lines.append(f"{row['method']:<11}{row['lora_targets']:<34}{row['head']:<12}{row['size_key']:<15}"
                      f"{size:>7}{total:>11}{'yes' if row['fits'] else 'no':>6}")
+    if any(row.get("capped") for row in rows):
+        lines.append("* the method's own limit, below what the budget allows (PiSSA/OLoRA: r <= hidden size; "
+                     "prompt tokens: positions left after max_length)")
     return "\n".join(lines)

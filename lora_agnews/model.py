@@ -392,6 +392,33 @@ def check_method(cfg: Config) -> None:
                           f"{cfg.method!r} has none. Use -p head default or -p head linear.")
 
 
+def size_limit(cfg: Config, model_cfg: Any = None) -> int | None:
+    """The largest size a method can take whatever the budget, None when unbounded.
+
+    PiSSA and OLoRA take the first r singular / orthogonal directions of each adapted weight, so r is at
+    most its smaller side (the hidden size, for every role, the head's dense layer and the embeddings).
+    Prompt tokens share the position embeddings with the text: positions - max_length (RoBERTa-style
+    models also lose the padding index and the one before it).
+    """
+    if cfg.method not in ("pissa", "olora", "prompt"):
+        return None
+    model_cfg = model_cfg if model_cfg is not None else model_config(cfg)
+    if cfg.method == "prompt":
+        offset = (model_cfg.pad_token_id or 0) + 1 if model_cfg.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+        return max(0, model_cfg.max_position_embeddings - offset - cfg.max_length)
+    return int(model_cfg.hidden_size)
+
+
+def check_size(cfg: Config, model_cfg: Any) -> None:
+    limit = size_limit(cfg, model_cfg)
+    key = size_key(cfg.method)
+    if limit is not None and key and getattr(cfg, key) > limit:
+        why = ("the positions left after max_length" if key == "prompt_tokens"
+               else "the hidden size: the smaller side of the adapted weights")
+        raise ConfigError(f"parameter '{key}' is {getattr(cfg, key)}, but method {cfg.method!r} allows at most {limit} "
+                          f"here ({why}). Use -p {key} {limit} or less.")
+
+
 def peft_config(cfg: Config, plan: HeadPlan, model: nn.Module, fam: Family, total_steps: int | None = None) -> Any:
     """PEFT's configuration for ``cfg.method`` (None for BitFit, which PEFT does not implement).
 
@@ -479,6 +506,7 @@ def build_model(cfg: Config, vocab_size: int | None = None, pad_token_id: int | 
         base = _base_model(cfg, vocab_size, pad_token_id)
         fam = family(base)
         plan = apply_head(base, cfg.head)
+        check_size(cfg, base.config)
         if cfg.method not in WHOLE_ENCODER:
             check_targets(base, cfg, fam)
         if meta and cfg.method in ("pissa", "olora"):
@@ -556,12 +584,12 @@ def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
             frozen += p.numel()
             continue
         target = None
-        if "modules_to_save" in name or ".classifier." in name or (
-                bitfit_head and any(name.startswith(h + ".") for h in bitfit_head)):
-            group = "head"
-        elif ADAPTER_PARTS.search(name) or bitfit_head is not None:
+        adapted = bool(ADAPTER_PARTS.search(name))
+        head = "modules_to_save" in name or ".classifier." in name or (
+            bitfit_head is not None and any(name.startswith(h + ".") for h in bitfit_head))
+        if adapted or (bitfit_head is not None and not head):  # LoRA on the head's dense layer is adapter
             group = "adapter"
-            path = ADAPTER_PARTS.sub("", name) if ADAPTER_PARTS.search(name) else name.rpartition(".")[0]
+            path = ADAPTER_PARTS.sub("", name) if adapted else name.rpartition(".")[0]
             module = path.split(".")
             target = (fam and placements.role_of(fam, path)) or (
                 ".".join(module[-2:]) if len(module) > 1 and module[-2] in ("classifier", "pooler") else module[-1])
@@ -569,6 +597,8 @@ def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
                 groups["lora"] = groups.get("lora", 0) + p.numel()
             if "lora_magnitude_vector" in name:
                 groups["dora_magnitude"] = groups.get("dora_magnitude", 0) + p.numel()
+        elif head:
+            group = "head"
         elif name.startswith("prompt_encoder."):
             group, target = "adapter", "prompt"
         else:
@@ -621,10 +651,13 @@ def largest_rank(cfg: Config, budget: int | None = None) -> int:
     """The largest size (LoRA rank, VeRA rank, prompt tokens, ...) that keeps ``cfg`` within ``budget``
     (0 when none does, or for a size-less method)."""
     budget = cfg.budget if budget is None else budget
+    key = size_key(cfg.method)
+    limit = size_limit(cfg) if key else None
     fixed, per_rank = rank_line(cfg)
     if per_rank <= 0 or fixed + per_rank > budget:
         return 0
-    return (budget - fixed) // per_rank
+    largest = (budget - fixed) // per_rank
+    return largest if limit is None else min(largest, limit)
 
 
 def check_budget(breakdown: dict[str, Any], cfg: Config) -> None:
@@ -638,7 +671,7 @@ def check_budget(breakdown: dict[str, Any], cfg: Config) -> None:
             else:
                 what = "rank" if key == "lora_r" else "number of prompt tokens"
                 hint = (f" The largest {what} that fits with these targets and head is {r} (-p {key} {r})."
-                        if r else " No size fits with this head; try -p head linear.")
+                        if r else f" No {what} fits with this head; try -p head linear.")
         raise BudgetError(
             f"configuration trains {breakdown['total']:,} parameters ({_method_label(cfg)} {breakdown['adapter']:,} + head "
             f"{breakdown['head']:,}), over the budget of {cfg.budget:,}.{hint} Refused before training."

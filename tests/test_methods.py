@@ -166,3 +166,25 @@ def test_budget_command_lists_methods(capsys: pytest.CaptureFixture[str]) -> Non
     cfg = config.load("smoke", {"method": "vera", "lora_targets": "query,key,value", "head": "linear"})
     assert model.count_trainable(cfg.replace(lora_r=size))["total"] <= cfg.budget
     assert model.count_trainable(cfg.replace(lora_r=size + 1))["total"] > cfg.budget
+
+
+def test_adalora_allocates_ranks_during_training(runs: dict[str, Path]) -> None:
+    """The callback ran PEFT's rank allocation: pruned singular values are saved as zeros, at the initial rank."""
+    from safetensors import safe_open
+
+    with safe_open(str(runs["adalora"] / "adapter" / "adapter_model.safetensors"), "pt") as f:
+        values = [f.get_tensor(k) for k in f.keys() if ".lora_E" in k]
+    assert values and all(v.shape[0] == 4 for v in values)
+    kept = sum(int((v != 0).sum()) for v in values)
+    assert 0 < kept < 4 * len(values)
+    assert read_json(runs["adalora"] / "adapter" / "adapter_config.json")["rank_pattern"] is None
+
+
+def test_sizes_have_the_methods_own_limits() -> None:
+    with pytest.raises(config.ConfigError, match="at most 64"):
+        model.count_trainable(method_config("pissa", lora_r=65))
+    with pytest.raises(config.ConfigError, match="prompt_tokens"):
+        model.count_trainable(method_config("prompt", prompt_tokens=10_000))
+    big = method_config("olora", head="linear", budget=10**7)
+    assert model.largest_rank(big) == 64
+    assert model.largest_rank(method_config("ia3")) == 0  # size-less
