@@ -188,3 +188,25 @@ def test_sizes_have_the_methods_own_limits() -> None:
     big = method_config("olora", head="linear", budget=10**7)
     assert model.largest_rank(big) == 64
     assert model.largest_rank(method_config("ia3")) == 0  # size-less
+
+
+@pytest.mark.parametrize("method, targets, size, total", [
+    ("pissa", "attention", 18, 998_404),
+    ("adalora", "attention", 18, 999_052),
+    ("adalora", "all-linear", 6, 998_836),
+    ("vera", "attention", 26_924, 999_988),
+    ("vera", "all-linear", 12_694, 999_988),
+    ("loha", "all-linear", 3, 998_404),
+    ("ia3", "all-linear", 0, 113_668),
+    ("bitfit", "attention", 0, 105_220),
+    ("layernorm", "attention", 0, 41_476),
+    ("prompt", "attention", 384, 297_988),
+])
+def test_readme_counts_for_roberta_base(method: str, targets: str, size: int, total: int) -> None:
+    """The README's table (roberta-base, linear head, largest size within 1,000,000)."""
+    cfg = config.from_dict({"model_name": "roberta-base", "init": "random", "head": "linear", "method": method,
+                            "lora_targets": targets, "budget": 1_000_000})
+    if model.size_key(method):
+        cfg = cfg.replace(**{model.size_key(method): size})
+        assert model.largest_rank(cfg) == size
+    assert model.count_trainable(cfg)["total"] == total
