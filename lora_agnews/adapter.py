@@ -183,11 +183,12 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     """The YAML front matter of the model card, in the Hugging Face hub schema."""
     source = {"hub": "hub", "sample": "project sample"}.get(cfg.data, "local CSV")
     return {
-        "library_name": "peft",
+        "library_name": "transformers" if cfg.method == "bitfit" else "peft",  # BitFit is not a PEFT method
         "license": CODE_LICENSE_HUB,
         "base_model": base_model_id(cfg),
         "pipeline_tag": "text-classification",
-        "tags": ["lora", "peft", "text-classification", "ag_news", "lora-agnews"],
+        "tags": [*dict.fromkeys(["lora", cfg.method] if cfg.method in ("pissa", "olora") else [cfg.method]),
+                 *(["peft"] if cfg.method != "bitfit" else []), "text-classification", "ag_news", "lora-agnews"],
         "datasets": ["fancyzhx/ag_news"],
         "metrics": ["accuracy", "f1"],
         "model-index": [{
@@ -205,6 +206,37 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def method_title(cfg: Config) -> str:
+    return {"lora": "LoRA", "pissa": "PiSSA", "olora": "OLoRA", "adalora": "AdaLoRA", "vera": "VeRA", "loha": "LoHa",
+            "ia3": "(IA)³", "bitfit": "BitFit", "layernorm": "LayerNorm-tuning", "prompt": "Prompt-tuning"}[cfg.method]
+
+
+def method_summary(cfg: Config) -> str:
+    """The card's first words: the method with its size and targets (LoRA cards read as they always did)."""
+    if cfg.method in ("lora", "pissa", "olora"):
+        init = "" if cfg.method == "lora" else f"{method_title(cfg)} initialisation, "
+        return f"LoRA ({init}r={cfg.lora_r}, alpha={cfg.lora_alpha}, {cfg.lora_variant}, targets {cfg.lora_targets}"
+    if cfg.method == "adalora":
+        return (f"AdaLoRA (initial r={cfg.lora_r}, target r={cfg.adalora_target_r or max(1, cfg.lora_r // 2)}, "
+                f"alpha={cfg.lora_alpha}, targets {cfg.lora_targets}")
+    if cfg.method in ("vera", "loha"):
+        return f"{method_title(cfg)} (r={cfg.lora_r}, targets {cfg.lora_targets}"
+    if cfg.method == "ia3":
+        return f"(IA)³ (targets {cfg.lora_targets}"
+    if cfg.method == "prompt":
+        return f"Prompt tuning ({cfg.prompt_tokens} virtual tokens"
+    return f"{method_title(cfg)} (the encoder's {'biases' if cfg.method == 'bitfit' else 'LayerNorms'}"
+
+
+def merge_line(cfg: Config) -> str:
+    if cfg.method == "lora":
+        return "merged = model.merge_and_unload()  # plain transformers model, same predictions"
+    if cfg.method == "prompt":
+        return "# prompt tuning cannot be merged into the base weights: use the model as loaded"
+    return ("from lora_agnews.model import merge\n"
+            f"merged = merge(model, {cfg.method!r})  # plain transformers model, same predictions")
+
+
 def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) -> Path:
     """README.md in the Hugging Face model-card format (YAML metadata + text)."""
     acc, f1 = metrics["accuracy"], metrics["macro_f1"]
@@ -213,9 +245,9 @@ def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) ->
     data_terms = (f"{AG_NEWS_TERMS}: use this adapter for research and non-commercial purposes only."
                   if cfg.data != "sample" else
                   f"This adapter was trained on the project's own sample (no AG News text); {AG_NEWS_TERMS}.")
-    body = f"""# LoRA adapter for AG News topic classification ({cfg.profile} profile)
+    body = f"""# {method_title(cfg)} adapter for AG News topic classification ({cfg.profile} profile)
 
-LoRA (r={cfg.lora_r}, alpha={cfg.lora_alpha}, {cfg.lora_variant}, targets {cfg.lora_targets}{layers}) on
+{method_summary(cfg)}{layers}) on
 `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}` classification head;
 **{metrics['trainable_params']:,} trainable parameters**, head included (budget {cfg.budget:,}).
 Labels: {', '.join(f'{i} {n}' for i, n in enumerate(LABELS))}.
@@ -243,7 +275,7 @@ python -m lora_agnews predict --adapter {adapter_dir} "Stocks rally as oil price
 from lora_agnews.adapter import load_adapter, predict_texts
 model, tokenizer, cfg = load_adapter("{adapter_dir}")
 probs = predict_texts(model, tokenizer, cfg, ["Stocks rally as oil prices fall"])
-merged = model.merge_and_unload()  # plain transformers model, same predictions
+{merge_line(cfg)}
 ```
 
 ## License

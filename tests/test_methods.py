@@ -210,3 +210,15 @@ def test_readme_counts_for_roberta_base(method: str, targets: str, size: int, to
         cfg = cfg.replace(**{model.size_key(method): size})
         assert model.largest_rank(cfg) == size
     assert model.count_trainable(cfg)["total"] == total
+
+
+@pytest.mark.parametrize("method", ["prompt", "bitfit", "adalora"])
+def test_model_card_names_the_method(method: str, runs: dict[str, Path]) -> None:
+    from lora_agnews.adapter import read_model_card
+
+    card = (runs[method] / "adapter" / "README.md").read_text(encoding="utf-8")
+    meta = read_model_card(runs[method] / "adapter")
+    assert method in meta["tags"]
+    assert meta["library_name"] == ("transformers" if method == "bitfit" else "peft")
+    title = {"prompt": "Prompt-tuning", "bitfit": "BitFit", "adalora": "AdaLoRA"}[method]
+    assert f"# {title} adapter" in card and "LoRA (r=" not in card
