@@ -433,8 +433,9 @@ def peft_config(cfg: Config, plan: HeadPlan, model: nn.Module, fam: Family, tota
     if cfg.method == "bitfit":
         return None
     if cfg.method == "layernorm":
+        layer_re = re.compile(fam.layer_prefix(placements.layer_pattern(cfg.layers))) if cfg.layers is not None else None
         norms = [n for n, m in model.named_modules() if isinstance(m, nn.LayerNorm) and _in_encoder(model, n)
-                 and not _in_head(n, plan)]
+                 and not _in_head(n, plan) and (layer_re is None or layer_re.match(n))]
         return peft.LNTuningConfig(target_modules="^(?:" + "|".join(re.escape(n) for n in norms) + ")$",
                                    modules_to_save=heads)
     if cfg.method == "prompt":

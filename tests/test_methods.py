@@ -222,3 +222,9 @@ def test_model_card_names_the_method(method: str, runs: dict[str, Path]) -> None
     assert meta["library_name"] == ("transformers" if method == "bitfit" else "peft")
     title = {"prompt": "Prompt-tuning", "bitfit": "BitFit", "adalora": "AdaLoRA"}[method]
     assert f"# {title} adapter" in card and "LoRA (r=" not in card
+
+
+def test_bitfit_and_layernorm_honour_lora_layers() -> None:
+    for method, per_layer in (("bitfit", 3 * 64 + 64 + 128 + 64 + 2 * 64), ("layernorm", 2 * 2 * 64)):
+        one = model.count_trainable(method_config(method, lora_layers="1"))
+        assert one["adapter"] == per_layer, method
