@@ -37,10 +37,14 @@ def cmd_params(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     breakdown = count_trainable(cfg)
-    if cfg.method != "lora":
-        print(f"method: {cfg.method}")
-    print(f"model: {cfg.model_name}  head: {cfg.head}  LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
-          f"variant={cfg.lora_variant} targets={cfg.lora_targets}" + (f" layers={cfg.lora_layers}" if cfg.lora_layers else ""))
+    from .adapter import method_summary
+
+    if cfg.method == "lora":
+        print(f"model: {cfg.model_name}  head: {cfg.head}  LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
+              f"variant={cfg.lora_variant} targets={cfg.lora_targets}" + (f" layers={cfg.lora_layers}" if cfg.lora_layers else ""))
+    else:
+        print(f"model: {cfg.model_name}  head: {cfg.head}  method: {method_summary(cfg)})"
+              + (f" layers={cfg.lora_layers}" if cfg.lora_layers else ""))
     print(format_breakdown(breakdown, cfg.budget))
     if breakdown["total"] > cfg.budget:
         print(f"over budget by {breakdown['total'] - cfg.budget:,}", file=sys.stderr)
