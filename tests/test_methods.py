@@ -228,3 +228,15 @@ def test_bitfit_and_layernorm_honour_lora_layers() -> None:
     for method, per_layer in (("bitfit", 3 * 64 + 64 + 128 + 64 + 2 * 64), ("layernorm", 2 * 2 * 64)):
         one = model.count_trainable(method_config(method, lora_layers="1"))
         assert one["adapter"] == per_layer, method
+
+
+def test_run_names_and_baseline() -> None:
+    from lora_agnews.experiments import baseline_config, run_name
+
+    lora = config.load("smoke")
+    assert run_name(lora) == "r8-query+key+value+word_embeddings-default"  # unchanged for LoRA
+    assert run_name(method_config("vera")).startswith("vera-r16-")
+    assert run_name(method_config("prompt")).startswith("prompt4-")
+    assert baseline_config(method_config("vera")).method == "lora"
+    prompt = method_config("prompt")
+    assert baseline_config(prompt) == baseline_config(prompt.replace(method="lora", prompt_tokens=20))
