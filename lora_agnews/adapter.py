@@ -34,12 +34,14 @@ class AdapterError(FileNotFoundError):
     """An adapter directory is missing or incomplete."""
 
 
-def base_fingerprint(model: Any) -> str:
+def base_fingerprint(model: Any, method: str = "lora") -> str:
     """Checksum of a few frozen base weights: catches a rebuilt random base that differs."""
     digest = hashlib.sha1()
     # LoRA-wrapped modules (e.g. word_embeddings) hold trained lora_* tensors and rename the frozen
     # weight to base_layer.weight: skip the former, undo the latter, so trained and fresh bases agree.
-    frozen = [(n.replace(".base_layer.", "."), p) for n, p in model.named_parameters() if "lora_" not in n]
+    # BitFit trains the base's own biases: they are skipped for it (other methods keep the original choice).
+    frozen = [(n.replace(".base_layer.", "."), p) for n, p in model.named_parameters()
+              if "lora_" not in n and not (method == "bitfit" and n.endswith(".bias"))]
     for name, p in frozen[:4]:
         digest.update(name.encode())
         digest.update(p.detach().float().cpu().numpy().tobytes()[:4096])
@@ -60,15 +62,47 @@ def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path) -> 
         for peft_config in getattr(model, "peft_config", {}).values():
             peft_config.base_model_name_or_path = base_model_id(cfg)
     with atomic_directory(adapter_dir) as tmp:
-        # The frozen base embeddings are rebuilt on load (pretrained, or seeded and fingerprinted);
-        # "auto" would also ask the hub whether the vocabulary changed.
-        model.save_pretrained(str(tmp), save_embedding_layers=False)
+        if hasattr(model, "peft_config"):
+            # The frozen base embeddings are rebuilt on load (pretrained, or seeded and fingerprinted);
+            # "auto" would also ask the hub whether the vocabulary changed.
+            model.save_pretrained(str(tmp), save_embedding_layers=False)
+        else:
+            _save_bitfit(model, cfg, tmp)
         tokenizer.save_pretrained(str(tmp))
         info = {"config": cfg.to_dict(), "labels": list(LABELS)}
         if cfg.init == "random":
-            info["base_fingerprint"] = base_fingerprint(model.get_base_model())
+            info["base_fingerprint"] = base_fingerprint(getattr(model, "get_base_model", lambda: model)(), cfg.method)
         write_json(info, tmp / CONFIG_FILE)
     return adapter_dir
+
+
+def _save_bitfit(model: Any, cfg: Config, directory: Path) -> None:
+    """BitFit (no PEFT method): the trained biases and head in ``adapter_model.safetensors`` under the
+    model's own parameter names, and an ``adapter_config.json`` that says what they are."""
+    from safetensors.torch import save_file
+
+    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(tensors, str(Path(directory) / WEIGHTS_FILE))
+    write_json({"peft_type": None, "lora_agnews_method": cfg.method,
+                "description": "BitFit (lora_agnews, hand-written: PEFT has no BitFit): encoder biases and the "
+                               "head, stored under the transformers model's own parameter names",
+                "modules_to_save": list(getattr(model, "lora_agnews_head", ()))},
+               Path(directory) / "adapter_config.json")
+
+
+def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path) -> Any:
+    from safetensors.torch import load_file
+
+    from .model import apply_bitfit, apply_head
+
+    tensors = load_file(str(adapter_dir / WEIGHTS_FILE))
+    model = apply_bitfit(base, apply_head(base, cfg.head), cfg)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    if set(tensors) != trained:
+        raise AdapterError(f"{adapter_dir / WEIGHTS_FILE} does not hold this configuration's BitFit parameters "
+                           f"({len(tensors)} tensors saved, {len(trained)} expected). Retrain the adapter.")
+    model.load_state_dict(tensors, strict=False)
+    return model
 
 
 def check_adapter_dir(adapter_dir: Path) -> None:
@@ -106,11 +140,16 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu") -> tuple
     torch.manual_seed(cfg.seed)
     with _quiet():
         base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id)
-        apply_head(base, cfg.head)
-        if "base_fingerprint" in info and base_fingerprint(base) != info["base_fingerprint"]:
+        if "base_fingerprint" in info and base_fingerprint(base, cfg.method) != info["base_fingerprint"]:
             raise AdapterError(f"the randomly initialised base model rebuilt for {adapter_dir} differs from the one "
                                f"it was trained on (another torch/transformers version?). Retrain it here.")
-        model = PeftModel.from_pretrained(base, str(adapter_dir))
+        if cfg.method == "bitfit":
+            model = _load_bitfit(base, cfg, adapter_dir)
+        else:
+            apply_head(base, cfg.head)
+            # PiSSA/OLoRA: PEFT reruns the initialisation on the fresh base (SVD / QR, deterministic), which
+            # rebuilds the residual base weights the adapter was trained against, then loads the trained factors.
+            model = PeftModel.from_pretrained(base, str(adapter_dir))
     model.to(device).eval()
     return model, tokenizer, cfg
 
@@ -144,11 +183,12 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     """The YAML front matter of the model card, in the Hugging Face hub schema."""
     source = {"hub": "hub", "sample": "project sample"}.get(cfg.data, "local CSV")
     return {
-        "library_name": "peft",
+        "library_name": "transformers" if cfg.method == "bitfit" else "peft",  # BitFit is not a PEFT method
         "license": CODE_LICENSE_HUB,
         "base_model": base_model_id(cfg),
         "pipeline_tag": "text-classification",
-        "tags": ["lora", "peft", "text-classification", "ag_news", "lora-agnews"],
+        "tags": [*dict.fromkeys(["lora", cfg.method] if cfg.method in ("pissa", "olora") else [cfg.method]),
+                 *(["peft"] if cfg.method != "bitfit" else []), "text-classification", "ag_news", "lora-agnews"],
         "datasets": ["fancyzhx/ag_news"],
         "metrics": ["accuracy", "f1"],
         "model-index": [{
@@ -166,6 +206,37 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def method_title(cfg: Config) -> str:
+    return {"lora": "LoRA", "pissa": "PiSSA", "olora": "OLoRA", "adalora": "AdaLoRA", "vera": "VeRA", "loha": "LoHa",
+            "ia3": "(IA)³", "bitfit": "BitFit", "layernorm": "LayerNorm-tuning", "prompt": "Prompt-tuning"}[cfg.method]
+
+
+def method_summary(cfg: Config) -> str:
+    """The card's first words: the method with its size and targets (LoRA cards read as they always did)."""
+    if cfg.method in ("lora", "pissa", "olora"):
+        init = "" if cfg.method == "lora" else f"{method_title(cfg)} initialisation, "
+        return f"LoRA ({init}r={cfg.lora_r}, alpha={cfg.lora_alpha}, {cfg.lora_variant}, targets {cfg.lora_targets}"
+    if cfg.method == "adalora":
+        return (f"AdaLoRA (initial r={cfg.lora_r}, target r={cfg.adalora_target_r or max(1, cfg.lora_r // 2)}, "
+                f"alpha={cfg.lora_alpha}, targets {cfg.lora_targets}")
+    if cfg.method in ("vera", "loha"):
+        return f"{method_title(cfg)} (r={cfg.lora_r}, targets {cfg.lora_targets}"
+    if cfg.method == "ia3":
+        return f"(IA)³ (targets {cfg.lora_targets}"
+    if cfg.method == "prompt":
+        return f"Prompt tuning ({cfg.prompt_tokens} virtual tokens"
+    return f"{method_title(cfg)} (the encoder's {'biases' if cfg.method == 'bitfit' else 'LayerNorms'}"
+
+
+def merge_line(cfg: Config) -> str:
+    if cfg.method == "lora":
+        return "merged = model.merge_and_unload()  # plain transformers model, same predictions"
+    if cfg.method == "prompt":
+        return "# prompt tuning cannot be merged into the base weights: use the model as loaded"
+    return ("from lora_agnews.model import merge\n"
+            f"merged = merge(model, {cfg.method!r})  # plain transformers model, same predictions")
+
+
 def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) -> Path:
     """README.md in the Hugging Face model-card format (YAML metadata + text)."""
     acc, f1 = metrics["accuracy"], metrics["macro_f1"]
@@ -174,9 +245,9 @@ def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) ->
     data_terms = (f"{AG_NEWS_TERMS}: use this adapter for research and non-commercial purposes only."
                   if cfg.data != "sample" else
                   f"This adapter was trained on the project's own sample (no AG News text); {AG_NEWS_TERMS}.")
-    body = f"""# LoRA adapter for AG News topic classification ({cfg.profile} profile)
+    body = f"""# {method_title(cfg)} adapter for AG News topic classification ({cfg.profile} profile)
 
-LoRA (r={cfg.lora_r}, alpha={cfg.lora_alpha}, {cfg.lora_variant}, targets {cfg.lora_targets}{layers}) on
+{method_summary(cfg)}{layers}) on
 `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}` classification head;
 **{metrics['trainable_params']:,} trainable parameters**, head included (budget {cfg.budget:,}).
 Labels: {', '.join(f'{i} {n}' for i, n in enumerate(LABELS))}.
@@ -204,7 +275,7 @@ python -m lora_agnews predict --adapter {adapter_dir} "Stocks rally as oil price
 from lora_agnews.adapter import load_adapter, predict_texts
 model, tokenizer, cfg = load_adapter("{adapter_dir}")
 probs = predict_texts(model, tokenizer, cfg, ["Stocks rally as oil prices fall"])
-merged = model.merge_and_unload()  # plain transformers model, same predictions
+{merge_line(cfg)}
 ```
 
 ## License

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from .config import Config
 from .model import largest_rank, rank_line
 
-__all__ = ["budget_table", "format_budget_table", "largest_rank", "rank_line"]
+__all__ = ["budget_table", "format_budget_table", "format_method_table", "largest_rank", "method_table", "rank_line"]
 
 
 def budget_table(cfg: Config, target_sets: Iterable[str], heads: Iterable[str]) -> list[dict[str, Any]]:
@@ -38,4 +38,51 @@ def format_budget_table(rows: list[dict[str, Any]], budget: int) -> str:
         total = f"{row['total_at_max']:,}" if row["total_at_max"] else "-"
         lines.append(f"{row['lora_targets']:<34}{row['head']:<12}{row['fixed']:>10,}{row['per_rank']:>10,}"
                      f"{row['max_rank']:>7}{total:>11}")
+    return "\n".join(lines)
+
+
+def method_table(cfg: Config, methods: Iterable[str], target_sets: Iterable[str],
+                 heads: Iterable[str]) -> list[dict[str, Any]]:
+    """For each method x target set x head: the largest size that fits (LoRA/PiSSA/OLoRA/AdaLoRA/VeRA/LoHa
+    rank, prompt tokens) and its exact total; size-less methods (ia3, bitfit, layernorm): the count and
+    whether it fits. Methods that adapt the whole encoder (bitfit, layernorm, prompt) ignore target sets."""
+    from .config import ConfigError
+    from .model import WHOLE_ENCODER, size_key, size_limit
+
+    rows = []
+    target_sets = list(target_sets)
+    for method in methods:
+        for targets in (["-"] if method in WHOLE_ENCODER else target_sets):
+            for head in heads:
+                row: dict[str, Any] = {"method": method, "lora_targets": targets, "head": head,
+                                       "size_key": size_key(method) or "-"}
+                try:
+                    variant = cfg.replace(method=method, head=head, lora_variant="lora", adalora_target_r=0,
+                                          **({} if targets == "-" else {"lora_targets": targets}))
+                    fixed, per_size = rank_line(variant)
+                    size = largest_rank(variant) if per_size else None
+                    total = (fixed + size * per_size) if size else (fixed if not per_size else None)
+                    limit = size_limit(variant) if per_size else None
+                    row.update(fixed=fixed, per_size=per_size, max_size=size, total=total, capped=size == limit,
+                               fits=total is not None and total <= cfg.budget, error="")
+                except ConfigError as exc:
+                    row.update(fixed=None, per_size=None, max_size=None, total=None, fits=False, error=str(exc))
+                rows.append(row)
+    return rows
+
+
+def format_method_table(rows: list[dict[str, Any]], budget: int) -> str:
+    lines = [f"budget: {budget:,} trainable parameters (head included)",
+             f"{'method':<11}{'targets':<34}{'head':<12}{'size':<15}{'max':>7}{'total':>11}{'fits':>6}"]
+    for row in rows:
+        if row["error"]:
+            lines.append(f"{row['method']:<11}{row['lora_targets']:<34}{row['head']:<12}not applicable: {row['error']}")
+            continue
+        size = (str(row["max_size"]) + ("*" if row.get("capped") else "")) if row["max_size"] else "-"
+        total = f"{row['total']:,}" if row["total"] is not None else "-"
+        lines.append(f"{row['method']:<11}{row['lora_targets']:<34}{row['head']:<12}{row['size_key']:<15}"
+                     f"{size:>7}{total:>11}{'yes' if row['fits'] else 'no':>6}")
+    if any(row.get("capped") for row in rows):
+        lines.append("* the method's own limit, below what the budget allows (PiSSA/OLoRA: r <= hidden size; "
+                     "prompt tokens: positions left after max_length)")
     return "\n".join(lines)

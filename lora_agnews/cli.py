@@ -37,8 +37,14 @@ def cmd_params(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     breakdown = count_trainable(cfg)
-    print(f"model: {cfg.model_name}  head: {cfg.head}  LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
-          f"variant={cfg.lora_variant} targets={cfg.lora_targets}" + (f" layers={cfg.lora_layers}" if cfg.lora_layers else ""))
+    from .adapter import method_summary
+
+    if cfg.method == "lora":
+        print(f"model: {cfg.model_name}  head: {cfg.head}  LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
+              f"variant={cfg.lora_variant} targets={cfg.lora_targets}" + (f" layers={cfg.lora_layers}" if cfg.lora_layers else ""))
+    else:
+        print(f"model: {cfg.model_name}  head: {cfg.head}  method: {method_summary(cfg)})"
+              + (f" layers={cfg.lora_layers}" if cfg.lora_layers else ""))
     print(format_breakdown(breakdown, cfg.budget))
     if breakdown["total"] > cfg.budget:
         print(f"over budget by {breakdown['total'] - cfg.budget:,}", file=sys.stderr)
@@ -56,6 +62,18 @@ def cmd_budget(args: argparse.Namespace) -> int:
         config_mod.coerce("head", head)
         if head not in config_mod.CHOICES["head"]:
             raise config_mod.ConfigError(f"unknown head '{head}'; choose from {', '.join(config_mod.CHOICES['head'])}.")
+    if args.methods:
+        from .budget import format_method_table, method_table
+
+        methods = (config_mod.CHOICES["method"] if args.methods == "all"
+                   else [m.strip() for m in args.methods.split(",") if m.strip()])
+        for method in methods:
+            if method not in config_mod.CHOICES["method"]:
+                raise config_mod.ConfigError(f"unknown method '{method}'; choose from "
+                                             f"{', '.join(config_mod.CHOICES['method'])} (or all).")
+        print(f"model: {cfg.model_name}" + (f"  layers: {cfg.lora_layers}" if cfg.lora_layers else ""))
+        print(format_method_table(method_table(cfg, methods, targets, heads), cfg.budget))
+        return 0
     print(f"model: {cfg.model_name}  variant: {cfg.lora_variant}" + (f"  layers: {cfg.lora_layers}" if cfg.lora_layers else ""))
     print(format_budget_table(budget_table(cfg, targets, heads), cfg.budget))
     return 0
@@ -170,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "roles (query, key, value, attn_out, ffn_in, ffn_out), presets (attention, all-linear), "
                         "word_embeddings or module names, e.g. 'attention;all-linear;query,value'")
     p.add_argument("--heads", default="", help="comma-separated heads (default: all)")
+    p.add_argument("--methods", nargs="?", const="all", default="",
+                   help="list per method (comma-separated, default all: lora, pissa, olora, adalora, vera, loha, ia3, "
+                        "bitfit, layernorm, prompt), target set and head the largest size that fits")
     p.set_defaults(func=cmd_budget)
 
     p = sub.add_parser("train", help="train, evaluate on the test split, write DIR/metrics.json")

@@ -27,6 +27,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "head": ("default", "linear", "lora-dense"),
     "baseline_head": ("default", "linear", "lora-dense"),
     "lora_variant": ("lora", "rslora", "dora"),
+    "method": ("lora", "pissa", "olora", "adalora", "vera", "loha", "ia3", "bitfit", "layernorm", "prompt"),
     "scheduler": ("linear", "cosine", "constant"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "device": ("auto", "cpu", "cuda"),
@@ -52,6 +53,11 @@ class Config:
     lora_layers: str = ""  # comma-separated encoder layer indices; empty: all layers
     lora_variant: str = "lora"  # lora | rslora | dora
     head: str = "default"  # default | linear | lora-dense
+    # PEFT method (README "Methods"; lora_agnews.model.peft_config): lora (lora_variant: rslora, dora), pissa, olora (LoRA initialisations),
+    # adalora (lora_r = initial rank), vera (lora_r = shared rank), loha, ia3, bitfit, layernorm, prompt
+    method: str = "lora"
+    adalora_target_r: int = 0  # AdaLoRA's final average rank; 0: half the initial rank lora_r (at least 1)
+    prompt_tokens: int = 20  # prompt tuning: number of virtual tokens
     budget: int = 1_000_000  # trainable-parameter budget, head included
     # data
     data: str = "sample"  # hub | sample | a directory with train.csv and test.csv
@@ -119,10 +125,17 @@ class Config:
 
         ``data_format`` is the version of the text preparation: a run recorded under another
         version saw different inputs, so it is neither reused nor resumed.
+
+        ``method``, ``adalora_target_r`` and ``prompt_tokens`` are left out while they hold their
+        defaults: runs recorded before these keys existed were LoRA runs with exactly these values,
+        so their keys stay equal and they are still reused and resumed rather than retrained.
         """
         skip = {"profile", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs",
                 "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head"}
         key = {k: v for k, v in self.to_dict().items() if k not in skip}
+        for name, default in NEW_KEY_DEFAULTS.items():
+            if key.get(name) == default:
+                del key[name]
         key["data_format"] = DATA_FORMAT
         return key
 
@@ -134,6 +147,9 @@ class Config:
 # ...) and which rows a subset keeps. Bump it whenever lora_agnews.data changes what a text or label
 # becomes or which rows are trained on. 3: subsets take an equal share per class.
 DATA_FORMAT = 3
+
+# Keys added after runs were recorded: omitted from ``run_key`` while they hold these defaults.
+NEW_KEY_DEFAULTS: dict[str, Any] = {"method": "lora", "adalora_target_r": 0, "prompt_tokens": 20}
 
 FIELD_TYPES: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else eval(f.type) for f in fields(Config)}  # noqa: S307
 
@@ -208,10 +224,18 @@ def validate(cfg: Config) -> None:
     for key in ("max_train_samples", "max_val_samples", "max_eval_samples"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"parameter '{key}' must be 0 (all rows) or a positive number of rows; got {getattr(cfg, key)}.")
-    positive = ("lora_r", "batch_size", "eval_batch_size", "max_length", "budget", "n_seeds", "evals_per_epoch")
+    positive = ("lora_r", "prompt_tokens", "batch_size", "eval_batch_size", "max_length", "budget", "n_seeds", "evals_per_epoch")
     for key in positive:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"parameter '{key}' must be positive; got {getattr(cfg, key)}.")
+    if cfg.adalora_target_r < 0:
+        raise ConfigError(f"parameter 'adalora_target_r' must be 0 (half of lora_r) or positive; got {cfg.adalora_target_r}.")
+    if cfg.method == "adalora" and cfg.adalora_target_r > cfg.lora_r:
+        raise ConfigError(f"parameter 'adalora_target_r' ({cfg.adalora_target_r}) must not exceed the initial rank "
+                          f"lora_r ({cfg.lora_r}).")
+    if cfg.lora_variant != "lora" and cfg.method not in ("lora", "pissa", "olora"):
+        raise ConfigError(f"parameter 'lora_variant' {cfg.lora_variant!r} applies to LoRA (method lora, pissa, olora), "
+                          f"not to method {cfg.method!r}; use -p lora_variant lora.")
     if cfg.epochs <= 0 or cfg.learning_rate <= 0:
         raise ConfigError("parameters 'epochs' and 'learning_rate' must be positive.")
     if not 0.0 < cfg.val_fraction < 0.5:

@@ -19,7 +19,7 @@ import pandas as pd
 from . import paths, runs
 from .artifacts import read_json, write_json
 from .budget import largest_rank
-from .config import Config
+from .config import NEW_KEY_DEFAULTS, Config
 from .model import count_trainable
 from .progress import say
 
@@ -31,6 +31,8 @@ STATISTICS_FILE = "statistics.json"
 def run_name(cfg: Config) -> str:
     """A readable, unique directory name for a variant: ``r8-query+key+value-linear``."""
     parts = [f"r{cfg.lora_r}", cfg.lora_targets.replace(",", "+"), cfg.head]
+    if cfg.method != "lora":  # LoRA names stay as they were; other methods lead with their name
+        parts.insert(0, cfg.method + (f"{cfg.prompt_tokens}" if cfg.method == "prompt" else ""))
     if cfg.lora_variant != "lora":
         parts.append(cfg.lora_variant)
     if cfg.lora_layers:
@@ -39,9 +41,9 @@ def run_name(cfg: Config) -> str:
 
 
 def baseline_config(cfg: Config) -> Config:
-    """The starting point's configuration (r=7, alpha=32, query/key/value, default head) with cfg's recipe."""
+    """The starting point's configuration (LoRA r=7, alpha=32, query/key/value, default head) with cfg's recipe."""
     return cfg.replace(lora_r=cfg.baseline_r, lora_alpha=cfg.baseline_alpha, lora_targets=cfg.baseline_targets,
-                       head=cfg.baseline_head, lora_variant="lora", lora_layers="")
+                       head=cfg.baseline_head, lora_variant="lora", lora_layers="", **NEW_KEY_DEFAULTS)
 
 
 # --------------------------------------------------------------------------- ablation grid

@@ -354,17 +354,151 @@ def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None) -
 def lora_config(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | None = None) -> Any:
     from peft import LoraConfig
 
+    init: Any = {"pissa": "pissa", "olora": "olora"}.get(cfg.method, True)
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=target_regex(cfg, plan, num_layers, fam),
-                      modules_to_save=list(plan.modules_to_save),
+                      modules_to_save=list(plan.modules_to_save), init_lora_weights=init,
                       use_rslora=cfg.lora_variant == "rslora", use_dora=cfg.lora_variant == "dora", bias="none")
 
 
+# --------------------------------------------------------------------------- methods
+LORA_METHODS = ("lora", "pissa", "olora")
+LINEAR_ONLY = ("adalora", "vera", "loha", "ia3")  # PEFT adapts linear layers only (no word_embeddings)
+WHOLE_ENCODER = ("bitfit", "layernorm", "prompt")  # lora_targets and lora_layers do not apply
+NOT_MERGEABLE = {"prompt": "prompt tuning adds virtual tokens to the input, not a change of any weight"}
+ADALORA_COUNT_STEPS = 1000  # AdaLoRA's schedule length when a model is built for counting or loading only
+
+
+class MergeError(ValueError):
+    """The method's trained parameters cannot be folded into the base weights."""
+
+
+def size_key(method: str) -> str | None:
+    """The configuration key that sizes ``method`` (its count is affine in it), None for size-less methods."""
+    if method in ("lora", "pissa", "olora", "adalora", "vera", "loha"):
+        return "lora_r"
+    if method == "prompt":
+        return "prompt_tokens"
+    return None
+
+
+def check_method(cfg: Config) -> None:
+    """Combinations PEFT does not support, refused with the fix before anything is built."""
+    if cfg.method in LINEAR_ONLY and placements.EMBEDDINGS in cfg.target_modules:
+        raise ConfigError(f"method {cfg.method!r} adapts linear layers only (PEFT has no {cfg.method} for embeddings); "
+                          f"drop {placements.EMBEDDINGS} from lora_targets.")
+    if cfg.method in WHOLE_ENCODER and cfg.head == "lora-dense":
+        raise ConfigError(f"head 'lora-dense' adapts the head's dense layer with the method's adapter; method "
+                          f"{cfg.method!r} has none. Use -p head default or -p head linear.")
+
+
+def size_limit(cfg: Config, model_cfg: Any = None) -> int | None:
+    """The largest size a method can take whatever the budget, None when unbounded.
+
+    PiSSA and OLoRA take the first r singular / orthogonal directions of each adapted weight, so r is at
+    most its smaller side (the hidden size, for every role, the head's dense layer and the embeddings).
+    Prompt tokens share the position embeddings with the text: positions - max_length (RoBERTa-style
+    models also lose the padding index and the one before it).
+    """
+    if cfg.method not in ("pissa", "olora", "prompt"):
+        return None
+    model_cfg = model_cfg if model_cfg is not None else model_config(cfg)
+    if cfg.method == "prompt":
+        offset = (model_cfg.pad_token_id or 0) + 1 if model_cfg.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+        return max(0, model_cfg.max_position_embeddings - offset - cfg.max_length)
+    return int(model_cfg.hidden_size)
+
+
+def check_size(cfg: Config, model_cfg: Any) -> None:
+    limit = size_limit(cfg, model_cfg)
+    key = size_key(cfg.method)
+    if limit is not None and key and getattr(cfg, key) > limit:
+        why = ("the positions left after max_length" if key == "prompt_tokens"
+               else "the hidden size: the smaller side of the adapted weights")
+        raise ConfigError(f"parameter '{key}' is {getattr(cfg, key)}, but method {cfg.method!r} allows at most {limit} "
+                          f"here ({why}). Use -p {key} {limit} or less.")
+
+
+def peft_config(cfg: Config, plan: HeadPlan, model: nn.Module, fam: Family, total_steps: int | None = None) -> Any:
+    """PEFT's configuration for ``cfg.method`` (None for BitFit, which PEFT does not implement).
+
+    The head is PEFT's ``modules_to_save`` (trained in full) for every method, as for LoRA.
+    """
+    import peft
+
+    num_layers = model.config.num_hidden_layers
+    heads = list(plan.modules_to_save)
+    if cfg.method in LORA_METHODS:
+        return lora_config(cfg, plan, num_layers, fam)
+    if cfg.method == "bitfit":
+        return None
+    if cfg.method == "layernorm":
+        layer_re = re.compile(fam.layer_prefix(placements.layer_pattern(cfg.layers))) if cfg.layers is not None else None
+        norms = [n for n, m in model.named_modules() if isinstance(m, nn.LayerNorm) and _in_encoder(model, n)
+                 and not _in_head(n, plan) and (layer_re is None or layer_re.match(n))]
+        return peft.LNTuningConfig(target_modules="^(?:" + "|".join(re.escape(n) for n in norms) + ")$",
+                                   modules_to_save=heads)
+    if cfg.method == "prompt":
+        return peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=cfg.prompt_tokens,
+                                       token_dim=model.config.hidden_size, num_transformer_submodules=1,
+                                       num_attention_heads=model.config.num_attention_heads, num_layers=num_layers,
+                                       prompt_tuning_init="RANDOM", modules_to_save=heads)
+    targets = target_regex(cfg, plan, num_layers, fam)
+    if cfg.method == "vera":
+        # the shared random projections are saved with the adapter (reloaded bit for bit, no PRNG assumptions)
+        return peft.VeraConfig(r=cfg.lora_r, target_modules=targets, vera_dropout=cfg.lora_dropout,
+                               projection_prng_key=cfg.seed, save_projection=True, modules_to_save=heads)
+    if cfg.method == "loha":
+        return peft.LoHaConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=targets, modules_to_save=heads)
+    if cfg.method == "ia3":
+        # (IA)^3 scales the outputs of attention-like modules and the inputs of the FFN down-projection
+        roles = placements.parse_targets(cfg.target_modules).roles
+        ffn = (placements.target_regex(fam, ["ffn_out"], cfg.layers) if "ffn_out" in roles else [])
+        return peft.IA3Config(target_modules=targets, feedforward_modules=ffn, modules_to_save=heads)
+    if cfg.method == "adalora":
+        steps = max(2, total_steps or ADALORA_COUNT_STEPS)
+        target_r = cfg.adalora_target_r or max(1, cfg.lora_r // 2)
+        return peft.AdaLoraConfig(init_r=cfg.lora_r, target_r=target_r, lora_alpha=cfg.lora_alpha,
+                                  lora_dropout=cfg.lora_dropout, total_step=steps, tinit=0, tfinal=0,
+                                  target_modules=targets, modules_to_save=heads)
+    raise ConfigError(f"unknown method {cfg.method!r}")
+
+
+def _in_encoder(model: nn.Module, name: str) -> bool:
+    return name.startswith(model.base_model_prefix + ".")
+
+
+def _in_head(name: str, plan: HeadPlan) -> bool:
+    return any(name == h or name.startswith(h + ".") for h in plan.modules_to_save)
+
+
+def apply_bitfit(model: nn.Module, plan: HeadPlan, cfg: Config) -> nn.Module:
+    """BitFit (hand-written; PEFT has none): every bias of the encoder trained, the head in full, all else frozen.
+
+    With ``lora_layers`` only the biases inside those encoder layers (no embedding bias). The model
+    stays a plain transformers model; it records the method and head for counting and saving.
+    """
+    fam = family(model)
+    layer_re = re.compile(fam.layer_prefix(placements.layer_pattern(cfg.layers))) if cfg.layers is not None else None
+    for name, p in model.named_parameters():
+        head = _in_head(name, plan)
+        bias = name.endswith(".bias") and _in_encoder(model, name) and (layer_re is None or layer_re.match(name))
+        p.requires_grad_(bool(head or bias))
+    model.lora_agnews_method = "bitfit"
+    model.lora_agnews_head = tuple(plan.modules_to_save)
+    return model
+
+
 def build_model(cfg: Config, vocab_size: int | None = None, pad_token_id: int | None = None,
-                meta: bool = False) -> nn.Module:
-    """The PEFT model for ``cfg``. ``meta=True`` builds it without memory (for counting only)."""
+                meta: bool = False, total_steps: int | None = None) -> nn.Module:
+    """The PEFT model for ``cfg``. ``meta=True`` builds it without memory (for counting only).
+
+    ``total_steps``: the training length, which AdaLoRA's rank schedule needs (counting and loading
+    use a placeholder: the schedule changes no shape). BitFit returns the transformers model itself.
+    """
     from peft import get_peft_model
 
+    check_method(cfg)
     if meta and cfg.init != "random":
         cfg = cfg.replace(init="random")
     torch.manual_seed(cfg.seed)
@@ -373,9 +507,38 @@ def build_model(cfg: Config, vocab_size: int | None = None, pad_token_id: int | 
         base = _base_model(cfg, vocab_size, pad_token_id)
         fam = family(base)
         plan = apply_head(base, cfg.head)
-        check_targets(base, cfg, fam)
-        model = get_peft_model(base, lora_config(cfg, plan, base.config.num_hidden_layers, fam))
+        check_size(cfg, base.config)
+        if cfg.method not in WHOLE_ENCODER:
+            check_targets(base, cfg, fam)
+        if meta and cfg.method in ("pissa", "olora"):
+            # the initialisation (SVD / QR of the base weights) changes values, never shapes: count as LoRA
+            cfg = cfg.replace(method="lora")
+        pc = peft_config(cfg, plan, base, fam, total_steps)
+        model = apply_bitfit(base, plan, cfg) if pc is None else get_peft_model(base, pc)
     return model
+
+
+def merge(model: nn.Module, method: str) -> nn.Module:
+    """A plain transformers model with the trained parameters folded into the weights (same predictions).
+
+    BitFit is one already (its biases are the model's own). Prompt tuning cannot be merged: a MergeError
+    names the method. PEFT's generic unload cannot unwrap a head that is not a single layer (RoBERTa's
+    ``classifier``), so the trained head copies are put in place first.
+    """
+    if method in NOT_MERGEABLE:
+        raise MergeError(f"method {method!r} cannot be merged into the base model: {NOT_MERGEABLE[method]}. "
+                         f"Use the adapter unmerged (merge_eval false).")
+    if not hasattr(model, "peft_config"):
+        return model
+    if method not in LORA_METHODS:
+        from peft.utils import ModulesToSaveWrapper
+
+        inner = model.get_base_model()
+        for name, module in list(inner.named_modules()):
+            if isinstance(module, ModulesToSaveWrapper):
+                parent = inner.get_submodule(name.rpartition(".")[0]) if "." in name else inner
+                setattr(parent, name.rpartition(".")[2], module.modules_to_save[module.active_adapters[0]])
+    return model.merge_and_unload()
 
 
 @contextlib.contextmanager
@@ -388,6 +551,8 @@ def _quiet():
     hf_logging.set_verbosity_error()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        # PEFT's LayerNorm tuning wraps LayerNorms, which its generic in/out-feature lookup does not know
+        warnings.filterwarnings("ignore", message=r"Unsupported layer type .*LayerNorm", category=UserWarning)
         try:
             yield
         finally:
@@ -395,41 +560,59 @@ def _quiet():
 
 
 # --------------------------------------------------------------------------- counting
+ADAPTER_PARTS = re.compile(r"\.(lora_A|lora_B|lora_E|lora_embedding_A|lora_embedding_B|lora_magnitude_vector|"
+                           r"vera_lambda_b|vera_lambda_d|ia3_l|hada_w1_a|hada_w1_b|hada_w2_a|hada_w2_b|"
+                           r"ln_tuning_layers)(\.|$).*$")
+
+
 def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
     """Exact trainable counts by group; ``total`` is what the budget is checked against.
 
-    ``lora_by_target`` names encoder-layer modules by role (``query``, ..., ``ffn_out``) in every
-    family, and other adapted modules by name (``word_embeddings``, ``classifier.dense``, ...).
+    ``adapter`` holds the method's own parameters (LoRA matrices, VeRA/(IA)^3 vectors, LoHa factors,
+    AdaLoRA's singular values, tuned LayerNorms, BitFit's biases, prompt embeddings); ``lora`` the LoRA
+    part of them (names ``lora_*``). ``lora_by_target`` names encoder-layer modules by role (``query``,
+    ..., ``ffn_out``) in every family, and other adapted modules by name (``word_embeddings``,
+    ``classifier.dense``, ``prompt``, ...), for every method.
     """
     groups: dict[str, int] = {}
     lora_by_target: dict[str, int] = {}
     frozen = 0
     config = getattr(model, "config", None)
     fam = placements.family_of(getattr(config, "model_type", ""))
+    bitfit_head = getattr(model, "lora_agnews_head", None)
     for name, p in model.named_parameters():
         if ".original_module." in name:  # PEFT's frozen copy of a modules_to_save head: not part of the model
             continue
         if not p.requires_grad:
             frozen += p.numel()
             continue
-        if "lora_" in name:
-            group = "lora"
-            path = re.sub(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector).*$", "", name)
+        target = None
+        adapted = bool(ADAPTER_PARTS.search(name))
+        head = "modules_to_save" in name or ".classifier." in name or (
+            bitfit_head is not None and any(name.startswith(h + ".") for h in bitfit_head))
+        if adapted or (bitfit_head is not None and not head):  # LoRA on the head's dense layer is adapter
+            group = "adapter"
+            path = ADAPTER_PARTS.sub("", name) if adapted else name.rpartition(".")[0]
             module = path.split(".")
-            # encoder-layer modules by role (query ... ffn_out: comparable across families), others by name
             target = (fam and placements.role_of(fam, path)) or (
-                ".".join(module[-2:]) if module[-2] in ("classifier", "pooler") else module[-1])
-            lora_by_target[target] = lora_by_target.get(target, 0) + p.numel()
+                ".".join(module[-2:]) if len(module) > 1 and module[-2] in ("classifier", "pooler") else module[-1])
+            if "lora_" in name:
+                groups["lora"] = groups.get("lora", 0) + p.numel()
             if "lora_magnitude_vector" in name:
                 groups["dora_magnitude"] = groups.get("dora_magnitude", 0) + p.numel()
-        elif "modules_to_save" in name or ".classifier." in name:
+        elif head:
             group = "head"
+        elif name.startswith("prompt_encoder."):
+            group, target = "adapter", "prompt"
         else:
             group = "other"
+        if target is not None:
+            lora_by_target[target] = lora_by_target.get(target, 0) + p.numel()
         groups[group] = groups.get(group, 0) + p.numel()
-    total = sum(v for k, v in groups.items() if k != "dora_magnitude")
-    return {"total": total, "lora": groups.get("lora", 0), "head": groups.get("head", 0),
-            "other": groups.get("other", 0), "dora_magnitude": groups.get("dora_magnitude", 0),
+    total = groups.get("adapter", 0) + groups.get("head", 0) + groups.get("other", 0)
+    return {"total": total, "lora": groups.get("lora", 0), "adapter": groups.get("adapter", 0),
+            "head": groups.get("head", 0), "other": groups.get("other", 0),
+            "dora_magnitude": groups.get("dora_magnitude", 0),
             "lora_by_target": dict(sorted(lora_by_target.items())), "frozen": frozen,
             "all_parameters": total + frozen}
 
@@ -450,44 +633,65 @@ def local_vocab_size(data: str) -> int:
 
 
 def rank_line(cfg: Config) -> tuple[int, int]:
-    """``(fixed, per_rank)`` such that trainable(r) = fixed + r * per_rank for ``cfg``.
+    """``(fixed, per_rank)`` such that trainable(size) = fixed + size * per_rank for ``cfg``.
 
-    A LoRA count is affine in the rank (``head + magnitude + r * sum(in + out)`` over adapted
-    modules), so two exact counts on the meta device (r=1, r=2) give the whole line.
+    Every sized method's count is affine in its size: LoRA/PiSSA/OLoRA ``r (in + out)`` per adapted
+    module (+ DoRA's magnitudes), AdaLoRA ``r (in + out + 1)``, VeRA ``out + r``, LoHa ``2 r (in + out)``,
+    prompt tuning ``tokens * hidden``; so two exact counts on the meta device (size 1 and 2) give the
+    whole line. Size-less methods (ia3, bitfit, layernorm) give ``(count, 0)``.
     """
-    one = count_trainable(cfg.replace(lora_r=1))["total"]
-    two = count_trainable(cfg.replace(lora_r=2))["total"]
+    key = size_key(cfg.method)
+    if key is None:
+        return count_trainable(cfg)["total"], 0
+    extra = {"adalora_target_r": 0} if cfg.method == "adalora" else {}
+    one = count_trainable(cfg.replace(**{key: 1}, **extra))["total"]
+    two = count_trainable(cfg.replace(**{key: 2}, **extra))["total"]
     per_rank = two - one
     return one - per_rank, per_rank
 
 
 def largest_rank(cfg: Config, budget: int | None = None) -> int:
-    """The largest LoRA rank that keeps ``cfg`` within ``budget`` (0 when none does)."""
+    """The largest size (LoRA rank, VeRA rank, prompt tokens, ...) that keeps ``cfg`` within ``budget``
+    (0 when none does, or for a size-less method)."""
     budget = cfg.budget if budget is None else budget
+    key = size_key(cfg.method)
+    limit = size_limit(cfg) if key else None
     fixed, per_rank = rank_line(cfg)
     if per_rank <= 0 or fixed + per_rank > budget:
         return 0
-    return (budget - fixed) // per_rank
+    largest = (budget - fixed) // per_rank
+    return largest if limit is None else min(largest, limit)
 
 
 def check_budget(breakdown: dict[str, Any], cfg: Config) -> None:
     if breakdown["total"] > cfg.budget:
         hint = ""
+        key = size_key(cfg.method)
         with contextlib.suppress(Exception):
-            r = largest_rank(cfg)
-            hint = (f" The largest rank that fits with these targets and head is {r} (-p lora_r {r})."
-                    if r else " No rank fits with this head; try -p head linear.")
+            r = largest_rank(cfg) if key else 0
+            if key is None:
+                hint = f" Method {cfg.method!r} has no size to reduce; try -p head linear or another method."
+            else:
+                what = "rank" if key == "lora_r" else "number of prompt tokens"
+                hint = (f" The largest {what} that fits with these targets and head is {r} (-p {key} {r})."
+                        if r else f" No {what} fits with this head; try -p head linear.")
         raise BudgetError(
-            f"configuration trains {breakdown['total']:,} parameters (LoRA {breakdown['lora']:,} + head "
+            f"configuration trains {breakdown['total']:,} parameters ({_method_label(cfg)} {breakdown['adapter']:,} + head "
             f"{breakdown['head']:,}), over the budget of {cfg.budget:,}.{hint} Refused before training."
         )
 
 
+def _method_label(cfg: Config) -> str:
+    return "LoRA" if cfg.method == "lora" else cfg.method
+
+
 def format_breakdown(breakdown: dict[str, Any], budget: int) -> str:
     lines = [f"{'group':<28}{'parameters':>14}"]
+    adapter = breakdown.get("adapter", breakdown["lora"])
+    label = "lora" if adapter == breakdown["lora"] else "adapter"  # LoRA runs print as they always did
     for target, n in breakdown["lora_by_target"].items():
-        lines.append(f"{'  lora ' + target:<28}{n:>14,}")
-    lines.append(f"{'lora (all)':<28}{breakdown['lora']:>14,}")
+        lines.append(f"{'  ' + label + ' ' + target:<28}{n:>14,}")
+    lines.append(f"{label + ' (all)':<28}{adapter:>14,}")
     if breakdown["dora_magnitude"]:
         lines.append(f"{'  of which DoRA magnitude':<28}{breakdown['dora_magnitude']:>14,}")
     lines.append(f"{'classification head':<28}{breakdown['head']:>14,}")

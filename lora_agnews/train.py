@@ -23,7 +23,8 @@ from .artifacts import write_json
 from .config import Config
 from .data import LABELS, PadCollator, Splits, TokenizedDataset, encode, load_splits
 from .evaluate import evaluate_model
-from .model import build_model, build_tokenizer, check_budget, device_for, parameter_breakdown, resolve_precision
+from .model import (MergeError, build_model, build_tokenizer, check_budget, device_for, merge, parameter_breakdown,
+                    resolve_precision)
 from .progress import interactive, say
 
 
@@ -52,10 +53,17 @@ def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
     train_ds = encode(splits.train, tokenizer, cfg.max_length, extra)
     val_ds = by_length(encode(splits.validation, tokenizer, cfg.max_length))
     test_ds = encode(splits.test, tokenizer, cfg.max_length)
-    model = build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    model = build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                        total_steps=total_steps(cfg, len(train_ds)))
     breakdown = parameter_breakdown(model)
     check_budget(breakdown, cfg)
     return Prepared(cfg, splits, tokenizer, train_ds, val_ds, test_ds, model, breakdown)
+
+
+def total_steps(cfg: Config, n_train: int) -> int:
+    """Optimizer steps of the whole run (AdaLoRA's rank schedule is laid out over them)."""
+    world = max(1, torch.distributed.get_world_size() if torch.distributed.is_initialized() else _env_world())
+    return max(1, math.ceil(cfg.epochs * math.ceil(n_train / (cfg.batch_size * world))))
 
 
 def by_length(dataset: TokenizedDataset) -> TokenizedDataset:
@@ -153,6 +161,29 @@ def _trainer_class() -> type:
     return LoraTrainer
 
 
+def _adalora_callback() -> Any:
+    from transformers import TrainerCallback
+
+    class AdaLoraAllocation(TrainerCallback):
+        """AdaLoRA's rank allocation after every optimizer step (gradients still present, as PEFT asks).
+
+        The rank pattern PEFT records is cleared again: with it set, every save would slice the pruned
+        ranks out of the state dict and a reload would rescale by the smaller rank. Saved and reloaded
+        at the initial rank (pruned singular values are zeros), the adapter predicts exactly as trained.
+        """
+
+        def __init__(self, model: Any):
+            self.model = model
+
+        def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            tuner = self.model.base_model
+            tuner.update_and_allocate(state.global_step)
+            for peft_config in self.model.peft_config.values():
+                peft_config.rank_pattern = None
+
+    return AdaLoraAllocation
+
+
 def _accuracy(eval_pred: Any) -> dict[str, float]:
     logits, labels = eval_pred
     logits = logits[0] if isinstance(logits, tuple) else logits
@@ -210,6 +241,8 @@ def fit(prep: Prepared, out_dir: Path) -> Any:
     precision = resolve_precision(cfg, device)
     args = training_arguments(cfg, out_dir, len(prep.train), device, precision)
     callbacks = [EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping)] if cfg.early_stopping else []
+    if cfg.method == "adalora":
+        callbacks.append(_adalora_callback()(prep.model))
     distill = (cfg.distill_alpha, cfg.distill_temperature) if cfg.distill_logits else None
     trainer = _trainer_class()(
         model=prep.model, args=args, train_dataset=prep.train, eval_dataset=prep.validation,
@@ -342,7 +375,12 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
 
     adapter_dir = save_adapter(model, prep.tokenizer, cfg, out_dir / "adapter")
     precision = resolve_precision(cfg, device)
-    eval_model = model.merge_and_unload() if cfg.merge_eval else model
+    eval_model = model
+    if cfg.merge_eval:
+        try:
+            eval_model = merge(model, cfg.method)
+        except MergeError as exc:
+            say(f"note: scoring unmerged ({exc})")
     eval_model.to(device)
     say(f"scoring the test split ({len(prep.test):,} examples)")
     t0 = time.perf_counter()

@@ -1,0 +1,242 @@
+"""PEFT methods under the same exact accounting: each is chosen by ``method``, counted exactly (the
+meta-device count equals the built model's trainable parameters), refused over budget before
+training, saved, reloaded in a fresh process with the saved test logits, merged where it can be
+(a clear error where it cannot), usable by ``predict``, and tabulated by ``budget --methods``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lora_agnews import config, model
+from lora_agnews.adapter import load_adapter, predict_logits_for_texts
+from lora_agnews.artifacts import read_json
+from lora_agnews.cli import main
+from lora_agnews.data import load_splits
+from lora_agnews.model import BudgetError, MergeError
+
+SHORT = {"epochs": 1, "max_train_samples": 64, "max_val_samples": 32, "max_eval_samples": 32,
+         "lora_r": 4, "lora_alpha": 8}
+LINEAR = {"lora_targets": "query,key,value"}  # methods PEFT implements for linear layers only
+METHODS = {
+    "lora": {"lora_variant": "dora"},
+    "pissa": {},
+    "olora": {},
+    "adalora": LINEAR,
+    "vera": {**LINEAR, "lora_r": 16},
+    "loha": LINEAR,
+    "ia3": {"lora_targets": "key,value,ffn_out"},
+    "bitfit": {},
+    "layernorm": {},
+    "prompt": {"prompt_tokens": 4},
+}
+
+
+def method_config(method: str, **extra) -> config.Config:
+    return config.load("smoke", {**SHORT, "method": method, **METHODS[method], **extra})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One short smoke training per method (about a second or two each on one core)."""
+    from lora_agnews.train import train
+
+    root = tmp_path_factory.mktemp("methods")
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
+        mp.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
+        for method in METHODS:
+            train(method_config(method), root / method)
+            out[method] = root / method
+    return out
+
+
+def test_run_key_omits_new_keys_at_their_defaults() -> None:
+    key = config.load("demo").run_key()
+    assert "method" not in key and "prompt_tokens" not in key and "adalora_target_r" not in key
+    assert config.load("demo", {"method": "vera"}).run_key()["method"] == "vera"
+    assert config.load("demo", {"method": "prompt", "prompt_tokens": 8}).run_key()["prompt_tokens"] == 8
+
+
+def test_bad_combinations_are_config_errors() -> None:
+    with pytest.raises(config.ConfigError, match="applies to LoRA"):
+        config.load("smoke", {"method": "vera", "lora_variant": "dora"})
+    with pytest.raises(config.ConfigError, match="word_embeddings"):
+        model.count_trainable(config.load("smoke", {"method": "vera"}))
+    with pytest.raises(config.ConfigError, match="lora-dense"):
+        model.count_trainable(config.load("smoke", {"method": "bitfit", "head": "lora-dense"}))
+    with pytest.raises(config.ConfigError, match="method"):
+        config.load("smoke", {"method": "lokra"})
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_count_is_exact_and_recorded(method: str, runs: dict[str, Path]) -> None:
+    cfg = method_config(method)
+    counted = model.count_trainable(cfg)
+    built = model.build_model(cfg, vocab_size=model.local_vocab_size(cfg.data), pad_token_id=1)
+    assert counted["total"] == sum(p.numel() for p in built.parameters() if p.requires_grad)
+    assert counted["total"] == counted["adapter"] + counted["head"] and counted["other"] == 0
+    assert counted["adapter"] > 0 and counted["head"] > 0
+    metrics = read_json(runs[method] / "metrics.json")
+    assert metrics["trainable_params"] == counted["total"]
+    assert read_json(runs[method] / "adapter" / "lora_agnews_config.json")["config"]["method"] == method
+
+
+def test_sizes_follow_their_formulas() -> None:
+    """Per adapted 64x64 module of the tiny model (hidden 64, 2 layers, 3 modules per layer: 6 in all)."""
+    def adapter(method: str, **extra) -> int:
+        return model.count_trainable(method_config(method, **extra))["adapter"]
+
+    assert adapter("adalora") == 6 * 4 * (64 + 64 + 1)
+    assert adapter("vera") == 6 * (64 + 16)
+    assert adapter("loha") == 6 * 2 * 4 * (64 + 64)
+    assert adapter("ia3") == 2 * (64 + 64 + 128)  # key, value: outputs; ffn_out: its 128 inputs
+    assert adapter("layernorm") == 5 * 2 * 64
+    assert adapter("prompt") == 4 * 64
+    assert adapter("pissa") == adapter("olora") == adapter("lora", lora_variant="lora")
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_over_budget_is_refused_before_training(method: str, tmp_path: Path) -> None:
+    from lora_agnews.train import train
+
+    with pytest.raises(BudgetError, match="Refused before training"):
+        train(method_config(method, budget=1000), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_merge_or_clear_error(method: str, runs: dict[str, Path]) -> None:
+    loaded, tokenizer, cfg = load_adapter(runs[method] / "adapter")
+    texts = load_splits(cfg).test["text"].tolist()[:16]
+    before = predict_logits_for_texts(loaded, tokenizer, cfg, texts)
+    if method == "prompt":
+        with pytest.raises(MergeError, match="'prompt' cannot be merged"):
+            model.merge(loaded, method)
+        return
+    merged = model.merge(loaded, method)
+    assert not hasattr(merged, "peft_config")
+    np.testing.assert_allclose(predict_logits_for_texts(merged, tokenizer, cfg, texts), before, rtol=1e-4, atol=1e-4)
+
+
+def test_fresh_process_reload_reproduces_test_logits_for_every_method(runs: dict[str, Path], tmp_path: Path) -> None:
+    """One fresh interpreter loads every adapter and scores the test split; the logits equal the saved ones."""
+    script = (
+        "import json, sys, numpy as np\n"
+        "from lora_agnews.adapter import load_adapter, predict_logits_for_texts\n"
+        "from lora_agnews.data import load_splits\n"
+        "for name, adapter in json.loads(sys.argv[1]).items():\n"
+        "    m, tok, cfg = load_adapter(adapter)\n"
+        "    texts = load_splits(cfg).test['text'].tolist()\n"
+        "    np.save(sys.argv[2] + '/' + name + '.npy', predict_logits_for_texts(m, tok, cfg, texts))\n")
+    adapters = {m: str(d / "adapter") for m, d in runs.items()}
+    env = {**os.environ, "LORA_AGNEWS_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", script, json.dumps(adapters), str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    for method, run in runs.items():
+        saved = np.load(run / "test_predictions.npz")["logits"]
+        got = np.load(tmp_path / f"{method}.npy")
+        np.testing.assert_allclose(got, saved, rtol=1e-4, atol=1e-4, err_msg=method)
+
+
+@pytest.mark.parametrize("method", ["bitfit", "prompt", "vera"])
+def test_predict_command_works(method: str, runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "--adapter", str(runs[method] / "adapter"), "--json", "Stocks rally", "Cup final"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2 and all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in rows)
+
+
+def test_budget_command_lists_methods(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["budget", "--profile", "smoke", "--methods", "-p", "lora_targets", "query,key,value",
+                 "--heads", "default,linear"]) == 0
+    out = capsys.readouterr().out
+    for method in METHODS:
+        assert f"\n{method} " in out
+    rows = out.splitlines()
+    vera = next(r for r in rows if r.startswith("vera ") and " linear " in r)
+    size = int(vera.split()[4])
+    cfg = config.load("smoke", {"method": "vera", "lora_targets": "query,key,value", "head": "linear"})
+    assert model.count_trainable(cfg.replace(lora_r=size))["total"] <= cfg.budget
+    assert model.count_trainable(cfg.replace(lora_r=size + 1))["total"] > cfg.budget
+
+
+def test_adalora_allocates_ranks_during_training(runs: dict[str, Path]) -> None:
+    """The callback ran PEFT's rank allocation: pruned singular values are saved as zeros, at the initial rank."""
+    from safetensors import safe_open
+
+    with safe_open(str(runs["adalora"] / "adapter" / "adapter_model.safetensors"), "pt") as f:
+        values = [f.get_tensor(k) for k in f.keys() if ".lora_E" in k]
+    assert values and all(v.shape[0] == 4 for v in values)
+    kept = sum(int((v != 0).sum()) for v in values)
+    assert 0 < kept < 4 * len(values)
+    assert read_json(runs["adalora"] / "adapter" / "adapter_config.json")["rank_pattern"] is None
+
+
+def test_sizes_have_the_methods_own_limits() -> None:
+    with pytest.raises(config.ConfigError, match="at most 64"):
+        model.count_trainable(method_config("pissa", lora_r=65))
+    with pytest.raises(config.ConfigError, match="prompt_tokens"):
+        model.count_trainable(method_config("prompt", prompt_tokens=10_000))
+    big = method_config("olora", head="linear", budget=10**7)
+    assert model.largest_rank(big) == 64
+    assert model.largest_rank(method_config("ia3")) == 0  # size-less
+
+
+@pytest.mark.parametrize("method, targets, size, total", [
+    ("pissa", "attention", 18, 998_404),
+    ("adalora", "attention", 18, 999_052),
+    ("adalora", "all-linear", 6, 998_836),
+    ("vera", "attention", 26_924, 999_988),
+    ("vera", "all-linear", 12_694, 999_988),
+    ("loha", "all-linear", 3, 998_404),
+    ("ia3", "all-linear", 0, 113_668),
+    ("bitfit", "attention", 0, 105_220),
+    ("layernorm", "attention", 0, 41_476),
+    ("prompt", "attention", 384, 297_988),
+])
+def test_readme_counts_for_roberta_base(method: str, targets: str, size: int, total: int) -> None:
+    """The README's table (roberta-base, linear head, largest size within 1,000,000)."""
+    cfg = config.from_dict({"model_name": "roberta-base", "init": "random", "head": "linear", "method": method,
+                            "lora_targets": targets, "budget": 1_000_000})
+    if model.size_key(method):
+        cfg = cfg.replace(**{model.size_key(method): size})
+        assert model.largest_rank(cfg) == size
+    assert model.count_trainable(cfg)["total"] == total
+
+
+@pytest.mark.parametrize("method", ["prompt", "bitfit", "adalora"])
+def test_model_card_names_the_method(method: str, runs: dict[str, Path]) -> None:
+    from lora_agnews.adapter import read_model_card
+
+    card = (runs[method] / "adapter" / "README.md").read_text(encoding="utf-8")
+    meta = read_model_card(runs[method] / "adapter")
+    assert method in meta["tags"]
+    assert meta["library_name"] == ("transformers" if method == "bitfit" else "peft")
+    title = {"prompt": "Prompt-tuning", "bitfit": "BitFit", "adalora": "AdaLoRA"}[method]
+    assert f"# {title} adapter" in card and "LoRA (r=" not in card
+
+
+def test_bitfit_and_layernorm_honour_lora_layers() -> None:
+    for method, per_layer in (("bitfit", 3 * 64 + 64 + 128 + 64 + 2 * 64), ("layernorm", 2 * 2 * 64)):
+        one = model.count_trainable(method_config(method, lora_layers="1"))
+        assert one["adapter"] == per_layer, method
+
+
+def test_run_names_and_baseline() -> None:
+    from lora_agnews.experiments import baseline_config, run_name
+
+    lora = config.load("smoke")
+    assert run_name(lora) == "r8-query+key+value+word_embeddings-default"  # unchanged for LoRA
+    assert run_name(method_config("vera")).startswith("vera-r16-")
+    assert run_name(method_config("prompt")).startswith("prompt4-")
+    assert baseline_config(method_config("vera")).method == "lora"
+    prompt = method_config("prompt")
+    assert baseline_config(prompt) == baseline_config(prompt.replace(method="lora", prompt_tokens=20))
