@@ -177,6 +177,11 @@ def departures(cfg: Config, facts: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _real_findings(cfg: Config, facts: Mapping[str, Any]) -> bool:
+    """Real AG News rows and a pretrained encoder: findings at small scale, not a pipeline demonstration."""
+    return cfg.data != "sample" and bool(facts.get("pretrained", cfg.init == "pretrained"))
+
+
 def profile_note(cfg: Config, facts: Mapping[str, Any] | None = None) -> str:
     """The honesty sentence stamped on every page of the book and on the report's first page."""
     facts = dict(facts or {})
@@ -191,7 +196,7 @@ def profile_note(cfg: Config, facts: Mapping[str, Any] | None = None) -> str:
         return (f"These results come from the paper profile with overrides, so they are not the paper's result: "
                 f"{what}. " + " ".join(extra))
     scale = ("They are real findings at small scale, not roberta-base results on the full AG News"
-             if cfg.data != "sample" and facts.get("pretrained", cfg.init == "pretrained") else
+             if _real_findings(cfg, facts) else
              "They demonstrate the pipeline end to end; they are not roberta-base results on AG News and must not "
              "be quoted as such")
     return " ".join([f"These results come from the {cfg.profile} profile: {what}. {scale}.", *extra])
@@ -213,7 +218,7 @@ def banner_note(cfg: Config, facts: Mapping[str, Any] | None = None) -> str:
         parts.append(f"trained on {num(facts['n_train_used'])} of {num(facts['n_train_available'])} rows, scored on "
                      f"{num(facts['n_test_used'])} of {num(facts['n_test_available'])} test rows")
     if cfg.profile != PAPER_PROFILE:
-        parts.append("real findings at small scale, not roberta-base" if cfg.data != "sample" and pretrained
+        parts.append("real findings at small scale, not roberta-base" if _real_findings(cfg, facts)
                      else "a demonstration of the pipeline, not roberta-base results")
     elif departures(cfg, facts):
         parts.append("not the paper's result")
@@ -468,20 +473,25 @@ def ablation_sentence(table: pd.DataFrame) -> str:
         return "No variant was trained, so there is nothing to compare."
     frame = table[table["accuracy"].notna()]
     best = frame[frame["best"].astype(bool)].iloc[0]
-    name = lambda r: f"r={r['lora_r']}, {short_targets(r['lora_targets'])}, {r['head']} head"  # noqa: E731
     others = frame[~frame["best"].astype(bool)].sort_values("trainable_params")
     worse = [r for _, r in others.iterrows() if r["diff_ci_high"] < 0]
     tied = [r for _, r in others.iterrows() if r["diff_ci_high"] >= 0]
-    text = f"The best variant is {name(best)} ({num(best['trainable_params'])} parameters) at {pct(best['accuracy'])}%."
+    text = f"The best variant is {_variant(best)} ({num(best['trainable_params'])} parameters) at {pct(best['accuracy'])}%."
     if worse:
-        text += (" Clearly worse (the paired 95% interval of the difference excludes zero): "
-                 + "; ".join(f"{name(r)}, {_signed_points(r['diff_to_best'])} points "
-                             f"{_points_interval(r['diff_ci_low'], r['diff_ci_high'])}" for r in worse) + ".")
+        text += " Clearly worse (the paired 95% interval of the difference excludes zero): " + _gaps(worse)
     if tied:
-        text += (" Not distinguishable from it on these test rows (the interval includes zero): "
-                 + "; ".join(f"{name(r)}, {_signed_points(r['diff_to_best'])} points "
-                             f"{_points_interval(r['diff_ci_low'], r['diff_ci_high'])}" for r in tied) + ".")
+        text += " Not distinguishable from it on these test rows (the interval includes zero): " + _gaps(tied)
     return text
+
+
+def _variant(row: Mapping[str, Any]) -> str:
+    return f"r={row['lora_r']}, {short_targets(row['lora_targets'])}, {row['head']} head"
+
+
+def _gaps(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``r=2, Q,K,V, linear head, -2.00 points [-2.82, -1.21]; ...`` for the ablation sentence."""
+    return "; ".join(f"{_variant(r)}, {_signed_points(r['diff_to_best'])} points "
+                     f"{_points_interval(r['diff_ci_low'], r['diff_ci_high'])}" for r in rows) + "."
 
 
 def ablation_tabular(table: pd.DataFrame) -> str:
