@@ -93,7 +93,10 @@ class Config:
     ablation_ranks: str = "4,8"  # comma-separated ranks
     ablation_targets: str = "query,value;query,key,value"  # ';'-separated target sets
     ablation_heads: str = "default,linear"  # comma-separated heads
+    ablation_methods: str = "lora"  # comma-separated methods crossed with ranks x targets x heads
     ablation_epochs: float = 1.0
+    # the seed study also runs the k grid variants with the best VALIDATION accuracy (never test)
+    study_top: int = 0
     # the starting point's configuration: the baseline row of the statistics step
     baseline_r: int = 7
     baseline_alpha: int = 32
@@ -131,7 +134,7 @@ class Config:
         so their keys stay equal and they are still reused and resumed rather than retrained.
         """
         skip = {"profile", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs",
-                "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head"}
+                "ablation_methods", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head"}
         key = {k: v for k, v in self.to_dict().items() if k not in skip}
         for name, default in NEW_KEY_DEFAULTS.items():
             if key.get(name) == default:
@@ -145,8 +148,9 @@ class Config:
 
 # Version of how raw rows become model inputs (text = title + " " + description, HTML unescaped,
 # ...) and which rows a subset keeps. Bump it whenever lora_agnews.data changes what a text or label
-# becomes or which rows are trained on. 3: subsets take an equal share per class.
-DATA_FORMAT = 3
+# becomes or which rows are trained on. 3: subsets take an equal share per class. 4: a test subset
+# (max_eval_samples) is the same for every seed.
+DATA_FORMAT = 4
 
 # Keys added after runs were recorded: omitted from ``run_key`` while they hold these defaults.
 NEW_KEY_DEFAULTS: dict[str, Any] = {"method": "lora", "adalora_target_r": 0, "prompt_tokens": 20}
@@ -228,6 +232,8 @@ def validate(cfg: Config) -> None:
     for key in positive:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"parameter '{key}' must be positive; got {getattr(cfg, key)}.")
+    if cfg.study_top < 0:
+        raise ConfigError(f"parameter 'study_top' must be 0 (off) or a number of grid variants; got {cfg.study_top}.")
     if cfg.adalora_target_r < 0:
         raise ConfigError(f"parameter 'adalora_target_r' must be 0 (half of lora_r) or positive; got {cfg.adalora_target_r}.")
     if cfg.method == "adalora" and cfg.adalora_target_r > cfg.lora_r:

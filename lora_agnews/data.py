@@ -181,6 +181,7 @@ def load_raw(source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 # --------------------------------------------------------------------------- splits
+TEST_SUBSET_SEED = 0  # fixed: paired comparisons across seeds need the same test rows
 def stratified_subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """``n`` rows, an equal share per class, chosen by ``seed`` (all rows when ``n`` is 0 or too large).
 
@@ -215,7 +216,9 @@ def make_splits(train: pd.DataFrame, test: pd.DataFrame, cfg: Config, source: st
     fit, val = train_test_split(train, test_size=cfg.val_fraction, stratify=train["label"], random_state=cfg.seed)
     fit = stratified_subsample(fit, cfg.max_train_samples, cfg.seed)
     val = stratified_subsample(val, cfg.max_val_samples, cfg.seed)
-    test = stratified_subsample(test, cfg.max_eval_samples, cfg.seed)
+    # The test subset does not follow the training seed: every run of a profile is scored on the same
+    # rows, so the seed study and the ablation can pair their predictions example by example.
+    test = stratified_subsample(test, cfg.max_eval_samples, TEST_SUBSET_SEED)
     return Splits(fit.reset_index(drop=True), val.reset_index(drop=True), test, source or cfg.data, available)
 
 

@@ -19,8 +19,8 @@ import pandas as pd
 from . import paths, runs
 from .artifacts import read_json, write_json
 from .budget import largest_rank
-from .config import NEW_KEY_DEFAULTS, Config
-from .model import count_trainable
+from .config import NEW_KEY_DEFAULTS, Config, ConfigError
+from .model import WHOLE_ENCODER, check_method, count_trainable, size_key
 from .progress import say
 
 ABLATION_FILE = "ablation.json"
@@ -33,6 +33,10 @@ def run_name(cfg: Config) -> str:
     parts = [f"r{cfg.lora_r}", cfg.lora_targets.replace(",", "+"), cfg.head]
     if cfg.method != "lora":  # LoRA names stay as they were; other methods lead with their name
         parts.insert(0, cfg.method + (f"{cfg.prompt_tokens}" if cfg.method == "prompt" else ""))
+        if size_key(cfg.method) != "lora_r":  # a rank that means nothing to the method is not in its name
+            parts.remove(f"r{cfg.lora_r}")
+        if cfg.method in WHOLE_ENCODER:
+            parts.remove(cfg.lora_targets.replace(",", "+"))
     if cfg.lora_variant != "lora":
         parts.append(cfg.lora_variant)
     if cfg.lora_layers:
@@ -48,33 +52,55 @@ def baseline_config(cfg: Config) -> Config:
 
 # --------------------------------------------------------------------------- ablation grid
 def ablation_grid(cfg: Config) -> list[Config]:
-    """Rank x target set x head from the profile; ``max`` is the largest rank within the budget.
+    """Method x target set x head x size from the profile; ``max`` is the largest size within the budget.
 
-    LoRA's alpha is scaled with the rank (alpha/r kept at the profile's ratio) so the grid
-    varies capacity, not the effective learning rate.
+    A method's size is its LoRA rank (LoRA, PiSSA, OLoRA, AdaLoRA's initial rank, VeRA's shared rank,
+    LoHa) or its number of prompt tokens; size-less methods ((IA)3, BitFit, LayerNorm) give one variant
+    per target set and head, and methods that adapt the whole encoder (BitFit, LayerNorm, prompt
+    tuning) ignore the target sets. LoRA's alpha is scaled with the rank (alpha/r kept at the
+    profile's ratio) so the grid varies capacity, not the effective learning rate. A combination
+    PEFT cannot build (e.g. BitFit with the lora-dense head) is left out with a message.
     """
     ratio = cfg.lora_alpha / cfg.lora_r
-    ranks = [r.strip() for r in cfg.ablation_ranks.split(",") if r.strip()]
-    target_sets = [t.strip() for t in cfg.ablation_targets.split(";") if t.strip()]
-    heads = [h.strip() for h in cfg.ablation_heads.split(",") if h.strip()]
+    ranks = _items(cfg.ablation_ranks, ",")
+    target_sets = _items(cfg.ablation_targets, ";")
+    heads = _items(cfg.ablation_heads, ",")
     grid: list[Config] = []
     seen: set[str] = set()
-    for targets in target_sets:
-        for head in heads:
-            base = cfg.replace(lora_targets=targets, head=head, epochs=cfg.ablation_epochs)
-            for token in ranks:
-                r = largest_rank(base) if token == "max" else int(token)
-                if r <= 0:
+    for method in _items(cfg.ablation_methods, ","):
+        key = size_key(method)
+        for targets in target_sets[:1] if method in WHOLE_ENCODER else target_sets:
+            for head in heads:
+                try:
+                    base = cfg.replace(lora_targets=targets, head=head, epochs=cfg.ablation_epochs, method=method,
+                                       **({} if method == "lora" else {"lora_variant": "lora", "adalora_target_r": 0}))
+                    check_method(base)
+                    sizes = [largest_rank(base) if t == "max" else int(t) for t in ranks] if key else [0]
+                except ConfigError as exc:
+                    say(f"ablation: {method} with {head} head left out: {exc}")
                     continue
-                variant = base.replace(lora_r=r, lora_alpha=max(1, int(round(ratio * r))))
-                if run_name(variant) not in seen:
-                    seen.add(run_name(variant))
-                    grid.append(variant)
+                for size in sizes:
+                    if key and size <= 0:
+                        continue
+                    changes = {} if key is None else {key: size}
+                    if key == "lora_r":
+                        changes["lora_alpha"] = max(1, int(round(ratio * size)))
+                    variant = base.replace(**changes)
+                    if run_name(variant) not in seen:
+                        seen.add(run_name(variant))
+                        grid.append(variant)
     return grid
 
 
+def _items(text: str, sep: str) -> list[str]:
+    return [t.strip() for t in text.split(sep) if t.strip()]
+
+
 def _row(variant: Config, run_dir: Path, metrics: dict[str, Any] | None, params: int, status: str) -> dict[str, Any]:
-    return {"name": run_name(variant), "lora_r": variant.lora_r, "lora_alpha": variant.lora_alpha,
+    key = size_key(variant.method)
+    return {"name": run_name(variant), "method": variant.method, "lora_variant": variant.lora_variant,
+            "size": getattr(variant, key) if key else None, "size_key": key,
+            "prompt_tokens": variant.prompt_tokens, "lora_r": variant.lora_r, "lora_alpha": variant.lora_alpha,
             "lora_targets": variant.lora_targets, "head": variant.head, "trainable_params": params,
             "within_budget": params <= variant.budget, "status": status,
             "accuracy": metrics["accuracy"] if metrics else math.nan,
@@ -189,21 +215,37 @@ def _seed_runs(cfg: Config, name: str) -> dict[str, Any]:
 
     root = paths.runs_dir(cfg.profile) / "seeds" / name
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
-    accs, f1s, correct = [], [], []
+    accs, f1s, correct, labels, train_s, eval_s = [], [], [], [], [], []
     for seed in seeds:
         say(f"seeds: {name} seed {seed}")
         run_dir = reusable_run(cfg.replace(seed=seed)) or root / f"seed{seed}"
         metrics = train_owned(cfg.replace(seed=seed), run_dir)
-        pred = np.load(run_dir / "test_predictions.npz")
-        correct.append(pred["logits"].argmax(axis=1) == pred["labels"])
+        with np.load(run_dir / "test_predictions.npz") as pred:
+            correct.append(pred["logits"].argmax(axis=1) == pred["labels"])
+            labels.append(pred["labels"])
         accs.append(metrics["accuracy"])
         f1s.append(metrics["macro_f1"])
+        train_s.append(metrics.get("train_seconds"))
+        eval_s.append(metrics.get("eval_seconds"))
+    _same_test_rows(labels, name)
     matrix = np.stack(correct)
     return {"name": name, "config": cfg.to_dict(), "trainable_params": count_trainable(cfg)["total"],
             "seeds": seeds, "accuracy": accs, "macro_f1": f1s, "mean": float(np.mean(accs)),
             "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
             "macro_f1_mean": float(np.mean(f1s)), "bootstrap_ci": bootstrap_ci(matrix, seed=cfg.seed),
-            "pooled_accuracy": float(matrix.mean()), "_correct": matrix}
+            "pooled_accuracy": float(matrix.mean()), "train_seconds": train_s, "eval_seconds": eval_s,
+            "_correct": matrix, "_labels": labels[0]}
+
+
+def _same_test_rows(labels: list[np.ndarray], what: str) -> None:
+    """Paired statistics compare example i with example i: refuse runs scored on different test rows."""
+    first = labels[0]
+    for other in labels[1:]:
+        if other.shape != first.shape or not np.array_equal(other, first):
+            raise ValueError(f"{what}: the runs were scored on different test rows ({len(first)} vs {len(other)} "
+                             f"examples, or another order), so their predictions cannot be paired. Runs recorded "
+                             f"before DATA_FORMAT 4 drew a seed-dependent test subset; rerun them (delete "
+                             f"results/<profile>/runs or the listed runs).")
 
 
 def reusable_run(cfg: Config) -> Path | None:
@@ -223,18 +265,74 @@ def reusable_run(cfg: Config) -> Path | None:
     return None
 
 
-def run_seeds(cfg: Config) -> dict[str, Any]:
-    """The chosen configuration and the baseline over ``n_seeds`` seeds; writes statistics.json."""
-    chosen = _seed_runs(cfg, "chosen-" + run_name(cfg))
+def top_variants(cfg: Config, ablation: pd.DataFrame, k: int) -> list[Config]:
+    """The ``k`` trained grid variants with the best VALIDATION accuracy, other than the chosen and the baseline.
+
+    Chosen on validation, never on test: the seed study then measures them on the test rows, so picking
+    the best of several on test accuracy does not inflate what the table reports.
+    """
+    if k <= 0:
+        return []
+    taken = [cfg.run_key(), baseline_config(cfg).run_key()]
+    by_name = {run_name(v): v for v in ablation_grid(cfg)}
+    scored = ablation[(ablation["status"] == "complete") & ablation["best_validation_accuracy"].notna()]
+    scored = scored.sort_values(["best_validation_accuracy", "trainable_params"], ascending=[False, True])
+    picked: list[Config] = []
+    for name in scored["name"]:
+        variant = by_name.get(name)
+        if variant is None:  # a table from another grid
+            continue
+        variant = variant.replace(epochs=cfg.epochs)  # the seed study's recipe (the grid may train shorter)
+        if variant.run_key() in taken:
+            continue
+        picked.append(variant)
+        if len(picked) == k:
+            break
+    return picked
+
+
+def _read_ablation(cfg: Config) -> pd.DataFrame:
+    path = paths.results_dir(cfg.profile) / ABLATION_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"study_top={cfg.study_top} picks grid variants from {path}, which is missing; run the "
+                                f"ablation first (notebook 04 does, or `python -m lora_agnews ablate --profile "
+                                f"{cfg.profile}`), or set -p study_top 0.")
+    return pd.DataFrame(read_json(path))
+
+
+def run_seeds(cfg: Config, ablation: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The chosen configuration, the baseline and ``study_top`` grid variants over ``n_seeds`` seeds.
+
+    Every setting is compared with the baseline (the starting point's setting) on the same test rows:
+    the paired bootstrap interval of the seed-averaged difference, and McNemar's test per seed.
+    Writes statistics.json; ``chosen``, ``baseline`` and ``difference`` keep their meaning, and
+    ``settings`` lists all of them in the order chosen, baseline, grid variants.
+    """
+    if cfg.study_top and ablation is None:
+        ablation = _read_ablation(cfg)
     base_cfg = baseline_config(cfg)
-    baseline = _seed_runs(base_cfg, "baseline-" + run_name(base_cfg))
-    ca, cb = chosen.pop("_correct"), baseline.pop("_correct")
-    per_seed = [mcnemar(a, b) | {"seed": s} for a, b, s in zip(ca, cb, chosen["seeds"])]
-    diff = ca.mean(axis=0) - cb.mean(axis=0)
-    result = {"chosen": chosen, "baseline": baseline, "n_eval": int(ca.shape[1]), "confidence": 0.95,
-              "mcnemar": per_seed[0], "mcnemar_per_seed": per_seed,
-              "difference": {"mean": float(diff.mean()),
-                             "bootstrap_ci": paired_difference_ci(ca, cb, seed=cfg.seed)},
+    named = [("chosen", cfg, "chosen-" + run_name(cfg)), ("baseline", base_cfg, "baseline-" + run_name(base_cfg))]
+    named += [(f"grid {i}", v, "grid-" + run_name(v))
+              for i, v in enumerate(top_variants(cfg, ablation, cfg.study_top) if ablation is not None else [], 1)]
+    entries = []
+    for role, variant, name in named:
+        entries.append(_seed_runs(variant, name) | {"role": role})
+    _same_test_rows([e.pop("_labels") for e in entries], "the seed study")
+    cb = entries[1]["_correct"]
+    for entry in entries:
+        ca = entry["_correct"]
+        diff = ca.mean(axis=0) - cb.mean(axis=0)
+        entry["vs_baseline"] = {"mean": float(diff.mean()), "bootstrap_ci": paired_difference_ci(ca, cb, seed=cfg.seed),
+                                "mcnemar_per_seed": [mcnemar(a, b) | {"seed": s}
+                                                     for a, b, s in zip(ca, cb, entry["seeds"])]}
+    ca = entries[0]["_correct"]
+    for entry in entries:
+        entry.pop("_correct")
+    chosen, baseline = entries[0], entries[1]
+    per_seed = chosen["vs_baseline"]["mcnemar_per_seed"]
+    result = {"chosen": chosen, "baseline": baseline, "settings": entries, "n_eval": int(ca.shape[1]),
+              "confidence": 0.95, "mcnemar": per_seed[0], "mcnemar_per_seed": per_seed,
+              "difference": {"mean": chosen["vs_baseline"]["mean"], "bootstrap_ci": chosen["vs_baseline"]["bootstrap_ci"]},
               "profile": cfg.profile}
     write_json(result, paths.results_dir(cfg.profile) / STATISTICS_FILE)
     return result

@@ -20,7 +20,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from .data import LABELS
-from .reporting import describe_config
+from .reporting import describe_config, method_label, study_settings
 
 PALETTE = "colorblind"
 SPLIT_ORDER = ["train", "validation", "test"]
@@ -211,10 +211,14 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
     refused = frame[frame["accuracy"].isna()]
     trained["accuracy_pct"] = 100 * trained["accuracy"]
     trained["targets"] = trained["lora_targets"].str.replace(",", "+")
+    trained["method"] = [method_label(r) for _, r in trained.iterrows()]
+    several = trained["method"].nunique() > 1  # colour tells methods apart; marker shape placement and head
+    if several:
+        trained["placement"] = [f"{t}, {h} head" for t, h in zip(trained["targets"], trained["head"])]
     with _style():
         fig, ax = _figure(size=(8.2, 4.8))
-        sns.scatterplot(data=trained, x="trainable_params", y="accuracy_pct", hue="head", style="targets",
-                        s=90, palette=PALETTE, ax=ax, zorder=3)
+        sns.scatterplot(data=trained, x="trainable_params", y="accuracy_pct", hue="method" if several else "head",
+                        style="placement" if several else "targets", s=90, palette=PALETTE, ax=ax, zorder=3)
         if "ci_low" in trained and trained["ci_low"].notna().any():
             ok = trained[trained["ci_low"].notna()]
             ax.errorbar(ok["trainable_params"], ok["accuracy_pct"],
@@ -230,9 +234,9 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
             ax.scatter(front["trainable_params"], front["accuracy_pct"], s=260, facecolors="none",
                        edgecolors="black", linewidths=1.3, zorder=4)
         for (params, acc), group in trained.groupby(["trainable_params", "accuracy_pct"], sort=False):
-            ranks = sorted({int(r) for r in group["lora_r"]})  # coinciding points share one label
-            ax.annotate("r=" + ", ".join(map(str, ranks)), (params, acc),
-                        textcoords="offset points", xytext=(6, 5), fontsize=9.5)
+            label = _size_label(group)  # coinciding points share one label
+            if label:
+                ax.annotate(label, (params, acc), textcoords="offset points", xytext=(6, 5), fontsize=9.5)
         ax.axvline(budget, color="firebrick", linestyle="--", linewidth=1.3, label=f"budget {budget:,}")
         if not refused.empty:
             low = ax.get_ylim()[0]
@@ -246,14 +250,23 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
     return fig
 
 
+def _size_label(group: pd.DataFrame) -> str:
+    """``r=2, 8`` for rank-sized points, ``20 tok`` for prompt tuning, nothing for size-less methods."""
+    keys = group["size_key"] if "size_key" in group else pd.Series(["lora_r"] * len(group), index=group.index)
+    ranks = sorted({int(r) for r, k in zip(group["lora_r"], keys) if k == "lora_r"})
+    tokens = sorted({int(t) for t, k in zip(group.get("prompt_tokens", keys), keys) if k == "prompt_tokens"})
+    parts = (["r=" + ", ".join(map(str, ranks))] if ranks else []) + [f"{t} tok" for t in tokens]
+    return "; ".join(parts)
+
+
 def seed_comparison(statistics: Mapping[str, Any]) -> Figure:
-    """Per-seed accuracy of the chosen configuration and the baseline, with mean and bootstrap CI."""
-    colors = sns.color_palette(PALETTE, 2)
+    """Per-seed accuracy of every setting of the seed study (chosen, baseline, grid variants), with mean and CI."""
+    settings = study_settings(statistics)
+    colors = sns.color_palette(PALETTE, len(settings))
     confidence = statistics.get("confidence", 0.95)
     with _style():
-        fig, ax = _figure(size=(6.4, 3.4))
-        for y, (key, color) in enumerate((("chosen", colors[0]), ("baseline", colors[1]))):
-            entry = statistics[key]
+        fig, ax = _figure(size=(6.4, 1.7 + 0.85 * len(settings)))
+        for y, (entry, color) in enumerate(zip(settings, colors)):
             acc = 100 * np.asarray(entry["accuracy"], dtype=float)
             lo, hi = (100 * v for v in entry["bootstrap_ci"])
             ax.plot([lo, hi], [y, y], color=color, linewidth=6, alpha=0.35, solid_capstyle="butt",
@@ -261,13 +274,12 @@ def seed_comparison(statistics: Mapping[str, Any]) -> Figure:
             ax.scatter(acc, [y] * len(acc), color=color, s=45, zorder=3, label="one seed" if y == 0 else None)
             ax.scatter([100 * entry["mean"]], [y], marker="|", s=600, color="black", zorder=4,
                        label="mean over seeds" if y == 0 else None)
-        names = [f"{k}\n{describe_config(statistics[k])}\n{int(statistics[k]['trainable_params']):,} params"
-                 for k in ("chosen", "baseline")]
-        ax.set_yticks([0, 1], names)
-        ax.set_ylim(-0.6, 1.6)
+        names = [f"{e['role']}\n{describe_config(e)}\n{int(e['trainable_params']):,} params" for e in settings]
+        ax.set_yticks(range(len(settings)), names)
+        ax.set_ylim(-0.6, len(settings) - 0.4)
         ax.invert_yaxis()
-        ax.set(title=f"Chosen configuration vs baseline over {len(statistics['chosen']['seeds'])} seeds",
-               xlabel="Test accuracy (%)")
+        what = "Chosen configuration vs baseline" if len(settings) == 2 else "Settings of the seed study"
+        ax.set(title=f"{what} over {len(settings[0]['seeds'])} seeds", xlabel="Test accuracy (%)")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 

@@ -97,6 +97,35 @@ def short_targets(targets: str) -> str:
     return ",".join(TARGET_ABBREVIATIONS.get(t.strip(), t.strip()) for t in targets.split(",") if t.strip())
 
 
+METHOD_NAMES = {"lora": "LoRA", "pissa": "PiSSA", "olora": "OLoRA", "adalora": "AdaLoRA", "vera": "VeRA",
+                "loha": "LoHa", "ia3": "(IA)³", "bitfit": "BitFit", "layernorm": "LayerNorm tuning",
+                "prompt": "prompt tuning"}
+VARIANT_NAMES = {"rslora": "rsLoRA", "dora": "DoRA"}
+
+
+def method_label(c: Mapping[str, Any]) -> str:
+    """``LoRA``, ``DoRA``, ``PiSSA``, ... of a config or a grid row (rows from older tables are LoRA)."""
+    method = c.get("method") or "lora"
+    variant = c.get("lora_variant") or "lora"
+    if variant != "lora" and method in ("lora", "pissa", "olora"):
+        return VARIANT_NAMES.get(variant, variant) + ("" if method == "lora" else f" ({METHOD_NAMES[method]})")
+    return METHOD_NAMES.get(method, method)
+
+
+def describe_setting(c: Mapping[str, Any]) -> str:
+    """``r=8, Q,K,V, linear head`` for LoRA (as before); ``PiSSA r=18, ...``, ``BitFit, linear head``, ...
+    for other methods: the method, its size where it has one, the placement where it has one, the head."""
+    from .model import WHOLE_ENCODER, size_key
+
+    method = c.get("method") or "lora"
+    key = size_key(method)
+    size = {"lora_r": f"r={c.get('lora_r')}", "prompt_tokens": f"{c.get('prompt_tokens')} tokens"}.get(key or "", "")
+    label = method_label(c)
+    lead = size if label == "LoRA" else " ".join(x for x in (label, size) if x)
+    parts = [lead] + ([] if method in WHOLE_ENCODER else [short_targets(str(c.get("lora_targets", "")))])
+    return ", ".join(parts + [f"{c.get('head')} head"])
+
+
 def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A GitHub/MyST pipe table (the book's results page)."""
     def cell(value: Any) -> str:
@@ -442,14 +471,40 @@ def _signed_points(x: Any) -> str:
     return "--" if x is None or pd.isna(x) else f"{100 * float(x):+.2f}"
 
 
+def _several_methods(frame: pd.DataFrame) -> bool:
+    labels = {method_label(r) for _, r in frame.iterrows()}
+    return labels != {"LoRA"}
+
+
+def _size(row: Mapping[str, Any]) -> Any:
+    """A grid row's size: its rank (LoRA-like), ``20 tok`` (prompt tuning) or a dash (size-less methods)."""
+    key = row.get("size_key") if "size_key" in row else "lora_r"
+    if key is None or (isinstance(key, float) and math.isnan(key)):
+        return "–"
+    return f"{int(row['prompt_tokens'])} tok" if key == "prompt_tokens" else int(row["lora_r"])
+
+
 def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """The ablation table as the notebook shows it (accuracy in %, its interval, the gap to the best, Pareto rows)."""
+    """The ablation table as the notebook shows it (accuracy in %, its interval, the gap to the best, Pareto rows).
+
+    A grid of several methods gains a ``method`` column and its ``r`` column becomes ``size`` (rank,
+    prompt tokens, or a dash for size-less methods); a LoRA-only grid keeps the plain ``r``.
+    """
     frame = table.copy()
     if "pareto" not in frame:
         frame["pareto"] = pareto_mask(frame)
     col = lambda name: frame[name] if name in frame else pd.Series([math.nan] * len(frame), index=frame.index)  # noqa: E731
+    lead: dict[str, Any] = {"r": frame["lora_r"]}
+    if _several_methods(frame):
+        from .model import WHOLE_ENCODER
+
+        lead = {"method": [method_label(r) for _, r in frame.iterrows()],
+                "size": [_size(r) for _, r in frame.iterrows()]}
+        targets = ["–" if (r.get("method") in WHOLE_ENCODER) else short_targets(r["lora_targets"]) for _, r in frame.iterrows()]
+    else:
+        targets = frame["lora_targets"].map(short_targets)
     shown = pd.DataFrame({
-        "r": frame["lora_r"], "targets": frame["lora_targets"].map(short_targets),
+        **lead, "targets": targets,
         "head": frame["head"], "trainable": frame["trainable_params"], "within budget": frame["within_budget"],
         "accuracy %": (100 * frame["accuracy"]).round(2),
         "95% CI": [_interval(a, b) for a, b in zip(col("ci_low"), col("ci_high"))],
@@ -459,8 +514,21 @@ def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
         "macro F1 %": (100 * frame["macro_f1"]).round(2),
         "best val. acc. %": (100 * pd.to_numeric(frame["best_validation_accuracy"], errors="coerce")).round(2),
         "Pareto": frame["pareto"].astype(bool),
-    })
+    }, index=frame.index)
     return shown.sort_values(["trainable"]).reset_index(drop=True)
+
+
+def ablation_rows(table: pd.DataFrame) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The ablation table's header and formatted rows, shared by the book's page and the report's table."""
+    frame = ablation_frame(table)
+    lead = [c for c in ("method", "size", "r") if c in frame]
+    header = [*lead, "targets", "head", "trainable", "within budget", "accuracy (%)", "95% CI (%)",
+              "vs best (points)", "macro F1 (%)", "Pareto"]
+    rows = [(*(r[c] for c in lead), r["targets"], r["head"], num(r["trainable"]), "yes" if r["within budget"] else "no",
+             "--" if pd.isna(r["accuracy %"]) else f"{r['accuracy %']:.2f}", r["95% CI"], r["vs best (points)"],
+             "--" if pd.isna(r["macro F1 %"]) else f"{r['macro F1 %']:.2f}", "yes" if r["Pareto"] else "")
+            for _, r in frame.iterrows()]
+    return header, rows
 
 
 def _points_interval(low: Any, high: Any) -> str:
@@ -485,7 +553,7 @@ def ablation_sentence(table: pd.DataFrame) -> str:
 
 
 def _variant(row: Mapping[str, Any]) -> str:
-    return f"r={row['lora_r']}, {short_targets(row['lora_targets'])}, {row['head']} head"
+    return describe_setting(row)
 
 
 def _gaps(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -495,13 +563,12 @@ def _gaps(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def ablation_tabular(table: pd.DataFrame) -> str:
-    frame = ablation_frame(table)
-    rows = [(r["r"], r["targets"], r["head"], num(r["trainable"]), "yes" if r["within budget"] else "no",
-             pct(r["accuracy %"] / 100) if pd.notna(r["accuracy %"]) else "--", r["95% CI"], r["vs best (points)"],
-             pct(r["macro F1 %"] / 100) if pd.notna(r["macro F1 %"]) else "--",
-             "yes" if r["Pareto"] else "") for _, r in frame.iterrows()]
-    return artifacts.latex_table(["r", "Targets", "Head", "Trainable", "In budget", "Acc. (%)", "95% CI",
-                                  "vs best (points)", "Macro F1 (%)", "Pareto"], rows, align="rllrcrcrrc")
+    header, rows = ablation_rows(table)
+    names = {"method": "Method", "size": "Size", "r": "r", "targets": "Targets", "head": "Head", "trainable": "Trainable",
+             "within budget": "In budget", "accuracy (%)": "Acc. (%)", "95% CI (%)": "95% CI",
+             "vs best (points)": "vs best (points)", "macro F1 (%)": "Macro F1 (%)", "Pareto": "Pareto"}
+    lead = len(header) - 9
+    return artifacts.latex_table([names[h] for h in header], rows, align="l" * lead + "llrcrcrrc")
 
 
 def best_ablation(table: pd.DataFrame) -> pd.Series | None:
@@ -513,21 +580,52 @@ def best_ablation(table: pd.DataFrame) -> pd.Series | None:
 
 def describe_config(entry: Mapping[str, Any]) -> str:
     """``r=8, Q,K,V,emb, default head`` from a statistics entry's config."""
-    c = entry["config"]
-    return f"r={c['lora_r']}, {short_targets(c['lora_targets'])}, {c['head']} head"
+    return describe_setting(entry["config"])
+
+
+def study_settings(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The seed study's settings (chosen, baseline, grid variants); older files hold chosen and baseline only."""
+    if "settings" in stats:
+        return list(stats["settings"])
+    return [dict(stats["chosen"], role="chosen"), dict(stats["baseline"], role="baseline")]
+
+
+def _mean_seconds(values: Sequence[Any] | None) -> str:
+    known = [float(v) for v in values or [] if v is not None]
+    return f"{sum(known) / len(known):,.0f}" if known else "--"
+
+
+def statistics_rows(stats: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Header and rows of the seed study: per setting, the configuration, parameters, mean ± std over
+    seeds, bootstrap interval, the paired difference to the baseline with its interval, McNemar's p
+    against the baseline at the first seed, and the mean training seconds per run (shared by the
+    notebook, the book and the report)."""
+    level = int(100 * stats.get("confidence", 0.95))
+    header = ["", "configuration", "trainable", "seeds", "accuracy (%) mean ± std", f"{level}% bootstrap CI (%)",
+              "vs baseline (points)", "McNemar p", "train s/run"]
+    rows = []
+    for s in study_settings(stats):
+        lo, hi = s["bootstrap_ci"]
+        versus = s.get("vs_baseline")
+        if s["role"] == "baseline":
+            gap, p = "--", "--"
+        elif versus:
+            gap = f"{_signed_points(versus['mean'])} {_points_interval(*versus['bootstrap_ci'])}"
+            p = pvalue(versus["mcnemar_per_seed"][0]["p_value"])
+        else:  # an older statistics.json: chosen vs baseline only
+            gap = (f"{_signed_points(stats['difference']['mean'])} {_points_interval(*stats['difference']['bootstrap_ci'])}"
+                   if "difference" in stats else "--")
+            p = pvalue(stats["mcnemar"]["p_value"])
+        rows.append((s["role"], describe_config(s), num(s["trainable_params"]), len(s["seeds"]),
+                     f"{pct(s['mean'])} ± {pct(s['std'])}", f"[{pct(lo)}, {pct(hi)}]", gap, p,
+                     _mean_seconds(s.get("train_seconds"))))
+    return header, rows
 
 
 def statistics_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
-    """Chosen vs baseline: configuration, parameters, mean ± std over seeds, bootstrap interval (in %)."""
-    level = int(100 * stats.get("confidence", 0.95))
-    rows = []
-    for key in ("chosen", "baseline"):
-        s = stats[key]
-        lo, hi = s["bootstrap_ci"]
-        rows.append({"": key, "configuration": describe_config(s), "trainable": num(s["trainable_params"]),
-                     "seeds": len(s["seeds"]), "accuracy % (mean ± std)": f"{pct(s['mean'])} ± {pct(s['std'])}",
-                     f"{level}% bootstrap CI": f"[{pct(lo)}, {pct(hi)}]"})
-    return pd.DataFrame(rows).set_index("")
+    """The seed study as the notebook shows it (see :func:`statistics_rows`)."""
+    header, rows = statistics_rows(stats)
+    return pd.DataFrame(rows, columns=header).set_index("")
 
 
 def mcnemar_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
@@ -539,15 +637,32 @@ def mcnemar_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def statistics_tabular(stats: Mapping[str, Any]) -> str:
-    rows = []
-    for key in ("chosen", "baseline"):
-        s = stats[key]
-        lo, hi = s["bootstrap_ci"]
-        rows.append((key, short_targets(s["config"]["lora_targets"]), s["config"]["lora_r"], s["config"]["head"],
-                     num(s["trainable_params"]), len(s["seeds"]), f"{pct(s['mean'])} ± {pct(s['std'])}",
-                     f"[{pct(lo)}, {pct(hi)}]"))
-    return artifacts.latex_table(["", "Targets", "r", "Head", "Trainable", "Seeds", "Accuracy (%)",
-                                  f"{int(100 * stats.get('confidence', 0.95))}% CI (%)"], rows, align="lllrrrrr")
+    header, rows = statistics_rows(stats)
+    names = ["", "Configuration", "Trainable", "Seeds", "Accuracy (%)", header[5].replace(" (%)", ""),
+             "vs baseline (points)", "McNemar $p$", "Train s/run"]
+    return artifacts.latex_table(names, rows, align="llrrrcrrr")
+
+
+def study_sentence(stats: Mapping[str, Any]) -> str:
+    """Every setting of the seed study against the baseline, in words generated from the paired intervals."""
+    settings = study_settings(stats)
+    if len(settings) == 2 or not any("vs_baseline" in s for s in settings):
+        return comparison_sentence(stats)
+    baseline = next(s for s in settings if s["role"] == "baseline")
+    parts = []
+    for s in settings:
+        if s["role"] == "baseline":
+            continue
+        v = s["vs_baseline"]
+        lo, hi = v["bootstrap_ci"]
+        verdict = ("ahead of" if lo > 0 else "behind") if (lo > 0 or hi < 0) else "not distinguishable from"
+        parts.append(f"{s['role']} ({describe_config(s)}, {num(s['trainable_params'])} parameters): "
+                     f"{pct(s['mean'])} ± {pct(s['std'])}%, {_signed_points(v['mean'])} points "
+                     f"{_points_interval(lo, hi)}, {verdict} the baseline")
+    return (f"Over {len(baseline['seeds'])} seeds on the same {num(stats['n_eval'])} test rows, against the baseline "
+            f"({describe_config(baseline)}, {num(baseline['trainable_params'])} parameters, {pct(baseline['mean'])} ± "
+            f"{pct(baseline['std'])}%): " + "; ".join(parts) + ". A setting is ahead or behind only where the paired "
+            f"95% interval of the difference excludes zero.")
 
 
 def comparison_sentence(stats: Mapping[str, Any]) -> str:
@@ -584,6 +699,8 @@ def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any]) -> dict[str, 
         "mcnemar_b": m["b"], "mcnemar_c": m["c"], "mcnemar_statistic": dec(m["statistic"]),
         "mcnemar_p": pvalue(m["p_value"]), "mcnemar_p_text": p_text(m["p_value"]), "mcnemar_method": m.get("method", "McNemar"),
         "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(table),
+        "study_sentence": study_sentence(stats),
+        "study_extra_sentence": study_sentence(stats) if len(study_settings(stats)) > 2 else "",
     }
     for key, entry in (("chosen", chosen), ("baseline", baseline)):
         lo, hi = entry["bootstrap_ci"]
@@ -627,20 +744,10 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     ablation = pd.DataFrame(results["ablation"])
     stats = results["statistics"]
     metrics = results["metrics"]
-    shown = ablation_frame(ablation)
-    ablation_rows = [(r["r"], r["targets"], r["head"], num(r["trainable"]),
-                      "yes" if r["within budget"] else "no",
-                      "--" if pd.isna(r["accuracy %"]) else f"{r['accuracy %']:.2f}", r["95% CI"], r["vs best (points)"],
-                      "--" if pd.isna(r["macro F1 %"]) else f"{r['macro F1 %']:.2f}",
-                      "yes" if r["Pareto"] else "") for _, r in shown.iterrows()]
+    ablation_header, ablation_table_rows = ablation_rows(ablation)
     metric_rows = [(name, f"{r.precision:.2f}", f"{r.recall:.2f}", f"{r.f1:.2f}", num(r.support))
                    for name, r in metrics_frame(metrics).iterrows()]
-    stat_rows = []
-    for key in ("chosen", "baseline"):
-        s = stats[key]
-        lo, hi = s["bootstrap_ci"]
-        stat_rows.append((key, describe_config(s), num(s["trainable_params"]), len(s["seeds"]),
-                          f"{pct(s['mean'])} ± {pct(s['std'])}", f"[{pct(lo)}, {pct(hi)}]"))
+    stat_header, stat_rows = statistics_rows(stats)
     return {
         "profile": profile, "is_paper": profile == PAPER_PROFILE, "model_name": cfg.model_name, "cfg": cfg.to_dict(),
         "profile_note": profile_note(cfg, facts), "banner": shows_banner(cfg, facts), "facts": facts,
@@ -652,15 +759,13 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         **results,
         "confusion_sentence": confusion_sentence(metrics["confusion_matrix"]),
         "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(ablation),
+        "study_sentence": study_sentence(stats),
         "reference_sentence": reference_sentence(results["reference"]),
         "best_ablation": (best_ablation(ablation).to_dict() if best_ablation(ablation) is not None else None),
         "tables": {
             "metrics": markdown_table(["class", "precision (%)", "recall (%)", "F1 (%)", "support"], metric_rows),
-            "ablation": markdown_table(["r", "targets", "head", "trainable", "within budget",
-                                        "accuracy (%)", "95% CI (%)", "vs best (points)",
-                                        "macro F1 (%)", "Pareto"], ablation_rows),
-            "statistics": markdown_table(["", "configuration", "trainable", "seeds", "accuracy (%) mean ± std",
-                                          f"{int(100 * stats.get('confidence', 0.95))}% bootstrap CI (%)"], stat_rows),
+            "ablation": markdown_table(ablation_header, ablation_table_rows),
+            "statistics": markdown_table(stat_header, stat_rows),
         },
     }
 

@@ -272,6 +272,14 @@ def test_max_samples_are_stratified() -> None:
     assert set(splits.test["text"]) <= set(full.test["text"])
 
 
+def test_test_subset_is_the_same_for_every_seed() -> None:
+    """Paired statistics across seeds score the same test rows, in the same order; training rows follow the seed."""
+    cfg = config.load("smoke", {"max_train_samples": 40, "max_eval_samples": 20})
+    a, b = data.load_splits(cfg), data.load_splits(cfg.replace(seed=cfg.seed + 1))
+    assert a.test["text"].tolist() == b.test["text"].tolist()
+    assert a.train["text"].tolist() != b.train["text"].tolist()
+
+
 def test_max_samples_zero_or_large_keeps_all() -> None:
     part = frame(n_per_class=6)
     assert len(data.stratified_subsample(part, 0, 1)) == 24

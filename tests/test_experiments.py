@@ -36,6 +36,53 @@ def test_grid_max_rank_is_the_largest_within_budget() -> None:
         assert count_trainable(v.replace(lora_r=v.lora_r + 1))["total"] > v.budget
 
 
+def test_grid_crosses_methods_placements_and_heads() -> None:
+    """Each method at its own largest size per placement x head; size-less methods once; whole-encoder
+    methods ignore the target sets; combinations PEFT cannot build are left out, not trained."""
+    cfg = roberta(ablation_methods="lora,vera,ia3,bitfit,prompt", ablation_ranks="2,max",
+                  ablation_targets="query,key,value;all-linear", ablation_heads="linear,lora-dense",
+                  lora_r=8, lora_alpha=16)
+    grid = experiments.ablation_grid(cfg)
+    names = [experiments.run_name(v) for v in grid]
+    assert len(names) == len(set(names))
+    by_method: dict[str, list] = {}
+    for v in grid:
+        by_method.setdefault(v.method, []).append(v)
+        assert count_trainable(v)["total"] <= v.budget, experiments.run_name(v)
+    assert len(by_method["lora"]) == 2 * 2 * 2  # sizes x targets x heads
+    assert {v.lora_r for v in by_method["lora"] if v.lora_targets == "all-linear" and v.head == "linear"} == {2, 6}
+    assert len(by_method["ia3"]) == 4  # no sizes: one per targets x head
+    assert len(by_method["bitfit"]) == 1  # no targets, and no adapter for the lora-dense head (left out)
+    assert "bitfit-linear" in names and not any(n.startswith("ia3-r") for n in names)
+    assert {v.prompt_tokens for v in by_method["prompt"]} == {2, largest_rank(by_method["prompt"][0])}
+    assert {v.head for v in by_method["prompt"]} == {"linear"}  # prompt tuning has no adapter for lora-dense
+    for v in by_method["vera"]:  # the largest rank: one more does not fit
+        assert v.lora_r == 2 or count_trainable(v.replace(lora_r=v.lora_r + 1))["total"] > v.budget
+
+
+def test_top_variants_are_chosen_on_validation_not_test() -> None:
+    cfg = roberta(head="linear", lora_r=18, lora_alpha=36, ablation_methods="lora,ia3", ablation_ranks="max",
+                  ablation_targets="query,key,value;all-linear", ablation_heads="linear", epochs=2.0,
+                  ablation_epochs=1.0)
+    names = [experiments.run_name(v) for v in experiments.ablation_grid(cfg)]
+    assert names == ["r18-query+key+value-linear", "r6-all-linear-linear", "ia3-query+key+value-linear",
+                     "ia3-all-linear-linear"]
+    frame = pd.DataFrame({"name": names, "status": "complete", "trainable_params": [998_404, 998_404, 60_000, 80_000],
+                          "accuracy": [0.99, 0.50, 0.60, 0.95],  # test accuracy must not decide
+                          "best_validation_accuracy": [0.99, 0.90, 0.80, 0.70]})
+    top = experiments.top_variants(cfg, frame, 2)
+    # the chosen configuration (r18 on Q,K,V + linear) is skipped: it is already in the study
+    assert [experiments.run_name(v) for v in top] == ["r6-all-linear-linear", "ia3-query+key+value-linear"]
+    assert all(v.epochs == cfg.epochs for v in top)  # the seed study's recipe, not the grid's shorter one
+    assert experiments.top_variants(cfg, frame, 0) == []
+
+
+def test_runs_scored_on_different_test_rows_are_not_paired() -> None:
+    with pytest.raises(ValueError, match="different test rows"):
+        experiments._same_test_rows([np.array([0, 1, 2]), np.array([0, 2, 1])], "unit")
+    experiments._same_test_rows([np.array([0, 1, 2]), np.array([0, 1, 2])], "unit")
+
+
 def test_largest_rank_zero_when_head_alone_exceeds_budget() -> None:
     assert largest_rank(roberta(head="default"), budget=500_000) == 0
 
@@ -103,3 +150,27 @@ def test_seeds_and_ablation_on_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     table = experiments.aggregate("smoke")
     assert len(table) == 5 and set(table["status"]) == {"complete"}
     assert table["accuracy"].notna().all()
+
+
+def test_seed_study_adds_the_best_grid_variant_on_smoke() -> None:
+    """study_top: the grid is read, the best variant on validation joins the study, all paired to the baseline."""
+    cfg = config.load("smoke", {"epochs": 1, "ablation_epochs": 1, "ablation_ranks": "2", "n_seeds": 2,
+                                "ablation_methods": "lora,ia3", "ablation_targets": "query,value",
+                                "ablation_heads": "linear", "study_top": 1})
+    with pytest.raises(FileNotFoundError, match="ablate"):
+        experiments.run_seeds(cfg.replace(profile="nowhere"))
+    frame = experiments.run_ablation(cfg)
+    assert set(frame["method"]) == {"lora", "ia3"} and frame["status"].eq("complete").all()
+    result = experiments.run_seeds(cfg)
+    roles = [s["role"] for s in result["settings"]]
+    assert roles == ["chosen", "baseline", "grid 1"]
+    grid = result["settings"][2]
+    best = frame.sort_values("best_validation_accuracy", ascending=False, kind="stable")
+    assert grid["name"] == "grid-" + best["name"].iloc[0] or grid["config"]["method"] in {"lora", "ia3"}
+    assert len(grid["accuracy"]) == 2 and all(s is not None for s in grid["train_seconds"])
+    for entry in result["settings"]:
+        lo, hi = entry["vs_baseline"]["bootstrap_ci"]
+        assert lo <= entry["vs_baseline"]["mean"] <= hi
+        assert [m["seed"] for m in entry["vs_baseline"]["mcnemar_per_seed"]] == [42, 43]
+    assert result["settings"][1]["vs_baseline"]["mean"] == 0.0
+    assert result["difference"]["mean"] == result["chosen"]["vs_baseline"]["mean"]

@@ -210,3 +210,76 @@ def test_confusion_sentence_names_the_pair_or_says_there_is_none() -> None:
     mixed = [[5, 0, 2, 0], [0, 5, 0, 0], [1, 0, 5, 0], [0, 0, 0, 5]]
     text = reporting.confusion_sentence(mixed)
     assert "World predicted as Business (2 examples of 3 errors)" in text
+
+
+# --------------------------------------------------------------------------- methods and the seed study
+def test_settings_are_described_by_method_size_placement_and_head() -> None:
+    base = {"lora_r": 18, "lora_targets": "query,key,value", "head": "linear", "prompt_tokens": 20}
+    assert reporting.describe_setting(base) == "r=18, Q,K,V, linear head"  # LoRA reads as before
+    assert reporting.describe_setting({**base, "method": "pissa"}) == "PiSSA r=18, Q,K,V, linear head"
+    assert reporting.describe_setting({**base, "lora_variant": "dora"}) == "DoRA r=18, Q,K,V, linear head"
+    assert reporting.describe_setting({**base, "method": "ia3"}) == "(IA)³, Q,K,V, linear head"
+    assert reporting.describe_setting({**base, "method": "bitfit"}) == "BitFit, linear head"
+    assert reporting.describe_setting({**base, "method": "prompt"}) == "prompt tuning 20 tokens, linear head"
+
+
+@pytest.fixture
+def method_grid(ablation: pd.DataFrame) -> pd.DataFrame:
+    frame = ablation.iloc[:3].copy()
+    frame["method"] = ["lora", "ia3", "bitfit"]
+    frame["size_key"] = ["lora_r", None, None]
+    frame["prompt_tokens"] = 20
+    return frame
+
+
+def test_ablation_table_and_plot_tell_methods_apart(method_grid: pd.DataFrame, ablation: pd.DataFrame,
+                                                    tmp_path: Path) -> None:
+    header, rows = reporting.ablation_rows(method_grid)
+    assert header[:4] == ["method", "size", "targets", "head"]
+    assert {r[0] for r in rows} == {"LoRA", "(IA)³", "BitFit"}
+    assert {(r[0], r[1], r[2]) for r in rows} >= {("BitFit", "–", "–"), ("LoRA", 2, "Q,V")}
+    assert reporting.ablation_rows(ablation)[0][0] == "r"  # a LoRA-only grid keeps its plain columns
+    tabular = reporting.ablation_tabular(method_grid)
+    assert "Method" in tabular and tabular.count(r"\\") == 1 + len(method_grid)
+    assert "BitFit, linear head" in reporting.ablation_sentence(experiments_intervals(method_grid))
+    fig = plots.accuracy_vs_params(method_grid, budget=1_000_000)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert {"LoRA", "(IA)³", "BitFit"} <= set(labels)  # colour is the method
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["r=2"]  # only the rank-sized point is labelled with a rank
+    _check_saved(fig, tmp_path, "methods")
+
+
+def experiments_intervals(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns add_intervals would write, for a table without saved predictions."""
+    frame = frame.copy()
+    best = frame["accuracy"].idxmax()
+    frame["best"] = frame.index == best
+    frame["diff_to_best"] = frame["accuracy"] - frame.at[best, "accuracy"]
+    frame["diff_ci_low"], frame["diff_ci_high"] = frame["diff_to_best"] - 0.01, frame["diff_to_best"] + 0.01
+    return frame
+
+
+def test_seed_study_with_grid_variants_against_the_baseline(stats: dict, tmp_path: Path) -> None:
+    def versus(mean: float, lo: float, hi: float, p: float) -> dict:
+        return {"mean": mean, "bootstrap_ci": [lo, hi], "mcnemar_per_seed": [{"b": 5, "c": 1, "p_value": p, "seed": 42}]}
+
+    grid = {**stats["chosen"], "name": "grid-ia3", "config": {**stats["chosen"]["config"], "method": "ia3"},
+            "mean": 0.875, "std": 0.005, "role": "grid 1", "vs_baseline": versus(-0.01, -0.03, 0.01, 0.5),
+            "train_seconds": [100.0, 120.0]}
+    settings = [{**stats["chosen"], "role": "chosen", "vs_baseline": versus(0.035, 0.01, 0.06, 0.035),
+                 "train_seconds": [300.0, None]},
+                {**stats["baseline"], "role": "baseline", "vs_baseline": versus(0.0, 0.0, 0.0, 1.0)}, grid]
+    study = {**stats, "settings": settings}
+    header, rows = reporting.statistics_rows(study)
+    assert [r[0] for r in rows] == ["chosen", "baseline", "grid 1"]
+    assert rows[0][6] == "+3.50 [+1.00, +6.00]" and rows[0][7] == "0.035" and rows[0][8] == "300"
+    assert rows[1][6] == "--" and rows[2][1] == "(IA)³, Q,K,V, linear head" and rows[2][8] == "110"
+    text = reporting.study_sentence(study)
+    assert "chosen (r=8, Q,K,V, linear head" in text and "ahead of the baseline" in text
+    assert "grid 1 ((IA)³" in text and "not distinguishable from the baseline" in text
+    assert reporting.study_sentence(stats) == reporting.comparison_sentence(stats)  # two settings: as before
+    assert "Configuration" in reporting.statistics_tabular(study)
+    fig = plots.seed_comparison(study)
+    assert len(fig.axes[0].get_yticks()) == 3 and "Settings of the seed study" in fig.axes[0].get_title()
+    _check_saved(fig, tmp_path, "study")
