@@ -215,7 +215,7 @@ def _seed_runs(cfg: Config, name: str) -> dict[str, Any]:
 
     root = paths.runs_dir(cfg.profile) / "seeds" / name
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
-    accs, f1s, correct, labels, train_s, eval_s = [], [], [], [], [], []
+    accs, f1s, correct, labels, train_s, eval_s, val = [], [], [], [], [], [], []
     for seed in seeds:
         say(f"seeds: {name} seed {seed}")
         run_dir = reusable_run(cfg.replace(seed=seed)) or root / f"seed{seed}"
@@ -227,6 +227,7 @@ def _seed_runs(cfg: Config, name: str) -> dict[str, Any]:
         f1s.append(metrics["macro_f1"])
         train_s.append(metrics.get("train_seconds"))
         eval_s.append(metrics.get("eval_seconds"))
+        val.append(metrics.get("best_validation_accuracy"))
     _same_test_rows(labels, name)
     matrix = np.stack(correct)
     return {"name": name, "config": cfg.to_dict(), "trainable_params": count_trainable(cfg)["total"],
@@ -234,7 +235,7 @@ def _seed_runs(cfg: Config, name: str) -> dict[str, Any]:
             "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
             "macro_f1_mean": float(np.mean(f1s)), "bootstrap_ci": bootstrap_ci(matrix, seed=cfg.seed),
             "pooled_accuracy": float(matrix.mean()), "train_seconds": train_s, "eval_seconds": eval_s,
-            "_correct": matrix, "_labels": labels[0]}
+            "best_validation_accuracy": val, "_correct": matrix, "_labels": labels[0]}
 
 
 def _same_test_rows(labels: list[np.ndarray], what: str) -> None:

@@ -19,7 +19,7 @@ def test_defaults_are_valid_and_match_demo_profile_model() -> None:
     assert demo.model_name == cfg.model_name
 
 
-@pytest.mark.parametrize("name", ["smoke", "demo", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "demo", "cpu", "base", "paper"])
 def test_profiles_load(name: str) -> None:
     cfg = config.load(name)
     assert cfg.profile == name

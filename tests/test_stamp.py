@@ -16,7 +16,7 @@ FACTS = {"pretrained": True, "n_train_used": 400, "n_validation": 400, "n_train_
          "n_test_used": 400, "n_test_available": 3800}
 
 
-@pytest.mark.parametrize("profile", ["smoke", "demo", "cpu", "paper"])
+@pytest.mark.parametrize("profile", ["smoke", "demo", "cpu", "base", "paper"])
 def test_pretrained_encoder_never_describes_a_random_run(profile: str) -> None:
     cfg = config.load(profile, {"init": "random"})
     facts = {**FACTS, "pretrained": False}
