@@ -85,6 +85,9 @@ class Config:
     group_by_length: bool = True  # length-grouped batches (less padding)
     merge_eval: bool = True  # merge LoRA weights before evaluation
     compile: bool = False  # torch.compile the model
+    # pad each batch to a multiple of this many tokens. 0: 8 on CUDA (tensor-core tiles), 1 elsewhere (no
+    # waste). 32 buckets the widths (at max_length 128: 4 shapes), so compiled graphs are reused, not rebuilt
+    pad_multiple: int = 0
     # distillation
     distill_logits: str = ""  # path of a teacher logits file (.npz); empty: off
     distill_alpha: float = 0.5  # weight of the soft-label loss
@@ -153,7 +156,7 @@ class Config:
 DATA_FORMAT = 4
 
 # Keys added after runs were recorded: omitted from ``run_key`` while they hold these defaults.
-NEW_KEY_DEFAULTS: dict[str, Any] = {"method": "lora", "adalora_target_r": 0, "prompt_tokens": 20}
+NEW_KEY_DEFAULTS: dict[str, Any] = {"method": "lora", "adalora_target_r": 0, "prompt_tokens": 20, "pad_multiple": 0}
 
 FIELD_TYPES: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else eval(f.type) for f in fields(Config)}  # noqa: S307
 
@@ -232,6 +235,9 @@ def validate(cfg: Config) -> None:
     for key in positive:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"parameter '{key}' must be positive; got {getattr(cfg, key)}.")
+    if cfg.pad_multiple < 0:
+        raise ConfigError(f"parameter 'pad_multiple' must be 0 (automatic: 8 on CUDA, 1 on CPU) or a number of tokens "
+                          f"such as 32; got {cfg.pad_multiple}.")
     if cfg.study_top < 0:
         raise ConfigError(f"parameter 'study_top' must be 0 (off) or a number of grid variants; got {cfg.study_top}.")
     if cfg.adalora_target_r < 0:

@@ -23,18 +23,26 @@ def autocast_context(device: torch.device, precision: str) -> Any:
     return contextlib.nullcontext()
 
 
+def pad_multiple(requested: int, device: torch.device) -> int:
+    """The batch width's multiple: ``requested``, or for 0 the device's choice (8 on CUDA, 1 elsewhere)."""
+    if requested > 0:
+        return requested
+    return 8 if device.type == "cuda" else 1
+
+
 @torch.inference_mode()
 def predict_logits(model: nn.Module, dataset: TokenizedDataset, pad_token_id: int, batch_size: int = 128,
-                   device: torch.device | None = None, precision: str = "fp32", progress: bool = False) -> np.ndarray:
+                   device: torch.device | None = None, precision: str = "fp32", progress: bool = False,
+                   multiple: int = 0) -> np.ndarray:
     """Logits for every example, in dataset order.
 
     Examples are batched in length order (least padding), then put back in place: the
-    test set is scored in one pass with the fewest padded tokens.
+    test set is scored in one pass with the fewest padded tokens. ``multiple``: see :func:`pad_multiple`.
     """
     device = device or next(model.parameters()).device
     model.eval()
     order = np.argsort(np.asarray(dataset.lengths), kind="stable")
-    collate = PadCollator(pad_token_id, multiple=8 if device.type == "cuda" else 1)
+    collate = PadCollator(pad_token_id, multiple=pad_multiple(multiple, device))
     out = np.zeros((len(dataset), len(LABELS)), dtype=np.float32)
     starts = range(0, len(order), batch_size)
     if progress:
@@ -103,8 +111,9 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], probs: np.ndar
 
 
 def evaluate_model(model: nn.Module, dataset: TokenizedDataset, pad_token_id: int, batch_size: int,
-                   device: torch.device, precision: str, progress: bool = False) -> tuple[dict[str, Any], np.ndarray]:
-    logits = predict_logits(model, dataset, pad_token_id, batch_size, device, precision, progress)
+                   device: torch.device, precision: str, progress: bool = False,
+                   multiple: int = 0) -> tuple[dict[str, Any], np.ndarray]:
+    logits = predict_logits(model, dataset, pad_token_id, batch_size, device, precision, progress, multiple)
     metrics = compute_metrics(dataset.labels, logits.argmax(axis=1), softmax(logits))
     return metrics, logits
 

@@ -22,7 +22,7 @@ from . import runs
 from .artifacts import write_json
 from .config import Config
 from .data import LABELS, PadCollator, Splits, TokenizedDataset, encode, load_splits
-from .evaluate import evaluate_model
+from .evaluate import evaluate_model, pad_multiple
 from .model import (MergeError, build_model, build_tokenizer, check_budget, device_for, merge, parameter_breakdown,
                     resolve_precision)
 from .progress import interactive, say
@@ -246,7 +246,7 @@ def fit(prep: Prepared, out_dir: Path) -> Any:
     distill = (cfg.distill_alpha, cfg.distill_temperature) if cfg.distill_logits else None
     trainer = _trainer_class()(
         model=prep.model, args=args, train_dataset=prep.train, eval_dataset=prep.validation,
-        data_collator=PadCollator(prep.tokenizer.pad_token_id, multiple=8 if device.type == "cuda" else 1),
+        data_collator=PadCollator(prep.tokenizer.pad_token_id, multiple=pad_multiple(cfg.pad_multiple, device)),
         processing_class=prep.tokenizer, compute_metrics=_accuracy, callbacks=callbacks,
         group_by_length=cfg.group_by_length, distill=distill)
     # Rank 0 picks the newest complete checkpoint (removing cut-off ones); all ranks resume from it.
@@ -385,7 +385,7 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
     say(f"scoring the test split ({len(prep.test):,} examples)")
     t0 = time.perf_counter()
     metrics, logits = evaluate_model(eval_model, prep.test, prep.tokenizer.pad_token_id, cfg.eval_batch_size,
-                                     device, precision, progress=interactive())
+                                     device, precision, progress=interactive(), multiple=cfg.pad_multiple)
     eval_seconds = time.perf_counter() - t0
     history = trainer.state.log_history
     best_val = trainer.state.best_metric

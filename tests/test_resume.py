@@ -25,8 +25,8 @@ OVERRIDES = ["-p", "evals_per_epoch", "4", "-p", "epochs", "2"]
 STEPS_PER_EPOCH = 27
 
 
-def _train_args(out: Path) -> list[str]:
-    return ["train", "--profile", "smoke", "--out", str(out), *OVERRIDES]
+def _train_args(out: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    return ["train", "--profile", "smoke", "--out", str(out), *OVERRIDES, *extra]
 
 
 def _complete_checkpoints(out: Path) -> list[Path]:
@@ -40,10 +40,10 @@ def _step(checkpoint: Path) -> int:
     return int(checkpoint.name.split("-")[1])
 
 
-def _kill_mid_second_epoch(out: Path, timeout: float = 300.0) -> Path:
+def _kill_mid_second_epoch(out: Path, timeout: float = 300.0, extra: tuple[str, ...] = ()) -> Path:
     """Start a real training process, SIGKILL it once a checkpoint inside epoch 2 is complete."""
     env = dict(os.environ)  # OMP_NUM_THREADS=1 from the fixture
-    proc = subprocess.Popen([sys.executable, "-m", "lora_agnews", *_train_args(out)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "lora_agnews", *_train_args(out, extra)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
     try:
@@ -78,10 +78,11 @@ def one_thread(monkeypatch: pytest.MonkeyPatch):
     torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("extra", [(), ("-p", "pad_multiple", "32")], ids=["dynamic", "bucketed"])
 def test_killed_run_resumes_and_matches_uninterrupted(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                      one_thread: None) -> None:
+                                                      one_thread: None, extra: tuple[str, ...]) -> None:
     killed = tmp_path / "killed"
-    last = _kill_mid_second_epoch(killed)
+    last = _kill_mid_second_epoch(killed, extra=extra)
     assert STEPS_PER_EPOCH < _step(last) < 2 * STEPS_PER_EPOCH, f"the kill should land mid-epoch 2, not at {last.name}"
 
     # The record says the run did not finish; readers refuse it.
@@ -95,13 +96,13 @@ def test_killed_run_resumes_and_matches_uninterrupted(tmp_path: Path, capsys: py
     partial.mkdir()
     (partial / "adapter_model.safetensors").write_bytes(b"truncated")
 
-    assert main(_train_args(killed)) == 0
+    assert main(_train_args(killed, extra)) == 0
     err = capsys.readouterr().err
     assert f"resuming from {last.name}" in err
     assert not partial.exists()
 
     reference = tmp_path / "reference"
-    assert main(_train_args(reference)) == 0
+    assert main(_train_args(reference, extra)) == 0
 
     got, want = read_json(killed / runs.METRICS_FILE), read_json(reference / runs.METRICS_FILE)
     assert got["accuracy"] == want["accuracy"]
