@@ -397,7 +397,11 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
         "train_seconds": train_seconds, "eval_seconds": eval_seconds, "precision": precision,
         "device": runs.device_description(device), "global_steps": trainer.state.global_step,
         "adapter_dir": adapter_dir.name,
+        # validation passes inside training, reported apart from the optimisation itself
+        "validation_seconds": float(sum(h.get("eval_runtime", 0.0) for h in history)),
     })
+    if device.type == "cuda":
+        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     runs.save_arrays(out_dir / "test_predictions.npz", logits=logits, labels=np.asarray(prep.test.labels))
     write_json(history, out_dir / "history.json")
     write_json(metrics, out_dir / runs.METRICS_FILE)
