@@ -147,6 +147,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--configs", default=DEFAULT_CONFIGS,
                    help=f"comma-separated variants out of {', '.join(VARIANTS)} (default {DEFAULT_CONFIGS})")
     p.add_argument("--epoch-size", type=int, default=EPOCH_EXAMPLES, help="examples of the simulated epoch")
+    p.add_argument("--methods", default="",
+                   help="also time these PEFT methods (comma-separated, e.g. lora,pissa,vera,loha,ia3,bitfit,"
+                        "layernorm,prompt) at their largest size within the budget: examples/s relative to LoRA")
     p.add_argument("--eval", action="store_true", help="also time evaluation (predict_logits, merged vs unmerged)")
     p.add_argument("--eval-examples", type=int, default=None, help=f"default {TEST_EXAMPLES} on CUDA, 256 on CPU")
     p.add_argument("--eval-batch-size", type=int, default=None, help="default: the profile's (512) on CUDA, 64 on CPU")
@@ -433,6 +436,7 @@ class Runner:
     args: argparse.Namespace
     compiled: Any = None
     notes: list[str] = field(default_factory=list)
+    vocab_size: int = 0
 
 
 BASELINE_LENGTH = 128  # common practice: truncate and pad every example to 128 tokens
@@ -689,6 +693,45 @@ def bench_training(r: Runner, variants: list[Variant], peak: float) -> dict[str,
     return out
 
 
+# --------------------------------------------------------------------------- methods
+def bench_methods(r: Runner, methods: list[str], peak: float) -> dict[str, dict[str, Any]]:
+    """The ``project`` variant for each PEFT method at the largest size within the budget, on the same
+    target set, head and examples as the main model: what a method costs per training example.
+
+    Speed only (random init); the FLOP formula assumes LoRA, so methods are compared by examples/s,
+    relative to LoRA (measured first, in the same process and on the same batches).
+    """
+    import dataclasses
+
+    from lora_agnews.model import parameter_breakdown, largest_rank, size_key
+    from lora_agnews.reporting import describe_setting
+
+    out: dict[str, dict[str, Any]] = {}
+    for method in ["lora", *[m for m in methods if m != "lora"]]:
+        cfg = r.cfg.replace(method=method, lora_variant="lora", adalora_target_r=0)
+        key = size_key(method)
+        try:
+            if key:
+                cfg = cfg.replace(**{key: largest_rank(cfg, vocab_size=r.vocab_size)})
+            model = build_model(cfg, vocab_size=r.vocab_size, pad_token_id=r.pad_id).to(r.device)
+            runner = dataclasses.replace(r, model=model, cfg=cfg, flops=FlopModel.of(model), compiled=None)
+            say(f"method {method}: {describe_setting(cfg.to_dict())}")
+            rounds = [run_variant(runner, VARIANTS["project"], first_round=i == 0) for i in range(r.args.rounds)]
+        except Exception as exc:  # one method failing must not lose the others
+            r.notes.append(f"method {method} failed: {type(exc).__name__}: {str(exc)[:300]}")
+            say(r.notes[-1])
+            continue
+        res = derive(merge_rounds(rounds), runner, peak)
+        out[method] = {"setting": describe_setting(cfg.to_dict()), "trainable_params": parameter_breakdown(model)["total"],
+                       "examples_per_s": res["examples_per_s"], "peak_memory_mb": res["peak_memory_mb"],
+                       "epoch_projected_s": EPOCH_EXAMPLES / res["examples_per_s"]}
+        del model, runner
+    lora = out.get("lora", {}).get("examples_per_s")
+    for res in out.values():
+        res["relative_to_lora"] = res["examples_per_s"] / lora if lora else None
+    return out
+
+
 # --------------------------------------------------------------------------- profile
 def profile_steps(r: Runner, n: int) -> dict[str, Any]:
     """torch.profiler over ``n`` project-variant steps: is the step bound by the host or the device?
@@ -864,6 +907,14 @@ def summary(report: dict[str, Any]) -> str:
             e = ev[mode]
             lines.append(f"{mode:<15}{e['examples_per_s']:>10.1f}{100 * e['padded_fraction']:>6.1f}%"
                          f"{e['tflops_real']:>14.2f}{e['peak_memory_mb']:>9.0f}{_duration(e['test_set_projected_s']):>15}")
+    methods = report.get("methods")
+    if methods:
+        lines += ["", "methods: the project variant, same examples, each at its largest size within the budget",
+                  f"{'method':<11}{'setting':<40}{'trainable':>11}{'ex/s':>9}{'vs LoRA':>9}{'peak MB':>9}{'120k epoch':>12}"]
+        for name, m in methods.items():
+            rel = f"{m['relative_to_lora']:.2f}x" if m["relative_to_lora"] else "-"
+            lines.append(f"{name:<11}{m['setting'][:39]:<40}{m['trainable_params']:>11,}{m['examples_per_s']:>9.1f}"
+                         f"{rel:>9}{m['peak_memory_mb']:>9.0f}{_duration(m['epoch_projected_s']):>12}")
     prof = report.get("profile")
     if prof:
         busy = prof["device_busy_fraction"]
@@ -897,7 +948,7 @@ def setup(args: argparse.Namespace) -> Runner:
     say(f"building {args.model_shape} (random init) with LoRA '{args.lora}' on {device}")
     model = build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id).to(device)
     return Runner(model, cfg, device, resolve_precision(cfg, device), work, int(tokenizer.pad_token_id),
-                  FlopModel.of(model), args)
+                  FlopModel.of(model), args, vocab_size=len(tokenizer))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -931,6 +982,9 @@ def main(argv: list[str] | None = None) -> int:
             report["profile"] = profile_steps(r, args.profile)
         except Exception as exc:  # diagnostics only
             r.notes.append(f"profile failed: {type(exc).__name__}: {str(exc)[:300]}")
+    if args.methods:
+        report["methods"] = bench_methods(r, [m.strip() for m in args.methods.split(",") if m.strip()],
+                                          dev["peak_bf16_tflops"])
     if args.eval:
         report["eval"] = bench_eval(r, dev["peak_bf16_tflops"])
     report["targets"] = targets(report)

@@ -83,6 +83,6 @@ def format_method_table(rows: list[dict[str, Any]], budget: int) -> str:
         lines.append(f"{row['method']:<11}{row['lora_targets']:<34}{row['head']:<12}{row['size_key']:<15}"
                      f"{size:>7}{total:>11}{'yes' if row['fits'] else 'no':>6}")
     if any(row.get("capped") for row in rows):
-        lines.append("* the method's own limit, below what the budget allows (PiSSA/OLoRA: r <= hidden size; "
+        lines.append("* the method's own limit, below what the budget allows (PiSSA/OLoRA/VeRA: r <= hidden size; "
                      "prompt tokens: positions left after max_length)")
     return "\n".join(lines)

@@ -397,10 +397,12 @@ def size_limit(cfg: Config, model_cfg: Any = None) -> int | None:
 
     PiSSA and OLoRA take the first r singular / orthogonal directions of each adapted weight, so r is at
     most its smaller side (the hidden size, for every role, the head's dense layer and the embeddings).
+    VeRA's update ``diag(b) B diag(d) A`` has rank at most that smaller side too: its per-rank cost is one
+    scalar per module, so the budget alone would allow ranks of 10^5 (all compute, no expressiveness).
     Prompt tokens share the position embeddings with the text: positions - max_length (RoBERTa-style
     models also lose the padding index and the one before it).
     """
-    if cfg.method not in ("pissa", "olora", "prompt"):
+    if cfg.method not in ("pissa", "olora", "vera", "prompt"):
         return None
     model_cfg = model_cfg if model_cfg is not None else model_config(cfg)
     if cfg.method == "prompt":
@@ -632,31 +634,32 @@ def local_vocab_size(data: str) -> int:
     return len(build_local_tokenizer(load_raw(data)[0]["text"].tolist()))
 
 
-def rank_line(cfg: Config) -> tuple[int, int]:
+def rank_line(cfg: Config, vocab_size: int | None = None) -> tuple[int, int]:
     """``(fixed, per_rank)`` such that trainable(size) = fixed + size * per_rank for ``cfg``.
 
     Every sized method's count is affine in its size: LoRA/PiSSA/OLoRA ``r (in + out)`` per adapted
     module (+ DoRA's magnitudes), AdaLoRA ``r (in + out + 1)``, VeRA ``out + r``, LoHa ``2 r (in + out)``,
     prompt tuning ``tokens * hidden``; so two exact counts on the meta device (size 1 and 2) give the
-    whole line. Size-less methods (ia3, bitfit, layernorm) give ``(count, 0)``.
+    whole line. Size-less methods (ia3, bitfit, layernorm) give ``(count, 0)``. ``vocab_size``: that of a
+    tokenizer already built (else the profile's tokenizer decides, as in :func:`count_trainable`).
     """
     key = size_key(cfg.method)
     if key is None:
-        return count_trainable(cfg)["total"], 0
+        return count_trainable(cfg, vocab_size)["total"], 0
     extra = {"adalora_target_r": 0} if cfg.method == "adalora" else {}
-    one = count_trainable(cfg.replace(**{key: 1}, **extra))["total"]
-    two = count_trainable(cfg.replace(**{key: 2}, **extra))["total"]
+    one = count_trainable(cfg.replace(**{key: 1}, **extra), vocab_size)["total"]
+    two = count_trainable(cfg.replace(**{key: 2}, **extra), vocab_size)["total"]
     per_rank = two - one
     return one - per_rank, per_rank
 
 
-def largest_rank(cfg: Config, budget: int | None = None) -> int:
+def largest_rank(cfg: Config, budget: int | None = None, vocab_size: int | None = None) -> int:
     """The largest size (LoRA rank, VeRA rank, prompt tokens, ...) that keeps ``cfg`` within ``budget``
     (0 when none does, or for a size-less method)."""
     budget = cfg.budget if budget is None else budget
     key = size_key(cfg.method)
-    limit = size_limit(cfg) if key else None
-    fixed, per_rank = rank_line(cfg)
+    limit = size_limit(cfg, model_config(cfg, vocab_size)) if key else None
+    fixed, per_rank = rank_line(cfg, vocab_size)
     if per_rank <= 0 or fixed + per_rank > budget:
         return 0
     largest = (budget - fixed) // per_rank

@@ -30,6 +30,7 @@ def test_quick_benchmark_reports_all_figures(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--model-shape", "tiny-roberta", "--device", "cpu",
          "--tokenizer", "local", "--data", str(SAMPLE), "--configs", ",".join(CONFIGS), "--eval",
+         "--methods", "ia3,bitfit",
          "--profile", "1", "--rounds", "2", "--json", str(out)],
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -57,6 +58,13 @@ def test_quick_benchmark_reports_all_figures(tmp_path: Path) -> None:
     assert report["eval"]["max_abs_logit_diff_merged_vs_unmerged"] < 0.5  # same function, bf16 rounding
     assert report["profile"]["steps"] == 1 and report["profile"]["top_ops_by_self_cpu"]
     assert report["notes"] == []
+    # per-method cost: LoRA first (the reference), every method on the same examples at its budget-filling size
+    assert list(report["methods"]) == ["lora", "ia3", "bitfit"]
+    assert report["methods"]["lora"]["relative_to_lora"] == 1.0
+    for name, fig in report["methods"].items():
+        assert fig["examples_per_s"] > 0 and 0 < fig["trainable_params"] <= 1_000_000, (name, fig)
+    assert report["methods"]["bitfit"]["setting"] == "BitFit, linear head"
+    assert "vs LoRA" in proc.stdout
     # bf16 variants really ran bf16 matmuls, also the second (timed) Trainer on the same model:
     # accelerate marks a prepared model and would otherwise skip its autocast wrapper
     assert base["matmul_output_dtypes"] == ["torch.float32"]
