@@ -20,7 +20,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from .data import LABELS
-from .reporting import describe_config, method_label, study_settings
+from .reporting import describe_config, describe_setting, method_label, study_settings
 
 PALETTE = "colorblind"
 SPLIT_ORDER = ["train", "validation", "test"]
@@ -215,10 +215,13 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
     several = trained["method"].nunique() > 1  # colour tells methods apart; marker shape placement and head
     if several:
         trained["placement"] = [f"{t}, {h} head" for t, h in zip(trained["targets"], trained["head"])]
+    hue = "method" if several else "head"
+    levels = list(dict.fromkeys(trained[hue]))
+    colours = dict(zip(levels, sns.color_palette(PALETTE, max(1, len(levels)))))
     with _style():
-        fig, ax = _figure(size=(8.2, 4.8))
-        sns.scatterplot(data=trained, x="trainable_params", y="accuracy_pct", hue="method" if several else "head",
-                        style="placement" if several else "targets", s=90, palette=PALETTE, ax=ax, zorder=3)
+        fig, (ax, side) = _figure(ncols=2, size=(12.8, 5.2), gridspec_kw={"width_ratios": [1.45, 1]})
+        sns.scatterplot(data=trained, x="trainable_params", y="accuracy_pct", hue=hue, hue_order=levels,
+                        style="placement" if several else "targets", s=90, palette=colours, ax=ax, zorder=3)
         if "ci_low" in trained and trained["ci_low"].notna().any():
             ok = trained[trained["ci_low"].notna()]
             ax.errorbar(ok["trainable_params"], ok["accuracy_pct"],
@@ -246,8 +249,27 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
         _thousands(ax, "x")
         ax.set(title="Accuracy versus trainable parameters (ablation grid)",
                xlabel="Trainable parameters, head included", ylabel="Test accuracy (%)")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9.5)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=9)
+        _variant_panel(side, trained, hue, colours)
     return fig
+
+
+def _variant_panel(ax: Any, trained: pd.DataFrame, hue: str, colours: Mapping[str, Any]) -> None:
+    """Every trained variant on its own row, best at the top, with its interval: budget-filling variants
+    share one parameter count and would hide each other on the left panel."""
+    order = trained.sort_values("accuracy_pct").reset_index(drop=True)
+    ys = np.arange(len(order))
+    for y, (_, row) in zip(ys, order.iterrows()):
+        colour = colours.get(row[hue], "grey")
+        if "ci_low" in row and pd.notna(row.get("ci_low")):
+            ax.errorbar(row["accuracy_pct"], y, xerr=[[row["accuracy_pct"] - 100 * row["ci_low"]],
+                                                      [100 * row["ci_high"] - row["accuracy_pct"]]],
+                        fmt="o", color=colour, ecolor=colour, elinewidth=2, capsize=3, markersize=7)
+        else:
+            ax.plot(row["accuracy_pct"], y, "o", color=colour, markersize=7)
+    ax.set_yticks(ys, [describe_setting(r) for _, r in order.iterrows()], fontsize=9.5)
+    ax.set_ylim(-0.6, len(order) - 0.4)
+    ax.set(title="Each trained variant (95% CI)", xlabel="Test accuracy (%)")
 
 
 def _size_label(group: pd.DataFrame) -> str:

@@ -273,8 +273,9 @@ def test_seed_study_with_grid_variants_against_the_baseline(stats: dict, tmp_pat
     study = {**stats, "settings": settings}
     header, rows = reporting.statistics_rows(study)
     assert [r[0] for r in rows] == ["chosen", "baseline", "grid 1"]
-    assert rows[0][6] == "+3.50 [+1.00, +6.00]" and rows[0][7] == "0.035" and rows[0][8] == "300"
-    assert rows[1][6] == "--" and rows[2][1] == "(IA)³, Q,K,V, linear head" and rows[2][8] == "110"
+    assert rows[0][4] == "+3.50 [+1.00, +6.00]" and rows[0][5] == "0.035" and rows[0][6] == "300"
+    assert rows[1][4] == "--" and rows[2][1] == "(IA)³, Q,K,V, linear head" and rows[2][6] == "110"
+    assert "over 2 seeds" in header[3] and rows[0][3].startswith("92.00 ± 1.41 [")
     text = reporting.study_sentence(study)
     assert "chosen (r=8, Q,K,V, linear head" in text and "ahead of the baseline" in text
     assert "grid 1 ((IA)³" in text and "not distinguishable from the baseline" in text
