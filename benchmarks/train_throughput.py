@@ -385,12 +385,15 @@ def device_info(device: torch.device, args: argparse.Namespace) -> dict[str, Any
                   else "measured bf16 matmul (device not in the datasheet table)")
     else:
         n, reps = (256, 2) if args.quick else (2048, 4)
-        info.update(name=_cpu_name(), matmul_bf16_tflops=matmul_tflops(device, torch.bfloat16, n, reps),
-                    matmul_fp32_tflops=matmul_tflops(device, torch.float32, n, reps),
-                    bf16_units=bool(resolve_precision(config_mod.Config(precision="auto", device="cpu"),
-                                                      device) == "bf16"))
-        peak = args.peak_tflops or info["matmul_bf16_tflops"]
-        source = "--peak-tflops" if args.peak_tflops else f"measured {n}^3 bf16 matmul on this CPU (no datasheet)"
+        units = bool(resolve_precision(config_mod.Config(precision="auto", device="cpu"), device) == "bf16")
+        # Without bf16 units (AVX2 only) a bf16 matmul is emulated: minutes for 2048^3, and not a ceiling the
+        # training path (fp32 there) can approach. The fp32 matmul is then the reference.
+        bf16 = matmul_tflops(device, torch.bfloat16, n if units else 256, reps)
+        info.update(name=_cpu_name(), matmul_bf16_tflops=bf16, matmul_fp32_tflops=matmul_tflops(device, torch.float32, n, reps),
+                    bf16_units=units)
+        peak = args.peak_tflops or (bf16 if units else info["matmul_fp32_tflops"])
+        source = ("--peak-tflops" if args.peak_tflops else
+                  f"measured {n}^3 {'bf16' if units else 'fp32 (no bf16 units)'} matmul on this CPU (no datasheet)")
     info.update(peak_bf16_tflops=float(peak), peak_source=source)
     return info
 

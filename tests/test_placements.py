@@ -257,3 +257,43 @@ def test_budget_command_lists_presets(capsys: pytest.CaptureFixture[str]) -> Non
     assert rows[("attention", "linear")][2:] == ["3,076", "55,296", "18", "998,404"]
     assert rows[("all-linear", "default")][2:] == ["593,668", "165,888", "2", "925,444"]
     assert rows[("all-linear", "linear")][2:] == ["3,076", "165,888", "6", "998,404"]
+
+
+def test_every_family_trains_saves_and_reloads_in_a_fresh_process(tiny_dirs: dict[str, Path], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each family through the real training path (tiny random weights, all-linear LoRA, linear head, the
+    smoke data), then a fresh interpreter reloads every adapter and reproduces the saved test logits."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from lora_agnews.train import train
+
+    monkeypatch.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("LORA_AGNEWS_CACHE", str(tmp_path / "cache"))
+    runs = {}
+    for kind in FAMILY_KINDS:
+        cfg = config.load("smoke", {"model_name": str(tiny_dirs[kind]), "lora_targets": "all-linear", "head": "linear",
+                                    "lora_r": 2, "lora_alpha": 4, "epochs": 1, "max_train_samples": 64,
+                                    "max_val_samples": 16, "max_eval_samples": 32, "budget": 1_000_000})
+        metrics = train(cfg, tmp_path / kind)
+        assert metrics["trainable_params"] == model.count_trainable(cfg)["total"], kind
+        runs[kind] = tmp_path / kind
+    script = (
+        "import json, sys, numpy as np\n"
+        "from lora_agnews.adapter import load_adapter, predict_logits_for_texts\n"
+        "from lora_agnews.data import load_splits\n"
+        "for name, adapter in json.loads(sys.argv[1]).items():\n"
+        "    m, tok, cfg = load_adapter(adapter)\n"
+        "    texts = load_splits(cfg).test['text'].tolist()\n"
+        "    np.save(sys.argv[2] + '/' + name + '.npy', predict_logits_for_texts(m, tok, cfg, texts))\n")
+    env = {**os.environ, "LORA_AGNEWS_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", script, json.dumps({k: str(d / "adapter") for k, d in runs.items()}),
+                          str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for kind, run in runs.items():
+        saved = np.load(run / "test_predictions.npz")["logits"]
+        np.testing.assert_allclose(np.load(tmp_path / f"{kind}.npy"), saved, rtol=1e-4, atol=1e-4, err_msg=kind)
