@@ -211,11 +211,11 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
     refused = frame[frame["accuracy"].isna()]
     trained["accuracy_pct"] = 100 * trained["accuracy"]
     trained["targets"] = trained["lora_targets"].str.replace(",", "+")
-    trained["method"] = [method_label(r) for _, r in trained.iterrows()]
-    several = trained["method"].nunique() > 1  # colour tells methods apart; marker shape placement and head
+    trained["PEFT method"] = [method_label(r) for _, r in trained.iterrows()]  # "method" keeps the config's name
+    several = trained["PEFT method"].nunique() > 1  # colour tells methods apart; marker shape placement and head
     if several:
         trained["placement"] = [f"{t}, {h} head" for t, h in zip(trained["targets"], trained["head"])]
-    hue = "method" if several else "head"
+    hue = "PEFT method" if several else "head"
     levels = list(dict.fromkeys(trained[hue]))
     colours = dict(zip(levels, sns.color_palette(PALETTE, max(1, len(levels)))))
     with _style():
@@ -267,7 +267,8 @@ def _variant_panel(ax: Any, trained: pd.DataFrame, hue: str, colours: Mapping[st
                         fmt="o", color=colour, ecolor=colour, elinewidth=2, capsize=3, markersize=7)
         else:
             ax.plot(row["accuracy_pct"], y, "o", color=colour, markersize=7)
-    ax.set_yticks(ys, [describe_setting(r) for _, r in order.iterrows()], fontsize=9.5)
+    # two lines per label (method and size; placement and head) keep the panel's labels inside the figure
+    ax.set_yticks(ys, [describe_setting(r).replace(", ", "\n", 1) for _, r in order.iterrows()], fontsize=9.5)
     ax.set_ylim(-0.6, len(order) - 0.4)
     ax.set(title="Each trained variant (95% CI)", xlabel="Test accuracy (%)")
 
