@@ -161,11 +161,13 @@ def test_budget_command_lists_methods(capsys: pytest.CaptureFixture[str]) -> Non
     for method in METHODS:
         assert f"\n{method} " in out
     rows = out.splitlines()
-    vera = next(r for r in rows if r.startswith("vera ") and " linear " in r)
-    size = int(vera.split()[4])
-    cfg = config.load("smoke", {"method": "vera", "lora_targets": "query,key,value", "head": "linear"})
+    loha = next(r for r in rows if r.startswith("loha ") and " linear " in r)
+    size = int(loha.split()[4])
+    cfg = config.load("smoke", {"method": "loha", "lora_targets": "query,key,value", "head": "linear"})
     assert model.count_trainable(cfg.replace(lora_r=size))["total"] <= cfg.budget
     assert model.count_trainable(cfg.replace(lora_r=size + 1))["total"] > cfg.budget
+    vera = next(r for r in rows if r.startswith("vera ") and " linear " in r)
+    assert vera.split()[4] == "64*", "VeRA's rank stops at the hidden size, far below what the budget allows"
 
 
 def test_adalora_allocates_ranks_during_training(runs: dict[str, Path]) -> None:
@@ -194,8 +196,8 @@ def test_sizes_have_the_methods_own_limits() -> None:
     ("pissa", "attention", 18, 998_404),
     ("adalora", "attention", 18, 999_052),
     ("adalora", "all-linear", 6, 998_836),
-    ("vera", "attention", 26_924, 999_988),
-    ("vera", "all-linear", 12_694, 999_988),
+    ("vera", "attention", 768, 58_372),
+    ("vera", "all-linear", 768, 141_316),
     ("loha", "all-linear", 3, 998_404),
     ("ia3", "all-linear", 0, 113_668),
     ("bitfit", "attention", 0, 105_220),

@@ -122,8 +122,11 @@ def test_killed_run_resumes_and_matches_uninterrupted(tmp_path: Path, capsys: py
 def test_interrupted_with_ctrl_c_is_recorded_and_resumable(tmp_path: Path, one_thread: None) -> None:
     """SIGINT (Ctrl-C) ends the process with a clear line, a 'failed' record and its checkpoints kept."""
     out = tmp_path / "run"
+    # A shell's background job ignores SIGINT, and a child inherits that: restore the default so that
+    # Python installs its KeyboardInterrupt handler whoever started the tests.
     proc = subprocess.Popen([sys.executable, "-m", "lora_agnews", *_train_args(out)], env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not _complete_checkpoints(out) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
