@@ -587,10 +587,17 @@ def describe_config(entry: Mapping[str, Any]) -> str:
 
 
 def study_settings(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The seed study's settings (chosen, baseline, grid variants); older files hold chosen and baseline only."""
+    """The seed study's settings (chosen, baseline, grid variants), each with its comparison to the baseline.
+
+    Older files hold chosen and baseline only, with the comparison at the top level: it is moved onto the
+    chosen entry here, so every reader sees one shape.
+    """
     if "settings" in stats:
         return list(stats["settings"])
-    return [dict(stats["chosen"], role="chosen"), dict(stats["baseline"], role="baseline")]
+    versus: dict[str, Any] = {"mcnemar_per_seed": [stats["mcnemar"]]}
+    if "difference" in stats:
+        versus.update(stats["difference"])
+    return [dict(stats["chosen"], role="chosen", vs_baseline=versus), dict(stats["baseline"], role="baseline")]
 
 
 def _mean_seconds(values: Sequence[Any] | None) -> str:
@@ -613,13 +620,10 @@ def statistics_rows(stats: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any
         versus = s.get("vs_baseline")
         if s["role"] == "baseline":
             gap, p = "--", "--"
-        elif versus:
-            gap = f"{_signed_points(versus['mean'])} {_points_interval(*versus['bootstrap_ci'])}"
+        else:
+            gap = (f"{_signed_points(versus['mean'])} {_points_interval(*versus['bootstrap_ci'])}"
+                   if "bootstrap_ci" in versus else "--")
             p = pvalue(versus["mcnemar_per_seed"][0]["p_value"])
-        else:  # an older statistics.json: chosen vs baseline only
-            gap = (f"{_signed_points(stats['difference']['mean'])} {_points_interval(*stats['difference']['bootstrap_ci'])}"
-                   if "difference" in stats else "--")
-            p = pvalue(stats["mcnemar"]["p_value"])
         rows.append((s["role"], describe_config(s), num(s["trainable_params"]),
                      f"{pct(s['mean'])} ± {pct(s['std'])} [{pct(lo)}, {pct(hi)}]", gap, p,
                      _mean_seconds(s.get("train_seconds"))))

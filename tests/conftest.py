@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,26 @@ def sample_rows() -> tuple[int, int]:
 
     train, test = load_raw("sample")
     return len(train), len(test)
+
+
+def fresh_process_logits(adapters: dict[str, Path], out_dir: Path) -> dict[str, Any]:
+    """Test logits of each saved adapter, loaded and scored in ONE fresh interpreter (nothing cached in this one)."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    script = (
+        "import json, sys, numpy as np\n"
+        "from lora_agnews.adapter import load_adapter, predict_logits_for_texts\n"
+        "from lora_agnews.data import load_splits\n"
+        "for name, adapter in json.loads(sys.argv[1]).items():\n"
+        "    m, tok, cfg = load_adapter(adapter)\n"
+        "    texts = load_splits(cfg).test['text'].tolist()\n"
+        "    np.save(sys.argv[2] + '/' + name + '.npy', predict_logits_for_texts(m, tok, cfg, texts))\n")
+    env = {**os.environ, "LORA_AGNEWS_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", script, json.dumps({k: str(v) for k, v in adapters.items()}),
+                          str(out_dir)], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {name: np.load(out_dir / f"{name}.npy") for name in adapters}

@@ -6,9 +6,6 @@ training, saved, reloaded in a fresh process with the saved test logits, merged 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ from lora_agnews.artifacts import read_json
 from lora_agnews.cli import main
 from lora_agnews.data import load_splits
 from lora_agnews.model import BudgetError, MergeError
+from conftest import fresh_process_logits
 
 SHORT = {"epochs": 1, "max_train_samples": 64, "max_val_samples": 32, "max_eval_samples": 32,
          "lora_r": 4, "lora_alpha": 8}
@@ -128,23 +126,10 @@ def test_merge_or_clear_error(method: str, runs: dict[str, Path]) -> None:
 
 def test_fresh_process_reload_reproduces_test_logits_for_every_method(runs: dict[str, Path], tmp_path: Path) -> None:
     """One fresh interpreter loads every adapter and scores the test split; the logits equal the saved ones."""
-    script = (
-        "import json, sys, numpy as np\n"
-        "from lora_agnews.adapter import load_adapter, predict_logits_for_texts\n"
-        "from lora_agnews.data import load_splits\n"
-        "for name, adapter in json.loads(sys.argv[1]).items():\n"
-        "    m, tok, cfg = load_adapter(adapter)\n"
-        "    texts = load_splits(cfg).test['text'].tolist()\n"
-        "    np.save(sys.argv[2] + '/' + name + '.npy', predict_logits_for_texts(m, tok, cfg, texts))\n")
-    adapters = {m: str(d / "adapter") for m, d in runs.items()}
-    env = {**os.environ, "LORA_AGNEWS_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", script, json.dumps(adapters), str(tmp_path)],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert out.returncode == 0, out.stderr
+    got = fresh_process_logits({m: d / "adapter" for m, d in runs.items()}, tmp_path)
     for method, run in runs.items():
         saved = np.load(run / "test_predictions.npz")["logits"]
-        got = np.load(tmp_path / f"{method}.npy")
-        np.testing.assert_allclose(got, saved, rtol=1e-4, atol=1e-4, err_msg=method)
+        np.testing.assert_allclose(got[method], saved, rtol=1e-4, atol=1e-4, err_msg=method)
 
 
 @pytest.mark.parametrize("method", ["bitfit", "prompt", "vera"])

@@ -263,13 +263,9 @@ def test_every_family_trains_saves_and_reloads_in_a_fresh_process(tiny_dirs: dic
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Each family through the real training path (tiny random weights, all-linear LoRA, linear head, the
     smoke data), then a fresh interpreter reloads every adapter and reproduces the saved test logits."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     import numpy as np
 
+    from conftest import fresh_process_logits
     from lora_agnews.train import train
 
     monkeypatch.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))
@@ -282,18 +278,7 @@ def test_every_family_trains_saves_and_reloads_in_a_fresh_process(tiny_dirs: dic
         metrics = train(cfg, tmp_path / kind)
         assert metrics["trainable_params"] == model.count_trainable(cfg)["total"], kind
         runs[kind] = tmp_path / kind
-    script = (
-        "import json, sys, numpy as np\n"
-        "from lora_agnews.adapter import load_adapter, predict_logits_for_texts\n"
-        "from lora_agnews.data import load_splits\n"
-        "for name, adapter in json.loads(sys.argv[1]).items():\n"
-        "    m, tok, cfg = load_adapter(adapter)\n"
-        "    texts = load_splits(cfg).test['text'].tolist()\n"
-        "    np.save(sys.argv[2] + '/' + name + '.npy', predict_logits_for_texts(m, tok, cfg, texts))\n")
-    env = {**os.environ, "LORA_AGNEWS_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", script, json.dumps({k: str(d / "adapter") for k, d in runs.items()}),
-                          str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    got = fresh_process_logits({k: d / "adapter" for k, d in runs.items()}, tmp_path)
     for kind, run in runs.items():
         saved = np.load(run / "test_predictions.npz")["logits"]
-        np.testing.assert_allclose(np.load(tmp_path / f"{kind}.npy"), saved, rtol=1e-4, atol=1e-4, err_msg=kind)
+        np.testing.assert_allclose(got[kind], saved, rtol=1e-4, atol=1e-4, err_msg=kind)
