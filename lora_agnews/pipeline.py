@@ -38,6 +38,10 @@ from .progress import interactive, say
 NOTEBOOKS = ("01_exploration", "02_training", "03_evaluation", "04_ablations")
 STEPS = ("notebooks", "book", "report")
 STAMP = "COMPLETE"
+# What the notebooks write and the book and report read (result files, macros, tables, figures). Bump it
+# whenever a change makes results written before it unreadable by this version's book or report: such
+# results are then refused with the one command that regenerates them, not a failure inside Sphinx or LaTeX.
+RESULTS_FORMAT = 2
 KERNEL = "python3"
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 
@@ -247,7 +251,7 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
         except PapermillExecutionError as exc:
             raise PipelineError(_cell_failure(name, exc, target)) from None
         say(f"notebook {name} done in {time.perf_counter() - t0:.1f} s -> {target}")
-    write_json({"profile": profile, "finished": runs.now(), "notebooks": list(NOTEBOOKS),
+    write_json({"profile": profile, "results_format": RESULTS_FORMAT, "finished": runs.now(), "notebooks": list(NOTEBOOKS),
                 "overrides": {k: cfg.to_dict()[k] for k in overrides}, "git_commit": runs.git_commit(),
                 "seconds": round(time.perf_counter() - started, 1)}, stamp)
 
@@ -303,15 +307,35 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
 
 
+def regenerate_hint(profile: str) -> str:
+    """The one command that rewrites a profile's results with this version of the package."""
+    return f"run `make notebooks PROFILE={profile}` (python -m lora_agnews run --profile {profile} --steps notebooks)"
+
+
 def require_results(profile: str) -> dict[str, Any]:
-    """The stamp of a complete notebook run, or an error naming the command that makes one."""
+    """The stamp of a complete notebook run by this results format, or an error naming the command that makes one."""
     stamp = stamp_path(profile)
     if not stamp.is_file():
         raise PipelineError(
             f"no complete results for profile '{profile}' in {paths.results_dir(profile)} (no {STAMP} stamp: the "
             f"notebooks have not all run successfully since the last change). Run `make notebooks PROFILE={profile}` "
             f"(or python -m lora_agnews run --profile {profile} --steps notebooks) first.")
-    return read_json(stamp)
+    try:
+        data = read_json(stamp)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise PipelineError(f"{stamp} is unreadable (not the JSON the notebooks step writes); "
+                            f"{regenerate_hint(profile)}.")
+    found = data.get("results_format", 1)
+    if found != RESULTS_FORMAT:
+        age = "an older" if isinstance(found, int) and found < RESULTS_FORMAT else "another"
+        raise PipelineError(f"results/{profile} were written by {age} version of lora_agnews (results format "
+                            f"{found}; this version reads {RESULTS_FORMAT}): {regenerate_hint(profile)}.")
+    return data
+
+
+_STALE_LATEX = re.compile(r"Undefined control sequence|File `[^']+' not found|LaTeX Error: File")
 
 
 def _run_tool(cmd: Sequence[str], cwd: Path, what: str, log: Path) -> None:
@@ -365,7 +389,8 @@ def assemble_book(profile: str, stamp: Mapping[str, Any]) -> Path:
             page.write_text(reporting.render_template(page.read_text(encoding="utf-8"), context, page.name),
                             encoding="utf-8")
     except (ValueError, KeyError, FileNotFoundError) as exc:
-        raise PipelineError(f"book: cannot render the pages from results/{profile}: {exc}") from None
+        raise PipelineError(f"book: cannot render the pages from results/{profile} ({exc}); if they were written by "
+                            f"an older version of lora_agnews, {regenerate_hint(profile)}.") from None
     _write_book_config(src, context)
     return src
 
@@ -497,13 +522,41 @@ def build_report(profile: str) -> Path:
     for pdf in paths.figures_dir(profile).glob("*.pdf"):
         shutil.copy2(pdf, out / "figures" / pdf.name)
     say(f"report: latexmk main.tex (profile {profile})")
-    _run_tool(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "main.tex"],
-              cwd=out, what="latexmk", log=out / "latexmk-output.log")
+    try:
+        _run_tool(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "main.tex"],
+                  cwd=out, what="latexmk", log=out / "latexmk-output.log")
+    except PipelineError as exc:
+        missing = _missing_generated(out)
+        if missing:
+            raise PipelineError(f"report: main.tex needs {missing}, which results/{profile} do not provide (written "
+                                f"by an older version of lora_agnews?): {regenerate_hint(profile)}.") from None
+        raise exc from None
     pdf = out / "main.pdf"
     if not pdf.is_file():
         raise PipelineError(f"latexmk finished but {pdf} is missing; see {out / 'main.log'}.")
     say(f"report done in {time.perf_counter() - t0:.1f} s -> {pdf}")
     return pdf
+
+
+def _missing_generated(out: Path) -> str:
+    """What a failed LaTeX run lacked among the generated inputs (a table, a figure, a macro), or ``""``.
+
+    Only what the results provide counts: a typo in main.tex itself stays LaTeX's own error.
+    """
+    log = out / "main.log"
+    text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+    for name in re.findall(r"File `([^']+)' not found", text):
+        if name.startswith("generated/") or Path(name).suffix in ("", ".pdf", ".png"):
+            return f"`{name}`"
+    if "Undefined control sequence" in text:
+        after = text.split("Undefined control sequence", 1)[1]
+        context = re.search(r"^l\.\d+ (.*)$", after, re.M)
+        used = re.findall(r"\\([A-Za-z]+)", context.group(1)) if context else []
+        if used:
+            generated = "".join(p.read_text(encoding="utf-8") for p in (out / "generated").glob("*.tex"))
+            if used[-1][0].isupper() and f"\\newcommand{{\\{used[-1]}}}" not in generated:
+                return f"the macro `\\{used[-1]}`"
+    return ""
 
 
 # --------------------------------------------------------------------------- entry points
