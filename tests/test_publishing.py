@@ -25,8 +25,11 @@ ROOT = paths.ROOT
 WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
 CITATION = ROOT / "CITATION.cff"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-# The works the README, the book and CITATION.cff ask readers to cite: report/references.bib key -> name.
+GUIDE = paths.BOOK / "guide"  # the manual (static pages of every profile's book); the README points there
+RUNNING = (GUIDE / "running.md").read_text(encoding="utf-8")  # set-up, profiles, the make targets
+PUBLISHING = (GUIDE / "publishing.md").read_text(encoding="utf-8")
+CITING = (GUIDE / "citing.md").read_text(encoding="utf-8")  # how to cite, licences
+# The works the guide, the book and CITATION.cff ask readers to cite: report/references.bib key -> name.
 CITED = {"zhang2015character": "AG News", "hu2021lora": "LoRA", "liu2019roberta": "RoBERTa",
          "mangrulkar2022peft": "PEFT"}
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -178,9 +181,9 @@ def _makefile_targets() -> dict[str, list[str]]:
     return {m[0]: m[1].split() for m in re.findall(r"^([a-zA-Z_-]+):([^=\n#]*)##", text, flags=re.M)}
 
 
-def test_workflow_runs_the_readme_make_targets_that_ci_uses() -> None:
+def test_workflow_runs_the_guide_make_targets_that_ci_uses() -> None:
     """Every command the workflow runs is `make TARGET [PROFILE=...]`, with targets the Makefile documents,
-    the README names and that set up the way .ci/run's `make test` does: they cannot drift apart."""
+    the guide's running page names and that set up the way .ci/run's `make test` does: they cannot drift apart."""
     runs = [line.strip() for step in _steps(_workflow()) if "run" in step
             for line in step["run"].splitlines() if line.strip()]
     assert runs, "the workflow runs commands"
@@ -188,7 +191,7 @@ def test_workflow_runs_the_readme_make_targets_that_ci_uses() -> None:
     used = []
     for line in runs:
         m = re.fullmatch(r'make (\w[\w-]*)(?: PROFILE="\$BOOK_PROFILE")?', line)
-        assert m, f"workflow command {line!r} is not a make target (use the README's commands)"
+        assert m, f"workflow command {line!r} is not a make target (use the guide's commands)"
         used.append(m[1])
     assert used[0] == "setup"
     assert {"notebooks", "book"} <= set(used) or "all" in used, "the workflow builds the book"
@@ -197,7 +200,7 @@ def test_workflow_runs_the_readme_make_targets_that_ci_uses() -> None:
     assert ci_targets == ["test"]
     for target in used + ci_targets:
         assert target in targets, f"make {target} is not a documented Makefile target"
-        assert f"make {target}" in README, f"README does not name `make {target}`"
+        assert f"`make {target}`" in RUNNING, f"book/guide/running.md does not name `make {target}`"
         if target != "setup":
             assert "setup" in targets[target], f"make {target} must set itself up like make test"
 
@@ -205,7 +208,10 @@ def test_workflow_runs_the_readme_make_targets_that_ci_uses() -> None:
 def test_workflow_builds_the_chosen_profile_and_deploys_to_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     doc = _workflow()
     profile = doc["on"]["workflow_dispatch"]["inputs"]["profile"]
-    assert profile["default"] == "demo"
+    # The published book shows real AG News (cpu: the hub, an ordinary runner); demo is the offline fallback.
+    assert profile["default"] == "cpu"
+    assert {"cpu", "demo"} <= set(profile["options"])
+    assert f"`{profile['default']}` by default" in PUBLISHING, "the guide names the workflow's default profile"
     for option in profile["options"]:
         assert (paths.CONFIGS / f"{option}.yaml").is_file(), option
     build, deploy = doc["jobs"]["build"], doc["jobs"]["deploy"]
@@ -314,15 +320,23 @@ def test_book_intro_page_says_how_to_cite() -> None:
     assert "Zhang, Junbo Zhao and Yann LeCun" in page and "research and\nnon-commercial use only" in page
 
 
-def test_readme_says_how_to_cite_the_licences_and_how_to_publish() -> None:
-    for section in ("## How to cite", "## Licences", "## Publishing the book"):
-        assert f"\n{section}\n" in README, section
-    cite = README.split("## How to cite", 1)[1].split("\n## ", 1)[0]
+def test_guide_says_how_to_cite_the_licences_and_how_to_publish() -> None:
+    for section in ("## How to cite", "## Licences"):
+        assert f"\n{section}\n" in CITING, section
+    assert PUBLISHING.startswith("# Publishing the book\n")
+    cite = CITING.split("## How to cite", 1)[1].split("\n## ", 1)[0]
     assert "CITATION.cff" in cite
     for key, name in CITED.items():
         assert f"**{name}** [`{key}`]" in cite
-    licences = README.split("## Licences", 1)[1].split("\n## ", 1)[0]
-    assert "[LICENSE](LICENSE)" in licences and 'license = "MIT"' in licences
+    licences = CITING.split("## Licences", 1)[1].split("\n## ", 1)[0]
+    assert "`LICENSE`" in licences and 'license = "MIT"' in licences
     assert "research and non-commercial use" in licences and "inherit that condition" in licences
-    publish = README.split("## Publishing the book", 1)[1].split("\n## ", 1)[0]
-    assert ".github/workflows/book.yml" in publish and pipeline.REPOSITORY_URL_ENV in publish
+    assert ".github/workflows/book.yml" in PUBLISHING and pipeline.REPOSITORY_URL_ENV in PUBLISHING
+
+
+def test_readme_points_at_citing_licences_and_publishing() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for target in ("book/guide/citing.md#how-to-cite", "book/guide/citing.md#licences", "book/guide/publishing.md",
+                   "(LICENSE)", "(CITATION.cff)"):
+        assert target in readme, target
+    assert "research and non-commercial use only" in readme
