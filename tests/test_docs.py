@@ -185,7 +185,7 @@ def test_guide_links_resolve_in_the_book(page: Path) -> None:
     """Links between guide pages (and to the book's notebooks) resolve; files outside book/ are code, not links
     (Sphinx cannot resolve them, and the book is published without the repository)."""
     text = page.read_text(encoding="utf-8")
-    assert page.read_text(encoding="utf-8").startswith("# "), "a guide page opens with its title"
+    assert text.startswith("# "), "a guide page opens with its title"
     for target in _links(text):
         if not _relative(target):
             continue
@@ -195,8 +195,7 @@ def test_guide_links_resolve_in_the_book(page: Path) -> None:
             assert (ROOT / "notebooks" / Path(file_part).name).is_file(), target
             continue
         assert paths.BOOK.resolve() in dest.parents, f"{target}: outside book/ (write a path as `code`)"
-    book_root = paths.BOOK
-    broken = [b for b in _check_links(page, book_root) if "../notebooks/" not in b]
+    broken = [b for b in _check_links(page, paths.BOOK) if "../notebooks/" not in b]  # notebooks: checked above
     assert broken == []
 
 
