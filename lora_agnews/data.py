@@ -1,7 +1,7 @@
 """AG News from the hub, from local CSVs in the original layout, or from the shipped sample.
 
-All three sources end in the same shape: pandas frames with ``text`` and ``label`` (0..3,
-named :data:`LABELS`), a stratified seeded validation split carved from train (model
+All sources end in the same shape: pandas frames with ``text`` and ``label`` (ids into the task's
+label names, :attr:`Splits.task`), a stratified seeded validation split carved from train (model
 selection never sees test), and token ids that are padded per batch, never to a fixed length.
 """
 
@@ -21,8 +21,11 @@ import torch
 
 from . import paths
 from .config import Config
+from .tasks import AGNEWS, AGNEWS_LABELS, Task, agnews
 
-LABELS: tuple[str, ...] = ("World", "Sports", "Business", "Sci/Tech")
+# AG News' class names in the order of its CSV labels 1..4: the meaning of that file layout. Everything
+# downstream reads a dataset's labels from its task (Splits.task), never from here.
+LABELS: tuple[str, ...] = AGNEWS_LABELS
 HUB_ID = "fancyzhx/ag_news"
 CSV_COLUMNS = ("label", "title", "description")
 
@@ -33,13 +36,18 @@ class DataError(ValueError):
 
 @dataclass
 class Splits:
-    """Train / validation / test frames with columns ``text`` and ``label``."""
+    """Train / validation / test frames with columns ``text`` and ``label``, and the task they belong to."""
 
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
     source: str
     available: dict[str, int] = dataclasses.field(default_factory=dict)  # rows in the source's train/test files
+    task: Task = dataclasses.field(default_factory=agnews)  # the label names (id = position) and their origin
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.task.labels
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
@@ -205,13 +213,20 @@ def stratified_subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame
     return frame.iloc[rng.permutation(keep)].reset_index(drop=True)
 
 
-def make_splits(train: pd.DataFrame, test: pd.DataFrame, cfg: Config, source: str = "") -> Splits:
+def make_splits(train: pd.DataFrame, test: pd.DataFrame, cfg: Config, source: str = "", task: Task | None = None) -> Splits:
     from sklearn.model_selection import train_test_split
 
-    counts = train["label"].value_counts()
-    if len(counts) < len(LABELS) or counts.min() < 2:
-        raise DataError(f"the training data needs at least 2 rows of each of the 4 classes to carve a "
-                        f"stratified validation split; got counts {counts.sort_index().to_dict()}.")
+    task = task or agnews(source or cfg.data)
+    counts = train["label"].value_counts().reindex(range(task.num_labels), fill_value=0)
+    if counts.min() < 2:
+        shown = {task.labels[i]: int(n) for i, n in counts.items()}
+        raise DataError(f"the training data needs at least 2 rows of each of the {task.num_labels} classes of "
+                        f"'{task.name}' to carve a stratified validation split; got counts {shown}.")
+    seen = {int(x) for x in train["label"].unique()} | {int(x) for x in test["label"].unique()}
+    outside = sorted(seen - set(range(task.num_labels)))
+    if outside:
+        raise DataError(f"label id(s) {outside} are outside 0..{task.num_labels - 1}, the classes of "
+                        f"'{task.name}' ({', '.join(task.labels)}).")
     available = {"train": len(train), "test": len(test)}
     fit, val = train_test_split(train, test_size=cfg.val_fraction, stratify=train["label"], random_state=cfg.seed)
     fit = stratified_subsample(fit, cfg.max_train_samples, cfg.seed)
@@ -219,12 +234,58 @@ def make_splits(train: pd.DataFrame, test: pd.DataFrame, cfg: Config, source: st
     # The test subset does not follow the training seed: every run of a profile is scored on the same
     # rows, so the seed study and the ablation can pair their predictions example by example.
     test = stratified_subsample(test, cfg.max_eval_samples, TEST_SUBSET_SEED)
-    return Splits(fit.reset_index(drop=True), val.reset_index(drop=True), test, source or cfg.data, available)
+    return Splits(fit.reset_index(drop=True), val.reset_index(drop=True), test, source or cfg.data, available, task)
+
+
+def task_source(cfg: Config) -> str:
+    """Where the configuration's task reads its rows: ``data``, except that for a task other than AG News
+    ``sample`` (the default, AG News-shaped) means the offline copy from PyPI, its only one without the hub."""
+    if cfg.task == AGNEWS or cfg.data != "sample":
+        return cfg.data
+    from .sources import PYPI
+
+    return PYPI
+
+
+def task_labels(cfg: Config) -> tuple[str, ...]:
+    """The configuration's class names in label-id order, without reading rows where the registry knows them.
+
+    The model's head is built from these before the data is loaded (counting parameters needs no data);
+    :func:`load_task` gives the same names with the rows, and training checks that both agree. A local
+    task's names come from its directory (classes.txt, else the sorted names its files use).
+    """
+    if cfg.task == AGNEWS:
+        return AGNEWS_LABELS
+    from .sources import HUB, PYPI, TASKS
+
+    source = task_source(cfg)
+    if cfg.task in TASKS and source in (HUB, PYPI):
+        return TASKS[cfg.task].labels
+    return load_task(cfg)[2].labels
+
+
+def load_task(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame, Task]:
+    """The configuration's training and test rows (whole files) and the task they belong to.
+
+    AG News: ``data`` is hub, sample or a directory in the original layout. Another registered task
+    (``rotten_tomatoes``, ``bbc_news``): hub, pypi or a directory with ``label,text`` CSVs. ``task`` a
+    directory: its ``train.csv`` / ``test.csv`` (``label,text``) and optional ``classes.txt``.
+    """
+    if cfg.task == AGNEWS:
+        train, test = load_raw(cfg.data)
+        return train, test, agnews(cfg.data)
+    from . import sources
+
+    if cfg.task in sources.TASKS:
+        loaded = sources.load_task(cfg.task, task_source(cfg))
+    else:
+        loaded = sources.load_directory_task(Path(cfg.task))
+    return loaded.train, loaded.test, loaded.task_identity
 
 
 def load_splits(cfg: Config) -> Splits:
-    train, test = load_raw(cfg.data)
-    return make_splits(train, test, cfg, cfg.data)
+    train, test, task = load_task(cfg)
+    return make_splits(train, test, cfg, task.source or cfg.data, task)
 
 
 # --------------------------------------------------------------------------- tokens

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import LABELS, PadCollator, TokenizedDataset
+from .data import PadCollator, TokenizedDataset
 
 
 def autocast_context(device: torch.device, precision: str) -> Any:
@@ -43,7 +43,8 @@ def predict_logits(model: nn.Module, dataset: TokenizedDataset, pad_token_id: in
     model.eval()
     order = np.argsort(np.asarray(dataset.lengths), kind="stable")
     collate = PadCollator(pad_token_id, multiple=pad_multiple(multiple, device))
-    out = np.zeros((len(dataset), len(LABELS)), dtype=np.float32)
+    width = getattr(getattr(model, "config", None), "num_labels", None)
+    out = np.zeros((len(dataset), int(width or 0)), dtype=np.float32)
     starts = range(0, len(order), batch_size)
     if progress:
         from .progress import bar
@@ -55,6 +56,8 @@ def predict_logits(model: nn.Module, dataset: TokenizedDataset, pad_token_id: in
         with autocast_context(device, precision):
             logits = model(input_ids=batch["input_ids"].to(device),
                            attention_mask=batch["attention_mask"].to(device)).logits
+        if out.shape[1] != logits.shape[-1]:  # a model without a config: the width its head produces
+            out = np.zeros((len(dataset), logits.shape[-1]), dtype=np.float32)
         out[idx] = logits.float().cpu().numpy()
     return out
 
@@ -85,21 +88,23 @@ def expected_calibration_error(probs: np.ndarray, labels: Sequence[int], n_bins:
     return {"ece": float(ece), "n_bins": n_bins, "bins": bins}
 
 
-def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], probs: np.ndarray | None = None) -> dict[str, Any]:
-    """All reported metrics for one set of predictions (scikit-learn definitions)."""
+def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], probs: np.ndarray | None = None, *,
+                    names: Sequence[str]) -> dict[str, Any]:
+    """All reported metrics for one set of predictions (scikit-learn definitions), per class of ``names``."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    labels = list(range(len(LABELS)))
+    names = list(names)
+    labels = list(range(len(names)))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     mp, mr, mf, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro", zero_division=0)
     metrics: dict[str, Any] = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_precision": float(mp), "macro_recall": float(mr), "macro_f1": float(mf),
         "per_class": {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                      for i, name in enumerate(LABELS)},
+                      for i, name in enumerate(names)},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        "labels": list(LABELS),
+        "labels": names,
         "n_eval": int(len(y_true)),
     }
     if probs is not None:
@@ -112,16 +117,27 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], probs: np.ndar
 
 def evaluate_model(model: nn.Module, dataset: TokenizedDataset, pad_token_id: int, batch_size: int,
                    device: torch.device, precision: str, progress: bool = False,
-                   multiple: int = 0) -> tuple[dict[str, Any], np.ndarray]:
+                   multiple: int = 0, *, names: Sequence[str]) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics and logits of ``model`` on ``dataset``, whose label ids index the task's class ``names``.
+
+    A transformers model carries its own label names (``config.id2label``); scoring it on another
+    task's rows is refused, naming both, instead of reporting metrics under the wrong class names.
+    """
+    from .tasks import check_same_labels, model_labels
+
+    if hasattr(getattr(model, "config", None), "num_labels"):
+        check_same_labels(names, model_labels(model), "the data", "the model")
     logits = predict_logits(model, dataset, pad_token_id, batch_size, device, precision, progress, multiple)
-    metrics = compute_metrics(dataset.labels, logits.argmax(axis=1), softmax(logits))
+    metrics = compute_metrics(dataset.labels, logits.argmax(axis=1), softmax(logits), names=names)
     return metrics, logits
 
 
-def most_confident_mistakes(texts: Sequence[str], labels: Sequence[int], probs: np.ndarray, k: int = 10) -> list[dict[str, Any]]:
+def most_confident_mistakes(texts: Sequence[str], labels: Sequence[int], probs: np.ndarray, names: Sequence[str],
+                            k: int = 10) -> list[dict[str, Any]]:
+    """The ``k`` wrong predictions made with the highest confidence, with true and predicted class names."""
     labels = np.asarray(labels)
     pred = probs.argmax(axis=1)
     wrong = np.flatnonzero(pred != labels)
     wrong = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:k]
-    return [{"text": texts[i], "true": LABELS[labels[i]], "predicted": LABELS[pred[i]],
+    return [{"text": texts[i], "true": names[labels[i]], "predicted": names[pred[i]],
              "confidence": float(probs[i, pred[i]])} for i in wrong]

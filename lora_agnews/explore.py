@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import LABELS, Splits
+from .data import Splits
 
 SPLITS = ("train", "validation", "test")
 _SPACES = re.compile(r"\s+")
@@ -26,10 +26,11 @@ def _frames(splits: Splits) -> dict[str, pd.DataFrame]:
 
 
 def class_balance(splits: Splits) -> pd.DataFrame:
-    """Examples per class and split (counts and shares); rows are the four classes."""
-    counts = {name: frame["label"].value_counts().reindex(range(len(LABELS)), fill_value=0).to_numpy()
+    """Examples per class and split (counts and shares); rows are the task's classes, in label order."""
+    names = splits.labels
+    counts = {name: frame["label"].value_counts().reindex(range(len(names)), fill_value=0).to_numpy()
               for name, frame in _frames(splits).items()}
-    table = pd.DataFrame(counts, index=pd.Index(LABELS, name="class"))
+    table = pd.DataFrame(counts, index=pd.Index(names, name="class"))
     for name in SPLITS:
         total = table[name].sum()
         table[f"{name}_share"] = table[name] / total if total else 0.0
@@ -66,7 +67,7 @@ def lengths(splits: Splits, tokenizer: Any) -> pd.DataFrame:
         texts = frame["text"].tolist()
         parts.append(pd.DataFrame({
             "split": name,
-            "class": [LABELS[i] for i in frame["label"]],
+            "class": [splits.labels[i] for i in frame["label"]],
             "words": [len(t.split()) for t in texts],
             "tokens": token_lengths(texts, tokenizer),
         }))
@@ -101,10 +102,11 @@ def truncation(table: pd.DataFrame, max_length: int) -> pd.DataFrame:
     return out.reindex([s for s in SPLITS if s in out.index])
 
 
-def examples_per_class(frame: pd.DataFrame, n: int = 2, seed: int = 0, width: int = 160) -> pd.DataFrame:
-    """``n`` random examples of each class (texts shortened to ``width`` characters)."""
+def examples_per_class(frame: pd.DataFrame, names: Sequence[str], n: int = 2, seed: int = 0,
+                       width: int = 160) -> pd.DataFrame:
+    """``n`` random examples of each of the classes ``names`` (texts shortened to ``width`` characters)."""
     rows = []
-    for label, name in enumerate(LABELS):
+    for label, name in enumerate(names):
         part = frame[frame["label"] == label]
         for text in part.sample(min(n, len(part)), random_state=seed)["text"]:
             rows.append({"class": name, "text": text if len(text) <= width else text[: width - 1].rstrip() + "…"})
@@ -157,7 +159,8 @@ def summary(splits: Splits, balance: pd.DataFrame, table: pd.DataFrame, cut: pd.
     stats = length_summary(table)
     return {
         "source": splits.source, "sizes": splits.sizes(), "max_length": int(max_length),
-        "class_counts": {name: {c: int(balance.at[c, name]) for c in LABELS} for name in SPLITS},
+        "task": splits.task.to_dict(),
+        "class_counts": {name: {c: int(balance.at[c, name]) for c in splits.labels} for name in SPLITS},
         "lengths": {s: {k: float(v) for k, v in stats.loc[s].items()} for s in stats.index},
         "truncation": {s: {k: (float(v) if "share" in k else int(v)) for k, v in cut.loc[s].items()}
                        for s in cut.index},

@@ -19,14 +19,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from . import placements
 from .config import Config, ConfigError
-from .data import LABELS
+from .tasks import label_config
 from .placements import Family
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -62,17 +62,17 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def known_config(name: str, num_labels: int = len(LABELS), vocab_size: int | None = None) -> Any:
+def known_config(name: str, labels: Sequence[str], vocab_size: int | None = None) -> Any:
     """Architectures known without network, so counting and random init work offline.
 
     Shapes are those of the hub checkpoints' config.json (hidden size, layers, FFN size, vocabulary,
-    positions), so frozen and trainable counts match the pretrained models exactly.
+    positions), so frozen and trainable counts match the pretrained models exactly. ``labels``: the
+    task's class names, which set the head's width and the config's ``id2label``.
     """
     from transformers import (BertConfig, DebertaV2Config, DistilBertConfig, ElectraConfig, MPNetConfig,
                               RobertaConfig)
 
-    common = {"num_labels": num_labels, "id2label": dict(enumerate(LABELS)),
-              "label2id": {n: i for i, n in enumerate(LABELS)}}
+    common = label_config(labels)
     if name in ("roberta-base", "FacebookAI/roberta-base"):
         # RobertaConfig() defaults are BERT's embeddings (512 positions, 2 token types); roberta-base has 514 / 1.
         return RobertaConfig(max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, **common)
@@ -110,16 +110,18 @@ def _hub_error(name: str, exc: Exception) -> ModelError:
     )
 
 
-def model_config(cfg: Config, vocab_size: int | None = None) -> Any:
+def model_config(cfg: Config, vocab_size: int | None = None, labels: Sequence[str] | None = None) -> Any:
+    """The encoder's transformers config with the head sized and named for the task (default: the configuration's)."""
     from transformers import AutoConfig
 
-    cfg_known = known_config(cfg.model_name, vocab_size=vocab_size)
+    from .data import task_labels
+
+    labels = tuple(labels) if labels is not None else task_labels(cfg)
+    cfg_known = known_config(cfg.model_name, labels, vocab_size=vocab_size)
     if cfg_known is not None and not Path(cfg.model_name).is_dir():
         return cfg_known
     try:
-        return AutoConfig.from_pretrained(resolve_model_path(cfg.model_name), num_labels=len(LABELS),
-                                          id2label=dict(enumerate(LABELS)),
-                                          label2id={n: i for i, n in enumerate(LABELS)})
+        return AutoConfig.from_pretrained(resolve_model_path(cfg.model_name), **label_config(labels))
     except OSError as exc:
         raise _hub_error(cfg.model_name, exc) from None
 
@@ -149,9 +151,9 @@ def build_tokenizer(cfg: Config, train_texts: list[str] | None = None) -> Any:
     if source == "local":
         # Built from the whole training file, so the vocabulary (and the parameter count of LoRA
         # on word embeddings) does not change with the seed's validation split.
-        from .data import load_raw
+        from .data import load_task
 
-        return build_local_tokenizer(load_raw(cfg.data)[0]["text"].tolist())
+        return build_local_tokenizer(load_task(cfg)[0]["text"].tolist())
     try:
         return AutoTokenizer.from_pretrained(resolve_model_path(source))
     except (OSError, ValueError) as exc:
@@ -321,11 +323,20 @@ def _with_attention(make: Any) -> nn.Module:
         return make("eager")
 
 
-def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None) -> nn.Module:
+def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None,
+                labels: Sequence[str] | None = None) -> nn.Module:
+    """The encoder with a fresh head as wide as the task has classes (random or pretrained weights).
+
+    ``labels``: the class names; default the configuration's task's (a saved adapter passes its own record).
+    """
     from transformers import AutoModelForSequenceClassification
 
+    from .data import task_labels
+
+    labels = tuple(labels) if labels is not None else task_labels(cfg)
+
     if cfg.init == "random":
-        config = model_config(cfg, vocab_size=vocab_size)
+        config = model_config(cfg, vocab_size=vocab_size, labels=labels)
         if vocab_size is not None:
             config.vocab_size = vocab_size
         if pad_token_id is not None:
@@ -345,10 +356,15 @@ def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None) -
         hf_logging.disable_progress_bar()  # "Loading weights" bars in CI logs help nobody
     try:
         return _with_attention(lambda attention: AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
-            label2id={n: i for i, n in enumerate(LABELS)}, attn_implementation=attention))
+            path, **label_config(labels), attn_implementation=attention))
     except OSError as exc:
         raise _hub_error(cfg.model_name, exc) from None
+    except RuntimeError as exc:  # a checkpoint that is already a classifier, for another number of classes
+        if "size mismatch" not in str(exc):
+            raise
+        raise ModelError(f"{cfg.model_name} holds a classification head whose width does not fit the task's "
+                         f"{len(labels)} classes ({', '.join(labels)}): {str(exc)[:300]}. "
+                         f"Use the encoder itself (a checkpoint without a head, or one for this task).") from None
 
 
 def lora_config(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | None = None) -> Any:
@@ -622,16 +638,17 @@ def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
 def count_trainable(cfg: Config, vocab_size: int | None = None) -> dict[str, Any]:
     """Breakdown for ``cfg`` built on the meta device: exact, instant, no weights or network."""
     if vocab_size is None and cfg.tokenizer == "local":
-        vocab_size = local_vocab_size(cfg.data)
+        vocab_size = local_vocab_size(cfg.data, cfg.task)
     return parameter_breakdown(build_model(cfg, vocab_size=vocab_size, meta=True))
 
 
 @functools.lru_cache(maxsize=8)
-def local_vocab_size(data: str) -> int:
-    """Vocabulary of the tokenizer built from the data (LoRA on word embeddings scales with it)."""
-    from .data import load_raw
+def local_vocab_size(data: str, task: str = "agnews") -> int:
+    """Vocabulary of the tokenizer built from the task's training rows (LoRA on word embeddings scales with it)."""
+    from .config import Config
+    from .data import load_task
 
-    return len(build_local_tokenizer(load_raw(data)[0]["text"].tolist()))
+    return len(build_local_tokenizer(load_task(Config(data=data, task=task))[0]["text"].tolist()))
 
 
 def rank_line(cfg: Config, vocab_size: int | None = None) -> tuple[int, int]:

@@ -116,6 +116,11 @@ class Rescored:
     adapter_dir: Path
     agreement: float | None  # share of test predictions equal to those made right after training
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The task's class names, in label-id order (from the metrics the scoring produced)."""
+        return tuple(self.metrics["labels"])
+
     def summary(self, threshold: float = 0.99) -> str:
         """Where the adapter came from and whether it reproduces the run's own predictions.
 
@@ -157,7 +162,7 @@ def rescore_test(cfg: Config) -> Rescored:
     splits = load_splits(cfg)
     test = encode(splits.test, tokenizer, cfg.max_length)
     metrics, logits = evaluate_model(model, test, tokenizer.pad_token_id, cfg.eval_batch_size, device,
-                                     resolve_precision(cfg, device))
+                                     resolve_precision(cfg, device), names=splits.labels)
     metrics["accuracy_ci"] = bootstrap_ci(logits.argmax(1) == np.asarray(test.labels), seed=cfg.seed)
     agreement = None
     saved = run_dir / "test_predictions.npz"

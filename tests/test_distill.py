@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lora_agnews import cli, config
-from lora_agnews.data import load_raw
+from lora_agnews.data import LABELS, load_raw
 from lora_agnews.distill import DistillError, teacher_logits_for
 from lora_agnews.train import train
 
@@ -25,13 +25,13 @@ def test_logits_file_covers_training_texts_and_student_trains(teacher: Path, tmp
     assert cli.main(["logits", "--profile", "smoke", "--teacher", str(teacher), "--out", str(logits_file)]) == 0
     assert "wrote teacher logits" in capsys.readouterr().out
     texts = load_raw("sample")[0]["text"].tolist()
-    logits = teacher_logits_for(logits_file, texts[::-1])  # aligned by text, not position
+    logits = teacher_logits_for(logits_file, texts[::-1], LABELS)  # aligned by text, not position
     with np.load(logits_file) as stored:
         assert np.allclose(logits[-1], stored["logits"][0])
     assert logits.shape == (len(texts), 4)
     # the teacher learned: its argmax agrees with the labels far above chance
     labels = load_raw("sample")[0]["label"].to_numpy()
-    assert (teacher_logits_for(logits_file, texts).argmax(1) == labels).mean() > 0.6
+    assert (teacher_logits_for(logits_file, texts, LABELS).argmax(1) == labels).mean() > 0.6
 
     student = config.load("smoke", {"epochs": 2, "distill_logits": str(logits_file), "distill_alpha": 0.7,
                                     "head": "linear", "lora_r": 4})
@@ -44,9 +44,9 @@ def test_missing_texts_and_files_are_clear_errors(tmp_path: Path) -> None:
     bad = tmp_path / "t.npz"
     np.savez(bad, texts=np.array(["a", "b"]), logits=np.zeros((2, 4), np.float32))
     with pytest.raises(DistillError, match="no teacher logits for 1 of 2"):
-        teacher_logits_for(bad, ["a", "zzz"])
+        teacher_logits_for(bad, ["a", "zzz"], LABELS)
     with pytest.raises(DistillError, match="does not exist"):
-        teacher_logits_for(tmp_path / "nope.npz", ["a"])
+        teacher_logits_for(tmp_path / "nope.npz", ["a"], LABELS)
     np.savez(bad, texts=np.array(["a"]), logits=np.zeros((1, 3), np.float32))
     with pytest.raises(DistillError, match="shape"):
-        teacher_logits_for(bad, ["a"])
+        teacher_logits_for(bad, ["a"], LABELS)

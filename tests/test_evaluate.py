@@ -15,7 +15,7 @@ Y_PRED = np.array([0, 1, 0, 1, 1, 2, 3, 0, 2, 3, 3, 1])
 
 
 def test_metrics_match_sklearn() -> None:
-    m = evaluate.compute_metrics(Y_TRUE, Y_PRED)
+    m = evaluate.compute_metrics(Y_TRUE, Y_PRED, names=LABELS)
     assert m["accuracy"] == pytest.approx(accuracy_score(Y_TRUE, Y_PRED)) == pytest.approx(8 / 12)
     assert m["macro_precision"] == pytest.approx(precision_score(Y_TRUE, Y_PRED, average="macro"))
     assert m["macro_recall"] == pytest.approx(recall_score(Y_TRUE, Y_PRED, average="macro"))
@@ -27,7 +27,7 @@ def test_metrics_match_sklearn() -> None:
 
 
 def test_hand_computed_values() -> None:
-    m = evaluate.compute_metrics(Y_TRUE, Y_PRED)
+    m = evaluate.compute_metrics(Y_TRUE, Y_PRED, names=LABELS)
     world = m["per_class"]["World"]
     assert world["precision"] == pytest.approx(2 / 3)  # predicted World: rows 0, 2, 7; 7 is Business
     assert world["recall"] == pytest.approx(2 / 3)
@@ -36,14 +36,14 @@ def test_hand_computed_values() -> None:
 
 
 def test_per_class_support() -> None:
-    m = evaluate.compute_metrics(Y_TRUE, Y_PRED)
+    m = evaluate.compute_metrics(Y_TRUE, Y_PRED, names=LABELS)
     assert [m["per_class"][name]["support"] for name in LABELS] == [3, 2, 4, 3]
     assert sum(sum(row) for row in m["confusion_matrix"]) == 12
 
 
 def test_confusion_matrix_rows_are_true_labels() -> None:
     n = 7
-    m = evaluate.compute_metrics(np.zeros(n, dtype=int), np.ones(n, dtype=int))
+    m = evaluate.compute_metrics(np.zeros(n, dtype=int), np.ones(n, dtype=int), names=LABELS)
     cm = np.asarray(m["confusion_matrix"])
     assert cm.shape == (4, 4)  # all four classes, even those absent from the data
     assert cm[0][1] == n and cm.sum() == n
@@ -52,7 +52,7 @@ def test_confusion_matrix_rows_are_true_labels() -> None:
 
 
 def test_confusion_matrix_counts() -> None:
-    cm = np.asarray(evaluate.compute_metrics(Y_TRUE, Y_PRED)["confusion_matrix"])
+    cm = np.asarray(evaluate.compute_metrics(Y_TRUE, Y_PRED, names=LABELS)["confusion_matrix"])
     assert cm.sum(axis=1).tolist() == [3, 2, 4, 3]  # row sums: true class sizes
     assert cm.sum(axis=0).tolist() == [3, 4, 2, 3]  # column sums: predicted class sizes
     assert cm[2][3] == 1 and cm[2][0] == 1 and cm[3][1] == 1
@@ -89,7 +89,7 @@ def test_ece_of_overconfident_probabilities() -> None:
 
 def test_compute_metrics_with_probabilities_adds_calibration_and_nll() -> None:
     probs, labels = calibrated_probs(0.8, 50)
-    m = evaluate.compute_metrics(labels, probs.argmax(axis=1), probs)
+    m = evaluate.compute_metrics(labels, probs.argmax(axis=1), probs, names=LABELS)
     assert m["ece"] == pytest.approx(0.0, abs=1e-9)
     expected_nll = -np.mean(np.log(probs[np.arange(50), labels]))
     assert m["nll"] == pytest.approx(expected_nll)
@@ -112,10 +112,10 @@ def test_most_confident_mistakes_order() -> None:
                       [0.9, 0.05, 0.03, 0.02],
                       [0.1, 0.1, 0.1, 0.7],
                       [0.1, 0.1, 0.1, 0.7]])
-    out = evaluate.most_confident_mistakes(texts, labels, probs, k=10)
+    out = evaluate.most_confident_mistakes(texts, labels, probs, LABELS, k=10)
     assert [m["text"] for m in out] == ["wrong 0.9", "wrong 0.7", "wrong 0.6"]
     assert out[0] == {"text": "wrong 0.9", "true": "Sports", "predicted": "World", "confidence": pytest.approx(0.9)}
-    assert len(evaluate.most_confident_mistakes(texts, labels, probs, k=2)) == 2
+    assert len(evaluate.most_confident_mistakes(texts, labels, probs, LABELS, k=2)) == 2
 
 
 class FakeClassifier(torch.nn.Module):
@@ -137,5 +137,5 @@ def test_predict_logits_keeps_dataset_order() -> None:
     logits = evaluate.predict_logits(FakeClassifier(), dataset, pad_token_id=0, batch_size=3)
     assert logits.shape == (8, 4)
     assert logits.argmax(axis=1).tolist() == [n % 4 for n in lengths]
-    metrics, _ = evaluate.evaluate_model(FakeClassifier(), dataset, 0, 3, torch.device("cpu"), "fp32")
+    metrics, _ = evaluate.evaluate_model(FakeClassifier(), dataset, 0, 3, torch.device("cpu"), "fp32", names=LABELS)
     assert metrics["accuracy"] == 1.0 and metrics["n_eval"] == 8

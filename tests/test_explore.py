@@ -75,7 +75,7 @@ def test_duplicates_overlap_and_conflicting_labels(splits: Splits) -> None:
 
 
 def test_examples_per_class_are_shortened(splits: Splits) -> None:
-    shown = explore.examples_per_class(splits.train, n=1, seed=0, width=12)
+    shown = explore.examples_per_class(splits.train, splits.labels, n=1, seed=0, width=12)
     assert list(shown["class"]) == list(LABELS)
     assert all(len(t) <= 12 for t in shown["text"])
     assert any(t.endswith("…") for t in shown["text"])

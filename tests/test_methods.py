@@ -78,7 +78,7 @@ def test_bad_combinations_are_config_errors() -> None:
 def test_count_is_exact_and_recorded(method: str, runs: dict[str, Path]) -> None:
     cfg = method_config(method)
     counted = model.count_trainable(cfg)
-    built = model.build_model(cfg, vocab_size=model.local_vocab_size(cfg.data), pad_token_id=1)
+    built = model.build_model(cfg, vocab_size=model.local_vocab_size(cfg.data, cfg.task), pad_token_id=1)
     assert counted["total"] == sum(p.numel() for p in built.parameters() if p.requires_grad)
     assert counted["total"] == counted["adapter"] + counted["head"] and counted["other"] == 0
     assert counted["adapter"] > 0 and counted["head"] > 0

@@ -25,7 +25,7 @@ def metrics() -> dict:
     y_pred = np.where(rng.random(200) < 0.8, y_true, rng.integers(0, 4, size=200))
     probs = np.full((200, 4), 0.05)
     probs[np.arange(200), y_pred] = 0.85
-    return compute_metrics(y_true, y_pred, probs)
+    return compute_metrics(y_true, y_pred, probs, names=LABELS)
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def _titles(fig) -> str:
 
 # --------------------------------------------------------------------------- plots
 def test_confusion_matrices_show_counts_classes_and_labels(metrics: dict, tmp_path: Path) -> None:
-    fig = plots.confusion_matrices(metrics["confusion_matrix"])
+    fig = plots.confusion_matrices(metrics["confusion_matrix"], metrics["labels"])
     left, right = fig.axes[0], fig.axes[1]
     assert [t.get_text() for t in left.get_xticklabels()] == list(LABELS)
     assert left.get_xlabel() == "Predicted class" and left.get_ylabel() == "True class"
@@ -151,7 +151,7 @@ def test_metrics_table_and_macros(metrics: dict) -> None:
     values = reporting.evaluation_macros(metrics, agreement=1.0)
     assert values["test_accuracy"] == f"{100 * metrics['accuracy']:.2f}"
     assert values["n_eval"] == "200" and values["prediction_agreement"] == "100.00"
-    true, pred, count = reporting.most_confused(metrics["confusion_matrix"])
+    true, pred, count = reporting.most_confused(metrics["confusion_matrix"], metrics["labels"])
     cm = np.asarray(metrics["confusion_matrix"])
     np.fill_diagonal(cm, -1)
     assert count == cm.max() and true in LABELS and pred in LABELS
@@ -206,9 +206,9 @@ def test_head_counts_are_exact_and_ordered() -> None:
 
 def test_confusion_sentence_names_the_pair_or_says_there_is_none() -> None:
     perfect = [[5, 0, 0, 0], [0, 5, 0, 0], [0, 0, 5, 0], [0, 0, 0, 5]]
-    assert "no confusions" in reporting.confusion_sentence(perfect)
+    assert "no confusions" in reporting.confusion_sentence(perfect, LABELS)
     mixed = [[5, 0, 2, 0], [0, 5, 0, 0], [1, 0, 5, 0], [0, 0, 0, 5]]
-    text = reporting.confusion_sentence(mixed)
+    text = reporting.confusion_sentence(mixed, LABELS)
     assert "World predicted as Business (2 examples of 3 errors)" in text
 
 

@@ -140,7 +140,8 @@ def test_model_card_states_the_licence_and_the_ag_news_condition(tmp_path: Path,
     from lora_agnews.adapter import read_model_card, write_model_card
 
     cfg = config.load("smoke", {"data": data})
-    metrics = {"accuracy": 0.9, "macro_f1": 0.89, "trainable_params": 12_345, "n_eval": 100}
+    metrics = {"accuracy": 0.9, "macro_f1": 0.89, "trainable_params": 12_345, "n_eval": 100,
+               "labels": ["World", "Sports", "Business", "Sci/Tech"]}
     write_model_card(tmp_path, cfg, metrics)
     meta = read_model_card(tmp_path)
     assert meta["license"] == "mit"

@@ -38,7 +38,7 @@ def write_wheel(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def checked(task_name: str, wheel: Path) -> sources.Task:
+def checked(task_name: str, wheel: Path) -> sources.TaskSpec:
     """The registry task with the checksum of the fake wheel (the real constant guards the real one)."""
     task = TASKS[task_name]
     with zipfile.ZipFile(wheel) as archive:
@@ -74,7 +74,7 @@ def rotten_wheel(directory: Path, rows: list[tuple[str, str]] | None = None) -> 
 
 
 @pytest.fixture()
-def rotten(tmp_path: Path) -> tuple[sources.Task, Path]:
+def rotten(tmp_path: Path) -> tuple[sources.TaskSpec, Path]:
     return checked("rotten_tomatoes", rotten_wheel(tmp_path)), tmp_path
 
 
