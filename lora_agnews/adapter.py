@@ -41,8 +41,11 @@ def base_fingerprint(model: Any, method: str = "lora") -> str:
     # LoRA-wrapped modules (e.g. word_embeddings) hold trained lora_* tensors and rename the frozen
     # weight to base_layer.weight: skip the former, undo the latter, so trained and fresh bases agree.
     # BitFit trains the base's own biases: they are skipped for it (other methods keep the original choice).
+    # Only the encoder's own weights: XLM-RoBERTa lists its (trained) head first.
+    prefix = f"{getattr(model, 'base_model_prefix', '')}."
     frozen = [(n.replace(".base_layer.", "."), p) for n, p in model.named_parameters()
-              if "lora_" not in n and not (method == "bitfit" and n.endswith(".bias"))]
+              if "lora_" not in n and not (method == "bitfit" and n.endswith(".bias"))
+              and (prefix == "." or n.startswith(prefix))]
     for name, p in frozen[:4]:
         digest.update(name.encode())
         digest.update(p.detach().float().cpu().numpy().tobytes()[:4096])

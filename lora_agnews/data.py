@@ -21,17 +21,13 @@ import torch
 
 from . import paths
 from .config import Config
-from .tasks import AGNEWS, AGNEWS_LABELS, Task, agnews
+from .tasks import AGNEWS, AGNEWS_HUB_ID, AGNEWS_LABELS, DataError, Task, agnews
 
 # AG News' class names in the order of its CSV labels 1..4: the meaning of that file layout. Everything
 # downstream reads a dataset's labels from its task (Splits.task), never from here.
 LABELS: tuple[str, ...] = AGNEWS_LABELS
-HUB_ID = "fancyzhx/ag_news"
+HUB_ID = AGNEWS_HUB_ID
 CSV_COLUMNS = ("label", "title", "description")
-
-
-class DataError(ValueError):
-    """Unusable input data; the message names the file, the problem and the fix."""
 
 
 @dataclass

@@ -70,12 +70,16 @@ def known_config(name: str, labels: Sequence[str], vocab_size: int | None = None
     task's class names, which set the head's width and the config's ``id2label``.
     """
     from transformers import (BertConfig, DebertaV2Config, DistilBertConfig, ElectraConfig, MPNetConfig,
-                              RobertaConfig)
+                              RobertaConfig, XLMRobertaConfig)
 
     common = label_config(labels)
     if name in ("roberta-base", "FacebookAI/roberta-base"):
         # RobertaConfig() defaults are BERT's embeddings (512 positions, 2 token types); roberta-base has 514 / 1.
         return RobertaConfig(max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, **common)
+    if name in ("xlm-roberta-base", "FacebookAI/xlm-roberta-base"):
+        # multilingual RoBERTa: roberta-base's shape and module names, a 250,002-token vocabulary
+        return XLMRobertaConfig(vocab_size=250_002, max_position_embeddings=514, type_vocab_size=1,
+                                layer_norm_eps=1e-5, **common)
     if name == TINY_ROBERTA:
         return RobertaConfig(vocab_size=vocab_size or 1000, hidden_size=64, num_hidden_layers=2,
                              num_attention_heads=4, intermediate_size=128, max_position_embeddings=514,

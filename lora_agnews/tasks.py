@@ -13,6 +13,11 @@ from typing import Any, Mapping, Sequence
 
 AGNEWS = "agnews"
 AGNEWS_LABELS: tuple[str, ...] = ("World", "Sports", "Business", "Sci/Tech")
+AGNEWS_HUB_ID = "fancyzhx/ag_news"
+
+
+class DataError(ValueError):
+    """Unusable input data; the message names the file, the problem and the fix."""
 
 
 class TaskError(ValueError):

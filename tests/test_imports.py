@@ -17,9 +17,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lora_agnews"
 # Lowest first. The spine is config -> data -> model -> budget -> train -> experiments ->
 # pipeline / cli; the others sit where what they import and what imports them allow.
 ORDER = [
-    "__init__", "paths", "progress", "artifacts",
-    "config", "data", "placements", "model", "budget",
-    "evaluate", "runs", "adapter", "distill", "train",
+    "__init__", "paths", "progress", "artifacts", "tasks",
+    "config", "sources", "data", "placements", "model", "budget",
+    "evaluate", "runs", "adapter", "export", "distill", "train",
     "experiments", "baselines", "explore", "reporting", "plots",
     "pipeline", "cli", "__main__",
 ]

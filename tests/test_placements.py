@@ -71,6 +71,16 @@ def test_mpnet_base_paper_setting_is_998404() -> None:
     assert b["head"] == LINEAR_HEAD
 
 
+def test_xlm_roberta_base_counts_as_roberta_base() -> None:
+    """XLM-RoBERTa has roberta-base's modules and shape: the same trainable counts; only the frozen
+    vocabulary differs (250,002 tokens instead of 50,265)."""
+    for changes in ({}, {"lora_r": 18, "lora_alpha": 36, "head": "linear"}):
+        xlm, rob = count(base("FacebookAI/xlm-roberta-base", **changes)), count(base("roberta-base", **changes))
+        assert xlm["total"] == rob["total"] in (980_740, 998_404)
+        assert xlm["lora_by_target"] == rob["lora_by_target"] and xlm["head"] == rob["head"]
+        assert xlm["frozen"] - rob["frozen"] == (250_002 - 50_265) * H
+
+
 @pytest.mark.parametrize("name", ["roberta-base", "microsoft/mpnet-base"])
 def test_all_linear_r6_linear_head_is_998404(name: str) -> None:
     b = count(base(name, lora_r=6, lora_alpha=12, lora_targets="all-linear", head="linear"))
@@ -129,6 +139,8 @@ def tiny_config(kind: str):
 
     if kind == "roberta":
         return tf.RobertaConfig(**TINY, type_vocab_size=1, pad_token_id=1)
+    if kind == "xlm-roberta":
+        return tf.XLMRobertaConfig(**TINY, type_vocab_size=1, pad_token_id=1)
     if kind == "bert":
         return tf.BertConfig(**TINY)
     if kind == "mpnet":
@@ -146,7 +158,7 @@ def tiny_config(kind: str):
     raise KeyError(kind)
 
 
-FAMILY_KINDS = ["roberta", "bert", "mpnet", "electra", "deberta-v2", "distilbert"]
+FAMILY_KINDS = ["roberta", "xlm-roberta", "bert", "mpnet", "electra", "deberta-v2", "distilbert"]
 
 
 @pytest.fixture(scope="module")
