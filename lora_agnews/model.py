@@ -364,11 +364,15 @@ def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None,
     except OSError as exc:
         raise _hub_error(cfg.model_name, exc) from None
     except RuntimeError as exc:  # a checkpoint that is already a classifier, for another number of classes
-        if "size mismatch" not in str(exc):
+        if "mismatch" not in str(exc):
             raise
-        raise ModelError(f"{cfg.model_name} holds a classification head whose width does not fit the task's "
-                         f"{len(labels)} classes ({', '.join(labels)}): {str(exc)[:300]}. "
-                         f"Use the encoder itself (a checkpoint without a head, or one for this task).") from None
+        from transformers import AutoConfig
+
+        saved = AutoConfig.from_pretrained(path)
+        theirs = [str(saved.id2label.get(i, i)) for i in range(saved.num_labels)]
+        raise ModelError(f"{cfg.model_name} holds a classification head for {saved.num_labels} classes ({', '.join(theirs)}), "
+                         f"which does not fit the task's {len(labels)} ({', '.join(labels)}). Use the encoder "
+                         f"without that head (a checkpoint saved from the base model), or a task with those classes.") from None
 
 
 def lora_config(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | None = None) -> Any:
