@@ -579,6 +579,8 @@ def run(profile: str, steps: str | Sequence[str] = STEPS, overrides: Mapping[str
     steps = parse_steps(steps)
     overrides = absolute_paths(dict(overrides or {}))
     cfg = config_mod.load(profile, overrides)  # unknown keys / wrong types: ConfigError naming the key
+    if "notebooks" in steps:
+        config_mod.require_trackers(cfg)  # a tracker whose package is missing: refused before any notebook runs
     if overrides and "notebooks" not in steps:
         say(f"note: -p overrides only change the notebooks step; {', '.join(steps)} render the stored results")
     say(f"pipeline: profile {profile}, steps {', '.join(steps)}" + (f", overrides {overrides}" if overrides else ""))
