@@ -128,6 +128,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``export --adapter RUN/adapter --out DIR``: the merged model as a plain transformers checkpoint."""
+    from .export import ATOL, RTOL, export
+
+    result = export(Path(args.adapter), Path(args.out), overwrite=args.overwrite)
+    print(f"wrote {result.architecture} ({', '.join(result.labels)}) -> {result.out_dir}")
+    print(f"self-check: pipeline logits equal predict's within {ATOL:g} + {RTOL:g} x |logit| "
+          f"(largest difference {result.max_abs_diff:.2g})")
+    print(f'use: transformers.pipeline("text-classification", model="{result.out_dir}")')
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``run --profile NAME [--steps a,b] [-p KEY VALUE ...]``: the pipeline."""
     from .pipeline import PipelineError, run
@@ -205,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON (label and all probabilities per text)")
     p.add_argument("texts", nargs="*", help="headlines to classify")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a saved adapter, merged, as a plain transformers checkpoint "
+                                      "(transformers.pipeline loads it without peft)")
+    p.add_argument("--adapter", required=True, help="adapter directory (RUN/adapter)")
+    p.add_argument("--out", required=True, help="directory for the checkpoint (refused if not empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("run", help="the whole pipeline: notebooks (papermill) -> book -> report")
     _common(p)
