@@ -47,7 +47,8 @@ def run_name(cfg: Config) -> str:
 def baseline_config(cfg: Config) -> Config:
     """The starting point's configuration (LoRA r=7, alpha=32, query/key/value, default head) with cfg's recipe."""
     return cfg.replace(lora_r=cfg.baseline_r, lora_alpha=cfg.baseline_alpha, lora_targets=cfg.baseline_targets,
-                       head=cfg.baseline_head, lora_variant="lora", lora_layers="", **NEW_KEY_DEFAULTS)
+                       head=cfg.baseline_head, lora_variant="lora", lora_layers="",
+                       **{k: v for k, v in NEW_KEY_DEFAULTS.items() if k != "task"})  # same task, plain LoRA
 
 
 # --------------------------------------------------------------------------- ablation grid

@@ -164,3 +164,12 @@ def test_task_records_round_trip() -> None:
         tasks.Task("x", ("a",))
     with pytest.raises(TaskError, match="more than once"):
         tasks.Task("x", ("a", "a"))
+
+
+def test_the_seed_studys_baseline_keeps_the_task() -> None:
+    """The starting point's setting is compared on the same task's rows, never silently on AG News."""
+    from lora_agnews.experiments import baseline_config
+
+    cfg = config.load("smoke", {"task": "bbc_news", "method": "loha"})
+    base = baseline_config(cfg)
+    assert base.task == "bbc_news" and base.method == "lora"
