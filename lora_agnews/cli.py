@@ -96,7 +96,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .adapter import check_adapter_dir, load_adapter, predict_texts
-    from .data import LABELS
+    from .tasks import model_labels
 
     texts = [t for t in args.texts if t.strip()]
     if args.file:
@@ -115,16 +115,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError('nothing to classify: give texts as arguments ("headline" ...) or --file FILE.')
     check_adapter_dir(Path(args.adapter))  # a clear message before any model is built
     model, tokenizer, cfg = load_adapter(Path(args.adapter))
+    names = model_labels(model)  # the classes of the task the adapter was trained on
     probs = predict_texts(model, tokenizer, cfg, texts)
     if args.json:
-        rows = [{"text": text, "label": LABELS[int(row.argmax())], "label_id": int(row.argmax()),
-                 "probabilities": {name: float(p) for name, p in zip(LABELS, row)}} for text, row in zip(texts, probs)]
+        rows = [{"text": text, "label": names[int(row.argmax())], "label_id": int(row.argmax()),
+                 "probabilities": {name: float(p) for name, p in zip(names, row)}} for text, row in zip(texts, probs)]
         print(json.dumps(rows, indent=1))
         return 0
     for text, row in zip(texts, probs):
         best = int(row.argmax())
-        shown = ", ".join(f"{name}={p:.3f}" for name, p in zip(LABELS, row))
-        print(f"{LABELS[best]}\t{row[best]:.3f}\t{shown}\t{text}")
+        shown = ", ".join(f"{name}={p:.3f}" for name, p in zip(names, row))
+        print(f"{names[best]}\t{row[best]:.3f}\t{shown}\t{text}")
     return 0
 
 
@@ -180,7 +181,7 @@ def cmd_logits(args: argparse.Namespace) -> int:
     from .distill import write_logits_for_data
 
     cfg = load_config(args)
-    out, n = write_logits_for_data(Path(args.teacher), cfg.data, Path(args.out))
+    out, n = write_logits_for_data(Path(args.teacher), cfg, Path(args.out))
     print(f"wrote teacher logits for {n:,} training texts -> {out}")
     return 0
 
