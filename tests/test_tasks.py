@@ -173,3 +173,11 @@ def test_the_seed_studys_baseline_keeps_the_task() -> None:
     cfg = config.load("smoke", {"task": "bbc_news", "method": "loha"})
     base = baseline_config(cfg)
     assert base.task == "bbc_news" and base.method == "lora"
+
+
+def test_the_stamp_names_the_task_and_its_source() -> None:
+    from lora_agnews import reporting
+
+    note = reporting.profile_note(config.load("demo", {"task": "bbc_news"}), {"pretrained": True})
+    assert "BBC News topics (bbc_news) from its offline copy on PyPI" in note
+    assert "not the profile's AG News" in note and "synthetic sample" not in note
