@@ -12,13 +12,13 @@ PYTEST_ARGS ?=
 # parameter overrides for the pipeline targets, e.g. ARGS="-p data ../shared/agnews-subset -p epochs 2"
 ARGS ?=
 
-.PHONY: help setup tex all notebooks book report test test-fast bench clean distclean
+.PHONY: help setup tex browser all notebooks book report test test-fast bench clean distclean
 
 help: ## list the targets
 	@echo "lora-agnews (PROFILE=$(PROFILE); profiles: $$(ls configs | sed 's/.yaml//' | tr '\n' ' '))"
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP) tex ## create .venv with the pinned packages, install TeX (apt) if missing
+setup: $(STAMP) tex browser ## create .venv with the pinned packages, install TeX and Chromium (apt) if missing
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON_BIN) >/dev/null || { echo "error: $(PYTHON_BIN) not found; set PYTHON_BIN=/path/to/python3.11"; exit 1; }
@@ -38,6 +38,14 @@ tex: ## install the TeX toolchain from Debian (skipped where apt is not availabl
 	echo "[setup] installing TeX from Debian:$$missing (about 90 s)"; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
 	  && echo "[setup] TeX ready"
+
+browser: ## install Debian's Chromium for the book's browser test (skipped where apt is not available)
+	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "[setup] apt-get not available: the book's browser test will skip (install Chromium as /usr/bin/chromium to run it)"; exit 0; fi; \
+	SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	echo "[setup] installing Chromium from Debian (for the book's browser test, about a minute)"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+	  && echo "[setup] Chromium ready"
 
 all: setup ## the main command: notebooks (papermill) -> book -> report for PROFILE (overrides: ARGS="-p KEY VALUE ...")
 	$(PY) -m lora_agnews run --profile $(PROFILE) $(ARGS)

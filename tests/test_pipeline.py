@@ -8,15 +8,19 @@ whole smoke-profile pipeline once per session (module-scoped fixture), which the
 from __future__ import annotations
 
 import ast
+import functools
+import http.server
 from html import unescape
 import json
 import re
 import shutil
 import subprocess
+import threading
 import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import nbformat
 import numpy as np
@@ -140,7 +144,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         return {"produced": produced, "seconds": seconds, "results": paths.results_dir("smoke"),
                 "notebooks": paths.executed_notebooks_dir("smoke"), "html": pipeline.book_html_dir("smoke"),
-                "report": paths.report_build_dir("smoke")}
+                "book_src": paths.build_root() / "smoke" / "book_src", "report": paths.report_build_dir("smoke")}
 
 
 @pytest.mark.pipeline
@@ -216,6 +220,165 @@ def test_book_pages_exist_and_show_the_confusion_matrix(smoke_run: dict[str, Any
     text, _ = _page(html, "results.html")
     metrics = json.loads((smoke_run["results"] / "metrics.json").read_text())
     assert f"{100 * metrics['accuracy']:.2f}%" in text
+
+
+# --------------------------------------------------------------------------- the book in a real browser
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium (`make browser`); Playwright never downloads one
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # no connections of its own on a closed network
+# Console errors the built book is known to raise, each with its cause. Fix the cause, then remove it here: the
+# test fails when one no longer occurs, so the list cannot outlive its defect.
+KNOWN_CONSOLE_ERRORS = {
+    "Identifier 'THEBE_JS_URL' has already been declared":
+        "every page: sphinx-thebe's inline <script>const THEBE_JS_URL ...</script> is emitted twice (Sphinx 7.4 "
+        "add_js_file(None, body=...) duplicate, sphinx-doc/sphinx#13402, fixed only in Sphinx 8)",
+    "Got invalid theme mode: . Resetting to auto.":
+        "first page a fresh browser opens: pydata-sphinx-theme's default_mode is unset (empty)",
+}
+SEARCH_WORD, SEARCH_CHAPTER = "ablation", "notebooks/04_ablations.html"
+
+
+def _toc_pages(toc_file: Path) -> set[str]:
+    """The HTML pages a jupyter-book ``_toc.yml`` lists: root plus every ``file`` of parts/chapters/sections."""
+    import yaml
+
+    def files(node: Any) -> list[str]:
+        if isinstance(node, list):
+            return [f for item in node for f in files(item)]
+        if isinstance(node, dict):
+            own = [str(node[k]) for k in ("root", "file") if k in node]
+            return own + [f for k, v in node.items() if k not in ("root", "file") for f in files(v)]
+        return []
+
+    return {re.sub(r"\.(md|ipynb|rst)$", "", f) + ".html" for f in files(yaml.safe_load(toc_file.read_text()))}
+
+
+@pytest.fixture
+def book_server(smoke_run: dict[str, Any]) -> Any:
+    """The built smoke book over http on 127.0.0.1 (a free port), served from a thread; the base URL."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(smoke_run["html"])))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.pipeline
+def test_book_in_a_browser_loads_cleanly_searches_and_navigates(smoke_run: dict[str, Any], book_server: str) -> None:
+    """Every page in headless Chromium: no console error, page error, failed or external request; every image
+    decoded; the profile banner shown; search finds a chapter; the sidebar reaches exactly the toc's pages."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: run `make setup`")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: `make browser` installs Debian's chromium (needs apt-get)")
+    html, base = smoke_run["html"], book_server
+    toc = _toc_pages(smoke_run["book_src"] / "_toc.yml")
+    problems: list[str] = []
+    seen_errors: set[str] = set()
+
+    def rel(url: str) -> str:
+        return urlsplit(url).path.removeprefix(urlsplit(base).path)
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context()
+
+            def only_loopback(route: Any) -> None:
+                if urlsplit(route.request.url).hostname != "127.0.0.1":
+                    problems.append(f"{rel(page.url)}: fetches from the network: {route.request.url}")
+                    route.abort()
+                else:
+                    route.continue_()
+
+            def console(msg: Any) -> None:
+                if msg.type == "error":
+                    if msg.text in KNOWN_CONSOLE_ERRORS:
+                        seen_errors.add(msg.text)
+                    else:
+                        problems.append(f"{rel(page.url)}: console error: {msg.text} ({msg.location.get('url')})")
+
+            def page_error(exc: Any) -> None:
+                text = str(exc).strip()
+                if text in KNOWN_CONSOLE_ERRORS:
+                    seen_errors.add(text)
+                else:
+                    problems.append(f"{rel(page.url)}: uncaught error: {text}")
+
+            context.route("**/*", only_loopback)
+            page = context.new_page()
+            page.on("console", console)
+            page.on("pageerror", page_error)
+            page.on("requestfailed", lambda r: problems.append(f"{rel(page.url)}: request failed: {r.url} ({r.failure})"))
+            page.on("response", lambda r: r.status >= 400 and problems.append(f"{rel(page.url)}: HTTP {r.status}: {r.url}"))
+            images = 0
+
+            def visit(url: str) -> list[str]:
+                """Open url, check the page; the sidebar's links (absolute, without fragments)."""
+                nonlocal images
+                page.goto(url, wait_until="load")
+                page.wait_for_load_state("networkidle")
+                name = rel(page.url)
+                for src, width in page.eval_on_selector_all("img", "is => is.map(i => [i.currentSrc || i.src, i.naturalWidth])"):
+                    images += 1
+                    if not width:
+                        problems.append(f"{name}: image not loaded: {src}")
+                banner = page.locator("aside.bd-header-announcement")
+                if not (banner.count() == 1 and banner.is_visible() and "smoke profile:" in banner.inner_text()):
+                    problems.append(f"{name}: the announcement banner is missing or hidden")
+                return [link.split("#")[0] for link in
+                        page.eval_on_selector_all("nav.bd-docs-nav a[href]", "as => as.map(a => a.href)")]
+
+            # The start page: index.html redirects to the toc's root; from there, the sidebar, page by page.
+            page.goto(base + "index.html")
+            page.wait_for_url(lambda u: rel(u) != "index.html")
+            start = page.url.split("#")[0]
+            reached: set[str] = set()
+            queue = [start]
+            while queue:
+                url = queue.pop()
+                if rel(url) in reached:
+                    continue
+                reached.add(rel(url))
+                queue += [link for link in visit(url) if link.startswith(base)]
+            if rel(start) not in toc:
+                problems.append(f"index.html leads to {rel(start)}, not a page of the toc")
+            if reached != toc:
+                problems.append(f"the sidebar reaches {sorted(reached - toc)} beyond the toc and misses "
+                                f"{sorted(toc - reached)} of it")
+            others = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
+                            if not p.relative_to(html).parts[0].startswith("_"))
+            for name in others:
+                if name not in reached and name != "index.html":
+                    visit(base + name)
+            if images < 5:
+                problems.append(f"only {images} images in the whole book: the figures are missing")
+
+            chapter_text = " ".join(re.sub(r"<[^>]+>", " ", (html / SEARCH_CHAPTER).read_text()).split()).lower()
+            assert SEARCH_WORD in chapter_text, f"pick another SEARCH_WORD: {SEARCH_WORD!r} is not in {SEARCH_CHAPTER}"
+            page.goto(f"{base}search.html?q={SEARCH_WORD}", wait_until="load")
+            try:
+                summary = page.wait_for_selector("#search-results p.search-summary", timeout=20_000).inner_text()
+            except sync_api.TimeoutError:
+                summary = "the search did not finish in 20 s"
+            hits = [rel(a.split("#")[0].split("?")[0]) for a in
+                    page.eval_on_selector_all("#search-results ul.search li a", "as => as.map(a => a.href)")]
+            if SEARCH_CHAPTER not in hits:
+                problems.append(f"search for {SEARCH_WORD!r} does not find {SEARCH_CHAPTER}: {hits} ({summary})")
+            if not set(hits) <= toc:
+                problems.append(f"search results outside the toc: {sorted(set(hits) - toc)}")
+        finally:
+            browser.close()
+    assert not problems, "in the browser:\n" + "\n".join(dict.fromkeys(problems))
+    gone = set(KNOWN_CONSOLE_ERRORS) - seen_errors
+    assert not gone, f"fixed, so remove from KNOWN_CONSOLE_ERRORS: {sorted(gone)}"
 
 
 @pytest.mark.pipeline
