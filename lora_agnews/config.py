@@ -111,6 +111,13 @@ class Config:
     baseline_alpha: int = 32
     baseline_targets: str = "query,key,value"
     baseline_head: str = "default"
+    # multi-task merging (05_merging): one adapter per task on the same frozen encoder, merged with PEFT's
+    # add_weighted_adapter; AG News reads `data`, the other tasks the hub when `data` is hub, else their PyPI copies
+    merge_tasks: str = "agnews,rotten_tomatoes,bbc_news"  # comma-separated tasks (names or label,text directories)
+    merge_combinations: str = "linear,cat,svd,ties,dare_linear,dare_ties,magnitude_prune"
+    merge_density: float = 0.5  # share of each update kept by ties, dare_*, magnitude_prune and the svd variants
+    merge_train_samples: int = 0  # per task: a class-balanced subset of its training rows; 0: max_train_samples
+    merge_eval_samples: int = 0  # per task: test rows scored (fixed subset); 0: max_eval_samples
 
     def __post_init__(self) -> None:
         validate(self)
@@ -152,7 +159,8 @@ class Config:
         so turning it on or off neither retrains a complete run nor refuses to resume an interrupted one.
         """
         skip = {"profile", "report_to", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs",
-                "ablation_methods", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head"}
+                "ablation_methods", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head",
+                "merge_tasks", "merge_combinations", "merge_density", "merge_train_samples", "merge_eval_samples"}
         key = {k: v for k, v in self.to_dict().items() if k not in skip}
         for name, default in NEW_KEY_DEFAULTS.items():
             if key.get(name) == default:
@@ -254,6 +262,13 @@ def validate(cfg: Config) -> None:
     if cfg.pad_multiple < 0:
         raise ConfigError(f"parameter 'pad_multiple' must be 0 (automatic: 8 on CUDA, 1 on CPU) or a number of tokens "
                           f"such as 32; got {cfg.pad_multiple}.")
+    if not 0.0 < cfg.merge_density <= 1.0:
+        raise ConfigError(f"parameter 'merge_density' must be in (0, 1] (the share of each task's update kept); "
+                          f"got {cfg.merge_density}.")
+    for key in ("merge_train_samples", "merge_eval_samples"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"parameter '{key}' must be 0 (the profile's subset) or a number of rows; "
+                              f"got {getattr(cfg, key)}.")
     if cfg.study_top < 0:
         raise ConfigError(f"parameter 'study_top' must be 0 (off) or a number of grid variants; got {cfg.study_top}.")
     if cfg.adalora_target_r < 0:
