@@ -95,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from .adapter import check_adapter_dir, load_adapter, predict_texts
+    from .adapter import predict_texts
     from .tasks import model_labels
 
     texts = [t for t in args.texts if t.strip()]
@@ -113,8 +113,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         texts += [line.strip() for line in lines if line.strip()]
     if not texts:
         raise ValueError('nothing to classify: give texts as arguments ("headline" ...) or --file FILE.')
-    check_adapter_dir(Path(args.adapter))  # a clear message before any model is built
-    model, tokenizer, cfg = load_adapter(Path(args.adapter))
+    model, tokenizer, cfg = _predictor(Path(args.adapter), args.task)
     names = model_labels(model)  # the classes of the task the adapter was trained on
     probs = predict_texts(model, tokenizer, cfg, texts)
     if args.json:
@@ -126,6 +125,42 @@ def cmd_predict(args: argparse.Namespace) -> int:
         best = int(row.argmax())
         shown = ", ".join(f"{name}={p:.3f}" for name, p in zip(names, row))
         print(f"{names[best]}\t{row[best]:.3f}\t{shown}\t{text}")
+    return 0
+
+
+def _predictor(adapter_dir: Path, task: str) -> tuple[Any, Any, config_mod.Config]:
+    """The model ``predict`` uses: a saved adapter, or one task of a merged adapter (``--task``)."""
+    from .adapter import check_adapter_dir, load_adapter
+    from .merging import MANIFEST_FILE, MergingError, load_merged, merged_tasks
+
+    if (adapter_dir / MANIFEST_FILE).is_file():
+        if not task:
+            raise MergingError(f"{adapter_dir} merges the tasks {', '.join(merged_tasks(adapter_dir))}: say which "
+                               f"one to classify for with --task NAME (each task keeps its own head).")
+        return load_merged(adapter_dir, task)
+    check_adapter_dir(adapter_dir)  # a clear message before any model is built
+    model, tokenizer, cfg = load_adapter(adapter_dir)
+    if task:
+        from .merging import task_name
+
+        if task_name(cfg) != task:
+            raise MergingError(f"{adapter_dir} was trained on task {task_name(cfg)!r}, not {task!r}; drop --task, "
+                               f"or pass a merged adapter directory (python -m lora_agnews merge) that holds {task!r}.")
+    return model, tokenizer, cfg
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """``merge --adapters A B ... --combination KIND [--density D] [--weights w1,w2,...] --out DIR``."""
+    from .merging import merge_adapters, read_manifest
+
+    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    out = merge_adapters([Path(a) for a in args.adapters], args.combination, weights, args.density, Path(args.out))
+    manifest = read_manifest(out)
+    tasks = ", ".join(f"{t['name']} ({len(t['labels'])} classes)" for t in manifest["tasks"])
+    print(f"merged {len(manifest['tasks'])} adapters with {args.combination} (rank {manifest['rank']}): {tasks}")
+    print(f"trainable parameters: {manifest['merged_lora_params']:,} merged LoRA + each task's head "
+          f"(all heads: {manifest['all_heads_params']:,})")
+    print(f"use: python -m lora_agnews predict --adapter {out} --task {manifest['tasks'][0]['name']} \"TEXT\"")
     return 0
 
 
@@ -216,8 +251,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", required=True, help="adapter directory (RUN/adapter)")
     p.add_argument("--file", default="", help="text file, one headline per line ('-': standard input)")
     p.add_argument("--json", action="store_true", help="print JSON (label and all probabilities per text)")
+    p.add_argument("--task", default="", help="the task to classify for (required for a merged adapter directory)")
     p.add_argument("texts", nargs="*", help="headlines to classify")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("merge", help="merge adapters of several tasks (same base) into one with PEFT's "
+                                     "add_weighted_adapter; each task keeps its head")
+    p.add_argument("--adapters", nargs="+", required=True, help="adapter directories (RUN/adapter), one per task")
+    p.add_argument("--combination", default="ties",
+                   help="linear, cat, svd, ties, dare_linear, dare_ties, magnitude_prune (PEFT's combination types)")
+    p.add_argument("--density", type=float, default=None,
+                   help="share of each update kept (ties, dare_*, magnitude_prune, svd variants), e.g. 0.5")
+    p.add_argument("--weights", default="", help="comma-separated weight per adapter (default 1.0 each)")
+    p.add_argument("--out", required=True, help="the merged adapter directory to write")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("export", help="write a saved adapter, merged, as a plain transformers checkpoint "
                                       "(transformers.pipeline loads it without peft)")
@@ -254,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     from .model import BudgetError, ModelError
     from .runs import RunError
 
-    known = (config_mod.ConfigError, DataError, ModelError, BudgetError, RunError, AdapterError,
+    from .merging import MergingError
+
+    known = (config_mod.ConfigError, DataError, ModelError, BudgetError, RunError, AdapterError, MergingError,
              FileNotFoundError, ValueError)
     try:
         return int(args.func(args) or 0)

@@ -241,3 +241,39 @@ def test_study_reuses_complete_runs(env, study) -> None:
         np.testing.assert_array_equal(first.logits[merging.HEAD_ONLY], second.logits[merging.HEAD_ONLY])
         np.testing.assert_array_equal(first.logits[merging.MULTITASK], second.logits[merging.MULTITASK])
         np.testing.assert_allclose(first.logits["merge cat"], second.logits["merge cat"], atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the command line
+def test_merge_command_writes_an_adapter_that_predict_uses_per_task(env, study, tmp_path, capsys) -> None:
+    from lora_agnews import cli
+
+    root, _ = env
+    out = tmp_path / "merged"
+    argv = ["merge", "--adapters", *map(str, _adapters(root)), "--combination", "ties", "--density", "0.5",
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    said = capsys.readouterr().out
+    assert "merged 3 adapters with ties" in said and "mood (2 classes)" in said and "hue (5 classes)" in said
+    for task, labels in TASKS.items():
+        assert cli.main(["predict", "--adapter", str(out), "--task", task, "--json", f"{task}{labels[0]}0 news"]) == 0
+        row = json.loads(capsys.readouterr().out)[0]
+        assert list(row["probabilities"]) == labels
+    # a merged directory needs --task; an adapter of one task refuses another task's name
+    assert cli.main(["predict", "--adapter", str(out), "some text"]) == 2
+    assert "merges the tasks mood, topic, hue" in capsys.readouterr().err
+    assert cli.main(["predict", "--adapter", str(_adapters(root)[0]), "--task", "hue", "x"]) == 2
+    assert "trained on task 'mood', not 'hue'" in capsys.readouterr().err
+
+
+def test_merge_command_refuses_bad_input_before_writing(env, study, tmp_path, capsys) -> None:
+    from lora_agnews import cli
+
+    root, _ = env
+    out = tmp_path / "never"
+    first = str(_adapters(root)[0])
+    assert cli.main(["merge", "--adapters", first, first, "--combination", "ties", "--density", "0.5",
+                     "--out", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err and not out.exists()
+    assert cli.main(["merge", "--adapters", *map(str, _adapters(root)), "--combination", "linear", "--density", "0.5",
+                     "--out", str(out)]) == 2
+    assert "does not prune" in capsys.readouterr().err and not out.exists()
