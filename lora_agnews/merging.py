@@ -604,6 +604,20 @@ def load_merged(directory: Path, task: str, device: str | torch.device = "cpu") 
 
 
 # --------------------------------------------------------------------------- the study: tasks on one base
+def task_data(cfg: Config, task: str) -> str:
+    """Where a study's task reads its rows: AG News reads ``data`` (hub, sample or an AG News directory); a
+    registered task the hub when ``data`` is hub, else its offline PyPI copy (an AG News directory means
+    nothing to it); a task directory is its own data."""
+    from .sources import HUB, PYPI, TASKS
+    from .tasks import AGNEWS
+
+    if task == AGNEWS:
+        return cfg.data
+    if task in TASKS:
+        return HUB if cfg.data == HUB else PYPI
+    return cfg.data
+
+
 def task_configs(cfg: Config, tasks: Sequence[str]) -> list[Config]:
     """``cfg`` once per task (``task`` set; a task directory made absolute), each checked mergeable."""
     from .sources import TASKS
@@ -616,7 +630,7 @@ def task_configs(cfg: Config, tasks: Sequence[str]) -> list[Config]:
         task = str(task)
         if task != AGNEWS and task not in TASKS and Path(task).expanduser().is_dir():
             task = str(Path(task).expanduser().resolve())
-        one = cfg.replace(task=task)
+        one = cfg.replace(task=task, data=task_data(cfg, task))
         _check_method(one, f"task {task}")
         cfgs.append(one)
     if cfg.distill_logits:

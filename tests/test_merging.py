@@ -277,3 +277,13 @@ def test_merge_command_refuses_bad_input_before_writing(env, study, tmp_path, ca
     assert cli.main(["merge", "--adapters", *map(str, _adapters(root)), "--combination", "linear", "--density", "0.5",
                      "--out", str(out)]) == 2
     assert "does not prune" in capsys.readouterr().err and not out.exists()
+
+
+def test_each_task_of_a_study_reads_its_own_source(tmp_path) -> None:
+    """AG News reads `data`; the registered tasks the hub or their PyPI copy, never an AG News directory."""
+    agnews_dir = tmp_path / "agnews-csv"
+    agnews_dir.mkdir()
+    for data, others in ((str(agnews_dir), "pypi"), ("sample", "pypi"), ("hub", "hub")):
+        cfg = config.load("smoke", {"data": data})
+        got = {c.task: c.data for c in merging.task_configs(cfg, ["agnews", "rotten_tomatoes", "bbc_news"])}
+        assert got == {"agnews": data, "rotten_tomatoes": others, "bbc_news": others}
