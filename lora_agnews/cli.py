@@ -153,8 +153,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
     """``merge --adapters A B ... --combination KIND [--density D] [--weights w1,w2,...] --out DIR``."""
     from .merging import merge_adapters, read_manifest
 
-    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
-    out = merge_adapters([Path(a) for a in args.adapters], args.combination, weights, args.density, Path(args.out))
+    try:
+        weights = [float(w) for w in args.weights.split(",") if w.strip()] if args.weights else None
+    except ValueError:
+        raise ValueError(f"--weights must be comma-separated numbers, one per adapter (e.g. 1,1,1); "
+                         f"got {args.weights!r}.") from None
+    out = merge_adapters([Path(a) for a in args.adapters], args.combination, weights, args.density, Path(args.out),
+                         svd_rank=args.svd_rank, seed=args.seed)
     manifest = read_manifest(out)
     tasks = ", ".join(f"{t['name']} ({len(t['labels'])} classes)" for t in manifest["tasks"])
     print(f"merged {len(manifest['tasks'])} adapters with {args.combination} (rank {manifest['rank']}): {tasks}")
@@ -263,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--density", type=float, default=None,
                    help="share of each update kept (ties, dare_*, magnitude_prune, svd variants), e.g. 0.5")
     p.add_argument("--weights", default="", help="comma-separated weight per adapter (default 1.0 each)")
+    p.add_argument("--svd-rank", type=int, default=None, help="rank of an SVD merge (default: the largest input rank)")
+    p.add_argument("--seed", type=int, default=0, help="seed of DARE's random masks")
     p.add_argument("--out", required=True, help="the merged adapter directory to write")
     p.set_defaults(func=cmd_merge)
 
