@@ -226,15 +226,6 @@ def test_book_pages_exist_and_show_the_confusion_matrix(smoke_run: dict[str, Any
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium (`make browser`); Playwright never downloads one
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # no connections of its own on a closed network
-# Console errors the built book is known to raise, each with its cause. Fix the cause, then remove it here: the
-# test fails when one no longer occurs, so the list cannot outlive its defect.
-KNOWN_CONSOLE_ERRORS = {
-    "Identifier 'THEBE_JS_URL' has already been declared":
-        "every page: sphinx-thebe's inline <script>const THEBE_JS_URL ...</script> is emitted twice (Sphinx 7.4 "
-        "add_js_file(None, body=...) duplicate, sphinx-doc/sphinx#13402, fixed only in Sphinx 8)",
-    "Got invalid theme mode: . Resetting to auto.":
-        "first page a fresh browser opens: pydata-sphinx-theme's default_mode is unset (empty)",
-}
 SEARCH_WORD, SEARCH_CHAPTER = "ablation", "notebooks/04_ablations.html"
 
 
@@ -281,7 +272,6 @@ def test_book_in_a_browser_loads_cleanly_searches_and_navigates(smoke_run: dict[
     html, base = smoke_run["html"], book_server
     toc = _toc_pages(smoke_run["book_src"] / "_toc.yml")
     problems: list[str] = []
-    seen_errors: set[str] = set()
 
     def rel(url: str) -> str:
         return urlsplit(url).path.removeprefix(urlsplit(base).path)
@@ -300,17 +290,10 @@ def test_book_in_a_browser_loads_cleanly_searches_and_navigates(smoke_run: dict[
 
             def console(msg: Any) -> None:
                 if msg.type == "error":
-                    if msg.text in KNOWN_CONSOLE_ERRORS:
-                        seen_errors.add(msg.text)
-                    else:
-                        problems.append(f"{rel(page.url)}: console error: {msg.text} ({msg.location.get('url')})")
+                    problems.append(f"{rel(page.url)}: console error: {msg.text} ({msg.location.get('url')})")
 
             def page_error(exc: Any) -> None:
-                text = str(exc).strip()
-                if text in KNOWN_CONSOLE_ERRORS:
-                    seen_errors.add(text)
-                else:
-                    problems.append(f"{rel(page.url)}: uncaught error: {text}")
+                problems.append(f"{rel(page.url)}: uncaught error: {str(exc).strip()}")
 
             context.route("**/*", only_loopback)
             page = context.new_page()
@@ -377,8 +360,6 @@ def test_book_in_a_browser_loads_cleanly_searches_and_navigates(smoke_run: dict[
         finally:
             browser.close()
     assert not problems, "in the browser:\n" + "\n".join(dict.fromkeys(problems))
-    gone = set(KNOWN_CONSOLE_ERRORS) - seen_errors
-    assert not gone, f"fixed, so remove from KNOWN_CONSOLE_ERRORS: {sorted(gone)}"
 
 
 @pytest.mark.pipeline
