@@ -53,7 +53,7 @@ class Config:
     lora_layers: str = ""  # comma-separated encoder layer indices; empty: all layers
     lora_variant: str = "lora"  # lora | rslora | dora
     head: str = "default"  # default | linear | lora-dense
-    # PEFT method (README "Methods"; lora_agnews.model.peft_config): lora (lora_variant: rslora, dora), pissa, olora (LoRA initialisations),
+    # PEFT method (book/guide/counting.md "Methods"; lora_agnews.model.peft_config): lora (lora_variant: rslora, dora), pissa, olora (LoRA initialisations),
     # adalora (lora_r = initial rank), vera (lora_r = shared rank), loha, ia3, bitfit, layernorm, prompt
     method: str = "lora"
     adalora_target_r: int = 0  # AdaLoRA's final average rank; 0: half the initial rank lora_r (at least 1)

@@ -190,7 +190,7 @@ def test_sizes_have_the_methods_own_limits() -> None:
     ("prompt", "attention", 384, 297_988),
 ])
 def test_readme_counts_for_roberta_base(method: str, targets: str, size: int, total: int) -> None:
-    """The README's table (roberta-base, linear head, largest size within 1,000,000)."""
+    """The guide's table (book/guide/counting.md; roberta-base, linear head, largest size within 1,000,000)."""
     cfg = config.from_dict({"model_name": "roberta-base", "init": "random", "head": "linear", "method": method,
                             "lora_targets": targets, "budget": 1_000_000})
     if model.size_key(method):
