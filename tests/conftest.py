@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -19,13 +20,25 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def point_outputs_at(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """results/, build/ and the token cache under ``root``."""
+    for name in ("RESULTS", "BUILD", "CACHE"):
+        monkeypatch.setenv(f"LORA_AGNEWS_{name}", str(root / name.lower()))
+
+
+@contextlib.contextmanager
+def outputs_under(root: Path) -> Iterator[pytest.MonkeyPatch]:
+    """For module-scoped fixtures (the autouse isolation below is per test): outputs under ``root`` while open."""
+    with pytest.MonkeyPatch.context() as mp:
+        point_outputs_at(mp, root)
+        yield mp
+
+
 @pytest.fixture(autouse=True)
 def isolated_outputs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point results/, build/ and the token cache at a per-test temporary directory."""
     root = tmp_path_factory.mktemp("out")
-    monkeypatch.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
-    monkeypatch.setenv("LORA_AGNEWS_BUILD", str(root / "build"))
-    monkeypatch.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
+    point_outputs_at(monkeypatch, root)
     return root
 
 

@@ -53,9 +53,9 @@ def env(tmp_path_factory: pytest.TempPathFactory):
     """Task directories, and the study's results/cache environment for the whole module."""
     root = tmp_path_factory.mktemp("merging")
     tasks = [make_task(root / "tasks", name, labels, seed) for seed, (name, labels) in enumerate(TASKS.items())]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
-        mp.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
+    from conftest import outputs_under
+
+    with outputs_under(root):
         yield root, tasks
 
 

@@ -49,11 +49,11 @@ def task_config(directory: Path, **changes) -> config.Config:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict]:
     from lora_agnews.train import train
 
+    from conftest import outputs_under
+
     root = tmp_path_factory.mktemp("tasks")
     out = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
-        mp.setenv("LORA_AGNEWS_CACHE", str(root / "cache"))
+    with outputs_under(root):
         for k, names in TASKS.items():
             directory = write_task(root / f"task{k}", names, classes_txt=(k == 3))
             cfg = task_config(directory)

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import outputs_under
 from lora_agnews import config, runs, train
 from lora_agnews.artifacts import read_json
 from lora_agnews.config import ConfigError
@@ -31,9 +32,7 @@ def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("tracked")
-    with pytest.MonkeyPatch.context() as mp:  # the autouse isolation fixture is per test; this run is per module
-        for name in ("RESULTS", "BUILD", "CACHE"):
-            mp.setenv(f"LORA_AGNEWS_{name}", str(root / name.lower()))
+    with outputs_under(root):  # the autouse isolation fixture is per test; this run is per module
         cfg = config.load("smoke", {"epochs": 2, "max_train_samples": 192, "report_to": "tensorboard"})
         out = root / "run"
         metrics = train.train(cfg, out)
