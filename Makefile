@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # parameter overrides for the pipeline targets, e.g. ARGS="-p data ../shared/agnews-subset -p epochs 2"
 ARGS ?=
 
-.PHONY: help setup tex browser all notebooks book report test test-fast bench clean distclean
+.PHONY: help setup tex browser all notebooks book report test test-slow test-all test-fast bench clean distclean
 
 help: ## list the targets
 	@echo "lora-agnews (PROFILE=$(PROFILE); profiles: $$(ls configs | sed 's/.yaml//' | tr '\n' ' '))"
@@ -59,7 +59,13 @@ book: setup ## build the HTML book from the executed notebooks (build/PROFILE/bo
 report: setup ## build the LaTeX report PDF from results/PROFILE (build/PROFILE/report)
 	$(PY) -m lora_agnews run --profile $(PROFILE) --steps report $(ARGS)
 
-test: setup ## the whole test suite (unit, slow, smoke pipeline end to end; GPU tests skip without one)
+test: setup ## the README's test command: unit tests, the smoke pipeline end to end and the browser test (not the slow tier)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup ## the slow tier: fresh processes, torchrun/accelerate launchers, kill -9 resumes, compiled training (CI runs it after make test)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: setup ## every test (make test + make test-slow in one run; GPU tests skip without one)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup ## unit tests only (no slow, no pipeline), about a minute

@@ -96,6 +96,7 @@ def test_merge_and_unload_gives_the_same_predictions(run_dir: Path) -> None:
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_predict_in_a_fresh_process_matches_in_process(run_dir: Path, loaded, tmp_path: Path) -> None:
     model, tokenizer, cfg = loaded
     expected = predict_texts(model, tokenizer, cfg, HEADLINES + ["Rebels clash with troops near the capital"])

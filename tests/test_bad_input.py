@@ -195,6 +195,7 @@ HUB_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("mode", ["offline", "refuse"])
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_unreachable_hub_without_local_copy(mode: str, existing: Path, tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(existing, copy)

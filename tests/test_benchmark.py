@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +25,7 @@ EVAL_FIELDS = ("seconds", "examples_per_s", "real_tokens_per_s", "tflops_real", 
                "peak_memory_mb")
 
 
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_quick_benchmark_reports_all_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

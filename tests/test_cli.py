@@ -16,6 +16,7 @@ STARTING_POINT = ["-p", "model_name", "roberta-base", "-p", "init", "random", "-
                   "-p", "lora_alpha", "32", "-p", "lora_targets", "query,key,value", "-p", "head", "default"]
 
 
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_params_subprocess_prints_980740() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "LORA_AGNEWS_PROGRESS": "0"}
     proc = subprocess.run([sys.executable, "-m", "lora_agnews", "params", *STARTING_POINT],

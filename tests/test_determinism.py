@@ -31,6 +31,7 @@ def _numbers(run_dir: Path) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k not in NOT_NUMBERS}
 
 
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_same_seed_same_numbers_other_seed_differs(tmp_path: Path, one_thread: None) -> None:
     cfg = config.load("smoke", {"epochs": 2})
     train(cfg, tmp_path / "a")

@@ -151,6 +151,7 @@ def test_seeds_and_ablation_on_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     assert table["accuracy"].notna().all()
 
 
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_seed_study_adds_the_best_grid_variant_on_smoke() -> None:
     """study_top: the grid is read, the best variant on validation joins the study, all paired to the baseline."""
     cfg = config.load("smoke", {"epochs": 1, "ablation_epochs": 1, "ablation_ranks": "2", "n_seeds": 2,

@@ -87,6 +87,7 @@ def test_writes_a_plain_checkpoint_with_labels_tokenizer_and_card(exported: expo
     assert exported.max_abs_diff <= export_mod.ATOL
 
 
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_pipeline_without_peft_gives_predicts_labels_and_scores(exported: export_mod.ExportResult,
                                                                 runs: dict[str, Path], tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:

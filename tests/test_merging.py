@@ -128,6 +128,7 @@ def test_merge_differs_from_own_adapter(study) -> None:
         assert not np.allclose(scores.logits["merge cat"], scores.logits[merging.OWN])
 
 
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_merged_adapter_reloads_in_a_fresh_process(env, study) -> None:
     """merge_adapters + load_merged in a new interpreter give the study's in-process logits (DARE's masks included)."""
     root, _ = env

@@ -124,6 +124,7 @@ def test_merge_or_clear_error(method: str, runs: dict[str, Path]) -> None:
     np.testing.assert_allclose(predict_logits_for_texts(merged, tokenizer, cfg, texts), before, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_fresh_process_reload_reproduces_test_logits_for_every_method(runs: dict[str, Path], tmp_path: Path) -> None:
     """One fresh interpreter loads every adapter and scores the test split; the logits equal the saved ones."""
     got = fresh_process_logits({m: d / "adapter" for m, d in runs.items()}, tmp_path)

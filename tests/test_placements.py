@@ -271,6 +271,7 @@ def test_budget_command_lists_presets(capsys: pytest.CaptureFixture[str]) -> Non
     assert rows[("all-linear", "linear")][2:] == ["3,076", "165,888", "6", "998,404"]
 
 
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_every_family_trains_saves_and_reloads_in_a_fresh_process(tiny_dirs: dict[str, Path], tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Each family through the real training path (tiny random weights, all-linear LoRA, linear head, the

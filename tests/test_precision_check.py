@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import pytest
 from conftest import sample_rows
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_precision_check_compares_two_real_runs(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LORA_AGNEWS_RESULTS": str(tmp_path / "results"),
            "LORA_AGNEWS_CACHE": str(tmp_path / "cache")}

@@ -79,6 +79,7 @@ def one_thread(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.mark.parametrize("extra", [(), ("-p", "pad_multiple", "32")], ids=["dynamic", "bucketed"])
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_killed_run_resumes_and_matches_uninterrupted(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                       one_thread: None, extra: tuple[str, ...]) -> None:
     killed = tmp_path / "killed"
@@ -119,6 +120,7 @@ def test_killed_run_resumes_and_matches_uninterrupted(tmp_path: Path, capsys: py
     assert runs.inspect(killed).complete
 
 
+@pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_interrupted_with_ctrl_c_is_recorded_and_resumable(tmp_path: Path, one_thread: None) -> None:
     """SIGINT (Ctrl-C) ends the process with a clear line, a 'failed' record and its checkpoints kept."""
     out = tmp_path / "run"
