@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from lora_agnews import config, merging
+from lora_agnews import study as study_mod
 from lora_agnews.model import BudgetError
 
 TASKS = {"mood": ["neg", "pos"], "topic": ["art", "sci", "war"], "hue": ["red", "green", "blue", "cyan", "gray"]}
@@ -63,7 +64,7 @@ def env(tmp_path_factory: pytest.TempPathFactory):
 def study(env):
     root, tasks = env
     cfg = config.load("smoke", {"epochs": EPOCHS})
-    return merging.run_study(cfg, [str(t) for t in tasks], root / "study")
+    return study_mod.run_study(cfg, [str(t) for t in tasks], root / "study")
 
 
 def _adapters(root: Path) -> list[Path]:
@@ -72,11 +73,11 @@ def _adapters(root: Path) -> list[Path]:
 
 def test_study_scores_every_task_every_way(env, study) -> None:
     root, _ = env
-    frame = merging.results_frame(study)
+    frame = study_mod.results_frame(study)
     methods = [merging.OWN, *(merging.merge_method(c) for c in merging.default_combinations()),
                merging.HEAD_ONLY, merging.MULTITASK]
     assert len(merging.COMBINATIONS) == 7
-    assert list(frame.columns) == list(merging.COLUMNS)
+    assert list(frame.columns) == list(study_mod.COLUMNS)
     assert len(frame) == len(TASKS) * len(methods)
     for name, labels in TASKS.items():
         rows = frame[frame.task == name].set_index("method")
@@ -93,8 +94,8 @@ def test_study_scores_every_task_every_way(env, study) -> None:
         # McNemar counts the discordant pairs the accuracies imply
         assert ((rows.mcnemar_c - rows.mcnemar_b) == np.round((rows.accuracy - own.accuracy) * N_TEST)).all()
     # stored results are the frame, as plain JSON
-    saved = json.loads((root / "study" / merging.STUDY_FILE).read_text())
-    assert json.dumps(merging.results_dict(study), allow_nan=False)
+    saved = json.loads((root / "study" / study_mod.STUDY_FILE).read_text())
+    assert json.dumps(study_mod.results_dict(study), allow_nan=False)
     assert [r["method"] for r in saved["rows"]] == list(frame.method)
     assert saved["rows"][1]["accuracy"] == pytest.approx(frame.accuracy.iloc[1])
     assert "not what merging does" in saved["note"]
@@ -102,7 +103,7 @@ def test_study_scores_every_task_every_way(env, study) -> None:
 
 def test_trainable_counts_are_exact(study) -> None:
     """Merged LoRA + the task's own head; cat stacks the ranks; MTL = one LoRA + three linear heads."""
-    frame = merging.results_frame(study).set_index(["task", "method"])
+    frame = study_mod.results_frame(study).set_index(["task", "method"])
     hidden = 64  # the tiny RoBERTa
     lora = {n: frame.loc[(n, merging.OWN), "trainable_params"] - frame.loc[(n, merging.HEAD_ONLY), "trainable_params"]
             for n in TASKS}
@@ -224,10 +225,10 @@ def test_study_refuses_before_writing(env, tmp_path) -> None:
     cases.append((smoke, [tasks[0], twin], "both called 'mood'"))
     for cfg, chosen, match in cases:
         with pytest.raises(merging.MergingError, match=match):
-            merging.run_study(cfg, [str(t) for t in chosen], out)
+            study_mod.run_study(cfg, [str(t) for t in chosen], out)
         assert not out.exists()
     with pytest.raises(BudgetError, match="over the budget"):
-        merging.run_study(smoke.replace(budget=5000), [str(t) for t in tasks], out)
+        study_mod.run_study(smoke.replace(budget=5000), [str(t) for t in tasks], out)
     assert not out.exists()
 
 
@@ -235,7 +236,7 @@ def test_study_reuses_complete_runs(env, study) -> None:
     """A second study over the same directory trains nothing again (runs, floor and joint model reused)."""
     root, tasks = env
     stamps = {p: p.stat().st_mtime_ns for p in (root / "study").rglob("*.safetensors")}
-    again = merging.run_study(config.load("smoke", {"epochs": EPOCHS}), [str(t) for t in tasks], root / "study",
+    again = study_mod.run_study(config.load("smoke", {"epochs": EPOCHS}), [str(t) for t in tasks], root / "study",
                               combinations=[merging.make_combination("cat")])
     assert stamps and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     for first, second in zip(study.tasks, again.tasks):
@@ -286,5 +287,5 @@ def test_each_task_of_a_study_reads_its_own_source(tmp_path) -> None:
     agnews_dir.mkdir()
     for data, others in ((str(agnews_dir), "pypi"), ("sample", "pypi"), ("hub", "hub")):
         cfg = config.load("smoke", {"data": data})
-        got = {c.task: c.data for c in merging.task_configs(cfg, ["agnews", "rotten_tomatoes", "bbc_news"])}
+        got = {c.task: c.data for c in study_mod.task_configs(cfg, ["agnews", "rotten_tomatoes", "bbc_news"])}
         assert got == {"agnews": data, "rotten_tomatoes": others, "bbc_news": others}

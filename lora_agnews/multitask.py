@@ -1,0 +1,288 @@
+"""The two references a merged adapter is measured against: the heads alone, and multi-task learning.
+
+:func:`train_head_only` trains a task's head on the frozen encoder (the floor of what an adapter
+adds); :func:`train_multitask` trains one LoRA adapter on all tasks at once with one linear head
+per task (what merging tries to reach without training together). Both go through the project's
+Trainer path and reuse a complete run of the same configuration.
+
+* **The floor** trains the task's head alone (the same head the adapter trains) on the frozen
+  encoder, through the same Trainer path (:func:`lora_agnews.train.fit`): a LoRA with no targets
+  does not exist, and BitFit trains biases too.
+* **Multi-task learning** uses one linear head per task on the first token: at roberta-base scale
+  three ``default`` heads alone (593,668 parameters each) would exceed the 1,000,000 budget, while
+  linear heads cost hidden x classes. Batches mix the tasks (length-grouped over their union); the
+  loss is each row's cross-entropy under its own task's head.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .artifacts import read_json, write_json
+from .config import Config
+from .data import TokenizedDataset, encode, load_splits
+from .merging import MergingError, _device, _head_names, _precision, task_name
+from .progress import say
+
+# --------------------------------------------------------------------------- floor: the head alone
+def head_only_model(cfg: Config, tokenizer: Any, labels: Sequence[str], meta: bool = False) -> nn.Module:
+    """The frozen encoder with the configuration's head, the head the only trainable part (a plain
+    transformers model: the floor of what an adapter adds)."""
+    from .model import _base_model, _quiet, apply_head
+
+    torch.manual_seed(cfg.seed)
+    ctx = torch.device("meta") if meta else contextlib.nullcontext()
+    with ctx, _quiet():
+        base = _base_model(cfg if not meta else cfg.replace(init="random"), len(tokenizer), tokenizer.pad_token_id,
+                           labels=labels)
+        plan = apply_head(base, cfg.head)
+    trained = _head_names(base, plan.modules_to_save)
+    for name, p in base.named_parameters():
+        p.requires_grad_(name in trained)
+    base.lora_agnews_head = tuple(plan.modules_to_save)  # parameter_breakdown counts these as the head
+    return base
+
+
+def _key_matches(record: Path, key: Any, *files: Path) -> bool:
+    if not record.is_file() or not all(f.is_file() for f in files):
+        return False
+    try:
+        return read_json(record).get("key") == json_roundtrip(key)
+    except ValueError:
+        return False
+
+
+def json_roundtrip(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), for comparing recorded keys."""
+    import json
+
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _train_prepared(cfg: Config, splits: Any, tokenizer: Any, model: nn.Module, train_ds: TokenizedDataset,
+                    val_ds: TokenizedDataset, run_dir: Path) -> Any:
+    """The project's Trainer path (:func:`lora_agnews.train.fit`) for a model train.prepare does not build."""
+    from .model import parameter_breakdown
+    from .train import Prepared, by_length, fit
+
+    prep = Prepared(cfg, splits, tokenizer, train_ds, by_length(val_ds), val_ds, model, parameter_breakdown(model))
+    trainer = fit(prep, run_dir)
+    return trainer.model
+
+
+def _clear(run_dir: Path) -> None:
+    import shutil
+
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+
+
+def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """Train the task's head alone on the frozen encoder; ``(test logits, test labels, trainable count)``.
+
+    A complete run of the same configuration in ``run_dir`` is reused (``head_only.json`` records its
+    key); the Trainer's checkpoints (whole models, frozen encoder included) are removed afterwards.
+    """
+    import shutil
+
+    from transformers import set_seed
+
+    from .model import BudgetError, build_tokenizer
+    from .runs import save_arrays
+
+    run_dir = Path(run_dir)
+    key = {"kind": "head_only", "run_key": cfg.run_key()}
+    record, arrays = run_dir / "head_only.json", run_dir / "test_predictions.npz"
+    if _key_matches(record, key, arrays):
+        with np.load(arrays) as saved:
+            return saved["logits"], saved["labels"], int(read_json(record)["trainable_params"])
+    from .progress import interactive
+
+    if not interactive():  # the Trainer saves whole models here, each with a "Writing model shards" bar
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    set_seed(cfg.seed)
+    splits = load_splits(cfg)
+    tokenizer = build_tokenizer(cfg)
+    model = head_only_model(cfg, tokenizer, splits.labels)
+    params = int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+    if params > cfg.budget:
+        raise BudgetError(f"the head alone trains {params:,} parameters, over the budget of {cfg.budget:,}.")
+    _clear(run_dir)
+    say(f"head only: {task_name(cfg)} ({params:,} trainable parameters)")
+    train_ds = encode(splits.train, tokenizer, cfg.max_length)
+    val_ds = encode(splits.validation, tokenizer, cfg.max_length)
+    model = _train_prepared(cfg, splits, tokenizer, model, train_ds, val_ds, run_dir)
+    from .evaluate import predict_logits
+
+    dev = _device(cfg, None)
+    test_ds = encode(splits.test, tokenizer, cfg.max_length)
+    logits = predict_logits(model.to(dev), test_ds, tokenizer.pad_token_id, cfg.eval_batch_size, dev, _precision(cfg, dev))
+    labels = splits.test["label"].to_numpy()
+    save_arrays(arrays, logits=logits, labels=labels)
+    write_json({"key": key, "trainable_params": params, "task": task_name(cfg), "labels": list(splits.labels),
+                "accuracy": float((logits.argmax(1) == labels).mean())}, record)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    return logits, labels, params
+
+
+# --------------------------------------------------------------------------- multi-task learning
+class MultiTaskModel(nn.Module):
+    """A LoRA-adapted encoder shared by every task, one linear head per task on the first token.
+
+    ``forward(input_ids, attention_mask, labels, task_id)``: each row goes through its own task's
+    head; ``logits`` are as wide as the widest task (other columns -1e4, never argmax), and the loss
+    is the mean over rows of each row's cross-entropy under its own head.
+    """
+
+    def __init__(self, encoder: nn.Module, heads: nn.ModuleDict, names: Sequence[str], widths: Sequence[int]):
+        super().__init__()
+        self.encoder = encoder
+        self.heads = heads
+        self.names = tuple(names)
+        self.widths = tuple(int(w) for w in widths)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, task_id: torch.Tensor | None = None) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        if task_id is None:
+            raise MergingError("a multi-task model needs each row's task_id (the index of its task).")
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        task_id = task_id.to(hidden.device).long()
+        logits = hidden.new_full((hidden.shape[0], max(self.widths)), -1e4, dtype=torch.float32)
+        loss = hidden.new_zeros((), dtype=torch.float32)
+        for t in task_id.unique().tolist():
+            rows = task_id == t
+            z = self.heads[str(t)](hidden[rows]).float()
+            logits[rows, : z.shape[1]] = z
+            if labels is not None:
+                loss = loss + nn.functional.cross_entropy(z, labels[rows].to(z.device), reduction="sum")
+        return SequenceClassifierOutput(loss=loss / hidden.shape[0] if labels is not None else None, logits=logits)
+
+
+class OneTask(nn.Module):
+    """A view of a :class:`MultiTaskModel` that scores one task (for ``predict_logits``)."""
+
+    def __init__(self, model: MultiTaskModel, task: int):
+        super().__init__()
+        self.model = model
+        self.task = int(task)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        ids = torch.full((input_ids.shape[0],), self.task, dtype=torch.long, device=input_ids.device)
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, task_id=ids).logits
+        return SequenceClassifierOutput(logits=logits[:, : self.model.widths[self.task]])
+
+
+def build_multitask(cfg: Config, labels: Sequence[Sequence[str]], names: Sequence[str], tokenizer: Any,
+                    meta: bool = False) -> MultiTaskModel:
+    """The shared encoder (``cfg``'s LoRA, no head of its own) and one linear head per task."""
+    from peft import get_peft_model
+
+    from .model import FirstTokenLinearHead, HeadPlan, _base_model, _quiet, check_targets, family, lora_config
+
+    torch.manual_seed(cfg.seed)
+    ctx = torch.device("meta") if meta else contextlib.nullcontext()
+    with ctx, _quiet():
+        base = _base_model(cfg if not meta else cfg.replace(init="random"), len(tokenizer), tokenizer.pad_token_id,
+                           labels=labels[0])
+        fam = family(base)
+        check_targets(base, cfg, fam)
+        peft_model = get_peft_model(base, lora_config(cfg, HeadPlan((), ()), base.config.num_hidden_layers, fam))
+        encoder = getattr(peft_model.get_base_model(), base.base_model_prefix)
+        config = base.config
+        drop = getattr(config, "classifier_dropout", None) or config.hidden_dropout_prob
+        heads = nn.ModuleDict({str(i): FirstTokenLinearHead(config.hidden_size, len(names_i), drop)
+                               for i, names_i in enumerate(labels)})
+    return MultiTaskModel(encoder, heads, names, [len(n) for n in labels])
+
+
+def trainable_count(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def check_multitask_budget(cfg: Config, labels: Sequence[Sequence[str]], names: Sequence[str], tokenizer: Any) -> int:
+    """The exact trainable count of the multi-task model (shared LoRA + every head), refused over budget."""
+    from .model import BudgetError
+
+    n = trainable_count(build_multitask(cfg, labels, names, tokenizer, meta=True))
+    if n > cfg.budget:
+        raise BudgetError(f"the multi-task model trains {n:,} parameters (shared LoRA + {len(names)} linear heads), "
+                          f"over the budget of {cfg.budget:,}. Lower lora_r or drop targets; refused before training.")
+    return n
+
+
+def _concat(datasets: Sequence[TokenizedDataset]) -> TokenizedDataset:
+    ids = [x for d in datasets for x in d.input_ids]
+    labels = [y for d in datasets for y in d.labels]
+    task = np.concatenate([np.full(len(d), i, dtype=np.int64) for i, d in enumerate(datasets)])
+    return TokenizedDataset(ids, labels, {"task_id": task})
+
+
+def train_multitask(cfgs: Sequence[Config], run_dir: Path) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """One LoRA adapter trained on all tasks at once, one head per task: ``(logits per task, labels per task, count)``.
+
+    The training rows of every task are pooled (batches mix tasks, length-grouped), validation is the
+    pooled validation rows (accuracy under each row's own head picks the best checkpoint), and each
+    task's test rows are scored by its own head. Trains with the first configuration's settings (the
+    study's configurations differ only in ``task``). A complete run with the same key is reused.
+    """
+    import shutil
+
+    from safetensors.torch import save_file
+    from transformers import set_seed
+
+    from .evaluate import predict_logits
+    from .model import build_tokenizer
+    from .runs import save_arrays
+
+    cfg = cfgs[0]
+    run_dir = Path(run_dir)
+    key = {"kind": "multitask", "run_keys": [c.run_key() for c in cfgs]}
+    record, arrays = run_dir / "multitask.json", run_dir / "test_predictions.npz"
+    if _key_matches(record, key, arrays):
+        with np.load(arrays) as saved:
+            n = len(cfgs)
+            return ([saved[f"logits_{i}"] for i in range(n)], [saved[f"labels_{i}"] for i in range(n)],
+                    int(read_json(record)["trainable_params"]))
+    set_seed(cfg.seed)
+    splits = [load_splits(c) for c in cfgs]
+    tokenizer = build_tokenizer(cfg)
+    names = [task_name(c) for c in cfgs]
+    labels = [s.labels for s in splits]
+    params = check_multitask_budget(cfg, labels, names, tokenizer)
+    model = build_multitask(cfg, labels, names, tokenizer)
+    if trainable_count(model) != params:
+        raise MergingError(f"the multi-task model trains {trainable_count(model):,} parameters, its count said "
+                           f"{params:,}; please report this.")
+    _clear(run_dir)
+    say(f"multi-task: {', '.join(names)} ({params:,} trainable parameters, shared LoRA + {len(names)} heads)")
+    train_ds = _concat([encode(s.train, tokenizer, cfg.max_length) for s in splits])
+    val_ds = _concat([encode(s.validation, tokenizer, cfg.max_length) for s in splits])
+    model = _train_prepared(cfg, splits[0], tokenizer, model, train_ds, val_ds, run_dir)
+    dev = _device(cfg, None)
+    model.to(dev).eval()
+    logits, ys = [], []
+    for i, (c, s) in enumerate(zip(cfgs, splits)):
+        test_ds = encode(s.test, tokenizer, c.max_length)
+        logits.append(predict_logits(OneTask(model, i), test_ds, tokenizer.pad_token_id, c.eval_batch_size, dev,
+                                     _precision(c, dev)))
+        ys.append(s.test["label"].to_numpy())
+    save_file({n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad},
+              str(run_dir / "trainable.safetensors"))
+    save_arrays(arrays, **{f"logits_{i}": x for i, x in enumerate(logits)}, **{f"labels_{i}": y for i, y in enumerate(ys)})
+    write_json({"key": key, "trainable_params": params, "tasks": names, "labels": [list(x) for x in labels],
+                "accuracy": {n: float((x.argmax(1) == y).mean()) for n, x, y in zip(names, logits, ys)}}, record)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    return logits, ys, params

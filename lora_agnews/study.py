@@ -1,0 +1,255 @@
+"""The merging study: one adapter per task on one frozen encoder, merged every way, every task scored.
+
+:func:`run_study` trains one LoRA adapter per task (through :func:`lora_agnews.train.train_owned`,
+so complete runs are reused), scores every merged combination with each task's own head
+(:func:`lora_agnews.merging.score_merged`), and frames each task by the same test rows scored three
+more ways: its own adapter (the ceiling), its head alone on the frozen encoder (the floor) and one
+adapter trained on all tasks at once (:mod:`lora_agnews.multitask`). :func:`results_frame` /
+:func:`results_dict` turn the logits into accuracy with a bootstrap interval, accuracy relative to
+the own adapter, the paired difference to it with its interval and McNemar's test, and the
+trainable count of every model scored. :func:`run_profile_study` is what notebook 05 calls.
+
+* **One tokenizer.** Merged LoRA factors act on one embedding table, so every task must read text
+  through the same vocabulary. A pretrained tokenizer already is one; ``tokenizer local`` (the
+  smoke profile) would build a different word-level vocabulary per task, so the study builds ONE
+  word-level tokenizer from the union of the tasks' whole training files, saves it as
+  ``OUT/tokenizer-<hash>`` and points every task's ``tokenizer`` at it (the hash of its vocabulary
+  is in the path, so a changed vocabulary is a changed configuration, never a reused run).
+
+On a tiny randomly initialised encoder (tests, smoke) all numbers prove the machinery, not merging.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import write_json
+from .config import Config
+from .merging import (EQUAL_RANKS, HEAD_ONLY, MULTITASK, OWN, Combination, MergingError, TaskScores, _check_method,
+                      _check_names, _tokenizer_digest, default_combinations, score_merged, task_name)
+from .multitask import check_multitask_budget, head_only_model, train_head_only, train_multitask, trainable_count
+from .progress import say
+
+STUDY_FILE = "merging.json"
+STUDY_TABLE = "merging.csv"
+STUDY_FORMAT = 1
+
+# --------------------------------------------------------------------------- the study: tasks on one base
+def task_data(cfg: Config, task: str) -> str:
+    """Where a study's task reads its rows: AG News reads ``data`` (hub, sample or an AG News directory); a
+    registered task the hub when ``data`` is hub, else its offline PyPI copy (an AG News directory means
+    nothing to it); a task directory is its own data."""
+    from .sources import HUB, PYPI, TASKS
+    from .tasks import AGNEWS
+
+    if task == AGNEWS:
+        return cfg.data
+    if task in TASKS:
+        return HUB if cfg.data == HUB else PYPI
+    return cfg.data
+
+
+def task_configs(cfg: Config, tasks: Sequence[str]) -> list[Config]:
+    """``cfg`` once per task (``task`` set; a task directory made absolute), each checked mergeable."""
+    from .sources import TASKS
+    from .tasks import AGNEWS
+
+    if len(tasks) < 2:
+        raise MergingError(f"a merging study needs at least 2 tasks; got {len(tasks)} ({', '.join(map(str, tasks))}).")
+    cfgs = []
+    for task in tasks:
+        task = str(task)
+        if task != AGNEWS and task not in TASKS and Path(task).expanduser().is_dir():
+            task = str(Path(task).expanduser().resolve())
+        one = cfg.replace(task=task, data=task_data(cfg, task))
+        _check_method(one, f"task {task}")
+        cfgs.append(one)
+    if cfg.distill_logits:
+        raise MergingError(f"distill_logits {cfg.distill_logits} holds one task's teacher logits, but the study trains "
+                           f"{len(cfgs)} tasks from one configuration; leave distill_logits empty.")
+    _check_names([task_name(c) for c in cfgs], [c.task for c in cfgs])
+    return cfgs
+
+
+def build_shared_tokenizer(cfgs: Sequence[Config]) -> Any:
+    """One word-level tokenizer from the union of the tasks' whole training files (``tokenizer local``)."""
+    from .data import load_task
+    from .model import build_local_tokenizer
+
+    texts = [text for c in cfgs for text in load_task(c)[0]["text"].tolist()]
+    return build_local_tokenizer(texts)
+
+
+def shared_tokenizer_dir(out_dir: Path, tokenizer: Any) -> Path:
+    """Where the study keeps its shared tokenizer: named by its vocabulary, so another one is another path."""
+    return Path(out_dir) / f"tokenizer-{_tokenizer_digest(tokenizer)}"
+
+
+def save_tokenizer(tokenizer: Any, directory: Path) -> Path:
+    from .runs import atomic_directory
+
+    if not (Path(directory) / "tokenizer.json").is_file():
+        with atomic_directory(Path(directory)) as tmp:
+            tokenizer.save_pretrained(str(tmp))
+    return Path(directory)
+
+
+def _budget_check(cfg: Config, tokenizer: Any) -> dict[str, Any]:
+    from .model import build_model, check_budget, parameter_breakdown
+
+    breakdown = parameter_breakdown(build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                                meta=True))
+    check_budget(breakdown, cfg)
+    return breakdown
+
+
+# --------------------------------------------------------------------------- the study and its results
+@dataclass
+class Study:
+    """Every task's test rows scored every way, and how the study was run."""
+
+    tasks: list[TaskScores]
+    combinations: list[Combination]
+    settings: dict[str, Any]
+    seed: int = 0
+
+
+def _same_rows(scores: TaskScores, labels: np.ndarray, what: str) -> None:
+    if labels.shape != scores.y.shape or not np.array_equal(labels, scores.y):
+        raise MergingError(f"{what} for task {scores.name!r} was scored on other test rows than its adapter "
+                           f"({len(labels)} vs {len(scores.y)}); rerun the study into a new directory.")
+
+
+def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Sequence[Combination] | None = None,
+              floor: bool = True, multitask: bool = True) -> Study:
+    """Train one adapter per task on one frozen encoder, merge them every way, and score each task.
+
+    Writes ``OUT/tasks/<task>/`` (train runs: reused when complete), ``OUT/head_only/<task>/``,
+    ``OUT/multitask/``, ``OUT/tokenizer-<hash>/`` (``tokenizer local`` only), and the results
+    ``OUT/merging.json`` and ``OUT/merging.csv``. Every refusal (methods that cannot merge, tasks
+    with the same name, a configuration over the budget, ranks or densities a combination cannot
+    take) comes before anything is written.
+    """
+    from .data import task_labels
+    from .model import build_tokenizer
+    from .progress import quiet_libraries
+    from .train import train_owned
+
+    quiet_libraries()
+    combinations = list(combinations if combinations is not None else default_combinations())
+    cfgs = task_configs(cfg, tasks)
+    out_dir = Path(out_dir).resolve()
+    tokenizer = build_shared_tokenizer(cfgs) if cfg.tokenizer == "local" else build_tokenizer(cfgs[0])
+    tok_dir = shared_tokenizer_dir(out_dir, tokenizer) if cfg.tokenizer == "local" else None
+    if tok_dir is not None:
+        cfgs = [c.replace(tokenizer=str(tok_dir)) for c in cfgs]
+    names = [task_name(c) for c in cfgs]
+    for c in cfgs:
+        _budget_check(c, tokenizer)
+    if floor:
+        for c in cfgs:
+            head = trainable_count(head_only_model(c, tokenizer, task_labels(c), meta=True))
+            if head > c.budget:
+                raise MergingError(f"the head of task {task_name(c)} alone trains {head:,} parameters, over the "
+                                   f"budget of {c.budget:,}.")
+    if multitask:
+        check_multitask_budget(cfgs[0], [task_labels(c) for c in cfgs], names, tokenizer)
+    ranks = [c.lora_r for c in cfgs]
+    for combo in combinations:
+        if combo.weights is not None and len(combo.weights) != len(cfgs):
+            raise MergingError(f"{len(combo.weights)} weight(s) for {len(cfgs)} tasks; give one weight per task.")
+        if combo.kind in EQUAL_RANKS and len(set(ranks)) > 1:
+            raise MergingError(f"combination {combo.kind!r} needs adapters of one rank; got ranks {ranks}.")
+    # ---- nothing was written before this line
+    if tok_dir is not None:
+        save_tokenizer(tokenizer, tok_dir)
+    run_dirs = []
+    for c, name in zip(cfgs, names):
+        say(f"merging study: training task {name}")
+        train_owned(c, out_dir / "tasks" / name)
+        run_dirs.append(out_dir / "tasks" / name)
+    scores = score_merged([d / "adapter" for d in run_dirs], combinations)
+    own_gap = {}
+    for s, d in zip(scores, run_dirs):
+        with np.load(d / "test_predictions.npz") as saved:
+            _same_rows(s, saved["labels"], "the adapter's saved predictions")
+            own_gap[s.name] = float(np.abs(saved["logits"] - s.logits[OWN]).max())
+    if floor:
+        for s, c in zip(scores, cfgs):
+            logits, y, n = train_head_only(c, out_dir / "head_only" / s.name)
+            _same_rows(s, y, "the head-only floor")
+            s.add(HEAD_ONLY, logits, n)
+    if multitask:
+        logits_list, ys, n = train_multitask(cfgs, out_dir / "multitask")
+        for s, logits, y in zip(scores, logits_list, ys):
+            _same_rows(s, y, "the multi-task model")
+            s.add(MULTITASK, logits, n)
+    settings = {"base": {k: getattr(cfg, k) for k in ("model_name", "init", "seed", "head", "lora_r", "lora_alpha",
+                                                       "lora_targets", "epochs", "budget")},
+                "tokenizer": (f"shared word-level tokenizer built from the union of the tasks' training files: {tok_dir}"
+                              if tok_dir is not None else f"{cfg.tokenizer or cfg.model_name} (pretrained, shared)"),
+                "task_dirs": {n: str(d) for n, d in zip(names, run_dirs)},
+                "own_rescore_max_abs_diff": own_gap, "pretrained": cfg.init == "pretrained"}
+    study = Study(scores, combinations, settings, cfg.seed)
+    results_frame(study).to_csv(out_dir / STUDY_TABLE, index=False)
+    write_json(results_dict(study), out_dir / STUDY_FILE)
+    say(f"merging study: {len(scores)} tasks x {len(combinations)} combinations -> {out_dir / STUDY_FILE}")
+    return study
+
+
+COLUMNS = ("task", "method", "combination", "density", "accuracy", "ci_low", "ci_high", "normalised_accuracy",
+           "diff_to_own", "diff_ci_low", "diff_ci_high", "mcnemar_p", "mcnemar_b", "mcnemar_c", "trainable_params",
+           "n_test")
+
+
+def results_frame(study: Study | Sequence[TaskScores], seed: int | None = None) -> pd.DataFrame:
+    """One row per task x method: accuracy with its bootstrap 95% interval, accuracy over the own adapter's,
+    the paired difference to the own adapter (bootstrap interval, McNemar: ``b`` own right and this wrong,
+    ``c`` the reverse) and the trainable count of the model scored (merged LoRA + the task's head)."""
+    from .experiments import bootstrap_ci, mcnemar, paired_difference_ci
+
+    tasks = study.tasks if isinstance(study, Study) else list(study)
+    seed = (study.seed if isinstance(study, Study) else 0) if seed is None else seed
+    rows = []
+    for s in tasks:
+        own = s.logits[OWN].argmax(1) == s.y
+        own_acc = float(own.mean())
+        for method, logits in s.logits.items():
+            correct = logits.argmax(1) == s.y
+            acc = float(correct.mean())
+            ci = bootstrap_ci(correct, seed=seed)
+            diff = paired_difference_ci(correct[None].astype(float), own[None].astype(float), seed)
+            test = mcnemar(own, correct)
+            kind = s.kinds.get(method, {})
+            rows.append({"task": s.name, "method": method, "combination": kind.get("kind"),
+                         "density": kind.get("density"), "accuracy": acc, "ci_low": ci[0], "ci_high": ci[1],
+                         "normalised_accuracy": acc / own_acc if own_acc > 0 else float("nan"),
+                         "diff_to_own": acc - own_acc, "diff_ci_low": diff[0], "diff_ci_high": diff[1],
+                         "mcnemar_p": test["p_value"], "mcnemar_b": test["b"], "mcnemar_c": test["c"],
+                         "trainable_params": s.params[method], "n_test": int(len(s.y))})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def results_dict(study: Study) -> dict[str, Any]:
+    """The study as plain JSON-able data: settings, tasks, combinations and the rows of :func:`results_frame`
+    (NaN as None)."""
+    frame = results_frame(study)
+    rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else _plain(v)) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]
+    return {"format": STUDY_FORMAT, "settings": study.settings,
+            "tasks": [{"name": s.name, "labels": list(s.labels), "n_test": int(len(s.y))} for s in study.tasks],
+            "combinations": [c.to_dict() for c in study.combinations], "rows": rows,
+            "note": None if study.settings.get("pretrained") else
+            "randomly initialised encoder: these numbers prove the pipeline, not what merging does"}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
