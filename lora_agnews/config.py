@@ -117,6 +117,7 @@ class Config:
     merge_combinations: str = "linear,cat,svd,ties,dare_linear,dare_ties,magnitude_prune"
     merge_density: float = 0.5  # share of each update kept by ties, dare_*, magnitude_prune and the svd variants
     merge_train_samples: int = 0  # per task: a class-balanced subset of its training rows; 0: max_train_samples
+    merge_val_samples: int = 0  # per task: validation rows that select the checkpoint; 0: max_val_samples
     merge_eval_samples: int = 0  # per task: test rows scored (fixed subset); 0: max_eval_samples
 
     def __post_init__(self) -> None:
@@ -160,7 +161,8 @@ class Config:
         """
         skip = {"profile", "report_to", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs",
                 "ablation_methods", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head",
-                "merge_tasks", "merge_combinations", "merge_density", "merge_train_samples", "merge_eval_samples"}
+                "merge_tasks", "merge_combinations", "merge_density", "merge_train_samples", "merge_val_samples",
+                "merge_eval_samples"}
         key = {k: v for k, v in self.to_dict().items() if k not in skip}
         for name, default in NEW_KEY_DEFAULTS.items():
             if key.get(name) == default:
@@ -265,7 +267,7 @@ def validate(cfg: Config) -> None:
     if not 0.0 < cfg.merge_density <= 1.0:
         raise ConfigError(f"parameter 'merge_density' must be in (0, 1] (the share of each task's update kept); "
                           f"got {cfg.merge_density}.")
-    for key in ("merge_train_samples", "merge_eval_samples"):
+    for key in ("merge_train_samples", "merge_val_samples", "merge_eval_samples"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"parameter '{key}' must be 0 (the profile's subset) or a number of rows; "
                               f"got {getattr(cfg, key)}.")

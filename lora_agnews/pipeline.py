@@ -1,4 +1,4 @@
-"""The research pipeline: four notebooks (papermill) -> HTML book (jupyter-book) -> PDF report (latexmk).
+"""The research pipeline: five notebooks (papermill) -> HTML book (jupyter-book) -> PDF report (latexmk).
 
 ``python -m lora_agnews run --profile NAME`` runs it; ``make all|notebooks|book|report`` call that.
 The notebooks are the only producers of results: each reads its parameters (the profile's
@@ -35,7 +35,7 @@ from .artifacts import read_json, save_figure, write_json
 from .config import Config, ConfigError
 from .progress import interactive, say
 
-NOTEBOOKS = ("01_exploration", "02_training", "03_evaluation", "04_ablations")
+NOTEBOOKS = ("01_exploration", "02_training", "03_evaluation", "04_ablations", "05_merging")
 STEPS = ("notebooks", "book", "report")
 STAMP = "COMPLETE"
 # What the notebooks write and the book and report read (result files, macros, tables, figures). Bump it
@@ -228,7 +228,7 @@ def notebook_parameters(profile: str, cfg: Config, notebook: Path, overrides: Se
 
 
 def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> None:
-    """Execute the four notebooks in order into ``build/<profile>/notebooks``; stop at the first failure."""
+    """Execute the notebooks in order into ``build/<profile>/notebooks``; stop at the first failure."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 

@@ -306,10 +306,50 @@ def seed_comparison(statistics: Mapping[str, Any]) -> Figure:
     return fig
 
 
+# --------------------------------------------------------------------------- merging (05)
+def merging_accuracy(frame: pd.DataFrame) -> Figure:
+    """One panel per task: each merged combination and the multi-task adapter with its 95% interval,
+    against that task's own adapter (the ceiling, a green band) and its head alone (the floor, dashed).
+
+    ``frame``: :func:`lora_agnews.study.results_frame` (rows ``own adapter``, ``head only``,
+    ``multi-task`` and one ``merge ...`` per combination for every task).
+    """
+    tasks = list(dict.fromkeys(frame["task"]))
+    refs = ("own adapter", "head only")
+    shown = [m for m in dict.fromkeys(frame["method"]) if m not in refs]
+    colors = dict(zip(shown, sns.color_palette(PALETTE, len(shown))))
+    with _style():
+        fig, axes = _figure(ncols=len(tasks), size=(3.6 * len(tasks) + 1.6, 1.2 + 0.42 * len(shown)),
+                            sharey=True, squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            rows = frame[frame["task"] == task].set_index("method")
+            own = rows.loc["own adapter"]
+            ax.axvspan(100 * own["ci_low"], 100 * own["ci_high"], color="tab:green", alpha=0.15, lw=0)
+            ax.axvline(100 * own["accuracy"], color="tab:green", lw=2, label="own adapter (ceiling)")
+            if "head only" in rows.index:
+                ax.axvline(100 * rows.loc["head only", "accuracy"], color="0.35", ls="--", lw=1.5,
+                           label="head only (floor)")
+            for y, method in enumerate(shown):
+                if method not in rows.index:
+                    continue
+                r = rows.loc[method]
+                ax.errorbar(100 * r["accuracy"], y, xerr=[[100 * (r["accuracy"] - r["ci_low"])],
+                                                          [100 * (r["ci_high"] - r["accuracy"])]],
+                            fmt="o", color=colors[method], ms=7, capsize=3)
+            ax.set_title(f"{task}\n({int(own['n_classes'])} classes, {int(own['n_test']):,} test rows)", fontsize=12)
+            ax.set_xlabel("Test accuracy (%)")
+        axes[0][0].set_yticks(range(len(shown)), [m.removeprefix("merge ") for m in shown])
+        axes[0][0].set_ylim(len(shown) - 0.5, -0.5)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
+        fig.suptitle("Each task scored by its own head on the merged adapters")
+    return fig
+
+
 def close(fig: Figure) -> None:
     """Free a figure that will not be displayed (tests, batch use)."""
     plt.close(fig)
 
 
 __all__ = ["class_balance", "length_distributions", "parameter_breakdown", "training_curves",
-           "confusion_matrices", "reliability_diagram", "accuracy_vs_params", "seed_comparison", "close"]
+           "confusion_matrices", "reliability_diagram", "accuracy_vs_params", "seed_comparison", "merging_accuracy", "close"]

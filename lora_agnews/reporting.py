@@ -18,7 +18,7 @@ from . import artifacts, paths
 from .config import CHOICES, Config
 
 PAPER_PROFILE = "paper"
-NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations")
+NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations", "merging")
 TARGET_ABBREVIATIONS = {"query": "Q", "key": "K", "value": "V", "dense": "dense", "word_embeddings": "emb"}
 
 
@@ -739,14 +739,14 @@ def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any]) -> dict[str, 
 
 
 # --------------------------------------------------------------------------- the book's generated pages
-RESULT_FILES = ("exploration", "training", "metrics", "reference", "ablation", "statistics")
+RESULT_FILES = ("exploration", "training", "metrics", "reference", "ablation", "statistics", "merging")
 
 
 def load_results(profile: str) -> dict[str, Any]:
     """The notebooks' JSON results of a profile; a missing file names the notebook that writes it."""
     writers = {"exploration": "01_exploration", "training": "02_training", "metrics": "03_evaluation",
                "reference": "03_evaluation",
-               "ablation": "04_ablations", "statistics": "04_ablations"}
+               "ablation": "04_ablations", "statistics": "04_ablations", "merging": "05_merging"}
     out = {}
     for name in RESULT_FILES:
         path = paths.results_dir(profile) / f"{name}.json"
@@ -759,9 +759,11 @@ def load_results(profile: str) -> dict[str, Any]:
 
 def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the book's Markdown templates may use: results, formatted tables, profile facts."""
+    from . import merge_reporting
     from .config import from_dict
 
     results = load_results(profile)
+    merging = pd.DataFrame(results["merging"]["rows"])
     cfg = from_dict(results["training"]["config"])
     facts = results["training"].get("facts") or run_facts({}, cfg)
     ablation = pd.DataFrame(results["ablation"])
@@ -784,13 +786,19 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(ablation),
         "study_sentence": study_sentence(stats),
         "reference_sentence": reference_sentence(results["reference"]),
+        "merging_sentence": merge_reporting.sentence(merging),
         "best_ablation": (best_ablation(ablation).to_dict() if best_ablation(ablation) is not None else None),
         "tables": {
             "metrics": markdown_table(["class", "precision (%)", "recall (%)", "F1 (%)", "support"], metric_rows),
             "ablation": markdown_table(ablation_header, ablation_table_rows),
             "statistics": markdown_table(stat_header, stat_rows),
+            "merging": _markdown_frame(merge_reporting.summary_table(merging)),
         },
     }
+
+
+def _markdown_frame(frame: pd.DataFrame) -> str:
+    return markdown_table(list(frame.columns), frame.astype(str).itertuples(index=False, name=None))
 
 
 def render_template(text: str, context: Mapping[str, Any], name: str = "page") -> str:

@@ -22,6 +22,7 @@ On a tiny randomly initialised encoder (tests, smoke) all numbers prove the mach
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,6 +40,9 @@ from .progress import say
 STUDY_FILE = "merging.json"
 STUDY_TABLE = "merging.csv"
 STUDY_FORMAT = 1
+# what the study keeps of each task's own run (where its rows came from, how many it used)
+TASK_FACTS = ("data_source", "labels", "n_train_available", "n_train_used", "n_validation", "n_test_available",
+              "n_test_used", "train_seconds", "trainable_params")
 
 # --------------------------------------------------------------------------- the study: tasks on one base
 def task_data(cfg: Config, task: str) -> str:
@@ -169,12 +173,16 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
     # ---- nothing was written before this line
     if tok_dir is not None:
         save_tokenizer(tokenizer, tok_dir)
-    run_dirs = []
+    run_dirs, facts, seconds = [], {}, {}
+    clock = time.perf_counter()
     for c, name in zip(cfgs, names):
         say(f"merging study: training task {name}")
-        train_owned(c, out_dir / "tasks" / name)
+        metrics = train_owned(c, out_dir / "tasks" / name)
+        facts[name] = {k: metrics.get(k) for k in TASK_FACTS}
         run_dirs.append(out_dir / "tasks" / name)
+    seconds["task adapters"], clock = time.perf_counter() - clock, time.perf_counter()
     scores = score_merged([d / "adapter" for d in run_dirs], combinations)
+    seconds["merging and scoring"], clock = time.perf_counter() - clock, time.perf_counter()
     own_gap = {}
     for s, d in zip(scores, run_dirs):
         with np.load(d / "test_predictions.npz") as saved:
@@ -185,17 +193,20 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
             logits, y, n = train_head_only(c, out_dir / "head_only" / s.name)
             _same_rows(s, y, "the head-only floor")
             s.add(HEAD_ONLY, logits, n)
+        seconds["head-only floor"], clock = time.perf_counter() - clock, time.perf_counter()
     if multitask:
         logits_list, ys, n = train_multitask(cfgs, out_dir / "multitask")
         for s, logits, y in zip(scores, logits_list, ys):
             _same_rows(s, y, "the multi-task model")
             s.add(MULTITASK, logits, n)
+        seconds["multi-task adapter"] = time.perf_counter() - clock
     settings = {"base": {k: getattr(cfg, k) for k in ("model_name", "init", "seed", "head", "lora_r", "lora_alpha",
                                                        "lora_targets", "epochs", "budget")},
                 "tokenizer": (f"shared word-level tokenizer built from the union of the tasks' training files: {tok_dir}"
                               if tok_dir is not None else f"{cfg.tokenizer or cfg.model_name} (pretrained, shared)"),
                 "task_dirs": {n: str(d) for n, d in zip(names, run_dirs)},
-                "own_rescore_max_abs_diff": own_gap, "pretrained": cfg.init == "pretrained"}
+                "own_rescore_max_abs_diff": own_gap, "pretrained": cfg.init == "pretrained",
+                "task_facts": facts, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
     study = Study(scores, combinations, settings, cfg.seed)
     results_frame(study).to_csv(out_dir / STUDY_TABLE, index=False)
     write_json(results_dict(study), out_dir / STUDY_FILE)
@@ -205,7 +216,7 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
 
 COLUMNS = ("task", "method", "combination", "density", "accuracy", "ci_low", "ci_high", "normalised_accuracy",
            "diff_to_own", "diff_ci_low", "diff_ci_high", "mcnemar_p", "mcnemar_b", "mcnemar_c", "trainable_params",
-           "n_test")
+           "n_test", "n_classes")
 
 
 def results_frame(study: Study | Sequence[TaskScores], seed: int | None = None) -> pd.DataFrame:
@@ -232,7 +243,8 @@ def results_frame(study: Study | Sequence[TaskScores], seed: int | None = None) 
                          "normalised_accuracy": acc / own_acc if own_acc > 0 else float("nan"),
                          "diff_to_own": acc - own_acc, "diff_ci_low": diff[0], "diff_ci_high": diff[1],
                          "mcnemar_p": test["p_value"], "mcnemar_b": test["b"], "mcnemar_c": test["c"],
-                         "trainable_params": s.params[method], "n_test": int(len(s.y))})
+                         "trainable_params": s.params[method], "n_test": int(len(s.y)),
+                         "n_classes": len(s.labels)})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -253,3 +265,66 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+# --------------------------------------------------------------------------- the study of a profile (notebook 05)
+def resolve_task(task: str) -> str:
+    """A task name as given, or a task directory made absolute: a relative path names a directory under
+    the working directory when one exists there, else under the repository (profiles name shipped data,
+    ``data/tasks/reviews``, and papermill runs notebooks from a build folder)."""
+    from . import paths
+    from .sources import TASKS
+    from .tasks import AGNEWS
+
+    if task == AGNEWS or task in TASKS:
+        return task
+    here = Path(task).expanduser()
+    if here.is_dir() or here.is_absolute():
+        return str(here.resolve())
+    shipped = paths.ROOT / here
+    return str(shipped.resolve()) if shipped.is_dir() else str(here)
+
+
+def profile_tasks(cfg: Config) -> list[str]:
+    """The tasks of ``merge_tasks`` (comma-separated names or ``label,text`` directories), resolved."""
+    return [resolve_task(t.strip()) for t in cfg.merge_tasks.split(",") if t.strip()]
+
+
+def profile_combinations(cfg: Config) -> list[Combination]:
+    """``merge_combinations`` with ``merge_density`` where the kind prunes (PEFT's default weights, 1 each)."""
+    from .merging import NEEDS_DENSITY, make_combination
+
+    kinds = [k.strip() for k in cfg.merge_combinations.split(",") if k.strip()]
+    if not kinds:
+        raise MergingError("merge_combinations is empty; name at least one of PEFT's combination types, e.g. ties.")
+    return [make_combination(k, density=cfg.merge_density if k in NEEDS_DENSITY else None) for k in kinds]
+
+
+def study_config(cfg: Config) -> Config:
+    """``cfg`` with the study's per-task sizes: ``merge_train_samples`` / ``merge_val_samples`` /
+    ``merge_eval_samples`` when set (a task's validation split is a share of its training file, so the
+    larger tasks would otherwise spend most of the study selecting checkpoints)."""
+    return cfg.replace(max_train_samples=cfg.merge_train_samples or cfg.max_train_samples,
+                       max_val_samples=cfg.merge_val_samples or cfg.max_val_samples,
+                       max_eval_samples=cfg.merge_eval_samples or cfg.max_eval_samples)
+
+
+def study_dir(cfg: Config) -> Path:
+    """Where a profile's study trains and keeps its runs: ``results/<profile>/runs/merging``."""
+    from . import paths
+
+    return paths.runs_dir(cfg.profile) / "merging"
+
+
+def run_profile_study(cfg: Config) -> Study:
+    """Notebook 05's measurement: :func:`run_study` on the profile's ``merge_tasks`` at the profile's study
+    sizes, every combination of ``merge_combinations``; the results are also written to
+    ``results/<profile>/merging.json`` and ``merging.csv`` (the book and the report read them)."""
+    from . import paths
+
+    study = run_study(study_config(cfg), profile_tasks(cfg), study_dir(cfg), profile_combinations(cfg))
+    results = paths.results_dir(cfg.profile)
+    results.mkdir(parents=True, exist_ok=True)
+    results_frame(study).to_csv(results / STUDY_TABLE, index=False)
+    write_json(results_dict(study), results / STUDY_FILE)
+    return study

@@ -20,7 +20,7 @@ ORDER = [
     "__init__", "paths", "progress", "artifacts", "tasks",
     "config", "sources", "data", "placements", "model", "budget",
     "evaluate", "runs", "adapter", "export", "distill", "train",
-    "experiments", "merging", "multitask", "study", "baselines", "explore", "reporting", "plots",
+    "experiments", "merging", "multitask", "study", "merge_reporting", "baselines", "explore", "reporting", "plots",
     "pipeline", "cli", "__main__",
 ]
 
