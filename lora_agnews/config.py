@@ -119,6 +119,8 @@ class Config:
     merge_train_samples: int = 0  # per task: a class-balanced subset of its training rows; 0: max_train_samples
     merge_val_samples: int = 0  # per task: validation rows that select the checkpoint; 0: max_val_samples
     merge_eval_samples: int = 0  # per task: test rows scored (fixed subset); 0: max_eval_samples
+    merge_max_length: int = 0  # tokens per text in the study (BBC articles are long); 0: max_length
+    merge_lora_r: int = 0  # LoRA rank of the study's adapters (the multi-task model adds a head per task); 0: lora_r
 
     def __post_init__(self) -> None:
         validate(self)
@@ -162,7 +164,7 @@ class Config:
         skip = {"profile", "report_to", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs",
                 "ablation_methods", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head",
                 "merge_tasks", "merge_combinations", "merge_density", "merge_train_samples", "merge_val_samples",
-                "merge_eval_samples"}
+                "merge_eval_samples", "merge_max_length", "merge_lora_r"}
         key = {k: v for k, v in self.to_dict().items() if k not in skip}
         for name, default in NEW_KEY_DEFAULTS.items():
             if key.get(name) == default:
@@ -267,9 +269,11 @@ def validate(cfg: Config) -> None:
     if not 0.0 < cfg.merge_density <= 1.0:
         raise ConfigError(f"parameter 'merge_density' must be in (0, 1] (the share of each task's update kept); "
                           f"got {cfg.merge_density}.")
-    for key in ("merge_train_samples", "merge_val_samples", "merge_eval_samples"):
+    for key in ("merge_train_samples", "merge_val_samples", "merge_eval_samples", "merge_max_length",
+                "merge_lora_r"):
         if getattr(cfg, key) < 0:
-            raise ConfigError(f"parameter '{key}' must be 0 (the profile's subset) or a number of rows; "
+            what = {"merge_max_length": "a number of tokens", "merge_lora_r": "a rank"}.get(key, "a number of rows")
+            raise ConfigError(f"parameter '{key}' must be 0 (the profile's own setting) or {what}; "
                               f"got {getattr(cfg, key)}.")
     if cfg.study_top < 0:
         raise ConfigError(f"parameter 'study_top' must be 0 (off) or a number of grid variants; got {cfg.study_top}.")

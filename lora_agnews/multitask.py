@@ -219,7 +219,8 @@ def check_multitask_budget(cfg: Config, labels: Sequence[Sequence[str]], names: 
     n = trainable_count(build_multitask(cfg, labels, names, tokenizer, meta=True))
     if n > cfg.budget:
         raise BudgetError(f"the multi-task model trains {n:,} parameters (shared LoRA + {len(names)} linear heads), "
-                          f"over the budget of {cfg.budget:,}. Lower lora_r or drop targets; refused before training.")
+                          f"over the budget of {cfg.budget:,}. Lower the rank (merge_lora_r in a profile's study) or drop targets; "
+                          f"refused before training.")
     return n
 
 

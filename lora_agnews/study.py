@@ -302,9 +302,12 @@ def profile_combinations(cfg: Config) -> list[Combination]:
 
 def study_config(cfg: Config) -> Config:
     """``cfg`` with the study's per-task sizes: ``merge_train_samples`` / ``merge_val_samples`` /
-    ``merge_eval_samples`` when set (a task's validation split is a share of its training file, so the
-    larger tasks would otherwise spend most of the study selecting checkpoints)."""
-    return cfg.replace(max_train_samples=cfg.merge_train_samples or cfg.max_train_samples,
+    ``merge_eval_samples`` / ``merge_max_length`` / ``merge_lora_r`` when set (a task's validation split is a share of its
+    training file, so the larger tasks would otherwise spend most of the study selecting checkpoints;
+    BBC articles fill any length, so their cost follows ``max_length``; a rank that fills the budget
+    with one head leaves no room for the multi-task model's other heads)."""
+    return cfg.replace(max_length=cfg.merge_max_length or cfg.max_length, lora_r=cfg.merge_lora_r or cfg.lora_r,
+                       max_train_samples=cfg.merge_train_samples or cfg.max_train_samples,
                        max_val_samples=cfg.merge_val_samples or cfg.max_val_samples,
                        max_eval_samples=cfg.merge_eval_samples or cfg.max_eval_samples)
 
