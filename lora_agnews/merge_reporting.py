@@ -41,6 +41,18 @@ def _label(method: str) -> str:
     return method.removeprefix(MERGE_PREFIX)
 
 
+def _shown_path(source: str) -> str:
+    """A task directory inside the repository as a relative path (``data/tasks/reviews``), else as given."""
+    from pathlib import Path
+
+    from . import paths
+
+    try:
+        return str(Path(source).relative_to(paths.ROOT))
+    except ValueError:
+        return source
+
+
 def tasks_frame(result: Mapping[str, Any]) -> pd.DataFrame:
     """One row per task: its classes, where its rows came from, the rows its adapter trained on and the
     test rows every method is scored on."""
@@ -49,7 +61,7 @@ def tasks_frame(result: Mapping[str, Any]) -> pd.DataFrame:
     for task in result["tasks"]:
         f = facts.get(task["name"], {})
         rows.append({"task": task["name"], "classes": len(task["labels"]), "labels": ", ".join(task["labels"]),
-                     "source": f.get("data_source", "?"),
+                     "source": _shown_path(f.get("data_source", "?")),
                      "training rows": f"{num(f.get('n_train_used'))} of {num(f.get('n_train_available'))}",
                      "validation rows": num(f.get("n_validation")),
                      "test rows": f"{num(task['n_test'])} of {num(f.get('n_test_available'))}"})
@@ -57,19 +69,23 @@ def tasks_frame(result: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def results_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The study's rows for reading: accuracy with its interval, normalised accuracy, the paired difference
-    to the own adapter with its interval and McNemar's p, the trainable count (percent and points)."""
+    """The study's rows for reading, indexed by task and method: accuracy with its interval, normalised
+    accuracy, the paired difference to the own adapter with its interval and McNemar's p, the trainable
+    count (percent and points, one decimal: the CSV keeps every digit)."""
+    def pts(x: float) -> str:
+        return f"{100 * x:+.1f}"
+
     out = pd.DataFrame({
-        "task": frame["task"], "method": frame["method"],
-        "accuracy (%)": [f"{pct(a)} [{pct(lo)}, {pct(hi)}]" for a, lo, hi in
+        "accuracy (%)": [f"{pct(a, 1)} [{pct(lo, 1)}, {pct(hi, 1)}]" for a, lo, hi in
                          zip(frame["accuracy"], frame["ci_low"], frame["ci_high"])],
         "normalised (%)": [pct(x, 1) for x in frame["normalised_accuracy"]],
-        "vs own (points)": ["–" if m == OWN else f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+        "vs own (points)": ["–" if m == OWN else f"{pts(d)} [{pts(lo)}, {pts(hi)}]"
                             for m, d, lo, hi in zip(frame["method"], frame["diff_to_own"], frame["diff_ci_low"],
                                                     frame["diff_ci_high"])],
         "McNemar p": ["–" if m == OWN else pvalue(p) for m, p in zip(frame["method"], frame["mcnemar_p"])],
         "trainable": [num(n) for n in frame["trainable_params"]],
     })
+    out.index = pd.MultiIndex.from_arrays([frame["task"], [_label(m) for m in frame["method"]]], names=["task", "method"])
     return out
 
 

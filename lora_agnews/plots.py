@@ -319,7 +319,7 @@ def merging_accuracy(frame: pd.DataFrame) -> Figure:
     shown = [m for m in dict.fromkeys(frame["method"]) if m not in refs]
     colors = dict(zip(shown, sns.color_palette(PALETTE, len(shown))))
     with _style():
-        fig, axes = _figure(ncols=len(tasks), size=(3.6 * len(tasks) + 1.6, 1.2 + 0.42 * len(shown)),
+        fig, axes = _figure(ncols=len(tasks), size=(2.7 * len(tasks) + 1.8, 1.9 + 0.5 * len(shown)),
                             sharey=True, squeeze=False)
         for ax, task in zip(axes[0], tasks):
             rows = frame[frame["task"] == task].set_index("method")

@@ -68,7 +68,8 @@ def test_sentence_macros_and_table_carry_the_numbers(frame: pd.DataFrame) -> Non
     assert tab.index("own adapter") < tab.index("ties") < tab.index("head only")
     assert "88.00 (97.8)" in tab and "40.00 (50.0)" in tab
     table = merge_reporting.results_table(frame)
-    assert table.loc[table["method"] == "merge linear", "vs own (points)"].iloc[1].startswith("-40.00")
+    assert table.loc[("reviews", "linear"), "vs own (points)"].startswith("-40.0 [")
+    assert table.loc[("news", "own adapter"), "vs own (points)"] == "–"
 
 
 def test_macros_file_is_accepted_and_tasks_frame_reads_the_run_facts(frame: pd.DataFrame, tmp_path, monkeypatch) -> None:
