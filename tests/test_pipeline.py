@@ -387,6 +387,28 @@ def test_report_pdf_has_the_accuracy_and_the_confusion_matrix(smoke_run: dict[st
 
 
 @pytest.mark.pipeline
+def test_merging_study_reaches_the_book_and_the_report(smoke_run: dict[str, Any]) -> None:
+    """Notebook 05 on the smoke profile: three tasks of 4, 2 and 5 classes, every way of scoring them, the
+    figure in the book and the report, the report's sentence equal to the macro the notebook wrote."""
+    saved = json.loads((smoke_run["results"] / "merging.json").read_text())
+    assert [(t["name"], len(t["labels"])) for t in saved["tasks"]] == [("agnews", 4), ("reviews", 2), ("tickets", 5)]
+    methods = {(r["task"], r["method"]) for r in saved["rows"]}
+    assert len(methods) == 3 * (len(saved["combinations"]) + 3) == 30
+    assert saved["settings"]["task_facts"]["tickets"]["data_source"].endswith("data/tasks/tickets")
+    page = (smoke_run["html"] / "notebooks" / "05_merging.html").read_text(encoding="utf-8")
+    assert "merging_accuracy" in page and "multi-task" in page
+    assert (smoke_run["results"] / "figures" / "merging_accuracy.pdf").is_file()
+    macros = reporting.read_macros(smoke_run["results"] / "tex" / "macros_merging.tex")
+    assert macros["MergeTaskNames"] == "agnews, reviews, tickets"
+    text = subprocess.run(["pdftotext", "-layout", str(smoke_run["report"] / "main.pdf"), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    flat = " ".join(text.split())
+    assert "Merging task adapters" in flat and f"the best merge is {macros['MergeBest']}" in flat
+    results = (smoke_run["html"] / "results.html").read_text(encoding="utf-8")
+    assert "merging_accuracy.png" in results
+
+
+@pytest.mark.pipeline
 def test_macros_files_are_complete_and_distinct(smoke_run: dict[str, Any]) -> None:
     names: list[str] = []
     for notebook in reporting.NOTEBOOK_MACRO_FILES:
