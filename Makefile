@@ -50,7 +50,7 @@ browser: ## install Debian's Chromium for the book's browser test (skipped where
 all: setup ## the main command: notebooks (papermill) -> book -> report for PROFILE (overrides: ARGS="-p KEY VALUE ...")
 	$(PY) -m lora_agnews run --profile $(PROFILE) $(ARGS)
 
-notebooks: setup ## execute the four notebooks for PROFILE into build/PROFILE/notebooks
+notebooks: setup ## execute the notebooks for PROFILE into build/PROFILE/notebooks
 	$(PY) -m lora_agnews run --profile $(PROFILE) --steps notebooks $(ARGS)
 
 book: setup ## build the HTML book from the executed notebooks (build/PROFILE/book)

@@ -198,7 +198,7 @@ def test_workflow_runs_the_guide_make_targets_that_ci_uses() -> None:
     assert {"notebooks", "book"} <= set(used) or "all" in used, "the workflow builds the book"
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     ci_targets = re.findall(r"^make (\w[\w-]*)", ci, flags=re.M)
-    assert ci_targets == ["test"]
+    assert ci_targets == ["test", "test-slow"], "CI runs the README's test command, then the slow tier"
     for target in used + ci_targets:
         assert target in targets, f"make {target} is not a documented Makefile target"
         assert f"`make {target}`" in RUNNING, f"book/guide/running.md does not name `make {target}`"
