@@ -157,3 +157,22 @@ def fmt_pct(x: float, digits: int = 2) -> str:
 
 def fmt_int(n: int) -> str:
     return f"{int(n):,}"
+
+
+# the reports' formats (reporting and merge_reporting both use these)
+def pct(x: float | None, digits: int = 2) -> str:
+    """A share as a percentage without the sign: 0.94372 -> ``94.37`` (the macros' format)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return fmt_pct(float(x), digits)
+
+
+def num(n: int | float | None) -> str:
+    """Thousands separators: 980740 -> ``980,740``."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "n/a"
+    return fmt_int(n)
+
+
+def pvalue(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"

@@ -9,35 +9,18 @@ keeps two tasks and loses the third is not a multi-task model.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import pandas as pd
 
-from .artifacts import fmt_int, fmt_pct, latex_table
+from .artifacts import latex_table, num, pct, pvalue
 from .merging import HEAD_ONLY, MULTITASK, OWN
 
 MERGE_PREFIX = "merge "
 
 
-def _missing(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
-
-
-def pct(x: float | None, digits: int = 2) -> str:
-    """A share in percent without the sign (the report's format; ``reporting.pct`` imports this module)."""
-    return "n/a" if _missing(x) else fmt_pct(float(x), digits)
-
-
-def num(n: int | float | None) -> str:
-    return "n/a" if _missing(n) else fmt_int(n)
-
-
-def pvalue(p: float) -> str:
-    return "n/a" if _missing(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
-
-
-def _label(method: str) -> str:
+def label(method: str) -> str:
+    """A method as tables and figures name it: ``merge ties d=0.5`` -> ``ties d=0.5``."""
     return method.removeprefix(MERGE_PREFIX)
 
 
@@ -88,7 +71,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
         "McNemar p": ["–" if m == OWN else pvalue(p) for m, p in zip(frame["method"], frame["mcnemar_p"])],
         "trainable": [num(n) for n in frame["trainable_params"]],
     })
-    out.index = pd.MultiIndex.from_arrays([frame["task"], [_label(m) for m in frame["method"]]], names=["task", "method"])
+    out.index = pd.MultiIndex.from_arrays([frame["task"], [label(m) for m in frame["method"]]], names=["task", "method"])
     return out
 
 
@@ -126,12 +109,12 @@ def sentence(frame: pd.DataFrame) -> str:
     if merges.empty:
         return f"No merge was scored on the {len(tasks)} tasks."
     best, worst = merges.iloc[0], merges.iloc[-1]
-    parts = [f"Across the {len(tasks)} tasks ({', '.join(tasks)}), the best merge is {_label(best['method'])}: "
+    parts = [f"Across the {len(tasks)} tasks ({', '.join(tasks)}), the best merge is {label(best['method'])}: "
              f"it keeps {pct(best['mean_normalised'], 1)}% of the own adapters' accuracy on average and "
              f"{pct(best['worst_normalised'], 1)}% on its worst task ({best['worst_task']}), significantly below "
              f"the own adapter on {best['tasks_below_own']} of {best['n_tasks']} tasks."]
     if len(merges) > 1:
-        parts.append(f"The weakest merge is {_label(worst['method'])} ({pct(worst['mean_normalised'], 1)}% on average, "
+        parts.append(f"The weakest merge is {label(worst['method'])} ({pct(worst['mean_normalised'], 1)}% on average, "
                      f"{pct(worst['worst_normalised'], 1)}% on {worst['worst_task']}).")
     by = s.set_index("method")
     if MULTITASK in by.index:
@@ -168,7 +151,7 @@ def macros(frame: pd.DataFrame, result: Mapping[str, Any]) -> dict[str, Any]:
     values["merge_density"] = ", ".join(f"{d:g}" for d in sorted(densities)) or "n/a"
     if not merges.empty:
         best = merges.iloc[0]
-        values.update({"merge_best": _label(best["method"]), "merge_best_normalised": pct(best["mean_normalised"], 1),
+        values.update({"merge_best": label(best["method"]), "merge_best_normalised": pct(best["mean_normalised"], 1),
                        "merge_best_worst_normalised": pct(best["worst_normalised"], 1),
                        "merge_best_worst_task": best["worst_task"], "merge_best_params": num(best["trainable_params"])})
     for key, method in (("merge_multitask", MULTITASK), ("merge_head_only", HEAD_ONLY)):
@@ -190,5 +173,5 @@ def tabular(frame: pd.DataFrame) -> str:
         accs = [f"{pct(cell.loc[(method, t), 'accuracy'])} ({pct(cell.loc[(method, t), 'normalised_accuracy'], 1)})"
                 if (method, t) in cell.index else "–" for t in tasks]
         mean = "100.0" if method == OWN else pct(s.loc[method, "mean_normalised"], 1)
-        rows.append([_label(method), *accs, mean])
+        rows.append([label(method), *accs, mean])
     return latex_table(["method", *tasks, "mean norm."], rows)

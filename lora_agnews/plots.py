@@ -19,6 +19,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from .merge_reporting import label as merge_label
+from .merging import HEAD_ONLY, OWN
 from .reporting import describe_config, describe_setting, method_label, study_settings
 
 PALETTE = "colorblind"
@@ -315,19 +317,18 @@ def merging_accuracy(frame: pd.DataFrame) -> Figure:
     ``multi-task`` and one ``merge ...`` per combination for every task).
     """
     tasks = list(dict.fromkeys(frame["task"]))
-    refs = ("own adapter", "head only")
-    shown = [m for m in dict.fromkeys(frame["method"]) if m not in refs]
+    shown = [m for m in dict.fromkeys(frame["method"]) if m not in (OWN, HEAD_ONLY)]
     colors = dict(zip(shown, sns.color_palette(PALETTE, len(shown))))
     with _style():
         fig, axes = _figure(ncols=len(tasks), size=(2.7 * len(tasks) + 1.8, 1.9 + 0.5 * len(shown)),
                             sharey=True, squeeze=False)
         for ax, task in zip(axes[0], tasks):
             rows = frame[frame["task"] == task].set_index("method")
-            own = rows.loc["own adapter"]
+            own = rows.loc[OWN]
             ax.axvspan(100 * own["ci_low"], 100 * own["ci_high"], color="tab:green", alpha=0.15, lw=0)
             ax.axvline(100 * own["accuracy"], color="tab:green", lw=2, label="own adapter (ceiling)")
-            if "head only" in rows.index:
-                ax.axvline(100 * rows.loc["head only", "accuracy"], color="0.35", ls="--", lw=1.5,
+            if HEAD_ONLY in rows.index:
+                ax.axvline(100 * rows.loc[HEAD_ONLY, "accuracy"], color="0.35", ls="--", lw=1.5,
                            label="head only (floor)")
             for y, method in enumerate(shown):
                 if method not in rows.index:
@@ -338,7 +339,7 @@ def merging_accuracy(frame: pd.DataFrame) -> Figure:
                             fmt="o", color=colors[method], ms=7, capsize=3)
             ax.set_title(f"{task}\n({int(own['n_classes'])} classes, {int(own['n_test']):,} test rows)", fontsize=12)
             ax.set_xlabel("Test accuracy (%)")
-        axes[0][0].set_yticks(range(len(shown)), [m.removeprefix("merge ") for m in shown])
+        axes[0][0].set_yticks(range(len(shown)), [merge_label(m) for m in shown])
         axes[0][0].set_ylim(len(shown) - 0.5, -0.5)
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)

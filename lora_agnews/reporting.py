@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from . import artifacts, paths
+from .artifacts import num, pct, pvalue
 from .config import CHOICES, Config
 
 PAPER_PROFILE = "paper"
@@ -62,28 +63,10 @@ def read_macros(path: Path) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- formatting
-def pct(x: float | None, digits: int = 2) -> str:
-    """A share as a percentage without the sign: 0.94372 -> ``94.37`` (the macros' format)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    return artifacts.fmt_pct(float(x), digits)
-
-
-def num(n: int | float | None) -> str:
-    """Thousands separators: 980740 -> ``980,740``."""
-    if n is None or (isinstance(n, float) and math.isnan(n)):
-        return "n/a"
-    return artifacts.fmt_int(n)
-
-
 def dec(x: float | None, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     return f"{float(x):.{digits}f}"
-
-
-def pvalue(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def p_text(p: float) -> str:

@@ -61,16 +61,11 @@ def task_data(cfg: Config, task: str) -> str:
 
 def task_configs(cfg: Config, tasks: Sequence[str]) -> list[Config]:
     """``cfg`` once per task (``task`` set; a task directory made absolute), each checked mergeable."""
-    from .sources import TASKS
-    from .tasks import AGNEWS
-
     if len(tasks) < 2:
         raise MergingError(f"a merging study needs at least 2 tasks; got {len(tasks)} ({', '.join(map(str, tasks))}).")
     cfgs = []
     for task in tasks:
-        task = str(task)
-        if task != AGNEWS and task not in TASKS and Path(task).expanduser().is_dir():
-            task = str(Path(task).expanduser().resolve())
+        task = resolve_task(str(task))
         one = cfg.replace(task=task, data=task_data(cfg, task))
         _check_method(one, f"task {task}")
         cfgs.append(one)
@@ -131,12 +126,12 @@ def _same_rows(scores: TaskScores, labels: np.ndarray, what: str) -> None:
 
 
 def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Sequence[Combination] | None = None,
-              floor: bool = True, multitask: bool = True) -> Study:
+              floor: bool = True, multitask: bool = True, results_dir: Path | None = None) -> Study:
     """Train one adapter per task on one frozen encoder, merge them every way, and score each task.
 
     Writes ``OUT/tasks/<task>/`` (train runs: reused when complete), ``OUT/head_only/<task>/``,
     ``OUT/multitask/``, ``OUT/tokenizer-<hash>/`` (``tokenizer local`` only), and the results
-    ``OUT/merging.json`` and ``OUT/merging.csv``. Every refusal (methods that cannot merge, tasks
+    ``merging.json`` and ``merging.csv`` in ``results_dir`` (default ``OUT``). Every refusal (methods that cannot merge, tasks
     with the same name, a configuration over the budget, ranks or densities a combination cannot
     take) comes before anything is written.
     """
@@ -208,9 +203,8 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
                 "own_rescore_max_abs_diff": own_gap, "pretrained": cfg.init == "pretrained",
                 "task_facts": facts, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
     study = Study(scores, combinations, settings, cfg.seed)
-    results_frame(study).to_csv(out_dir / STUDY_TABLE, index=False)
-    write_json(results_dict(study), out_dir / STUDY_FILE)
-    say(f"merging study: {len(scores)} tasks x {len(combinations)} combinations -> {out_dir / STUDY_FILE}")
+    written = save_results(study, out_dir if results_dir is None else Path(results_dir))
+    say(f"merging study: {len(scores)} tasks x {len(combinations)} combinations -> {written}")
     return study
 
 
@@ -248,10 +242,19 @@ def results_frame(study: Study | Sequence[TaskScores], seed: int | None = None) 
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def results_dict(study: Study) -> dict[str, Any]:
-    """The study as plain JSON-able data: settings, tasks, combinations and the rows of :func:`results_frame`
-    (NaN as None)."""
+def save_results(study: Study, directory: Path) -> Path:
+    """``merging.csv`` and ``merging.json`` in ``directory`` (the bootstrap computed once for both)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     frame = results_frame(study)
+    frame.to_csv(directory / STUDY_TABLE, index=False)
+    return write_json(results_dict(study, frame), directory / STUDY_FILE)
+
+
+def results_dict(study: Study, frame: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The study as plain JSON-able data: settings, tasks, combinations and the rows of :func:`results_frame`
+    (NaN as None); ``frame``: that frame when the caller has it already."""
+    frame = results_frame(study) if frame is None else frame
     rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else _plain(v)) for k, v in row.items()}
             for row in frame.to_dict(orient="records")]
     return {"format": STUDY_FORMAT, "settings": study.settings,
@@ -321,13 +324,9 @@ def study_dir(cfg: Config) -> Path:
 
 def run_profile_study(cfg: Config) -> Study:
     """Notebook 05's measurement: :func:`run_study` on the profile's ``merge_tasks`` at the profile's study
-    sizes, every combination of ``merge_combinations``; the results are also written to
-    ``results/<profile>/merging.json`` and ``merging.csv`` (the book and the report read them)."""
+    sizes, every combination of ``merge_combinations``; the results go to ``results/<profile>/merging.json``
+    and ``merging.csv`` (the book and the report read them), the runs to :func:`study_dir`."""
     from . import paths
 
-    study = run_study(study_config(cfg), profile_tasks(cfg), study_dir(cfg), profile_combinations(cfg))
-    results = paths.results_dir(cfg.profile)
-    results.mkdir(parents=True, exist_ok=True)
-    results_frame(study).to_csv(results / STUDY_TABLE, index=False)
-    write_json(results_dict(study), results / STUDY_FILE)
-    return study
+    return run_study(study_config(cfg), profile_tasks(cfg), study_dir(cfg), profile_combinations(cfg),
+                     results_dir=paths.results_dir(cfg.profile))
