@@ -4,7 +4,7 @@
 Why this exists: "fast" claims need a number that is what ``python -m lora_agnews train`` gets,
 next to what common practice gets, on the same examples. Every variant below is built from
 the project's components (``lora_agnews.data`` tokenizer path and :class:`PadCollator`, the
-Trainer's length-grouped order, ``lora_agnews.model.build_model`` with the LoRA config of a
+Trainer's length-grouped order, ``lora_agnews.methods.build_model`` with the LoRA config of a
 profile, ``resolve_precision``, fused AdamW and TF32 on CUDA), and every variant processes the
 SAME examples, so examples/s and tokens/s compare directly.
 
@@ -77,7 +77,8 @@ import torch  # noqa: E402
 from lora_agnews import config as config_mod  # noqa: E402
 from lora_agnews.data import PadCollator, TokenizedDataset, read_agnews_csv, tokenize  # noqa: E402
 from lora_agnews.evaluate import autocast_context, predict_logits  # noqa: E402
-from lora_agnews.model import build_model, build_local_tokenizer, build_tokenizer, resolve_precision  # noqa: E402
+from lora_agnews.methods import build_model  # noqa: E402
+from lora_agnews.model import build_local_tokenizer, build_tokenizer, resolve_precision  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 DEFAULT_DATA = SHARED / "agnews-subset" / "test.csv"
@@ -706,7 +707,8 @@ def bench_methods(r: Runner, methods: list[str], peak: float) -> dict[str, dict[
     """
     import dataclasses
 
-    from lora_agnews.model import parameter_breakdown, largest_rank, size_key
+    from lora_agnews.counting import parameter_breakdown, largest_rank
+    from lora_agnews.methods import size_key
     from lora_agnews.reporting import describe_setting
 
     out: dict[str, dict[str, Any]] = {}
@@ -960,7 +962,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     r = setup(args)
     dev = device_info(r.device, args)
-    from lora_agnews.model import parameter_breakdown
+    from lora_agnews.counting import parameter_breakdown
 
     report: dict[str, Any] = {
         "benchmark": "train_throughput", "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -97,7 +97,8 @@ def _save_bitfit(model: Any, cfg: Config, directory: Path) -> None:
 def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path) -> Any:
     from safetensors.torch import load_file
 
-    from .model import apply_bitfit, apply_head
+    from .heads import apply_head
+    from .methods import apply_bitfit
 
     tensors = load_file(str(adapter_dir / WEIGHTS_FILE))
     model = apply_bitfit(base, apply_head(base, cfg.head), cfg)
@@ -134,7 +135,8 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from .model import _base_model, _quiet, apply_head
+    from .heads import apply_head
+    from .model import _base_model, _quiet
 
     adapter_dir = Path(adapter_dir)
     check_adapter_dir(adapter_dir)
@@ -268,7 +270,7 @@ def merge_line(cfg: Config) -> str:
         return "merged = model.merge_and_unload()  # plain transformers model, same predictions"
     if cfg.method == "prompt":
         return "# prompt tuning cannot be merged into the base weights: use the model as loaded"
-    return ("from lora_agnews.model import merge\n"
+    return ("from lora_agnews.methods import merge\n"
             f"merged = merge(model, {cfg.method!r})  # plain transformers model, same predictions")
 
 

@@ -3,7 +3,7 @@
 A LoRA count is affine in the rank (``head + magnitude + r * sum(in + out)`` over adapted
 modules), so two exact counts on the meta device (r=1, r=2) give the whole line and the
 largest fitting rank without any search or weights. That arithmetic (``rank_line``,
-``largest_rank``) lives in ``model``, next to the count and the budget check that use it;
+``largest_rank``) lives in ``counting``, next to the count and the budget check that use it;
 this module tabulates it. Target sets may use roles and presets (``attention``,
 ``all-linear``; see ``placements``).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .config import Config
-from .model import largest_rank, rank_line
+from .counting import largest_rank, rank_line
 
 __all__ = ["budget_table", "format_budget_table", "format_method_table", "largest_rank", "method_table", "rank_line"]
 
@@ -47,7 +47,7 @@ def method_table(cfg: Config, methods: Iterable[str], target_sets: Iterable[str]
     rank, prompt tokens) and its exact total; size-less methods (ia3, bitfit, layernorm): the count and
     whether it fits. Methods that adapt the whole encoder (bitfit, layernorm, prompt) ignore target sets."""
     from .config import ConfigError
-    from .model import WHOLE_ENCODER, size_key, size_limit
+    from .methods import WHOLE_ENCODER, size_key, size_limit
 
     rows = []
     target_sets = list(target_sets)

@@ -33,7 +33,7 @@ def load_config(args: argparse.Namespace) -> config_mod.Config:
 
 # --------------------------------------------------------------------------- commands
 def cmd_params(args: argparse.Namespace) -> int:
-    from .model import count_trainable, format_breakdown
+    from .counting import count_trainable, format_breakdown
 
     cfg = load_config(args)
     breakdown = count_trainable(cfg)
@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .adapter import AdapterError
     from .data import DataError
-    from .model import BudgetError, ModelError
+    from .counting import BudgetError
+    from .model import ModelError
     from .runs import RunError
 
     from .merging import MergingError

@@ -20,7 +20,8 @@ from . import paths, runs
 from .artifacts import read_json, write_json
 from .budget import largest_rank
 from .config import NEW_KEY_DEFAULTS, Config, ConfigError
-from .model import WHOLE_ENCODER, check_method, count_trainable, size_key
+from .counting import count_trainable
+from .methods import WHOLE_ENCODER, check_method, size_key
 from .progress import say
 
 ABLATION_FILE = "ablation.json"

@@ -1,7 +1,7 @@
 """A trained adapter as a plain transformers checkpoint: ``pipeline("text-classification", model=DIR)``
 works without peft installed (peft issue #1488: the pipeline does not take a PEFT model).
 
-The adapter is loaded, its trained parameters are merged into the base weights (``model.merge``),
+The adapter is loaded, its trained parameters are merged into the base weights (``methods.merge``),
 and the result is written as the architecture's own ``*ForSequenceClassification`` checkpoint
 (``model.safetensors``, ``config.json`` with the class names, the tokenizer, a hub model card).
 
@@ -140,7 +140,7 @@ def plain_state(merged: nn.Module, head: str) -> tuple[dict[str, torch.Tensor], 
     DistilBERT's, whose output layer was moved to ``classifier.out_proj``); ``linear`` is re-expressed as the
     module docstring says.
     """
-    from .model import family
+    from .heads import family
 
     style = family(merged).head
     kind = merged.config.model_type
@@ -370,7 +370,7 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     """
     from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts
     from .data import normalize_text
-    from .model import NOT_MERGEABLE, MergeError, merge
+    from .methods import NOT_MERGEABLE, MergeError, merge
     from .progress import interactive
     from .runs import atomic_directory
 

@@ -325,7 +325,8 @@ def _task_base(cfg: Config, labels: Sequence[str], tokenizer: Any, head: dict[st
                fingerprint: str | None, where: str) -> nn.Module:
     """The frozen encoder rebuilt for one task (its labels, its head type) with its trained head in place."""
     from .adapter import AdapterError, base_fingerprint
-    from .model import _base_model, _quiet, apply_head
+    from .heads import apply_head
+    from .model import _base_model, _quiet
 
     torch.manual_seed(cfg.seed)
     with _quiet():

@@ -34,7 +34,8 @@ from .progress import say
 def head_only_model(cfg: Config, tokenizer: Any, labels: Sequence[str], meta: bool = False) -> nn.Module:
     """The frozen encoder with the configuration's head, the head the only trainable part (a plain
     transformers model: the floor of what an adapter adds)."""
-    from .model import _base_model, _quiet, apply_head
+    from .heads import apply_head
+    from .model import _base_model, _quiet
 
     torch.manual_seed(cfg.seed)
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
@@ -68,7 +69,7 @@ def json_roundtrip(value: Any) -> Any:
 def _train_prepared(cfg: Config, splits: Any, tokenizer: Any, model: nn.Module, train_ds: TokenizedDataset,
                     val_ds: TokenizedDataset, run_dir: Path) -> Any:
     """The project's Trainer path (:func:`lora_agnews.train.fit`) for a model train.prepare does not build."""
-    from .model import parameter_breakdown
+    from .counting import parameter_breakdown
     from .train import Prepared, by_length, fit
 
     prep = Prepared(cfg, splits, tokenizer, train_ds, by_length(val_ds), val_ds, model, parameter_breakdown(model))
@@ -94,7 +95,8 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
 
     from transformers import set_seed
 
-    from .model import BudgetError, build_tokenizer
+    from .counting import BudgetError
+    from .model import build_tokenizer
     from .runs import save_arrays
 
     run_dir = Path(run_dir)
@@ -190,7 +192,9 @@ def build_multitask(cfg: Config, labels: Sequence[Sequence[str]], names: Sequenc
     """The shared encoder (``cfg``'s LoRA, no head of its own) and one linear head per task."""
     from peft import get_peft_model
 
-    from .model import FirstTokenLinearHead, HeadPlan, _base_model, _quiet, check_targets, family, lora_config
+    from .heads import FirstTokenLinearHead, HeadPlan, family
+    from .methods import check_targets, lora_config
+    from .model import _base_model, _quiet
 
     torch.manual_seed(cfg.seed)
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
@@ -214,7 +218,7 @@ def trainable_count(model: nn.Module) -> int:
 
 def check_multitask_budget(cfg: Config, labels: Sequence[Sequence[str]], names: Sequence[str], tokenizer: Any) -> int:
     """The exact trainable count of the multi-task model (shared LoRA + every head), refused over budget."""
-    from .model import BudgetError
+    from .counting import BudgetError
 
     n = trainable_count(build_multitask(cfg, labels, names, tokenizer, meta=True))
     if n > cfg.budget:

@@ -30,7 +30,7 @@ ROLES: tuple[str, ...] = ("query", "key", "value", "attn_out", "ffn_in", "ffn_ou
 PRESETS: dict[str, tuple[str, ...]] = {"attention": ("query", "key", "value"), "all-linear": ROLES}
 EMBEDDINGS = "word_embeddings"
 
-# Head styles (what ``model.apply_head`` does for default / linear / lora-dense):
+# Head styles (what ``heads.apply_head`` does for default / linear / lora-dense):
 #   dense-out_proj: classifier = dense + out_proj on the first token (RoBERTa, MPNet, ELECTRA)
 #   pooler:         the base model's pooler (dense + tanh) + a linear classifier (BERT)
 #   context-pooler: a top-level pooler (dense + activation) + a linear classifier (DeBERTa-v2)

@@ -97,7 +97,7 @@ def method_label(c: Mapping[str, Any]) -> str:
 def describe_setting(c: Mapping[str, Any]) -> str:
     """``r=8, Q,K,V, linear head`` for LoRA (as before); ``PiSSA r=18, ...``, ``BitFit, linear head``, ...
     for other methods: the method, its size where it has one, the placement where it has one, the head."""
-    from .model import WHOLE_ENCODER, size_key
+    from .methods import WHOLE_ENCODER, size_key
 
     method = c.get("method") or "lora"
     key = size_key(method)
@@ -298,7 +298,7 @@ def breakdown_frame(breakdown: Mapping[str, Any], budget: int) -> pd.DataFrame:
 
 def head_counts(cfg: Config, vocab_size: int | None = None) -> pd.DataFrame:
     """Exact trainable counts of ``cfg``'s LoRA setup with each head (meta device, no weights)."""
-    from .model import count_trainable
+    from .counting import count_trainable
 
     rows = []
     for head in CHOICES["head"]:
@@ -494,7 +494,7 @@ def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
     col = lambda name: frame[name] if name in frame else pd.Series([math.nan] * len(frame), index=frame.index)  # noqa: E731
     lead: dict[str, Any] = {"r": frame["lora_r"]}
     if _several_methods(frame):
-        from .model import WHOLE_ENCODER
+        from .methods import WHOLE_ENCODER
 
         lead = {"method": [method_label(r) for _, r in frame.iterrows()],
                 "size": [_size(r) for _, r in frame.iterrows()]}

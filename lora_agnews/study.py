@@ -100,7 +100,8 @@ def save_tokenizer(tokenizer: Any, directory: Path) -> Path:
 
 
 def _budget_check(cfg: Config, tokenizer: Any) -> dict[str, Any]:
-    from .model import build_model, check_budget, parameter_breakdown
+    from .counting import check_budget, parameter_breakdown
+    from .methods import build_model
 
     breakdown = parameter_breakdown(build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                                 meta=True))

@@ -23,8 +23,9 @@ from .artifacts import write_json
 from .config import Config, require_trackers
 from .data import PadCollator, Splits, TokenizedDataset, encode, load_splits
 from .evaluate import evaluate_model, pad_multiple
-from .model import (MergeError, build_model, build_tokenizer, check_budget, device_for, merge, parameter_breakdown,
-                    resolve_precision)
+from .counting import check_budget, parameter_breakdown
+from .methods import MergeError, build_model, merge
+from .model import build_tokenizer, device_for, resolve_precision
 from .progress import interactive, say
 
 

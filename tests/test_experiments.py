@@ -10,7 +10,7 @@ import pytest
 
 from lora_agnews import config, experiments
 from lora_agnews.budget import largest_rank
-from lora_agnews.model import count_trainable
+from lora_agnews.counting import count_trainable
 from conftest import sample_rows
 
 

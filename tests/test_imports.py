@@ -14,11 +14,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lora_agnews"
 
-# Lowest first. The spine is config -> data -> model -> budget -> train -> experiments ->
-# pipeline / cli; the others sit where what they import and what imports them allow.
+# Lowest first. The spine is config -> data -> model -> heads -> methods -> counting -> budget ->
+# train -> experiments -> pipeline / cli; the others sit where what they import and what imports them allow.
 ORDER = [
     "__init__", "paths", "progress", "artifacts", "tasks",
-    "config", "sources", "data", "placements", "model", "budget",
+    "config", "sources", "data", "placements", "model", "heads", "methods", "counting",
+    "budget",
     "evaluate", "runs", "adapter", "export", "distill", "train",
     "experiments", "merging", "multitask", "study", "merge_reporting", "baselines", "explore", "reporting", "plots",
     "pipeline", "cli", "__main__",

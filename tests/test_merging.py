@@ -23,7 +23,7 @@ import pytest
 
 from lora_agnews import config, merging
 from lora_agnews import study as study_mod
-from lora_agnews.model import BudgetError
+from lora_agnews.counting import BudgetError
 
 TASKS = {"mood": ["neg", "pos"], "topic": ["art", "sci", "war"], "hue": ["red", "green", "blue", "cyan", "gray"]}
 N_TRAIN, N_TEST, EPOCHS = 90, 40, 4

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_agnews import config, model
+from lora_agnews import config, counting, methods
 from lora_agnews.adapter import load_adapter, predict_logits_for_texts
 from lora_agnews.artifacts import read_json
 from lora_agnews.cli import main
 from lora_agnews.data import load_splits
-from lora_agnews.model import BudgetError, MergeError
+from lora_agnews.counting import BudgetError
+from lora_agnews.methods import MergeError
 from conftest import fresh_process_logits
 
 SHORT = {"epochs": 1, "max_train_samples": 64, "max_val_samples": 32, "max_eval_samples": 32,
@@ -67,9 +68,9 @@ def test_bad_combinations_are_config_errors() -> None:
     with pytest.raises(config.ConfigError, match="applies to LoRA"):
         config.load("smoke", {"method": "vera", "lora_variant": "dora"})
     with pytest.raises(config.ConfigError, match="word_embeddings"):
-        model.count_trainable(config.load("smoke", {"method": "vera"}))
+        counting.count_trainable(config.load("smoke", {"method": "vera"}))
     with pytest.raises(config.ConfigError, match="lora-dense"):
-        model.count_trainable(config.load("smoke", {"method": "bitfit", "head": "lora-dense"}))
+        counting.count_trainable(config.load("smoke", {"method": "bitfit", "head": "lora-dense"}))
     with pytest.raises(config.ConfigError, match="method"):
         config.load("smoke", {"method": "lokra"})
 
@@ -77,8 +78,8 @@ def test_bad_combinations_are_config_errors() -> None:
 @pytest.mark.parametrize("method", list(METHODS))
 def test_count_is_exact_and_recorded(method: str, runs: dict[str, Path]) -> None:
     cfg = method_config(method)
-    counted = model.count_trainable(cfg)
-    built = model.build_model(cfg, vocab_size=model.local_vocab_size(cfg.data, cfg.task), pad_token_id=1)
+    counted = counting.count_trainable(cfg)
+    built = methods.build_model(cfg, vocab_size=counting.local_vocab_size(cfg.data, cfg.task), pad_token_id=1)
     assert counted["total"] == sum(p.numel() for p in built.parameters() if p.requires_grad)
     assert counted["total"] == counted["adapter"] + counted["head"] and counted["other"] == 0
     assert counted["adapter"] > 0 and counted["head"] > 0
@@ -90,7 +91,7 @@ def test_count_is_exact_and_recorded(method: str, runs: dict[str, Path]) -> None
 def test_sizes_follow_their_formulas() -> None:
     """Per adapted 64x64 module of the tiny model (hidden 64, 2 layers, 3 modules per layer: 6 in all)."""
     def adapter(method: str, **extra) -> int:
-        return model.count_trainable(method_config(method, **extra))["adapter"]
+        return counting.count_trainable(method_config(method, **extra))["adapter"]
 
     assert adapter("adalora") == 6 * 4 * (64 + 64 + 1)
     assert adapter("vera") == 6 * (64 + 16)
@@ -117,9 +118,9 @@ def test_merge_or_clear_error(method: str, runs: dict[str, Path]) -> None:
     before = predict_logits_for_texts(loaded, tokenizer, cfg, texts)
     if method == "prompt":
         with pytest.raises(MergeError, match="'prompt' cannot be merged"):
-            model.merge(loaded, method)
+            methods.merge(loaded, method)
         return
-    merged = model.merge(loaded, method)
+    merged = methods.merge(loaded, method)
     assert not hasattr(merged, "peft_config")
     np.testing.assert_allclose(predict_logits_for_texts(merged, tokenizer, cfg, texts), before, rtol=1e-4, atol=1e-4)
 
@@ -150,8 +151,8 @@ def test_budget_command_lists_methods(capsys: pytest.CaptureFixture[str]) -> Non
     loha = next(r for r in rows if r.startswith("loha ") and " linear " in r)
     size = int(loha.split()[4])
     cfg = config.load("smoke", {"method": "loha", "lora_targets": "query,key,value", "head": "linear"})
-    assert model.count_trainable(cfg.replace(lora_r=size))["total"] <= cfg.budget
-    assert model.count_trainable(cfg.replace(lora_r=size + 1))["total"] > cfg.budget
+    assert counting.count_trainable(cfg.replace(lora_r=size))["total"] <= cfg.budget
+    assert counting.count_trainable(cfg.replace(lora_r=size + 1))["total"] > cfg.budget
     vera = next(r for r in rows if r.startswith("vera ") and " linear " in r)
     assert vera.split()[4] == "64*", "VeRA's rank stops at the hidden size, far below what the budget allows"
 
@@ -170,12 +171,12 @@ def test_adalora_allocates_ranks_during_training(runs: dict[str, Path]) -> None:
 
 def test_sizes_have_the_methods_own_limits() -> None:
     with pytest.raises(config.ConfigError, match="at most 64"):
-        model.count_trainable(method_config("pissa", lora_r=65))
+        counting.count_trainable(method_config("pissa", lora_r=65))
     with pytest.raises(config.ConfigError, match="prompt_tokens"):
-        model.count_trainable(method_config("prompt", prompt_tokens=10_000))
+        counting.count_trainable(method_config("prompt", prompt_tokens=10_000))
     big = method_config("olora", head="linear", budget=10**7)
-    assert model.largest_rank(big) == 64
-    assert model.largest_rank(method_config("ia3")) == 0  # size-less
+    assert counting.largest_rank(big) == 64
+    assert counting.largest_rank(method_config("ia3")) == 0  # size-less
 
 
 @pytest.mark.parametrize("method, targets, size, total", [
@@ -194,10 +195,10 @@ def test_readme_counts_for_roberta_base(method: str, targets: str, size: int, to
     """The guide's table (book/guide/counting.md; roberta-base, linear head, largest size within 1,000,000)."""
     cfg = config.from_dict({"model_name": "roberta-base", "init": "random", "head": "linear", "method": method,
                             "lora_targets": targets, "budget": 1_000_000})
-    if model.size_key(method):
-        cfg = cfg.replace(**{model.size_key(method): size})
-        assert model.largest_rank(cfg) == size
-    assert model.count_trainable(cfg)["total"] == total
+    if methods.size_key(method):
+        cfg = cfg.replace(**{methods.size_key(method): size})
+        assert counting.largest_rank(cfg) == size
+    assert counting.count_trainable(cfg)["total"] == total
 
 
 @pytest.mark.parametrize("method", ["prompt", "bitfit", "adalora"])
@@ -214,7 +215,7 @@ def test_model_card_names_the_method(method: str, runs: dict[str, Path]) -> None
 
 def test_bitfit_and_layernorm_honour_lora_layers() -> None:
     for method, per_layer in (("bitfit", 3 * 64 + 64 + 128 + 64 + 2 * 64), ("layernorm", 2 * 2 * 64)):
-        one = model.count_trainable(method_config(method, lora_layers="1"))
+        one = counting.count_trainable(method_config(method, lora_layers="1"))
         assert one["adapter"] == per_layer, method
 
 

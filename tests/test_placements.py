@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from lora_agnews import budget, cli, config, model, placements
+from lora_agnews import budget, cli, config, counting, methods, model, placements
 from lora_agnews.config import Config, ConfigError
 
 H, F, L = 768, 3072, 12  # base-scale hidden size, FFN size, layers
@@ -28,7 +28,7 @@ LINEAR_HEAD = H * LABELS + LABELS  # 3,076
 
 @functools.lru_cache(maxsize=None)
 def count(cfg: Config) -> dict:
-    return model.count_trainable(cfg)
+    return counting.count_trainable(cfg)
 
 
 def base(name: str, **changes) -> Config:
@@ -212,9 +212,9 @@ def first_token_states(net, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tens
 @pytest.mark.parametrize("kind", FAMILY_KINDS)
 def test_heads_work_for_every_family(tiny_dirs: dict[str, Path], kind: str, head: str) -> None:
     cfg = tiny(tiny_dirs, kind, head=head, lora_targets="all-linear")
-    net = model.build_model(cfg)
-    breakdown = model.parameter_breakdown(net)
-    assert breakdown == model.count_trainable(cfg)  # the meta count is the built model's
+    net = methods.build_model(cfg)
+    breakdown = counting.parameter_breakdown(net)
+    assert breakdown == counting.count_trainable(cfg)  # the meta count is the built model's
     h, style = 32, placements.family_of(net.config.model_type).head
     own_head = (h * 4 + 4) if style == "pooler" else (h * h + h + h * 4 + 4)
     assert breakdown["head"] == {"default": own_head, "linear": h * 4 + 4, "lora-dense": h * 4 + 4}[head]
@@ -241,7 +241,7 @@ def test_heads_work_for_every_family(tiny_dirs: dict[str, Path], kind: str, head
 
 def test_unsupported_family_names_the_supported(tiny_dirs: dict[str, Path]) -> None:
     with pytest.raises(model.ModelError) as info:
-        model.count_trainable(tiny(tiny_dirs, "albert"))
+        counting.count_trainable(tiny(tiny_dirs, "albert"))
     msg = str(info.value)
     assert "'albert'" in msg
     for name in ("RoBERTa", "BERT", "MPNet", "ELECTRA", "DeBERTa-v2", "DistilBERT"):
@@ -250,11 +250,11 @@ def test_unsupported_family_names_the_supported(tiny_dirs: dict[str, Path]) -> N
 
 def test_a_target_that_matches_nothing_is_a_config_error(tiny_dirs: dict[str, Path]) -> None:
     with pytest.raises(ConfigError) as info:
-        model.count_trainable(tiny(tiny_dirs, "mpnet", lora_targets="query,valeu"))
+        counting.count_trainable(tiny(tiny_dirs, "mpnet", lora_targets="query,valeu"))
     msg = str(info.value)
     assert "'valeu'" in msg and "all-linear" in msg and "attn_out" in msg and "MPNet" in msg
     # a module name of the family still works as before: MPNet's attention output is 'o'
-    assert model.count_trainable(tiny(tiny_dirs, "mpnet", lora_targets="o")) == model.count_trainable(
+    assert counting.count_trainable(tiny(tiny_dirs, "mpnet", lora_targets="o")) == counting.count_trainable(
         tiny(tiny_dirs, "mpnet", lora_targets="attn_out"))
 
 
@@ -289,7 +289,7 @@ def test_every_family_trains_saves_and_reloads_in_a_fresh_process(tiny_dirs: dic
                                     "lora_r": 2, "lora_alpha": 4, "epochs": 1, "max_train_samples": 64,
                                     "max_val_samples": 16, "max_eval_samples": 32, "budget": 1_000_000})
         metrics = train(cfg, tmp_path / kind)
-        assert metrics["trainable_params"] == model.count_trainable(cfg)["total"], kind
+        assert metrics["trainable_params"] == counting.count_trainable(cfg)["total"], kind
         runs[kind] = tmp_path / kind
     got = fresh_process_logits({k: d / "adapter" for k, d in runs.items()}, tmp_path)
     for kind, run in runs.items():

@@ -1,0 +1,243 @@
+"""The ten PEFT methods: their configurations, the combinations refused, BitFit, and merging.
+
+LoRA (with rsLoRA and DoRA), PiSSA, OLoRA, AdaLoRA, VeRA, LoHa, (IA)^3, LayerNorm tuning and
+prompt tuning are PEFT configurations (:func:`peft_config`); BitFit, which PEFT has none of, is
+written here (:func:`apply_bitfit`). The head (``heads``) is PEFT's ``modules_to_save`` for every
+method. :func:`build_model` puts base encoder, head and method together, after the refusals
+(:func:`check_method`, :func:`check_size`, :func:`check_targets`) that say what to change before
+anything is built; :func:`merge` folds a trained method back into the base weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import placements
+from .config import Config, ConfigError
+from .heads import HeadPlan, apply_head, family
+from .model import _base_model, _quiet, model_config
+from .placements import Family
+
+
+# --------------------------------------------------------------------------- targets
+def target_regex(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | None = None) -> str:
+    """One regex over module names: chosen targets in chosen encoder layers, plus head LoRA.
+
+    ``fam`` defaults to RoBERTa (whose role and module names coincide for query, key, value).
+    """
+    layers = cfg.layers
+    if layers is not None:
+        bad = [i for i in layers if not 0 <= i < num_layers]
+        if bad:
+            raise ConfigError(f"parameter 'lora_layers' names layer(s) {bad}, but the model has layers 0..{num_layers - 1}.")
+    fam = fam or placements.FAMILIES[0]
+    return placements.target_regex(fam, cfg.target_modules, layers, plan.lora_extra)
+
+
+def check_targets(model: nn.Module, cfg: Config, fam: Family) -> None:
+    """A module name in ``lora_targets`` that matches nothing is a typo: say what would match."""
+    names = [n for n, _ in model.named_modules()]
+    unmatched = placements.unmatched_names(fam, cfg.target_modules, names)
+    if unmatched:
+        raise ConfigError(
+            f"parameter 'lora_targets': {', '.join(repr(t) for t in unmatched)} is neither a role "
+            f"({', '.join(placements.ROLES)}), a preset ({', '.join(placements.PRESETS)}), "
+            f"{placements.EMBEDDINGS}, nor the name of a module in this {fam.name} model's encoder layers.")
+
+
+def lora_config(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | None = None) -> Any:
+    from peft import LoraConfig
+
+    init: Any = {"pissa": "pissa", "olora": "olora"}.get(cfg.method, True)
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=target_regex(cfg, plan, num_layers, fam),
+                      modules_to_save=list(plan.modules_to_save), init_lora_weights=init,
+                      use_rslora=cfg.lora_variant == "rslora", use_dora=cfg.lora_variant == "dora", bias="none")
+
+
+# --------------------------------------------------------------------------- methods
+LORA_METHODS = ("lora", "pissa", "olora")
+LINEAR_ONLY = ("adalora", "vera", "loha", "ia3")  # PEFT adapts linear layers only (no word_embeddings)
+WHOLE_ENCODER = ("bitfit", "layernorm", "prompt")  # lora_targets and lora_layers do not apply
+NOT_MERGEABLE = {"prompt": "prompt tuning adds virtual tokens to the input, not a change of any weight"}
+ADALORA_COUNT_STEPS = 1000  # AdaLoRA's schedule length when a model is built for counting or loading only
+
+
+class MergeError(ValueError):
+    """The method's trained parameters cannot be folded into the base weights."""
+
+
+def size_key(method: str) -> str | None:
+    """The configuration key that sizes ``method`` (its count is affine in it), None for size-less methods."""
+    if method in ("lora", "pissa", "olora", "adalora", "vera", "loha"):
+        return "lora_r"
+    if method == "prompt":
+        return "prompt_tokens"
+    return None
+
+
+def check_method(cfg: Config) -> None:
+    """Combinations PEFT does not support, refused with the fix before anything is built."""
+    if cfg.method in LINEAR_ONLY and placements.EMBEDDINGS in cfg.target_modules:
+        raise ConfigError(f"method {cfg.method!r} adapts linear layers only (PEFT has no {cfg.method} for embeddings); "
+                          f"drop {placements.EMBEDDINGS} from lora_targets.")
+    if cfg.method in WHOLE_ENCODER and cfg.head == "lora-dense":
+        raise ConfigError(f"head 'lora-dense' adapts the head's dense layer with the method's adapter; method "
+                          f"{cfg.method!r} has none. Use -p head default or -p head linear.")
+
+
+def size_limit(cfg: Config, model_cfg: Any = None) -> int | None:
+    """The largest size a method can take whatever the budget, None when unbounded.
+
+    PiSSA and OLoRA take the first r singular / orthogonal directions of each adapted weight, so r is at
+    most its smaller side (the hidden size, for every role, the head's dense layer and the embeddings).
+    VeRA's update ``diag(b) B diag(d) A`` has rank at most that smaller side too: its per-rank cost is one
+    scalar per module, so the budget alone would allow ranks of 10^5 (all compute, no expressiveness).
+    Prompt tokens share the position embeddings with the text: positions - max_length (RoBERTa-style
+    models also lose the padding index and the one before it).
+    """
+    if cfg.method not in ("pissa", "olora", "vera", "prompt"):
+        return None
+    model_cfg = model_cfg if model_cfg is not None else model_config(cfg)
+    if cfg.method == "prompt":
+        offset = (model_cfg.pad_token_id or 0) + 1 if model_cfg.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+        return max(0, model_cfg.max_position_embeddings - offset - cfg.max_length)
+    return int(model_cfg.hidden_size)
+
+
+def check_size(cfg: Config, model_cfg: Any) -> None:
+    limit = size_limit(cfg, model_cfg)
+    key = size_key(cfg.method)
+    if limit is not None and key and getattr(cfg, key) > limit:
+        why = ("the positions left after max_length" if key == "prompt_tokens"
+               else "the hidden size: the smaller side of the adapted weights")
+        raise ConfigError(f"parameter '{key}' is {getattr(cfg, key)}, but method {cfg.method!r} allows at most {limit} "
+                          f"here ({why}). Use -p {key} {limit} or less.")
+
+
+def peft_config(cfg: Config, plan: HeadPlan, model: nn.Module, fam: Family, total_steps: int | None = None) -> Any:
+    """PEFT's configuration for ``cfg.method`` (None for BitFit, which PEFT does not implement).
+
+    The head is PEFT's ``modules_to_save`` (trained in full) for every method, as for LoRA.
+    """
+    import peft
+
+    num_layers = model.config.num_hidden_layers
+    heads = list(plan.modules_to_save)
+    if cfg.method in LORA_METHODS:
+        return lora_config(cfg, plan, num_layers, fam)
+    if cfg.method == "bitfit":
+        return None
+    if cfg.method == "layernorm":
+        layer_re = re.compile(fam.layer_prefix(placements.layer_pattern(cfg.layers))) if cfg.layers is not None else None
+        norms = [n for n, m in model.named_modules() if isinstance(m, nn.LayerNorm) and _in_encoder(model, n)
+                 and not _in_head(n, plan) and (layer_re is None or layer_re.match(n))]
+        return peft.LNTuningConfig(target_modules="^(?:" + "|".join(re.escape(n) for n in norms) + ")$",
+                                   modules_to_save=heads)
+    if cfg.method == "prompt":
+        return peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=cfg.prompt_tokens,
+                                       token_dim=model.config.hidden_size, num_transformer_submodules=1,
+                                       num_attention_heads=model.config.num_attention_heads, num_layers=num_layers,
+                                       prompt_tuning_init="RANDOM", modules_to_save=heads)
+    targets = target_regex(cfg, plan, num_layers, fam)
+    if cfg.method == "vera":
+        # the shared random projections are saved with the adapter (reloaded bit for bit, no PRNG assumptions)
+        return peft.VeraConfig(r=cfg.lora_r, target_modules=targets, vera_dropout=cfg.lora_dropout,
+                               projection_prng_key=cfg.seed, save_projection=True, modules_to_save=heads)
+    if cfg.method == "loha":
+        return peft.LoHaConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=targets, modules_to_save=heads)
+    if cfg.method == "ia3":
+        # (IA)^3 scales the outputs of attention-like modules and the inputs of the FFN down-projection
+        roles = placements.parse_targets(cfg.target_modules).roles
+        ffn = (placements.target_regex(fam, ["ffn_out"], cfg.layers) if "ffn_out" in roles else [])
+        return peft.IA3Config(target_modules=targets, feedforward_modules=ffn, modules_to_save=heads)
+    if cfg.method == "adalora":
+        steps = max(2, total_steps or ADALORA_COUNT_STEPS)
+        target_r = cfg.adalora_target_r or max(1, cfg.lora_r // 2)
+        return peft.AdaLoraConfig(init_r=cfg.lora_r, target_r=target_r, lora_alpha=cfg.lora_alpha,
+                                  lora_dropout=cfg.lora_dropout, total_step=steps, tinit=0, tfinal=0,
+                                  target_modules=targets, modules_to_save=heads)
+    raise ConfigError(f"unknown method {cfg.method!r}")
+
+
+def _in_encoder(model: nn.Module, name: str) -> bool:
+    return name.startswith(model.base_model_prefix + ".")
+
+
+def _in_head(name: str, plan: HeadPlan) -> bool:
+    return any(name == h or name.startswith(h + ".") for h in plan.modules_to_save)
+
+
+def apply_bitfit(model: nn.Module, plan: HeadPlan, cfg: Config) -> nn.Module:
+    """BitFit (hand-written; PEFT has none): every bias of the encoder trained, the head in full, all else frozen.
+
+    With ``lora_layers`` only the biases inside those encoder layers (no embedding bias). The model
+    stays a plain transformers model; it records the method and head for counting and saving.
+    """
+    fam = family(model)
+    layer_re = re.compile(fam.layer_prefix(placements.layer_pattern(cfg.layers))) if cfg.layers is not None else None
+    for name, p in model.named_parameters():
+        head = _in_head(name, plan)
+        bias = name.endswith(".bias") and _in_encoder(model, name) and (layer_re is None or layer_re.match(name))
+        p.requires_grad_(bool(head or bias))
+    model.lora_agnews_method = "bitfit"
+    model.lora_agnews_head = tuple(plan.modules_to_save)
+    return model
+
+
+# --------------------------------------------------------------------------- building and merging
+def build_model(cfg: Config, vocab_size: int | None = None, pad_token_id: int | None = None,
+                meta: bool = False, total_steps: int | None = None) -> nn.Module:
+    """The PEFT model for ``cfg``. ``meta=True`` builds it without memory (for counting only).
+
+    ``total_steps``: the training length, which AdaLoRA's rank schedule needs (counting and loading
+    use a placeholder: the schedule changes no shape). BitFit returns the transformers model itself.
+    """
+    from peft import get_peft_model
+
+    check_method(cfg)
+    if meta and cfg.init != "random":
+        cfg = cfg.replace(init="random")
+    torch.manual_seed(cfg.seed)
+    ctx = torch.device("meta") if meta else contextlib.nullcontext()
+    with ctx, _quiet():
+        base = _base_model(cfg, vocab_size, pad_token_id)
+        fam = family(base)
+        plan = apply_head(base, cfg.head)
+        check_size(cfg, base.config)
+        if cfg.method not in WHOLE_ENCODER:
+            check_targets(base, cfg, fam)
+        if meta and cfg.method in ("pissa", "olora"):
+            # the initialisation (SVD / QR of the base weights) changes values, never shapes: count as LoRA
+            cfg = cfg.replace(method="lora")
+        pc = peft_config(cfg, plan, base, fam, total_steps)
+        model = apply_bitfit(base, plan, cfg) if pc is None else get_peft_model(base, pc)
+    return model
+
+
+def merge(model: nn.Module, method: str) -> nn.Module:
+    """A plain transformers model with the trained parameters folded into the weights (same predictions).
+
+    BitFit is one already (its biases are the model's own). Prompt tuning cannot be merged: a MergeError
+    names the method. PEFT's generic unload cannot unwrap a head that is not a single layer (RoBERTa's
+    ``classifier``), so the trained head copies are put in place first.
+    """
+    if method in NOT_MERGEABLE:
+        raise MergeError(f"method {method!r} cannot be merged into the base model: {NOT_MERGEABLE[method]}. "
+                         f"Use the adapter unmerged (merge_eval false).")
+    if not hasattr(model, "peft_config"):
+        return model
+    if method not in LORA_METHODS:
+        from peft.utils import ModulesToSaveWrapper
+
+        inner = model.get_base_model()
+        for name, module in list(inner.named_modules()):
+            if isinstance(module, ModulesToSaveWrapper):
+                parent = inner.get_submodule(name.rpartition(".")[0]) if "." in name else inner
+                setattr(parent, name.rpartition(".")[2], module.modules_to_save[module.active_adapters[0]])
+    return model.merge_and_unload()
