@@ -94,14 +94,16 @@ def _save_bitfit(model: Any, cfg: Config, directory: Path) -> None:
                Path(directory) / "adapter_config.json")
 
 
-def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path) -> Any:
+def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path, precision: str = "fp32") -> Any:
     from safetensors.torch import load_file
 
     from .heads import apply_head
     from .methods import apply_bitfit
+    from .quantize import apply
 
     tensors = load_file(str(adapter_dir / WEIGHTS_FILE))
-    model = apply_bitfit(base, apply_head(base, cfg.head), cfg)
+    plan = apply_head(base, cfg.head)
+    model = apply_bitfit(apply(base, cfg, precision), plan, cfg)
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     if set(tensors) != trained:
         raise AdapterError(f"{adapter_dir / WEIGHTS_FILE} does not hold this configuration's BitFit parameters "
@@ -146,8 +148,13 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise AdapterError(f"{adapter_dir / CONFIG_FILE} is unreadable or from another version of lora_agnews "
                            f"({exc}). Retrain the adapter with this version.") from None
+    from . import quantize
+    from .model import resolve_precision
+
+    quantize.require(cfg, device)  # a quantized adapter needs bitsandbytes here too: say so before building
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     torch.manual_seed(cfg.seed)
+    precision = resolve_precision(cfg, torch.device(device))
     with _quiet():
         # The head is rebuilt for the classes the adapter recorded (a local task's directory need not
         # exist where the adapter is used); adapters from before labels were recorded were AG News ones.
@@ -159,9 +166,10 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
             raise AdapterError(f"the randomly initialised base model rebuilt for {adapter_dir} differs from the one "
                                f"it was trained on (another torch/transformers version?). Retrain it here.")
         if cfg.method == "bitfit":
-            model = _load_bitfit(base, cfg, adapter_dir)
+            model = _load_bitfit(base, cfg, adapter_dir, precision)
         else:
             apply_head(base, cfg.head)
+            quantize.apply(base, cfg, precision)  # deterministic: the base the adapter was trained on
             # PiSSA/OLoRA: PEFT reruns the initialisation on the fresh base (SVD / QR, deterministic), which
             # rebuilds the residual base weights the adapter was trained against, then loads the trained factors.
             model = PeftModel.from_pretrained(base, str(adapter_dir))
@@ -224,7 +232,8 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
         "base_model": base_model_id(cfg),
         "pipeline_tag": "text-classification",
         "tags": [*dict.fromkeys(["lora", cfg.method] if cfg.method in ("pissa", "olora") else [cfg.method]),
-                 *(["peft"] if cfg.method != "bitfit" else []), "text-classification",
+                 *(["peft"] if cfg.method != "bitfit" else []),
+                 *(["qlora", "bitsandbytes", cfg.quantize] if cfg.quantize != "none" else []), "text-classification",
                  "ag_news" if tag == "agnews" else tag, "lora-agnews"],
         **({"datasets": [hub_id]} if hub_id else {}),
         "metrics": ["accuracy", "f1"],
@@ -265,8 +274,21 @@ def method_summary(cfg: Config) -> str:
     return f"{method_title(cfg)} (the encoder's {'biases' if cfg.method == 'bitfit' else 'LayerNorms'}"
 
 
+QUANTIZE_TITLES = {"nf4": "NF4 (4-bit normal float)", "fp4": "FP4 (4-bit float)", "int8": "int8 (8-bit)"}
+
+
+def base_line(cfg: Config) -> str:
+    """The card's sentence on how the frozen base is held (empty for a full-precision base)."""
+    if cfg.quantize == "none":
+        return ""
+    double = ", its scales double-quantized" if cfg.quantize_double else ""
+    return (f"\nThe frozen encoder's linear layers were held in {QUANTIZE_TITLES[cfg.quantize]} by bitsandbytes"
+            f"{double} (QLoRA); `load_adapter` rebuilds that quantized base (it needs `bitsandbytes`), and merging "
+            f"dequantizes it into a full-precision model.\n")
+
+
 def merge_line(cfg: Config) -> str:
-    if cfg.method == "lora":
+    if cfg.method == "lora" and cfg.quantize == "none":
         return "merged = model.merge_and_unload()  # plain transformers model, same predictions"
     if cfg.method == "prompt":
         return "# prompt tuning cannot be merged into the base weights: use the model as loaded"
@@ -299,7 +321,7 @@ def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) ->
 `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}` classification head;
 **{metrics['trainable_params']:,} trainable parameters**, head included (budget {cfg.budget:,}).
 Labels: {', '.join(f'{i} {n}' for i, n in enumerate(metrics['labels']))}.
-
+{base_line(cfg)}
 | metric | value |
 | --- | --- |
 | test accuracy | {acc:.4f} |

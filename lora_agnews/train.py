@@ -325,6 +325,9 @@ def train(cfg: Config, out_dir: Path, overwrite: bool = False, splits: Splits | 
 
     quiet_libraries()
     require_trackers(cfg)  # a report_to integration that is not installed: refused before out_dir is touched
+    from .quantize import require
+
+    require(cfg, device_for(cfg))  # quantize without a working bitsandbytes, or a method that cannot: refused here
     out_dir = Path(out_dir).resolve()
     _init_distributed(cfg)
     state = _on_main(lambda: runs.check(out_dir, cfg, overwrite=overwrite))
@@ -402,6 +405,21 @@ def _is_main_process() -> bool:
     return runs.rank() == 0
 
 
+def process_peak_rss() -> int | None:
+    """The peak resident memory of this process so far, in bytes (Linux and macOS; None elsewhere).
+
+    A run's own figure only when it is the process's only work (``python -m lora_agnews train``, the
+    quantization study's runs); in a notebook's kernel it includes whatever ran there before.
+    """
+    try:
+        import resource
+        import sys
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+
+
 def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dict[str, Any]:
     cfg = prep.cfg
     say(f"training {cfg.model_name} ({prep.breakdown['total']:,} trainable parameters) on "
@@ -417,7 +435,10 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
     adapter_dir = save_adapter(model, prep.tokenizer, cfg, out_dir / "adapter")
     precision = resolve_precision(cfg, device)
     eval_model = model
-    if cfg.merge_eval:
+    if cfg.merge_eval and cfg.quantize != "none":
+        say(f"note: scoring on the {cfg.quantize} base as trained (merging would dequantize it; the saved adapter "
+            f"rebuilds this quantized base)")
+    elif cfg.merge_eval:
         try:
             eval_model = merge(model, cfg.method)
         except MergeError as exc:
@@ -444,6 +465,7 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
     })
     if device.type == "cuda":
         metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    metrics["process_peak_rss_bytes"] = process_peak_rss()
     runs.save_arrays(out_dir / "test_predictions.npz", logits=logits, labels=np.asarray(prep.test.labels))
     write_json(history, out_dir / "history.json")
     write_json(metrics, out_dir / runs.METRICS_FILE)

@@ -18,10 +18,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lora_agnews"
 # train -> experiments -> pipeline / cli; the others sit where what they import and what imports them allow.
 ORDER = [
     "__init__", "paths", "progress", "artifacts", "tasks",
-    "config", "sources", "data", "placements", "model", "heads", "methods", "counting",
+    "config", "sources", "data", "placements", "model", "quantize", "heads", "methods", "counting",
     "budget",
     "evaluate", "runs", "adapter", "export", "distill", "train",
-    "experiments", "merging", "multitask", "study", "merge_reporting", "baselines", "explore", "reporting", "plots",
+    "experiments", "merging", "multitask", "study", "merge_reporting", "quantize_study", "baselines", "explore", "reporting", "plots",
     "pipeline", "cli", "__main__",
 ]
 

@@ -1,0 +1,229 @@
+"""What a quantized base costs (notebook 06): the profile's recipe on a full-precision and on quantized encoders.
+
+Each scheme of ``quantize_schemes`` (``none`` first: the reference) is trained ``quantize_seeds`` times with
+the profile's own configuration, on the same test rows, so every quantized run is paired with the
+full-precision run of its seed: the paired difference with its bootstrap interval over the seeds, and
+McNemar's test per seed. Each run trains **in its own process** (``python -m lora_agnews train``), so its
+peak resident memory is its own and not that of whatever the notebook's kernel held before; the run records
+it (``process_peak_rss_bytes``), with the frozen base's bytes as held and at float32, and the seconds per
+optimisation step. Complete runs are reused, so an interrupted study continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import paths, runs
+from .artifacts import latex_table, num, pct, pvalue, read_json, write_json
+from .config import CHOICES, Config, ConfigError, load
+from .progress import say
+
+STUDY_FILE = "quantization.json"
+REFERENCE = "none"
+SCHEME_NAMES = {"none": "full precision", "nf4": "NF4 (4-bit)", "fp4": "FP4 (4-bit)", "int8": "int8 (8-bit)"}
+
+
+def schemes(cfg: Config) -> list[str]:
+    """The compared schemes, the full-precision reference first; an unknown one is refused with the choices."""
+    named = [s.strip() for s in cfg.quantize_schemes.split(",") if s.strip()]
+    bad = [s for s in named if s not in CHOICES["quantize"]]
+    if bad:
+        raise ConfigError(f"parameter 'quantize_schemes' names {', '.join(map(repr, bad))}; each must be one of "
+                          f"{', '.join(CHOICES['quantize'])} (for example -p quantize_schemes none,nf4,int8).")
+    return [REFERENCE] + [s for s in dict.fromkeys(named) if s != REFERENCE]
+
+
+def scheme_label(scheme: str, double: bool = False) -> str:
+    return SCHEME_NAMES.get(scheme, scheme) + (" + double quantisation" if double and scheme != REFERENCE else "")
+
+
+def study_configs(cfg: Config) -> list[tuple[str, int, Config]]:
+    """``(scheme, seed, config)`` for every run of the study: the profile's recipe with only the base changed."""
+    seeds = [cfg.seed + i for i in range(cfg.quantize_seeds)]
+    double = cfg.quantize_double
+    return [(s, seed, cfg.replace(quantize=s, quantize_double=double and s in ("nf4", "fp4"), seed=seed))
+            for s in schemes(cfg) for seed in seeds]
+
+
+def run_dir(cfg: Config, scheme: str, seed: int) -> Path:
+    return paths.runs_dir(cfg.profile) / "quantization" / scheme / f"seed{seed}"
+
+
+def overrides(cfg: Config) -> list[str]:
+    """``-p KEY VALUE`` arguments that turn the profile's configuration into ``cfg`` (for a fresh process)."""
+    profile = load(cfg.profile).to_dict()
+    args: list[str] = []
+    for key, value in cfg.to_dict().items():
+        if key != "profile" and value != profile.get(key):
+            args += ["-p", key, str(value).lower() if isinstance(value, bool) else str(value)]
+    return args
+
+
+def train_isolated(cfg: Config, out: Path) -> dict[str, Any]:
+    """Train ``cfg`` into ``out`` in a new Python process (a complete run there is reused); its metrics."""
+    command = [sys.executable, "-m", "lora_agnews", "train", "--profile", cfg.profile, *overrides(cfg), "--out", str(out)]
+    done = subprocess.run(command, cwd=paths.ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
+        raise RuntimeError(f"the quantization study's run {out} failed (exit {done.returncode}):\n{tail}\n"
+                           f"Rerun it alone with: {' '.join(command)}")
+    return read_json(out / runs.METRICS_FILE)
+
+
+def _run_row(scheme: str, seed: int, cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
+    breakdown = metrics["parameter_breakdown"]
+    steps = max(1, int(metrics.get("global_steps") or 1))
+    optimise = float(metrics["train_seconds"]) - float(metrics.get("validation_seconds") or 0.0)
+    return {"scheme": scheme, "double": cfg.quantize_double, "seed": seed, "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"], "trainable_params": metrics["trainable_params"],
+            "base_bytes": breakdown.get("base_bytes"), "base_bytes_fp32": breakdown.get("base_bytes_fp32"),
+            "process_peak_rss_bytes": metrics.get("process_peak_rss_bytes"),
+            "peak_gpu_memory_gib": metrics.get("peak_gpu_memory_gib"), "seconds_per_step": optimise / steps,
+            "train_seconds": metrics["train_seconds"], "global_steps": steps, "device": metrics.get("device"),
+            "precision": metrics.get("precision"), "best_validation_accuracy": metrics.get("best_validation_accuracy")}
+
+
+def run_study(cfg: Config, isolate: bool = True) -> dict[str, Any]:
+    """Train (or reuse) every run of the study, pair each quantized scheme with full precision, write the result.
+
+    ``isolate``: one process per run (the memory figures mean something); False trains in this process
+    (the numbers are the same, the peak memory is then the process's whole history).
+    """
+    from .experiments import _same_test_rows, mcnemar, paired_difference_ci
+
+    rows, correct, labels = [], {}, []
+    plan = study_configs(cfg)
+    for i, (scheme, seed, variant) in enumerate(plan, 1):
+        out = run_dir(cfg, scheme, seed)
+        say(f"quantization {i}/{len(plan)}: {scheme} seed {seed}")
+        if isolate:
+            metrics = train_isolated(variant, out)
+        else:
+            from .train import train_owned
+
+            metrics = train_owned(variant, out)
+        with np.load(out / "test_predictions.npz") as pred:
+            correct.setdefault(scheme, []).append(pred["logits"].argmax(axis=1) == pred["labels"])
+            labels.append(pred["labels"])
+        rows.append(_run_row(scheme, seed, variant, metrics))
+    _same_test_rows(labels, "the quantization study")
+    reference = np.stack(correct[REFERENCE])
+    comparisons = []
+    for scheme in schemes(cfg)[1:]:
+        matrix = np.stack(correct[scheme])
+        seeds = [r["seed"] for r in rows if r["scheme"] == scheme]
+        comparisons.append({
+            "scheme": scheme, "mean_difference": float((matrix.mean(axis=0) - reference.mean(axis=0)).mean()),
+            "bootstrap_ci": paired_difference_ci(matrix, reference, seed=cfg.seed),
+            "mcnemar_per_seed": [mcnemar(a, b) | {"seed": s} for a, b, s in zip(matrix, reference, seeds)]})
+    result = {"profile": cfg.profile, "settings": {"schemes": schemes(cfg), "seeds": cfg.quantize_seeds,
+                                                   "double": cfg.quantize_double, "model_name": cfg.model_name,
+                                                   "isolated": isolate},
+              "n_eval": int(reference.shape[1]), "runs": rows, "comparisons": comparisons}
+    write_json(result, paths.results_dir(cfg.profile) / STUDY_FILE)
+    return result
+
+
+# --------------------------------------------------------------------------- reading the result
+MIB = 2 ** 20
+
+
+def summary_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """One row per scheme: mean accuracy over seeds, the paired difference to full precision with its interval,
+    the largest McNemar p over seeds, the base's memory, the process's peak, seconds per step."""
+    runs_ = pd.DataFrame(result["runs"])
+    by = {c["scheme"]: c for c in result["comparisons"]}
+    rows = []
+    for scheme, group in runs_.groupby("scheme", sort=False):
+        comp = by.get(scheme)
+        rows.append({
+            "scheme": scheme, "label": scheme_label(scheme, bool(group["double"].iloc[0])), "seeds": len(group),
+            "accuracy": group["accuracy"].mean(), "accuracy_sd": group["accuracy"].std(ddof=1) if len(group) > 1 else 0.0,
+            "difference": comp["mean_difference"] if comp else 0.0,
+            "ci_low": comp["bootstrap_ci"][0] if comp else None, "ci_high": comp["bootstrap_ci"][1] if comp else None,
+            "mcnemar_p_max": max(m["p_value"] for m in comp["mcnemar_per_seed"]) if comp else None,
+            "mcnemar_p_min": min(m["p_value"] for m in comp["mcnemar_per_seed"]) if comp else None,
+            "base_mib": group["base_bytes"].iloc[0] / MIB, "base_fp32_mib": group["base_bytes_fp32"].iloc[0] / MIB,
+            "peak_rss_mib": (group["process_peak_rss_bytes"].max() / MIB
+                             if group["process_peak_rss_bytes"].notna().all() else None),
+            "peak_gpu_gib": group["peak_gpu_memory_gib"].max() if group["peak_gpu_memory_gib"].notna().any() else None,
+            "seconds_per_step": group["seconds_per_step"].median(), "trainable_params": int(group["trainable_params"].iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def table(result: dict[str, Any]) -> pd.DataFrame:
+    """The summary for reading (percent and points with two decimals, memory in MiB)."""
+    frame = summary_frame(result)
+    shown = pd.DataFrame({
+        "base": frame["label"], "seeds": frame["seeds"],
+        "accuracy %": [pct(a) for a in frame["accuracy"]],
+        "vs full precision (pts, 95% CI)": [_diff_text(r) for r in frame.itertuples()],
+        "McNemar p (per seed, max)": [pvalue(p) if p is not None else "" for p in frame["mcnemar_p_max"]],
+        "base MiB": [f"{m:,.0f}" for m in frame["base_mib"]],
+        "peak RSS MiB": [f"{m:,.0f}" if m is not None and m == m else "n/a" for m in frame["peak_rss_mib"]],
+        "s / step": [f"{s:.2f}" for s in frame["seconds_per_step"]],
+    })
+    return shown
+
+
+def _diff_text(row: Any) -> str:
+    if row.ci_low is None or row.ci_low != row.ci_low:
+        return "reference"
+    return f"{100 * row.difference:+.2f} [{100 * row.ci_low:+.2f}, {100 * row.ci_high:+.2f}]"
+
+
+def sentence(result: dict[str, Any]) -> str:
+    """What the study says, generated: each quantized scheme's memory saving and whether its accuracy cost is resolved."""
+    frame = summary_frame(result)
+    ref = frame.iloc[0]
+    parts = []
+    for row in frame.iloc[1:].itertuples():
+        resolved = row.ci_high < 0 or row.ci_low > 0
+        cost = (f"changes accuracy by {100 * row.difference:+.2f} points "
+                f"(95% CI [{100 * row.ci_low:+.2f}, {100 * row.ci_high:+.2f}]"
+                + (", resolved by these test rows)" if resolved else ", not resolved by these test rows)"))
+        parts.append(f"{row.label} holds the frozen base in {row.base_mib:,.0f} MiB instead of {ref.base_mib:,.0f} "
+                     f"({100 * (1 - row.base_mib / ref.base_mib):.0f}% less), {cost}, at "
+                     f"{row.seconds_per_step / ref.seconds_per_step:.2f}x the seconds per step")
+    seeds = int(ref.seeds)
+    return (f"Over {seeds} seed{'s' if seeds > 1 else ''} on the same {num(result['n_eval'])} test rows: "
+            + "; ".join(parts) + ".") if parts else "Only the full-precision reference was run."
+
+
+def macros(result: dict[str, Any]) -> dict[str, str]:
+    """The report's numbers (``\\Quant...``), one per scheme and quantity."""
+    frame = summary_frame(result)
+    out = {"QuantSentence": sentence(result), "QuantTestRows": num(result["n_eval"]),
+           "QuantSeeds": str(result["settings"]["seeds"])}
+    for row in frame.itertuples():
+        name = {"none": "None", "nf4": "Nfour", "fp4": "Ffour", "int8": "Int"}[row.scheme]
+        out[f"Quant{name}Accuracy"] = pct(row.accuracy)
+        out[f"Quant{name}BaseMiB"] = f"{row.base_mib:,.0f}"
+        out[f"Quant{name}SecondsPerStep"] = f"{row.seconds_per_step:.2f}"
+        if row.scheme != REFERENCE:
+            out[f"Quant{name}Difference"] = f"{100 * row.difference:+.2f}"
+            out[f"Quant{name}CI"] = f"[{100 * row.ci_low:+.2f}, {100 * row.ci_high:+.2f}]"
+    return out
+
+
+def tabular(result: dict[str, Any]) -> str:
+    """The summary as a LaTeX tabular for the report."""
+    shown = table(result)
+    return latex_table(list(shown.columns), shown.itertuples(index=False))
+
+
+def runs_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """The study's runs for reading: base, seed, accuracy, memory (MiB), seconds per step."""
+    frame = pd.DataFrame(result["runs"])
+    return pd.DataFrame({
+        "base": [scheme_label(s, d) for s, d in zip(frame["scheme"], frame["double"])], "scheme": frame["scheme"],
+        "seed": frame["seed"], "accuracy": frame["accuracy"],
+        "base MiB": frame["base_bytes"] / MIB, "base fp32 MiB": frame["base_bytes_fp32"] / MIB,
+        "peak RSS MiB": frame["process_peak_rss_bytes"] / MIB, "s / step": frame["seconds_per_step"],
+        "trainable": frame["trainable_params"]})

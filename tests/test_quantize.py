@@ -1,0 +1,248 @@
+"""QLoRA: a quantized frozen encoder (bitsandbytes NF4 / FP4 / int8) under full-precision adapters.
+
+On the smoke profile: quantized training learns, the counts are those of full precision, the base's bytes are
+what the formula says, the adapter reloads in a fresh process with the saved test logits, merging dequantizes
+and agrees with the quantized model within a stated tolerance, and every refusal comes before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lora_agnews import config, counting, quantize, quantize_study
+from lora_agnews.artifacts import read_json
+from lora_agnews.config import ConfigError
+from conftest import fresh_process_logits
+
+bnb = pytest.importorskip("bitsandbytes")  # a pinned dependency: present wherever the project is installed
+
+SHORT: dict = {}  # the smoke recipe itself (576 rows, 5 epochs: about 8 s a run); shorter runs do not learn reliably
+LINEAR = "query,key,value"
+
+
+def smoke(**extra) -> config.Config:
+    return config.load("smoke", {**SHORT, **extra})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The smoke run on an NF4 and on an int8 base (about 8 s each)."""
+    from conftest import outputs_under
+    from lora_agnews.train import train
+
+    root = tmp_path_factory.mktemp("quantize")
+    out = {}
+    with outputs_under(root):
+        for scheme in ("nf4", "int8"):
+            train(smoke(quantize=scheme), root / scheme)
+            out[scheme] = root / scheme
+    return out
+
+
+# --------------------------------------------------------------------------- configuration and refusals
+def test_quantize_keys_are_validated_and_left_out_of_old_run_keys() -> None:
+    assert "quantize" not in smoke().run_key() and "quantize_double" not in smoke().run_key()
+    assert smoke(quantize="nf4").run_key()["quantize"] == "nf4"
+    with pytest.raises(ConfigError, match="quantize.*none, nf4, fp4, int8"):
+        smoke(quantize="nf2")
+    with pytest.raises(ConfigError, match="quantize_double.*nf4"):
+        smoke(quantize="int8", quantize_double=True)
+
+
+@pytest.mark.parametrize("method", sorted(quantize.NOT_ON_QUANTIZED))
+def test_methods_that_need_full_precision_weights_are_refused_by_name(method: str, tmp_path: Path) -> None:
+    from lora_agnews.train import train
+
+    cfg = smoke(method=method, quantize="nf4", lora_targets=LINEAR)
+    with pytest.raises(ConfigError, match=rf"method '{method}' cannot train on a quantized base") as err:
+        train(cfg, tmp_path / "run")
+    assert "-p quantize none" in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_bitsandbytes_is_a_clear_error_before_anything_is_written(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from lora_agnews.train import train
+
+    quantize._probe.cache_clear()
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import fails as where it is not installed
+    try:
+        with pytest.raises(ConfigError, match=r"pip install bitsandbytes==0\.50\.2"):
+            train(smoke(quantize="nf4"), tmp_path / "run")
+    finally:
+        quantize._probe.cache_clear()
+    assert not (tmp_path / "run").exists()
+    train_none = smoke()  # quantize none never needs it
+    quantize.require(train_none)
+
+
+def test_cli_refusal_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from lora_agnews.cli import main
+
+    code = main(["train", "--profile", "smoke", "-p", "method", "pissa", "-p", "quantize", "int8",
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "PiSSA" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- what is quantized, and its bytes
+def _plain_base(cfg: config.Config):
+    from lora_agnews.heads import apply_head
+    from lora_agnews.model import _base_model
+
+    torch.manual_seed(0)
+    base = _base_model(cfg, 1000, 1)
+    apply_head(base, cfg.head)
+    for p in base.parameters():
+        p.requires_grad_(False)
+    return base
+
+
+@pytest.mark.parametrize("scheme,double", [("nf4", False), ("nf4", True), ("fp4", False), ("int8", False)])
+def test_the_encoder_linear_layers_are_quantized_and_the_head_is_not(scheme: str, double: bool) -> None:
+    cfg = smoke(quantize=scheme, quantize_double=double)
+    expected_bytes = quantize.estimated_base_bytes(_plain_base(cfg), cfg)  # from shapes only
+    base = quantize.apply(_plain_base(cfg), cfg)
+    kinds = {name: type(m).__name__ for name, m in base.named_modules()}
+    encoder_linear = [n for n in kinds if n.startswith("roberta.encoder.") and n.endswith(("query", "dense"))]
+    assert encoder_linear and all(kinds[n] in ("Linear4bit", "Linear8bitLt") for n in encoder_linear)
+    assert type(base.classifier.dense) is nn.Linear and type(base.classifier.out_proj) is nn.Linear
+    assert type(base.roberta.embeddings.word_embeddings) is nn.Embedding
+    assert base.classifier.dense.weight.dtype == torch.float32
+    measured = quantize.base_bytes(base)
+    assert measured == expected_bytes  # the formula is bitsandbytes' storage, byte for byte
+    assert measured["base_bytes"] < measured["base_bytes_fp32"]
+    assert measured["base_bytes_fp32"] == quantize.base_bytes(_plain_base(cfg))["base_bytes"]
+
+
+def test_weight_bytes_formula() -> None:
+    # 768 x 768 in NF4: 294,912 packed bytes + 9,216 float32 scales + the 16-entry code
+    assert quantize.weight_bytes(768, 768, "nf4") == 294_912 + 4 * 9_216 + 64
+    assert quantize.weight_bytes(768, 768, "int8") == 589_824 + 4 * 768
+    assert quantize.weight_bytes(768, 768, "nf4", double=True) < quantize.weight_bytes(768, 768, "nf4")
+
+
+@pytest.mark.parametrize("method,extra", [("lora", {}), ("lora", {"lora_variant": "dora"}),
+                                          ("adalora", {"lora_targets": LINEAR}), ("vera", {"lora_targets": LINEAR}),
+                                          ("ia3", {"lora_targets": "key,value,ffn_out"}), ("bitfit", {}),
+                                          ("layernorm", {}), ("prompt", {"prompt_tokens": 4})])
+def test_trainable_counts_do_not_change_with_quantisation(method: str, extra: dict) -> None:
+    from lora_agnews.methods import build_model
+
+    plain = smoke(method=method, **extra)
+    quantized = plain.replace(quantize="nf4")
+    built = counting.parameter_breakdown(build_model(quantized, vocab_size=1000, pad_token_id=1))
+    reference = counting.parameter_breakdown(build_model(plain, vocab_size=1000, pad_token_id=1))
+    for key in ("total", "adapter", "head", "frozen", "lora_by_target"):
+        assert built[key] == reference[key], key
+    assert built["base_bytes"] < reference["base_bytes"] == built["base_bytes_fp32"]
+
+
+def test_count_command_reports_the_quantized_base(capsys: pytest.CaptureFixture[str]) -> None:
+    from lora_agnews.cli import main
+
+    assert main(["params", "--profile", "smoke", "-p", "quantize", "nf4"]) == 0
+    out = capsys.readouterr().out
+    assert "frozen base (nf4)" in out and "MiB" in out
+
+
+# --------------------------------------------------------------------------- training, reloading, merging
+def test_quantized_training_learns(trained: dict[str, Path]) -> None:
+    for scheme in ("nf4", "int8"):
+        metrics = read_json(trained[scheme] / "metrics.json")
+        history = read_json(trained[scheme] / "history.json")
+        losses = [h["loss"] for h in history if "loss" in h]
+        assert losses[-1] < 0.8 * losses[0], (scheme, losses)
+        assert metrics["accuracy"] > 0.6, scheme  # 4 balanced classes: chance is 0.25 (full precision: 0.80)
+        assert metrics["config"]["quantize"] == scheme
+        bd = metrics["parameter_breakdown"]
+        assert bd["base_bytes"] < bd["base_bytes_fp32"]
+        assert metrics["process_peak_rss_bytes"] > 0
+    none = counting.count_trainable(smoke())
+    assert none["base_bytes"] == none["base_bytes_fp32"]
+    assert read_json(trained["nf4"] / "metrics.json")["trainable_params"] == none["total"]
+
+
+def test_the_saved_adapter_records_the_quantized_base(trained: dict[str, Path]) -> None:
+    saved = json.loads((trained["nf4"] / "adapter" / "lora_agnews_config.json").read_text())
+    assert saved["config"]["quantize"] == "nf4"
+    card = (trained["nf4"] / "adapter" / "README.md").read_text()
+    assert "NF4" in card
+
+
+@pytest.mark.slow
+def test_fresh_process_reload_rebuilds_the_quantized_base(trained: dict[str, Path], tmp_path: Path) -> None:
+    got = fresh_process_logits({s: trained[s] / "adapter" for s in ("nf4", "int8")}, tmp_path)
+    for scheme, logits in got.items():
+        with np.load(trained[scheme] / "test_predictions.npz") as saved:
+            np.testing.assert_allclose(logits, saved["logits"], atol=1e-4, rtol=1e-4, err_msg=scheme)
+
+
+@pytest.mark.parametrize("scheme,share", [("nf4", 1e-5), ("int8", 0.05)])
+def test_merging_dequantizes_and_agrees_within_tolerance(scheme: str, share: float,
+                                                        trained: dict[str, Path]) -> None:
+    """The stated tolerance, as a share of the largest logit: NF4 computes with the dequantized weights, so the
+    merge agrees to float rounding (1e-5); int8 also rounds the activations (float16, then 8 bits per row), so
+    the full-precision merge differs by up to 5% of the logits' range."""
+    from lora_agnews.adapter import load_adapter, predict_logits_for_texts
+    from lora_agnews.data import load_splits
+    from lora_agnews.methods import merge
+
+    model, tokenizer, cfg = load_adapter(trained[scheme] / "adapter")
+    texts = load_splits(cfg).test["text"].tolist()
+    quantized = predict_logits_for_texts(model, tokenizer, cfg, texts)
+    merged = merge(model, cfg.method)
+    assert not quantize.is_quantized(merged)
+    assert not hasattr(merged, "peft_config")
+    full = predict_logits_for_texts(merged, tokenizer, cfg, texts)
+    assert np.abs(full - quantized).max() < share * np.abs(quantized).max()
+    assert (full.argmax(axis=1) == quantized.argmax(axis=1)).mean() >= 0.95
+
+
+# --------------------------------------------------------------------------- the study
+def test_study_pairs_each_quantized_base_with_full_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the smoke recipe, in this process (isolate False keeps it fast; the pipeline runs it isolated)."""
+    cfg = smoke(quantize_schemes="nf4,none", quantize_seeds=2, epochs=2, max_train_samples=96)
+    result = quantize_study.run_study(cfg, isolate=False)
+    assert result["settings"]["schemes"] == ["none", "nf4"]
+    assert [(r["scheme"], r["seed"]) for r in result["runs"]] == [("none", 42), ("none", 43), ("nf4", 42), ("nf4", 43)]
+    (comp,) = result["comparisons"]
+    accs = {(r["scheme"], r["seed"]): r["accuracy"] for r in result["runs"]}
+    expected = np.mean([accs["nf4", s] - accs["none", s] for s in (42, 43)])
+    assert comp["mean_difference"] == pytest.approx(expected)
+    assert comp["bootstrap_ci"][0] <= comp["mean_difference"] <= comp["bootstrap_ci"][1]
+    assert len(comp["mcnemar_per_seed"]) == 2
+    summary = quantize_study.summary_frame(result)
+    assert list(summary["scheme"]) == ["none", "nf4"]
+    assert summary.loc[1, "base_mib"] < summary.loc[0, "base_mib"]
+    text = quantize_study.sentence(result)
+    assert "NF4 (4-bit)" in text and "less" in text
+    macros = quantize_study.macros(result)
+    assert macros["QuantNfourDifference"] == f"{100 * comp['mean_difference']:+.2f}"
+    assert r"\toprule" in quantize_study.tabular(result)
+    from lora_agnews import plots
+
+    plots.close(plots.quantization(quantize_study.runs_frame(result), summary))
+
+
+def test_study_refuses_unknown_schemes() -> None:
+    with pytest.raises(ConfigError, match="quantize_schemes.*'nf3'"):
+        quantize_study.schemes(smoke(quantize_schemes="none,nf3"))
+
+
+def test_study_overrides_rebuild_the_configuration() -> None:
+    from lora_agnews.cli import build_parser, load_config
+
+    cfg = smoke(quantize="int8", seed=43, epochs=2.5)
+    args = build_parser().parse_args(["train", "--profile", "smoke", *quantize_study.overrides(cfg), "--out", "x"])
+    assert load_config(args) == cfg
