@@ -15,6 +15,9 @@
 #   bucket32       + pad_multiple 32 (four static widths at max_length 128)
 #   compile32      + torch.compile (-p compile true), widths bucketed to 32
 #   compile32_b512 as compile32 at batch 512 (the learning rate is not changed: speed only)
+#   nf4            the paper profile on an NF4-quantized frozen encoder (-p quantize nf4, bitsandbytes):
+#                  peak GPU memory and epoch time against eager (bf16 autocast); not in the default list,
+#                  name it: MODES="eager nf4"
 # Each mode runs under its own time limit (MODE_LIMIT, default 170 s) and a failure is logged and skipped;
 # four modes fit in 10 minutes with the machine's start. Prints per mode: examples/s of the optimisation
 # (validation passes reported apart), epoch seconds, % of the bf16 peak (0.351 GFLOP per real token,
@@ -49,6 +52,7 @@ for mode in $MODES; do
         bucket32) opts="-p pad_multiple 32" ;;
         compile32) opts="-p compile true -p pad_multiple 32" ;;
         compile32_b512) opts="-p compile true -p pad_multiple 32 -p batch_size 512" ;;
+        nf4) opts="-p quantize nf4" ;;
         *) echo "unknown mode $mode"; continue ;;
     esac
     rm -rf "/tmp/epoch_$mode"

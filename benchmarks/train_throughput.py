@@ -151,6 +151,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", default="",
                    help="also time these PEFT methods (comma-separated, e.g. lora,pissa,vera,loha,ia3,bitfit,"
                         "layernorm,prompt) at their largest size within the budget: examples/s relative to LoRA")
+    p.add_argument("--quantize", default="",
+                   help="also time the project variant on quantized frozen bases (comma-separated: nf4,fp4,int8), "
+                        "against full precision in the same process: examples/s, peak memory, the base's bytes")
     p.add_argument("--eval", action="store_true", help="also time evaluation (predict_logits, merged vs unmerged)")
     p.add_argument("--eval-examples", type=int, default=None, help=f"default {TEST_EXAMPLES} on CUDA, 256 on CPU")
     p.add_argument("--eval-batch-size", type=int, default=None, help="default: the profile's (512) on CUDA, 64 on CPU")
@@ -737,6 +740,39 @@ def bench_methods(r: Runner, methods: list[str], peak: float) -> dict[str, dict[
     return out
 
 
+# --------------------------------------------------------------------------- quantized bases
+def bench_quantize(r: Runner, schemes: list[str], peak: float) -> dict[str, dict[str, Any]]:
+    """The ``project`` variant on a full-precision base and on each quantized one (``quantize`` nf4/fp4/int8),
+    same setting, same examples, one process: what a quantized frozen encoder costs per training example,
+    and what its weights hold (bytes as quantized against float32)."""
+    import dataclasses
+
+    from lora_agnews.counting import parameter_breakdown
+
+    out: dict[str, dict[str, Any]] = {}
+    for scheme in ["none", *[s for s in schemes if s != "none"]]:
+        cfg = r.cfg.replace(quantize=scheme)
+        try:
+            model = build_model(cfg, vocab_size=r.vocab_size, pad_token_id=r.pad_id).to(r.device)
+            runner = dataclasses.replace(r, model=model, cfg=cfg, flops=FlopModel.of(model), compiled=None)
+            say(f"quantize {scheme}")
+            rounds = [run_variant(runner, VARIANTS["project"], first_round=i == 0) for i in range(r.args.rounds)]
+        except Exception as exc:  # one scheme failing must not lose the others
+            r.notes.append(f"quantize {scheme} failed: {type(exc).__name__}: {str(exc)[:300]}")
+            say(r.notes[-1])
+            continue
+        res = derive(merge_rounds(rounds), runner, peak)
+        breakdown = parameter_breakdown(model)
+        out[scheme] = {"examples_per_s": res["examples_per_s"], "peak_memory_mb": res["peak_memory_mb"],
+                       "base_mib": breakdown["base_bytes"] / 2 ** 20, "base_fp32_mib": breakdown["base_bytes_fp32"] / 2 ** 20,
+                       "trainable_params": breakdown["total"], "epoch_projected_s": EPOCH_EXAMPLES / res["examples_per_s"]}
+        del model, runner
+    full = out.get("none", {}).get("examples_per_s")
+    for res in out.values():
+        res["relative_to_full_precision"] = res["examples_per_s"] / full if full else None
+    return out
+
+
 # --------------------------------------------------------------------------- profile
 def profile_steps(r: Runner, n: int) -> dict[str, Any]:
     """torch.profiler over ``n`` project-variant steps: is the step bound by the host or the device?
@@ -920,6 +956,14 @@ def summary(report: dict[str, Any]) -> str:
             rel = f"{m['relative_to_lora']:.2f}x" if m["relative_to_lora"] else "-"
             lines.append(f"{name:<11}{m['setting'][:39]:<40}{m['trainable_params']:>11,}{m['examples_per_s']:>9.1f}"
                          f"{rel:>9}{m['peak_memory_mb']:>9.0f}{_duration(m['epoch_projected_s']):>12}")
+    quantized = report.get("quantize")
+    if quantized:
+        lines += ["", "quantize: the project variant, same setting and examples, on a full-precision and quantized bases",
+                  f"{'base':<8}{'base MiB':>10}{'fp32 MiB':>10}{'ex/s':>9}{'vs full':>9}{'peak MB':>9}{'120k epoch':>12}"]
+        for name, q in quantized.items():
+            rel = f"{q['relative_to_full_precision']:.2f}x" if q["relative_to_full_precision"] else "-"
+            lines.append(f"{name:<8}{q['base_mib']:>10.1f}{q['base_fp32_mib']:>10.1f}{q['examples_per_s']:>9.1f}"
+                         f"{rel:>9}{q['peak_memory_mb']:>9.0f}{_duration(q['epoch_projected_s']):>12}")
     prof = report.get("profile")
     if prof:
         busy = prof["device_busy_fraction"]
@@ -987,6 +1031,9 @@ def main(argv: list[str] | None = None) -> int:
             report["profile"] = profile_steps(r, args.profile)
         except Exception as exc:  # diagnostics only
             r.notes.append(f"profile failed: {type(exc).__name__}: {str(exc)[:300]}")
+    if args.quantize:
+        report["quantize"] = bench_quantize(r, [q.strip() for q in args.quantize.split(",") if q.strip()],
+                                            dev["peak_bf16_tflops"])
     if args.methods:
         report["methods"] = bench_methods(r, [m.strip() for m in args.methods.split(",") if m.strip()],
                                           dev["peak_bf16_tflops"])

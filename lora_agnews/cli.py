@@ -217,6 +217,15 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantization(args: argparse.Namespace) -> int:
+    from .quantize_study import run_study, table
+
+    cfg = load_config(args)
+    result = run_study(cfg)
+    print(table(result).to_string(index=False))
+    return 0
+
+
 def cmd_logits(args: argparse.Namespace) -> int:
     from .distill import write_logits_for_data
 
@@ -288,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("seeds", help="train the profile's configuration and baseline over n_seeds seeds; statistics")
     _common(p)
     p.set_defaults(func=cmd_seeds)
+
+    p = sub.add_parser("quantization", help="the profile's recipe on a full-precision and on quantized bases "
+                                            "(quantize_schemes x quantize_seeds, one process per run)")
+    _common(p)
+    p.set_defaults(func=cmd_quantization)
 
     p = sub.add_parser("ablate", help="run the ablation grid (rank x targets x head) of the profile")
     _common(p)

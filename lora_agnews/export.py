@@ -382,6 +382,14 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
 
         hf_logging.disable_progress_bar()  # "Writing model shards" / "Loading weights" bars help no log
     model, tokenizer, cfg = load_adapter(adapter_dir)
+    if cfg.quantize != "none":
+        # exported in full precision: the self-check compares with the dequantized model (int8's quantized
+        # matmuls also round the activations, which no float32 checkpoint reproduces)
+        from .methods import dequantize
+        from .progress import say
+
+        say(f"{adapter_dir} was trained on a {cfg.quantize} base: it is exported dequantized, in float32")
+        model = dequantize(model)
     texts = [normalize_text(t) for t in CHECK_TEXTS]
     expected = predict_logits_for_texts(model, tokenizer, cfg, texts)
     try:

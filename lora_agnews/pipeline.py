@@ -1,4 +1,4 @@
-"""The research pipeline: five notebooks (papermill) -> HTML book (jupyter-book) -> PDF report (latexmk).
+"""The research pipeline: six notebooks (papermill) -> HTML book (jupyter-book) -> PDF report (latexmk).
 
 ``python -m lora_agnews run --profile NAME`` runs it; ``make all|notebooks|book|report`` call that.
 The notebooks are the only producers of results: each reads its parameters (the profile's
@@ -35,13 +35,13 @@ from .artifacts import read_json, save_figure, write_json
 from .config import Config, ConfigError
 from .progress import interactive, say
 
-NOTEBOOKS = ("01_exploration", "02_training", "03_evaluation", "04_ablations", "05_merging")
+NOTEBOOKS = ("01_exploration", "02_training", "03_evaluation", "04_ablations", "05_merging", "06_quantization")
 STEPS = ("notebooks", "book", "report")
 STAMP = "COMPLETE"
 # What the notebooks write and the book and report read (result files, macros, tables, figures). Bump it
 # whenever a change makes results written before it unreadable by this version's book or report: such
 # results are then refused with the one command that regenerates them, not a failure inside Sphinx or LaTeX.
-RESULTS_FORMAT = 3  # 3: notebook 05 (merging.json, macros_merging.tex, merging_table.tex, its figure)
+RESULTS_FORMAT = 4  # 3: notebook 05 (merging.json, ...); 4: notebook 06 (quantization.json, macros_quantization.tex, ...)
 KERNEL = "python3"
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 

@@ -84,6 +84,7 @@ def _run_row(scheme: str, seed: int, cfg: Config, metrics: dict[str, Any]) -> di
             "macro_f1": metrics["macro_f1"], "trainable_params": metrics["trainable_params"],
             "base_bytes": breakdown.get("base_bytes"), "base_bytes_fp32": breakdown.get("base_bytes_fp32"),
             "process_peak_rss_bytes": metrics.get("process_peak_rss_bytes"),
+            "process_rss_bytes": metrics.get("process_rss_bytes"),
             "peak_gpu_memory_gib": metrics.get("peak_gpu_memory_gib"), "seconds_per_step": optimise / steps,
             "train_seconds": metrics["train_seconds"], "global_steps": steps, "device": metrics.get("device"),
             "precision": metrics.get("precision"), "best_validation_accuracy": metrics.get("best_validation_accuracy")}
@@ -152,6 +153,8 @@ def summary_frame(result: dict[str, Any]) -> pd.DataFrame:
             "base_mib": group["base_bytes"].iloc[0] / MIB, "base_fp32_mib": group["base_bytes_fp32"].iloc[0] / MIB,
             "peak_rss_mib": (group["process_peak_rss_bytes"].max() / MIB
                              if group["process_peak_rss_bytes"].notna().all() else None),
+            "end_rss_mib": (group["process_rss_bytes"].max() / MIB
+                            if "process_rss_bytes" in group and group["process_rss_bytes"].notna().all() else None),
             "peak_gpu_gib": group["peak_gpu_memory_gib"].max() if group["peak_gpu_memory_gib"].notna().any() else None,
             "seconds_per_step": group["seconds_per_step"].median(), "trainable_params": int(group["trainable_params"].iloc[0])})
     return pd.DataFrame(rows)
@@ -163,13 +166,17 @@ def table(result: dict[str, Any]) -> pd.DataFrame:
     shown = pd.DataFrame({
         "base": frame["label"], "seeds": frame["seeds"],
         "accuracy %": [pct(a) for a in frame["accuracy"]],
-        "vs full precision (pts, 95% CI)": [_diff_text(r) for r in frame.itertuples()],
-        "McNemar p (per seed, max)": [pvalue(p) if p is not None else "" for p in frame["mcnemar_p_max"]],
+        "vs full, pts [95% CI]": [_diff_text(r) for r in frame.itertuples()],
+        "McNemar p (max)": [pvalue(p) if p is not None and p == p else "" for p in frame["mcnemar_p_max"]],
         "base MiB": [f"{m:,.0f}" for m in frame["base_mib"]],
-        "peak RSS MiB": [f"{m:,.0f}" if m is not None and m == m else "n/a" for m in frame["peak_rss_mib"]],
-        "s / step": [f"{s:.2f}" for s in frame["seconds_per_step"]],
+        "RSS peak / end MiB": [f"{_mib(p)} / {_mib(e)}" for p, e in zip(frame["peak_rss_mib"], frame["end_rss_mib"])],
+        "s/step": [f"{s:.2f}" for s in frame["seconds_per_step"]],
     })
     return shown
+
+
+def _mib(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:,.0f}"
 
 
 def _diff_text(row: Any) -> str:

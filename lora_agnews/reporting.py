@@ -19,7 +19,7 @@ from .artifacts import num, pct, pvalue
 from .config import CHOICES, Config
 
 PAPER_PROFILE = "paper"
-NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations", "merging")
+NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations", "merging", "quantization")
 TARGET_ABBREVIATIONS = {"query": "Q", "key": "K", "value": "V", "dense": "dense", "word_embeddings": "emb"}
 
 
@@ -722,14 +722,15 @@ def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any]) -> dict[str, 
 
 
 # --------------------------------------------------------------------------- the book's generated pages
-RESULT_FILES = ("exploration", "training", "metrics", "reference", "ablation", "statistics", "merging")
+RESULT_FILES = ("exploration", "training", "metrics", "reference", "ablation", "statistics", "merging", "quantization")
 
 
 def load_results(profile: str) -> dict[str, Any]:
     """The notebooks' JSON results of a profile; a missing file names the notebook that writes it."""
     writers = {"exploration": "01_exploration", "training": "02_training", "metrics": "03_evaluation",
                "reference": "03_evaluation",
-               "ablation": "04_ablations", "statistics": "04_ablations", "merging": "05_merging"}
+               "ablation": "04_ablations", "statistics": "04_ablations", "merging": "05_merging",
+               "quantization": "06_quantization"}
     out = {}
     for name in RESULT_FILES:
         path = paths.results_dir(profile) / f"{name}.json"
@@ -742,7 +743,7 @@ def load_results(profile: str) -> dict[str, Any]:
 
 def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the book's Markdown templates may use: results, formatted tables, profile facts."""
-    from . import merge_reporting
+    from . import merge_reporting, quantize_study
     from .config import from_dict
 
     results = load_results(profile)
@@ -770,12 +771,14 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "study_sentence": study_sentence(stats),
         "reference_sentence": reference_sentence(results["reference"]),
         "merging_sentence": merge_reporting.sentence(merging),
+        "quantization_sentence": quantize_study.sentence(results["quantization"]),
         "best_ablation": (best_ablation(ablation).to_dict() if best_ablation(ablation) is not None else None),
         "tables": {
             "metrics": markdown_table(["class", "precision (%)", "recall (%)", "F1 (%)", "support"], metric_rows),
             "ablation": markdown_table(ablation_header, ablation_table_rows),
             "statistics": markdown_table(stat_header, stat_rows),
             "merging": _markdown_frame(merge_reporting.summary_table(merging)),
+            "quantization": _markdown_frame(quantize_study.table(results["quantization"])),
         },
     }
 

@@ -420,6 +420,21 @@ def process_peak_rss() -> int | None:
     return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
 
 
+def process_rss() -> int | None:
+    """The resident memory of this process now, in bytes (Linux; None elsewhere).
+
+    Beside the peak: a quantized base is quantized after its float32 checkpoint is loaded, so the peak
+    includes that checkpoint once, while the memory held during training and after it does not.
+    """
+    import os
+
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dict[str, Any]:
     cfg = prep.cfg
     say(f"training {cfg.model_name} ({prep.breakdown['total']:,} trainable parameters) on "
@@ -466,6 +481,7 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
     if device.type == "cuda":
         metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     metrics["process_peak_rss_bytes"] = process_peak_rss()
+    metrics["process_rss_bytes"] = process_rss()  # now, after training and scoring: the steady state
     runs.save_arrays(out_dir / "test_predictions.npz", logits=logits, labels=np.asarray(prep.test.labels))
     write_json(history, out_dir / "history.json")
     write_json(metrics, out_dir / runs.METRICS_FILE)

@@ -32,7 +32,7 @@ def test_quick_benchmark_reports_all_figures(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--model-shape", "tiny-roberta", "--device", "cpu",
          "--tokenizer", "local", "--data", str(SAMPLE), "--configs", ",".join(CONFIGS), "--eval",
-         "--methods", "ia3,bitfit",
+         "--methods", "ia3,bitfit", "--quantize", "nf4",
          "--profile", "1", "--rounds", "2", "--json", str(out)],
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -67,6 +67,12 @@ def test_quick_benchmark_reports_all_figures(tmp_path: Path) -> None:
         assert fig["examples_per_s"] > 0 and 0 < fig["trainable_params"] <= 1_000_000, (name, fig)
     assert report["methods"]["bitfit"]["setting"] == "BitFit, linear head"
     assert "vs LoRA" in proc.stdout
+    # the quantized step: full precision first (the reference), then NF4 on the same examples and setting
+    assert list(report["quantize"]) == ["none", "nf4"]
+    assert report["quantize"]["none"]["relative_to_full_precision"] == 1.0
+    assert report["quantize"]["nf4"]["base_mib"] < report["quantize"]["none"]["base_mib"]
+    assert report["quantize"]["nf4"]["trainable_params"] == report["quantize"]["none"]["trainable_params"]
+    assert "vs full" in proc.stdout
     # bf16 variants really ran bf16 matmuls, also the second (timed) Trainer on the same model:
     # accelerate marks a prepared model and would otherwise skip its autocast wrapper
     assert base["matmul_output_dtypes"] == ["torch.float32"]

@@ -409,6 +409,29 @@ def test_merging_study_reaches_the_book_and_the_report(smoke_run: dict[str, Any]
 
 
 @pytest.mark.pipeline
+def test_quantization_study_reaches_the_book_and_the_report(smoke_run: dict[str, Any]) -> None:
+    """Notebook 06 on the smoke profile: a full-precision and an NF4 run, each in its own process (its own peak
+    memory), paired on the same test rows; the table, figure and sentence in the book and the report."""
+    saved = json.loads((smoke_run["results"] / "quantization.json").read_text())
+    assert saved["settings"]["schemes"] == ["none", "nf4"] and saved["settings"]["isolated"]
+    runs = {r["scheme"]: r for r in saved["runs"]}
+    assert runs["nf4"]["base_bytes"] < runs["none"]["base_bytes"] == runs["nf4"]["base_bytes_fp32"]
+    assert runs["nf4"]["trainable_params"] == runs["none"]["trainable_params"]
+    assert all(r["process_peak_rss_bytes"] > 0 and r["seconds_per_step"] > 0 for r in saved["runs"])
+    assert runs["nf4"]["accuracy"] > 0.5, "the NF4 smoke run learns (chance: 0.25)"
+    page = (smoke_run["html"] / "notebooks" / "06_quantization.html").read_text(encoding="utf-8")
+    assert "NF4 (4-bit)" in page and "quantization" in page
+    assert (smoke_run["results"] / "figures" / "quantization.pdf").is_file()
+    macros = reporting.read_macros(smoke_run["results"] / "tex" / "macros_quantization.tex")
+    text = subprocess.run(["pdftotext", "-layout", str(smoke_run["report"] / "main.pdf"), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    flat = " ".join(text.split())
+    assert "A quantized frozen base" in flat and macros["QuantNfourBaseMiB"] in flat
+    results = (smoke_run["html"] / "results.html").read_text(encoding="utf-8")
+    assert "quantization.png" in results and macros["QuantNfourDifference"] in results
+
+
+@pytest.mark.pipeline
 def test_macros_files_are_complete_and_distinct(smoke_run: dict[str, Any]) -> None:
     names: list[str] = []
     for notebook in reporting.NOTEBOOK_MACRO_FILES:

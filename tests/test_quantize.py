@@ -209,6 +209,18 @@ def test_merging_dequantizes_and_agrees_within_tolerance(scheme: str, share: flo
     assert (full.argmax(axis=1) == quantized.argmax(axis=1)).mean() >= 0.95
 
 
+def test_export_writes_a_float32_checkpoint_of_a_quantized_adapter(trained: dict[str, Path], tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    from lora_agnews.export import export
+
+    result = export(trained["int8"] / "adapter", tmp_path / "plain")
+    plain = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "plain"))
+    assert not quantize.is_quantized(plain)
+    assert {p.dtype for p in plain.parameters()} == {torch.float32}
+    assert result.max_abs_diff <= 1e-3
+
+
 # --------------------------------------------------------------------------- the study
 def test_study_pairs_each_quantized_base_with_full_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     """On the smoke recipe, in this process (isolate False keeps it fast; the pipeline runs it isolated)."""
