@@ -232,9 +232,10 @@ def estimated_base_bytes(model: nn.Module, cfg: Config) -> dict[str, int]:
     plain = base_bytes(model)
     if not is_on(cfg):
         return plain
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps the layers
     saved = 0
-    for name in quantized_names(model):
-        linear = model.get_submodule(name)
+    for name in quantized_names(inner):
+        linear = inner.get_submodule(name)
         if linear.weight.requires_grad:
             continue
         saved += 4 * linear.weight.numel() - weight_bytes(linear.out_features, linear.in_features,

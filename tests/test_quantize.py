@@ -146,6 +146,8 @@ def test_trainable_counts_do_not_change_with_quantisation(method: str, extra: di
     for key in ("total", "adapter", "head", "frozen", "lora_by_target"):
         assert built[key] == reference[key], key
     assert built["base_bytes"] < reference["base_bytes"] == built["base_bytes_fp32"]
+    counted = counting.count_trainable(quantized, vocab_size=1000)  # on the meta device: from shapes
+    assert (counted["base_bytes"], counted["base_bytes_fp32"]) == (built["base_bytes"], built["base_bytes_fp32"])
 
 
 def test_count_command_reports_the_quantized_base(capsys: pytest.CaptureFixture[str]) -> None:
