@@ -254,7 +254,7 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
 
 def method_title(cfg: Config) -> str:
     return {"lora": "LoRA", "pissa": "PiSSA", "olora": "OLoRA", "adalora": "AdaLoRA", "vera": "VeRA", "loha": "LoHa",
-            "ia3": "(IA)³", "bitfit": "BitFit", "layernorm": "LayerNorm-tuning", "prompt": "Prompt-tuning"}[cfg.method]
+            "lokr": "LoKr", "ia3": "(IA)³", "bitfit": "BitFit", "layernorm": "LayerNorm-tuning", "prompt": "Prompt-tuning"}[cfg.method]
 
 
 def method_summary(cfg: Config) -> str:
@@ -265,7 +265,7 @@ def method_summary(cfg: Config) -> str:
     if cfg.method == "adalora":
         return (f"AdaLoRA (initial r={cfg.lora_r}, target r={cfg.adalora_target_r or max(1, cfg.lora_r // 2)}, "
                 f"alpha={cfg.lora_alpha}, targets {cfg.lora_targets}")
-    if cfg.method in ("vera", "loha"):
+    if cfg.method in ("vera", "loha", "lokr"):
         return f"{method_title(cfg)} (r={cfg.lora_r}, targets {cfg.lora_targets}"
     if cfg.method == "ia3":
         return f"(IA)³ (targets {cfg.lora_targets}"

@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "word_embeddings or module names, e.g. 'attention;all-linear;query,value'")
     p.add_argument("--heads", default="", help="comma-separated heads (default: all)")
     p.add_argument("--methods", nargs="?", const="all", default="",
-                   help="list per method (comma-separated, default all: lora, pissa, olora, adalora, vera, loha, ia3, "
+                   help="list per method (comma-separated, default all: lora, pissa, olora, adalora, vera, loha, lokr, ia3, "
                         "bitfit, layernorm, prompt), target set and head the largest size that fits")
     p.set_defaults(func=cmd_budget)
 

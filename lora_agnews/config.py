@@ -27,7 +27,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "head": ("default", "linear", "lora-dense"),
     "baseline_head": ("default", "linear", "lora-dense"),
     "lora_variant": ("lora", "rslora", "dora"),
-    "method": ("lora", "pissa", "olora", "adalora", "vera", "loha", "ia3", "bitfit", "layernorm", "prompt"),
+    "method": ("lora", "pissa", "olora", "adalora", "vera", "loha", "lokr", "ia3", "bitfit", "layernorm", "prompt"),
     "scheduler": ("linear", "cosine", "constant"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "device": ("auto", "cpu", "cuda"),
@@ -55,7 +55,7 @@ class Config:
     lora_variant: str = "lora"  # lora | rslora | dora
     head: str = "default"  # default | linear | lora-dense
     # PEFT method (book/guide/counting.md "Methods"; lora_agnews.methods.peft_config): lora (lora_variant: rslora, dora), pissa, olora (LoRA initialisations),
-    # adalora (lora_r = initial rank), vera (lora_r = shared rank), loha, ia3, bitfit, layernorm, prompt
+    # adalora (lora_r = initial rank), vera (lora_r = shared rank), loha, lokr, ia3, bitfit, layernorm, prompt
     method: str = "lora"
     adalora_target_r: int = 0  # AdaLoRA's final average rank; 0: half the initial rank lora_r (at least 1)
     prompt_tokens: int = 20  # prompt tuning: number of virtual tokens

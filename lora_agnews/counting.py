@@ -29,6 +29,7 @@ class BudgetError(ValueError):
 # --------------------------------------------------------------------------- counting
 ADAPTER_PARTS = re.compile(r"\.(lora_A|lora_B|lora_E|lora_embedding_A|lora_embedding_B|lora_magnitude_vector|"
                            r"vera_lambda_b|vera_lambda_d|ia3_l|hada_w1_a|hada_w1_b|hada_w2_a|hada_w2_b|"
+                           r"lokr_w1_a|lokr_w1_b|lokr_w1|lokr_w2_a|lokr_w2_b|lokr_w2|lokr_t2|"
                            r"ln_tuning_layers)(\.|$).*$")
 
 
@@ -116,6 +117,7 @@ def rank_line(cfg: Config, vocab_size: int | None = None) -> tuple[int, int]:
 
     Every sized method's count is affine in its size: LoRA/PiSSA/OLoRA ``r (in + out)`` per adapted
     module (+ DoRA's magnitudes), AdaLoRA ``r (in + out + 1)``, VeRA ``out + r``, LoHa ``2 r (in + out)``,
+    LoKr ``out_l in_m + r (out_k + in_n)`` (below its limit),
     prompt tuning ``tokens * hidden``; so two exact counts on the meta device (size 1 and 2) give the
     whole line. Size-less methods (ia3, bitfit, layernorm) give ``(count, 0)``. ``vocab_size``: that of a
     tokenizer already built (else the profile's tokenizer decides, as in :func:`count_trainable`).

@@ -1,6 +1,6 @@
 """The ten PEFT methods: their configurations, the combinations refused, BitFit, and merging.
 
-LoRA (with rsLoRA and DoRA), PiSSA, OLoRA, AdaLoRA, VeRA, LoHa, (IA)^3, LayerNorm tuning and
+LoRA (with rsLoRA and DoRA), PiSSA, OLoRA, AdaLoRA, VeRA, LoHa, LoKr, (IA)^3, LayerNorm tuning and
 prompt tuning are PEFT configurations (:func:`peft_config`); BitFit, which PEFT has none of, is
 written here (:func:`apply_bitfit`). The head (``heads``) is PEFT's ``modules_to_save`` for every
 method. :func:`build_model` puts base encoder, head and method together, after the refusals
@@ -11,6 +11,7 @@ anything is built; :func:`merge` folds a trained method back into the base weigh
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from typing import Any
 
@@ -62,7 +63,7 @@ def lora_config(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | None
 
 # --------------------------------------------------------------------------- methods
 LORA_METHODS = ("lora", "pissa", "olora")
-LINEAR_ONLY = ("adalora", "vera", "loha", "ia3")  # PEFT adapts linear layers only (no word_embeddings)
+LINEAR_ONLY = ("adalora", "vera", "loha", "lokr", "ia3")  # PEFT adapts linear layers only (no word_embeddings)
 WHOLE_ENCODER = ("bitfit", "layernorm", "prompt")  # lora_targets and lora_layers do not apply
 NOT_MERGEABLE = {"prompt": "prompt tuning adds virtual tokens to the input, not a change of any weight"}
 ADALORA_COUNT_STEPS = 1000  # AdaLoRA's schedule length when a model is built for counting or loading only
@@ -74,7 +75,7 @@ class MergeError(ValueError):
 
 def size_key(method: str) -> str | None:
     """The configuration key that sizes ``method`` (its count is affine in it), None for size-less methods."""
-    if method in ("lora", "pissa", "olora", "adalora", "vera", "loha"):
+    if method in ("lora", "pissa", "olora", "adalora", "vera", "loha", "lokr"):
         return "lora_r"
     if method == "prompt":
         return "prompt_tokens"
@@ -100,15 +101,43 @@ def size_limit(cfg: Config, model_cfg: Any = None) -> int | None:
     VeRA's update ``diag(b) B diag(d) A`` has rank at most that smaller side too: its per-rank cost is one
     scalar per module, so the budget alone would allow ranks of 10^5 (all compute, no expressiveness).
     Prompt tokens share the position embeddings with the text: positions - max_length (RoBERTa-style
-    models also lose the padding index and the one before it).
+    models also lose the padding index and the one before it). LoKr's update is ``kron(w1, w2_a w2_b)``
+    (each weight's sides factored near their square roots: 768 = 24 x 32); from r of half w2's larger
+    side on, PEFT trains w2 in full and the count stops growing with r, so r stays below that
+    (:func:`lokr_limit`; 15 for a 768 x 768 weight).
     """
-    if cfg.method not in ("pissa", "olora", "vera", "prompt"):
+    if cfg.method not in ("pissa", "olora", "vera", "prompt", "lokr"):
         return None
     model_cfg = model_cfg if model_cfg is not None else model_config(cfg)
+    if cfg.method == "lokr":
+        return min(lokr_limit(i, o) for i, o in _adapted_shapes(cfg, model_cfg))
     if cfg.method == "prompt":
         offset = (model_cfg.pad_token_id or 0) + 1 if model_cfg.model_type in ("roberta", "xlm-roberta", "camembert") else 0
         return max(0, model_cfg.max_position_embeddings - offset - cfg.max_length)
     return int(model_cfg.hidden_size)
+
+
+def lokr_limit(in_features: int, out_features: int) -> int:
+    """The largest LoKr rank that keeps w2 factored (PEFT's ``r < max(out_k, in_n) / 2``) for one weight."""
+    from peft.tuners.lokr.layer import factorization
+
+    _, in_n = factorization(in_features)
+    _, out_k = factorization(out_features)
+    return math.ceil(max(out_k, in_n) / 2) - 1
+
+
+def _adapted_shapes(cfg: Config, model_cfg: Any) -> list[tuple[int, int]]:
+    """(in, out) of the weights a method adapts: hidden x hidden (attention, a head's dense layer, module names),
+    and the feed-forward layers' when ffn_in / ffn_out are targeted."""
+    hidden = int(model_cfg.hidden_size)
+    inter = int(getattr(model_cfg, "intermediate_size", None) or getattr(model_cfg, "hidden_dim", 4 * hidden))
+    targets = placements.parse_targets(cfg.target_modules)
+    roles = set(targets.roles)
+    shapes = [(hidden, inter)] if "ffn_in" in roles else []
+    shapes += [(inter, hidden)] if "ffn_out" in roles else []
+    if not roles <= {"ffn_in", "ffn_out"} or targets.names or cfg.head == "lora-dense" or not shapes:
+        shapes.append((hidden, hidden))
+    return shapes
 
 
 def check_size(cfg: Config, model_cfg: Any) -> None:
@@ -116,6 +145,7 @@ def check_size(cfg: Config, model_cfg: Any) -> None:
     key = size_key(cfg.method)
     if limit is not None and key and getattr(cfg, key) > limit:
         why = ("the positions left after max_length" if key == "prompt_tokens"
+               else "below half of w2's larger side: from there PEFT trains w2 in full" if cfg.method == "lokr"
                else "the hidden size: the smaller side of the adapted weights")
         raise ConfigError(f"parameter '{key}' is {getattr(cfg, key)}, but method {cfg.method!r} allows at most {limit} "
                           f"here ({why}). Use -p {key} {limit} or less.")
@@ -152,6 +182,8 @@ def peft_config(cfg: Config, plan: HeadPlan, model: nn.Module, fam: Family, tota
                                projection_prng_key=cfg.seed, save_projection=True, modules_to_save=heads)
     if cfg.method == "loha":
         return peft.LoHaConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=targets, modules_to_save=heads)
+    if cfg.method == "lokr":
+        return peft.LoKrConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=targets, modules_to_save=heads)
     if cfg.method == "ia3":
         # (IA)^3 scales the outputs of attention-like modules and the inputs of the FFN down-projection
         roles = placements.parse_targets(cfg.target_modules).roles

@@ -42,6 +42,8 @@ NOT_ON_QUANTIZED = {
              "rebuilt base does not reproduce",
     "loha": "PEFT's LoHa (LyCORIS) layers have no quantized version: they read the base weight's shape, which "
             "4-bit storage packs",
+    "lokr": "PEFT's LoKr (LyCORIS) layers have no quantized version: they read the base weight's shape, which "
+            "4-bit storage packs",
 }
 
 

@@ -80,7 +80,7 @@ def short_targets(targets: str) -> str:
 
 
 METHOD_NAMES = {"lora": "LoRA", "pissa": "PiSSA", "olora": "OLoRA", "adalora": "AdaLoRA", "vera": "VeRA",
-                "loha": "LoHa", "ia3": "(IA)³", "bitfit": "BitFit", "layernorm": "LayerNorm tuning",
+                "loha": "LoHa", "lokr": "LoKr", "ia3": "(IA)³", "bitfit": "BitFit", "layernorm": "LayerNorm tuning",
                 "prompt": "prompt tuning"}
 VARIANT_NAMES = {"rslora": "rsLoRA", "dora": "DoRA"}
 

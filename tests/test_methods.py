@@ -30,6 +30,7 @@ METHODS = {
     "adalora": LINEAR,
     "vera": {**LINEAR, "lora_r": 16},
     "loha": LINEAR,
+    "lokr": {**LINEAR, "lora_r": 2},  # the tiny model's 64 x 64 weights factor as 8 x 8: r below 4
     "ia3": {"lora_targets": "key,value,ffn_out"},
     "bitfit": {},
     "layernorm": {},
@@ -96,6 +97,7 @@ def test_sizes_follow_their_formulas() -> None:
     assert adapter("adalora") == 6 * 4 * (64 + 64 + 1)
     assert adapter("vera") == 6 * (64 + 16)
     assert adapter("loha") == 6 * 2 * 4 * (64 + 64)
+    assert adapter("lokr") == 6 * (8 * 8 + 2 * (8 + 8))  # w1 8 x 8 in full, w2 = (8 x r)(r x 8) at r=2
     assert adapter("ia3") == 2 * (64 + 64 + 128)  # key, value: outputs; ffn_out: its 128 inputs
     assert adapter("layernorm") == 5 * 2 * 64
     assert adapter("prompt") == 4 * 64
@@ -174,6 +176,9 @@ def test_sizes_have_the_methods_own_limits() -> None:
         counting.count_trainable(method_config("pissa", lora_r=65))
     with pytest.raises(config.ConfigError, match="prompt_tokens"):
         counting.count_trainable(method_config("prompt", prompt_tokens=10_000))
+    with pytest.raises(config.ConfigError, match="at most 3.*w2 in full"):
+        counting.count_trainable(method_config("lokr", lora_r=4))
+    assert counting.largest_rank(method_config("lokr", head="linear", budget=10**7)) == 3
     big = method_config("olora", head="linear", budget=10**7)
     assert counting.largest_rank(big) == 64
     assert counting.largest_rank(method_config("ia3")) == 0  # size-less
@@ -186,6 +191,8 @@ def test_sizes_have_the_methods_own_limits() -> None:
     ("vera", "attention", 768, 58_372),
     ("vera", "all-linear", 768, 141_316),
     ("loha", "all-linear", 3, 998_404),
+    ("lokr", "attention", 15, 58_372),
+    ("lokr", "all-linear", 15, 139_012),
     ("ia3", "all-linear", 0, 113_668),
     ("bitfit", "attention", 0, 105_220),
     ("layernorm", "attention", 0, 41_476),
