@@ -205,6 +205,10 @@ def base_bytes(model: nn.Module) -> dict[str, int]:
             continue
         fp32 += 4 * logical_numel(p)
         held += sum(t.numel() * t.element_size() for t in _state_tensors(p))
+    for module in model.modules():  # after a forward pass an 8-bit layer keeps its row scales in its state
+        state = getattr(module, "state", None)
+        if _is_bnb_layer(module) and getattr(module.weight, "SCB", None) is None and getattr(state, "SCB", None) is not None:
+            held += state.SCB.numel() * state.SCB.element_size()
     return {"base_bytes": held, "base_bytes_fp32": fp32}
 
 
