@@ -152,6 +152,21 @@ def test_trainable_counts_do_not_change_with_quantisation(method: str, extra: di
     assert (counted["base_bytes"], counted["base_bytes_fp32"]) == (built["base_bytes"], built["base_bytes_fp32"])
 
 
+@pytest.mark.slow  # two roberta-base-sized models built and quantized (about 10 s each)
+@pytest.mark.parametrize("setting,total", [({"lora_r": 7, "lora_alpha": 32, "head": "default"}, 980_740), ({}, 998_404)])
+def test_roberta_base_counts_are_unchanged_by_nf4(setting: dict, total: int) -> None:
+    """The starting point's setting and the paper setting on roberta-base's shape, built for real and quantized."""
+    from lora_agnews.methods import build_model
+
+    cfg = config.load("paper", {"init": "random", "quantize": "nf4", **setting})
+    model = build_model(cfg, vocab_size=50_265, pad_token_id=1)
+    assert quantize.is_quantized(model)
+    built = counting.parameter_breakdown(model)
+    counted = counting.count_trainable(cfg)
+    assert built["total"] == counted["total"] == total
+    assert built["base_bytes"] == counted["base_bytes"] < 0.45 * built["base_bytes_fp32"]
+
+
 def test_count_command_reports_the_quantized_base(capsys: pytest.CaptureFixture[str]) -> None:
     from lora_agnews.cli import main
 
@@ -161,6 +176,7 @@ def test_count_command_reports_the_quantized_base(capsys: pytest.CaptureFixture[
 
 
 # --------------------------------------------------------------------------- training, reloading, merging
+@pytest.mark.slow  # trains (the module's runs: about 20 s in all): `make test-slow`
 def test_quantized_training_learns(trained: dict[str, Path]) -> None:
     for scheme in ("nf4", "int8"):
         metrics = read_json(trained[scheme] / "metrics.json")
@@ -177,6 +193,7 @@ def test_quantized_training_learns(trained: dict[str, Path]) -> None:
     assert read_json(trained["nf4"] / "metrics.json")["trainable_params"] == none["total"]
 
 
+@pytest.mark.slow  # trains (the module's runs: about 20 s in all): `make test-slow`
 def test_the_saved_adapter_records_the_quantized_base(trained: dict[str, Path]) -> None:
     saved = json.loads((trained["nf4"] / "adapter" / "lora_agnews_config.json").read_text())
     assert saved["config"]["quantize"] == "nf4"
@@ -192,6 +209,7 @@ def test_fresh_process_reload_rebuilds_the_quantized_base(trained: dict[str, Pat
             np.testing.assert_allclose(logits, saved["logits"], atol=1e-4, rtol=1e-4, err_msg=scheme)
 
 
+@pytest.mark.slow  # uses the trained runs
 @pytest.mark.parametrize("scheme,share", [("nf4", 1e-5), ("int8", 0.05)])
 def test_merging_dequantizes_and_agrees_within_tolerance(scheme: str, share: float,
                                                         trained: dict[str, Path]) -> None:
@@ -213,6 +231,7 @@ def test_merging_dequantizes_and_agrees_within_tolerance(scheme: str, share: flo
     assert (full.argmax(axis=1) == quantized.argmax(axis=1)).mean() >= 0.95
 
 
+@pytest.mark.slow  # trains (the module's runs: about 20 s in all): `make test-slow`
 def test_export_writes_a_float32_checkpoint_of_a_quantized_adapter(trained: dict[str, Path], tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification
 
@@ -226,6 +245,7 @@ def test_export_writes_a_float32_checkpoint_of_a_quantized_adapter(trained: dict
 
 
 # --------------------------------------------------------------------------- the study
+@pytest.mark.slow  # trains (the module's runs: about 20 s in all): `make test-slow`
 def test_study_pairs_each_quantized_base_with_full_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     """On the smoke recipe, in this process (isolate False keeps it fast; the pipeline runs it isolated)."""
     cfg = smoke(quantize_schemes="nf4,none", quantize_seeds=2, epochs=2, max_train_samples=96)
