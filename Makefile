@@ -60,7 +60,7 @@ report: setup ## build the LaTeX report PDF from results/PROFILE (build/PROFILE/
 	$(PY) -m lora_agnews run --profile $(PROFILE) --steps report $(ARGS)
 
 test: setup ## the README's test command: unit tests, the smoke pipeline end to end and the browser test (not the slow tier)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-slow: setup ## the slow tier: fresh processes, torchrun/accelerate launchers, kill -9 resumes, compiled training (CI runs it after make test)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

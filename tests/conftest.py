@@ -83,8 +83,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The pipeline tests first: `make test` runs two workers (pytest-xdist, a file per worker), and the smoke
+    pipeline is the longest file, so it starts at once on one worker while the other takes the rest."""
     import torch
 
+    items.sort(key=lambda item: "pipeline" not in item.keywords)  # stable: the order within each group is kept
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
