@@ -348,8 +348,9 @@ def merging_accuracy(frame: pd.DataFrame) -> Figure:
 
 
 def quantization(runs: pd.DataFrame, summary: pd.DataFrame) -> Figure:
-    """Left: test accuracy of every run (dots, one per seed) and the mean per base; right: the frozen base's
-    memory as held beside its float32 size, and the peak resident memory of each run's process.
+    """Left: test accuracy of every run (dots, one per seed) and the mean per base; middle: the frozen base's
+    memory as held beside its float32 size; right: the peak resident memory of each run's process (its own
+    scale: a small base is a sliver of a process that holds torch and the data).
 
     ``runs``: the study's ``runs`` rows; ``summary``: :func:`lora_agnews.quantize_study.summary_frame`.
     """
@@ -357,7 +358,7 @@ def quantization(runs: pd.DataFrame, summary: pd.DataFrame) -> Figure:
     by_scheme = dict(zip(summary["scheme"], labels))
     colors = dict(zip(labels, sns.color_palette(PALETTE, len(labels))))
     with _style():
-        fig, (acc, mem) = _figure(ncols=2, size=(11.5, 1.6 + 0.55 * len(labels)), sharey=True)
+        fig, (acc, mem, rss) = _figure(ncols=3, size=(13.0, 1.8 + 0.55 * len(labels)), sharey=True)
         for y, row in enumerate(summary.itertuples()):
             points = runs[runs["scheme"] == row.scheme]["accuracy"] * 100
             acc.scatter(points, [y] * len(points), color=colors[row.label], s=36, alpha=0.8, zorder=3)
@@ -366,18 +367,17 @@ def quantization(runs: pd.DataFrame, summary: pd.DataFrame) -> Figure:
         acc.set_ylim(len(labels) - 0.5, -0.5)
         acc.set_xlabel("Test accuracy (%): runs (dots), mean (bar)")
         acc.set_title("Accuracy, same test rows")
-        height = 0.36
         for y, row in enumerate(summary.itertuples()):
-            mem.barh(y - height / 2, row.base_fp32_mib, height, color="0.8", label="base at float32" if y == 0 else None)
-            mem.barh(y - height / 2, row.base_mib, height, color=colors[row.label],
-                     label="base as held" if y == 0 else None)
+            mem.barh(y, row.base_fp32_mib, 0.6, color="0.85", label="at float32" if y == 0 else None)
+            mem.barh(y, row.base_mib, 0.6, color=colors[row.label], label="as held" if y == 0 else None)
             if row.peak_rss_mib is not None and row.peak_rss_mib == row.peak_rss_mib:
-                mem.barh(y + height / 2, row.peak_rss_mib, height, color=colors[row.label], alpha=0.45,
-                         hatch="//", label="process peak (RSS)" if y == 0 else None)
-        mem.set_xlabel("Memory (MiB)")
-        mem.set_title("Frozen base and process peak")
-        _thousands(mem, "x")
+                rss.barh(y, row.peak_rss_mib, 0.6, color=colors[row.label], alpha=0.6)
+        mem.set_xlabel("Frozen base (MiB)")
+        mem.set_title("Frozen base: held vs float32")
         mem.legend(loc="lower right", frameon=True)
+        rss.set_xlabel("Process peak RSS (MiB)")
+        rss.set_title("Each run's process, peak")
+        _thousands(rss, "x")
         fig.suptitle(f"What a quantized frozen base costs ({', '.join(by_scheme[s] for s in summary['scheme'])})")
     return fig
 

@@ -168,7 +168,7 @@ def table(result: dict[str, Any]) -> pd.DataFrame:
         "accuracy %": [pct(a) for a in frame["accuracy"]],
         "vs full, pts [95% CI]": [_diff_text(r) for r in frame.itertuples()],
         "McNemar p (max)": [pvalue(p) if p is not None and p == p else "" for p in frame["mcnemar_p_max"]],
-        "base MiB": [f"{m:,.0f}" for m in frame["base_mib"]],
+        "base MiB": [mib(m) for m in frame["base_mib"]],
         "RSS peak / end MiB": [f"{_mib(p)} / {_mib(e)}" for p, e in zip(frame["peak_rss_mib"], frame["end_rss_mib"])],
         "s/step": [f"{s:.2f}" for s in frame["seconds_per_step"]],
     })
@@ -177,6 +177,11 @@ def table(result: dict[str, Any]) -> pd.DataFrame:
 
 def _mib(value: float | None) -> str:
     return "n/a" if value is None or value != value else f"{value:,.0f}"
+
+
+def mib(value: float) -> str:
+    """A base's size: one decimal below 100 MiB (a tiny model's base is under 1 MiB), none above."""
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 
 def _diff_text(row: Any) -> str:
@@ -195,7 +200,7 @@ def sentence(result: dict[str, Any]) -> str:
         cost = (f"changes accuracy by {100 * row.difference:+.2f} points "
                 f"(95% CI [{100 * row.ci_low:+.2f}, {100 * row.ci_high:+.2f}]"
                 + (", resolved by these test rows)" if resolved else ", not resolved by these test rows)"))
-        parts.append(f"{row.label} holds the frozen base in {row.base_mib:,.0f} MiB instead of {ref.base_mib:,.0f} "
+        parts.append(f"{row.label} holds the frozen base in {mib(row.base_mib)} MiB instead of {mib(ref.base_mib)} "
                      f"({100 * (1 - row.base_mib / ref.base_mib):.0f}% less), {cost}, at "
                      f"{row.seconds_per_step / ref.seconds_per_step:.2f}x the seconds per step")
     seeds = int(ref.seeds)
@@ -211,7 +216,7 @@ def macros(result: dict[str, Any]) -> dict[str, str]:
     for row in frame.itertuples():
         name = {"none": "None", "nf4": "Nfour", "fp4": "Ffour", "int8": "Int"}[row.scheme]
         out[f"Quant{name}Accuracy"] = pct(row.accuracy)
-        out[f"Quant{name}BaseMiB"] = f"{row.base_mib:,.0f}"
+        out[f"Quant{name}BaseMiB"] = mib(row.base_mib)
         out[f"Quant{name}SecondsPerStep"] = f"{row.seconds_per_step:.2f}"
         if row.scheme != REFERENCE:
             out[f"Quant{name}Difference"] = f"{100 * row.difference:+.2f}"
@@ -226,11 +231,22 @@ def tabular(result: dict[str, Any]) -> str:
 
 
 def runs_frame(result: dict[str, Any]) -> pd.DataFrame:
-    """The study's runs for reading: base, seed, accuracy, memory (MiB), seconds per step."""
+    """The study's runs: base, seed, accuracy, memory (MiB), seconds per step (``scheme`` keeps the key)."""
     frame = pd.DataFrame(result["runs"])
+    end = frame["process_rss_bytes"] if "process_rss_bytes" in frame else pd.Series([None] * len(frame))
     return pd.DataFrame({
         "base": [scheme_label(s, d) for s, d in zip(frame["scheme"], frame["double"])], "scheme": frame["scheme"],
         "seed": frame["seed"], "accuracy": frame["accuracy"],
         "base MiB": frame["base_bytes"] / MIB, "base fp32 MiB": frame["base_bytes_fp32"] / MIB,
-        "peak RSS MiB": frame["process_peak_rss_bytes"] / MIB, "s / step": frame["seconds_per_step"],
-        "trainable": frame["trainable_params"]})
+        "peak RSS MiB": frame["process_peak_rss_bytes"] / MIB, "end RSS MiB": end / MIB,
+        "s / step": frame["seconds_per_step"]})
+
+
+def runs_table(result: dict[str, Any]) -> pd.DataFrame:
+    """:func:`runs_frame` for reading: percent with two decimals, MiB, seconds with two decimals (fits a page)."""
+    frame = runs_frame(result)
+    return pd.DataFrame({
+        "base": frame["base"], "seed": frame["seed"], "accuracy %": [pct(a) for a in frame["accuracy"]],
+        "base MiB (fp32)": [f"{mib(m)} ({mib(f)})" for m, f in zip(frame["base MiB"], frame["base fp32 MiB"])],
+        "RSS peak / end MiB": [f"{_mib(p)} / {_mib(e)}" for p, e in zip(frame["peak RSS MiB"], frame["end RSS MiB"])],
+        "s/step": [f"{s:.2f}" for s in frame["s / step"]]})

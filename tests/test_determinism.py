@@ -13,7 +13,8 @@ from lora_agnews.artifacts import read_json
 from lora_agnews.train import train
 
 # Wall-clock and host facts differ between identical runs by nature; everything else must not.
-NOT_NUMBERS = {"train_seconds", "eval_seconds", "validation_seconds", "device"}
+NOT_NUMBERS = {"train_seconds", "eval_seconds", "validation_seconds", "device", "process_peak_rss_bytes",
+               "process_rss_bytes"}
 
 
 @pytest.fixture
