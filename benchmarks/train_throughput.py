@@ -701,6 +701,30 @@ def bench_training(r: Runner, variants: list[Variant], peak: float) -> dict[str,
 
 
 # --------------------------------------------------------------------------- methods
+def time_project(r: Runner, cfg: Any, name: str, detail: str, peak: float) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Build ``cfg``'s model and time the ``project`` variant on the runner's examples: (figures, breakdown).
+
+    A failure is noted in the report and returns None, so one method or base failing loses none of the others.
+    """
+    import dataclasses
+
+    from lora_agnews.counting import parameter_breakdown
+
+    try:
+        model = build_model(cfg, vocab_size=r.vocab_size, pad_token_id=r.pad_id).to(r.device)
+        runner = dataclasses.replace(r, model=model, cfg=cfg, flops=FlopModel.of(model), compiled=None)
+        say(f"{name}: {detail}" if detail else name)
+        rounds = [run_variant(runner, VARIANTS["project"], first_round=i == 0) for i in range(r.args.rounds)]
+    except Exception as exc:
+        r.notes.append(f"{name} failed: {type(exc).__name__}: {str(exc)[:300]}")
+        say(r.notes[-1])
+        return None
+    res = derive(merge_rounds(rounds), runner, peak)
+    figures = {"examples_per_s": res["examples_per_s"], "peak_memory_mb": res["peak_memory_mb"],
+               "epoch_projected_s": EPOCH_EXAMPLES / res["examples_per_s"]}
+    return figures, parameter_breakdown(model)
+
+
 def bench_methods(r: Runner, methods: list[str], peak: float) -> dict[str, dict[str, Any]]:
     """The ``project`` variant for each PEFT method at the largest size within the budget, on the same
     target set, head and examples as the main model: what a method costs per training example.
@@ -708,9 +732,7 @@ def bench_methods(r: Runner, methods: list[str], peak: float) -> dict[str, dict[
     Speed only (random init); the FLOP formula assumes LoRA, so methods are compared by examples/s,
     relative to LoRA (measured first, in the same process and on the same batches).
     """
-    import dataclasses
-
-    from lora_agnews.counting import parameter_breakdown, largest_rank
+    from lora_agnews.counting import largest_rank
     from lora_agnews.methods import size_key
     from lora_agnews.reporting import describe_setting
 
@@ -721,19 +743,14 @@ def bench_methods(r: Runner, methods: list[str], peak: float) -> dict[str, dict[
         try:
             if key:
                 cfg = cfg.replace(**{key: largest_rank(cfg, vocab_size=r.vocab_size)})
-            model = build_model(cfg, vocab_size=r.vocab_size, pad_token_id=r.pad_id).to(r.device)
-            runner = dataclasses.replace(r, model=model, cfg=cfg, flops=FlopModel.of(model), compiled=None)
-            say(f"method {method}: {describe_setting(cfg.to_dict())}")
-            rounds = [run_variant(runner, VARIANTS["project"], first_round=i == 0) for i in range(r.args.rounds)]
         except Exception as exc:  # one method failing must not lose the others
             r.notes.append(f"method {method} failed: {type(exc).__name__}: {str(exc)[:300]}")
             say(r.notes[-1])
             continue
-        res = derive(merge_rounds(rounds), runner, peak)
-        out[method] = {"setting": describe_setting(cfg.to_dict()), "trainable_params": parameter_breakdown(model)["total"],
-                       "examples_per_s": res["examples_per_s"], "peak_memory_mb": res["peak_memory_mb"],
-                       "epoch_projected_s": EPOCH_EXAMPLES / res["examples_per_s"]}
-        del model, runner
+        timed = time_project(r, cfg, f"method {method}", describe_setting(cfg.to_dict()), peak)
+        if timed is not None:
+            res, breakdown = timed
+            out[method] = {"setting": describe_setting(cfg.to_dict()), "trainable_params": breakdown["total"], **res}
     lora = out.get("lora", {}).get("examples_per_s")
     for res in out.values():
         res["relative_to_lora"] = res["examples_per_s"] / lora if lora else None
@@ -745,28 +762,15 @@ def bench_quantize(r: Runner, schemes: list[str], peak: float) -> dict[str, dict
     """The ``project`` variant on a full-precision base and on each quantized one (``quantize`` nf4/fp4/int8),
     same setting, same examples, one process: what a quantized frozen encoder costs per training example,
     and what its weights hold (bytes as quantized against float32)."""
-    import dataclasses
 
-    from lora_agnews.counting import parameter_breakdown
 
     out: dict[str, dict[str, Any]] = {}
     for scheme in ["none", *[s for s in schemes if s != "none"]]:
-        cfg = r.cfg.replace(quantize=scheme)
-        try:
-            model = build_model(cfg, vocab_size=r.vocab_size, pad_token_id=r.pad_id).to(r.device)
-            runner = dataclasses.replace(r, model=model, cfg=cfg, flops=FlopModel.of(model), compiled=None)
-            say(f"quantize {scheme}")
-            rounds = [run_variant(runner, VARIANTS["project"], first_round=i == 0) for i in range(r.args.rounds)]
-        except Exception as exc:  # one scheme failing must not lose the others
-            r.notes.append(f"quantize {scheme} failed: {type(exc).__name__}: {str(exc)[:300]}")
-            say(r.notes[-1])
-            continue
-        res = derive(merge_rounds(rounds), runner, peak)
-        breakdown = parameter_breakdown(model)
-        out[scheme] = {"examples_per_s": res["examples_per_s"], "peak_memory_mb": res["peak_memory_mb"],
-                       "base_mib": breakdown["base_bytes"] / 2 ** 20, "base_fp32_mib": breakdown["base_bytes_fp32"] / 2 ** 20,
-                       "trainable_params": breakdown["total"], "epoch_projected_s": EPOCH_EXAMPLES / res["examples_per_s"]}
-        del model, runner
+        timed = time_project(r, r.cfg.replace(quantize=scheme), f"quantize {scheme}", "", peak)
+        if timed is not None:
+            res, breakdown = timed
+            out[scheme] = {**res, "base_mib": breakdown["base_bytes"] / 2 ** 20,
+                           "base_fp32_mib": breakdown["base_bytes_fp32"] / 2 ** 20, "trainable_params": breakdown["total"]}
     full = out.get("none", {}).get("examples_per_s")
     for res in out.values():
         res["relative_to_full_precision"] = res["examples_per_s"] / full if full else None
