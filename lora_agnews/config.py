@@ -113,6 +113,12 @@ class Config:
     ablation_heads: str = "default,linear"  # comma-separated heads
     ablation_methods: str = "lora"  # comma-separated methods crossed with ranks x targets x heads
     ablation_epochs: float = 1.0
+    # a method's own learning rate in the grid (and the seed study of its variants), "method=rate,...": VeRA and
+    # prompt tuning train vectors or a few embeddings and usually need more than LoRA; other methods: learning_rate
+    method_learning_rates: str = ""
+    # the short lists a method's rate was picked from, on validation accuracy: "method=rate,rate;method=...". The
+    # grid also trains each method named here at every listed rate, at its smallest grid size (the cheapest run)
+    lr_candidates: str = ""
     # the seed study also runs the k grid variants with the best VALIDATION accuracy (never test)
     study_top: int = 0
     # the starting point's configuration: the baseline row of the statistics step
@@ -171,7 +177,7 @@ class Config:
         so turning it on or off neither retrains a complete run nor refuses to resume an interrupted one.
         """
         skip = {"profile", "report_to", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs",
-                "ablation_methods", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head",
+                "ablation_methods", "method_learning_rates", "lr_candidates", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head",
                 "merge_tasks", "merge_combinations", "merge_density", "merge_train_samples", "merge_val_samples",
                 "merge_eval_samples", "merge_max_length", "merge_lora_r", "quantize_schemes", "quantize_seeds"}
         key = {k: v for k, v in self.to_dict().items() if k not in skip}
@@ -284,6 +290,8 @@ def validate(cfg: Config) -> None:
             what = {"merge_max_length": "a number of tokens", "merge_lora_r": "a rank"}.get(key, "a number of rows")
             raise ConfigError(f"parameter '{key}' must be 0 (the profile's own setting) or {what}; "
                               f"got {getattr(cfg, key)}.")
+    method_rates(cfg)
+    candidate_rates(cfg)
     if cfg.study_top < 0:
         raise ConfigError(f"parameter 'study_top' must be 0 (off) or a number of grid variants; got {cfg.study_top}.")
     if cfg.adalora_target_r < 0:
@@ -318,6 +326,49 @@ def validate(cfg: Config) -> None:
     if not 0.0 <= cfg.distill_alpha <= 1.0:
         raise ConfigError(f"parameter 'distill_alpha' must be in [0, 1]; got {cfg.distill_alpha}.")
     _check_report_to(cfg.report_to)
+
+
+# --------------------------------------------------------------------------- per-method learning rates
+def method_rates(cfg: Config) -> dict[str, float]:
+    """``method_learning_rates`` as {method: rate}; a malformed entry or an unknown method is refused."""
+    return {m: _one_rate(r, "method_learning_rates", "vera=0.01,prompt=0.03")
+            for m, r in _pairs(cfg.method_learning_rates, ",", "method_learning_rates", "vera=0.01,prompt=0.03")}
+
+
+def candidate_rates(cfg: Config) -> dict[str, list[float]]:
+    """``lr_candidates`` as {method: [rates]} (each list sorted, at least two rates)."""
+    example = "vera=0.002,0.01;prompt=0.002,0.03"
+    out: dict[str, list[float]] = {}
+    for method, text in _pairs(cfg.lr_candidates, ";", "lr_candidates", example):
+        rates = sorted({_one_rate(r, "lr_candidates", example) for r in text.split(",") if r.strip()})
+        if len(rates) < 2:
+            raise ConfigError(f"parameter 'lr_candidates': {method} lists {len(rates)} rate(s); a choice needs at "
+                              f"least two, e.g. {example!r}.")
+        out[method] = rates
+    return out
+
+
+def _pairs(text: str, sep: str, key: str, example: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in (t.strip() for t in text.split(sep)):
+        if not item:
+            continue
+        method, eq, value = (x.strip() for x in item.partition("="))
+        if not eq or method not in CHOICES["method"]:
+            raise ConfigError(f"parameter '{key}': {item!r} is not method=rate with a method of "
+                              f"{', '.join(CHOICES['method'])}; write e.g. {example!r}.")
+        pairs.append((method, value))
+    return pairs
+
+
+def _one_rate(text: str, key: str, example: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = -1.0
+    if not rate > 0:
+        raise ConfigError(f"parameter '{key}': {text!r} is not a positive learning rate; write e.g. {example!r}.")
+    return rate
 
 
 # --------------------------------------------------------------------------- experiment tracking

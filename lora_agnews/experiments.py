@@ -19,7 +19,7 @@ import pandas as pd
 from . import paths, runs
 from .artifacts import read_json, write_json
 from .budget import largest_rank
-from .config import NEW_KEY_DEFAULTS, Config, ConfigError
+from .config import NEW_KEY_DEFAULTS, Config, ConfigError, candidate_rates, method_rates
 from .counting import count_trainable
 from .methods import WHOLE_ENCODER, check_method, size_key
 from .progress import say
@@ -42,6 +42,8 @@ def run_name(cfg: Config) -> str:
         parts.append(cfg.lora_variant)
     if cfg.lora_layers:
         parts.append("layers" + cfg.lora_layers.replace(",", "_"))
+    if cfg.method in method_rates(cfg) or cfg.method in candidate_rates(cfg):  # its rate is a choice: say which
+        parts.append(f"lr{cfg.learning_rate:g}")
     return "-".join(parts)
 
 
@@ -62,8 +64,14 @@ def ablation_grid(cfg: Config) -> list[Config]:
     tuning) ignore the target sets. LoRA's alpha is scaled with the rank (alpha/r kept at the
     profile's ratio) so the grid varies capacity, not the effective learning rate. A combination
     PEFT cannot build (e.g. BitFit with the lora-dense head) is left out with a message.
+
+    A method trains at its ``method_learning_rates`` entry, else at ``learning_rate``. A method named in
+    ``lr_candidates`` is also trained at each listed rate at its smallest size (first target set and head):
+    the runs its rate was picked from on validation accuracy (``lr_search`` in the table; they are not
+    grid settings and join neither the Pareto front nor the seed study).
     """
     ratio = cfg.lora_alpha / cfg.lora_r
+    rates, candidates = method_rates(cfg), candidate_rates(cfg)
     ranks = _items(cfg.ablation_ranks, ",")
     target_sets = _items(cfg.ablation_targets, ";")
     heads = _items(cfg.ablation_heads, ",")
@@ -81,26 +89,76 @@ def ablation_grid(cfg: Config) -> list[Config]:
                 except ConfigError as exc:
                     say(f"ablation: {method} with {head} head left out: {exc}")
                     continue
+                base = base.replace(learning_rate=rates.get(method, cfg.learning_rate))
+                sizes = [s for s in sizes if s > 0 or not key]
                 for size in sizes:
-                    if key and size <= 0:
-                        continue
-                    changes = {} if key is None else {key: size}
-                    if key == "lora_r":
-                        changes["lora_alpha"] = max(1, int(round(ratio * size)))
-                    variant = base.replace(**changes)
-                    if run_name(variant) not in seen:
-                        seen.add(run_name(variant))
-                        grid.append(variant)
+                    grid += _new(_sized(base, key, size, ratio), seen)
+                if method in candidates and sizes and (targets, head) == (target_sets[0], heads[0]):
+                    smallest = _sized(base, key, min(sizes), ratio)
+                    for rate in candidates[method]:
+                        grid += _new(smallest.replace(learning_rate=rate), seen)
     return grid
+
+
+def _sized(base: Config, key: str | None, size: int, ratio: float) -> Config:
+    """``base`` at ``size`` (LoRA's alpha scaled with the rank); size-less methods unchanged."""
+    changes: dict[str, Any] = {} if key is None else {key: size}
+    if key == "lora_r":
+        changes["lora_alpha"] = max(1, int(round(ratio * size)))
+    return base.replace(**changes)
+
+
+def _new(variant: Config, seen: set[str]) -> list[Config]:
+    name = run_name(variant)
+    if name in seen:
+        return []
+    seen.add(name)
+    return [variant]
+
+
+def is_lr_search(cfg: Config, variant: Config) -> bool:
+    """True for a run trained only to pick the method's rate (a candidate rate other than the one it uses)."""
+    return (variant.method in candidate_rates(cfg)
+            and variant.learning_rate != method_rates(cfg).get(variant.method, cfg.learning_rate))
+
+
+def rate_choices(cfg: Config) -> list[dict[str, Any]]:
+    """Per method of ``lr_candidates``: each rate's validation (and test) accuracy, the pick, the rate used.
+
+    The pick is the best validation accuracy (ties: the smaller rate); test accuracy is shown, never used.
+    Rates whose run is not complete yet have None. ``agrees`` says whether the profile's recorded rate
+    (``method_learning_rates``, else ``learning_rate``) is the pick: a profile edited without rerunning
+    the choice, or a choice overturned by new runs, is then visible instead of silent.
+    """
+    rates_used = method_rates(cfg)
+    out = []
+    for method, rates in candidate_rates(cfg).items():
+        rows = {}
+        for v in ablation_grid(cfg):
+            if v.method == method and v.learning_rate in rates and v.learning_rate not in rows:
+                run_dir = reusable_run(v)
+                metrics = read_json(run_dir / "metrics.json") if run_dir else {}
+                rows[v.learning_rate] = {"rate": v.learning_rate, "name": run_name(v),
+                                         "validation": metrics.get("best_validation_accuracy"),
+                                         "test": metrics.get("accuracy")}
+        table = [rows.get(r, {"rate": r, "name": None, "validation": None, "test": None}) for r in rates]
+        scored = [r for r in table if r["validation"] is not None]
+        picked = max(scored, key=lambda r: (r["validation"], -r["rate"]))["rate"] if scored else None
+        used = rates_used.get(method, cfg.learning_rate)
+        out.append({"method": method, "rates": table, "picked": picked, "used": used,
+                    "complete": len(scored) == len(table), "agrees": picked == used})
+    return out
 
 
 def _items(text: str, sep: str) -> list[str]:
     return [t.strip() for t in text.split(sep) if t.strip()]
 
 
-def _row(variant: Config, run_dir: Path, metrics: dict[str, Any] | None, params: int, status: str) -> dict[str, Any]:
+def _row(variant: Config, run_dir: Path, metrics: dict[str, Any] | None, params: int, status: str,
+         lr_search: bool = False) -> dict[str, Any]:
     key = size_key(variant.method)
     return {"name": run_name(variant), "method": variant.method, "lora_variant": variant.lora_variant,
+            "learning_rate": variant.learning_rate, "lr_search": lr_search,
             "size": getattr(variant, key) if key else None, "size_key": key,
             "prompt_tokens": variant.prompt_tokens, "lora_r": variant.lora_r, "lora_alpha": variant.lora_alpha,
             "lora_targets": variant.lora_targets, "head": variant.head, "trainable_params": params,
@@ -123,12 +181,12 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
         params = count_trainable(variant)["total"]
         if params > variant.budget:
             say(f"ablation {i}/{len(grid)}: {run_name(variant)} needs {params:,} > budget; not trained")
-            rows.append(_row(variant, run_dir, None, params, "over budget"))
+            rows.append(_row(variant, run_dir, None, params, "over budget", is_lr_search(cfg, variant)))
             continue
         run_dir = reusable_run(variant) or run_dir
         say(f"ablation {i}/{len(grid)}: {run_name(variant)} ({params:,} trainable parameters)")
         metrics = train_owned(variant, run_dir)
-        rows.append(_row(variant, run_dir, metrics, params, "complete"))
+        rows.append(_row(variant, run_dir, metrics, params, "complete", is_lr_search(cfg, variant)))
     frame = add_intervals(pd.DataFrame(rows), seed=cfg.seed)
     frame["pareto"] = pareto_front(frame)
     write_json(frame.to_dict(orient="records"), paths.results_dir(cfg.profile) / ABLATION_FILE)
@@ -155,7 +213,9 @@ def add_intervals(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     frame["best"] = False
     if not correct:
         return frame
-    best = max(correct, key=lambda i: (correct[i].mean(), -frame.at[i, "trainable_params"]))
+    searched = (frame["lr_search"] if "lr_search" in frame else pd.Series(False, index=frame.index)).fillna(False)
+    settings = [i for i in correct if not searched[i]] or list(correct)  # a rate tried and not used is no setting
+    best = max(settings, key=lambda i: (correct[i].mean(), -frame.at[i, "trainable_params"]))
     frame.at[best, "best"] = True
     for idx, right in correct.items():
         lo, hi = bootstrap_ci(right, seed=seed)
@@ -167,6 +227,8 @@ def add_intervals(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
 def pareto_front(frame: pd.DataFrame) -> pd.Series:
     """True for trained variants no other trained variant beats with fewer or equal parameters."""
     ok = frame["status"].eq("complete") & frame["accuracy"].notna()
+    if "lr_search" in frame:
+        ok &= ~frame["lr_search"].fillna(False).astype(bool)
     front = pd.Series(False, index=frame.index)
     best = -math.inf
     for idx in frame[ok].sort_values(["trainable_params", "accuracy"], ascending=[True, False]).index:
@@ -279,6 +341,8 @@ def top_variants(cfg: Config, ablation: pd.DataFrame, k: int) -> list[Config]:
     taken = [cfg.run_key(), baseline_config(cfg).run_key()]
     by_name = {run_name(v): v for v in ablation_grid(cfg)}
     scored = ablation[(ablation["status"] == "complete") & ablation["best_validation_accuracy"].notna()]
+    if "lr_search" in scored:
+        scored = scored[~scored["lr_search"].fillna(False).astype(bool)]
     scored = scored.sort_values(["best_validation_accuracy", "trainable_params"], ascending=[False, True])
     picked: list[Config] = []
     for name in scored["name"]:
