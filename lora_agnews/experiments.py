@@ -25,6 +25,7 @@ from .methods import WHOLE_ENCODER, check_method, size_key
 from .progress import say
 
 ABLATION_FILE = "ablation.json"
+RATES_FILE = "learning_rates.json"
 STATISTICS_FILE = "statistics.json"
 
 
@@ -190,6 +191,7 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
     frame = add_intervals(pd.DataFrame(rows), seed=cfg.seed)
     frame["pareto"] = pareto_front(frame)
     write_json(frame.to_dict(orient="records"), paths.results_dir(cfg.profile) / ABLATION_FILE)
+    write_json(rate_choices(cfg), paths.results_dir(cfg.profile) / RATES_FILE)
     return frame
 
 

@@ -41,7 +41,7 @@ STAMP = "COMPLETE"
 # What the notebooks write and the book and report read (result files, macros, tables, figures). Bump it
 # whenever a change makes results written before it unreadable by this version's book or report: such
 # results are then refused with the one command that regenerates them, not a failure inside Sphinx or LaTeX.
-RESULTS_FORMAT = 4  # 3: notebook 05 (merging.json, ...); 4: notebook 06 (quantization.json, macros_quantization.tex, ...)
+RESULTS_FORMAT = 5  # 3: notebook 05 (merging.json, ...); 4: notebook 06 (quantization.json, ...); 5: 04 writes learning_rates.json, \AblationRatesSentence
 KERNEL = "python3"
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 

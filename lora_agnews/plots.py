@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from .merge_reporting import label as merge_label
 from .merging import HEAD_ONLY, OWN
-from .reporting import describe_config, describe_setting, method_label, study_settings
+from .reporting import describe_config, describe_setting, grid_settings, method_label, study_settings
 
 PALETTE = "colorblind"
 SPLIT_ORDER = ["train", "validation", "test"]
@@ -208,6 +208,7 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
     """
     frame = table.reset_index(drop=True).copy()
     frame["pareto"] = list(pareto) if pareto is not None else frame.get("pareto", False)
+    frame = grid_settings(frame).reset_index(drop=True)  # the runs that only picked a rate are not settings
     trained = frame[frame["accuracy"].notna()].copy()
     refused = frame[frame["accuracy"].isna()]
     trained["accuracy_pct"] = 100 * trained["accuracy"]
@@ -219,10 +220,17 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
     hue = "PEFT method" if several else "head"
     levels = list(dict.fromkeys(trained[hue]))
     colours = dict(zip(levels, sns.color_palette(PALETTE, max(1, len(levels)))))
+    timed = "train_seconds" in trained and pd.to_numeric(trained["train_seconds"], errors="coerce").notna().any()
+    style = "placement" if several else "targets"
     with _style():
-        fig, (ax, side) = _figure(ncols=2, size=(12.8, 5.2), gridspec_kw={"width_ratios": [1.45, 1]})
+        if timed:  # the cost in seconds below the cost in parameters; every variant on the right
+            fig = plt.figure(figsize=(12.8, max(8.4, 0.36 * len(trained) + 2.5)), layout="constrained")
+            panels = fig.subplot_mosaic([["params", "each"], ["seconds", "each"]], width_ratios=[1.45, 1])
+            ax, side = panels["params"], panels["each"]
+        else:
+            fig, (ax, side) = _figure(ncols=2, size=(12.8, 5.2), gridspec_kw={"width_ratios": [1.45, 1]})
         sns.scatterplot(data=trained, x="trainable_params", y="accuracy_pct", hue=hue, hue_order=levels,
-                        style="placement" if several else "targets", s=90, palette=colours, ax=ax, zorder=3)
+                        style=style, s=90, palette=colours, ax=ax, zorder=3)
         if "ci_low" in trained and trained["ci_low"].notna().any():
             ok = trained[trained["ci_low"].notna()]
             ax.errorbar(ok["trainable_params"], ok["accuracy_pct"],
@@ -252,7 +260,27 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
                xlabel="Trainable parameters, head included", ylabel="Test accuracy (%)")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=9)
         _variant_panel(side, trained, hue, colours)
+        if timed:
+            _seconds_panel(panels["seconds"], trained, hue, levels, style, colours)
     return fig
+
+
+def _seconds_panel(ax: Any, trained: pd.DataFrame, hue: str, levels: Sequence[str], style: str,
+                   colours: Mapping[str, Any]) -> None:
+    """Accuracy against each run's training seconds: what a variant costs besides its parameters (prompt
+    tokens lengthen every sequence; VeRA's shared matrices add a matmul). One run each on one machine."""
+    timed = trained[pd.to_numeric(trained["train_seconds"], errors="coerce").notna()].copy()
+    timed["train_seconds"] = timed["train_seconds"].astype(float)
+    sns.scatterplot(data=timed, x="train_seconds", y="accuracy_pct", hue=hue, hue_order=levels, style=style,
+                    s=90, palette=colours, ax=ax, zorder=3, legend=False)
+    for (secs, acc), group in timed.groupby(["train_seconds", "accuracy_pct"], sort=False):
+        label = _size_label(group)
+        if label:
+            ax.annotate(label, (secs, acc), textcoords="offset points", xytext=(6, 5), fontsize=9.5)
+    ax.set_xlim(0, float(timed["train_seconds"].max()) * 1.1)
+    _thousands(ax, "x")
+    ax.set(title="Accuracy versus training time (one run each)", xlabel="Training seconds per run",
+           ylabel="Test accuracy (%)")
 
 
 def _variant_panel(ax: Any, trained: pd.DataFrame, hue: str, colours: Mapping[str, Any]) -> None:

@@ -482,13 +482,28 @@ def _size(row: Mapping[str, Any]) -> Any:
     return f"{int(row['prompt_tokens'])} tok" if key == "prompt_tokens" else int(row["lora_r"])
 
 
+def grid_settings(table: pd.DataFrame) -> pd.DataFrame:
+    """The grid's settings: its rows less the runs that only picked a method's learning rate (``lr_search``)."""
+    if "lr_search" not in table:
+        return table
+    return table[~table["lr_search"].fillna(False).astype(bool)]
+
+
+def _seconds(x: Any) -> Any:
+    return math.nan if x is None or pd.isna(x) else int(round(float(x)))
+
+
 def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """The ablation table as the notebook shows it (accuracy in %, its interval, the gap to the best, Pareto rows).
+    """The ablation table as the notebook shows it: accuracy in %, its interval, the gap to the best, the
+    validation accuracy that picks study settings, the training seconds (the cost beside the parameters).
 
     A grid of several methods gains a ``method`` column and its ``r`` column becomes ``size`` (rank,
-    prompt tokens, or a dash for size-less methods); a LoRA-only grid keeps the plain ``r``.
+    prompt tokens, or a dash for size-less methods); a LoRA-only grid keeps the plain ``r``. Narrow enough
+    for the book's column: the head column only where heads differ, a variant over the budget says so in
+    its interval cell, macro F1 stays in ablation.json; the rate search has its own table
+    (:func:`rate_rows`), and a rate column appears only where the settings' rates differ.
     """
-    frame = table.copy()
+    frame = grid_settings(table).copy()
     if "pareto" not in frame:
         frame["pareto"] = pareto_mask(frame)
     col = lambda name: frame[name] if name in frame else pd.Series([math.nan] * len(frame), index=frame.index)  # noqa: E731
@@ -501,33 +516,39 @@ def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
         targets = ["–" if (r.get("method") in WHOLE_ENCODER) else short_targets(r["lora_targets"]) for _, r in frame.iterrows()]
     else:
         targets = frame["lora_targets"].map(short_targets)
+    columns: dict[str, Any] = {**lead, "targets": targets}
+    if frame["head"].nunique() > 1:
+        columns["head"] = frame["head"]
+    if "learning_rate" in frame and frame["learning_rate"].nunique() > 1:
+        columns["rate"] = [f"{x:g}" for x in frame["learning_rate"]]
+    within = frame["within_budget"].astype(bool)
     shown = pd.DataFrame({
-        **lead, "targets": targets,
-        "head": frame["head"], "trainable": frame["trainable_params"], "within budget": frame["within_budget"],
+        **columns, "trainable": frame["trainable_params"],
         "accuracy %": (100 * frame["accuracy"]).round(2),
-        "95% CI": [_interval(a, b) for a, b in zip(col("ci_low"), col("ci_high"))],
+        "95% CI": [_interval(a, b) if w else "over budget" for a, b, w in zip(col("ci_low"), col("ci_high"), within)],
         "vs best (points)": ["best" if best else _signed_points(d) + (" " + _points_interval(a, b) if pd.notna(a) else "")
                              for d, a, b, best in zip(col("diff_to_best"), col("diff_ci_low"), col("diff_ci_high"),
                                                       col("best").fillna(False).astype(bool))],
-        "macro F1 %": (100 * frame["macro_f1"]).round(2),
-        "best val. acc. %": (100 * pd.to_numeric(frame["best_validation_accuracy"], errors="coerce")).round(2),
+        "val. %": (100 * pd.to_numeric(frame["best_validation_accuracy"], errors="coerce")).round(2),
+        "train s": [_seconds(x) for x in col("train_seconds")],
         "Pareto": frame["pareto"].astype(bool),
     }, index=frame.index)
-    return shown.sort_values(["trainable"]).reset_index(drop=True)
+    return shown.sort_values(["trainable"], kind="stable").reset_index(drop=True)
 
 
 def ablation_rows(table: pd.DataFrame) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The ablation table's header and formatted rows, shared by the book's page and the report's table.
 
-    Narrow enough for the book's column: the interval sits in the accuracy cell, a variant over the
-    budget says so there, and macro F1 stays in the notebook's full table and ablation.json.
+    The interval sits in the accuracy cell, a variant over the budget says so there; the training seconds
+    per run stand beside it (one CPU, one run each: a cost, not a benchmark).
     """
     frame = ablation_frame(table)
-    lead = [c for c in ("method", "size", "r") if c in frame]
-    header = [*lead, "targets", "head", "trainable", "accuracy (%) [95% CI]", "vs best (points)", "Pareto"]
-    rows = [(*(r[c] for c in lead), r["targets"], r["head"], num(r["trainable"]),
-             ("-- (over budget)" if not r["within budget"] else "--") if pd.isna(r["accuracy %"])
-             else f"{r['accuracy %']:.2f} {r['95% CI']}", r["vs best (points)"], "yes" if r["Pareto"] else "")
+    lead = [c for c in ("method", "size", "r", "targets", "head", "rate") if c in frame]
+    header = [*lead, "trainable", "accuracy (%) [95% CI]", "vs best (points)", "train s", "Pareto"]
+    rows = [(*(r[c] for c in lead), num(r["trainable"]),
+             ("-- (over budget)" if r["95% CI"] == "over budget" else "--") if pd.isna(r["accuracy %"])
+             else f"{r['accuracy %']:.2f} {r['95% CI']}", r["vs best (points)"],
+             "--" if pd.isna(r["train s"]) else num(r["train s"]), "yes" if r["Pareto"] else "")
             for _, r in frame.iterrows()]
     return header, rows
 
@@ -540,7 +561,8 @@ def ablation_sentence(table: pd.DataFrame) -> str:
     """Which variants really differ from the best one, in words generated from the paired intervals."""
     if "diff_ci_low" not in table or not table.get("best", pd.Series(dtype=bool)).astype(bool).any():
         return "No variant was trained, so there is nothing to compare."
-    frame = table[table["accuracy"].notna()]
+    frame = grid_settings(table)
+    frame = frame[frame["accuracy"].notna()]
     best = frame[frame["best"].astype(bool)].iloc[0]
     others = frame[~frame["best"].astype(bool)].sort_values("trainable_params")
     worse = [r for _, r in others.iterrows() if r["diff_ci_high"] < 0]
@@ -551,6 +573,53 @@ def ablation_sentence(table: pd.DataFrame) -> str:
     if tied:
         text += " Not distinguishable from it on these test rows (the interval includes zero): " + _gaps(tied)
     return text
+
+
+def rate_rows(choices: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The learning-rate search (``experiments.rate_choices``): per method and rate, validation and test accuracy."""
+    header = ["method", "rate", "validation (%)", "test (%)", "run", ""]
+    rows = []
+    for choice in choices:
+        for r in choice["rates"]:
+            mark = "picked and used" if r["rate"] == choice["picked"] == choice["used"] else \
+                "picked" if r["rate"] == choice["picked"] else "used" if r["rate"] == choice["used"] else ""
+            rows.append((method_label(choice), f"{r['rate']:g}",
+                         "--" if r["validation"] is None else pct(r["validation"]),
+                         "--" if r["test"] is None else pct(r["test"]), r["name"] or "--", mark))
+    return header, rows
+
+
+def rate_sentence(choices: Sequence[Mapping[str, Any]]) -> str:
+    """How each method's learning rate was picked, with the validation accuracies, in words.
+
+    Says plainly when a search is incomplete or the profile uses a rate other than the pick (someone edited
+    ``method_learning_rates`` without rerunning the search, or new runs overturned it).
+    """
+    parts = []
+    for c in choices:
+        tried = ", ".join(f"{r['rate']:g} ({'--' if r['validation'] is None else pct(r['validation']) + '%'})"
+                          for r in c["rates"])
+        label = method_label(c)
+        if c["picked"] is None:
+            parts.append(f"{label}: no run of {tried} is complete yet, so it trains at {c['used']:g} unpicked.")
+        elif not c["complete"]:
+            parts.append(f"{label}: the search is incomplete ({tried}); it trains at {c['used']:g}.")
+        elif c["agrees"]:
+            parts.append(f"{label} trains at {c['used']:g}, the best validation accuracy of {tried}.")
+        else:
+            parts.append(f"{label} trains at {c['used']:g}, but the best validation accuracy of {tried} is at "
+                         f"{c['picked']:g}: set -p method_learning_rates {c['method']}={c['picked']:g} (the profile "
+                         f"records the rate) or rerun the search.")
+    if not parts:
+        return ""
+    return ("Learning rates picked on validation accuracy, one seed each at the method's smallest grid size: "
+            + " ".join(parts))
+
+
+def rate_tabular(choices: Sequence[Mapping[str, Any]]) -> str:
+    header, rows = rate_rows(choices)
+    names = ["Method", "Rate", "Validation (%)", "Test (%)", "Run", ""]
+    return artifacts.latex_table(names[:len(header)], rows, align="lrrrll")
 
 
 def _variant(row: Mapping[str, Any]) -> str:
@@ -565,15 +634,16 @@ def _gaps(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def ablation_tabular(table: pd.DataFrame) -> str:
     header, rows = ablation_rows(table)
-    names = {"method": "Method", "size": "Size", "r": "r", "targets": "Targets", "head": "Head", "trainable": "Trainable",
-             "accuracy (%) [95% CI]": "Accuracy (%) [95% CI]", "vs best (points)": "vs best (points)",
-             "Pareto": "Pareto"}
-    lead = len(header) - 6
-    return artifacts.latex_table([names[h] for h in header], rows, align="l" * lead + "llrrrc")
+    names = {"method": "Method", "size": "Size", "r": "r", "targets": "Targets", "head": "Head", "rate": "Rate",
+             "trainable": "Trainable", "accuracy (%) [95% CI]": "Accuracy (%) [95% CI]",
+             "vs best (points)": "vs best (points)", "train s": "Train s", "Pareto": "Pareto"}
+    lead = len(header) - 5
+    return artifacts.latex_table([names[h] for h in header], rows, align="l" * lead + "rrrrc")
 
 
 def best_ablation(table: pd.DataFrame) -> pd.Series | None:
-    scored = table[table["accuracy"].notna()]
+    scored = grid_settings(table)
+    scored = scored[scored["accuracy"].notna()]
     if scored.empty:
         return None
     return scored.sort_values(["accuracy", "trainable_params"], ascending=[False, True]).iloc[0]
@@ -690,7 +760,9 @@ def comparison_sentence(stats: Mapping[str, Any]) -> str:
     return text
 
 
-def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any]) -> dict[str, Any]:
+def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any],
+                    rates: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    table = grid_settings(table)
     trained = table[table["accuracy"].notna()]
     best = best_ablation(table)
     chosen, baseline, m = stats["chosen"], stats["baseline"], stats["mcnemar"]
@@ -705,6 +777,7 @@ def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any]) -> dict[str, 
         "mcnemar_b": m["b"], "mcnemar_c": m["c"], "mcnemar_statistic": dec(m["statistic"]),
         "mcnemar_p": pvalue(m["p_value"]), "mcnemar_p_text": p_text(m["p_value"]), "mcnemar_method": m.get("method", "McNemar"),
         "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(table),
+        "ablation_rates_sentence": rate_sentence(rates),
         "study_sentence": study_sentence(stats),
         "study_extra_sentence": study_sentence(stats) if len(study_settings(stats)) > 2 else "",
     }
@@ -738,6 +811,8 @@ def load_results(profile: str) -> dict[str, Any]:
             raise FileNotFoundError(f"{path} is missing (written by notebook {writers[name]}); run "
                                     f"`make notebooks PROFILE={profile}`.")
         out[name] = artifacts.read_json(path)
+    rates = paths.results_dir(profile) / "learning_rates.json"  # optional: written by 04 since RESULTS_FORMAT 5
+    out["learning_rates"] = artifacts.read_json(rates) if rates.is_file() else []
     return out
 
 
@@ -768,6 +843,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         **results,
         "confusion_sentence": confusion_sentence(metrics["confusion_matrix"], metrics["labels"]),
         "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(ablation),
+        "rates_sentence": rate_sentence(results["learning_rates"]),
         "study_sentence": study_sentence(stats),
         "reference_sentence": reference_sentence(results["reference"]),
         "merging_sentence": merge_reporting.sentence(merging),
@@ -776,6 +852,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "tables": {
             "metrics": markdown_table(["class", "precision (%)", "recall (%)", "F1 (%)", "support"], metric_rows),
             "ablation": markdown_table(ablation_header, ablation_table_rows),
+            "rates": markdown_table(*rate_rows(results["learning_rates"])),
             "statistics": markdown_table(stat_header, stat_rows),
             "merging": _markdown_frame(merge_reporting.summary_table(merging)),
             "quantization": _markdown_frame(quantize_study.table(results["quantization"])),

@@ -144,10 +144,15 @@ def test_seeds_and_ablation_on_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
         lo, hi = r["bootstrap_ci"]
         assert 0.0 <= lo <= r["pooled_accuracy"] <= hi <= 1.0
     assert result["n_eval"] == sample_rows()[1]
-    frame = experiments.run_ablation(cfg)
-    assert frame["status"].tolist() == ["complete"] and frame["pareto"].tolist() == [True]
+    frame = experiments.run_ablation(cfg)  # the smoke profile's rate search adds LoRA at 0.01 at r=2
+    assert frame["status"].tolist() == ["complete", "complete"] and frame["lr_search"].tolist() == [False, True]
+    assert frame["pareto"].tolist() == [True, False]  # a rate tried and not used is no setting
+    (choice,) = read_json(paths.results_dir("smoke") / experiments.RATES_FILE)
+    assert choice["complete"] and [r["rate"] for r in choice["rates"]] == [0.003, 0.01]
+    assert choice["used"] == 0.003 and choice["picked"] in (0.003, 0.01)
+    assert [r["validation"] for r in choice["rates"]] == frame["best_validation_accuracy"].tolist()
     table = experiments.aggregate("smoke")
-    assert len(table) == 5 and set(table["status"]) == {"complete"}
+    assert len(table) == 6 and set(table["status"]) == {"complete"}
     assert table["accuracy"].notna().all()
 
 

@@ -101,7 +101,7 @@ def test_ablation_intervals_say_which_variants_really_differ(tmp_path: Path) -> 
     assert "Clearly worse" in sentence and "r=2" in sentence.split("Clearly worse")[1].split("Not")[0]
     assert "r=8" in sentence.split("Not distinguishable")[1]
     shown = reporting.ablation_frame(frame)
-    assert shown["95% CI"].iloc[0].startswith("[") and shown["95% CI"].iloc[-1] == "--"
+    assert shown["95% CI"].iloc[0].startswith("[") and shown["95% CI"].iloc[-1] == "over budget"
     assert r"95\% CI" in reporting.ablation_tabular(frame)
 
 
