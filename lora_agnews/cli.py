@@ -198,7 +198,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from .experiments import run_ablation
 
     frame = run_ablation(load_config(args))
-    cols = ["name", "trainable_params", "status", "accuracy", "macro_f1", "pareto"]
+    cols = ["name", "trainable_params", "status", "accuracy", "macro_f1", "train_seconds", "pareto", "lr_search"]
     print(frame[cols].to_string(index=False))
     return 0
 

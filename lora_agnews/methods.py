@@ -65,6 +65,10 @@ def lora_config(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | None
 LORA_METHODS = ("lora", "pissa", "olora")
 LINEAR_ONLY = ("adalora", "vera", "loha", "lokr", "ia3")  # PEFT adapts linear layers only (no word_embeddings)
 WHOLE_ENCODER = ("bitfit", "layernorm", "prompt")  # lora_targets and lora_layers do not apply
+# Model types whose position ids start after the padding index (positions 0..pad are never used), so
+# max_position_embeddings - pad - 1 positions hold a sequence: RoBERTa's family and MPNet (its embeddings
+# count from padding_idx + 1 too; without the offset a 386-token prompt overruns MPNet's table at 128 tokens)
+PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
 NOT_MERGEABLE = {"prompt": "prompt tuning adds virtual tokens to the input, not a change of any weight"}
 ADALORA_COUNT_STEPS = 1000  # AdaLoRA's schedule length when a model is built for counting or loading only
 
@@ -101,7 +105,7 @@ def size_limit(cfg: Config, model_cfg: Any = None) -> int | None:
     VeRA's update ``diag(b) B diag(d) A`` has rank at most that smaller side too: its per-rank cost is one
     scalar per module, so the budget alone would allow ranks of 10^5 (all compute, no expressiveness).
     Prompt tokens share the position embeddings with the text: positions - max_length (RoBERTa-style
-    models also lose the padding index and the one before it). LoKr's update is ``kron(w1, w2_a w2_b)``
+    models and MPNet also lose the padding index and the one before it). LoKr's update is ``kron(w1, w2_a w2_b)``
     (each weight's sides factored near their square roots: 768 = 24 x 32); from r of half w2's larger
     side on, PEFT trains w2 in full and the count stops growing with r, so r stays below that
     (:func:`lokr_limit`; 15 for a 768 x 768 weight).
@@ -112,7 +116,7 @@ def size_limit(cfg: Config, model_cfg: Any = None) -> int | None:
     if cfg.method == "lokr":
         return min(lokr_limit(i, o) for i, o in _adapted_shapes(cfg, model_cfg))
     if cfg.method == "prompt":
-        offset = (model_cfg.pad_token_id or 0) + 1 if model_cfg.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+        offset = (model_cfg.pad_token_id or 0) + 1 if model_cfg.model_type in PADDING_OFFSET_POSITIONS else 0
         return max(0, model_cfg.max_position_embeddings - offset - cfg.max_length)
     return int(model_cfg.hidden_size)
 

@@ -216,10 +216,14 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
     trained["PEFT method"] = [method_label(r) for _, r in trained.iterrows()]  # "method" keeps the config's name
     several = trained["PEFT method"].nunique() > 1  # colour tells methods apart; marker shape placement and head
     if several:
-        trained["placement"] = [f"{t}, {h} head" for t, h in zip(trained["targets"], trained["head"])]
+        from .methods import WHOLE_ENCODER
+
+        trained["placement"] = [f"{'whole encoder' if m in WHOLE_ENCODER else t}, {h} head"
+                                for m, t, h in zip(trained["method"], trained["targets"], trained["head"])]
     hue = "PEFT method" if several else "head"
     levels = list(dict.fromkeys(trained[hue]))
-    colours = dict(zip(levels, sns.color_palette(PALETTE, max(1, len(levels)))))
+    # the colourblind palette has ten colours; the whole family (eleven methods) would repeat one
+    colours = dict(zip(levels, sns.color_palette(PALETTE if len(levels) <= 10 else "tab20", max(1, len(levels)))))
     timed = "train_seconds" in trained and pd.to_numeric(trained["train_seconds"], errors="coerce").notna().any()
     style = "placement" if several else "targets"
     with _style():

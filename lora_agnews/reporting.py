@@ -577,7 +577,7 @@ def ablation_sentence(table: pd.DataFrame) -> str:
 
 def rate_rows(choices: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The learning-rate search (``experiments.rate_choices``): per method and rate, validation and test accuracy."""
-    header = ["method", "rate", "validation (%)", "test (%)", "run", ""]
+    header = ["method", "rate", "validation (%)", "test (%)", "pick"]  # run names: learning_rates.json
     rows = []
     for choice in choices:
         for r in choice["rates"]:
@@ -585,7 +585,7 @@ def rate_rows(choices: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[tup
                 "picked" if r["rate"] == choice["picked"] else "used" if r["rate"] == choice["used"] else ""
             rows.append((method_label(choice), f"{r['rate']:g}",
                          "--" if r["validation"] is None else pct(r["validation"]),
-                         "--" if r["test"] is None else pct(r["test"]), r["name"] or "--", mark))
+                         "--" if r["test"] is None else pct(r["test"]), mark))
     return header, rows
 
 
@@ -618,8 +618,7 @@ def rate_sentence(choices: Sequence[Mapping[str, Any]]) -> str:
 
 def rate_tabular(choices: Sequence[Mapping[str, Any]]) -> str:
     header, rows = rate_rows(choices)
-    names = ["Method", "Rate", "Validation (%)", "Test (%)", "Run", ""]
-    return artifacts.latex_table(names[:len(header)], rows, align="lrrrll")
+    return artifacts.latex_table(["Method", "Rate", "Validation (%)", "Test (%)", "Pick"], rows, align="lrrrl")
 
 
 def _variant(row: Mapping[str, Any]) -> str:

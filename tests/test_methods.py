@@ -236,3 +236,22 @@ def test_run_names_and_baseline() -> None:
     assert baseline_config(method_config("vera")).method == "lora"
     prompt = method_config("prompt")
     assert baseline_config(prompt) == baseline_config(prompt.replace(method="lora", prompt_tokens=20))
+
+
+@pytest.mark.parametrize("model_type, limit", [("mpnet", 10), ("roberta", 10), ("bert", 12)])
+def test_prompt_limit_leaves_room_for_the_padding_offset(model_type: str, limit: int) -> None:
+    """MPNet, like RoBERTa, numbers positions from padding_idx + 1: prompt + text must fit after the offset."""
+    import torch
+    from types import SimpleNamespace
+
+    from transformers import MPNetConfig
+    from transformers.models.mpnet.modeling_mpnet import MPNetEmbeddings
+
+    model_cfg = SimpleNamespace(model_type=model_type, pad_token_id=1, max_position_embeddings=20, hidden_size=8)
+    cfg = config.from_dict({"model_name": "roberta-base", "init": "random", "method": "prompt", "max_length": 8})
+    assert methods.size_limit(cfg, model_cfg) == limit
+    if model_type == "mpnet":  # the real embeddings: the limit fits, one token more overruns the table
+        emb = MPNetEmbeddings(MPNetConfig(vocab_size=30, hidden_size=8, max_position_embeddings=20, pad_token_id=1))
+        assert emb(inputs_embeds=torch.zeros(1, limit + 8, 8)).shape == (1, limit + 8, 8)
+        with pytest.raises(IndexError):
+            emb(inputs_embeds=torch.zeros(1, limit + 9, 8))
