@@ -372,7 +372,7 @@ def book_html_dir(profile: str) -> Path:
 
 def assemble_book(profile: str, stamp: Mapping[str, Any]) -> Path:
     """``build/<profile>/book_src``: book/ sources rendered with this profile's results + executed notebooks."""
-    from . import reporting
+    from . import book_pages
 
     src = paths.build_root() / profile / "book_src"
     if src.exists():
@@ -389,9 +389,9 @@ def assemble_book(profile: str, stamp: Mapping[str, Any]) -> Path:
     for png in paths.figures_dir(profile).glob("*.png"):
         shutil.copy2(png, figures / png.name)
     try:
-        context = reporting.book_context(profile, stamp)
+        context = book_pages.book_context(profile, stamp)
         for page in src.glob("*.md"):
-            page.write_text(reporting.render_template(page.read_text(encoding="utf-8"), context, page.name),
+            page.write_text(book_pages.render_template(page.read_text(encoding="utf-8"), context, page.name),
                             encoding="utf-8")
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise PipelineError(f"book: cannot render the pages from results/{profile} ({exc}); if they were written by "

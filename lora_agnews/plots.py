@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 
 from .merge_reporting import label as merge_label
 from .merging import HEAD_ONLY, OWN
-from .reporting import describe_config, describe_setting, grid_settings, method_label, study_settings
+from .ablation_reporting import describe_config, grid_settings, study_settings
+from .reporting import describe_setting, method_label
 
 PALETTE = "colorblind"
 SPLIT_ORDER = ["train", "validation", "test"]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_agnews import baselines, config, data, experiments, paths, pipeline, reporting, runs
+from lora_agnews import ablation_reporting, baselines, config, data, experiments, paths, pipeline, reporting, runs
 from lora_agnews.artifacts import write_json
 
 
@@ -96,13 +96,13 @@ def test_ablation_intervals_say_which_variants_really_differ(tmp_path: Path) -> 
     assert frame.loc[0, "ci_low"] < frame.loc[0, "accuracy"] < frame.loc[0, "ci_high"]
     assert np.isnan(frame.loc[3, "ci_low"])
     frame["pareto"] = experiments.pareto_front(frame)
-    sentence = reporting.ablation_sentence(frame)
+    sentence = ablation_reporting.ablation_sentence(frame)
     assert "best variant is r=16" in sentence
     assert "Clearly worse" in sentence and "r=2" in sentence.split("Clearly worse")[1].split("Not")[0]
     assert "r=8" in sentence.split("Not distinguishable")[1]
-    shown = reporting.ablation_frame(frame)
+    shown = ablation_reporting.ablation_frame(frame)
     assert shown["95% CI"].iloc[0].startswith("[") and shown["95% CI"].iloc[-1] == "over budget"
-    assert r"95\% CI" in reporting.ablation_tabular(frame)
+    assert r"95\% CI" in ablation_reporting.ablation_tabular(frame)
 
 
 def test_a_run_is_trained_once_and_found_wherever_it_is_needed(smoke_config: config.Config) -> None:

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from lora_agnews import config, experiments, paths, plots, reporting, runs  # noqa: E402
+from lora_agnews import ablation_reporting, config, experiments, paths, plots, runs  # noqa: E402
 from lora_agnews.artifacts import write_json  # noqa: E402
 
 
@@ -70,25 +70,25 @@ def test_the_pick_is_the_best_validation_accuracy_and_a_disagreeing_profile_is_n
     assert sorted(v.learning_rate for v in candidates) == [0.002, 0.01, 0.05]
     (choice,) = experiments.rate_choices(cfg)
     assert choice["picked"] is None and not choice["complete"]
-    assert "no run" in reporting.rate_sentence([choice])
+    assert "no run" in ablation_reporting.rate_sentence([choice])
     by_rate = {v.learning_rate: v for v in candidates}
     _fake_run(by_rate[0.002], "a", validation=0.70, test=0.99)  # test accuracy must not decide
     _fake_run(by_rate[0.01], "b", validation=0.85, test=0.80)
     (choice,) = experiments.rate_choices(cfg)
-    assert choice["picked"] == 0.01 and not choice["complete"] and "incomplete" in reporting.rate_sentence([choice])
+    assert choice["picked"] == 0.01 and not choice["complete"] and "incomplete" in ablation_reporting.rate_sentence([choice])
     _fake_run(by_rate[0.05], "c", validation=0.85, test=0.90)  # a tie goes to the smaller rate
     (choice,) = experiments.rate_choices(cfg)
     assert choice["picked"] == 0.01 and choice["used"] == 0.002 and choice["complete"] and not choice["agrees"]
-    sentence = reporting.rate_sentence([choice])
+    sentence = ablation_reporting.rate_sentence([choice])
     assert "set -p method_learning_rates vera=0.01" in sentence and "0.002 (70.00%)" in sentence
     recorded = roberta(ablation_methods="vera", ablation_ranks="2", lr_candidates="vera=0.002,0.01,0.05",
                        method_learning_rates="vera=0.01")
     (choice,) = experiments.rate_choices(recorded)
-    assert choice["agrees"] and "VeRA trains at 0.01, the best validation accuracy of" in reporting.rate_sentence([choice])
-    header, rows = reporting.rate_rows([choice])
+    assert choice["agrees"] and "VeRA trains at 0.01, the best validation accuracy of" in ablation_reporting.rate_sentence([choice])
+    header, rows = ablation_reporting.rate_rows([choice])
     assert [r[-1] for r in rows] == ["", "picked and used", ""] and len(header) == len(rows[0])
-    assert reporting.rate_tabular([choice]).count(r"\\") == 1 + len(rows)
-    assert reporting.rate_sentence([]) == ""
+    assert ablation_reporting.rate_tabular([choice]).count(r"\\") == 1 + len(rows)
+    assert ablation_reporting.rate_sentence([]) == ""
 
 
 @pytest.fixture
@@ -108,17 +108,17 @@ def grid_with_search() -> pd.DataFrame:
 def test_rate_search_runs_join_neither_front_best_table_nor_seed_study(grid_with_search: pd.DataFrame) -> None:
     front = experiments.pareto_front(grid_with_search)
     assert list(front) == [True, True, False, False]  # the search run's 95% at 30,000 would dominate if it counted
-    assert reporting.best_ablation(grid_with_search)["name"] == "r2-qkv"
-    shown = reporting.ablation_frame(grid_with_search.assign(pareto=front))
+    assert ablation_reporting.best_ablation(grid_with_search)["name"] == "r2-qkv"
+    shown = ablation_reporting.ablation_frame(grid_with_search.assign(pareto=front))
     assert len(shown) == 3 and "head" not in shown  # one head: no column for it
     assert list(shown["rate"]) == ["0.01", "0.002", "0.002"]  # the settings' rates differ, so they are shown
     assert list(shown["train s"]) == [260, 200, 150]
-    header, rows = reporting.ablation_rows(grid_with_search.assign(pareto=front))
+    header, rows = ablation_reporting.ablation_rows(grid_with_search.assign(pareto=front))
     assert "train s" in header and "head" not in header and all(len(r) == len(header) for r in rows)
     assert "200" in {r[header.index("train s")] for r in rows}
     frame = grid_with_search.assign(ci_low=math.nan, ci_high=math.nan, diff_to_best=0.0, diff_ci_low=-0.01,
                                     diff_ci_high=0.01, best=[True, False, False, False])
-    assert "0.05" not in reporting.ablation_sentence(frame) and "VeRA r=2" in reporting.ablation_sentence(frame)
+    assert "0.05" not in ablation_reporting.ablation_sentence(frame) and "VeRA r=2" in ablation_reporting.ablation_sentence(frame)
 
 
 def test_top_variants_skip_the_rate_search() -> None:

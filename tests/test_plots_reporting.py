@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from lora_agnews import artifacts, config, plots, reporting  # noqa: E402
+from lora_agnews import ablation_reporting, artifacts, book_pages, config, plots, reporting  # noqa: E402
 from lora_agnews.data import LABELS  # noqa: E402
 from lora_agnews.evaluate import compute_metrics  # noqa: E402
 
@@ -94,7 +94,7 @@ def test_reliability_and_training_curves(metrics: dict, tmp_path: Path) -> None:
 
 
 def test_accuracy_vs_params_marks_budget_pareto_and_refused(ablation: pd.DataFrame, tmp_path: Path) -> None:
-    fig = plots.accuracy_vs_params(ablation, budget=1_000_000, pareto=reporting.pareto_mask(ablation))
+    fig = plots.accuracy_vs_params(ablation, budget=1_000_000, pareto=ablation_reporting.pareto_mask(ablation))
     ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
     assert "budget 1,000,000" in labels and "Pareto front" in labels
@@ -158,25 +158,25 @@ def test_metrics_table_and_macros(metrics: dict) -> None:
 
 
 def test_pareto_ablation_and_statistics_tables(ablation: pd.DataFrame, stats: dict) -> None:
-    assert reporting.pareto_mask(ablation) == [False, True, True, False]
-    tabular = reporting.ablation_tabular(ablation)
+    assert ablation_reporting.pareto_mask(ablation) == [False, True, True, False]
+    tabular = ablation_reporting.ablation_tabular(ablation)
     assert "Q,K,V,dense" in tabular and "2,000,000" in tabular and "86.00" in tabular and "--" in tabular
     assert tabular.count(r"\\") == 1 + len(ablation)
-    shown = reporting.ablation_frame(ablation)
+    shown = ablation_reporting.ablation_frame(ablation)
     assert list(shown["trainable"]) == sorted(ablation["trainable_params"])
-    table = reporting.statistics_tabular(stats)
+    table = ablation_reporting.statistics_tabular(stats)
     assert "92.00 ± 1.41" in table and "[90.00, 94.00]" in table
-    macros = reporting.ablation_macros(ablation, stats)
+    macros = ablation_reporting.ablation_macros(ablation, stats)
     assert macros["ablation_best_name"] == "r8-a-default" and macros["ablation_over_budget"] == 1
     assert macros["mcnemar_p_text"] == "= 0.035"
 
 
 def test_comparison_sentence_follows_the_numbers(stats: dict) -> None:
-    text = reporting.comparison_sentence(stats)
+    text = ablation_reporting.comparison_sentence(stats)
     assert "3.50 points higher than" in text and "significant at the 5% level" in text and "excludes zero" in text
     flipped = {**stats, "chosen": stats["baseline"], "baseline": stats["chosen"],
                "mcnemar": {**stats["mcnemar"], "p_value": 0.4}, "difference": {"mean": -0.035, "bootstrap_ci": [-0.06, 0.01]}}
-    text = reporting.comparison_sentence(flipped)
+    text = ablation_reporting.comparison_sentence(flipped)
     assert "lower than" in text and "not significant" in text and "includes zero" in text
 
 
@@ -189,9 +189,9 @@ def test_profile_note_is_honest() -> None:
 def test_markdown_table_and_strict_templates() -> None:
     table = reporting.markdown_table(["a", "b"], [("x|y", 1)])
     assert table.splitlines()[0] == "| a | b |" and "x\\|y" in table
-    assert reporting.render_template("{{ x | pct }}%", {"x": 0.5}) == "50.00%"
+    assert book_pages.render_template("{{ x | pct }}%", {"x": 0.5}) == "50.00%"
     with pytest.raises(ValueError, match="page.md"):
-        reporting.render_template("{{ missing }}", {}, "page.md")
+        book_pages.render_template("{{ missing }}", {}, "page.md")
 
 
 def test_head_counts_are_exact_and_ordered() -> None:
@@ -234,14 +234,14 @@ def method_grid(ablation: pd.DataFrame) -> pd.DataFrame:
 
 def test_ablation_table_and_plot_tell_methods_apart(method_grid: pd.DataFrame, ablation: pd.DataFrame,
                                                     tmp_path: Path) -> None:
-    header, rows = reporting.ablation_rows(method_grid)
+    header, rows = ablation_reporting.ablation_rows(method_grid)
     assert header[:4] == ["method", "size", "targets", "head"]
     assert {r[0] for r in rows} == {"LoRA", "(IA)³", "BitFit"}
     assert {(r[0], r[1], r[2]) for r in rows} >= {("BitFit", "–", "–"), ("LoRA", 2, "Q,V")}
-    assert reporting.ablation_rows(ablation)[0][0] == "r"  # a LoRA-only grid keeps its plain columns
-    tabular = reporting.ablation_tabular(method_grid)
+    assert ablation_reporting.ablation_rows(ablation)[0][0] == "r"  # a LoRA-only grid keeps its plain columns
+    tabular = ablation_reporting.ablation_tabular(method_grid)
     assert "Method" in tabular and tabular.count(r"\\") == 1 + len(method_grid)
-    assert "BitFit, linear head" in reporting.ablation_sentence(experiments_intervals(method_grid))
+    assert "BitFit, linear head" in ablation_reporting.ablation_sentence(experiments_intervals(method_grid))
     fig = plots.accuracy_vs_params(method_grid, budget=1_000_000)
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert {"LoRA", "(IA)³", "BitFit"} <= set(labels)  # colour is the method
@@ -271,16 +271,16 @@ def test_seed_study_with_grid_variants_against_the_baseline(stats: dict, tmp_pat
                  "train_seconds": [300.0, None]},
                 {**stats["baseline"], "role": "baseline", "vs_baseline": versus(0.0, 0.0, 0.0, 1.0)}, grid]
     study = {**stats, "settings": settings}
-    header, rows = reporting.statistics_rows(study)
+    header, rows = ablation_reporting.statistics_rows(study)
     assert [r[0] for r in rows] == ["chosen", "baseline", "grid 1"]
     assert rows[0][4] == "+3.50 [+1.00, +6.00]" and rows[0][5] == "0.035" and rows[0][6] == "300"
     assert rows[1][4] == "--" and rows[2][1] == "(IA)³, Q,K,V, linear head" and rows[2][6] == "110"
     assert "over 2 seeds" in header[3] and rows[0][3].startswith("92.00 ± 1.41 [")
-    text = reporting.study_sentence(study)
+    text = ablation_reporting.study_sentence(study)
     assert "chosen (r=8, Q,K,V, linear head" in text and "ahead of the baseline" in text
     assert "grid 1 ((IA)³" in text and "not distinguishable from the baseline" in text
-    assert reporting.study_sentence(stats) == reporting.comparison_sentence(stats)  # two settings: as before
-    assert "Configuration" in reporting.statistics_tabular(study)
+    assert ablation_reporting.study_sentence(stats) == ablation_reporting.comparison_sentence(stats)  # two settings: as before
+    assert "Configuration" in ablation_reporting.statistics_tabular(study)
     fig = plots.seed_comparison(study)
     assert len(fig.axes[0].get_yticks()) == 3 and "Settings of the seed study" in fig.axes[0].get_title()
     _check_saved(fig, tmp_path, "study")

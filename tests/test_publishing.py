@@ -300,7 +300,7 @@ def test_a_repository_url_that_is_not_a_url_is_refused(tmp_path: Path, monkeypat
 
 # --------------------------------------------------------------------------- where readers look
 def test_book_intro_page_says_how_to_cite() -> None:
-    from lora_agnews import reporting
+    from lora_agnews import book_pages
 
     context = {
         "is_paper": False, "banner": True, "profile": "demo", "profile_note": "A demonstration.",
@@ -312,7 +312,7 @@ def test_book_intro_page_says_how_to_cite() -> None:
                      "parameter_breakdown": {"total": 12_345}},
         "overrides": {}, "stamp": {"finished": "2026-11-30T05:00:00+00:00", "git_commit": COMMIT},
     }
-    page = reporting.render_template((paths.BOOK / "intro.md").read_text(encoding="utf-8"), context, "intro.md")
+    page = book_pages.render_template((paths.BOOK / "intro.md").read_text(encoding="utf-8"), context, "intro.md")
     assert "## How to cite" in page and "## Licences" in page
     assert f"built\nfrom commit `{COMMIT}`" in page
     assert "author  = {{The lora-agnews authors}}" in page, "the BibTeX braces survive Jinja"
