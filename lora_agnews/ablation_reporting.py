@@ -178,7 +178,9 @@ def rate_sentence(choices: Sequence[Mapping[str, Any]]) -> str:
         elif not c["complete"]:
             parts.append(f"{label}: the search is incomplete ({tried}); it trains at {c['used']:g}.")
         elif c["agrees"]:
-            parts.append(f"{label} trains at {c['used']:g}, the best validation accuracy of {tried}.")
+            edge = (" (the largest rate tried: a larger one might do better)"
+                    if c["picked"] == max(r["rate"] for r in c["rates"]) else "")
+            parts.append(f"{label} trains at {c['used']:g}, the best validation accuracy of {tried}{edge}.")
         else:
             parts.append(f"{label} trains at {c['used']:g}, but the best validation accuracy of {tried} is at "
                          f"{c['picked']:g}: set -p method_learning_rates {c['method']}={c['picked']:g} (the profile "
