@@ -43,7 +43,7 @@ def run_name(cfg: Config) -> str:
         parts.append(cfg.lora_variant)
     if cfg.lora_layers:
         parts.append("layers" + cfg.lora_layers.replace(",", "_"))
-    if cfg.method in method_rates(cfg) or cfg.method in candidate_rates(cfg):  # its rate is a choice: say which
+    if cfg.method in method_rates(cfg):  # the method's own rate (method_learning_rates): say which
         parts.append(f"lr{cfg.learning_rate:g}")
     return "-".join(parts)
 
@@ -97,7 +97,7 @@ def ablation_grid(cfg: Config) -> list[Config]:
                 if method in candidates and sizes and (targets, head) == (target_sets[0], heads[0]):
                     smallest = _sized(base, key, min(sizes), ratio)
                     for rate in candidates[method]:
-                        grid += _new(smallest.replace(learning_rate=rate), seen)
+                        grid += _new(_at_rate(smallest, cfg, rate), seen)
     return grid
 
 
@@ -107,6 +107,15 @@ def _sized(base: Config, key: str | None, size: int, ratio: float) -> Config:
     if key == "lora_r":
         changes["lora_alpha"] = max(1, int(round(ratio * size)))
     return base.replace(**changes)
+
+
+def _at_rate(variant: Config, cfg: Config, rate: float) -> Config:
+    """``variant`` trained at ``rate``; a rate other than the profile's is recorded as the variant's own
+    (``method_learning_rates``), so its name says it and a setting at the profile's rate keeps its name."""
+    if variant.method not in method_rates(cfg) and rate == cfg.learning_rate:
+        return variant
+    own = {**method_rates(variant), variant.method: rate}
+    return variant.replace(learning_rate=rate, method_learning_rates=",".join(f"{m}={r!r}" for m, r in own.items()))
 
 
 def _new(variant: Config, seen: set[str]) -> list[Config]:
