@@ -132,7 +132,7 @@ def is_lr_search(cfg: Config, variant: Config) -> bool:
             and variant.learning_rate != method_rates(cfg).get(variant.method, cfg.learning_rate))
 
 
-def rate_choices(cfg: Config) -> list[dict[str, Any]]:
+def rate_choices(cfg: Config, grid: list[Config] | None = None) -> list[dict[str, Any]]:
     """Per method of ``lr_candidates``: each rate's validation (and test) accuracy, the pick, the rate used.
 
     The pick is the best validation accuracy (ties: the smaller rate); test accuracy is shown, never used.
@@ -144,10 +144,10 @@ def rate_choices(cfg: Config) -> list[dict[str, Any]]:
     out = []
     for method, rates in candidate_rates(cfg).items():
         rows = {}
-        for v in ablation_grid(cfg):
+        for v in grid if grid is not None else ablation_grid(cfg):
             if v.method == method and v.learning_rate in rates and v.learning_rate not in rows:
                 run_dir = reusable_run(v)
-                metrics = read_json(run_dir / "metrics.json") if run_dir else {}
+                metrics = read_json(run_dir / runs.METRICS_FILE) if run_dir else {}
                 rows[v.learning_rate] = {"rate": v.learning_rate, "name": run_name(v),
                                          "validation": metrics.get("best_validation_accuracy"),
                                          "test": metrics.get("accuracy")}
@@ -200,7 +200,7 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
     frame = add_intervals(pd.DataFrame(rows), seed=cfg.seed)
     frame["pareto"] = pareto_front(frame)
     write_json(frame.to_dict(orient="records"), paths.results_dir(cfg.profile) / ABLATION_FILE)
-    write_json(rate_choices(cfg), paths.results_dir(cfg.profile) / RATES_FILE)
+    write_json(rate_choices(cfg, grid), paths.results_dir(cfg.profile) / RATES_FILE)
     return frame
 
 
