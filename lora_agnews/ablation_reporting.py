@@ -14,7 +14,8 @@ import pandas as pd
 
 from . import artifacts
 from .artifacts import num, pct, pvalue
-from .reporting import dec, describe_setting, method_label, p_text, short_targets
+from .experiments import grid_settings
+from .reporting import dec, describe_setting, markdown_table, method_label, p_text, short_targets
 
 
 def pareto_mask(frame: pd.DataFrame, x: str = "trainable_params", y: str = "accuracy") -> list[bool]:
@@ -53,13 +54,6 @@ def _size(row: Mapping[str, Any]) -> Any:
     if key is None or (isinstance(key, float) and math.isnan(key)):
         return "–"
     return f"{int(row['prompt_tokens'])} tok" if key == "prompt_tokens" else int(row["lora_r"])
-
-
-def grid_settings(table: pd.DataFrame) -> pd.DataFrame:
-    """The grid's settings: its rows less the runs that only picked a method's learning rate (``lr_search``)."""
-    if "lr_search" not in table:
-        return table
-    return table[~table["lr_search"].fillna(False).astype(bool)]
 
 
 def _seconds(x: Any) -> Any:
@@ -189,6 +183,14 @@ def rate_sentence(choices: Sequence[Mapping[str, Any]]) -> str:
         return ""
     return ("Learning rates picked on validation accuracy, one seed each at the method's smallest grid size: "
             + " ".join(parts))
+
+
+def rates_markdown(choices: Sequence[Mapping[str, Any]], learning_rate: float) -> str:
+    """Notebook 04's rate-search section: the table and the sentence, or why there is none."""
+    if not choices:
+        return ("This profile picks no method's rate (`lr_candidates` is empty): every method trains at the "
+                f"profile's learning_rate ({learning_rate:g}) unless `method_learning_rates` names its own.")
+    return markdown_table(*rate_rows(choices)) + "\n\n" + rate_sentence(choices)
 
 
 def rate_tabular(choices: Sequence[Mapping[str, Any]]) -> str:

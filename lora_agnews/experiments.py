@@ -160,8 +160,26 @@ def rate_choices(cfg: Config, grid: list[Config] | None = None) -> list[dict[str
     return out
 
 
+def saved_rate_choices(cfg: Config) -> list[dict[str, Any]]:
+    """The rate search as :func:`run_ablation` wrote it (``learning_rates.json``), without rebuilding the grid."""
+    path = paths.results_dir(cfg.profile) / RATES_FILE
+    return read_json(path) if path.is_file() else rate_choices(cfg)
+
+
 def _items(text: str, sep: str) -> list[str]:
     return [t.strip() for t in text.split(sep) if t.strip()]
+
+
+def rate_search_rows(frame: pd.DataFrame) -> pd.Series:
+    """True for the rows trained only to pick a method's rate (``lr_search``); all False for older tables."""
+    if "lr_search" not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame["lr_search"].fillna(False).astype(bool)
+
+
+def grid_settings(table: pd.DataFrame) -> pd.DataFrame:
+    """The grid's settings: its rows less the runs that only picked a method's learning rate."""
+    return table[~rate_search_rows(table)]
 
 
 def _row(variant: Config, run_dir: Path, metrics: dict[str, Any] | None, params: int, status: str,
@@ -224,7 +242,7 @@ def add_intervals(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     frame["best"] = False
     if not correct:
         return frame
-    searched = (frame["lr_search"] if "lr_search" in frame else pd.Series(False, index=frame.index)).fillna(False)
+    searched = rate_search_rows(frame)
     settings = [i for i in correct if not searched[i]] or list(correct)  # a rate tried and not used is no setting
     best = max(settings, key=lambda i: (correct[i].mean(), -frame.at[i, "trainable_params"]))
     frame.at[best, "best"] = True
@@ -238,8 +256,7 @@ def add_intervals(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
 def pareto_front(frame: pd.DataFrame) -> pd.Series:
     """True for trained variants no other trained variant beats with fewer or equal parameters."""
     ok = frame["status"].eq("complete") & frame["accuracy"].notna()
-    if "lr_search" in frame:
-        ok &= ~frame["lr_search"].fillna(False).astype(bool)
+    ok &= ~rate_search_rows(frame)
     front = pd.Series(False, index=frame.index)
     best = -math.inf
     for idx in frame[ok].sort_values(["trainable_params", "accuracy"], ascending=[True, False]).index:
@@ -352,8 +369,7 @@ def top_variants(cfg: Config, ablation: pd.DataFrame, k: int) -> list[Config]:
     taken = [cfg.run_key(), baseline_config(cfg).run_key()]
     by_name = {run_name(v): v for v in ablation_grid(cfg)}
     scored = ablation[(ablation["status"] == "complete") & ablation["best_validation_accuracy"].notna()]
-    if "lr_search" in scored:
-        scored = scored[~scored["lr_search"].fillna(False).astype(bool)]
+    scored = grid_settings(scored)
     scored = scored.sort_values(["best_validation_accuracy", "trainable_params"], ascending=[False, True])
     picked: list[Config] = []
     for name in scored["name"]:

@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 
 from .merge_reporting import label as merge_label
 from .merging import HEAD_ONLY, OWN
-from .ablation_reporting import describe_config, grid_settings, study_settings
+from .ablation_reporting import describe_config, study_settings
+from .experiments import grid_settings
 from .reporting import describe_setting, method_label
 
 PALETTE = "colorblind"
