@@ -32,13 +32,6 @@ def pareto_mask(frame: pd.DataFrame, x: str = "trainable_params", y: str = "accu
     return mask
 
 
-def _interval(low: Any, high: Any) -> str:
-    """``[87.12, 89.01]`` from two shares; ``--`` where there is none (untrained, or an older table)."""
-    if low is None or high is None or pd.isna(low) or pd.isna(high):
-        return "--"
-    return f"[{pct(low)}, {pct(high)}]"
-
-
 def _signed_points(x: Any) -> str:
     return "--" if x is None or pd.isna(x) else f"{100 * float(x):+.2f}"
 
@@ -61,63 +54,103 @@ def _seconds(x: Any) -> Any:
 
 
 def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """The ablation table as the notebook shows it: accuracy in %, its interval, the gap to the best, the
-    validation accuracy that picks study settings, the training seconds (the cost beside the parameters).
+    """The ablation table as the book and the report show it: one row per grid setting, sorted by size.
 
-    A grid of several methods gains a ``method`` column and its ``r`` column becomes ``size`` (rank,
-    prompt tokens, or a dash for size-less methods); a LoRA-only grid keeps the plain ``r``. Narrow enough
-    for the book's column: the head column only where heads differ, a variant over the budget says so in
-    its interval cell, macro F1 stays in ablation.json; the rate search has its own table
-    (:func:`rate_rows`), and a rate column appears only where the settings' rates differ.
+    Narrow enough for the book's column (about 690 px) and the report's page with the whole method family:
+    a grid of several methods names each setting in one cell (``PiSSA r=18``, ``prompt tuning 2 tok``,
+    ``BitFit``), a LoRA-only grid keeps its plain ``r``; the targets, head and rate columns appear only where
+    the settings differ in them; the test accuracy carries its 95% interval and the gap to the best its
+    paired interval (one decimal: 800 test rows resolve nothing finer); a variant over the budget says so
+    in its accuracy cell. Beside them: the validation accuracy that picks the seed study's settings and the
+    training seconds per run (the cost beside the parameters). Macro F1 stays in ``ablation.json``; the
+    rate search has its own table (:func:`rate_rows`).
     """
     frame = grid_settings(table).copy()
     if "pareto" not in frame:
         frame["pareto"] = pareto_mask(frame)
+    frame = frame.sort_values(["trainable_params"], kind="stable")
     col = lambda name: frame[name] if name in frame else pd.Series([math.nan] * len(frame), index=frame.index)  # noqa: E731
-    lead: dict[str, Any] = {"r": frame["lora_r"]}
-    if _several_methods(frame):
-        from .methods import WHOLE_ENCODER
-
-        lead = {"method": [method_label(r) for _, r in frame.iterrows()],
-                "size": [_size(r) for _, r in frame.iterrows()]}
-        targets = ["–" if (r.get("method") in WHOLE_ENCODER) else short_targets(r["lora_targets"]) for _, r in frame.iterrows()]
-    else:
-        targets = frame["lora_targets"].map(short_targets)
-    columns: dict[str, Any] = {**lead, "targets": targets}
+    rows = [r for _, r in frame.iterrows()]
+    columns: dict[str, Any] = ({"setting": [_setting(r) for r in rows]} if _several_methods(frame)
+                               else {"r": [int(r["lora_r"]) for r in rows]})
+    targets = [_targets(r) for r in rows]
+    if len({t for t in targets if t != "–"}) > 1:
+        columns["targets"] = targets
     if frame["head"].nunique() > 1:
-        columns["head"] = frame["head"]
+        columns["head"] = list(frame["head"])
     if "learning_rate" in frame and frame["learning_rate"].nunique() > 1:
         columns["rate"] = [f"{x:g}" for x in frame["learning_rate"]]
-    within = frame["within_budget"].astype(bool)
+    best = col("best").fillna(False).astype(bool)
     shown = pd.DataFrame({
-        **columns, "trainable": frame["trainable_params"],
-        "accuracy %": (100 * frame["accuracy"]).round(2),
-        "95% CI": [_interval(a, b) if w else "over budget" for a, b, w in zip(col("ci_low"), col("ci_high"), within)],
-        "vs best (points)": ["best" if best else _signed_points(d) + (" " + _points_interval(a, b) if pd.notna(a) else "")
-                             for d, a, b, best in zip(col("diff_to_best"), col("diff_ci_low"), col("diff_ci_high"),
-                                                      col("best").fillna(False).astype(bool))],
-        "val. %": (100 * pd.to_numeric(frame["best_validation_accuracy"], errors="coerce")).round(2),
-        "train s": [_seconds(x) for x in col("train_seconds")],
-        "Pareto": frame["pareto"].astype(bool),
-    }, index=frame.index)
-    return shown.sort_values(["trainable"], kind="stable").reset_index(drop=True)
+        **columns, "trainable": list(frame["trainable_params"]),
+        ACCURACY: [_accuracy_cell(a, lo, hi, w) for a, lo, hi, w in
+                   zip(col("accuracy"), col("ci_low"), col("ci_high"), frame["within_budget"].astype(bool))],
+        "vs best (points)": ["best" if b else _gap_cell(d, lo, hi)
+                             for d, lo, hi, b in zip(col("diff_to_best"), col("diff_ci_low"), col("diff_ci_high"), best)],
+        "val. %": list((100 * pd.to_numeric(col("best_validation_accuracy"), errors="coerce")).round(2)),
+        "train s": [_seconds_text(x) for x in col("train_seconds")],
+        "Pareto": ["yes" if p else "" for p in frame["pareto"].astype(bool)],
+    })
+    return shown.reset_index(drop=True)
+
+
+ACCURACY = "test % [95% CI]"
+
+
+def _setting(row: Mapping[str, Any]) -> str:
+    """``PiSSA r=18``, ``prompt tuning 2 tok``, ``BitFit``: a grid setting's method and size in one cell."""
+    size = _size(row)
+    label = method_label(row)
+    if size == "–":
+        return label
+    return f"{label} {size}" if isinstance(size, str) else f"{label} r={size}"
+
+
+def _targets(row: Mapping[str, Any]) -> str:
+    from .methods import WHOLE_ENCODER
+
+    return "–" if row.get("method") in WHOLE_ENCODER else short_targets(row["lora_targets"])
+
+
+def _accuracy_cell(acc: Any, low: Any, high: Any, within: bool) -> str:
+    """``90.88 [88.9, 92.9]``; ``over budget`` for a variant refused before training; ``--`` if untrained."""
+    if not within:
+        return "over budget"
+    if acc is None or pd.isna(acc):
+        return "--"
+    interval = "" if low is None or high is None or pd.isna(low) or pd.isna(high) else \
+        f" [{100 * float(low):.1f}, {100 * float(high):.1f}]"
+    return f"{100 * float(acc):.2f}{interval}"
+
+
+def _gap_cell(diff: Any, low: Any, high: Any) -> str:
+    """``-0.75 [-2.1, +0.6]``: the paired difference to the best setting, in points."""
+    if diff is None or pd.isna(diff):
+        return "--"
+    interval = "" if pd.isna(low) or pd.isna(high) else f" [{100 * float(low):+.1f}, {100 * float(high):+.1f}]"
+    return f"{100 * float(diff):+.2f}{interval}"
 
 
 def ablation_rows(table: pd.DataFrame) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The ablation table's header and formatted rows, shared by the book's page and the report's table.
-
-    The interval sits in the accuracy cell, a variant over the budget says so there; the training seconds
-    per run stand beside it (one CPU, one run each: a cost, not a benchmark).
-    """
+    """The ablation table's header and formatted rows (the book's results page and the report's table):
+    the columns of :func:`ablation_frame`, numbers written out."""
     frame = ablation_frame(table)
-    lead = [c for c in ("method", "size", "r", "targets", "head", "rate") if c in frame]
-    header = [*lead, "trainable", "accuracy (%) [95% CI]", "vs best (points)", "train s", "Pareto"]
-    rows = [(*(r[c] for c in lead), num(r["trainable"]),
-             ("-- (over budget)" if r["95% CI"] == "over budget" else "--") if pd.isna(r["accuracy %"])
-             else f"{r['accuracy %']:.2f} {r['95% CI']}", r["vs best (points)"],
-             "--" if pd.isna(r["train s"]) else num(r["train s"]), "yes" if r["Pareto"] else "")
-            for _, r in frame.iterrows()]
+    header = list(frame.columns)
+    rows = [tuple(_text(c, r[c]) for c in header) for _, r in frame.iterrows()]
     return header, rows
+
+
+def _text(column: str, value: Any) -> Any:
+    if column == "trainable":
+        return num(value)
+    if column == "val. %":
+        return "--" if pd.isna(value) else f"{value:.2f}"
+    return value
+
+
+def _seconds_text(x: Any) -> str:
+    seconds = _seconds(x)
+    return "--" if pd.isna(seconds) else num(seconds)
 
 
 def _points_interval(low: Any, high: Any) -> str:
@@ -210,11 +243,11 @@ def _gaps(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def ablation_tabular(table: pd.DataFrame) -> str:
     header, rows = ablation_rows(table)
-    names = {"method": "Method", "size": "Size", "r": "r", "targets": "Targets", "head": "Head", "rate": "Rate",
-             "trainable": "Trainable", "accuracy (%) [95% CI]": "Accuracy (%) [95% CI]",
-             "vs best (points)": "vs best (points)", "train s": "Train s", "Pareto": "Pareto"}
-    lead = len(header) - 5
-    return artifacts.latex_table([names[h] for h in header], rows, align="l" * lead + "rrrrc")
+    names = {"setting": "Setting", "r": "r", "targets": "Targets", "head": "Head", "rate": "Rate",
+             "trainable": "Trainable", ACCURACY: "Test (%) [95% CI]", "vs best (points)": "vs best (points)",
+             "val. %": "Val. (%)", "train s": "Train s", "Pareto": "Pareto"}
+    align = "".join("l" if h in ("setting", "targets", "head") else "c" if h == "Pareto" else "r" for h in header)
+    return artifacts.latex_table([names[h] for h in header], rows, align=align)
 
 
 def best_ablation(table: pd.DataFrame) -> pd.Series | None:

@@ -115,7 +115,7 @@ def test_rate_search_runs_join_neither_front_best_table_nor_seed_study(grid_with
     shown = ablation_reporting.ablation_frame(grid_with_search.assign(pareto=front))
     assert len(shown) == 3 and "head" not in shown  # one head: no column for it
     assert list(shown["rate"]) == ["0.01", "0.002", "0.002"]  # the settings' rates differ, so they are shown
-    assert list(shown["train s"]) == [260, 200, 150]
+    assert list(shown["train s"]) == ["260", "200", "150"]
     header, rows = ablation_reporting.ablation_rows(grid_with_search.assign(pareto=front))
     assert "train s" in header and "head" not in header and all(len(r) == len(header) for r in rows)
     assert "200" in {r[header.index("train s")] for r in rows}

@@ -227,6 +227,9 @@ CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium (`make browser`); Play
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # no connections of its own on a closed network
 SEARCH_WORD, SEARCH_CHAPTER = "ablation", "notebooks/04_ablations.html"
+# the header text of every table whose right edge passes the article column's (at Playwright's 1280 px viewport)
+WIDER_THAN_COLUMN = """ts => ts.filter(t => t.getBoundingClientRect().right > t.closest('article').getBoundingClientRect().right + 1)
+                          .map(t => (t.tHead || t).innerText.replace(/\\s+/g, ' ').slice(-40))"""
 
 
 def _toc_pages(toc_file: Path) -> set[str]:
@@ -265,7 +268,7 @@ def book_server(smoke_run: dict[str, Any]) -> Any:
 @pytest.mark.pipeline
 def test_book_in_a_browser_loads_cleanly_searches_and_navigates(smoke_run: dict[str, Any], book_server: str) -> None:
     """Every page in headless Chromium: no console error, page error, failed or external request; every image
-    decoded; the profile banner shown; search finds a chapter; the sidebar reaches exactly the toc's pages."""
+    decoded; every table within the page's column; the profile banner shown; search finds a chapter; the sidebar reaches exactly the toc's pages."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: run `make setup`")
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM}: `make browser` installs Debian's chromium (needs apt-get)")
@@ -313,6 +316,9 @@ def test_book_in_a_browser_loads_cleanly_searches_and_navigates(smoke_run: dict[
                     images += 1
                     if not width:
                         problems.append(f"{name}: image not loaded: {src}")
+                for header in page.eval_on_selector_all("article.bd-article table", WIDER_THAN_COLUMN):
+                    problems.append(f"{name}: a table is wider than the page's column and is cut off or scrolls "
+                                    f"(its header ends {header!r})")
                 banner = page.locator("aside.bd-header-announcement")
                 if not (banner.count() == 1 and banner.is_visible() and "smoke profile:" in banner.inner_text()):
                     problems.append(f"{name}: the announcement banner is missing or hidden")

@@ -235,12 +235,12 @@ def method_grid(ablation: pd.DataFrame) -> pd.DataFrame:
 def test_ablation_table_and_plot_tell_methods_apart(method_grid: pd.DataFrame, ablation: pd.DataFrame,
                                                     tmp_path: Path) -> None:
     header, rows = ablation_reporting.ablation_rows(method_grid)
-    assert header[:4] == ["method", "size", "targets", "head"]
-    assert {r[0] for r in rows} == {"LoRA", "(IA)³", "BitFit"}
-    assert {(r[0], r[1], r[2]) for r in rows} >= {("BitFit", "–", "–"), ("LoRA", 2, "Q,V")}
-    assert ablation_reporting.ablation_rows(ablation)[0][0] == "r"  # a LoRA-only grid keeps its plain columns
+    # one cell names the setting; one target set among the methods that have targets: no targets column
+    assert header[:3] == ["setting", "head", "trainable"]
+    assert {r[0] for r in rows} == {"LoRA r=2", "(IA)³", "BitFit"}
+    assert ablation_reporting.ablation_rows(ablation)[0][:3] == ["r", "targets", "head"]  # LoRA-only: plain r
     tabular = ablation_reporting.ablation_tabular(method_grid)
-    assert "Method" in tabular and tabular.count(r"\\") == 1 + len(method_grid)
+    assert "Setting" in tabular and tabular.count(r"\\") == 1 + len(method_grid)
     assert "BitFit, linear head" in ablation_reporting.ablation_sentence(experiments_intervals(method_grid))
     fig = plots.accuracy_vs_params(method_grid, budget=1_000_000)
     labels = fig.axes[0].get_legend_handles_labels()[1]
