@@ -163,15 +163,16 @@ def ablation_sentence(table: pd.DataFrame) -> str:
         return "No variant was trained, so there is nothing to compare."
     frame = grid_settings(table)
     frame = frame[frame["accuracy"].notna()]
+    several = _several_methods(frame)
     best = frame[frame["best"].astype(bool)].iloc[0]
     others = frame[~frame["best"].astype(bool)].sort_values("trainable_params")
     worse = [r for _, r in others.iterrows() if r["diff_ci_high"] < 0]
     tied = [r for _, r in others.iterrows() if r["diff_ci_high"] >= 0]
-    text = f"The best variant is {_variant(best)} ({num(best['trainable_params'])} parameters) at {pct(best['accuracy'])}%."
+    text = f"The best variant is {_variant(best, several)} ({num(best['trainable_params'])} parameters) at {pct(best['accuracy'])}%."
     if worse:
-        text += " Clearly worse (the paired 95% interval of the difference excludes zero): " + _gaps(worse)
+        text += " Clearly worse (the paired 95% interval of the difference excludes zero): " + _gaps(worse, several)
     if tied:
-        text += " Not distinguishable from it on these test rows (the interval includes zero): " + _gaps(tied)
+        text += " Not distinguishable from it on these test rows (the interval includes zero): " + _gaps(tied, several)
     return text
 
 
@@ -231,13 +232,13 @@ def rate_tabular(choices: Sequence[Mapping[str, Any]]) -> str:
     return artifacts.latex_table(["Method", "Rate", "Validation (%)", "Test (%)", "Pick"], rows, align="lrrrl")
 
 
-def _variant(row: Mapping[str, Any]) -> str:
-    return describe_setting(row)
+def _variant(row: Mapping[str, Any], several: bool = False) -> str:
+    return describe_setting(row, name_lora=several)
 
 
-def _gaps(rows: Sequence[Mapping[str, Any]]) -> str:
+def _gaps(rows: Sequence[Mapping[str, Any]], several: bool = False) -> str:
     """``r=2, Q,K,V, linear head, -2.00 points [-2.82, -1.21]; ...`` for the ablation sentence."""
-    return "; ".join(f"{_variant(r)}, {_signed_points(r['diff_to_best'])} points "
+    return "; ".join(f"{_variant(r, several)}, {_signed_points(r['diff_to_best'])} points "
                      f"{_points_interval(r['diff_ci_low'], r['diff_ci_high'])}" for r in rows) + "."
 
 

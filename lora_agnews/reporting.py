@@ -96,16 +96,17 @@ def method_label(c: Mapping[str, Any]) -> str:
     return METHOD_NAMES.get(method, method)
 
 
-def describe_setting(c: Mapping[str, Any]) -> str:
+def describe_setting(c: Mapping[str, Any], name_lora: bool = False) -> str:
     """``r=8, Q,K,V, linear head`` for LoRA (as before); ``PiSSA r=18, ...``, ``BitFit, linear head``, ...
-    for other methods: the method, its size where it has one, the placement where it has one, the head."""
+    for other methods: the method, its size where it has one, the placement where it has one, the head.
+    ``name_lora``: ``LoRA r=8, ...`` (where other methods stand beside it, a bare ``r=8`` reads as any of them)."""
     from .methods import WHOLE_ENCODER, size_key
 
     method = c.get("method") or "lora"
     key = size_key(method)
     size = {"lora_r": f"r={c.get('lora_r')}", "prompt_tokens": f"{c.get('prompt_tokens')} tokens"}.get(key or "", "")
     label = method_label(c)
-    lead = size if label == "LoRA" else " ".join(x for x in (label, size) if x)
+    lead = size if label == "LoRA" and not name_lora else " ".join(x for x in (label, size) if x)
     parts = [lead] + ([] if method in WHOLE_ENCODER else [short_targets(str(c.get("lora_targets", "")))])
     return ", ".join(parts + [f"{c.get('head')} head"])
 

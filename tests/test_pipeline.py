@@ -268,7 +268,7 @@ def book_server(smoke_run: dict[str, Any]) -> Any:
 @pytest.mark.pipeline
 def test_book_in_a_browser_loads_cleanly_searches_and_navigates(smoke_run: dict[str, Any], book_server: str) -> None:
     """Every page in headless Chromium: no console error, page error, failed or external request; every image
-    decoded; every table within the page's column; the profile banner shown; search finds a chapter; the sidebar reaches exactly the toc's pages."""
+    decoded; every table within the page's column and rendered as a table; the profile banner shown; search finds a chapter; the sidebar reaches exactly the toc's pages."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: run `make setup`")
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM}: `make browser` installs Debian's chromium (needs apt-get)")
@@ -319,6 +319,8 @@ def test_book_in_a_browser_loads_cleanly_searches_and_navigates(smoke_run: dict[
                 for header in page.eval_on_selector_all("article.bd-article table", WIDER_THAN_COLUMN):
                     problems.append(f"{name}: a table is wider than the page's column and is cut off or scrolls "
                                     f"(its header ends {header!r})")
+                if page.eval_on_selector_all("article.bd-article p", "ps => ps.some(p => p.innerText.includes('| ---'))"):
+                    problems.append(f"{name}: a Markdown table is printed as text (a paragraph of pipes)")
                 banner = page.locator("aside.bd-header-announcement")
                 if not (banner.count() == 1 and banner.is_visible() and "smoke profile:" in banner.inner_text()):
                     problems.append(f"{name}: the announcement banner is missing or hidden")

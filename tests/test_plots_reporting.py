@@ -241,7 +241,8 @@ def test_ablation_table_and_plot_tell_methods_apart(method_grid: pd.DataFrame, a
     assert ablation_reporting.ablation_rows(ablation)[0][:3] == ["r", "targets", "head"]  # LoRA-only: plain r
     tabular = ablation_reporting.ablation_tabular(method_grid)
     assert "Setting" in tabular and tabular.count(r"\\") == 1 + len(method_grid)
-    assert "BitFit, linear head" in ablation_reporting.ablation_sentence(experiments_intervals(method_grid))
+    sentence = ablation_reporting.ablation_sentence(experiments_intervals(method_grid))
+    assert "BitFit, linear head" in sentence and "LoRA r=2, " in sentence  # beside other methods LoRA is named
     fig = plots.accuracy_vs_params(method_grid, budget=1_000_000)
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert {"LoRA", "(IA)³", "BitFit"} <= set(labels)  # colour is the method
