@@ -303,7 +303,9 @@ def _variant_panel(ax: Any, trained: pd.DataFrame, hue: str, colours: Mapping[st
         else:
             ax.plot(row["accuracy_pct"], y, "o", color=colour, markersize=7)
     # two lines per label (method and size; placement and head) keep the panel's labels inside the figure
-    ax.set_yticks(ys, [describe_setting(r).replace(", ", "\n", 1) for _, r in order.iterrows()], fontsize=9.5)
+    several = len({method_label(r) for _, r in order.iterrows()}) > 1  # beside other methods LoRA is named
+    ax.set_yticks(ys, [describe_setting(r, name_lora=several).replace(", ", "\n", 1) for _, r in order.iterrows()],
+                  fontsize=9.5)
     ax.set_ylim(-0.6, len(order) - 0.4)
     ax.set(title="Each trained variant (95% CI)", xlabel="Test accuracy (%)")
 

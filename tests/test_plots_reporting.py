@@ -248,6 +248,8 @@ def test_ablation_table_and_plot_tell_methods_apart(method_grid: pd.DataFrame, a
     assert {"LoRA", "(IA)³", "BitFit"} <= set(labels)  # colour is the method
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == ["r=2"]  # only the rank-sized point is labelled with a rank
+    panel = next(a for a in fig.axes if a.get_title().startswith("Each trained variant"))
+    assert any(t.get_text().startswith("LoRA r=2") for t in panel.get_yticklabels())
     _check_saved(fig, tmp_path, "methods")
 
 
