@@ -15,7 +15,7 @@ import pandas as pd
 from . import artifacts
 from .artifacts import num, pct, pvalue
 from .experiments import grid_settings
-from .reporting import dec, describe_setting, markdown_table, method_label, p_text, short_targets
+from .reporting import dec, describe_setting, markdown_table, method_label, p_text, several_methods, short_targets
 
 
 def pareto_mask(frame: pd.DataFrame, x: str = "trainable_params", y: str = "accuracy") -> list[bool]:
@@ -34,11 +34,6 @@ def pareto_mask(frame: pd.DataFrame, x: str = "trainable_params", y: str = "accu
 
 def _signed_points(x: Any) -> str:
     return "--" if x is None or pd.isna(x) else f"{100 * float(x):+.2f}"
-
-
-def _several_methods(frame: pd.DataFrame) -> bool:
-    labels = {method_label(r) for _, r in frame.iterrows()}
-    return labels != {"LoRA"}
 
 
 def _size(row: Mapping[str, Any]) -> Any:
@@ -71,7 +66,7 @@ def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
     frame = frame.sort_values(["trainable_params"], kind="stable")
     col = lambda name: frame[name] if name in frame else pd.Series([math.nan] * len(frame), index=frame.index)  # noqa: E731
     rows = [r for _, r in frame.iterrows()]
-    columns: dict[str, Any] = ({"setting": [_setting(r) for r in rows]} if _several_methods(frame)
+    columns: dict[str, Any] = ({"setting": [_setting(r) for r in rows]} if several_methods(frame)
                                else {"r": [int(r["lora_r"]) for r in rows]})
     targets = [_targets(r) for r in rows]
     if len({t for t in targets if t != "–"}) > 1:
@@ -127,8 +122,7 @@ def _gap_cell(diff: Any, low: Any, high: Any) -> str:
     """``-0.75 [-2.1, +0.6]``: the paired difference to the best setting, in points."""
     if diff is None or pd.isna(diff):
         return "--"
-    interval = "" if pd.isna(low) or pd.isna(high) else f" [{100 * float(low):+.1f}, {100 * float(high):+.1f}]"
-    return f"{100 * float(diff):+.2f}{interval}"
+    return _signed_points(diff) + ("" if pd.isna(low) or pd.isna(high) else " " + _points_interval(low, high, digits=1))
 
 
 def ablation_rows(table: pd.DataFrame) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -153,8 +147,8 @@ def _seconds_text(x: Any) -> str:
     return "--" if pd.isna(seconds) else num(seconds)
 
 
-def _points_interval(low: Any, high: Any) -> str:
-    return "--" if pd.isna(low) or pd.isna(high) else f"[{100 * float(low):+.2f}, {100 * float(high):+.2f}]"
+def _points_interval(low: Any, high: Any, digits: int = 2) -> str:
+    return "--" if pd.isna(low) or pd.isna(high) else f"[{100 * float(low):+.{digits}f}, {100 * float(high):+.{digits}f}]"
 
 
 def ablation_sentence(table: pd.DataFrame) -> str:
@@ -163,7 +157,7 @@ def ablation_sentence(table: pd.DataFrame) -> str:
         return "No variant was trained, so there is nothing to compare."
     frame = grid_settings(table)
     frame = frame[frame["accuracy"].notna()]
-    several = _several_methods(frame)
+    several = several_methods(frame)
     best = frame[frame["best"].astype(bool)].iloc[0]
     others = frame[~frame["best"].astype(bool)].sort_values("trainable_params")
     worse = [r for _, r in others.iterrows() if r["diff_ci_high"] < 0]

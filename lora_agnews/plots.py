@@ -23,7 +23,7 @@ from .merge_reporting import label as merge_label
 from .merging import HEAD_ONLY, OWN
 from .ablation_reporting import describe_config, study_settings
 from .experiments import grid_settings
-from .reporting import describe_setting, method_label
+from .reporting import describe_setting, method_label, several_methods
 
 PALETTE = "colorblind"
 SPLIT_ORDER = ["train", "validation", "test"]
@@ -303,7 +303,7 @@ def _variant_panel(ax: Any, trained: pd.DataFrame, hue: str, colours: Mapping[st
         else:
             ax.plot(row["accuracy_pct"], y, "o", color=colour, markersize=7)
     # two lines per label (method and size; placement and head) keep the panel's labels inside the figure
-    several = len({method_label(r) for _, r in order.iterrows()}) > 1  # beside other methods LoRA is named
+    several = several_methods(order)  # beside other methods LoRA is named
     ax.set_yticks(ys, [describe_setting(r, name_lora=several).replace(", ", "\n", 1) for _, r in order.iterrows()],
                   fontsize=9.5)
     ax.set_ylim(-0.6, len(order) - 0.4)

@@ -96,6 +96,11 @@ def method_label(c: Mapping[str, Any]) -> str:
     return METHOD_NAMES.get(method, method)
 
 
+def several_methods(frame: pd.DataFrame) -> bool:
+    """True unless every row is plain LoRA: a table, sentence or figure then names each row's method."""
+    return {method_label(r) for _, r in frame.iterrows()} != {"LoRA"}
+
+
 def describe_setting(c: Mapping[str, Any], name_lora: bool = False) -> str:
     """``r=8, Q,K,V, linear head`` for LoRA (as before); ``PiSSA r=18, ...``, ``BitFit, linear head``, ...
     for other methods: the method, its size where it has one, the placement where it has one, the head.
