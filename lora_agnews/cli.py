@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train, evaluate on the test split, write DIR/metrics.json")
     _common(p)
     p.add_argument("--out", required=True, help="run directory (resumed if it holds an unfinished run)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run of another configuration in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (a directory that holds only a run this project wrote)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="classify headlines with a saved adapter")
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(transformers.pipeline loads it without peft)")
     p.add_argument("--adapter", required=True, help="adapter directory (RUN/adapter)")
     p.add_argument("--out", required=True, help="directory for the checkpoint (refused if not empty)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out (never other files)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("run", help="the whole pipeline: notebooks (papermill) -> book -> report")

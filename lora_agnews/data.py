@@ -8,6 +8,7 @@ selection never sees test), and token ids that are padded per batch, never to a 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import html
 import re
@@ -282,6 +283,54 @@ def load_task(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame, Task]:
 def load_splits(cfg: Config) -> Splits:
     train, test, task = load_task(cfg)
     return make_splits(train, test, cfg, task.source or cfg.data, task)
+
+
+# --------------------------------------------------------------------------- identity of the data
+def data_files(cfg: Config) -> tuple[str, list[Path]]:
+    """The source a configuration reads and its local files (none for the hub and the checked PyPI copies).
+
+    A missing directory or file is left to the loader, whose error names the fix.
+    """
+    if cfg.task == AGNEWS:
+        if cfg.data == "hub":
+            return f"hub:{HUB_ID}", []
+        directory = paths.SAMPLE_DATA if cfg.data == "sample" else Path(cfg.data).expanduser()
+        names: tuple[str, ...] = ("train.csv", "test.csv")
+    else:
+        from .sources import HUB, PYPI, TASKS
+
+        source = task_source(cfg)
+        if cfg.task in TASKS and source in (HUB, PYPI):
+            return f"{source}:{cfg.task}", []  # the PyPI copy is checked against its release's SHA-256 when read
+        directory = Path(source if cfg.task in TASKS else cfg.task).expanduser()
+        names = ("train.csv", "test.csv", "classes.txt")
+    return str(directory.resolve()), [directory / n for n in names if (directory / n).is_file()]
+
+
+def data_fingerprint(cfg: Config) -> str:
+    """SHA-256 over the local data files a run reads (names and bytes); a published source's name otherwise.
+
+    Part of a run's identity (:func:`lora_agnews.runs.run_key`): a run trained on a CSV that was
+    edited since is never reused. Cheap: a file is hashed once per process while its size and
+    modification time stay the same.
+    """
+    source, files = data_files(cfg)
+    if not files:
+        return source
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.name}\0{_file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}\0".encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- tokens

@@ -201,8 +201,11 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
     """Train every grid variant within the budget (complete runs are reused, stale ones replaced) and tabulate."""
     from .train import train_owned
 
+    from .pipeline import invalidate_results
+
     root = paths.runs_dir(cfg.profile) / "ablation"
     grid = ablation_grid(cfg)
+    invalidate_results(cfg.profile, "ablate")
     rows = []
     for i, variant in enumerate(grid, 1):
         run_dir = root / run_name(variant)
@@ -349,11 +352,11 @@ def reusable_run(cfg: Config) -> Path | None:
     wherever it is needed. The main run is preferred; otherwise the first match in path order.
     """
     root = paths.runs_dir(cfg.profile)
-    key = cfg.run_key()
+    key = runs.run_key(cfg)
     candidates = [root / "main", *runs.complete_runs(root)]
     for run_dir in candidates:
         record = runs.read_record(run_dir) or {}
-        if record.get("status") == "complete" and record.get("run_key") == key:
+        if record.get("status") == "complete" and runs.same_key(record.get("run_key"), key):
             return run_dir
     return None
 
@@ -402,9 +405,12 @@ def run_seeds(cfg: Config, ablation: pd.DataFrame | None = None) -> dict[str, An
     Writes statistics.json; ``chosen``, ``baseline`` and ``difference`` keep their meaning, and
     ``settings`` lists all of them in the order chosen, baseline, grid variants.
     """
+    from .pipeline import invalidate_results
+
     if cfg.study_top and ablation is None:
         ablation = _read_ablation(cfg)
     base_cfg = baseline_config(cfg)
+    invalidate_results(cfg.profile, "seeds")
     named = [("chosen", cfg, "chosen-" + run_name(cfg)), ("baseline", base_cfg, "baseline-" + run_name(base_cfg))]
     named += [(f"grid {i}", v, "grid-" + run_name(v))
               for i, v in enumerate(top_variants(cfg, ablation, cfg.study_top) if ablation is not None else [], 1)]

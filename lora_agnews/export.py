@@ -54,6 +54,8 @@ CHECK_TEXTS: tuple[str, ...] = (
 )
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
+# Written last into every export: what it holds, so --overwrite replaces an earlier export and nothing else.
+MANIFEST_FILE = "lora_agnews_export.json"
 TANH_HEADS = ("roberta", "xlm-roberta", "camembert", "mpnet", "bert")  # model types whose head applies tanh
 GELU_HEADS = ("electra",)
 
@@ -213,16 +215,46 @@ def to_plain(merged: nn.Module, head: str) -> nn.Module:
 
 # --------------------------------------------------------------------------- output directory
 def check_out_dir(out_dir: Path, adapter_dir: Path, overwrite: bool) -> None:
-    """Refuse a non-empty ``--out`` (unless ``overwrite``), a file, and the adapter or its run directory."""
+    """Refuse a file, the adapter or its run directory, and a non-empty ``--out`` unless ``overwrite``
+    and it holds an earlier export and nothing else (its manifest lists what export wrote there)."""
     out, adapter = Path(out_dir).resolve(), Path(adapter_dir).resolve()
     if out == adapter or out in adapter.parents:
         raise ExportError(f"--out {out_dir} would replace the adapter {adapter_dir} it is exported from; "
                           f"choose another directory, e.g. --out {adapter.parent / 'exported'}.")
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out_dir} is a file; give a directory to write the checkpoint into.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"--out {out_dir} exists and is not empty; pass --overwrite to replace it, "
-                          f"or choose another directory.")
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not overwrite:
+        raise ExportError(f"--out {out_dir} exists and is not empty; pass --overwrite to replace an earlier export "
+                          f"there, or choose another directory.")
+    foreign = foreign_files(out)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ExportError(f"--out {out_dir} holds files export did not write ({shown}); --overwrite replaces only an "
+                          f"earlier export, so nothing was changed: choose another directory.")
+
+
+def foreign_files(directory: Path) -> list[str]:
+    """Entries of ``directory`` that no export wrote: all of them when it has no readable manifest."""
+    from .artifacts import read_json
+
+    entries = sorted(p.name for p in Path(directory).iterdir())
+    try:
+        written = set(read_json(Path(directory) / MANIFEST_FILE).get("files", []))
+    except (OSError, ValueError, AttributeError):
+        return entries
+    return [name for name in entries if name not in written and name != MANIFEST_FILE]
+
+
+def write_manifest(directory: Path, adapter_dir: Path) -> None:
+    """Record what this export wrote (every entry of ``directory``) and from which adapter."""
+    from .artifacts import write_json
+    from .runs import now
+
+    files = sorted(p.name for p in Path(directory).iterdir())
+    write_json({"adapter": str(Path(adapter_dir).resolve()), "exported": now(), "files": files},
+               Path(directory) / MANIFEST_FILE)
 
 
 # --------------------------------------------------------------------------- self-check
@@ -413,4 +445,6 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
         diff = check_logits(pipeline_logits(tmp, texts), expected)
         result = ExportResult(out_dir, architecture, labels, diff, scale)
         write_card(tmp, cfg, adapter_dir, result, kind)
+        write_manifest(tmp, adapter_dir)
+        check_out_dir(out_dir, adapter_dir, overwrite)  # again: files may have appeared in --out meanwhile
     return result

@@ -78,11 +78,18 @@ def _train_prepared(cfg: Config, splits: Any, tokenizer: Any, model: nn.Module, 
 
 
 def _clear(run_dir: Path) -> None:
-    import shutil
+    """An empty ``run_dir`` to train into; an earlier run of another key there is moved aside, never deleted
+    (it may have taken an hour, and changing the parameter back should not cost it again)."""
+    from .runs import set_aside
 
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        records = [run_dir / name for name in ("head_only.json", "multitask.json") if (run_dir / name).is_file()]
+        try:
+            key = read_json(records[0]).get("key") if records else None
+        except ValueError:
+            key = None
+        say(f"{run_dir} held a run of another configuration; moved it to {set_aside(run_dir, key)}")
+    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray, int]:

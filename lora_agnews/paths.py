@@ -35,6 +35,22 @@ def results_dir(profile: str) -> Path:
     return results_root() / profile
 
 
+def superseded_dir(run_dir: Path, tag: str) -> Path:
+    """Where a pipeline-owned run of a configuration that changed is kept (``tag`` names that configuration).
+
+    ``results/superseded/<the run's path under results>-<tag>``: outside every profile's runs/, so
+    aggregation and reuse, which scan that tree, never count it. A run directory outside results/
+    keeps it beside itself, in a hidden ``.superseded`` folder that scans skip as well.
+    """
+    run_dir = Path(run_dir).resolve()
+    root = results_root()
+    try:
+        relative = run_dir.relative_to(root)
+    except ValueError:
+        return run_dir.parent / ".superseded" / f"{run_dir.name}-{tag}"
+    return root / "superseded" / relative.parent / f"{relative.name}-{tag}"
+
+
 def figures_dir(profile: str) -> Path:
     return results_dir(profile) / "figures"
 

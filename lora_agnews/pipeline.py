@@ -211,6 +211,19 @@ def stamp_path(profile: str) -> Path:
     return paths.results_dir(profile) / STAMP
 
 
+def invalidate_results(profile: str, command: str) -> None:
+    """Remove the profile's stamp before ``command`` trains runs or rewrites results the book and report read.
+
+    Run outside the pipeline (``ablate``, ``seeds``, ``quantization``), such a command would otherwise
+    leave a stamp vouching for notebooks whose numbers no longer match the results beside them.
+    """
+    stamp = stamp_path(profile)
+    if stamp.is_file():
+        stamp.unlink()
+        say(f"{command} changes results/{profile}: removed its {STAMP} stamp, so the book and report refuse them until "
+            f"`python -m lora_agnews run --profile {profile}` re-executes the notebooks (complete runs are reused)")
+
+
 def notebook_parameters(profile: str, cfg: Config, notebook: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """What papermill injects: every key of the profile's YAML, every key the notebook declares, overrides.
 

@@ -97,9 +97,11 @@ def run_study(cfg: Config, isolate: bool = True) -> dict[str, Any]:
     (the numbers are the same, the peak memory is then the process's whole history).
     """
     from .experiments import _same_test_rows, mcnemar, paired_difference_ci
+    from .pipeline import invalidate_results
 
     rows, correct, labels = [], {}, []
     plan = study_configs(cfg)
+    invalidate_results(cfg.profile, "quantization")
     for i, (scheme, seed, variant) in enumerate(plan, 1):
         out = run_dir(cfg, scheme, seed)
         say(f"quantization {i}/{len(plan)}: {scheme} seed {seed}")

@@ -6,9 +6,11 @@ half-finished run can never leak a number into a table.
 
 Life of a run directory::
 
-    check()  read-only: new | resume | complete | replace, or a RunError (wrong config, live run)
-    claim()  the only destructive step (``replace`` empties the directory); called after the
-             data and the budget were validated, so a failing call never costs an earlier run
+    RunLock  held by the one process that trains into the directory (``.lock``, flock)
+    check()  read-only: new | resume | complete | replace | aside, or a RunError (wrong config, live run)
+    claim()  the only step that changes what is there (``replace`` removes what training wrote,
+             ``aside`` moves another configuration's run to :func:`paths.superseded_dir`); called
+             after the data and the budget were validated, so a failing call never costs an earlier run
     start()  status "running" with config, versions, commit, device, pid, host
     finish() status "complete", or "failed" with the error
 
@@ -40,6 +42,13 @@ from .config import Config
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"
+LOCK_FILE = ".lock"
+TENSORBOARD_DIR = "tensorboard"
+# Everything ``train`` writes into a run directory: --overwrite replaces a directory that holds nothing else,
+# so a user's file that found its way into --out is never deleted with the run.
+RUN_ENTRIES = frozenset({RUN_FILE, METRICS_FILE, "history.json", "test_predictions.npz", "adapter", CHECKPOINTS,
+                         TENSORBOARD_DIR, LOCK_FILE})
+DATA_KEY = "data_sha256"
 # The Trainer writes trainer_state.json last: a checkpoint without it was cut off mid-save.
 CHECKPOINT_COMPLETE_MARKER = "trainer_state.json"
 STATUSES = ("complete", "running", "interrupted", "failed", "invalid")
@@ -135,41 +144,68 @@ def is_live(record: dict[str, Any]) -> bool:
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    if DATA_KEY not in old:
+        new = {k: v for k, v in new.items() if k != DATA_KEY}
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
-def check(run_dir: Path, cfg: Config, overwrite: bool = False) -> str:
-    """What ``train`` would do with ``run_dir``: ``new``, ``resume``, ``complete`` or ``replace``.
+def run_key(cfg: Config) -> dict[str, Any]:
+    """What identifies a run: the configuration's key and the content of its data.
 
-    Read-only, so errors surface before anything is touched. A directory that holds a
-    different configuration's run is refused unless ``overwrite``: its checkpoints would
-    otherwise be resumed into the wrong experiment.
+    An edited CSV trains a different model, so a run of the same parameters on other rows is
+    never reused or resumed (:func:`lora_agnews.data.data_fingerprint`: cheap, cached per file).
+    """
+    from .data import data_fingerprint
+
+    return {**cfg.run_key(), DATA_KEY: data_fingerprint(cfg)}
+
+
+def same_key(recorded: Any, key: dict[str, Any]) -> bool:
+    """``recorded`` (a run record's key) identifies the run ``key`` describes.
+
+    Records written before the data's fingerprint was kept carry none: they are compared on the
+    configuration alone, as :data:`lora_agnews.config.NEW_KEY_DEFAULTS` keeps older runs usable.
+    """
+    if isinstance(recorded, dict) and DATA_KEY not in recorded:
+        key = {k: v for k, v in key.items() if k != DATA_KEY}
+    return recorded == key
+
+
+def key_tag(key: Any) -> str:
+    """A short, stable name for a run key (the suffix of a set-aside run's directory)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def check(run_dir: Path, cfg: Config, overwrite: bool = False, owned: bool = False) -> str:
+    """What ``train`` would do with ``run_dir``: ``new``, ``resume``, ``complete``, ``replace`` or ``aside``.
+
+    Read-only, so errors surface before anything is touched. A directory that holds a different
+    configuration's run is refused unless ``overwrite`` (its checkpoints would otherwise be resumed
+    into the wrong experiment) or ``owned`` (a directory the pipeline names: the old run is moved
+    aside, never deleted). Only a directory the project wrote is ever replaced.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"--out {run_dir} is a file, not a directory; choose another --out.")
     record = read_record(run_dir)
     if record is None:
-        if (run_dir / RUN_FILE).is_file():
-            if not overwrite:
-                raise RunError(f"{run_dir / RUN_FILE} is unreadable (not JSON); pass --overwrite to start the run "
-                               f"over, or choose another --out.")
-            return "replace"
-        if run_dir.is_dir() and any(run_dir.iterdir()):
-            if not overwrite:
-                raise RunError(f"{run_dir} is not empty and holds no run record; choose another --out "
-                               f"or pass --overwrite to replace its contents.")
-            return "replace"
-        return "new"
+        return _check_unrecorded(run_dir, overwrite)
     if is_live(record):
         raise RunError(f"{run_dir} is being trained right now by process {record['pid']} (started "
                        f"{record.get('started')}); wait for it or stop it, then rerun to resume.")
-    same = record.get("run_key") == cfg.run_key()
+    key = run_key(cfg)
+    same = same_key(record.get("run_key"), key)
+    if not same and owned:
+        return "aside"
     if not same and not overwrite:
-        diff = _differences(record.get("run_key") or {}, cfg.run_key())
+        diff = _differences(record.get("run_key") or {}, key)
         raise RunError(f"{run_dir} holds a run of a different configuration (differs in: {', '.join(diff[:8])}). "
                        f"Choose another --out, or pass --overwrite (CLI) / overwrite=True to replace it.")
     if overwrite and (not same or record.get("status") == "complete"):
+        refuse_foreign(run_dir)
         return "replace"
     if record.get("status") == "complete" and (run_dir / METRICS_FILE).is_file():
         return "complete"
@@ -181,13 +217,78 @@ def check(run_dir: Path, cfg: Config, overwrite: bool = False) -> str:
     return "resume"
 
 
+def _check_unrecorded(run_dir: Path, overwrite: bool) -> str:
+    """A directory without a readable record: new when empty; never replaced unless training wrote all of it."""
+    entries = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE) if run_dir.is_dir() else []
+    if not entries:
+        return "new"
+    if RUN_FILE in entries:
+        if not overwrite:
+            raise RunError(f"{run_dir / RUN_FILE} is unreadable (not JSON); pass --overwrite to start the run "
+                           f"over, or choose another --out.")
+        refuse_foreign(run_dir)
+        return "replace"
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    raise RunError(f"{run_dir} is not empty and holds no run record ({RUN_FILE}), so its files ({shown}) are not a "
+                   f"run of this project and are never replaced, not even with --overwrite; choose another --out.")
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """Entries of ``run_dir`` that training does not write (its atomic writes' temporaries count as its own)."""
+    def own(name: str) -> bool:
+        return name in RUN_ENTRIES or any(name.startswith(f".{entry}.") for entry in RUN_ENTRIES)
+
+    return sorted(p.name for p in Path(run_dir).iterdir() if not own(p.name))
+
+
+def refuse_foreign(run_dir: Path) -> None:
+    """A RunError naming the files in ``run_dir`` that replacing the run would delete but the project did not write."""
+    foreign = foreign_entries(run_dir)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise RunError(f"{run_dir} holds files a training run does not write ({shown}); --overwrite would delete "
+                       f"them, so it is refused: move them elsewhere, or choose another --out.")
+
+
 def claim(run_dir: Path, state: str) -> str:
-    """Act on :func:`check`'s answer; ``replace`` empties the directory. Returns new/resume/complete."""
+    """Act on :func:`check`'s answer: ``replace`` removes what training wrote (the lock stays with its
+    holder), ``aside`` moves another configuration's run away (:func:`set_aside`). Returns new/resume/complete."""
     run_dir = Path(run_dir)
     if state == "replace":
-        shutil.rmtree(run_dir, ignore_errors=False)
+        refuse_foreign(run_dir)  # again: files may have appeared while the data was checked
+        for child in run_dir.iterdir():
+            if child.name == LOCK_FILE:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        return "new"
+    if state == "aside":
+        from .progress import say
+
+        record = read_record(run_dir) or {}
+        say(f"{run_dir} held a run of another configuration; moved it to {set_aside(run_dir, record.get('run_key'))}")
         return "new"
     return state
+
+
+def set_aside(run_dir: Path, key: Any) -> Path:
+    """Move everything in ``run_dir`` but its lock to a new directory named by ``key`` (never one that exists).
+
+    A pipeline-owned directory whose configuration changed keeps its earlier run this way: it may
+    hold hours of training, and changing a parameter back should not cost them.
+    """
+    target = paths.superseded_dir(Path(run_dir), key_tag(key))
+    dest, n = target, 1
+    while dest.exists():
+        n += 1
+        dest = target.with_name(f"{target.name}-{n}")
+    dest.mkdir(parents=True)
+    for child in sorted(Path(run_dir).iterdir()):
+        if child.name != LOCK_FILE:
+            shutil.move(str(child), str(dest / child.name))
+    return dest
 
 
 def prepare(run_dir: Path, cfg: Config, overwrite: bool = False) -> str:
@@ -201,7 +302,7 @@ def start(run_dir: Path, cfg: Config, device: Any, facts: dict[str, Any] | None 
     ``facts`` (rows used of those available, pretrained or not) say what the run's numbers mean.
     """
     previous = read_record(run_dir) or {}
-    record = {"status": "running", "config": cfg.to_dict(), "run_key": cfg.run_key(), **(facts or {}),
+    record = {"status": "running", "config": cfg.to_dict(), "run_key": run_key(cfg), **(facts or {}),
               "versions": library_versions(), "git_commit": git_commit(), "device": device_description(device),
               "world_size": world_size(), "pid": os.getpid(), "host": socket.gethostname(),
               "command": " ".join(sys.argv), "started": previous.get("started", now()), "updated": now(),
@@ -237,6 +338,84 @@ def _advice(info: "RunInfo") -> str:
     if info.status == "running":
         return "Wait for it to finish."
     return "Rerun the same command to resume it, or pass --overwrite to start over."
+
+
+# --------------------------------------------------------------------------- the lock
+class RunLock:
+    """An exclusive ``flock`` on ``run_dir/.lock`` for as long as one process trains into ``run_dir``.
+
+    Two processes training into one directory would interleave checkpoints and records; the second
+    is refused at once, naming the holder's pid (written into the file). The kernel drops the lock
+    when its process dies, so a run killed with SIGKILL never blocks its own resume. Under torchrun
+    only rank 0 takes it (:func:`lora_agnews.train.train`): the ranks of one launch are one run.
+    Directories the lock had to create are removed again if nothing else was written into them,
+    so a refused call leaves no trace.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self.fd: int | None = None
+        self.created: list[Path] = []
+
+    def acquire(self) -> None:
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise RunError(f"--out {self.run_dir} is a file, not a directory; choose another --out.")
+        self.created = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.fd = self._take()
+        except BaseException:
+            self._remove_created()
+            raise
+
+    def _take(self) -> int:
+        import fcntl
+
+        for _ in range(5):  # the file may be unlinked by a releasing holder between open and flock
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").split() or ["unknown"]
+                os.close(fd)
+                raise RunError(f"{self.run_dir} is locked by process {holder[0]}"
+                               f"{' on ' + holder[1] if len(holder) > 1 else ''}, which is training into it; wait "
+                               f"for it to finish (or stop it), or choose another --out.") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+                return fd
+            os.close(fd)
+        raise RunError(f"could not lock {self.path}: other processes keep taking it; retry, or choose another --out.")
+
+    def release(self) -> None:
+        """Unlink, then unlock: a process that opened the old file finds it gone and retries."""
+        if self.fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.close(self.fd)
+        self.fd = None
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        for directory in self.created:  # deepest first; stops at the first that holds something
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 # --------------------------------------------------------------------------- scanning
@@ -292,7 +471,8 @@ def scan(root: Path) -> list[RunInfo]:
     if not root.is_dir():
         return []
     found = sorted({p.parent for p in root.rglob(RUN_FILE)})
-    return [inspect(d) for d in found if CHECKPOINTS not in d.relative_to(root).parts]
+    parts = {d: d.relative_to(root).parts for d in found}  # hidden: temporaries and runs kept aside
+    return [inspect(d) for d in found if CHECKPOINTS not in parts[d] and not any(p.startswith(".") for p in parts[d])]
 
 
 def complete_runs(root: Path) -> list[Path]:

@@ -233,7 +233,7 @@ def training_arguments(cfg: Config, out_dir: Path, n_train: int, device: torch.d
 # TensorBoard's event files, inside the run directory: a stable place (the Trainer's default is a
 # timestamped folder under checkpoints/), removed with the run on --overwrite, and found by
 # `tensorboard --logdir results/` together with every other run's.
-TENSORBOARD_DIR = "tensorboard"
+TENSORBOARD_DIR = runs.TENSORBOARD_DIR
 
 
 def _tensorboard_callback(log_dir: Path, purge_step: int) -> Any:
@@ -301,25 +301,24 @@ def train_owned(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Train into a run directory the pipeline names itself (``results/<profile>/runs/...``).
 
     There a complete run of this configuration is reused, and a run of another configuration
-    (a changed parameter, or text prepared by an older ``DATA_FORMAT``) is replaced instead of
-    refused: the user did not choose the directory, and its old contents no longer describe this
-    configuration. A live run is still never touched (``runs.check``). ``--out`` directories that
-    a user names go through :func:`train`, which refuses unless told to overwrite.
+    (a changed parameter, edited data, or text prepared by an older ``DATA_FORMAT``) is moved aside
+    to :func:`lora_agnews.paths.superseded_dir` instead of refused: the user did not choose the
+    directory, and the old run may hold hours of training. A live run is still never touched.
+    ``--out`` directories that a user names go through :func:`train`, which refuses unless told to overwrite.
     """
-    record = runs.read_record(run_dir)
-    changed = record is not None and record.get("run_key") != cfg.run_key()
-    if changed:
-        say(f"{run_dir} holds a run of another configuration; replacing it")
-    return train(cfg, run_dir, overwrite=changed)
+    return train(cfg, run_dir, owned=True)
 
 
-def train(cfg: Config, out_dir: Path, overwrite: bool = False, splits: Splits | None = None) -> dict[str, Any]:
+def train(cfg: Config, out_dir: Path, overwrite: bool = False, splits: Splits | None = None,
+          owned: bool = False) -> dict[str, Any]:
     """Train, save the adapter, score the test split once, write ``metrics.json``; return the metrics.
 
     Rerunning with the same ``out_dir`` reuses a complete run and resumes an interrupted one.
     Nothing in ``out_dir`` is touched until the config, the data and the budget were checked,
-    so a refused call never costs an earlier run. Under torchrun / accelerate launch only rank
-    0 writes the record, the adapter and the metrics; other ranks return ``{}``.
+    so a refused call never costs an earlier run. The directory is locked (:class:`runs.RunLock`)
+    before anything is checked, so a second process training into it is refused at once. Under
+    torchrun / accelerate launch only rank 0 holds the lock and writes the record, the adapter and
+    the metrics; other ranks return ``{}``.
     """
     from .progress import quiet_libraries
 
@@ -330,7 +329,16 @@ def train(cfg: Config, out_dir: Path, overwrite: bool = False, splits: Splits | 
     require(cfg, device_for(cfg))  # quantize without a working bitsandbytes, or a method that cannot: refused here
     out_dir = Path(out_dir).resolve()
     _init_distributed(cfg)
-    state = _on_main(lambda: runs.check(out_dir, cfg, overwrite=overwrite))
+    lock = runs.RunLock(out_dir)
+    _on_main(lock.acquire)
+    try:
+        return _train_locked(cfg, out_dir, overwrite, splits, owned)
+    finally:
+        lock.release()
+
+
+def _train_locked(cfg: Config, out_dir: Path, overwrite: bool, splits: Splits | None, owned: bool) -> dict[str, Any]:
+    state = _on_main(lambda: runs.check(out_dir, cfg, overwrite=overwrite, owned=owned))
     if state == "complete":
         say(f"{out_dir} already holds this complete run; reusing it (pass --overwrite to retrain)")
         return runs.load_complete(out_dir) if _is_main_process() else {}

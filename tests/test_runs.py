@@ -36,7 +36,8 @@ def test_record_of_a_real_run(trained: Path) -> None:
     record = runs.read_record(trained)
     assert record["status"] == "complete" and record["error"] is None
     assert record["config"] == config.load("smoke", {"epochs": 1}).to_dict()
-    assert record["run_key"] == config.load("smoke", {"epochs": 1}).run_key()
+    assert record["run_key"] == runs.run_key(config.load("smoke", {"epochs": 1}))
+    assert record["run_key"][runs.DATA_KEY] != config.load("smoke").run_key().get(runs.DATA_KEY)
     for lib in ("python", "torch", "transformers", "peft", "accelerate"):
         assert record["versions"][lib] and record["versions"][lib] != "absent"
     assert re.fullmatch(r"([0-9a-f]{40}(-dirty)?|unknown)", record["git_commit"])
@@ -101,7 +102,7 @@ def test_check_refusals(tmp_path: Path, smoke_config: config.Config) -> None:
     assert runs.check(run_dir, other, overwrite=True) == "replace"
     assert runs.check(run_dir, smoke_config, overwrite=True) == "replace"
     assert run_dir.is_dir(), "check never deletes"
-    assert runs.claim(run_dir, "replace") == "new" and not run_dir.exists()
+    assert runs.claim(run_dir, "replace") == "new" and not any(run_dir.iterdir())
 
     stray = tmp_path / "stray"
     stray.mkdir()
@@ -295,6 +296,9 @@ def test_pipeline_owned_run_of_an_older_data_format_is_replaced(tmp_path: Path, 
         runs.check(run_dir, cfg)  # a user's --out is refused ...
     metrics = train_owned(cfg, run_dir)  # ... a pipeline-owned directory is retrained
     record = runs.read_record(run_dir)
-    assert record["status"] == "complete" and record["run_key"] == cfg.run_key()
+    assert record["status"] == "complete" and record["run_key"] == runs.run_key(cfg)
     assert metrics["n_eval"] == sample_rows()[1] and record["attempts"] == 1  # the fake metrics had no n_eval
+    [kept] = (run_dir.parent / ".superseded").iterdir()  # the old run is kept, not deleted
+    assert runs.read_record(kept)["run_key"]["data_format"] == config.DATA_FORMAT - 1
+    assert read_json(kept / runs.METRICS_FILE) == {"accuracy": 0.5, "macro_f1": 0.5}
     assert train_owned(cfg, run_dir) == runs.load_complete(run_dir)  # and then reused, not retrained
