@@ -57,7 +57,7 @@ def test_writes_a_plain_checkpoint_with_labels_tokenizer_and_card(exported: expo
 
     out = exported.out_dir
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "tokenizer.json",
-                                               "tokenizer_config.json", "README.md"}
+                                               "tokenizer_config.json", "README.md", export_mod.MANIFEST_FILE}
     assert leftovers(out.parent) == []
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["architectures"] == ["RobertaForSequenceClassification"]
@@ -205,21 +205,28 @@ def test_prompt_tuning_is_refused_before_anything_is_written(runs: dict[str, Pat
     assert not out.exists() and leftovers(tmp_path) == []
 
 
-def test_an_occupied_out_is_refused_unless_overwrite(runs: dict[str, Path], tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_overwrite_replaces_only_an_earlier_export(runs: dict[str, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     adapter = runs["linear"] / "adapter"
     out = tmp_path / "plain"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert main(["export", "--adapter", str(adapter), "--out", str(out)]) == 2
-    assert "exists and is not empty; pass --overwrite" in capsys.readouterr().err
-    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    for extra in ([], ["--overwrite"]):  # not an export: refused, with or without --overwrite
+        assert main(["export", "--adapter", str(adapter), "--out", str(out), *extra]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+        assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
     for target in (adapter, adapter.parent):  # the adapter itself or its run directory: never, even with --overwrite
         assert main(["export", "--adapter", str(adapter), "--out", str(target), "--overwrite"]) == 2
         assert "would replace the adapter" in capsys.readouterr().err
-    assert main(["export", "--adapter", str(adapter), "--out", str(out), "--overwrite"]) == 0
+    earlier = tmp_path / "earlier"
+    assert main(["export", "--adapter", str(adapter), "--out", str(earlier)]) == 0
+    assert main(["export", "--adapter", str(adapter), "--out", str(earlier)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["export", "--adapter", str(adapter), "--out", str(earlier), "--overwrite"]) == 0
     assert "self-check" in capsys.readouterr().out
-    assert not (out / "notes.txt").exists() and (out / "model.safetensors").is_file()
+    (earlier / "notes.txt").write_text("mine")  # a user's file beside an earlier export: kept, the export refused
+    assert main(["export", "--adapter", str(adapter), "--out", str(earlier), "--overwrite"]) == 2
+    assert "notes.txt" in capsys.readouterr().err and (earlier / "notes.txt").read_text() == "mine"
     assert leftovers(tmp_path) == []
 
 
