@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lora_agnews import config, paths, pipeline, runs
-from lora_agnews.artifacts import read_json, write_json
+from lora_agnews.artifacts import write_json
 from lora_agnews.cli import main
 
 SHORT = ["-p", "epochs", "1", "-p", "max_train_samples", "64", "-p", "max_val_samples", "32",
