@@ -43,6 +43,7 @@ def load_results(profile: str) -> dict[str, Any]:
 def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the book's Markdown templates may use: results, formatted tables, profile facts."""
     from . import merge_reporting, quantize_study
+    from .audit import read_audit, summary
     from .config import from_dict
 
     results = load_results(profile)
@@ -68,6 +69,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "confusion_sentence": confusion_sentence(metrics["confusion_matrix"], metrics["labels"]),
         "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(ablation),
         "rates_sentence": rate_sentence(results["learning_rates"]),
+        "audit": read_audit(profile), "audit_sentence": summary(read_audit(profile)),
         "study_sentence": study_sentence(stats),
         "reference_sentence": reference_sentence(results["reference"]),
         "merging_sentence": merge_reporting.sentence(merging),

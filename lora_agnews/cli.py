@@ -226,6 +226,15 @@ def cmd_quantization(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import audit_profile
+
+    record = audit_profile(args.profile)
+    print(f"audit: {record['reproduced']} of {record['runs']} saved models reproduce their recorded test scores "
+          f"(largest |logit difference| {record['largest_abs_logit_diff']:.1e}, {record['seconds']:.0f} s)")
+    return 0
+
+
 def cmd_logits(args: argparse.Namespace) -> int:
     from .distill import write_logits_for_data
 
@@ -307,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_ablate)
 
+    p = sub.add_parser("audit", help="reload every saved model behind the profile's results in this fresh process, "
+                                     "re-score its test rows and compare with what was recorded")
+    p.add_argument("--profile", default="demo", help="profile in configs/ (default: demo)")
+    p.set_defaults(func=cmd_audit)
+
     p = sub.add_parser("logits", help="write a teacher logits file (for distillation) from any fine-tuned classifier")
     _common(p)
     p.add_argument("--teacher", required=True, help="teacher: an adapter directory (RUN/adapter) or a HF classifier directory")
@@ -324,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     from .runs import RunError
 
     from .merging import MergingError
+    from .audit import AuditError
 
-    known = (config_mod.ConfigError, DataError, ModelError, BudgetError, RunError, AdapterError, MergingError,
+    known = (config_mod.ConfigError, DataError, ModelError, BudgetError, RunError, AdapterError, MergingError, AuditError,
              FileNotFoundError, ValueError)
     try:
         return int(args.func(args) or 0)

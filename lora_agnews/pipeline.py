@@ -269,9 +269,35 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
         except PapermillExecutionError as exc:
             raise PipelineError(_cell_failure(name, exc, target)) from None
         say(f"notebook {name} done in {time.perf_counter() - t0:.1f} s -> {target}")
+    audit = run_audit(profile)
     write_json({"profile": profile, "results_format": RESULTS_FORMAT, "finished": runs.now(), "notebooks": list(NOTEBOOKS),
                 "overrides": {k: cfg.to_dict()[k] for k in overrides}, "git_commit": runs.git_commit(),
-                "seconds": round(time.perf_counter() - started, 1)}, stamp)
+                "seconds": round(time.perf_counter() - started, 1),
+                "audit": {k: audit[k] for k in ("runs", "reproduced", "largest_abs_logit_diff", "seconds")}}, stamp)
+
+
+def run_audit(profile: str) -> dict[str, Any]:
+    """``python -m lora_agnews audit`` in a process of its own; a run that does not reproduce stops the pipeline.
+
+    Its own process, so that nothing the notebooks' kernels built or cached can make a run agree with itself.
+    """
+    from . import reporting
+    from .audit import read_audit
+
+    say(f"audit: reloading every saved model of profile {profile} in a fresh process")
+    log = paths.executed_notebooks_dir(profile) / "audit.log"
+    env = {**os.environ, "LORA_AGNEWS_PROGRESS": "0"}
+    with open(log, "w", encoding="utf-8") as out:
+        done = subprocess.run([sys.executable, "-m", "lora_agnews", "audit", "--profile", profile], cwd=paths.ROOT,
+                              stdout=out, stderr=subprocess.STDOUT, env=env)
+    record = read_audit(profile)
+    if done.returncode != 0 or record is None:
+        tail = log.read_text(encoding="utf-8").strip().splitlines()[-12:]
+        raise PipelineError("the audit failed: saved models do not give the numbers recorded for them, so no book or "
+                            "report is made from these results:\n" + "\n".join(tail) + f"\n(full log: {log})")
+    reporting.write_audit_macros(profile, record)
+    say(f"audit: {record['reproduced']} of {record['runs']} saved models reproduced in {record['seconds']:.0f} s")
+    return record
 
 
 class _ProgressEcho:

@@ -105,6 +105,38 @@ def _linear4bit(linear: nn.Linear, scheme: str, double: bool, dtype: torch.dtype
     return layer
 
 
+def keep_layout(model: nn.Module) -> None:
+    """Keep every 4-bit layer of ``model`` in the layout it was quantized in, on every CPU.
+
+    On a CPU with AVX512-BF16, bitsandbytes 0.50's ``Linear4bit.forward`` repacks its weight *in place*
+    into an inference layout the first time it runs in eval mode without gradients: the block scales are
+    rounded to bfloat16, and from then on the layer runs an inference kernel that has no backward (the
+    gradient to the layer's input is silently dropped). The Trainer evaluates in the middle of training,
+    so every later step trained with the wrong gradients on a base that was no longer the one quantized,
+    and saving a checkpoint converts it back only "best effort" (the scales stay rounded). A model that
+    trains, and the same model rebuilt from its adapter in a fresh process, must compute alike: one
+    layout, the one ``apply`` made, everywhere. The flag is per layer, so the tests can force the path on
+    CPUs that lack the instructions.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def check_layout(model: nn.Module) -> None:
+    """Refuse a model whose 4-bit layers were repacked (see ``keep_layout``): its numbers are not the adapter's."""
+    packed = [name for name, m in model.named_modules() if is_repacked(m)]
+    if packed:
+        raise RuntimeError(f"{len(packed)} 4-bit layers were repacked for CPU inference (first: {packed[0]}); "
+                           f"their block scales were rounded: rebuild the model with quantize.apply")
+
+
+def is_repacked(module: nn.Module) -> bool:
+    """Whether bitsandbytes has converted this layer's weight to its CPU inference layout."""
+    state = getattr(getattr(module, "weight", None), "quant_state", None)
+    return bool(getattr(state, "packing_format_for_cpu", False))
+
+
 def _linear8bit(linear: nn.Linear, bnb: Any) -> nn.Module:
     # threshold 0: every column in int8 (no fp16 outlier columns), the layer's memory is what it says
     layer = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=linear.bias is not None,
@@ -146,6 +178,7 @@ def apply(model: nn.Module, cfg: Config, precision: str = "fp32") -> nn.Module:
         new = _linear8bit(linear, bnb) if cfg.quantize == "int8" else \
             _linear4bit(linear, cfg.quantize, cfg.quantize_double, dtype, bnb)
         setattr(parent, child, new.to(device))  # moving the parameter is what quantizes it
+    keep_layout(model)
     model.is_loaded_in_4bit = cfg.quantize != "int8"
     model.is_loaded_in_8bit = cfg.quantize == "int8"
     model.lora_agnews_config = cfg.to_dict()  # what merging rebuilds in full precision (methods.dequantize)

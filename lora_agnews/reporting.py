@@ -21,7 +21,7 @@ from .artifacts import num, pct
 from .config import CHOICES, Config
 
 PAPER_PROFILE = "paper"
-NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations", "merging", "quantization")
+NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations", "merging", "quantization", "audit")
 TARGET_ABBREVIATIONS = {"query": "Q", "key": "K", "value": "V", "dense": "dense", "word_embeddings": "emb"}
 
 
@@ -44,6 +44,16 @@ def write_macros(profile: str, notebook: str, values: Mapping[str, Any]) -> Path
     if dupes:
         raise ValueError(f"macro names collide: {', '.join(dupes)}; rename the keys.")
     return artifacts.write_macros(values, macros_path(profile, notebook), header=f"profile {profile}, {notebook}")
+
+
+def write_audit_macros(profile: str, record: Mapping[str, Any]) -> Path:
+    """The audit's figures for the report (``macros_audit.tex``), written by the pipeline's audit step."""
+    from .audit import summary
+
+    return write_macros(profile, "audit", {"audit_runs": record["runs"], "audit_reproduced": record["reproduced"],
+                                            "audit_max_diff": f"{record['largest_abs_logit_diff']:.1e}",
+                                            "audit_seconds": f"{record['seconds']:.0f}",
+                                            "audit_sentence": summary(record)})
 
 
 def write_table(profile: str, name: str, tabular: str) -> Path:

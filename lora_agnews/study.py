@@ -40,6 +40,7 @@ from .progress import say
 STUDY_FILE = "merging.json"
 STUDY_TABLE = "merging.csv"
 STUDY_FORMAT = 1
+MERGED_LOGITS = "merging_logits.npz"  # every merged combination's test logits, which the audit re-scores
 # what the study keeps of each task's own run (where its rows came from, how many it used)
 TASK_FACTS = ("data_source", "labels", "n_train_available", "n_train_used", "n_validation", "n_test_available",
               "n_test_used", "train_seconds", "trainable_params")
@@ -249,6 +250,10 @@ def save_results(study: Study, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     frame = results_frame(study)
     frame.to_csv(directory / STUDY_TABLE, index=False)
+    from .runs import save_arrays
+
+    save_arrays(directory / MERGED_LOGITS, **{merged_key(s.name, method): logits for s in study.tasks  # the audit's
+                                              for method, logits in s.logits.items() if s.kinds.get(method)})
     return write_json(results_dict(study, frame), directory / STUDY_FILE)
 
 
@@ -263,6 +268,11 @@ def results_dict(study: Study, frame: pd.DataFrame | None = None) -> dict[str, A
             "combinations": [c.to_dict() for c in study.combinations], "rows": rows,
             "note": None if study.settings.get("pretrained") else
             "randomly initialised encoder: these numbers prove the pipeline, not what merging does"}
+
+
+def merged_key(task: str, method: str) -> str:
+    """A merged combination's key in ``MERGED_LOGITS``."""
+    return f"{task}::{method}"
 
 
 def _plain(value: Any) -> Any:

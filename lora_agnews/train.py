@@ -443,6 +443,24 @@ def process_rss() -> int | None:
         return None
 
 
+def scoring_model(model: torch.nn.Module, cfg: Config, quiet: bool = False) -> torch.nn.Module:
+    """The model a run's test split is scored with: LoRA merged into the base where ``merge_eval`` allows.
+
+    The audit scores a reloaded adapter through this same function, so a run and its audit compute alike.
+    """
+    if cfg.merge_eval and cfg.quantize != "none":
+        if not quiet:
+            say(f"note: scoring on the {cfg.quantize} base as trained (merging would dequantize it; the saved "
+                f"adapter rebuilds this quantized base)")
+    elif cfg.merge_eval:
+        try:
+            return merge(model, cfg.method)
+        except MergeError as exc:
+            if not quiet:
+                say(f"note: scoring unmerged ({exc})")
+    return model
+
+
 def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dict[str, Any]:
     cfg = prep.cfg
     say(f"training {cfg.model_name} ({prep.breakdown['total']:,} trainable parameters) on "
@@ -454,19 +472,13 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
         return {}
     model = trainer.model
     from .adapter import save_adapter
+    from .quantize import check_layout
+
+    check_layout(model)  # a 4-bit base bitsandbytes repacked would score a model the adapter cannot rebuild
 
     adapter_dir = save_adapter(model, prep.tokenizer, cfg, out_dir / "adapter")
     precision = resolve_precision(cfg, device)
-    eval_model = model
-    if cfg.merge_eval and cfg.quantize != "none":
-        say(f"note: scoring on the {cfg.quantize} base as trained (merging would dequantize it; the saved adapter "
-            f"rebuilds this quantized base)")
-    elif cfg.merge_eval:
-        try:
-            eval_model = merge(model, cfg.method)
-        except MergeError as exc:
-            say(f"note: scoring unmerged ({exc})")
-    eval_model.to(device)
+    eval_model = scoring_model(model, cfg).to(device)
     say(f"scoring the test split ({len(prep.test):,} examples)")
     t0 = time.perf_counter()
     metrics, logits = evaluate_model(eval_model, prep.test, prep.tokenizer.pad_token_id, cfg.eval_batch_size,

@@ -21,7 +21,7 @@ ORDER = [
     "config", "sources", "data", "placements", "model", "quantize", "heads", "methods", "counting",
     "budget",
     "evaluate", "runs", "adapter", "export", "distill", "train",
-    "experiments", "merging", "multitask", "study", "merge_reporting", "quantize_study", "baselines", "explore", "reporting", "ablation_reporting", "plots",
+    "experiments", "merging", "multitask", "study", "merge_reporting", "quantize_study", "baselines", "audit", "explore", "reporting", "ablation_reporting", "plots",
     "book_pages", "pipeline", "cli", "__main__",
 ]
 

@@ -455,3 +455,47 @@ def test_rescored_summary_states_the_agreement(agreement: float | None, expected
     text = scored.summary()
     assert "test examples: 1,200" in text and expected in text
     assert ("WARNING" in text) == (agreement is not None and agreement < 0.99)
+
+
+@pytest.mark.pipeline
+def test_the_audit_reloads_every_saved_model_and_the_book_and_report_show_it(smoke_run: dict[str, Any]) -> None:
+    """Every run with an adapter and every merged combination is re-scored in a fresh process; all reproduce."""
+    from lora_agnews import audit
+
+    record = json.loads((smoke_run["results"] / audit.AUDIT_FILE).read_text())
+    with_adapters = audit.audited_runs(smoke_run["results"])
+    merges = json.loads((smoke_run["results"] / "merging.json").read_text())
+    expected = len(with_adapters) + len(merges["tasks"]) * len(merges["combinations"])
+    assert record["runs"] == expected and record["all_reproduced"] and record["reproduced"] == expected
+    names = {c["run"] for c in record["checks"]}
+    assert "runs/main" in names and any(n.startswith("runs/quantization") for n in names)
+    assert any(n.startswith("merging: ") for n in names)
+    stamp = json.loads((smoke_run["results"] / pipeline.STAMP).read_text())
+    assert stamp["audit"]["runs"] == expected
+    page = (smoke_run["html"] / "results.html").read_text(encoding="utf-8")
+    assert f"All {expected} saved models" in page
+    text = subprocess.run(["pdftotext", "-layout", str(smoke_run["report"] / "main.pdf"), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    assert f"All {expected} saved models" in " ".join(text.split())
+
+
+@pytest.mark.pipeline
+def test_a_saved_model_that_changed_fails_the_audit_naming_it(smoke_run: dict[str, Any], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An adapter whose head no longer gives the recorded logits: the audit names the run and both accuracies."""
+    from safetensors.torch import load_file, save_file
+
+    from lora_agnews import audit
+
+    results = tmp_path / "results" / "smoke"
+    shutil.copytree(smoke_run["results"], results, ignore=shutil.ignore_patterns("checkpoints"))
+    monkeypatch.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))
+    weights = results / "runs" / "main" / "adapter" / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    head = [k for k in tensors if "classifier" in k and k.endswith("weight")]
+    tensors[head[-1]] = tensors[head[-1]].flip(0).contiguous()  # the classes' rows swapped
+    save_file(tensors, weights)
+    (results / "merging_logits.npz").unlink()  # the merges are audited above; keep this one quick
+    with pytest.raises(audit.AuditError, match=r"runs/main: recorded [\d.]+%, reloaded [\d.]+%"):
+        audit.audit_profile("smoke")
+    assert not json.loads((results / audit.AUDIT_FILE).read_text())["all_reproduced"]
