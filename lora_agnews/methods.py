@@ -261,7 +261,6 @@ def build_model(cfg: Config, vocab_size: int | None = None, pad_token_id: int | 
         base = _base_model(cfg, vocab_size, pad_token_id)
         fam = family(base)
         plan = apply_head(base, cfg.head)
-        check_max_length(cfg, base.config)
         check_size(cfg, base.config)
         if cfg.method not in WHOLE_ENCODER:
             check_targets(base, cfg, fam)
