@@ -170,24 +170,70 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
         else:
             apply_head(base, cfg.head)
             quantize.apply(base, cfg, precision)  # deterministic: the base the adapter was trained on
+            check_saved_head(base, adapter_dir)
             # PiSSA/OLoRA: PEFT reruns the initialisation on the fresh base (SVD / QR, deterministic), which
             # rebuilds the residual base weights the adapter was trained against, then loads the trained factors.
             model = PeftModel.from_pretrained(base, str(adapter_dir))
+            check_saved_weights(model, adapter_dir)
     model.to(device).eval()
     return model, tokenizer, cfg
+
+
+def saved_keys(adapter_dir: Path) -> set[str]:
+    """The tensor names in an adapter's weights file (read from its header, no tensor loaded)."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(adapter_dir) / WEIGHTS_FILE), "pt") as weights:
+        return set(weights.keys())
+
+
+def check_saved_head(base: Any, adapter_dir: Path) -> None:
+    """Refuse a weights file without tensors for a module ``adapter_config.json`` trained in full (the head).
+
+    Checked before PEFT loads: it fails on such a file with a bare KeyError, or keeps the fresh head.
+    PEFT's defaults also list modules the architecture lacks (``score`` on RoBERTa): those are skipped.
+    """
+    present = [name for name, _ in base.named_modules()]
+    keys = [f".{k}" for k in saved_keys(adapter_dir)]
+    listed = read_json(Path(adapter_dir) / "adapter_config.json").get("modules_to_save") or []
+    for module in dict.fromkeys(listed):
+        exists = any(name == module or name.endswith(f".{module}") for name in present)
+        if exists and not any(f".{module}." in key for key in keys):
+            raise _missing_weights(adapter_dir, [module], "module")
+
+
+def check_saved_weights(model: Any, adapter_dir: Path) -> None:
+    """Refuse an adapter whose file lacks any tensor the loaded configuration trains (a LoRA factor, ...).
+
+    PEFT loads such a file without complaint and keeps the fresh model's values for what is missing.
+    """
+    from peft import get_peft_model_state_dict
+
+    expected = set(get_peft_model_state_dict(model, save_embedding_layers=False))
+    missing = sorted(expected - saved_keys(adapter_dir))
+    if missing:
+        raise _missing_weights(adapter_dir, [n.removeprefix("base_model.model.") for n in missing], "tensor")
+
+
+def _missing_weights(adapter_dir: Path, names: list[str], kind: str) -> AdapterError:
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    return AdapterError(f"{Path(adapter_dir) / WEIGHTS_FILE} lacks the trained weights of {len(names)} {kind}(s) its "
+                        f"adapter_config.json names ({shown}); loaded, they would be freshly initialised, not "
+                        f"trained. Restore the file from the run, or retrain the adapter.")
 
 
 def predict_logits_for_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str],
                              batch_size: int = 64) -> np.ndarray:
     """Logits for raw texts (normalised as the training data was); a bar for long inputs."""
     from .evaluate import predict_logits
+    from .methods import text_limit
     from .progress import interactive
 
     clean = [normalize_text(str(t)) for t in texts]
     empty = [i for i, t in enumerate(clean) if not t]
     if empty:
         raise ValueError(f"text {empty[0] + 1} is empty after normalisation; give non-empty headlines.")
-    ids = tokenize(clean, tokenizer, cfg.max_length, cache=False)
+    ids = tokenize(clean, tokenizer, text_limit(cfg, model.config), cache=False)  # cut as training cut them
     dataset = TokenizedDataset(ids, [0] * len(ids))
     device = next(model.parameters()).device
     return predict_logits(model, dataset, tokenizer.pad_token_id, batch_size, device, "fp32",

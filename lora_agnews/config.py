@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -266,6 +267,7 @@ def validate(cfg: Config) -> None:
             raise ConfigError(
                 f"parameter '{f.name}' expects {kind.__name__}, got {type(value).__name__} {value!r}."
             )
+    _check_finite(cfg)
     for key, options in CHOICES.items():
         if getattr(cfg, key) not in options:
             raise ConfigError(
@@ -305,8 +307,13 @@ def validate(cfg: Config) -> None:
     if cfg.quantize_double and cfg.quantize not in ("nf4", "fp4"):
         raise ConfigError(f"parameter 'quantize_double' quantizes the scales of 4-bit weights; it needs -p quantize nf4 "
                           f"or fp4, not {cfg.quantize!r}.")
-    if cfg.epochs <= 0 or cfg.learning_rate <= 0:
-        raise ConfigError("parameters 'epochs' and 'learning_rate' must be positive.")
+    for key in ("epochs", "learning_rate", "lora_alpha", "baseline_alpha"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"parameter '{key}' must be positive; got {getattr(cfg, key)}. "
+                              f"Fix the value (for example -p {key} {getattr(Config, key)}).")
+    if cfg.weight_decay < 0:
+        raise ConfigError(f"parameter 'weight_decay' must be 0 (off) or positive; got {cfg.weight_decay}. "
+                          f"Use e.g. -p weight_decay 0.01.")
     if not 0.0 < cfg.val_fraction < 0.5:
         raise ConfigError(f"parameter 'val_fraction' must be in (0, 0.5); got {cfg.val_fraction}.")
     if not 0.0 <= cfg.lora_dropout < 1.0 or not 0.0 <= cfg.label_smoothing < 1.0:
@@ -326,6 +333,15 @@ def validate(cfg: Config) -> None:
     if not 0.0 <= cfg.distill_alpha <= 1.0:
         raise ConfigError(f"parameter 'distill_alpha' must be in [0, 1]; got {cfg.distill_alpha}.")
     _check_report_to(cfg.report_to)
+
+
+def _check_finite(cfg: Config) -> None:
+    """nan and inf pass every ``<`` and ``>`` range check below (``nan <= 0`` is False), so refuse them first."""
+    for key, kind in FIELD_TYPES.items():
+        value = getattr(cfg, key)
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(f"parameter '{key}' must be a finite number; got {value}. "
+                              f"Fix the value (for example -p {key} {getattr(Config, key)}).")
 
 
 # --------------------------------------------------------------------------- per-method learning rates
@@ -366,8 +382,9 @@ def _one_rate(text: str, key: str, example: str) -> float:
         rate = float(text)
     except ValueError:
         rate = -1.0
-    if not rate > 0:
-        raise ConfigError(f"parameter '{key}': {text!r} is not a positive learning rate; write e.g. {example!r}.")
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ConfigError(f"parameter '{key}': {text!r} is not a positive learning rate (a finite number above 0); "
+                          f"write e.g. {example!r}.")
     return rate
 
 
@@ -491,8 +508,13 @@ def read_profile(name: str) -> dict[str, Any]:
 
 def load(profile: str = "demo", overrides: Mapping[str, Any] | None = None) -> Config:
     """Profile values, then overrides (CLI ``-p`` or papermill parameters)."""
+    overrides = dict(overrides or {})
+    if "profile" in overrides and str(overrides["profile"]) != profile:
+        raise ConfigError(f"parameter 'profile' cannot be overridden (got {overrides['profile']!r} over profile "
+                          f"{profile!r}): results would be written under one profile and stamped with another. "
+                          f"Use --profile {overrides['profile']} instead of -p profile.")
     values = read_profile(profile)
-    values.update(overrides or {})
+    values.update(overrides)
     return from_dict(values)
 
 

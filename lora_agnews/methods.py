@@ -21,7 +21,7 @@ from torch import nn
 from . import placements, quantize
 from .config import Config, ConfigError, from_dict
 from .heads import HeadPlan, apply_head, family
-from .model import _base_model, _quiet, model_config, resolve_precision
+from .model import _base_model, _quiet, model_config, resolve_precision, usable_positions
 from .placements import Family
 
 
@@ -65,10 +65,6 @@ def lora_config(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | None
 LORA_METHODS = ("lora", "pissa", "olora")
 LINEAR_ONLY = ("adalora", "vera", "loha", "lokr", "ia3")  # PEFT adapts linear layers only (no word_embeddings)
 WHOLE_ENCODER = ("bitfit", "layernorm", "prompt")  # lora_targets and lora_layers do not apply
-# Model types whose position ids start after the padding index (positions 0..pad are never used), so
-# max_position_embeddings - pad - 1 positions hold a sequence: RoBERTa's family and MPNet (its embeddings
-# count from padding_idx + 1 too; without the offset a 386-token prompt overruns MPNet's table at 128 tokens)
-PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
 NOT_MERGEABLE = {"prompt": "prompt tuning adds virtual tokens to the input, not a change of any weight"}
 ADALORA_COUNT_STEPS = 1000  # AdaLoRA's schedule length when a model is built for counting or loading only
 
@@ -116,8 +112,7 @@ def size_limit(cfg: Config, model_cfg: Any = None) -> int | None:
     if cfg.method == "lokr":
         return min(lokr_limit(i, o) for i, o in _adapted_shapes(cfg, model_cfg))
     if cfg.method == "prompt":
-        offset = (model_cfg.pad_token_id or 0) + 1 if model_cfg.model_type in PADDING_OFFSET_POSITIONS else 0
-        return max(0, model_cfg.max_position_embeddings - offset - cfg.max_length)
+        return max(0, usable_positions(model_cfg) - cfg.max_length)
     return int(model_cfg.hidden_size)
 
 
@@ -153,6 +148,24 @@ def check_size(cfg: Config, model_cfg: Any) -> None:
                else "the hidden size: the smaller side of the adapted weights")
         raise ConfigError(f"parameter '{key}' is {getattr(cfg, key)}, but method {cfg.method!r} allows at most {limit} "
                           f"here ({why}). Use -p {key} {limit} or less.")
+
+
+def check_max_length(cfg: Config, model_cfg: Any) -> None:
+    """Refuse token lengths the encoder has no positions for, before any text is tokenized or any run written."""
+    usable = usable_positions(model_cfg)
+    for key in ("max_length", "merge_max_length"):
+        if getattr(cfg, key) > usable:
+            raise ConfigError(f"parameter '{key}' is {getattr(cfg, key)}, but {cfg.model_name} has positions for "
+                              f"{usable} tokens ({model_cfg.max_position_embeddings} position embeddings"
+                              f"{' less the padding offset' if usable < model_cfg.max_position_embeddings else ''}). "
+                              f"Use -p {key} {usable} or less.")
+
+
+def text_limit(cfg: Config, model_cfg: Any) -> int:
+    """Tokens one text keeps: ``max_length``, and never more than the positions left after prompt tuning's
+    virtual tokens, so an adapter recorded with a longer ``max_length`` still scores instead of overrunning."""
+    room = usable_positions(model_cfg) - (cfg.prompt_tokens if cfg.method == "prompt" else 0)
+    return max(1, min(cfg.max_length, room))
 
 
 def peft_config(cfg: Config, plan: HeadPlan, model: nn.Module, fam: Family, total_steps: int | None = None) -> Any:

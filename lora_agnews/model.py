@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .config import Config
+from .config import Config, ConfigError
 from .tasks import label_config
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -90,6 +90,22 @@ def known_config(name: str, labels: Sequence[str], vocab_size: int | None = None
                                norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type=["p2c", "c2p"],
                                position_biased_input=False, pooler_hidden_size=768, **common)
     return None
+
+
+# Model types whose position ids start after the padding index (positions 0..pad are never used), so
+# max_position_embeddings - pad - 1 positions hold a sequence: RoBERTa's family and MPNet (its embeddings
+# count from padding_idx + 1 too; without the offset a 386-token prompt overruns MPNet's table at 128 tokens)
+PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
+
+
+def usable_positions(model_cfg: Any) -> int:
+    """How many tokens one sequence can hold: the position table less what the architecture reserves.
+
+    RoBERTa-style models and MPNet number positions from ``padding_idx + 1``, so roberta-base's 514 entries
+    hold 512 tokens; a longer input indexes past the table (an IndexError deep in the embeddings).
+    """
+    offset = (model_cfg.pad_token_id or 0) + 1 if model_cfg.model_type in PADDING_OFFSET_POSITIONS else 0
+    return int(model_cfg.max_position_embeddings) - offset
 
 
 def _hub_error(name: str, exc: Exception) -> ModelError:
@@ -230,6 +246,15 @@ def _quiet():
 
 # --------------------------------------------------------------------------- device and precision
 def device_for(cfg: Config) -> torch.device:
+    """The device a run uses; ``cuda`` where torch sees none is refused here, not by a CUDA error mid-run.
+
+    Not part of :func:`~lora_agnews.config.validate`: a config recorded on a GPU machine must still load on
+    a CPU one (to score its adapter, to build the book); only running on that device needs CUDA.
+    """
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("parameter 'device' is 'cuda', but torch sees no CUDA device here "
+                          f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}). "
+                          "Use -p device auto (CUDA when present, else CPU) or -p device cpu.")
     if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")

