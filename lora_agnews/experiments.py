@@ -201,7 +201,7 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
     """Train every grid variant within the budget (complete runs are reused, stale ones replaced) and tabulate."""
     from .train import train_owned
 
-    from .pipeline import invalidate_results
+    from .runs import invalidate_results
 
     root = paths.runs_dir(cfg.profile) / "ablation"
     grid = ablation_grid(cfg)
@@ -405,7 +405,7 @@ def run_seeds(cfg: Config, ablation: pd.DataFrame | None = None) -> dict[str, An
     Writes statistics.json; ``chosen``, ``baseline`` and ``difference`` keep their meaning, and
     ``settings`` lists all of them in the order chosen, baseline, grid variants.
     """
-    from .pipeline import invalidate_results
+    from .runs import invalidate_results
 
     if cfg.study_top and ablation is None:
         ablation = _read_ablation(cfg)

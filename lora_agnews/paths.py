@@ -51,6 +51,14 @@ def superseded_dir(run_dir: Path, tag: str) -> Path:
     return root / "superseded" / relative.parent / f"{relative.name}-{tag}"
 
 
+STAMP = "COMPLETE"  # written by the pipeline after every notebook and the audit succeeded
+
+
+def stamp_path(profile: str) -> Path:
+    """The stamp the book and the report require: its absence means the results are partial or stale."""
+    return results_dir(profile) / STAMP
+
+
 def figures_dir(profile: str) -> Path:
     return results_dir(profile) / "figures"
 

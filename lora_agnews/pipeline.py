@@ -37,7 +37,7 @@ from .progress import interactive, say
 
 NOTEBOOKS = ("01_exploration", "02_training", "03_evaluation", "04_ablations", "05_merging", "06_quantization")
 STEPS = ("notebooks", "book", "report")
-STAMP = "COMPLETE"
+STAMP = paths.STAMP
 # What the notebooks write and the book and report read (result files, macros, tables, figures). Bump it
 # whenever a change makes results written before it unreadable by this version's book or report: such
 # results are then refused with the one command that regenerates them, not a failure inside Sphinx or LaTeX.
@@ -208,20 +208,7 @@ def write_result(data: Any, cfg: Config, name: str) -> Path:
 
 # =========================================================================== driver side
 def stamp_path(profile: str) -> Path:
-    return paths.results_dir(profile) / STAMP
-
-
-def invalidate_results(profile: str, command: str) -> None:
-    """Remove the profile's stamp before ``command`` trains runs or rewrites results the book and report read.
-
-    Run outside the pipeline (``ablate``, ``seeds``, ``quantization``), such a command would otherwise
-    leave a stamp vouching for notebooks whose numbers no longer match the results beside them.
-    """
-    stamp = stamp_path(profile)
-    if stamp.is_file():
-        stamp.unlink()
-        say(f"{command} changes results/{profile}: removed its {STAMP} stamp, so the book and report refuse them until "
-            f"`python -m lora_agnews run --profile {profile}` re-executes the notebooks (complete runs are reused)")
+    return paths.stamp_path(profile)
 
 
 def notebook_parameters(profile: str, cfg: Config, notebook: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def run_study(cfg: Config, isolate: bool = True) -> dict[str, Any]:
     (the numbers are the same, the peak memory is then the process's whole history).
     """
     from .experiments import _same_test_rows, mcnemar, paired_difference_ci
-    from .pipeline import invalidate_results
+    from .runs import invalidate_results
 
     rows, correct, labels = [], {}, []
     plan = study_configs(cfg)

@@ -565,3 +565,18 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def invalidate_results(profile: str, command: str) -> None:
+    """Remove the profile's stamp before ``command`` trains runs or rewrites results the book and report read.
+
+    Run outside the pipeline (``ablate``, ``seeds``, ``quantization``), such a command would otherwise
+    leave a stamp vouching for notebooks whose numbers no longer match the results beside them.
+    """
+    from .progress import say
+
+    stamp = paths.stamp_path(profile)
+    if stamp.is_file():
+        stamp.unlink()
+        say(f"{command} changes results/{profile}: removed its {paths.STAMP} stamp, so the book and report refuse them "
+            f"until `python -m lora_agnews run --profile {profile}` re-executes the notebooks (complete runs are reused)")
