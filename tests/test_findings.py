@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_agnews import ablation_reporting, baselines, config, data, experiments, paths, pipeline, reporting, runs
+from lora_agnews import ablation_reporting, baselines, comparison, config, data, experiments, paths, pipeline, reporting, runs
 from lora_agnews.artifacts import write_json
 
 
@@ -55,15 +55,18 @@ def test_tfidf_reference_compares_on_the_same_rows() -> None:
     cfg = config.load("smoke")
     splits = data.load_splits(cfg)
     n = len(splits.test)
-    perfect = baselines.tfidf_reference(cfg, np.ones(n, bool), splits)
+    labels = splits.test["label"].to_numpy()
+    perfect = baselines.tfidf_reference(cfg, np.ones(n, bool), labels, splits)
     assert perfect["n_train"] == len(splits.train) and perfect["n_eval"] == n
     assert 0.25 < perfect["accuracy"] < 1.0  # learns something; the shipped sample is not trivially separable
     assert perfect["difference"]["mean"] == pytest.approx(1.0 - perfect["accuracy"])
     lo, hi = perfect["difference"]["bootstrap_ci"]
     assert 0 < lo <= perfect["difference"]["mean"] <= hi
     assert "a real difference" in reporting.reference_sentence(perfect)
-    with pytest.raises(ValueError, match="same rows"):
-        baselines.tfidf_reference(cfg, np.ones(n - 1, bool), splits)
+    with pytest.raises(comparison.DifferentRows):
+        baselines.tfidf_reference(cfg, np.ones(n - 1, bool), labels[:-1], splits)
+    with pytest.raises(comparison.DifferentRows):
+        baselines.tfidf_reference(cfg, np.ones(n, bool), labels[::-1], splits)
 
 
 def _saved_run(root: Path, name: str, correct: np.ndarray, params: int, r: int) -> dict:
