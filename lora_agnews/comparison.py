@@ -1,4 +1,4 @@
-"""Settings compared on the same test rows.
+"""Settings compared on the same test rows, and the Pareto front of trainable parameters against accuracy.
 
 A study is a set of arms (settings, each scored by one or more seeds) and a reference arm, all scored on
 the same test rows in the same order. On a few hundred or thousand rows two settings a point apart may
@@ -136,3 +136,17 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
     statistic = (abs(b - c) - 1) ** 2 / (b + c)
     return {"b": b, "c": c, "statistic": float(statistic), "p_value": float(stats.chi2.sf(statistic, 1)),
             "method": "chi-square with continuity correction"}
+
+
+def pareto_front(params: Sequence[float], accuracy: Sequence[float]) -> list[bool]:
+    """True where no other scored point has at most the parameters and at least the accuracy, one strictly.
+
+    A NaN accuracy (not trained) is never on the front and dominates nothing; identical points are both on it.
+    """
+    x, y = np.asarray(params, dtype=float), np.asarray(accuracy, dtype=float)
+    scored = ~np.isnan(y)
+    front = []
+    for i in range(len(x)):
+        dominated = scored & (x <= x[i]) & (y >= y[i]) & ((x < x[i]) | (y > y[i]))
+        front.append(bool(scored[i] and not dominated.any()))
+    return front

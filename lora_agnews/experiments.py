@@ -19,7 +19,7 @@ import pandas as pd
 from . import paths, runs
 from .artifacts import read_json, write_json
 from .budget import largest_rank
-from .comparison import PREDICTIONS_FILE, Arm, compare, run_arm
+from .comparison import PREDICTIONS_FILE, Arm, compare, pareto_front, run_arm
 from .config import NEW_KEY_DEFAULTS, Config, ConfigError, candidate_rates, method_rates
 from .counting import count_trainable
 from .methods import WHOLE_ENCODER, check_method, size_key
@@ -217,7 +217,7 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
         metrics = train_owned(variant, run_dir)
         rows.append(_row(variant, run_dir, metrics, params, "complete", is_lr_search(cfg, variant)))
     frame = add_intervals(pd.DataFrame(rows), seed=cfg.seed)
-    frame["pareto"] = pareto_front(frame)
+    frame["pareto"] = grid_front(frame)
     write_json(frame.to_dict(orient="records"), paths.results_dir(cfg.profile) / ABLATION_FILE)
     write_json(rate_choices(cfg, grid), paths.results_dir(cfg.profile) / RATES_FILE)
     return frame
@@ -250,17 +250,14 @@ def add_intervals(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return frame
 
 
-def pareto_front(frame: pd.DataFrame) -> pd.Series:
-    """True for trained variants no other trained variant beats with fewer or equal parameters."""
-    ok = frame["status"].eq("complete") & frame["accuracy"].notna()
-    ok &= ~rate_search_rows(frame)
-    front = pd.Series(False, index=frame.index)
-    best = -math.inf
-    for idx in frame[ok].sort_values(["trainable_params", "accuracy"], ascending=[True, False]).index:
-        if frame.at[idx, "accuracy"] > best:
-            front[idx] = True
-            best = frame.at[idx, "accuracy"]
-    return front
+def grid_front(frame: pd.DataFrame) -> pd.Series:
+    """The grid settings on the Pareto front of trainable parameters against test accuracy.
+
+    Runs that only picked a method's learning rate are no settings, so they are neither on the front
+    nor push a setting off it.
+    """
+    accuracy = frame["accuracy"].where(~rate_search_rows(frame))
+    return pd.Series(pareto_front(frame["trainable_params"], accuracy), index=frame.index)
 
 
 # --------------------------------------------------------------------------- seeds and statistics

@@ -124,12 +124,11 @@ def test_baseline_config_is_the_starting_point() -> None:
 
 
 def test_pareto_front() -> None:
-    frame = pd.DataFrame({
-        "trainable_params": [100, 200, 300, 400, 150],
-        "accuracy": [0.80, 0.79, 0.85, math.nan, 0.81],
-        "status": ["complete", "complete", "complete", "over budget", "complete"],
-    })
-    assert experiments.pareto_front(frame).tolist() == [True, False, True, False, True]
+    params, accuracy = [100, 200, 300, 400, 150, 300, 150], [0.80, 0.79, 0.85, math.nan, 0.81, 0.85, 0.80]
+    # dominated: fewer parameters and higher accuracy (200), equal parameters and lower accuracy (150 at 0.80),
+    # equal accuracy and more parameters; identical points (300 at 0.85) are both on the front
+    assert comparison.pareto_front(params, accuracy) == [True, False, True, False, True, True, False]
+    assert comparison.pareto_front([], []) == []
 
 
 def test_bootstrap_ci_covers_the_mean_and_shrinks_with_n() -> None:

@@ -100,7 +100,7 @@ def test_ablation_intervals_say_which_variants_really_differ(tmp_path: Path) -> 
     assert frame.loc[0, "diff_ci_high"] < 0 < frame.loc[1, "diff_ci_high"]
     assert frame.loc[0, "ci_low"] < frame.loc[0, "accuracy"] < frame.loc[0, "ci_high"]
     assert np.isnan(frame.loc[3, "ci_low"])
-    frame["pareto"] = experiments.pareto_front(frame)
+    frame["pareto"] = experiments.grid_front(frame)
     sentence = ablation_reporting.ablation_sentence(frame)
     assert "best variant is r=16" in sentence
     assert "Clearly worse" in sentence and "r=2" in sentence.split("Clearly worse")[1].split("Not")[0]
