@@ -14,22 +14,8 @@ import pandas as pd
 
 from . import artifacts
 from .artifacts import num, pct, pvalue
-from .experiments import grid_settings
+from .experiments import grid_front, grid_settings
 from .reporting import dec, describe_setting, markdown_table, method_label, p_text, several_methods, short_targets
-
-
-def pareto_mask(frame: pd.DataFrame, x: str = "trainable_params", y: str = "accuracy") -> list[bool]:
-    """True where no other scored row reaches at least the same ``y`` with fewer ``x``."""
-    scored = frame[frame[y].notna()]
-    mask = []
-    for idx, row in frame.iterrows():
-        if pd.isna(row[y]):
-            mask.append(False)
-            continue
-        others = scored.drop(index=idx)
-        dominated = ((others[x] <= row[x]) & (others[y] >= row[y]) & ((others[x] < row[x]) | (others[y] > row[y]))).any()
-        mask.append(not bool(dominated))
-    return mask
 
 
 def _signed_points(x: Any) -> str:
@@ -62,7 +48,7 @@ def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
     """
     frame = grid_settings(table).copy()
     if "pareto" not in frame:
-        frame["pareto"] = pareto_mask(frame)
+        frame["pareto"] = grid_front(frame)
     frame = frame.sort_values(["trainable_params"], kind="stable")
     col = lambda name: frame[name] if name in frame else pd.Series([math.nan] * len(frame), index=frame.index)  # noqa: E731
     rows = [r for _, r in frame.iterrows()]

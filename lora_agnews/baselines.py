@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from .comparison import Arm, compare
 from .config import Config
 from .data import Splits, load_splits
 from .evaluate import compute_metrics
-from .experiments import bootstrap_ci, mcnemar, paired_difference_ci
 
 
 def tfidf_predictions(splits: Splits, seed: int) -> np.ndarray:
@@ -33,26 +33,23 @@ def tfidf_predictions(splits: Splits, seed: int) -> np.ndarray:
     return np.asarray(model.predict(splits.test["text"].tolist()))
 
 
-def tfidf_reference(cfg: Config, lora_correct: np.ndarray, splits: Splits | None = None) -> dict[str, Any]:
+def tfidf_reference(cfg: Config, lora_correct: np.ndarray, lora_labels: np.ndarray,
+                    splits: Splits | None = None) -> dict[str, Any]:
     """The reference's metrics on the run's test rows, and the LoRA run's paired advantage over it.
 
-    ``lora_correct`` is the LoRA run's 0/1 correctness on the same test rows, in the same order.
+    ``lora_correct`` is the LoRA run's 0/1 correctness on the rows labelled ``lora_labels``; they must be
+    the reference's test rows in the same order, else the comparison is refused.
     """
     splits = splits or load_splits(cfg)
     labels = splits.test["label"].to_numpy()
-    lora_correct = np.asarray(lora_correct, dtype=bool)
-    if len(lora_correct) != len(labels):
-        raise ValueError(f"the LoRA run scored {len(lora_correct)} test rows, the reference {len(labels)}; "
-                         f"both must score the same rows.")
     predicted = tfidf_predictions(splits, cfg.seed)
-    correct = predicted == labels
     metrics = compute_metrics(labels, predicted, names=splits.labels)
+    lora, tfidf = compare([Arm("lora", [np.asarray(lora_correct, dtype=bool)], [np.asarray(lora_labels)]),
+                           Arm("tfidf", [predicted == labels], [labels])], "tfidf", cfg.seed, "the TF-IDF reference")["arms"]
     return {
         "name": "TF-IDF (1-2 grams) + logistic regression", "n_train": len(splits.train), "n_eval": len(labels),
-        "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-        "bootstrap_ci": bootstrap_ci(correct, seed=cfg.seed),
-        "lora_accuracy": float(lora_correct.mean()),
-        "difference": {"mean": float(lora_correct.mean() - correct.mean()),
-                       "bootstrap_ci": paired_difference_ci(lora_correct[None], correct[None], seed=cfg.seed)},
-        "mcnemar": mcnemar(lora_correct, correct),
+        "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "bootstrap_ci": tfidf["bootstrap_ci"],
+        "lora_accuracy": lora["mean"],
+        "difference": {k: lora["vs_reference"][k] for k in ("mean", "bootstrap_ci")},
+        "mcnemar": lora["vs_reference"]["mcnemar_per_seed"][0],
     }

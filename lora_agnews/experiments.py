@@ -1,10 +1,10 @@
-"""Ablations, multi-seed runs and the statistics that make an accuracy claim hold.
+"""Ablations and multi-seed runs: the grid, the seed study, and the runs behind an accuracy claim.
 
 A single run at 95% accuracy on 7,600 test examples carries a standard error of about 0.25
 points, and seed-to-seed spread is similar, so a configuration is compared with the
-starting point's over several seeds, with a bootstrap confidence interval over test
-examples and McNemar's test on paired predictions. Every run is an ordinary run directory
-(resumable, with a run record); aggregation reads complete runs only.
+starting point's over several seeds, on the same test rows (:func:`lora_agnews.comparison.compare`:
+bootstrap intervals and McNemar's test on paired predictions). Every run is an ordinary run
+directory (resumable, with a run record); aggregation reads complete runs only.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pandas as pd
 from . import paths, runs
 from .artifacts import read_json, write_json
 from .budget import largest_rank
+from .comparison import PREDICTIONS_FILE, Arm, compare, pareto_front, run_arm
 from .config import NEW_KEY_DEFAULTS, Config, ConfigError, candidate_rates, method_rates
 from .counting import count_trainable
 from .methods import WHOLE_ENCODER, check_method, size_key
@@ -219,7 +220,7 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
         metrics = train_owned(variant, run_dir)
         rows.append(_row(variant, run_dir, metrics, params, "complete", is_lr_search(cfg, variant)))
     frame = add_intervals(pd.DataFrame(rows), seed=cfg.seed)
-    frame["pareto"] = pareto_front(frame)
+    frame["pareto"] = grid_front(frame)
     write_json(frame.to_dict(orient="records"), paths.results_dir(cfg.profile) / ABLATION_FILE)
     write_json(rate_choices(cfg, grid), paths.results_dir(cfg.profile) / RATES_FILE)
     return frame
@@ -233,115 +234,56 @@ def add_intervals(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     test predictions each run saved.
     """
     frame = frame.copy()
-    correct = {}
-    for idx, row in frame.iterrows():
-        saved = Path(str(row["run_dir"])) / "test_predictions.npz"
-        if row["status"] == "complete" and saved.is_file():
-            with np.load(saved) as pred:
-                correct[idx] = pred["logits"].argmax(axis=1) == pred["labels"]
+    arms = {idx: run_arm(str(idx), [Path(str(row["run_dir"]))]) for idx, row in frame.iterrows()
+            if row["status"] == "complete" and (Path(str(row["run_dir"])) / PREDICTIONS_FILE).is_file()}
     columns = ("ci_low", "ci_high", "diff_to_best", "diff_ci_low", "diff_ci_high")
     for column in columns:
         frame[column] = math.nan
     frame["best"] = False
-    if not correct:
+    if not arms:
         return frame
     searched = rate_search_rows(frame)
-    settings = [i for i in correct if not searched[i]] or list(correct)  # a rate tried and not used is no setting
-    best = max(settings, key=lambda i: (correct[i].mean(), -frame.at[i, "trainable_params"]))
+    settings = [i for i in arms if not searched[i]] or list(arms)  # a rate tried and not used is no setting
+    best = max(settings, key=lambda i: (arms[i].correct[0].mean(), -frame.at[i, "trainable_params"]))
     frame.at[best, "best"] = True
-    for idx, right in correct.items():
-        lo, hi = bootstrap_ci(right, seed=seed)
-        d_lo, d_hi = paired_difference_ci(right[None], correct[best][None], seed=seed)
-        frame.loc[idx, list(columns)] = [lo, hi, float(right.mean() - correct[best].mean()), d_lo, d_hi]
+    compared = compare(list(arms.values()), str(best), seed, "the ablation")["arms"]
+    for idx, result in zip(arms, compared):
+        versus = result["vs_reference"]
+        frame.loc[idx, list(columns)] = [*result["bootstrap_ci"], versus["mean"], *versus["bootstrap_ci"]]
     return frame
 
 
-def pareto_front(frame: pd.DataFrame) -> pd.Series:
-    """True for trained variants no other trained variant beats with fewer or equal parameters."""
-    ok = frame["status"].eq("complete") & frame["accuracy"].notna()
-    ok &= ~rate_search_rows(frame)
-    front = pd.Series(False, index=frame.index)
-    best = -math.inf
-    for idx in frame[ok].sort_values(["trainable_params", "accuracy"], ascending=[True, False]).index:
-        if frame.at[idx, "accuracy"] > best:
-            front[idx] = True
-            best = frame.at[idx, "accuracy"]
-    return front
+def grid_front(frame: pd.DataFrame) -> pd.Series:
+    """The grid settings on the Pareto front of trainable parameters against test accuracy.
+
+    Runs that only picked a method's learning rate are no settings, so they are neither on the front
+    nor push a setting off it.
+    """
+    accuracy = frame["accuracy"].where(~rate_search_rows(frame))
+    return pd.Series(pareto_front(frame["trainable_params"], accuracy), index=frame.index)
 
 
 # --------------------------------------------------------------------------- seeds and statistics
-def bootstrap_ci(correct: np.ndarray, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> list[float]:
-    """Percentile bootstrap CI of mean accuracy over test examples.
-
-    ``correct`` is (n_seeds, n_examples) of 0/1; examples are resampled jointly for all
-    seeds, so the interval covers test-set sampling of the seed-averaged accuracy.
-    """
-    correct = np.atleast_2d(correct).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    n = correct.shape[1]
-    per_example = correct.mean(axis=0)
-    stats = np.empty(n_boot)
-    for b in range(0, n_boot, 200):
-        idx = rng.integers(0, n, size=(min(200, n_boot - b), n))
-        stats[b:b + len(idx)] = per_example[idx].mean(axis=1)
-    alpha = (1.0 - confidence) / 2
-    return [float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))]
-
-
-def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
-    """McNemar's test on paired predictions: exact binomial when discordant pairs < 25, else chi2 (corrected)."""
-    from scipy import stats
-
-    a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
-    b = int(np.sum(a & ~b_))  # a right, b wrong
-    c = int(np.sum(~a & b_))  # a wrong, b right
-    if b + c == 0:
-        return {"b": b, "c": c, "statistic": 0.0, "p_value": 1.0, "method": "no discordant pairs"}
-    if b + c < 25:
-        p = stats.binomtest(min(b, c), b + c, 0.5).pvalue
-        return {"b": b, "c": c, "statistic": float(min(b, c)), "p_value": float(p), "method": "exact binomial"}
-    statistic = (abs(b - c) - 1) ** 2 / (b + c)
-    return {"b": b, "c": c, "statistic": float(statistic), "p_value": float(stats.chi2.sf(statistic, 1)),
-            "method": "chi-square with continuity correction"}
-
-
-def _seed_runs(cfg: Config, name: str) -> dict[str, Any]:
+def _seed_runs(cfg: Config, name: str) -> tuple[Arm, dict[str, Any]]:
+    """Train (or reuse) ``cfg`` at each of ``n_seeds`` seeds: the setting's arm, and what each run recorded."""
     from .train import train_owned
 
     root = paths.runs_dir(cfg.profile) / "seeds" / name
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
-    accs, f1s, correct, labels, train_s, eval_s, val = [], [], [], [], [], [], []
+    run_dirs, f1s, train_s, eval_s, val = [], [], [], [], []
     for seed in seeds:
         say(f"seeds: {name} seed {seed}")
         run_dir = reusable_run(cfg.replace(seed=seed)) or root / f"seed{seed}"
         metrics = train_owned(cfg.replace(seed=seed), run_dir)
-        with np.load(run_dir / "test_predictions.npz") as pred:
-            correct.append(pred["logits"].argmax(axis=1) == pred["labels"])
-            labels.append(pred["labels"])
-        accs.append(metrics["accuracy"])
+        run_dirs.append(run_dir)
         f1s.append(metrics["macro_f1"])
         train_s.append(metrics.get("train_seconds"))
         eval_s.append(metrics.get("eval_seconds"))
         val.append(metrics.get("best_validation_accuracy"))
-    _same_test_rows(labels, name)
-    matrix = np.stack(correct)
-    return {"name": name, "config": cfg.to_dict(), "trainable_params": count_trainable(cfg)["total"],
-            "seeds": seeds, "accuracy": accs, "macro_f1": f1s, "mean": float(np.mean(accs)),
-            "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
-            "macro_f1_mean": float(np.mean(f1s)), "bootstrap_ci": bootstrap_ci(matrix, seed=cfg.seed),
-            "pooled_accuracy": float(matrix.mean()), "train_seconds": train_s, "eval_seconds": eval_s,
-            "best_validation_accuracy": val, "_correct": matrix, "_labels": labels[0]}
-
-
-def _same_test_rows(labels: list[np.ndarray], what: str) -> None:
-    """Paired statistics compare example i with example i: refuse runs scored on different test rows."""
-    first = labels[0]
-    for other in labels[1:]:
-        if other.shape != first.shape or not np.array_equal(other, first):
-            raise ValueError(f"{what}: the runs were scored on different test rows ({len(first)} vs {len(other)} "
-                             f"examples, or another order), so their predictions cannot be paired. Runs recorded "
-                             f"before DATA_FORMAT 4 drew a seed-dependent test subset; rerun them (delete "
-                             f"results/<profile>/runs or the listed runs).")
+    facts = {"config": cfg.to_dict(), "trainable_params": count_trainable(cfg)["total"], "macro_f1": f1s,
+             "macro_f1_mean": float(np.mean(f1s)), "train_seconds": train_s, "eval_seconds": eval_s,
+             "best_validation_accuracy": val}
+    return run_arm(name, run_dirs, seeds), facts
 
 
 def reusable_run(cfg: Config) -> Path | None:
@@ -414,37 +356,19 @@ def run_seeds(cfg: Config, ablation: pd.DataFrame | None = None) -> dict[str, An
     named = [("chosen", cfg, "chosen-" + run_name(cfg)), ("baseline", base_cfg, "baseline-" + run_name(base_cfg))]
     named += [(f"grid {i}", v, "grid-" + run_name(v))
               for i, v in enumerate(top_variants(cfg, ablation, cfg.study_top) if ablation is not None else [], 1)]
-    entries = []
-    for role, variant, name in named:
-        entries.append(_seed_runs(variant, name) | {"role": role})
-    _same_test_rows([e.pop("_labels") for e in entries], "the seed study")
-    cb = entries[1]["_correct"]
-    for entry in entries:
-        ca = entry["_correct"]
-        diff = ca.mean(axis=0) - cb.mean(axis=0)
-        entry["vs_baseline"] = {"mean": float(diff.mean()), "bootstrap_ci": paired_difference_ci(ca, cb, seed=cfg.seed),
-                                "mcnemar_per_seed": [mcnemar(a, b) | {"seed": s}
-                                                     for a, b, s in zip(ca, cb, entry["seeds"])]}
-    ca = entries[0]["_correct"]
-    for entry in entries:
-        entry.pop("_correct")
+    arms, facts = zip(*(_seed_runs(variant, name) for _, variant, name in named))
+    study = compare(arms, arms[1].name, cfg.seed, "the seed study")
+    entries = [{**result, **fact, "role": role} for (role, _, _), result, fact in zip(named, study["arms"], facts)]
+    for entry in entries:  # the seed study's reference is the baseline
+        entry["vs_baseline"] = entry.pop("vs_reference")
     chosen, baseline = entries[0], entries[1]
     per_seed = chosen["vs_baseline"]["mcnemar_per_seed"]
-    result = {"chosen": chosen, "baseline": baseline, "settings": entries, "n_eval": int(ca.shape[1]),
-              "confidence": 0.95, "mcnemar": per_seed[0], "mcnemar_per_seed": per_seed,
+    result = {"chosen": chosen, "baseline": baseline, "settings": entries, "n_eval": study["n_eval"],
+              "confidence": study["confidence"], "mcnemar": per_seed[0], "mcnemar_per_seed": per_seed,
               "difference": {"mean": chosen["vs_baseline"]["mean"], "bootstrap_ci": chosen["vs_baseline"]["bootstrap_ci"]},
               "profile": cfg.profile}
     write_json(result, paths.results_dir(cfg.profile) / STATISTICS_FILE)
     return result
-
-
-def paired_difference_ci(ca: np.ndarray, cb: np.ndarray, seed: int, n_boot: int = 2000) -> list[float]:
-    """Paired bootstrap 95% CI of (a - b) seed-averaged accuracy; ``ca``, ``cb`` are (seeds, examples) of 0/1."""
-    per_example = ca.mean(axis=0).astype(np.float32) - cb.mean(axis=0).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(per_example), size=(n_boot, len(per_example)))
-    stats = per_example[idx].mean(axis=1)
-    return [float(np.quantile(stats, 0.025)), float(np.quantile(stats, 0.975))]
 
 
 # --------------------------------------------------------------------------- aggregation

@@ -148,7 +148,7 @@ def rescore_test(cfg: Config) -> Rescored:
     from .adapter import load_adapter
     from .data import encode, load_splits
     from .evaluate import evaluate_model, softmax
-    from .experiments import bootstrap_ci
+    from .comparison import bootstrap_ci
     from .model import device_for, resolve_precision
 
     run_dir = main_run_dir(cfg)

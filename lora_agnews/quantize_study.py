@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from . import paths, runs
 from .artifacts import latex_table, num, pct, pvalue, read_json, write_json
+from .comparison import compare, run_arm
 from .config import CHOICES, Config, ConfigError, load
 from .progress import say
 
@@ -96,10 +96,9 @@ def run_study(cfg: Config, isolate: bool = True) -> dict[str, Any]:
     ``isolate``: one process per run (the memory figures mean something); False trains in this process
     (the numbers are the same, the peak memory is then the process's whole history).
     """
-    from .experiments import _same_test_rows, mcnemar, paired_difference_ci
     from .runs import invalidate_results
 
-    rows, correct, labels = [], {}, []
+    rows, run_dirs = [], {}
     plan = study_configs(cfg)
     invalidate_results(cfg.profile, "quantization")
     for i, (scheme, seed, variant) in enumerate(plan, 1):
@@ -111,24 +110,17 @@ def run_study(cfg: Config, isolate: bool = True) -> dict[str, Any]:
             from .train import train_owned
 
             metrics = train_owned(variant, out)
-        with np.load(out / "test_predictions.npz") as pred:
-            correct.setdefault(scheme, []).append(pred["logits"].argmax(axis=1) == pred["labels"])
-            labels.append(pred["labels"])
+        run_dirs.setdefault(scheme, []).append(out)
         rows.append(_run_row(scheme, seed, variant, metrics))
-    _same_test_rows(labels, "the quantization study")
-    reference = np.stack(correct[REFERENCE])
-    comparisons = []
-    for scheme in schemes(cfg)[1:]:
-        matrix = np.stack(correct[scheme])
-        seeds = [r["seed"] for r in rows if r["scheme"] == scheme]
-        comparisons.append({
-            "scheme": scheme, "mean_difference": float((matrix.mean(axis=0) - reference.mean(axis=0)).mean()),
-            "bootstrap_ci": paired_difference_ci(matrix, reference, seed=cfg.seed),
-            "mcnemar_per_seed": [mcnemar(a, b) | {"seed": s} for a, b, s in zip(matrix, reference, seeds)]})
+    arms = [run_arm(scheme, dirs, [r["seed"] for r in rows if r["scheme"] == scheme]) for scheme, dirs in run_dirs.items()]
+    study = compare(arms, REFERENCE, cfg.seed, "the quantization study")
+    comparisons = [{"scheme": arm["name"], "mean_difference": arm["vs_reference"]["mean"],
+                    "bootstrap_ci": arm["vs_reference"]["bootstrap_ci"],
+                    "mcnemar_per_seed": arm["vs_reference"]["mcnemar_per_seed"]} for arm in study["arms"][1:]]
     result = {"profile": cfg.profile, "settings": {"schemes": schemes(cfg), "seeds": cfg.quantize_seeds,
                                                    "double": cfg.quantize_double, "model_name": cfg.model_name,
                                                    "isolated": isolate},
-              "n_eval": int(reference.shape[1]), "runs": rows, "comparisons": comparisons}
+              "n_eval": study["n_eval"], "runs": rows, "comparisons": comparisons}
     write_json(result, paths.results_dir(cfg.profile) / STUDY_FILE)
     return result
 

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import write_json
+from .comparison import Arm, check_same_rows, compare
 from .config import Config
 from .merging import (EQUAL_RANKS, HEAD_ONLY, MULTITASK, OWN, Combination, MergingError, TaskScores, _check_method,
                       _check_names, _tokenizer_digest, default_combinations, score_merged, task_name)
@@ -121,12 +122,6 @@ class Study:
     seed: int = 0
 
 
-def _same_rows(scores: TaskScores, labels: np.ndarray, what: str) -> None:
-    if labels.shape != scores.y.shape or not np.array_equal(labels, scores.y):
-        raise MergingError(f"{what} for task {scores.name!r} was scored on other test rows than its adapter "
-                           f"({len(labels)} vs {len(scores.y)}); rerun the study into a new directory.")
-
-
 def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Sequence[Combination] | None = None,
               floor: bool = True, multitask: bool = True, results_dir: Path | None = None) -> Study:
     """Train one adapter per task on one frozen encoder, merge them every way, and score each task.
@@ -183,18 +178,18 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
     own_gap = {}
     for s, d in zip(scores, run_dirs):
         with np.load(d / "test_predictions.npz") as saved:
-            _same_rows(s, saved["labels"], "the adapter's saved predictions")
+            check_same_rows(s.y, saved["labels"], f"the saved predictions of task {s.name!r}")
             own_gap[s.name] = float(np.abs(saved["logits"] - s.logits[OWN]).max())
     if floor:
         for s, c in zip(scores, cfgs):
             logits, y, n = train_head_only(c, out_dir / "head_only" / s.name)
-            _same_rows(s, y, "the head-only floor")
+            check_same_rows(s.y, y, f"the head-only floor of task {s.name!r}")
             s.add(HEAD_ONLY, logits, n)
         seconds["head-only floor"], clock = time.perf_counter() - clock, time.perf_counter()
     if multitask:
         logits_list, ys, n = train_multitask(cfgs, out_dir / "multitask")
         for s, logits, y in zip(scores, logits_list, ys):
-            _same_rows(s, y, "the multi-task model")
+            check_same_rows(s.y, y, f"the multi-task model on task {s.name!r}")
             s.add(MULTITASK, logits, n)
         seconds["multi-task adapter"] = time.perf_counter() - clock
     settings = {"base": {k: getattr(cfg, k) for k in ("model_name", "init", "seed", "head", "lora_r", "lora_alpha",
@@ -219,26 +214,24 @@ def results_frame(study: Study | Sequence[TaskScores], seed: int | None = None) 
     """One row per task x method: accuracy with its bootstrap 95% interval, accuracy over the own adapter's,
     the paired difference to the own adapter (bootstrap interval, McNemar: ``b`` own right and this wrong,
     ``c`` the reverse) and the trainable count of the model scored (merged LoRA + the task's head)."""
-    from .experiments import bootstrap_ci, mcnemar, paired_difference_ci
-
     tasks = study.tasks if isinstance(study, Study) else list(study)
     seed = (study.seed if isinstance(study, Study) else 0) if seed is None else seed
     rows = []
     for s in tasks:
-        own = s.logits[OWN].argmax(1) == s.y
-        own_acc = float(own.mean())
-        for method, logits in s.logits.items():
-            correct = logits.argmax(1) == s.y
-            acc = float(correct.mean())
-            ci = bootstrap_ci(correct, seed=seed)
-            diff = paired_difference_ci(correct[None].astype(float), own[None].astype(float), seed)
-            test = mcnemar(own, correct)
+        arms = [Arm(method, [logits.argmax(1) == s.y], [s.y]) for method, logits in s.logits.items()]
+        compared = compare(arms, OWN, seed, f"the merging study's task {s.name!r}")["arms"]
+        own_acc = compared[list(s.logits).index(OWN)]["mean"]
+        for method, result in zip(s.logits, compared):
+            acc, versus = result["mean"], result["vs_reference"]
+            test = versus["mcnemar_per_seed"][0]
             kind = s.kinds.get(method, {})
             rows.append({"task": s.name, "method": method, "combination": kind.get("kind"),
-                         "density": kind.get("density"), "accuracy": acc, "ci_low": ci[0], "ci_high": ci[1],
+                         "density": kind.get("density"), "accuracy": acc,
+                         "ci_low": result["bootstrap_ci"][0], "ci_high": result["bootstrap_ci"][1],
                          "normalised_accuracy": acc / own_acc if own_acc > 0 else float("nan"),
-                         "diff_to_own": acc - own_acc, "diff_ci_low": diff[0], "diff_ci_high": diff[1],
-                         "mcnemar_p": test["p_value"], "mcnemar_b": test["b"], "mcnemar_c": test["c"],
+                         "diff_to_own": versus["mean"], "diff_ci_low": versus["bootstrap_ci"][0],
+                         "diff_ci_high": versus["bootstrap_ci"][1], "mcnemar_p": test["p_value"],
+                         "mcnemar_b": test["c"], "mcnemar_c": test["b"],  # b: the own adapter right, this wrong
                          "trainable_params": s.params[method], "n_test": int(len(s.y)),
                          "n_classes": len(s.labels)})
     return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -1,4 +1,4 @@
-"""Ablation grid, budget-fitting ranks, Pareto front and the statistics (bootstrap, McNemar)."""
+"""Ablation grid, budget-fitting ranks, Pareto front and the paired comparison (bootstrap, McNemar)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_agnews import config, experiments
+from lora_agnews import comparison, config, experiments
 from lora_agnews.budget import largest_rank
 from lora_agnews.counting import count_trainable
 from conftest import sample_rows
@@ -76,10 +76,40 @@ def test_top_variants_are_chosen_on_validation_not_test() -> None:
     assert experiments.top_variants(cfg, frame, 0) == []
 
 
+def _arm(name: str, *correct: list[int], labels: tuple[int, ...] = (0, 1, 2, 3)) -> comparison.Arm:
+    return comparison.Arm(name, [np.array(c, bool) for c in correct], [np.array(labels)] * len(correct),
+                          [42 + k for k in range(len(correct))])
+
+
 def test_runs_scored_on_different_test_rows_are_not_paired() -> None:
-    with pytest.raises(ValueError, match="different test rows"):
-        experiments._same_test_rows([np.array([0, 1, 2]), np.array([0, 2, 1])], "unit")
-    experiments._same_test_rows([np.array([0, 1, 2]), np.array([0, 1, 2])], "unit")
+    ref = _arm("ref", [1, 1, 0, 0], [1, 0, 1, 0])
+    with pytest.raises(comparison.DifferentRows, match="other seed 43"):
+        other = comparison.Arm("other", ref.correct, [np.array([0, 1, 2, 3]), np.array([0, 2, 1, 3])], [42, 43])
+        comparison.compare([ref, other], "ref", seed=0)
+    with pytest.raises(comparison.DifferentRows):
+        comparison.compare([ref, _arm("short", [1, 1, 0], [1, 0, 1], labels=(0, 1, 2))], "ref", seed=0)
+    with pytest.raises(comparison.DifferentRows):
+        comparison.compare([ref, comparison.Arm("ragged", [np.ones(3, bool)], [np.array([0, 1, 2, 3])])], "ref", seed=0)
+
+
+def test_compare_pairs_every_arm_with_the_reference_seed_by_seed() -> None:
+    ref = _arm("ref", [1, 1, 0, 0], [1, 0, 1, 0])
+    better = _arm("better", [1, 1, 1, 0], [1, 1, 1, 1])
+    study = comparison.compare([better, ref], "ref", seed=0)
+    assert study["n_eval"] == 4 and study["reference"] == "ref" and [a["name"] for a in study["arms"]] == ["better", "ref"]
+    b, r = study["arms"]
+    assert b["accuracy"] == [0.75, 1.0] and b["mean"] == 0.875 and b["std"] == pytest.approx(np.std([0.75, 1.0], ddof=1))
+    assert b["pooled_accuracy"] == 0.875 and b["seeds"] == [42, 43]
+    assert b["vs_reference"]["mean"] == pytest.approx(0.875 - 0.5)
+    lo, hi = b["vs_reference"]["bootstrap_ci"]
+    assert lo <= b["vs_reference"]["mean"] <= hi
+    assert [(m["b"], m["c"], m["seed"]) for m in b["vs_reference"]["mcnemar_per_seed"]] == [(1, 0, 42), (2, 0, 43)]
+    assert r["vs_reference"]["mean"] == 0.0 and r["vs_reference"]["bootstrap_ci"] == [0.0, 0.0]
+    assert r["std"] == 0.0  # both seeds at 0.5
+    single = comparison.compare([_arm("a", [1, 0, 0, 0]), _arm("z", [1, 1, 1, 1])], "z", seed=0)["arms"][0]
+    assert single["std"] == 0.0 and "seed" in single["vs_reference"]["mcnemar_per_seed"][0]
+    unnamed = comparison.Arm("u", [np.ones(4, bool)], [np.arange(4)])
+    assert "seed" not in comparison.compare([unnamed], "u", seed=0)["arms"][0]["vs_reference"]["mcnemar_per_seed"][0]
 
 
 def test_largest_rank_zero_when_head_alone_exceeds_budget() -> None:
@@ -94,20 +124,19 @@ def test_baseline_config_is_the_starting_point() -> None:
 
 
 def test_pareto_front() -> None:
-    frame = pd.DataFrame({
-        "trainable_params": [100, 200, 300, 400, 150],
-        "accuracy": [0.80, 0.79, 0.85, math.nan, 0.81],
-        "status": ["complete", "complete", "complete", "over budget", "complete"],
-    })
-    assert experiments.pareto_front(frame).tolist() == [True, False, True, False, True]
+    params, accuracy = [100, 200, 300, 400, 150, 300, 150], [0.80, 0.79, 0.85, math.nan, 0.81, 0.85, 0.80]
+    # dominated: fewer parameters and higher accuracy (200), equal parameters and lower accuracy (150 at 0.80),
+    # equal accuracy and more parameters; identical points (300 at 0.85) are both on the front
+    assert comparison.pareto_front(params, accuracy) == [True, False, True, False, True, True, False]
+    assert comparison.pareto_front([], []) == []
 
 
 def test_bootstrap_ci_covers_the_mean_and_shrinks_with_n() -> None:
     rng = np.random.default_rng(0)
     small = (rng.random((3, 200)) < 0.9).astype(int)
     large = (rng.random((3, 5000)) < 0.9).astype(int)
-    lo_s, hi_s = experiments.bootstrap_ci(small)
-    lo_l, hi_l = experiments.bootstrap_ci(large)
+    lo_s, hi_s = comparison.bootstrap_ci(small)
+    lo_l, hi_l = comparison.bootstrap_ci(large)
     assert lo_s <= small.mean() <= hi_s and lo_l <= large.mean() <= hi_l
     assert (hi_l - lo_l) < (hi_s - lo_s)
     # binomial standard error at p=0.9, n=15000 pooled over seeds: ~0.0024 -> 95% CI width ~0.0095
@@ -119,13 +148,13 @@ def test_mcnemar_matches_known_values() -> None:
 
     a = np.array([1] * 50 + [0] * 10 + [1] * 30 + [0] * 10, bool)
     b = np.array([1] * 50 + [1] * 10 + [0] * 30 + [0] * 10, bool)
-    result = experiments.mcnemar(a, b)
+    result = comparison.mcnemar(a, b)
     assert (result["b"], result["c"]) == (30, 10)
     assert result["statistic"] == pytest.approx((abs(30 - 10) - 1) ** 2 / 40)
     assert result["p_value"] == pytest.approx(stats.chi2.sf(361 / 40, 1))
-    few = experiments.mcnemar(a[:70], b[:70])  # b=10, c=10 -> exact, p = 1
+    few = comparison.mcnemar(a[:70], b[:70])  # b=10, c=10 -> exact, p = 1
     assert few["method"] == "exact binomial" and few["p_value"] == pytest.approx(1.0)
-    assert experiments.mcnemar(a, a)["p_value"] == 1.0
+    assert comparison.mcnemar(a, a)["p_value"] == 1.0
 
 
 def test_seeds_and_ablation_on_smoke(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_agnews import ablation_reporting, baselines, config, data, experiments, paths, pipeline, reporting, runs
+from lora_agnews import ablation_reporting, baselines, comparison, config, data, experiments, paths, pipeline, reporting, runs
 from lora_agnews.artifacts import write_json
 
 
@@ -55,15 +55,18 @@ def test_tfidf_reference_compares_on_the_same_rows() -> None:
     cfg = config.load("smoke")
     splits = data.load_splits(cfg)
     n = len(splits.test)
-    perfect = baselines.tfidf_reference(cfg, np.ones(n, bool), splits)
+    labels = splits.test["label"].to_numpy()
+    perfect = baselines.tfidf_reference(cfg, np.ones(n, bool), labels, splits)
     assert perfect["n_train"] == len(splits.train) and perfect["n_eval"] == n
     assert 0.25 < perfect["accuracy"] < 1.0  # learns something; the shipped sample is not trivially separable
     assert perfect["difference"]["mean"] == pytest.approx(1.0 - perfect["accuracy"])
     lo, hi = perfect["difference"]["bootstrap_ci"]
     assert 0 < lo <= perfect["difference"]["mean"] <= hi
     assert "a real difference" in reporting.reference_sentence(perfect)
-    with pytest.raises(ValueError, match="same rows"):
-        baselines.tfidf_reference(cfg, np.ones(n - 1, bool), splits)
+    with pytest.raises(comparison.DifferentRows):
+        baselines.tfidf_reference(cfg, np.ones(n - 1, bool), labels[:-1], splits)
+    with pytest.raises(comparison.DifferentRows):
+        baselines.tfidf_reference(cfg, np.ones(n, bool), labels[::-1], splits)
 
 
 def _saved_run(root: Path, name: str, correct: np.ndarray, params: int, r: int) -> dict:
@@ -97,7 +100,7 @@ def test_ablation_intervals_say_which_variants_really_differ(tmp_path: Path) -> 
     assert frame.loc[0, "diff_ci_high"] < 0 < frame.loc[1, "diff_ci_high"]
     assert frame.loc[0, "ci_low"] < frame.loc[0, "accuracy"] < frame.loc[0, "ci_high"]
     assert np.isnan(frame.loc[3, "ci_low"])
-    frame["pareto"] = experiments.pareto_front(frame)
+    frame["pareto"] = experiments.grid_front(frame)
     sentence = ablation_reporting.ablation_sentence(frame)
     assert "best variant is r=16" in sentence
     assert "Clearly worse" in sentence and "r=2" in sentence.split("Clearly worse")[1].split("Not")[0]

@@ -20,7 +20,7 @@ ORDER = [
     "__init__", "paths", "progress", "artifacts", "tasks",
     "config", "sources", "data", "placements", "model", "quantize", "heads", "methods", "counting",
     "budget",
-    "evaluate", "runs", "adapter", "export", "distill", "train",
+    "evaluate", "comparison", "runs", "adapter", "export", "distill", "train",
     "experiments", "merging", "multitask", "study", "merge_reporting", "quantize_study", "baselines", "audit", "explore", "reporting", "ablation_reporting", "plots",
     "book_pages", "pipeline", "cli", "__main__",
 ]

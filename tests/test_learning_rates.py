@@ -109,7 +109,7 @@ def grid_with_search() -> pd.DataFrame:
 
 
 def test_rate_search_runs_join_neither_front_best_table_nor_seed_study(grid_with_search: pd.DataFrame) -> None:
-    front = experiments.pareto_front(grid_with_search)
+    front = experiments.grid_front(grid_with_search)
     assert list(front) == [True, True, False, False]  # the search run's 95% at 30,000 would dominate if it counted
     assert ablation_reporting.best_ablation(grid_with_search)["name"] == "r2-qkv"
     shown = ablation_reporting.ablation_frame(grid_with_search.assign(pareto=front))

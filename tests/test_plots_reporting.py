@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from lora_agnews import ablation_reporting, artifacts, book_pages, config, plots, reporting  # noqa: E402
+from lora_agnews import ablation_reporting, artifacts, book_pages, config, experiments, plots, reporting  # noqa: E402
 from lora_agnews.data import LABELS  # noqa: E402
 from lora_agnews.evaluate import compute_metrics  # noqa: E402
 
@@ -94,7 +94,7 @@ def test_reliability_and_training_curves(metrics: dict, tmp_path: Path) -> None:
 
 
 def test_accuracy_vs_params_marks_budget_pareto_and_refused(ablation: pd.DataFrame, tmp_path: Path) -> None:
-    fig = plots.accuracy_vs_params(ablation, budget=1_000_000, pareto=ablation_reporting.pareto_mask(ablation))
+    fig = plots.accuracy_vs_params(ablation, budget=1_000_000, pareto=experiments.grid_front(ablation))
     ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
     assert "budget 1,000,000" in labels and "Pareto front" in labels
@@ -158,7 +158,7 @@ def test_metrics_table_and_macros(metrics: dict) -> None:
 
 
 def test_pareto_ablation_and_statistics_tables(ablation: pd.DataFrame, stats: dict) -> None:
-    assert ablation_reporting.pareto_mask(ablation) == [False, True, True, False]
+    assert experiments.grid_front(ablation).tolist() == [False, True, True, False]
     tabular = ablation_reporting.ablation_tabular(ablation)
     assert "Q,K,V,dense" in tabular and "2,000,000" in tabular and "86.00" in tabular and "--" in tabular
     assert tabular.count(r"\\") == 1 + len(ablation)
