@@ -310,8 +310,9 @@ def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
               "device": device, "checks": [asdict(c) | {"reproduced": c.reproduced} for c in checks]}
     write_json(record, results / AUDIT_FILE)
     if failed or baseline_failed:
-        raise AuditError(f"{len(failed)} of {len(checks)} saved models do not reproduce their recorded test "
-                         f"scores" + (" and the TF-IDF baseline does not either" if baseline_failed else "") + ":\n"
+        what = ([f"{len(failed)} of {len(checks)} saved models do not reproduce their recorded test scores"] if failed
+                else []) + (["the refitted TF-IDF baseline does not give its recorded numbers"] if baseline_failed else [])
+        raise AuditError("; ".join(what) + ":\n"
                          + "\n".join([c.line() for c in failed] + ([baseline_line(baseline)] if baseline_failed else [])))
     return record
 
