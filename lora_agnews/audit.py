@@ -4,14 +4,15 @@ A number is a result only if its artifact gives it again. :func:`audit_profile` 
 ``results/<profile>/``, every complete run with a saved adapter (the main run, the seed study, the ablation
 grid, the quantized runs, each merging task's own adapter) and re-scores its test rows from the adapter
 alone, through the path the run scored with (:func:`lora_agnews.train.scoring_model`, the run's batch size
-and precision); it re-merges the merging study's task adapters and re-scores every merged combination. Each
-is compared with the logits the run recorded: the predicted labels must be identical and the largest logit
-difference within :data:`TOLERANCE` for the precision. ``python -m lora_agnews audit`` runs it in its own
-process (the pipeline runs that command between the notebooks and the book), so nothing cached by training
-can make a run agree with itself.
-
-Not audited, and said so in the audit's record: the merging study's head-only floor and multi-task model
-(their trained weights are not kept) and the TF-IDF baseline (refitted in a second, deterministic).
+and precision); it re-merges the merging study's task adapters and re-scores every merged combination; it
+rebuilds the study's head-only floor and multi-task model from their records and saved trained tensors
+(:mod:`lora_agnews.multitask`: the frozen base rebuilt as at training, the head or LoRA factors and heads put
+back) and re-scores them through the code that scored them. Each is compared with the logits the run
+recorded: the predicted labels must be identical and the largest logit difference within :data:`TOLERANCE`
+for the precision. The TF-IDF baseline is refitted (deterministic) and its accuracy and macro F1 must equal
+``reference.json``'s exactly (that record keeps no per-row predictions). ``python -m lora_agnews audit`` runs
+it in its own process (the pipeline runs that command between the notebooks and the book), so nothing cached
+by training can make a run agree with itself.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ AUDIT_FILE = "audit.json"
 # Largest |logit difference| accepted for the same computation repeated in another process: fp32 differs only by
 # the order of a reduction, bf16/fp16 autocast by a rounding of its 8- or 11-bit mantissa in some matmul.
 TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2, "fp16": 5e-2}
-NOT_AUDITED = ("the merging study's head-only floor and multi-task model (their weights are not kept)",
-               "the TF-IDF baseline (refitted in the notebook, deterministic)")
+NOT_AUDITED = ("the TF-IDF baseline row by row: reference.json keeps its accuracy and macro F1, not its predictions, "
+               "so the refitted baseline is compared on those, exactly",)
+REFERENCE_FILE = "reference.json"  # the TF-IDF baseline's record (notebook 03)
 
 
 class AuditError(RuntimeError):
@@ -141,6 +143,142 @@ def audit_merging(results: Path, device: str = "cpu") -> list[Check]:
     return checks
 
 
+# --------------------------------------------------------------------------- the study's floor and multi-task model
+def study_model_dirs(results: Path) -> tuple[dict[str, Path], Path | None]:
+    """The merging study's head-only runs (by task) and multi-task run that hold a record; none without a study.
+
+    A study written before its settings named them keeps them beside its task runs (``OUT/head_only/<task>``,
+    ``OUT/multitask``)."""
+    from .study import STUDY_FILE
+
+    if not (results / STUDY_FILE).is_file():
+        return {}, None
+    settings = read_json(results / STUDY_FILE)["settings"]
+    out = {Path(d).parent.parent for d in settings.get("task_dirs", {}).values()}
+    out_dir = next(iter(out)) if len(out) == 1 else None
+    heads = settings.get("head_only_dirs")
+    if heads is None:
+        heads = {n: out_dir / "head_only" / n for n in settings.get("task_dirs", {})} if out_dir else {}
+    multi = settings.get("multitask_dir", str(out_dir / "multitask") if out_dir else None)
+    heads = {n: Path(d) for n, d in heads.items() if (Path(d) / "head_only.json").is_file()}
+    multi = Path(multi) if multi and (Path(multi) / "multitask.json").is_file() else None
+    return heads, multi
+
+
+def _need_tensors(name: str, run_dir: Path) -> None:
+    from .multitask import TRAINABLE_FILE
+
+    if not (run_dir / TRAINABLE_FILE).is_file():
+        raise AuditError(f"{name}: {run_dir} keeps no trained tensors ({TRAINABLE_FILE}): it was trained before "
+                         f"lora_agnews kept them, so its number cannot be checked. Rerun notebook 05 (the study "
+                         f"retrains it).")
+
+
+def audit_head_only(run_dir: Path, name: str, device: str = "cpu") -> Check:
+    """The head-only floor rebuilt from its record and saved head, re-scored on its test rows."""
+    import torch
+
+    from .data import load_splits
+    from .merging import MergingError
+    from .model import resolve_precision
+    from .multitask import head_only_logits, load_head_only
+
+    _need_tensors(name, run_dir)
+    try:
+        model, tokenizer, cfg = load_head_only(run_dir, device)
+    except MergingError as exc:
+        raise AuditError(f"{name}: {exc}") from None
+    test = load_splits(cfg).test
+    dev = torch.device(device)
+    logits = head_only_logits(model, cfg, tokenizer, test, dev)
+    labels = test["label"].to_numpy()
+    with np.load(run_dir / "test_predictions.npz") as saved:
+        if not np.array_equal(saved["labels"], labels):
+            raise AuditError(f"{name}: its test rows are not the ones it recorded (the data changed since the run); "
+                             f"rerun notebook 05.")
+        return compare(name, saved["logits"], logits, labels, resolve_precision(cfg, dev))
+
+
+def audit_multitask(run_dir: Path, device: str = "cpu") -> list[Check]:
+    """The multi-task model rebuilt from its record and saved LoRA factors and heads, each task re-scored."""
+    import torch
+
+    from .data import load_splits
+    from .merging import MULTITASK, MergingError
+    from .model import resolve_precision
+    from .multitask import load_multitask, multitask_logits
+
+    _need_tensors(f"merging: {MULTITASK}", run_dir)
+    try:
+        model, tokenizer, cfgs = load_multitask(run_dir, device)
+    except MergingError as exc:
+        raise AuditError(f"merging: {MULTITASK}: {exc}") from None
+    names = read_json(run_dir / "multitask.json")["tasks"]
+    tests = [load_splits(c).test for c in cfgs]
+    dev = torch.device(device)
+    checks = []
+    with np.load(run_dir / "test_predictions.npz") as saved:
+        for i, (name, c, test, logits) in enumerate(zip(names, cfgs, tests,
+                                                         multitask_logits(model, cfgs, tests, tokenizer, dev))):
+            labels = test["label"].to_numpy()
+            if not np.array_equal(saved[f"labels_{i}"], labels):
+                raise AuditError(f"merging: {name} / {MULTITASK}: its test rows are not the ones it recorded (the data "
+                                 f"changed since the run); rerun notebook 05.")
+            checks.append(compare(f"merging: {name} / {MULTITASK}", saved[f"logits_{i}"], logits, labels,
+                                  resolve_precision(c, dev)))
+    return checks
+
+
+def audit_study_models(results: Path, device: str = "cpu") -> list[Check]:
+    """The study's head-only floor of every task and its multi-task model (none without a study)."""
+    from .merging import HEAD_ONLY
+
+    heads, multi = study_model_dirs(results)
+    checks = [audit_head_only(d, f"merging: {name} / {HEAD_ONLY}", device) for name, d in heads.items()]
+    return checks + (audit_multitask(multi, device) if multi is not None else [])
+
+
+# --------------------------------------------------------------------------- the TF-IDF baseline
+def audit_baseline(profile: str) -> dict[str, Any] | None:
+    """The TF-IDF baseline refitted on the main run's rows and compared with ``reference.json`` (None without one).
+
+    Its record keeps no per-row predictions, so the refit's accuracy, macro F1 and row counts must equal the
+    recorded ones exactly (the fit is deterministic: the same rows, the same solver, the same seed).
+    """
+    from .adapter import CONFIG_FILE
+    from .baselines import tfidf_predictions
+    from .config import from_dict
+    from .data import load_splits
+    from .evaluate import compute_metrics
+
+    path = paths.results_dir(profile) / REFERENCE_FILE
+    if not path.is_file():
+        return None
+    recorded = read_json(path)
+    run_config = paths.runs_dir(profile) / "main" / "adapter" / CONFIG_FILE
+    if not run_config.is_file():
+        raise AuditError(f"the TF-IDF baseline: {path} was fitted on the main run's rows, but {run_config} is missing; "
+                         f"rerun notebooks 02 and 03.")
+    cfg = from_dict(read_json(run_config)["config"])
+    splits = load_splits(cfg)
+    labels = splits.test["label"].to_numpy()
+    metrics = compute_metrics(labels, tfidf_predictions(splits, cfg.seed), names=splits.labels)
+    refitted = {"accuracy": float(metrics["accuracy"]), "macro_f1": float(metrics["macro_f1"]),
+                "n_train": len(splits.train), "n_eval": int(len(labels))}
+    mine = {k: recorded.get(k) for k in refitted}
+    return {"name": recorded.get("name", "TF-IDF"), "recorded": mine, "refitted": refitted,
+            "compared": "accuracy, macro F1 and row counts, exactly (reference.json keeps no per-row predictions)",
+            "reproduced": mine == refitted}
+
+
+def baseline_line(baseline: dict[str, Any]) -> str:
+    r, f = baseline["recorded"], baseline["refitted"]
+    if baseline["reproduced"]:
+        return f"TF-IDF baseline: refitted, accuracy {100 * f['accuracy']:.2f}% and macro F1 exactly as recorded"
+    return (f"TF-IDF baseline: recorded accuracy {r['accuracy']} / macro F1 {r['macro_f1']} on {r['n_eval']} rows, "
+            f"refitted {f['accuracy']} / {f['macro_f1']} on {f['n_eval']} rows")
+
+
 # --------------------------------------------------------------------------- the profile
 def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
     """Audit every saved model of ``profile``, write ``results/<profile>/audit.json`` and return it.
@@ -156,20 +294,26 @@ def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
     for run_dir in audited_runs(results):
         checks.append(audit_run(run_dir, results, device))
         say(f"audit: {checks[-1].line()}")
-    for check in audit_merging(results, device):
+    for check in audit_merging(results, device) + audit_study_models(results, device):
         checks.append(check)
         say(f"audit: {check.line()}")
+    baseline = audit_baseline(profile)
+    if baseline is not None:
+        say(f"audit: {baseline_line(baseline)}")
     failed = [c for c in checks if not c.reproduced]
+    baseline_failed = baseline is not None and not baseline["reproduced"]
     record = {"profile": profile, "runs": len(checks), "reproduced": len(checks) - len(failed),
-              "all_reproduced": not failed,
+              "all_reproduced": not failed and not baseline_failed, "baseline": baseline,
               "largest_abs_logit_diff": max((c.max_abs_logit_diff for c in checks), default=0.0),
               "rows": sum(c.n_test for c in checks), "seconds": round(time.perf_counter() - start, 1),
               "tolerance": TOLERANCE, "not_audited": list(NOT_AUDITED), "checked_at": runs.now(),
               "device": device, "checks": [asdict(c) | {"reproduced": c.reproduced} for c in checks]}
     write_json(record, results / AUDIT_FILE)
-    if failed:
-        raise AuditError(f"{len(failed)} of {len(checks)} saved models do not reproduce their recorded test "
-                         f"scores:\n" + "\n".join(c.line() for c in failed))
+    if failed or baseline_failed:
+        what = ([f"{len(failed)} of {len(checks)} saved models do not reproduce their recorded test scores"] if failed
+                else []) + (["the refitted TF-IDF baseline does not give its recorded numbers"] if baseline_failed else [])
+        raise AuditError("; ".join(what) + ":\n"
+                         + "\n".join([c.line() for c in failed] + ([baseline_line(baseline)] if baseline_failed else [])))
     return record
 
 
@@ -183,8 +327,12 @@ def summary(record: dict[str, Any] | None) -> str:
     """One sentence for the book and the report."""
     if record is None:
         return "The audit has not run on these results."
+    baseline = record.get("baseline")
     if record["all_reproduced"]:
         return (f"All {record['runs']} saved models behind these numbers, reloaded in a fresh process and re-scored on "
                 f"their {record['rows']:,} test rows, reproduce their recorded predictions (largest logit difference "
-                f"{record['largest_abs_logit_diff']:.1e}; audit {record['seconds']:.0f} s).")
+                f"{record['largest_abs_logit_diff']:.1e}; audit {record['seconds']:.0f} s)."
+                + (" The TF-IDF baseline, refitted, gives its recorded accuracy and macro F1 exactly." if baseline else ""))
+    if record["reproduced"] == record["runs"]:
+        return "The refitted TF-IDF baseline does not give its recorded accuracy."
     return f"{record['runs'] - record['reproduced']} of {record['runs']} saved models do not reproduce their numbers."

@@ -30,6 +30,54 @@ from .data import TokenizedDataset, encode, load_splits
 from .merging import MergingError, _device, _head_names, _precision, task_name
 from .progress import say
 
+TRAINABLE_FILE = "trainable.safetensors"  # the trained tensors (head; LoRA factors + heads): what the audit reloads
+
+
+# --------------------------------------------------------------------------- the trained tensors, kept and reloaded
+def save_trainable(model: nn.Module, path: Path) -> Path:
+    """The tensors that trained (``requires_grad``), by parameter name: with the configuration the record keeps,
+    they rebuild the model (the frozen base is rebuilt from the same pretrained or seeded weights)."""
+    from safetensors.torch import save_file
+
+    save_file({n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}, str(path))
+    return Path(path)
+
+
+def load_trainable(model: nn.Module, path: Path) -> nn.Module:
+    """Put the tensors :func:`save_trainable` wrote back into a freshly built ``model`` (the same parameter names and
+    shapes, every trainable parameter present; anything else is refused, naming the file)."""
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path))
+    params = dict(model.named_parameters())
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    if set(saved) != trainable:
+        missing, extra = sorted(trainable - set(saved)), sorted(set(saved) - trainable)
+        raise MergingError(f"{path}: the saved tensors do not fit the rebuilt model (missing {missing[:5]}, "
+                           f"unexpected {extra[:5]}); retrain it with this version of lora_agnews.")
+    with torch.no_grad():
+        for name, tensor in saved.items():
+            if params[name].shape != tensor.shape:
+                raise MergingError(f"{path}: {name} is saved as {tuple(tensor.shape)} but the rebuilt model's is "
+                                   f"{tuple(params[name].shape)}; retrain it with this version of lora_agnews.")
+            params[name].copy_(tensor)
+    return model
+
+
+def record_config(record: dict[str, Any], key: Any) -> Config:
+    """The configuration a record trained with: its ``config`` (written since the trained tensors are kept), else
+    rebuilt from its run key (which leaves out only what changes no number) and checked to give that key again."""
+    from .config import from_dict
+
+    if isinstance(record.get("config"), dict):
+        return from_dict(record["config"])
+    cfg = from_dict({k: v for k, v in key.items() if k != "data_format"})
+    if json_roundtrip(cfg.run_key()) != json_roundtrip(key):
+        raise MergingError("a record's run key does not rebuild its configuration (it was written with another "
+                           "version of lora_agnews or of its data); retrain it.")
+    return cfg
+
+
 # --------------------------------------------------------------------------- floor: the head alone
 def head_only_model(cfg: Config, tokenizer: Any, labels: Sequence[str], meta: bool = False) -> nn.Module:
     """The frozen encoder with the configuration's head, the head the only trainable part (a plain
@@ -109,7 +157,7 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
     run_dir = Path(run_dir)
     key = {"kind": "head_only", "run_key": cfg.run_key()}
     record, arrays = run_dir / "head_only.json", run_dir / "test_predictions.npz"
-    if _key_matches(record, key, arrays):
+    if _key_matches(record, key, arrays, run_dir / TRAINABLE_FILE):  # a run without its tensors cannot be audited
         with np.load(arrays) as saved:
             return saved["logits"], saved["labels"], int(read_json(record)["trainable_params"])
     from .progress import interactive
@@ -130,17 +178,35 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
     train_ds = encode(splits.train, tokenizer, cfg.max_length)
     val_ds = encode(splits.validation, tokenizer, cfg.max_length)
     model = _train_prepared(cfg, splits, tokenizer, model, train_ds, val_ds, run_dir)
-    from .evaluate import predict_logits
-
-    dev = _device(cfg, None)
-    test_ds = encode(splits.test, tokenizer, cfg.max_length)
-    logits = predict_logits(model.to(dev), test_ds, tokenizer.pad_token_id, cfg.eval_batch_size, dev, _precision(cfg, dev))
+    logits = head_only_logits(model, cfg, tokenizer, splits.test, _device(cfg, None))
     labels = splits.test["label"].to_numpy()
+    save_trainable(model, run_dir / TRAINABLE_FILE)
     save_arrays(arrays, logits=logits, labels=labels)
-    write_json({"key": key, "trainable_params": params, "task": task_name(cfg), "labels": list(splits.labels),
-                "accuracy": float((logits.argmax(1) == labels).mean())}, record)
+    write_json({"key": key, "config": cfg.to_dict(), "trainable_params": params, "task": task_name(cfg),
+                "labels": list(splits.labels), "accuracy": float((logits.argmax(1) == labels).mean())}, record)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return logits, labels, params
+
+
+def head_only_logits(model: nn.Module, cfg: Config, tokenizer: Any, test: Any, device: torch.device) -> np.ndarray:
+    """The floor's logits on the test rows ``test`` (a split's frame): how training scored them, and the audit again."""
+    from .evaluate import predict_logits
+
+    test_ds = encode(test, tokenizer, cfg.max_length)
+    return predict_logits(model.to(device), test_ds, tokenizer.pad_token_id, cfg.eval_batch_size, device,
+                          _precision(cfg, device))
+
+
+def load_head_only(run_dir: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Any, Config]:
+    """The head-only floor of ``run_dir`` rebuilt from its record and saved head alone: ``(model, tokenizer, cfg)``."""
+    from .model import build_tokenizer
+
+    run_dir = Path(run_dir)
+    record = read_json(run_dir / "head_only.json")
+    cfg = record_config(record, record["key"]["run_key"])
+    tokenizer = build_tokenizer(cfg)
+    model = load_trainable(head_only_model(cfg, tokenizer, record["labels"]), run_dir / TRAINABLE_FILE)
+    return model.to(torch.device(device)).eval(), tokenizer, cfg
 
 
 # --------------------------------------------------------------------------- multi-task learning
@@ -252,10 +318,8 @@ def train_multitask(cfgs: Sequence[Config], run_dir: Path) -> tuple[list[np.ndar
     """
     import shutil
 
-    from safetensors.torch import save_file
     from transformers import set_seed
 
-    from .evaluate import predict_logits
     from .model import build_tokenizer
     from .runs import save_arrays
 
@@ -263,7 +327,7 @@ def train_multitask(cfgs: Sequence[Config], run_dir: Path) -> tuple[list[np.ndar
     run_dir = Path(run_dir)
     key = {"kind": "multitask", "run_keys": [c.run_key() for c in cfgs]}
     record, arrays = run_dir / "multitask.json", run_dir / "test_predictions.npz"
-    if _key_matches(record, key, arrays):
+    if _key_matches(record, key, arrays, run_dir / TRAINABLE_FILE):
         with np.load(arrays) as saved:
             n = len(cfgs)
             return ([saved[f"logits_{i}"] for i in range(n)], [saved[f"labels_{i}"] for i in range(n)],
@@ -283,18 +347,39 @@ def train_multitask(cfgs: Sequence[Config], run_dir: Path) -> tuple[list[np.ndar
     train_ds = _concat([encode(s.train, tokenizer, cfg.max_length) for s in splits])
     val_ds = _concat([encode(s.validation, tokenizer, cfg.max_length) for s in splits])
     model = _train_prepared(cfg, splits[0], tokenizer, model, train_ds, val_ds, run_dir)
-    dev = _device(cfg, None)
-    model.to(dev).eval()
-    logits, ys = [], []
-    for i, (c, s) in enumerate(zip(cfgs, splits)):
-        test_ds = encode(s.test, tokenizer, c.max_length)
-        logits.append(predict_logits(OneTask(model, i), test_ds, tokenizer.pad_token_id, c.eval_batch_size, dev,
-                                     _precision(c, dev)))
-        ys.append(s.test["label"].to_numpy())
-    save_file({n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad},
-              str(run_dir / "trainable.safetensors"))
+    logits = multitask_logits(model, cfgs, [s.test for s in splits], tokenizer, _device(cfg, None))
+    ys = [s.test["label"].to_numpy() for s in splits]
+    save_trainable(model, run_dir / TRAINABLE_FILE)
     save_arrays(arrays, **{f"logits_{i}": x for i, x in enumerate(logits)}, **{f"labels_{i}": y for i, y in enumerate(ys)})
-    write_json({"key": key, "trainable_params": params, "tasks": names, "labels": [list(x) for x in labels],
+    write_json({"key": key, "configs": [c.to_dict() for c in cfgs], "trainable_params": params, "tasks": names,
+                "labels": [list(x) for x in labels],
                 "accuracy": {n: float((x.argmax(1) == y).mean()) for n, x, y in zip(names, logits, ys)}}, record)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return logits, ys, params
+
+
+def multitask_logits(model: MultiTaskModel, cfgs: Sequence[Config], tests: Sequence[Any], tokenizer: Any,
+                     device: torch.device) -> list[np.ndarray]:
+    """Each task's test rows (``tests``: the splits' frames) scored by its own head: how training scored them, and the
+    audit again."""
+    from .evaluate import predict_logits
+
+    model.to(device).eval()
+    return [predict_logits(OneTask(model, i), encode(test, tokenizer, c.max_length), tokenizer.pad_token_id,
+                           c.eval_batch_size, device, _precision(c, device))
+            for i, (c, test) in enumerate(zip(cfgs, tests))]
+
+
+def load_multitask(run_dir: Path, device: str | torch.device = "cpu") -> tuple[MultiTaskModel, Any, list[Config]]:
+    """The multi-task model of ``run_dir`` rebuilt from its record and saved LoRA factors and heads:
+    ``(model, tokenizer, one configuration per task)``."""
+    from .model import build_tokenizer
+
+    run_dir = Path(run_dir)
+    record = read_json(run_dir / "multitask.json")
+    keys = record["key"]["run_keys"]
+    cfgs = ([record_config({"config": c}, k) for c, k in zip(record["configs"], keys)] if record.get("configs")
+            else [record_config({}, k) for k in keys])
+    tokenizer = build_tokenizer(cfgs[0])
+    model = load_trainable(build_multitask(cfgs[0], record["labels"], record["tasks"], tokenizer), run_dir / TRAINABLE_FILE)
+    return model.to(torch.device(device)).eval(), tokenizer, cfgs

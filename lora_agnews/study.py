@@ -197,6 +197,9 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
                 "tokenizer": (f"shared word-level tokenizer built from the union of the tasks' training files: {tok_dir}"
                               if tok_dir is not None else f"{cfg.tokenizer or cfg.model_name} (pretrained, shared)"),
                 "task_dirs": {n: str(d) for n, d in zip(names, run_dirs)},
+                # the floor's and the multi-task model's runs (record, test logits, trained tensors): the audit's
+                "head_only_dirs": {n: str(out_dir / "head_only" / n) for n in names} if floor else {},
+                "multitask_dir": str(out_dir / "multitask") if multitask else None,
                 "own_rescore_max_abs_diff": own_gap, "pretrained": cfg.init == "pretrained",
                 "task_facts": facts, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
     study = Study(scores, combinations, settings, cfg.seed)

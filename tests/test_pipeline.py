@@ -459,17 +459,20 @@ def test_rescored_summary_states_the_agreement(agreement: float | None, expected
 
 @pytest.mark.pipeline
 def test_the_audit_reloads_every_saved_model_and_the_book_and_report_show_it(smoke_run: dict[str, Any]) -> None:
-    """Every run with an adapter and every merged combination is re-scored in a fresh process; all reproduce."""
+    """Every run with an adapter, every merged combination, the study's floors and multi-task model are re-scored in a
+    fresh process, and the TF-IDF baseline is refitted; all reproduce."""
     from lora_agnews import audit
 
     record = json.loads((smoke_run["results"] / audit.AUDIT_FILE).read_text())
     with_adapters = audit.audited_runs(smoke_run["results"])
     merges = json.loads((smoke_run["results"] / "merging.json").read_text())
-    expected = len(with_adapters) + len(merges["tasks"]) * len(merges["combinations"])
+    expected = len(with_adapters) + len(merges["tasks"]) * (len(merges["combinations"]) + 2)  # + floor, multi-task
     assert record["runs"] == expected and record["all_reproduced"] and record["reproduced"] == expected
     names = {c["run"] for c in record["checks"]}
     assert "runs/main" in names and any(n.startswith("runs/quantization") for n in names)
     assert any(n.startswith("merging: ") for n in names)
+    assert any(n.endswith(" / head only") for n in names) and any(n.endswith(" / multi-task") for n in names)
+    assert record["baseline"]["reproduced"]
     stamp = json.loads((smoke_run["results"] / pipeline.STAMP).read_text())
     assert stamp["audit"]["runs"] == expected
     page = (smoke_run["html"] / "results.html").read_text(encoding="utf-8")
@@ -495,7 +498,8 @@ def test_a_saved_model_that_changed_fails_the_audit_naming_it(smoke_run: dict[st
     head = [k for k in tensors if "classifier" in k and k.endswith("weight")]
     tensors[head[-1]] = tensors[head[-1]].flip(0).contiguous()  # the classes' rows swapped
     save_file(tensors, weights)
-    (results / "merging_logits.npz").unlink()  # the merges are audited above; keep this one quick
+    for name in ("merging_logits.npz", "merging.json"):  # the study's models are audited above; keep this one quick
+        (results / name).unlink()
     with pytest.raises(audit.AuditError, match=r"runs/main: recorded [\d.]+%, reloaded [\d.]+%"):
         audit.audit_profile("smoke")
     assert not json.loads((results / audit.AUDIT_FILE).read_text())["all_reproduced"]
