@@ -20,6 +20,7 @@ import yaml
 from .artifacts import atomic_write_text, read_json, write_json
 from .config import Config, ConfigError, from_dict
 from .data import TokenizedDataset, normalize_text, tokenize
+from .registry import METHODS
 from .tasks import AGNEWS_LABELS, check_same_labels, model_labels
 
 CONFIG_FILE = "lora_agnews_config.json"
@@ -40,11 +41,12 @@ def base_fingerprint(model: Any, method: str = "lora") -> str:
     digest = hashlib.sha1()
     # LoRA-wrapped modules (e.g. word_embeddings) hold trained lora_* tensors and rename the frozen
     # weight to base_layer.weight: skip the former, undo the latter, so trained and fresh bases agree.
-    # BitFit trains the base's own biases: they are skipped for it (other methods keep the original choice).
+    # A method that trains base parameters in place (BitFit: the biases) has them skipped.
     # Only the encoder's own weights: XLM-RoBERTa lists its (trained) head first.
     prefix = f"{getattr(model, 'base_model_prefix', '')}."
+    suffix = METHODS[method].base_suffix
     frozen = [(n.replace(".base_layer.", "."), p) for n, p in model.named_parameters()
-              if "lora_" not in n and not (method == "bitfit" and n.endswith(".bias"))
+              if "lora_" not in n and not (suffix and n.endswith(suffix))
               and (prefix == "." or n.startswith(prefix))]
     for name, p in frozen[:4]:
         digest.update(name.encode())
@@ -165,7 +167,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
         if "base_fingerprint" in info and base_fingerprint(base, cfg.method) != info["base_fingerprint"]:
             raise AdapterError(f"the randomly initialised base model rebuilt for {adapter_dir} differs from the one "
                                f"it was trained on (another torch/transformers version?). Retrain it here.")
-        if cfg.method == "bitfit":
+        if METHODS[cfg.method].peft is None:
             model = _load_bitfit(base, cfg, adapter_dir, precision)
         else:
             apply_head(base, cfg.head)
@@ -272,13 +274,14 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
                                                                                            "local CSV")
     _, dataset, hub_id, kind = task_card(cfg)
     tag = cfg.task if cfg.task in CARD_TASKS else "custom-task"
+    method = METHODS[cfg.method]
     return {
-        "library_name": "transformers" if cfg.method == "bitfit" else "peft",  # BitFit is not a PEFT method
+        "library_name": "peft" if method.peft else "transformers",  # a hand-written method is no PEFT one
         "license": CODE_LICENSE_HUB,
         "base_model": base_model_id(cfg),
         "pipeline_tag": "text-classification",
-        "tags": [*dict.fromkeys(["lora", cfg.method] if cfg.method in ("pissa", "olora") else [cfg.method]),
-                 *(["peft"] if cfg.method != "bitfit" else []),
+        "tags": [*dict.fromkeys(["lora", cfg.method] if method.lora else [cfg.method]),
+                 *(["peft"] if method.peft else []),
                  *(["qlora", "bitsandbytes", cfg.quantize] if cfg.quantize != "none" else []), "text-classification",
                  "ag_news" if tag == "agnews" else tag, "lora-agnews"],
         **({"datasets": [hub_id]} if hub_id else {}),
@@ -298,26 +301,10 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def method_title(cfg: Config) -> str:
-    return {"lora": "LoRA", "pissa": "PiSSA", "olora": "OLoRA", "adalora": "AdaLoRA", "vera": "VeRA", "loha": "LoHa",
-            "lokr": "LoKr", "ia3": "(IA)³", "bitfit": "BitFit", "layernorm": "LayerNorm-tuning", "prompt": "Prompt-tuning"}[cfg.method]
-
-
 def method_summary(cfg: Config) -> str:
-    """The card's first words: the method with its size and targets (LoRA cards read as they always did)."""
-    if cfg.method in ("lora", "pissa", "olora"):
-        init = "" if cfg.method == "lora" else f"{method_title(cfg)} initialisation, "
-        return f"LoRA ({init}r={cfg.lora_r}, alpha={cfg.lora_alpha}, {cfg.lora_variant}, targets {cfg.lora_targets}"
-    if cfg.method == "adalora":
-        return (f"AdaLoRA (initial r={cfg.lora_r}, target r={cfg.adalora_target_r or max(1, cfg.lora_r // 2)}, "
-                f"alpha={cfg.lora_alpha}, targets {cfg.lora_targets}")
-    if cfg.method in ("vera", "loha", "lokr"):
-        return f"{method_title(cfg)} (r={cfg.lora_r}, targets {cfg.lora_targets}"
-    if cfg.method == "ia3":
-        return f"(IA)³ (targets {cfg.lora_targets}"
-    if cfg.method == "prompt":
-        return f"Prompt tuning ({cfg.prompt_tokens} virtual tokens"
-    return f"{method_title(cfg)} (the encoder's {'biases' if cfg.method == 'bitfit' else 'LayerNorms'}"
+    """The card's first words: the method (LoRA for its initialisations) with its size and targets."""
+    method = METHODS[cfg.method]
+    return f"{METHODS['lora'].title if method.lora else method.heading} ({method.card(cfg)}"
 
 
 QUANTIZE_TITLES = {"nf4": "NF4 (4-bit normal float)", "fp4": "FP4 (4-bit float)", "int8": "int8 (8-bit)"}
@@ -336,8 +323,8 @@ def base_line(cfg: Config) -> str:
 def merge_line(cfg: Config) -> str:
     if cfg.method == "lora" and cfg.quantize == "none":
         return "merged = model.merge_and_unload()  # plain transformers model, same predictions"
-    if cfg.method == "prompt":
-        return "# prompt tuning cannot be merged into the base weights: use the model as loaded"
+    if METHODS[cfg.method].not_mergeable:
+        return f"# {METHODS[cfg.method].title} cannot be merged into the base weights: use the model as loaded"
     return ("from lora_agnews.methods import merge\n"
             f"merged = merge(model, {cfg.method!r})  # plain transformers model, same predictions")
 
@@ -361,7 +348,7 @@ def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) ->
     acc, f1 = metrics["accuracy"], metrics["macro_f1"]
     front = yaml.safe_dump(card_metadata(cfg, metrics), sort_keys=False, allow_unicode=True)
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
-    body = f"""# {method_title(cfg)} adapter for {task_card(cfg)[0]} ({cfg.profile} profile)
+    body = f"""# {METHODS[cfg.method].heading} adapter for {task_card(cfg)[0]} ({cfg.profile} profile)
 
 {method_summary(cfg)}{layers}) on
 `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}` classification head;

@@ -54,6 +54,7 @@ from .artifacts import read_json, write_json
 from .config import Config
 from .data import TokenizedDataset, encode, load_splits
 from .progress import say
+from .registry import METHODS
 
 # PEFT's combination types (peft/tuners/lora/model.py, LoraModel.add_weighted_adapter).
 COMBINATIONS: tuple[str, ...] = ("linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune")
@@ -249,9 +250,8 @@ def _base_keys(cfg: Config) -> tuple[str, ...]:
 
 
 def _check_method(cfg: Config, where: str) -> None:
-    if cfg.method != "lora":
-        why = ("it is trained against residual base weights of its own (its initialisation changes the base)"
-               if cfg.method in ("pissa", "olora") else "it has no LoRA factors for add_weighted_adapter to combine")
+    why = METHODS[cfg.method].not_combinable
+    if why:
         raise MergingError(f"{where}: method {cfg.method!r} cannot be merged: {why}. Train every task with "
                            f"-p method lora.")
     if cfg.lora_variant != "lora":
