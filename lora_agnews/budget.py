@@ -47,15 +47,16 @@ def method_table(cfg: Config, methods: Iterable[str], target_sets: Iterable[str]
     rank, prompt tokens) and its exact total; size-less methods (ia3, bitfit, layernorm): the count and
     whether it fits. Methods that adapt the whole encoder (bitfit, layernorm, prompt) ignore target sets."""
     from .config import ConfigError
-    from .methods import WHOLE_ENCODER, size_key, size_limit
+    from .methods import size_limit
+    from .registry import METHODS
 
     rows = []
     target_sets = list(target_sets)
     for method in methods:
-        for targets in (["-"] if method in WHOLE_ENCODER else target_sets):
+        for targets in (["-"] if METHODS[method].whole_encoder else target_sets):
             for head in heads:
                 row: dict[str, Any] = {"method": method, "lora_targets": targets, "head": head,
-                                       "size_key": size_key(method) or "-"}
+                                       "size_key": METHODS[method].size_key or "-"}
                 try:
                     variant = cfg.replace(method=method, head=head, lora_variant="lora", adalora_target_r=0,
                                           **({} if targets == "-" else {"lora_targets": targets}))

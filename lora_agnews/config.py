@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import yaml
 
 from . import paths
+from .registry import METHODS
 
 
 class ConfigError(ValueError):
@@ -28,7 +29,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "head": ("default", "linear", "lora-dense"),
     "baseline_head": ("default", "linear", "lora-dense"),
     "lora_variant": ("lora", "rslora", "dora"),
-    "method": ("lora", "pissa", "olora", "adalora", "vera", "loha", "lokr", "ia3", "bitfit", "layernorm", "prompt"),
+    "method": tuple(METHODS),
     "scheduler": ("linear", "cosine", "constant"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "device": ("auto", "cpu", "cuda"),
@@ -301,8 +302,9 @@ def validate(cfg: Config) -> None:
     if cfg.method == "adalora" and cfg.adalora_target_r > cfg.lora_r:
         raise ConfigError(f"parameter 'adalora_target_r' ({cfg.adalora_target_r}) must not exceed the initial rank "
                           f"lora_r ({cfg.lora_r}).")
-    if cfg.lora_variant != "lora" and cfg.method not in ("lora", "pissa", "olora"):
-        raise ConfigError(f"parameter 'lora_variant' {cfg.lora_variant!r} applies to LoRA (method lora, pissa, olora), "
+    if cfg.lora_variant != "lora" and not METHODS[cfg.method].lora:
+        lora = ", ".join(name for name, m in METHODS.items() if m.lora)
+        raise ConfigError(f"parameter 'lora_variant' {cfg.lora_variant!r} applies to LoRA (method {lora}), "
                           f"not to method {cfg.method!r}; use -p lora_variant lora.")
     if cfg.quantize_double and cfg.quantize not in ("nf4", "fp4"):
         raise ConfigError(f"parameter 'quantize_double' quantizes the scales of 4-bit weights; it needs -p quantize nf4 "

@@ -18,7 +18,8 @@ from torch import nn
 
 from . import placements, quantize
 from .config import Config
-from .methods import build_model, size_key, size_limit
+from .methods import build_model, size_limit
+from .registry import METHODS
 from .model import build_local_tokenizer, model_config
 
 
@@ -122,7 +123,7 @@ def rank_line(cfg: Config, vocab_size: int | None = None) -> tuple[int, int]:
     whole line. Size-less methods (ia3, bitfit, layernorm) give ``(count, 0)``. ``vocab_size``: that of a
     tokenizer already built (else the profile's tokenizer decides, as in :func:`count_trainable`).
     """
-    key = size_key(cfg.method)
+    key = METHODS[cfg.method].size_key
     if key is None:
         return count_trainable(cfg, vocab_size)["total"], 0
     extra = {"adalora_target_r": 0} if cfg.method == "adalora" else {}
@@ -136,7 +137,7 @@ def largest_rank(cfg: Config, budget: int | None = None, vocab_size: int | None 
     """The largest size (LoRA rank, VeRA rank, prompt tokens, ...) that keeps ``cfg`` within ``budget``
     (0 when none does, or for a size-less method)."""
     budget = cfg.budget if budget is None else budget
-    key = size_key(cfg.method)
+    key = METHODS[cfg.method].size_key
     limit = size_limit(cfg, model_config(cfg, vocab_size)) if key else None
     fixed, per_rank = rank_line(cfg, vocab_size)
     if per_rank <= 0 or fixed + per_rank > budget:
@@ -148,7 +149,7 @@ def largest_rank(cfg: Config, budget: int | None = None, vocab_size: int | None 
 def check_budget(breakdown: dict[str, Any], cfg: Config) -> None:
     if breakdown["total"] > cfg.budget:
         hint = ""
-        key = size_key(cfg.method)
+        key = METHODS[cfg.method].size_key
         with contextlib.suppress(Exception):
             r = largest_rank(cfg) if key else 0
             if key is None:

@@ -22,12 +22,13 @@ import torch
 
 from . import paths
 from .config import Config
-from .tasks import AGNEWS, AGNEWS_HUB_ID, AGNEWS_LABELS, DataError, Task, agnews
+from .registry import TASKS
+from .tasks import AGNEWS, DataError, Task
 
 # AG News' class names in the order of its CSV labels 1..4: the meaning of that file layout. Everything
 # downstream reads a dataset's labels from its task (Splits.task), never from here.
-LABELS: tuple[str, ...] = AGNEWS_LABELS
-HUB_ID = AGNEWS_HUB_ID
+LABELS: tuple[str, ...] = TASKS[AGNEWS].labels
+HUB_ID = TASKS[AGNEWS].hub_id
 CSV_COLUMNS = ("label", "title", "description")
 
 
@@ -40,7 +41,7 @@ class Splits:
     test: pd.DataFrame
     source: str
     available: dict[str, int] = dataclasses.field(default_factory=dict)  # rows in the source's train/test files
-    task: Task = dataclasses.field(default_factory=agnews)  # the label names (id = position) and their origin
+    task: Task = dataclasses.field(default_factory=lambda: TASKS[AGNEWS].identity(""))  # the label names (id = position) and their origin
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -213,7 +214,7 @@ def stratified_subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame
 def make_splits(train: pd.DataFrame, test: pd.DataFrame, cfg: Config, source: str = "", task: Task | None = None) -> Splits:
     from sklearn.model_selection import train_test_split
 
-    task = task or agnews(source or cfg.data)
+    task = task or TASKS[AGNEWS].identity(source or cfg.data)
     counts = train["label"].value_counts().reindex(range(task.num_labels), fill_value=0)
     if counts.min() < 2:
         shown = {task.labels[i]: int(n) for i, n in counts.items()}
@@ -252,8 +253,8 @@ def task_labels(cfg: Config) -> tuple[str, ...]:
     task's names come from its directory (classes.txt, else the sorted names its files use).
     """
     if cfg.task == AGNEWS:
-        return AGNEWS_LABELS
-    from .sources import HUB, PYPI, TASKS
+        return LABELS
+    from .sources import HUB, PYPI
 
     source = task_source(cfg)
     if cfg.task in TASKS and source in (HUB, PYPI):
@@ -270,10 +271,10 @@ def load_task(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame, Task]:
     """
     if cfg.task == AGNEWS:
         train, test = load_raw(cfg.data)
-        return train, test, agnews(cfg.data)
+        return train, test, TASKS[AGNEWS].identity(cfg.data)
     from . import sources
 
-    if cfg.task in sources.TASKS:
+    if cfg.task in TASKS:
         loaded = sources.load_task(cfg.task, task_source(cfg))
     else:
         loaded = sources.load_directory_task(Path(cfg.task))
@@ -297,7 +298,7 @@ def data_files(cfg: Config) -> tuple[str, list[Path]]:
         directory = paths.SAMPLE_DATA if cfg.data == "sample" else Path(cfg.data).expanduser()
         names: tuple[str, ...] = ("train.csv", "test.csv")
     else:
-        from .sources import HUB, PYPI, TASKS
+        from .sources import HUB, PYPI
 
         source = task_source(cfg)
         if cfg.task in TASKS and source in (HUB, PYPI):

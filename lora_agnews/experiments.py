@@ -22,8 +22,9 @@ from .budget import largest_rank
 from .comparison import PREDICTIONS_FILE, Arm, compare, pareto_front, run_arm
 from .config import NEW_KEY_DEFAULTS, Config, ConfigError, candidate_rates, method_rates
 from .counting import count_trainable
-from .methods import WHOLE_ENCODER, check_method, size_key
+from .methods import check_method
 from .progress import say
+from .registry import METHODS
 
 ABLATION_FILE = "ablation.json"
 RATES_FILE = "learning_rates.json"
@@ -34,11 +35,12 @@ STATISTICS_FILE = "statistics.json"
 def run_name(cfg: Config) -> str:
     """A readable, unique directory name for a variant: ``r8-query+key+value-linear``."""
     parts = [f"r{cfg.lora_r}", cfg.lora_targets.replace(",", "+"), cfg.head]
+    method, key = METHODS[cfg.method], METHODS[cfg.method].size_key
     if cfg.method != "lora":  # LoRA names stay as they were; other methods lead with their name
-        parts.insert(0, cfg.method + (f"{cfg.prompt_tokens}" if cfg.method == "prompt" else ""))
-        if size_key(cfg.method) != "lora_r":  # a rank that means nothing to the method is not in its name
+        parts.insert(0, cfg.method + (str(getattr(cfg, key)) if key not in ("lora_r", None) else ""))  # prompt4
+        if key != "lora_r":  # a rank that means nothing to the method is not in its name
             parts.remove(f"r{cfg.lora_r}")
-        if cfg.method in WHOLE_ENCODER:
+        if method.whole_encoder:
             parts.remove(cfg.lora_targets.replace(",", "+"))
     if cfg.lora_variant != "lora":
         parts.append(cfg.lora_variant)
@@ -80,8 +82,8 @@ def ablation_grid(cfg: Config) -> list[Config]:
     grid: list[Config] = []
     seen: set[str] = set()
     for method in _items(cfg.ablation_methods, ","):
-        key = size_key(method)
-        for targets in target_sets[:1] if method in WHOLE_ENCODER else target_sets:
+        key = METHODS[method].size_key
+        for targets in target_sets[:1] if METHODS[method].whole_encoder else target_sets:
             for head in heads:
                 try:
                     base = cfg.replace(lora_targets=targets, head=head, epochs=cfg.ablation_epochs, method=method,
@@ -185,7 +187,7 @@ def grid_settings(table: pd.DataFrame) -> pd.DataFrame:
 
 def _row(variant: Config, run_dir: Path, metrics: dict[str, Any] | None, params: int, status: str,
          lr_search: bool = False) -> dict[str, Any]:
-    key = size_key(variant.method)
+    key = METHODS[variant.method].size_key
     return {"name": run_name(variant), "method": variant.method, "lora_variant": variant.lora_variant,
             "learning_rate": variant.learning_rate, "lr_search": lr_search,
             "size": getattr(variant, key) if key else None, "size_key": key,

@@ -39,6 +39,7 @@ import yaml
 from torch import nn
 
 from .data import LABELS
+from .registry import METHODS
 
 LABEL_NAMES: tuple[str, ...] = LABELS  # the class names written to config.json (when the model has none)
 EPS = 2.0 ** -20  # scale of the tanh heads' identity (see the module docstring)
@@ -330,7 +331,7 @@ def head_note(cfg: Any, kind: str, scale: float | None) -> str:
 def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResult, kind: str) -> Path:
     """README.md in the hub's model-card format, for a plain transformers checkpoint (``directory``: where it is
     written now, a temporary sibling of ``result.out_dir``, the path the card names)."""
-    from .adapter import base_model_id, data_terms, method_summary, method_title, task_card
+    from .adapter import base_model_id, data_terms, method_summary, task_card
     from .artifacts import atomic_write_text
 
     meta = card_metadata(cfg, adapter_dir)
@@ -341,7 +342,7 @@ def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResul
         metrics = (f"\n| metric (of the adapter) | value |\n| --- | --- |\n| test accuracy | {values.get('accuracy')} |\n"
                    f"| macro F1 | {values.get('f1')} |\n")
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
-    body = f"""# {method_title(cfg)} for {task_card(cfg)[0]}, merged: a plain transformers classifier ({cfg.profile} profile)
+    body = f"""# {METHODS[cfg.method].heading} for {task_card(cfg)[0]}, merged: a plain transformers classifier ({cfg.profile} profile)
 
 {method_summary(cfg)}{layers}) on `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}`
 classification head, merged into the base weights: a `{result.architecture}` checkpoint that needs
@@ -402,7 +403,7 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     """
     from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts
     from .data import normalize_text
-    from .methods import NOT_MERGEABLE, MergeError, merge
+    from .methods import MergeError, merge
     from .progress import interactive
     from .runs import atomic_directory
 
@@ -427,7 +428,7 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     try:
         merged = merge(model, cfg.method)
     except MergeError:
-        why = NOT_MERGEABLE.get(cfg.method, "its parameters are not a change of the weights")
+        why = METHODS[cfg.method].not_mergeable or "its parameters are not a change of the weights"
         raise ExportError(f"cannot export {adapter_dir} as a plain transformers model: method {cfg.method!r} cannot be "
                           f"merged into the base model ({why}). Use the adapter as it is: "
                           f"python -m lora_agnews predict --adapter {adapter_dir} \"headline\".") from None

@@ -54,6 +54,8 @@ from .artifacts import read_json, write_json
 from .config import Config
 from .data import TokenizedDataset, encode, load_splits
 from .progress import say
+from .registry import METHODS, TASKS
+from .tasks import AGNEWS
 
 # PEFT's combination types (peft/tuners/lora/model.py, LoraModel.add_weighted_adapter).
 COMBINATIONS: tuple[str, ...] = ("linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune")
@@ -180,10 +182,7 @@ def _is_lora_key(key: str) -> bool:
 
 def task_name(cfg: Config) -> str:
     """The task's name as its loader gives it (a registered name, or a task directory's own name)."""
-    from .sources import TASKS
-    from .tasks import AGNEWS
-
-    if cfg.task == AGNEWS or cfg.task in TASKS:
+    if cfg.task in TASKS:
         return cfg.task
     path = Path(cfg.task).expanduser()
     return path.name or str(path)
@@ -193,7 +192,6 @@ def read_adapter(directory: Path) -> SavedAdapter:
     """A saved adapter directory (``RUN/adapter``), checked complete and readable."""
     from .adapter import CONFIG_FILE, AdapterError, check_adapter_dir
     from .config import ConfigError, from_dict
-    from .tasks import AGNEWS_LABELS
 
     directory = Path(directory)
     check_adapter_dir(directory)
@@ -204,7 +202,7 @@ def read_adapter(directory: Path) -> SavedAdapter:
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise AdapterError(f"{directory} holds an unreadable or older adapter ({exc}); retrain it with this "
                            f"version of lora_agnews.") from None
-    return SavedAdapter(directory, cfg, tuple(info.get("labels") or AGNEWS_LABELS), info, peft_config)
+    return SavedAdapter(directory, cfg, tuple(info.get("labels") or TASKS[AGNEWS].labels), info, peft_config)
 
 
 def _tokenizer_digest(tokenizer: Any) -> str:
@@ -249,9 +247,8 @@ def _base_keys(cfg: Config) -> tuple[str, ...]:
 
 
 def _check_method(cfg: Config, where: str) -> None:
-    if cfg.method != "lora":
-        why = ("it is trained against residual base weights of its own (its initialisation changes the base)"
-               if cfg.method in ("pissa", "olora") else "it has no LoRA factors for add_weighted_adapter to combine")
+    why = METHODS[cfg.method].not_combinable
+    if why:
         raise MergingError(f"{where}: method {cfg.method!r} cannot be merged: {why}. Train every task with "
                            f"-p method lora.")
     if cfg.lora_variant != "lora":

@@ -1,8 +1,8 @@
-"""The ten PEFT methods: their configurations, the combinations refused, BitFit, and merging.
+"""The PEFT methods put to work: their configurations, the combinations refused, BitFit, and merging.
 
-LoRA (with rsLoRA and DoRA), PiSSA, OLoRA, AdaLoRA, VeRA, LoHa, LoKr, (IA)^3, LayerNorm tuning and
-prompt tuning are PEFT configurations (:func:`peft_config`); BitFit, which PEFT has none of, is
-written here (:func:`apply_bitfit`). The head (``heads``) is PEFT's ``modules_to_save`` for every
+Each method's entry in :data:`lora_agnews.registry.METHODS` builds its PEFT configuration
+(:func:`peft_config`) and says what it allows; BitFit, which PEFT has none of, is written here
+(:func:`apply_bitfit`). The head (``heads``) is PEFT's ``modules_to_save`` for every
 method. :func:`build_model` puts base encoder, head and method together, after the refusals
 (:func:`check_method`, :func:`check_size`, :func:`check_targets`) that say what to change before
 anything is built; :func:`merge` folds a trained method back into the base weights.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from .config import Config, ConfigError, from_dict
 from .heads import HeadPlan, apply_head, family
 from .model import _base_model, _quiet, model_config, resolve_precision, usable_positions
 from .placements import Family
+from .registry import METHODS, PeftInputs, in_encoder, in_heads
 
 
 # --------------------------------------------------------------------------- targets
@@ -51,43 +52,18 @@ def check_targets(model: nn.Module, cfg: Config, fam: Family) -> None:
             f"{placements.EMBEDDINGS}, nor the name of a module in this {fam.name} model's encoder layers.")
 
 
-def lora_config(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | None = None) -> Any:
-    from peft import LoraConfig
-
-    init: Any = {"pissa": "pissa", "olora": "olora"}.get(cfg.method, True)
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=target_regex(cfg, plan, num_layers, fam),
-                      modules_to_save=list(plan.modules_to_save), init_lora_weights=init,
-                      use_rslora=cfg.lora_variant == "rslora", use_dora=cfg.lora_variant == "dora", bias="none")
-
-
 # --------------------------------------------------------------------------- methods
-LORA_METHODS = ("lora", "pissa", "olora")
-LINEAR_ONLY = ("adalora", "vera", "loha", "lokr", "ia3")  # PEFT adapts linear layers only (no word_embeddings)
-WHOLE_ENCODER = ("bitfit", "layernorm", "prompt")  # lora_targets and lora_layers do not apply
-NOT_MERGEABLE = {"prompt": "prompt tuning adds virtual tokens to the input, not a change of any weight"}
-ADALORA_COUNT_STEPS = 1000  # AdaLoRA's schedule length when a model is built for counting or loading only
-
-
 class MergeError(ValueError):
     """The method's trained parameters cannot be folded into the base weights."""
 
 
-def size_key(method: str) -> str | None:
-    """The configuration key that sizes ``method`` (its count is affine in it), None for size-less methods."""
-    if method in ("lora", "pissa", "olora", "adalora", "vera", "loha", "lokr"):
-        return "lora_r"
-    if method == "prompt":
-        return "prompt_tokens"
-    return None
-
-
 def check_method(cfg: Config) -> None:
     """Combinations PEFT does not support, refused with the fix before anything is built."""
-    if cfg.method in LINEAR_ONLY and placements.EMBEDDINGS in cfg.target_modules:
+    method = METHODS[cfg.method]
+    if method.linear_only and placements.EMBEDDINGS in cfg.target_modules:
         raise ConfigError(f"method {cfg.method!r} adapts linear layers only (PEFT has no {cfg.method} for embeddings); "
                           f"drop {placements.EMBEDDINGS} from lora_targets.")
-    if cfg.method in WHOLE_ENCODER and cfg.head == "lora-dense":
+    if method.whole_encoder and cfg.head == "lora-dense":
         raise ConfigError(f"head 'lora-dense' adapts the head's dense layer with the method's adapter; method "
                           f"{cfg.method!r} has none. Use -p head default or -p head linear.")
     quantize.check_method(cfg)
@@ -104,16 +80,22 @@ def size_limit(cfg: Config, model_cfg: Any = None) -> int | None:
     models and MPNet also lose the padding index and the one before it). LoKr's update is ``kron(w1, w2_a w2_b)``
     (each weight's sides factored near their square roots: 768 = 24 x 32); from r of half w2's larger
     side on, PEFT trains w2 in full and the count stops growing with r, so r stays below that
-    (:func:`lokr_limit`; 15 for a 768 x 768 weight).
+    (:func:`lokr_limit`; 15 for a 768 x 768 weight). The method's entry names its kind of limit (``LIMITS``).
     """
-    if cfg.method not in ("pissa", "olora", "vera", "prompt", "lokr"):
+    kind = METHODS[cfg.method].limit
+    if not kind:
         return None
-    model_cfg = model_cfg if model_cfg is not None else model_config(cfg)
-    if cfg.method == "lokr":
-        return min(lokr_limit(i, o) for i, o in _adapted_shapes(cfg, model_cfg))
-    if cfg.method == "prompt":
-        return max(0, usable_positions(model_cfg) - cfg.max_length)
-    return int(model_cfg.hidden_size)
+    return LIMITS[kind][0](cfg, model_cfg if model_cfg is not None else model_config(cfg))
+
+
+LIMITS: dict[str, tuple[Callable[[Config, Any], int], str]] = {  # a method's ``limit`` -> (the bound, why)
+    "hidden": (lambda cfg, model_cfg: int(model_cfg.hidden_size),
+               "the hidden size: the smaller side of the adapted weights"),
+    "positions": (lambda cfg, model_cfg: max(0, usable_positions(model_cfg) - cfg.max_length),
+                  "the positions left after max_length"),
+    "lokr": (lambda cfg, model_cfg: min(lokr_limit(i, o) for i, o in _adapted_shapes(cfg, model_cfg)),
+             "below half of w2's larger side: from there PEFT trains w2 in full"),
+}
 
 
 def lokr_limit(in_features: int, out_features: int) -> int:
@@ -140,12 +122,12 @@ def _adapted_shapes(cfg: Config, model_cfg: Any) -> list[tuple[int, int]]:
 
 
 def check_size(cfg: Config, model_cfg: Any) -> None:
+    """A size over the method's limit is refused with the largest allowed, before anything is built."""
     limit = size_limit(cfg, model_cfg)
-    key = size_key(cfg.method)
+    method = METHODS[cfg.method]
+    key = method.size_key
     if limit is not None and key and getattr(cfg, key) > limit:
-        why = ("the positions left after max_length" if key == "prompt_tokens"
-               else "below half of w2's larger side: from there PEFT trains w2 in full" if cfg.method == "lokr"
-               else "the hidden size: the smaller side of the adapted weights")
+        why = LIMITS[method.limit][1]
         raise ConfigError(f"parameter '{key}' is {getattr(cfg, key)}, but method {cfg.method!r} allows at most {limit} "
                           f"here ({why}). Use -p {key} {limit} or less.")
 
@@ -164,63 +146,21 @@ def check_max_length(cfg: Config, model_cfg: Any) -> None:
 def text_limit(cfg: Config, model_cfg: Any) -> int:
     """Tokens one text keeps: ``max_length``, and never more than the positions left after prompt tuning's
     virtual tokens, so an adapter recorded with a longer ``max_length`` still scores instead of overrunning."""
-    room = usable_positions(model_cfg) - (cfg.prompt_tokens if cfg.method == "prompt" else 0)
+    room = usable_positions(model_cfg) - (cfg.prompt_tokens if METHODS[cfg.method].size_key == "prompt_tokens" else 0)
     return max(1, min(cfg.max_length, room))
 
 
 def peft_config(cfg: Config, plan: HeadPlan, model: nn.Module, fam: Family, total_steps: int | None = None) -> Any:
-    """PEFT's configuration for ``cfg.method`` (None for BitFit, which PEFT does not implement).
+    """PEFT's configuration for ``cfg.method``, built by its registry entry (None for BitFit, which PEFT lacks).
 
-    The head is PEFT's ``modules_to_save`` (trained in full) for every method, as for LoRA.
+    The head is PEFT's ``modules_to_save`` (trained in full) for every method, as for LoRA. Methods that
+    choose their own modules (whole encoder) get no target regex: ``lora_targets`` does not apply to them.
     """
-    import peft
-
-    num_layers = model.config.num_hidden_layers
-    heads = list(plan.modules_to_save)
-    if cfg.method in LORA_METHODS:
-        return lora_config(cfg, plan, num_layers, fam)
-    if cfg.method == "bitfit":
+    method = METHODS[cfg.method]
+    if method.peft is None:
         return None
-    if cfg.method == "layernorm":
-        layer_re = re.compile(fam.layer_prefix(placements.layer_pattern(cfg.layers))) if cfg.layers is not None else None
-        norms = [n for n, m in model.named_modules() if isinstance(m, nn.LayerNorm) and _in_encoder(model, n)
-                 and not _in_head(n, plan) and (layer_re is None or layer_re.match(n))]
-        return peft.LNTuningConfig(target_modules="^(?:" + "|".join(re.escape(n) for n in norms) + ")$",
-                                   modules_to_save=heads)
-    if cfg.method == "prompt":
-        return peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=cfg.prompt_tokens,
-                                       token_dim=model.config.hidden_size, num_transformer_submodules=1,
-                                       num_attention_heads=model.config.num_attention_heads, num_layers=num_layers,
-                                       prompt_tuning_init="RANDOM", modules_to_save=heads)
-    targets = target_regex(cfg, plan, num_layers, fam)
-    if cfg.method == "vera":
-        # the shared random projections are saved with the adapter (reloaded bit for bit, no PRNG assumptions)
-        return peft.VeraConfig(r=cfg.lora_r, target_modules=targets, vera_dropout=cfg.lora_dropout,
-                               projection_prng_key=cfg.seed, save_projection=True, modules_to_save=heads)
-    if cfg.method == "loha":
-        return peft.LoHaConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=targets, modules_to_save=heads)
-    if cfg.method == "lokr":
-        return peft.LoKrConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=targets, modules_to_save=heads)
-    if cfg.method == "ia3":
-        # (IA)^3 scales the outputs of attention-like modules and the inputs of the FFN down-projection
-        roles = placements.parse_targets(cfg.target_modules).roles
-        ffn = (placements.target_regex(fam, ["ffn_out"], cfg.layers) if "ffn_out" in roles else [])
-        return peft.IA3Config(target_modules=targets, feedforward_modules=ffn, modules_to_save=heads)
-    if cfg.method == "adalora":
-        steps = max(2, total_steps or ADALORA_COUNT_STEPS)
-        target_r = cfg.adalora_target_r or max(1, cfg.lora_r // 2)
-        return peft.AdaLoraConfig(init_r=cfg.lora_r, target_r=target_r, lora_alpha=cfg.lora_alpha,
-                                  lora_dropout=cfg.lora_dropout, total_step=steps, tinit=0, tfinal=0,
-                                  target_modules=targets, modules_to_save=heads)
-    raise ConfigError(f"unknown method {cfg.method!r}")
-
-
-def _in_encoder(model: nn.Module, name: str) -> bool:
-    return name.startswith(model.base_model_prefix + ".")
-
-
-def _in_head(name: str, plan: HeadPlan) -> bool:
-    return any(name == h or name.startswith(h + ".") for h in plan.modules_to_save)
+    targets = "" if method.whole_encoder else target_regex(cfg, plan, model.config.num_hidden_layers, fam)
+    return method.peft(cfg, PeftInputs(model, fam, tuple(plan.modules_to_save), targets, total_steps))
 
 
 def apply_bitfit(model: nn.Module, plan: HeadPlan, cfg: Config) -> nn.Module:
@@ -231,11 +171,12 @@ def apply_bitfit(model: nn.Module, plan: HeadPlan, cfg: Config) -> nn.Module:
     """
     fam = family(model)
     layer_re = re.compile(fam.layer_prefix(placements.layer_pattern(cfg.layers))) if cfg.layers is not None else None
+    suffix = METHODS[cfg.method].base_suffix
     for name, p in model.named_parameters():
-        head = _in_head(name, plan)
-        bias = name.endswith(".bias") and _in_encoder(model, name) and (layer_re is None or layer_re.match(name))
+        head = in_heads(name, plan.modules_to_save)
+        bias = name.endswith(suffix) and in_encoder(model, name) and (layer_re is None or layer_re.match(name))
         p.requires_grad_(bool(head or bias))
-    model.lora_agnews_method = "bitfit"
+    model.lora_agnews_method = cfg.method
     model.lora_agnews_head = tuple(plan.modules_to_save)
     return model
 
@@ -262,9 +203,9 @@ def build_model(cfg: Config, vocab_size: int | None = None, pad_token_id: int | 
         fam = family(base)
         plan = apply_head(base, cfg.head)
         check_size(cfg, base.config)
-        if cfg.method not in WHOLE_ENCODER:
+        if not METHODS[cfg.method].whole_encoder:
             check_targets(base, cfg, fam)
-        if meta and cfg.method in ("pissa", "olora"):
+        if meta and METHODS[cfg.method].init_from_base:
             # the initialisation (SVD / QR of the base weights) changes values, never shapes: count as LoRA
             cfg = cfg.replace(method="lora")
         if not meta:
@@ -283,8 +224,9 @@ def merge(model: nn.Module, method: str) -> nn.Module:
     dequantized into full precision (:func:`dequantize`): adding an update to 4-bit weights would round
     the sum again, so the merged model is a full-precision one, and says so.
     """
-    if method in NOT_MERGEABLE:
-        raise MergeError(f"method {method!r} cannot be merged into the base model: {NOT_MERGEABLE[method]}. "
+    why = METHODS[method].not_mergeable
+    if why:
+        raise MergeError(f"method {method!r} cannot be merged into the base model: {why}. "
                          f"Use the adapter unmerged (merge_eval false).")
     if quantize.is_quantized(model):
         from .progress import say
@@ -294,7 +236,7 @@ def merge(model: nn.Module, method: str) -> nn.Module:
         model = dequantize(model)
     if not hasattr(model, "peft_config"):
         return model
-    if method not in LORA_METHODS:
+    if not METHODS[method].lora:
         from peft.utils import ModulesToSaveWrapper
 
         inner = model.get_base_model()

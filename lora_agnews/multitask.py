@@ -266,7 +266,7 @@ def build_multitask(cfg: Config, labels: Sequence[Sequence[str]], names: Sequenc
     from peft import get_peft_model
 
     from .heads import FirstTokenLinearHead, HeadPlan, family
-    from .methods import check_targets, lora_config
+    from .methods import check_targets, peft_config
     from .model import _base_model, _quiet
 
     torch.manual_seed(cfg.seed)
@@ -276,7 +276,7 @@ def build_multitask(cfg: Config, labels: Sequence[Sequence[str]], names: Sequenc
                            labels=labels[0])
         fam = family(base)
         check_targets(base, cfg, fam)
-        peft_model = get_peft_model(base, lora_config(cfg, HeadPlan((), ()), base.config.num_hidden_layers, fam))
+        peft_model = get_peft_model(base, peft_config(cfg, HeadPlan((), ()), base, fam))
         encoder = getattr(peft_model.get_base_model(), base.base_model_prefix)
         config = base.config
         drop = getattr(config, "classifier_dropout", None) or config.hidden_dropout_prob

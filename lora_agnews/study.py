@@ -51,7 +51,8 @@ def task_data(cfg: Config, task: str) -> str:
     """Where a study's task reads its rows: AG News reads ``data`` (hub, sample or an AG News directory); a
     registered task the hub when ``data`` is hub, else its offline PyPI copy (an AG News directory means
     nothing to it); a task directory is its own data."""
-    from .sources import HUB, PYPI, TASKS
+    from .registry import TASKS
+    from .sources import HUB, PYPI
     from .tasks import AGNEWS
 
     if task == AGNEWS:
@@ -283,10 +284,9 @@ def resolve_task(task: str) -> str:
     the working directory when one exists there, else under the repository (profiles name shipped data,
     ``data/tasks/reviews``, and papermill runs notebooks from a build folder)."""
     from . import paths
-    from .sources import TASKS
-    from .tasks import AGNEWS
+    from .registry import TASKS
 
-    if task == AGNEWS or task in TASKS:
+    if task in TASKS:
         return task
     here = Path(task).expanduser()
     if here.is_dir() or here.is_absolute():

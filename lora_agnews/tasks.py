@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-AGNEWS = "agnews"
-AGNEWS_LABELS: tuple[str, ...] = ("World", "Sports", "Business", "Sci/Tech")
-AGNEWS_HUB_ID = "fancyzhx/ag_news"
+AGNEWS = "agnews"  # the default task (its labels and hub id: lora_agnews.registry.TASKS)
 
 
 class DataError(ValueError):
@@ -58,11 +56,6 @@ class Task:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Task":
         return cls(str(data["name"]), tuple(data["labels"]), str(data.get("source", "")))
-
-
-def agnews(source: str = "") -> Task:
-    """AG News: World, Sports, Business, Sci/Tech (the original CSVs' labels 1..4, the hub's 0..3)."""
-    return Task(AGNEWS, AGNEWS_LABELS, source)
 
 
 def label_config(labels: Sequence[str]) -> dict[str, Any]:

@@ -14,11 +14,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lora_agnews"
 
-# Lowest first. The spine is config -> data -> model -> heads -> methods -> counting -> budget ->
+# Lowest first. The spine is registry -> config -> data -> model -> heads -> methods -> counting -> budget ->
 # train -> experiments -> pipeline / cli; the others sit where what they import and what imports them allow.
 ORDER = [
-    "__init__", "paths", "progress", "artifacts", "tasks",
-    "config", "sources", "data", "placements", "model", "quantize", "heads", "methods", "counting",
+    "__init__", "paths", "progress", "artifacts", "tasks", "placements", "registry",
+    "config", "sources", "data", "model", "quantize", "heads", "methods", "counting",
     "budget",
     "evaluate", "comparison", "runs", "adapter", "export", "distill", "train",
     "experiments", "merging", "multitask", "study", "merge_reporting", "quantize_study", "baselines", "audit", "explore", "reporting", "ablation_reporting", "plots",

@@ -16,6 +16,7 @@ from lora_agnews.adapter import load_adapter, predict_logits_for_texts
 from lora_agnews.artifacts import read_json
 from lora_agnews.cli import main
 from lora_agnews.data import load_splits
+from lora_agnews import registry
 from lora_agnews.counting import BudgetError
 from lora_agnews.methods import MergeError
 from conftest import fresh_process_logits
@@ -202,8 +203,9 @@ def test_readme_counts_for_roberta_base(method: str, targets: str, size: int, to
     """The guide's table (book/guide/counting.md; roberta-base, linear head, largest size within 1,000,000)."""
     cfg = config.from_dict({"model_name": "roberta-base", "init": "random", "head": "linear", "method": method,
                             "lora_targets": targets, "budget": 1_000_000})
-    if methods.size_key(method):
-        cfg = cfg.replace(**{methods.size_key(method): size})
+    key = registry.METHODS[method].size_key
+    if key:
+        cfg = cfg.replace(**{key: size})
         assert counting.largest_rank(cfg) == size
     assert counting.count_trainable(cfg)["total"] == total
 
@@ -216,7 +218,7 @@ def test_model_card_names_the_method(method: str, runs: dict[str, Path]) -> None
     meta = read_model_card(runs[method] / "adapter")
     assert method in meta["tags"]
     assert meta["library_name"] == ("transformers" if method == "bitfit" else "peft")
-    title = {"prompt": "Prompt-tuning", "bitfit": "BitFit", "adalora": "AdaLoRA"}[method]
+    title = {"prompt": "Prompt tuning", "bitfit": "BitFit", "adalora": "AdaLoRA"}[method]
     assert f"# {title} adapter" in card and "LoRA (r=" not in card
 
 
@@ -255,3 +257,14 @@ def test_prompt_limit_leaves_room_for_the_padding_offset(model_type: str, limit:
         assert emb(inputs_embeds=torch.zeros(1, limit + 8, 8)).shape == (1, limit + 8, 8)
         with pytest.raises(IndexError):
             emb(inputs_embeds=torch.zeros(1, limit + 9, 8))
+
+
+def test_every_registry_entry_names_a_real_key_limit_and_title() -> None:
+    """An entry's size key is a configuration key, its limit one methods knows, its display name its own."""
+    for name, method in registry.METHODS.items():
+        assert method.name == name
+        assert method.size_key is None or method.size_key in config.keys()
+        assert not method.limit or method.limit in methods.LIMITS
+        assert method.peft is not None or method.base_suffix, f"{name}: a hand-written method trains base parameters"
+    titles = [m.title.lower() for m in registry.METHODS.values()]
+    assert len(set(titles)) == len(titles)

@@ -19,6 +19,7 @@ from torch import nn
 from lora_agnews import config, counting, quantize, quantize_study
 from lora_agnews.artifacts import read_json
 from lora_agnews.config import ConfigError
+from lora_agnews.registry import METHODS
 from conftest import fresh_process_logits
 
 bnb = pytest.importorskip("bitsandbytes")  # a pinned dependency: present wherever the project is installed
@@ -56,7 +57,7 @@ def test_quantize_keys_are_validated_and_left_out_of_old_run_keys() -> None:
         smoke(quantize="int8", quantize_double=True)
 
 
-@pytest.mark.parametrize("method", sorted(quantize.NOT_ON_QUANTIZED))
+@pytest.mark.parametrize("method", sorted(name for name, m in METHODS.items() if m.not_on_quantized))
 def test_methods_that_need_full_precision_weights_are_refused_by_name(method: str, tmp_path: Path) -> None:
     from lora_agnews.train import train
 

