@@ -422,3 +422,35 @@ def print_predictions(texts: Sequence[str], probs: np.ndarray, names: Sequence[s
     for row in rows:
         shown = ", ".join(f"{n}={p:.3f}" for n, p in row["probabilities"].items())
         print(f"{SEPARATOR.join(row['labels']) or '-'}\t{shown}\t{row['text']}")
+
+
+# --------------------------------------------------------------------------- export
+THRESHOLDS_KEY = "label_thresholds"  # in an exported config.json: label name -> threshold
+
+
+def record_thresholds(config: Any, adapter_dir: Any) -> None:
+    """Put a multi-label adapter's thresholds into the exported transformers config (``config.json``).
+
+    ``problem_type`` already makes ``pipeline`` apply a sigmoid per label; the thresholds say which
+    scores count as a predicted label, as ``predict`` does.
+    """
+    from .adapter import adapter_thresholds
+
+    record = adapter_thresholds(adapter_dir)
+    if record is None:
+        return
+    names = [config.id2label[i] for i in range(config.num_labels)]
+    setattr(config, THRESHOLDS_KEY, {n: float(t) for n, t in zip(names, record["per_label"])})
+
+
+def export_note(adapter_dir: Any) -> str:
+    """The exported card's paragraph on label sets ('' for a single-label adapter)."""
+    from .adapter import adapter_thresholds
+
+    record = adapter_thresholds(adapter_dir)
+    if record is None:
+        return ""
+    return (f"\nMulti-label: `problem_type` is `{PROBLEM_TYPE}`, so `pipeline(..., top_k=None)` returns every "
+            f"label's sigmoid score; a label is predicted when its score reaches its threshold in `config.json` "
+            f"(`{THRESHOLDS_KEY}`, chosen on validation: global {record['global']:.2f}). In the table above "
+            f"`test accuracy` is subset accuracy (the whole label set right) and the F1 is macro F1.\n")
