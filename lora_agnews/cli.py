@@ -127,7 +127,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .multilabel import is_multi_label_model
 
     if is_multi_label_model(model):
-        from .multilabel import print_predictions
+        from .multilabel_eval import print_predictions
 
         print_predictions(texts, probs, names, Path(args.adapter), args.threshold, args.json)
         return 0

@@ -340,7 +340,7 @@ def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResul
         values = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
         metrics = (f"\n| metric (of the adapter) | value |\n| --- | --- |\n| test accuracy | {values.get('accuracy')} |\n"
                    f"| macro F1 | {values.get('f1')} |\n")
-    from .multilabel import export_note
+    from .multilabel_eval import export_note
 
     metrics += export_note(adapter_dir)
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
@@ -436,7 +436,7 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
                           f"python -m lora_agnews predict --adapter {adapter_dir} \"headline\".") from None
     kind = merged.config.model_type
     plain = to_plain(merged, cfg.head)
-    from .multilabel import record_thresholds
+    from .multilabel_eval import record_thresholds
 
     record_thresholds(plain.config, adapter_dir)  # multi-label: config.json says where to cut the sigmoid scores
     scale = identity_scale(merged) if cfg.head == "linear" and kind in TANH_HEADS else None

@@ -19,7 +19,7 @@ difference (:func:`paired_comparison`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -319,46 +319,6 @@ def check_training_config(cfg: Any) -> None:
                         f"loss is a softmax KL divergence). Drop -p distill_logits.")
 
 
-def score(model: Any, dataset: Any, pad_token_id: int, cfg: Any, device: Any, precision: str) -> np.ndarray:
-    """Logits of ``model`` on ``dataset`` (the same batched pass as single-label scoring)."""
-    from .evaluate import predict_logits
-    from .progress import interactive
-
-    return predict_logits(model, dataset, pad_token_id, cfg.eval_batch_size, device, precision,
-                          progress=interactive(), multiple=cfg.pad_multiple)
-
-
-def evaluate_multi_label(prep: Any, model: Any, out_dir: Any, device: Any, precision: str,
-                         ) -> tuple[Any, dict[str, Any], np.ndarray, float]:
-    """Choose thresholds on validation, save the adapter with them, score test once with them.
-
-    Returns the adapter directory, the test metrics, the test logits and the seconds the test pass took.
-    """
-    import time
-
-    from .adapter import save_adapter
-    from .progress import say
-    from .tasks import check_same_labels, model_labels
-    from .train import scoring_model
-
-    cfg, names = prep.cfg, prep.splits.labels
-    check_same_labels(names, model_labels(model), "the data", "the model")
-    pad = prep.tokenizer.pad_token_id
-    # validation through the unmerged model: merging rewrites the base weights, and the adapter is saved after
-    val_probs = sigmoid(score(model.to(device), prep.validation, pad, cfg, device, precision))
-    thresholds = choose_thresholds(val_probs, np.asarray(prep.validation.labels))
-    say(f"thresholds chosen on validation: global {thresholds['global']:.2f}, "
-        f"{sum(thresholds['tuned'])} of {len(names)} labels with their own")
-    adapter_dir = save_adapter(model, prep.tokenizer, cfg, out_dir / "adapter", thresholds=thresholds)
-    eval_model = scoring_model(model, cfg).to(device)
-    say(f"scoring the test split ({len(prep.test):,} examples)")
-    t0 = time.perf_counter()
-    logits = score(eval_model, prep.test, pad, cfg, device, precision)
-    seconds = time.perf_counter() - t0
-    metrics = compute_metrics(np.asarray(prep.test.labels), sigmoid(logits), thresholds, names=names, seed=cfg.seed)
-    return adapter_dir, metrics, logits, seconds
-
-
 # --------------------------------------------------------------------------- model card
 def card_metrics(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The hub model-index metrics of a multi-label run (micro F1 first: the selection metric)."""
@@ -384,73 +344,75 @@ def card_rows(metrics: Mapping[str, Any]) -> str:
         f"| thresholds (chosen on validation) | global {t['global']:.2f}; {own} label(s) with their own |"])
 
 
-# --------------------------------------------------------------------------- predict
-def thresholds_for(adapter_dir: Any, names: Sequence[str], override: float | None = None) -> list[float]:
-    """Per-label thresholds ``predict`` applies: ``override`` for every label, else the run's record
-    (an adapter directory without one, e.g. a merged adapter: 0.5)."""
-    if override is not None:
-        return [check_threshold(override, "--threshold")] * len(names)
-    from pathlib import Path
 
-    from .adapter import CONFIG_FILE, adapter_thresholds
+# --------------------------------------------------------------------------- a local directory
+def directory_frames(directory: Any, parts: dict[str, list[tuple[str, str, int]]],
+                     labels: Sequence[str] | None) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """Label names (``labels`` from classes.txt, else the sorted names the cells use) and frames of label sets."""
+    if labels is None:
+        labels = tuple(sorted({n.strip() for rows in parts.values() for cell, _, _ in rows
+                               for n in cell.split(SEPARATOR) if n.strip()}))
+    import pandas as pd
 
-    record = adapter_thresholds(adapter_dir) if (Path(adapter_dir) / CONFIG_FILE).is_file() else None
-    return list(record["per_label"]) if record else [0.5] * len(names)
-
-
-def prediction_rows(texts: Sequence[str], probs: np.ndarray, names: Sequence[str], thresholds: Sequence[float],
-                    ) -> list[dict[str, Any]]:
-    """Per text: the predicted label set (possibly empty), every label's probability and its threshold."""
-    pred = apply_thresholds(probs, thresholds)
-    return [{"text": text, "labels": [names[i] for i in np.flatnonzero(row)],
-             "label_ids": [int(i) for i in np.flatnonzero(row)],
-             "probabilities": {n: float(p) for n, p in zip(names, prob)},
-             "thresholds": {n: float(t) for n, t in zip(names, thresholds)}}
-            for text, row, prob in zip(texts, pred, probs)]
+    index = {name: i for i, name in enumerate(labels)}
+    frames = {}
+    for split, rows in parts.items():
+        sets = [parse_cell(cell, index, f"{directory / f'{split}.csv'} line {line}") for cell, _, line in rows]
+        frames[split] = pd.DataFrame({"text": [t for _, t, _ in rows], "label": sets}, columns=["text", "label"])
+    return tuple(labels), frames
 
 
-def print_predictions(texts: Sequence[str], probs: np.ndarray, names: Sequence[str], adapter_dir: Any,
-                      override: float | None, as_json: bool) -> None:
-    """``predict``'s output for a multi-label adapter: JSON rows, or one tab-separated line per text
-    (the label set joined by ``|``, ``-`` when empty; then every label's probability)."""
-    import json
-
-    rows = prediction_rows(texts, probs, names, thresholds_for(adapter_dir, names, override))
-    if as_json:
-        print(json.dumps(rows, indent=1))
-        return
-    for row in rows:
-        shown = ", ".join(f"{n}={p:.3f}" for n, p in row["probabilities"].items())
-        print(f"{SEPARATOR.join(row['labels']) or '-'}\t{shown}\t{row['text']}")
 
 
-# --------------------------------------------------------------------------- export
-THRESHOLDS_KEY = "label_thresholds"  # in an exported config.json: label name -> threshold
+# --------------------------------------------------------------------------- the hub's multi-label datasets
+GO_EMOTIONS_LABELS: tuple[str, ...] = (
+    "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",
+    "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear", "gratitude", "grief", "joy",
+    "love", "nervousness", "optimism", "pride", "realization", "relief", "remorse", "sadness", "surprise", "neutral")
+GO_EMOTIONS_HUB_ID = "google-research-datasets/go_emotions"
+REUTERS_HUB_ID = "ucirvine/reuters21578"
 
 
-def record_thresholds(config: Any, adapter_dir: Any) -> None:
-    """Put a multi-label adapter's thresholds into the exported transformers config (``config.json``).
 
-    ``problem_type`` already makes ``pipeline`` apply a sigmoid per label; the thresholds say which
-    scores count as a predicted label, as ``predict`` does.
-    """
-    from .adapter import adapter_thresholds
+def go_emotions_frame(part: Any, names: Sequence[str], clean: Callable[[str], str]) -> Any:
+    """GoEmotions rows: ``labels`` is a list of ids into the ClassLabel's ``names``, re-indexed by name."""
+    import pandas as pd
 
-    record = adapter_thresholds(adapter_dir)
-    if record is None:
-        return
-    names = [config.id2label[i] for i in range(config.num_labels)]
-    setattr(config, THRESHOLDS_KEY, {n: float(t) for n, t in zip(names, record["per_label"])})
+    index = {n: i for i, n in enumerate(GO_EMOTIONS_LABELS)}
+    unknown = sorted({names[int(i)] for ids in part["labels"] for i in ids} - set(index))
+    if unknown:
+        raise DataError(f"the hub's {GO_EMOTIONS_HUB_ID} has label(s) {', '.join(unknown)}, not among the 28 of the "
+                        f"simplified configuration: the dataset changed; use a label,text directory instead.")
+    sets = [tuple(sorted({index[names[int(i)]] for i in ids})) for ids in part["labels"]]
+    return pd.DataFrame({"text": [clean(t) for t in part["text"]], "label": sets})
 
 
-def export_note(adapter_dir: Any) -> str:
-    """The exported card's paragraph on label sets ('' for a single-label adapter)."""
-    from .adapter import adapter_thresholds
+def reuters_labels(train: Any, test: Any) -> tuple[str, ...]:
+    """ModApte's usual label set: the topics with at least one document in train and one in test."""
+    seen = [{t for topics in frame["topics"] for t in topics} for frame in (train, test)]
+    return tuple(sorted(seen[0] & seen[1]))
 
-    record = adapter_thresholds(adapter_dir)
-    if record is None:
-        return ""
-    return (f"\nMulti-label: `problem_type` is `{PROBLEM_TYPE}`, so `pipeline(..., top_k=None)` returns every "
-            f"label's sigmoid score; a label is predicted when its score reaches its threshold in `config.json` "
-            f"(`{THRESHOLDS_KEY}`, chosen on validation: global {record['global']:.2f}). In the table above "
-            f"`test accuracy` is subset accuracy (the whole label set right) and the F1 is macro F1.\n")
+
+def reuters_frame(part: Any, labels: Sequence[str], clean: Callable[[str], str]) -> Any:
+    """Reuters rows: title and body joined by one space; topics outside ``labels`` dropped from the set;
+    a document without text dropped."""
+    import pandas as pd
+
+    index = {n: i for i, n in enumerate(labels)}
+    titles = part["title"] if "title" in part.columns else [""] * len(part)
+    texts = [clean(f"{title} {body}") for title, body in zip(titles, part["text"])]
+    sets = [tuple(sorted({index[t] for t in topics if t in index})) for topics in part["topics"]]
+    keep = [bool(t) for t in texts]
+    return pd.DataFrame({"text": texts, "label": sets})[keep].reset_index(drop=True)
+
+
+def hub_frames(task_name: str, dataset: Any, clean: Callable[[str], str]) -> tuple[tuple[str, ...] | None, dict[str, Any]]:
+    """Train and test frames of a hub multi-label dataset, and its label names when the data fixes them
+    (Reuters: the ModApte topics in both splits; GoEmotions: None, the registry's 28)."""
+    parts = {split: dataset[split].to_pandas() for split in ("train", "test")}
+    if task_name == "go_emotions":
+        feature = getattr(getattr(dataset["train"], "features", {}).get("labels"), "feature", None)
+        names = getattr(feature, "names", None) or list(GO_EMOTIONS_LABELS)
+        return None, {s: go_emotions_frame(p, names, clean) for s, p in parts.items()}
+    labels = reuters_labels(parts["train"], parts["test"])
+    return labels, {s: reuters_frame(p, labels, clean) for s, p in parts.items()}

