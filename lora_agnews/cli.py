@@ -129,7 +129,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if is_multi_label_model(model):
         from .multilabel_eval import print_predictions
 
-        print_predictions(texts, probs, names, Path(args.adapter), args.threshold, args.json)
+        from .merging import MANIFEST_FILE, merged_thresholds
+
+        merged = (Path(args.adapter) / MANIFEST_FILE).is_file()
+        record = merged_thresholds(Path(args.adapter), args.task) if merged else None
+        print_predictions(texts, probs, names, Path(args.adapter), args.threshold, args.json, record)
         return 0
     if args.json:
         rows = [{"text": text, "label": names[int(row.argmax())], "label_id": int(row.argmax()),

@@ -53,11 +53,14 @@ def evaluate_multi_label(prep: Any, model: Any, out_dir: Any, device: Any, preci
 
 
 # --------------------------------------------------------------------------- predict
-def thresholds_for(adapter_dir: Any, names: Sequence[str], override: float | None = None) -> list[float]:
-    """Per-label thresholds ``predict`` applies: ``override`` for every label, else the run's record
-    (an adapter directory without one, e.g. a merged adapter: 0.5)."""
+def thresholds_for(adapter_dir: Any, names: Sequence[str], override: float | None = None,
+                   record: dict[str, Any] | None = None) -> list[float]:
+    """Per-label thresholds ``predict`` applies: ``override`` for every label, else ``record`` (a merged
+    task's, from the merge manifest), else the adapter's own record; without any, 0.5."""
     if override is not None:
         return [check_threshold(override, "--threshold")] * len(names)
+    if record is not None:
+        return list(record["per_label"])
     from .adapter import CONFIG_FILE, adapter_thresholds
 
     record = adapter_thresholds(adapter_dir) if (Path(adapter_dir) / CONFIG_FILE).is_file() else None
@@ -76,12 +79,12 @@ def prediction_rows(texts: Sequence[str], probs: np.ndarray, names: Sequence[str
 
 
 def print_predictions(texts: Sequence[str], probs: np.ndarray, names: Sequence[str], adapter_dir: Any,
-                      override: float | None, as_json: bool) -> None:
+                      override: float | None, as_json: bool, record: dict[str, Any] | None = None) -> None:
     """``predict``'s output for a multi-label adapter: JSON rows, or one tab-separated line per text
     (the label set joined by ``|``, ``-`` when empty; then every label's probability)."""
     import json
 
-    rows = prediction_rows(texts, probs, names, thresholds_for(adapter_dir, names, override))
+    rows = prediction_rows(texts, probs, names, thresholds_for(adapter_dir, names, override, record))
     if as_json:
         print(json.dumps(rows, indent=1))
         return

@@ -395,3 +395,34 @@ def test_an_unreachable_hub_names_the_offline_fix(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(sources, "_load_dataset", unreachable)
     with pytest.raises(DataError, match=r"could not load 'google-research-datasets/go_emotions' \(simplified\).*classes\.txt"):
         sources.load_task("go_emotions", "hub")
+
+
+# --------------------------------------------------------------------------- merging with a single-label task
+def test_a_merged_adapter_keeps_each_tasks_head_and_kind(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from lora_agnews.merging import load_merged, merge_adapters, read_manifest
+    from lora_agnews.study import build_shared_tokenizer, save_tokenizer, shared_tokenizer_dir
+    from lora_agnews.train import train
+
+    from test_tasks import write_task
+
+    multi = write_multi_label_task(tmp_path / "multi", TASKS[3])
+    single = write_task(tmp_path / "single", ["bad", "good"])
+    cfgs = [task_config(multi, epochs=2), task_config(single, epochs=2)]
+    shared = build_shared_tokenizer(cfgs)
+    tokenizer = save_tokenizer(shared, shared_tokenizer_dir(tmp_path / "tok", shared))
+    runs = []
+    for i, cfg in enumerate(cfgs):
+        train(cfg.replace(tokenizer=str(tokenizer)), tmp_path / f"run{i}")
+        runs.append(tmp_path / f"run{i}" / "adapter")
+    out = merge_adapters(runs, "linear", out_dir=tmp_path / "merged")
+    entries = {t["name"]: t for t in read_manifest(out)["tasks"]}
+    assert entries["multi"]["multi_label"] and "multi_label" not in entries["single"]
+    assert multilabel.is_multi_label_model(load_merged(out, "multi")[0])
+    assert not multilabel.is_multi_label_model(load_merged(out, "single")[0])
+    capsys.readouterr()  # the training logs
+    assert cli.main(["predict", "--adapter", str(out), "--task", "multi", "--json", "alphaw0 betaw1"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["thresholds"] == dict(zip(TASKS[3], entries["multi"]["thresholds"]["per_label"]))
+    assert cli.main(["predict", "--adapter", str(out), "--task", "single", "--json", "goodw0 goodw1"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert abs(sum(row["probabilities"].values()) - 1) < 1e-5 and row["label"] in ("bad", "good")
