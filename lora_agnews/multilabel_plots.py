@@ -30,7 +30,7 @@ def per_label_f1(metrics: Mapping[str, Any]) -> Figure:
                        label=f"{key.replace('_f1', '')} F1 {metrics[key]:.3f}")
         ax.set(xlim=(0, 1), xlabel="F1 on the test split", ylabel="Label (test positives)",
                title=f"Per-label F1 ({metrics['n_eval']:,} test examples)")
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     return fig
 
 

@@ -276,6 +276,7 @@ def test_predict_refuses_a_threshold_outside_the_interval(trained: dict, capsys:
     assert "--threshold 1 is outside (0, 1)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_reload_in_a_fresh_process_predicts_the_same(trained: dict) -> None:
     from lora_agnews.adapter import load_adapter, predict_texts
 
@@ -398,6 +399,7 @@ def test_an_unreachable_hub_names_the_offline_fix(monkeypatch: pytest.MonkeyPatc
 
 
 # --------------------------------------------------------------------------- merging with a single-label task
+@pytest.mark.slow
 def test_a_merged_adapter_keeps_each_tasks_head_and_kind(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from lora_agnews.merging import load_merged, merge_adapters, read_manifest
     from lora_agnews.study import build_shared_tokenizer, save_tokenizer, shared_tokenizer_dir
@@ -426,3 +428,29 @@ def test_a_merged_adapter_keeps_each_tasks_head_and_kind(tmp_path: Path, capsys:
     assert cli.main(["predict", "--adapter", str(out), "--task", "single", "--json", "goodw0 goodw1"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
     assert abs(sum(row["probabilities"].values()) - 1) < 1e-5 and row["label"] in ("bad", "good")
+
+
+# --------------------------------------------------------------------------- the real pretrained demo encoder
+SAMPLE = REPO / "data" / "tasks" / "topics-multilabel"
+
+
+def test_the_shipped_sample_is_multi_label_with_one_to_three_topics() -> None:
+    splits = data.load_splits(config.load("demo", {"task": str(SAMPLE)}))
+    assert splits.task.multi_label and splits.labels == ("World", "Sports", "Business", "Sci/Tech")
+    sizes = [len(s) for s in pd.concat([splits.train, splits.validation])["label"]]
+    assert set(sizes) <= {1, 2, 3, 4} and 1.5 < np.mean(sizes) < 2.0  # 4: a label added by the sample's noise
+
+
+def test_the_pretrained_demo_encoders_loss_is_bce_on_the_sample() -> None:
+    import torch.nn.functional as F
+
+    from lora_agnews.data import PadCollator
+    from lora_agnews.train import prepare
+
+    prep = prepare(config.load("demo", {"task": str(SAMPLE), "max_train_samples": 32, "max_val_samples": 16,
+                                        "max_eval_samples": 16}))
+    assert prep.model.config.problem_type == "multi_label_classification" and prep.model.config.num_labels == 4
+    batch = PadCollator(prep.tokenizer.pad_token_id)([prep.train[i] for i in range(8)])
+    out = prep.model(**batch)
+    assert out.loss.item() == pytest.approx(F.binary_cross_entropy_with_logits(out.logits, batch["labels"]).item(), rel=1e-5)
+    assert prep.breakdown["total"] <= prep.cfg.budget
