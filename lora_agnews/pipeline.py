@@ -3,7 +3,7 @@
 ``python -m lora_agnews run --profile NAME`` runs it; ``make all|notebooks|book|report`` call that.
 The notebooks are the only producers of results: each reads its parameters (the profile's
 values, then ``-p`` overrides), calls the package and writes JSON, figures and LaTeX under
-``results/<profile>/``. A ``COMPLETE`` stamp is written only after all four succeeded and is
+``results/<profile>/``. A ``COMPLETE`` stamp is written only after all six succeeded and is
 removed before they start, so the book and the report can never show stale or partial results.
 
 The first half of this module holds the small helpers the notebooks call (their config,
@@ -41,7 +41,7 @@ STAMP = paths.STAMP
 # What the notebooks write and the book and report read (result files, macros, tables, figures). Bump it
 # whenever a change makes results written before it unreadable by this version's book or report: such
 # results are then refused with the one command that regenerates them, not a failure inside Sphinx or LaTeX.
-RESULTS_FORMAT = 5  # 3: notebook 05 (merging.json, ...); 4: notebook 06 (quantization.json, ...); 5: 04 writes learning_rates.json, \AblationRatesSentence
+RESULTS_FORMAT = 5
 KERNEL = "python3"
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 
@@ -364,9 +364,6 @@ def require_results(profile: str) -> dict[str, Any]:
         raise PipelineError(f"results/{profile} were written by {age} version of lora_agnews (results format "
                             f"{found}; this version reads {RESULTS_FORMAT}): {regenerate_hint(profile)}.")
     return data
-
-
-_STALE_LATEX = re.compile(r"Undefined control sequence|File `[^']+' not found|LaTeX Error: File")
 
 
 def _run_tool(cmd: Sequence[str], cwd: Path, what: str, log: Path) -> None:
