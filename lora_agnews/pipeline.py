@@ -413,9 +413,7 @@ def assemble_book(profile: str, stamp: Mapping[str, Any]) -> Path:
         shutil.copy2(png, figures / png.name)
     try:
         context = book_pages.book_context(profile, stamp)
-        for page in src.glob("*.md"):
-            page.write_text(book_pages.render_template(page.read_text(encoding="utf-8"), context, page.name),
-                            encoding="utf-8")
+        book_pages.render_pages(src, context)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise PipelineError(f"book: cannot render the pages from results/{profile} ({exc}); if they were written by "
                             f"an older version of lora_agnews, {regenerate_hint(profile)}.") from None

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lora_agnews"
 # Lowest first. The spine is config -> data -> model -> heads -> methods -> counting -> budget ->
 # train -> experiments -> pipeline / cli; the others sit where what they import and what imports them allow.
 ORDER = [
-    "__init__", "paths", "progress", "artifacts", "tasks",
+    "__init__", "paths", "progress", "artifacts", "tables", "tasks",
     "config", "sources", "data", "placements", "model", "quantize", "heads", "methods", "counting",
     "budget",
     "evaluate", "comparison", "runs", "adapter", "export", "distill", "train",
