@@ -200,20 +200,6 @@ def describe_config(entry: Mapping[str, Any]) -> str:
     return describe_setting(entry["config"])
 
 
-def study_settings(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The seed study's settings (chosen, baseline, grid variants), each with its comparison to the baseline.
-
-    Older files hold chosen and baseline only, with the comparison at the top level: it is moved onto the
-    chosen entry here, so every reader sees one shape.
-    """
-    if "settings" in stats:
-        return list(stats["settings"])
-    versus: dict[str, Any] = {"mcnemar_per_seed": [stats["mcnemar"]]}
-    if "difference" in stats:
-        versus.update(stats["difference"])
-    return [dict(stats["chosen"], role="chosen", vs_baseline=versus), dict(stats["baseline"], role="baseline")]
-
-
 def _mean_seconds(values: Sequence[Any] | None) -> str:
     known = [float(v) for v in values or [] if v is not None]
     return f"{sum(known) / len(known):,.0f}" if known else "--"
@@ -224,13 +210,13 @@ def statistics_table(stats: Mapping[str, Any]) -> Table:
     the paired difference to the baseline with its interval, McNemar's p against the baseline at the first
     seed, and the mean training seconds per run."""
     level = int(100 * stats.get("confidence", 0.95))
-    n_seeds = len(study_settings(stats)[0]["seeds"])
+    n_seeds = len(stats["settings"][0]["seeds"])
     accuracy = f"accuracy (%), mean ± std over {n_seeds} seeds [{level}% CI]"
     columns = [Column("", align="l"), Column("configuration", tex="Configuration", align="l"),
                Column("trainable", tex="Trainable"), Column(accuracy, tex=accuracy.replace("accuracy", "Accuracy")),
                Column("vs baseline (points)"), Column("McNemar p"), Column("train s/run", tex="Train s/run")]
     rows = []
-    for s in study_settings(stats):
+    for s in stats["settings"]:
         lo, hi = s["bootstrap_ci"]
         versus = s.get("vs_baseline")
         if s["role"] == "baseline":
@@ -255,8 +241,8 @@ def mcnemar_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
 
 def study_sentence(stats: Mapping[str, Any]) -> str:
     """Every setting of the seed study against the baseline, in words generated from the paired intervals."""
-    settings = study_settings(stats)
-    if len(settings) == 2 or not any("vs_baseline" in s for s in settings):
+    settings = stats["settings"]
+    if len(settings) == 2:
         return comparison_sentence(stats)
     baseline = next(s for s in settings if s["role"] == "baseline")
     parts = []
@@ -313,7 +299,7 @@ def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any],
         "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(table),
         "ablation_rates_sentence": rate_sentence(rates),
         "study_sentence": study_sentence(stats),
-        "study_extra_sentence": study_sentence(stats) if len(study_settings(stats)) > 2 else "",
+        "study_extra_sentence": study_sentence(stats) if len(stats["settings"]) > 2 else "",
     }
     for key, entry in (("chosen", chosen), ("baseline", baseline)):
         lo, hi = entry["bootstrap_ci"]

@@ -15,30 +15,27 @@ from . import artifacts, paths
 from .ablation_reporting import (ablation_sentence, ablation_table, best_ablation, comparison_sentence, rate_sentence,
                                  rates_table, statistics_table, study_sentence)
 from .reporting import (PAPER_PROFILE, banner_note, changed_parameters, confusion_sentence, describe_data,
-                        describe_encoder, metrics_table, profile_note, reference_sentence, row_sentence, run_facts,
+                        describe_encoder, metrics_table, profile_note, reference_sentence, row_sentence,
                         short_targets, shows_banner)
 from .tables import dec, num, p_text, pct, pvalue
 
-RESULT_FILES = ("exploration", "training", "metrics", "reference", "ablation", "statistics", "merging", "quantization")
+# Each result file the book reads, and the notebook that writes it (named when the file is missing).
+WRITERS = {"exploration": "01_exploration", "training": "02_training", "metrics": "03_evaluation",
+           "reference": "03_evaluation", "ablation": "04_ablations", "learning_rates": "04_ablations",
+           "statistics": "04_ablations", "merging": "05_merging", "quantization": "06_quantization"}
 # The book's pages rendered from the results; the guide's pages are copied as they are.
 PAGES = ("intro.md", "results.md")
 
 
 def load_results(profile: str) -> dict[str, Any]:
     """The notebooks' JSON results of a profile; a missing file names the notebook that writes it."""
-    writers = {"exploration": "01_exploration", "training": "02_training", "metrics": "03_evaluation",
-               "reference": "03_evaluation",
-               "ablation": "04_ablations", "statistics": "04_ablations", "merging": "05_merging",
-               "quantization": "06_quantization"}
     out = {}
-    for name in RESULT_FILES:
+    for name, notebook in WRITERS.items():
         path = paths.results_dir(profile) / f"{name}.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing (written by notebook {writers[name]}); run "
+            raise FileNotFoundError(f"{path} is missing (written by notebook {notebook}); run "
                                     f"`make notebooks PROFILE={profile}`.")
         out[name] = artifacts.read_json(path)
-    rates = paths.results_dir(profile) / "learning_rates.json"  # optional: written by 04 since RESULTS_FORMAT 5
-    out["learning_rates"] = artifacts.read_json(rates) if rates.is_file() else []
     return out
 
 
@@ -51,7 +48,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     results = load_results(profile)
     merging = pd.DataFrame(results["merging"]["rows"])
     cfg = from_dict(results["training"]["config"])
-    facts = results["training"].get("facts") or run_facts({}, cfg)
+    facts = results["training"]["facts"]
     ablation = pd.DataFrame(results["ablation"])
     stats = results["statistics"]
     metrics = results["metrics"]

@@ -50,9 +50,13 @@ def stats() -> dict:
                 "mean": float(np.mean(accs)), "std": float(np.std(accs, ddof=1)),
                 "bootstrap_ci": [min(accs) - 0.01, max(accs) + 0.01], "pooled_accuracy": float(np.mean(accs))}
 
-    return {"chosen": entry("chosen-r8-q+k+v-linear", [0.91, 0.93]), "baseline": entry("baseline-r7", [0.88, 0.89]),
-            "mcnemar": {"b": 12, "c": 3, "statistic": 3.0, "p_value": 0.035, "seed": 42, "method": "exact binomial"},
-            "difference": {"mean": 0.035, "bootstrap_ci": [0.01, 0.06]}, "n_eval": 160, "confidence": 0.95}
+    chosen, baseline = entry("chosen-r8-q+k+v-linear", [0.91, 0.93]), entry("baseline-r7", [0.88, 0.89])
+    mcnemar = {"b": 12, "c": 3, "statistic": 3.0, "p_value": 0.035, "seed": 42, "method": "exact binomial"}
+    difference = {"mean": 0.035, "bootstrap_ci": [0.01, 0.06]}
+    settings = [dict(chosen, role="chosen", vs_baseline={**difference, "mcnemar_per_seed": [mcnemar]}),
+                dict(baseline, role="baseline")]
+    return {"chosen": chosen, "baseline": baseline, "settings": settings, "mcnemar": mcnemar,
+            "difference": difference, "n_eval": 160, "confidence": 0.95}
 
 
 def _history() -> list[dict]:
@@ -286,7 +290,7 @@ def test_seed_study_with_grid_variants_against_the_baseline(stats: dict, tmp_pat
     text = ablation_reporting.study_sentence(study)
     assert "chosen (r=8, Q,K,V, linear head" in text and "ahead of the baseline" in text
     assert "grid 1 ((IA)³" in text and "not distinguishable from the baseline" in text
-    assert ablation_reporting.study_sentence(stats) == ablation_reporting.comparison_sentence(stats)  # two settings: as before
+    assert ablation_reporting.study_sentence(stats) == ablation_reporting.comparison_sentence(stats)  # two settings: one comparison
     assert "Configuration" in table.latex()
     fig = plots.seed_comparison(study)
     assert len(fig.axes[0].get_yticks()) == 3 and "Settings of the seed study" in fig.axes[0].get_title()
