@@ -1,8 +1,7 @@
 """Notebook 04's findings as readers see them: the ablation grid, the rate search, the seed study.
 
-Tables (the notebook's frame, the book's Markdown rows, the report's tabular), the sentences that read
-the numbers, and the macros, all from ``ablation.json``, ``learning_rates.json`` and ``statistics.json``.
-Formatting helpers shared with the other notebooks live in :mod:`reporting`.
+Tables (declared once, rendered by :mod:`tables` for the notebook, the book and the report), the sentences
+that read the numbers, and the macros, all from ``ablation.json``, ``learning_rates.json`` and ``statistics.json``.
 """
 
 from __future__ import annotations
@@ -12,29 +11,20 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from . import artifacts
-from .artifacts import num, pct, pvalue
 from .experiments import grid_front, grid_settings
-from .reporting import dec, describe_setting, markdown_table, method_label, p_text, several_methods, short_targets
-
-
-def _signed_points(x: Any) -> str:
-    return "--" if x is None or pd.isna(x) else f"{100 * float(x):+.2f}"
+from .reporting import describe_setting, method_label, several_methods, short_targets
+from .tables import Column, Table, dec, interval, missing, num, or_dash, p_text, pct, points, pvalue, two_decimals
 
 
 def _size(row: Mapping[str, Any]) -> Any:
     """A grid row's size: its rank (LoRA-like), ``20 tok`` (prompt tuning) or a dash (size-less methods)."""
     key = row.get("size_key") if "size_key" in row else "lora_r"
-    if key is None or (isinstance(key, float) and math.isnan(key)):
+    if missing(key):
         return "–"
     return f"{int(row['prompt_tokens'])} tok" if key == "prompt_tokens" else int(row["lora_r"])
 
 
-def _seconds(x: Any) -> Any:
-    return math.nan if x is None or pd.isna(x) else int(round(float(x)))
-
-
-def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
+def ablation_table(table: pd.DataFrame) -> Table:
     """The ablation table as the book and the report show it: one row per grid setting, sorted by size.
 
     Narrow enough for the book's column (about 690 px) and the report's page with the whole method family:
@@ -44,7 +34,7 @@ def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
     paired interval (one decimal: 800 test rows resolve nothing finer); a variant over the budget says so
     in its accuracy cell. Beside them: the validation accuracy that picks the seed study's settings and the
     training seconds per run (the cost beside the parameters). Macro F1 stays in ``ablation.json``; the
-    rate search has its own table (:func:`rate_rows`).
+    rate search has its own table (:func:`rates_table`).
     """
     frame = grid_settings(table).copy()
     if "pareto" not in frame:
@@ -52,27 +42,35 @@ def ablation_frame(table: pd.DataFrame) -> pd.DataFrame:
     frame = frame.sort_values(["trainable_params"], kind="stable")
     col = lambda name: frame[name] if name in frame else pd.Series([math.nan] * len(frame), index=frame.index)  # noqa: E731
     rows = [r for _, r in frame.iterrows()]
-    columns: dict[str, Any] = ({"setting": [_setting(r) for r in rows]} if several_methods(frame)
-                               else {"r": [int(r["lora_r"]) for r in rows]})
+    several = several_methods(frame)
+    values: dict[str, Any] = ({"setting": [_setting(r) for r in rows]} if several
+                              else {"r": [int(r["lora_r"]) for r in rows]})
+    columns = [Column("setting", tex="Setting", align="l") if several else Column("r")]
     targets = [_targets(r) for r in rows]
     if len({t for t in targets if t != "–"}) > 1:
-        columns["targets"] = targets
+        values["targets"] = targets
+        columns.append(Column("targets", tex="Targets", align="l"))
     if frame["head"].nunique() > 1:
-        columns["head"] = list(frame["head"])
+        values["head"] = list(frame["head"])
+        columns.append(Column("head", tex="Head", align="l"))
     if "learning_rate" in frame and frame["learning_rate"].nunique() > 1:
-        columns["rate"] = [f"{x:g}" for x in frame["learning_rate"]]
+        values["rate"] = [f"{x:g}" for x in frame["learning_rate"]]
+        columns.append(Column("rate", tex="Rate"))
     best = col("best").fillna(False).astype(bool)
     shown = pd.DataFrame({
-        **columns, "trainable": list(frame["trainable_params"]),
+        **values, "trainable": list(frame["trainable_params"]),
         ACCURACY: [_accuracy_cell(a, lo, hi, w) for a, lo, hi, w in
                    zip(col("accuracy"), col("ci_low"), col("ci_high"), frame["within_budget"].astype(bool))],
         "vs best (points)": ["best" if b else _gap_cell(d, lo, hi)
                              for d, lo, hi, b in zip(col("diff_to_best"), col("diff_ci_low"), col("diff_ci_high"), best)],
         "val. %": list((100 * pd.to_numeric(col("best_validation_accuracy"), errors="coerce")).round(2)),
-        "train s": [_seconds_text(x) for x in col("train_seconds")],
+        "train s": list(map(or_dash(lambda x: num(round(float(x)))), col("train_seconds"))),
         "Pareto": ["yes" if p else "" for p in frame["pareto"].astype(bool)],
     })
-    return shown.reset_index(drop=True)
+    columns += [Column("trainable", tex="Trainable", fmt=num), Column(ACCURACY, tex="Test (%) [95% CI]"),
+                Column("vs best (points)"), Column("val. %", tex="Val. (%)", fmt=or_dash(two_decimals)),
+                Column("train s", tex="Train s"), Column("Pareto", align="c")]
+    return Table.of(columns, shown.to_dict(orient="records"))
 
 
 ACCURACY = "test % [95% CI]"
@@ -97,44 +95,16 @@ def _accuracy_cell(acc: Any, low: Any, high: Any, within: bool) -> str:
     """``90.88 [88.9, 92.9]``; ``over budget`` for a variant refused before training; ``--`` if untrained."""
     if not within:
         return "over budget"
-    if acc is None or pd.isna(acc):
+    if missing(acc):
         return "--"
-    interval = "" if low is None or high is None or pd.isna(low) or pd.isna(high) else \
-        f" [{100 * float(low):.1f}, {100 * float(high):.1f}]"
-    return f"{100 * float(acc):.2f}{interval}"
+    return pct(acc) + ("" if missing(low) or missing(high) else " " + interval(low, high, digits=1))
 
 
 def _gap_cell(diff: Any, low: Any, high: Any) -> str:
     """``-0.75 [-2.1, +0.6]``: the paired difference to the best setting, in points."""
-    if diff is None or pd.isna(diff):
+    if missing(diff):
         return "--"
-    return _signed_points(diff) + ("" if pd.isna(low) or pd.isna(high) else " " + _points_interval(low, high, digits=1))
-
-
-def ablation_rows(table: pd.DataFrame) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The ablation table's header and formatted rows (the book's results page and the report's table):
-    the columns of :func:`ablation_frame`, numbers written out."""
-    frame = ablation_frame(table)
-    header = list(frame.columns)
-    rows = [tuple(_text(c, r[c]) for c in header) for _, r in frame.iterrows()]
-    return header, rows
-
-
-def _text(column: str, value: Any) -> Any:
-    if column == "trainable":
-        return num(value)
-    if column == "val. %":
-        return "--" if pd.isna(value) else f"{value:.2f}"
-    return value
-
-
-def _seconds_text(x: Any) -> str:
-    seconds = _seconds(x)
-    return "--" if pd.isna(seconds) else num(seconds)
-
-
-def _points_interval(low: Any, high: Any, digits: int = 2) -> str:
-    return "--" if pd.isna(low) or pd.isna(high) else f"[{100 * float(low):+.{digits}f}, {100 * float(high):+.{digits}f}]"
+    return points(diff) + ("" if missing(low) or missing(high) else " " + interval(low, high, 1, signed=True))
 
 
 def ablation_sentence(table: pd.DataFrame) -> str:
@@ -156,18 +126,18 @@ def ablation_sentence(table: pd.DataFrame) -> str:
     return text
 
 
-def rate_rows(choices: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The learning-rate search (``experiments.rate_choices``): per method and rate, validation and test accuracy."""
-    header = ["method", "rate", "validation (%)", "test (%)", "pick"]  # run names: learning_rates.json
+def rates_table(choices: Sequence[Mapping[str, Any]]) -> Table:
+    """The learning-rate search (``experiments.rate_choices``): per method and rate, validation and test accuracy
+    (the run names are in learning_rates.json)."""
+    columns = [Column("method"), Column("rate", fmt=lambda r: f"{r:g}"), Column("validation (%)", fmt=or_dash(pct)),
+               Column("test (%)", fmt=or_dash(pct)), Column("pick")]
     rows = []
     for choice in choices:
         for r in choice["rates"]:
             mark = "picked and used" if r["rate"] == choice["picked"] == choice["used"] else \
                 "picked" if r["rate"] == choice["picked"] else "used" if r["rate"] == choice["used"] else ""
-            rows.append((method_label(choice), f"{r['rate']:g}",
-                         "--" if r["validation"] is None else pct(r["validation"]),
-                         "--" if r["test"] is None else pct(r["test"]), mark))
-    return header, rows
+            rows.append((method_label(choice), r["rate"], r["validation"], r["test"], mark))
+    return Table.of(columns, rows)
 
 
 def rate_sentence(choices: Sequence[Mapping[str, Any]]) -> str:
@@ -204,12 +174,7 @@ def rates_markdown(choices: Sequence[Mapping[str, Any]], learning_rate: float) -
     if not choices:
         return ("This profile picks no method's rate (`lr_candidates` is empty): every method trains at the "
                 f"profile's learning_rate ({learning_rate:g}) unless `method_learning_rates` names its own.")
-    return markdown_table(*rate_rows(choices)) + "\n\n" + rate_sentence(choices)
-
-
-def rate_tabular(choices: Sequence[Mapping[str, Any]]) -> str:
-    header, rows = rate_rows(choices)
-    return artifacts.latex_table(["Method", "Rate", "Validation (%)", "Test (%)", "Pick"], rows, align="lrrrl")
+    return rates_table(choices).markdown() + "\n\n" + rate_sentence(choices)
 
 
 def _variant(row: Mapping[str, Any], several: bool = False) -> str:
@@ -218,17 +183,8 @@ def _variant(row: Mapping[str, Any], several: bool = False) -> str:
 
 def _gaps(rows: Sequence[Mapping[str, Any]], several: bool = False) -> str:
     """``r=2, Q,K,V, linear head, -2.00 points [-2.82, -1.21]; ...`` for the ablation sentence."""
-    return "; ".join(f"{_variant(r, several)}, {_signed_points(r['diff_to_best'])} points "
-                     f"{_points_interval(r['diff_ci_low'], r['diff_ci_high'])}" for r in rows) + "."
-
-
-def ablation_tabular(table: pd.DataFrame) -> str:
-    header, rows = ablation_rows(table)
-    names = {"setting": "Setting", "r": "r", "targets": "Targets", "head": "Head", "rate": "Rate",
-             "trainable": "Trainable", ACCURACY: "Test (%) [95% CI]", "vs best (points)": "vs best (points)",
-             "val. %": "Val. (%)", "train s": "Train s", "Pareto": "Pareto"}
-    align = "".join("l" if h in ("setting", "targets", "head") else "c" if h == "Pareto" else "r" for h in header)
-    return artifacts.latex_table([names[h] for h in header], rows, align=align)
+    return "; ".join(f"{_variant(r, several)}, {points(r['diff_to_best'])} points "
+                     f"{interval(r['diff_ci_low'], r['diff_ci_high'], signed=True)}" for r in rows) + "."
 
 
 def best_ablation(table: pd.DataFrame) -> pd.Series | None:
@@ -244,54 +200,35 @@ def describe_config(entry: Mapping[str, Any]) -> str:
     return describe_setting(entry["config"])
 
 
-def study_settings(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The seed study's settings (chosen, baseline, grid variants), each with its comparison to the baseline.
-
-    Older files hold chosen and baseline only, with the comparison at the top level: it is moved onto the
-    chosen entry here, so every reader sees one shape.
-    """
-    if "settings" in stats:
-        return list(stats["settings"])
-    versus: dict[str, Any] = {"mcnemar_per_seed": [stats["mcnemar"]]}
-    if "difference" in stats:
-        versus.update(stats["difference"])
-    return [dict(stats["chosen"], role="chosen", vs_baseline=versus), dict(stats["baseline"], role="baseline")]
-
-
 def _mean_seconds(values: Sequence[Any] | None) -> str:
     known = [float(v) for v in values or [] if v is not None]
     return f"{sum(known) / len(known):,.0f}" if known else "--"
 
 
-def statistics_rows(stats: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Header and rows of the seed study: per setting, the configuration, parameters, mean ± std over
-    seeds, bootstrap interval, the paired difference to the baseline with its interval, McNemar's p
-    against the baseline at the first seed, and the mean training seconds per run (shared by the
-    notebook, the book and the report)."""
+def statistics_table(stats: Mapping[str, Any]) -> Table:
+    """The seed study: per setting, the configuration, parameters, mean ± std over seeds, bootstrap interval,
+    the paired difference to the baseline with its interval, McNemar's p against the baseline at the first
+    seed, and the mean training seconds per run."""
     level = int(100 * stats.get("confidence", 0.95))
-    n_seeds = len(study_settings(stats)[0]["seeds"])
-    header = ["", "configuration", "trainable", f"accuracy (%), mean ± std over {n_seeds} seeds [{level}% CI]",
-              "vs baseline (points)", "McNemar p", "train s/run"]
+    n_seeds = len(stats["settings"][0]["seeds"])
+    accuracy = f"accuracy (%), mean ± std over {n_seeds} seeds [{level}% CI]"
+    columns = [Column("", align="l"), Column("configuration", tex="Configuration", align="l"),
+               Column("trainable", tex="Trainable"), Column(accuracy, tex=accuracy.replace("accuracy", "Accuracy")),
+               Column("vs baseline (points)"), Column("McNemar p"), Column("train s/run", tex="Train s/run")]
     rows = []
-    for s in study_settings(stats):
+    for s in stats["settings"]:
         lo, hi = s["bootstrap_ci"]
         versus = s.get("vs_baseline")
         if s["role"] == "baseline":
             gap, p = "--", "--"
         else:
-            gap = (f"{_signed_points(versus['mean'])} {_points_interval(*versus['bootstrap_ci'])}"
+            gap = (f"{points(versus['mean'])} {interval(*versus['bootstrap_ci'], signed=True)}"
                    if "bootstrap_ci" in versus else "--")
             p = pvalue(versus["mcnemar_per_seed"][0]["p_value"])
         rows.append((s["role"], describe_config(s), num(s["trainable_params"]),
-                     f"{pct(s['mean'])} ± {pct(s['std'])} [{pct(lo)}, {pct(hi)}]", gap, p,
+                     f"{pct(s['mean'])} ± {pct(s['std'])} {interval(lo, hi)}", gap, p,
                      _mean_seconds(s.get("train_seconds"))))
-    return header, rows
-
-
-def statistics_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
-    """The seed study as the notebook shows it (see :func:`statistics_rows`)."""
-    header, rows = statistics_rows(stats)
-    return pd.DataFrame(rows, columns=header).set_index("")
+    return Table.of(columns, rows, index="")
 
 
 def mcnemar_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
@@ -302,17 +239,10 @@ def mcnemar_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["McNemar's test", "value"]).set_index("McNemar's test")
 
 
-def statistics_tabular(stats: Mapping[str, Any]) -> str:
-    header, rows = statistics_rows(stats)
-    names = ["", "Configuration", "Trainable", header[3].replace("accuracy", "Accuracy"), "vs baseline (points)",
-             "McNemar p", "Train s/run"]
-    return artifacts.latex_table(names, rows, align="llrrrrr")
-
-
 def study_sentence(stats: Mapping[str, Any]) -> str:
     """Every setting of the seed study against the baseline, in words generated from the paired intervals."""
-    settings = study_settings(stats)
-    if len(settings) == 2 or not any("vs_baseline" in s for s in settings):
+    settings = stats["settings"]
+    if len(settings) == 2:
         return comparison_sentence(stats)
     baseline = next(s for s in settings if s["role"] == "baseline")
     parts = []
@@ -323,8 +253,8 @@ def study_sentence(stats: Mapping[str, Any]) -> str:
         lo, hi = v["bootstrap_ci"]
         verdict = ("ahead of" if lo > 0 else "behind") if (lo > 0 or hi < 0) else "not distinguishable from"
         parts.append(f"{s['role']} ({describe_config(s)}, {num(s['trainable_params'])} parameters): "
-                     f"{pct(s['mean'])} ± {pct(s['std'])}%, {_signed_points(v['mean'])} points "
-                     f"{_points_interval(lo, hi)}, {verdict} the baseline")
+                     f"{pct(s['mean'])} ± {pct(s['std'])}%, {points(v['mean'])} points "
+                     f"{interval(lo, hi, signed=True)}, {verdict} the baseline")
     return (f"Over {len(baseline['seeds'])} seeds on the same {num(stats['n_eval'])} test rows, against the baseline "
             f"({describe_config(baseline)}, {num(baseline['trainable_params'])} parameters, {pct(baseline['mean'])} ± "
             f"{pct(baseline['std'])}%): " + "; ".join(parts) + ". A setting is ahead or behind only where the paired "
@@ -343,9 +273,9 @@ def comparison_sentence(stats: Mapping[str, Any]) -> str:
             f"baseline's; on the paired predictions of seed {m.get('seed', chosen['seeds'][0])} that difference "
             f"is {verdict} (McNemar's test, p {p_text(m['p_value'])}).")
     if "difference" in stats:
-        lo, hi = (100 * v for v in stats["difference"]["bootstrap_ci"])
+        lo, hi = stats["difference"]["bootstrap_ci"]
         contains = lo <= 0 <= hi
-        text += (f" The paired bootstrap 95% interval of the difference, [{lo:.2f}, {hi:.2f}] points, "
+        text += (f" The paired bootstrap 95% interval of the difference, {interval(lo, hi)} points, "
                  f"{'includes' if contains else 'excludes'} zero.")
     return text
 
@@ -369,7 +299,7 @@ def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any],
         "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(table),
         "ablation_rates_sentence": rate_sentence(rates),
         "study_sentence": study_sentence(stats),
-        "study_extra_sentence": study_sentence(stats) if len(study_settings(stats)) > 2 else "",
+        "study_extra_sentence": study_sentence(stats) if len(stats["settings"]) > 2 else "",
     }
     for key, entry in (("chosen", chosen), ("baseline", baseline)):
         lo, hi = entry["bootstrap_ci"]

@@ -1,4 +1,4 @@
-"""Writing results: atomic files, figures (PNG + PDF), LaTeX macros and tables, run records.
+"""Writing results: atomic files, figures (PNG + PDF), LaTeX macros, JSON records.
 
 Everything in ``results/`` is written here, through a temporary file and a rename, so an
 interrupted run never leaves a half-written JSON that a later step would read as real.
@@ -11,7 +11,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 
@@ -134,45 +134,3 @@ def write_macros(values: Mapping[str, Any], path: Path, header: str = "") -> Pat
     for key, value in values.items():
         lines.append(f"\\newcommand{{\\{macro_name(key)}}}{{{latex_escape(value)}}}")
     return atomic_write_text("\n".join(lines) + "\n", path)
-
-
-def latex_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None,
-                caption: str = "", label: str = "") -> str:
-    """A booktabs ``tabular`` (wrapped in a ``table`` when a caption is given)."""
-    align = align or "l" + "r" * (len(columns) - 1)
-    body = [r"\begin{tabular}{" + align + "}", r"\toprule",
-            " & ".join(latex_escape(c) for c in columns) + r" \\", r"\midrule"]
-    for row in rows:
-        body.append(" & ".join(latex_escape(c) for c in row) + r" \\")
-    body += [r"\bottomrule", r"\end{tabular}"]
-    if not caption:
-        return "\n".join(body) + "\n"
-    return "\n".join([r"\begin{table}[htbp]", r"\centering", *body, rf"\caption{{{latex_escape(caption)}}}",
-                      rf"\label{{{label}}}" if label else "", r"\end{table}"]) + "\n"
-
-
-def fmt_pct(x: float, digits: int = 2) -> str:
-    return f"{100.0 * x:.{digits}f}"
-
-
-def fmt_int(n: int) -> str:
-    return f"{int(n):,}"
-
-
-# the reports' formats (reporting and merge_reporting both use these)
-def pct(x: float | None, digits: int = 2) -> str:
-    """A share as a percentage without the sign: 0.94372 -> ``94.37`` (the macros' format)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    return fmt_pct(float(x), digits)
-
-
-def num(n: int | float | None) -> str:
-    """Thousands separators: 980740 -> ``980,740``."""
-    if n is None or (isinstance(n, float) and math.isnan(n)):
-        return "n/a"
-    return fmt_int(n)
-
-
-def pvalue(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"

@@ -6,37 +6,36 @@ so the book never holds a typed number; a missing file names the notebook that w
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
 from . import artifacts, paths
-from .ablation_reporting import (ablation_rows, ablation_sentence, best_ablation, comparison_sentence, rate_rows,
-                                 rate_sentence, statistics_rows, study_sentence)
-from .artifacts import num, pct, pvalue
-from .reporting import (PAPER_PROFILE, banner_note, changed_parameters, confusion_sentence, dec, describe_data,
-                        describe_encoder, markdown_table, metrics_frame, p_text, profile_note, reference_sentence,
-                        row_sentence, run_facts, short_targets, shows_banner)
+from .ablation_reporting import (ablation_sentence, ablation_table, best_ablation, comparison_sentence, rate_sentence,
+                                 rates_table, statistics_table, study_sentence)
+from .reporting import (PAPER_PROFILE, banner_note, changed_parameters, confusion_sentence, describe_data,
+                        describe_encoder, metrics_table, profile_note, reference_sentence, row_sentence,
+                        short_targets, shows_banner)
+from .tables import dec, num, p_text, pct, pvalue
 
-
-RESULT_FILES = ("exploration", "training", "metrics", "reference", "ablation", "statistics", "merging", "quantization")
+# Each result file the book reads, and the notebook that writes it (named when the file is missing).
+WRITERS = {"exploration": "01_exploration", "training": "02_training", "metrics": "03_evaluation",
+           "reference": "03_evaluation", "ablation": "04_ablations", "learning_rates": "04_ablations",
+           "statistics": "04_ablations", "merging": "05_merging", "quantization": "06_quantization"}
+# The book's pages rendered from the results; the guide's pages are copied as they are.
+PAGES = ("intro.md", "results.md")
 
 
 def load_results(profile: str) -> dict[str, Any]:
     """The notebooks' JSON results of a profile; a missing file names the notebook that writes it."""
-    writers = {"exploration": "01_exploration", "training": "02_training", "metrics": "03_evaluation",
-               "reference": "03_evaluation",
-               "ablation": "04_ablations", "statistics": "04_ablations", "merging": "05_merging",
-               "quantization": "06_quantization"}
     out = {}
-    for name in RESULT_FILES:
+    for name, notebook in WRITERS.items():
         path = paths.results_dir(profile) / f"{name}.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing (written by notebook {writers[name]}); run "
+            raise FileNotFoundError(f"{path} is missing (written by notebook {notebook}); run "
                                     f"`make notebooks PROFILE={profile}`.")
         out[name] = artifacts.read_json(path)
-    rates = paths.results_dir(profile) / "learning_rates.json"  # optional: written by 04 since RESULTS_FORMAT 5
-    out["learning_rates"] = artifacts.read_json(rates) if rates.is_file() else []
     return out
 
 
@@ -49,14 +48,10 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     results = load_results(profile)
     merging = pd.DataFrame(results["merging"]["rows"])
     cfg = from_dict(results["training"]["config"])
-    facts = results["training"].get("facts") or run_facts({}, cfg)
+    facts = results["training"]["facts"]
     ablation = pd.DataFrame(results["ablation"])
     stats = results["statistics"]
     metrics = results["metrics"]
-    ablation_header, ablation_table_rows = ablation_rows(ablation)
-    metric_rows = [(name, f"{r.precision:.2f}", f"{r.recall:.2f}", f"{r.f1:.2f}", num(r.support))
-                   for name, r in metrics_frame(metrics).iterrows()]
-    stat_header, stat_rows = statistics_rows(stats)
     return {
         "profile": profile, "is_paper": profile == PAPER_PROFILE, "model_name": cfg.model_name, "cfg": cfg.to_dict(),
         "profile_note": profile_note(cfg, facts), "banner": shows_banner(cfg, facts), "facts": facts,
@@ -75,19 +70,19 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "merging_sentence": merge_reporting.sentence(merging),
         "quantization_sentence": quantize_study.sentence(results["quantization"]),
         "best_ablation": (best_ablation(ablation).to_dict() if best_ablation(ablation) is not None else None),
-        "tables": {
-            "metrics": markdown_table(["class", "precision (%)", "recall (%)", "F1 (%)", "support"], metric_rows),
-            "ablation": markdown_table(ablation_header, ablation_table_rows),
-            "rates": markdown_table(*rate_rows(results["learning_rates"])),
-            "statistics": markdown_table(stat_header, stat_rows),
-            "merging": _markdown_frame(merge_reporting.summary_table(merging)),
-            "quantization": _markdown_frame(quantize_study.table(results["quantization"])),
-        },
+        "tables": {name: table.markdown() for name, table in (
+            ("metrics", metrics_table(metrics)), ("ablation", ablation_table(ablation)),
+            ("rates", rates_table(results["learning_rates"])), ("statistics", statistics_table(stats)),
+            ("merging", merge_reporting.summary_table(merging)),
+            ("quantization", quantize_study.table(results["quantization"])))},
     }
 
 
-def _markdown_frame(frame: pd.DataFrame) -> str:
-    return markdown_table(list(frame.columns), frame.astype(str).itertuples(index=False, name=None))
+def render_pages(src: Path, context: Mapping[str, Any]) -> None:
+    """Render each of :data:`PAGES` in the assembled book source ``src`` in place."""
+    for name in PAGES:
+        page = src / name
+        page.write_text(render_template(page.read_text(encoding="utf-8"), context, name), encoding="utf-8")
 
 
 def render_template(text: str, context: Mapping[str, Any], name: str = "page") -> str:

@@ -171,7 +171,7 @@ def _method_label(cfg: Config) -> str:
 def format_breakdown(breakdown: dict[str, Any], budget: int) -> str:
     lines = [f"{'group':<28}{'parameters':>14}"]
     adapter = breakdown.get("adapter", breakdown["lora"])
-    label = "lora" if adapter == breakdown["lora"] else "adapter"  # LoRA runs print as they always did
+    label = "lora" if adapter == breakdown["lora"] else "adapter"  # a LoRA-only adapter is named LoRA
     for target, n in breakdown["lora_by_target"].items():
         lines.append(f"{'  ' + label + ' ' + target:<28}{n:>14,}")
     lines.append(f"{label + ' (all)':<28}{adapter:>14,}")

@@ -371,26 +371,3 @@ def run_seeds(cfg: Config, ablation: pd.DataFrame | None = None) -> dict[str, An
               "profile": cfg.profile}
     write_json(result, paths.results_dir(cfg.profile) / STATISTICS_FILE)
     return result
-
-
-# --------------------------------------------------------------------------- aggregation
-def aggregate(profile: str) -> pd.DataFrame:
-    """Every run directory of a profile (ablation + seeds + main) in one table.
-
-    Incomplete or failed runs are listed with their status and no metrics, never with numbers.
-    """
-    root = paths.runs_dir(profile)
-    rows = []
-    for record_file in sorted(root.rglob(runs.RUN_FILE)):
-        run_dir = record_file.parent
-        record = runs.read_record(run_dir) or {}
-        cfg = record.get("config", {})
-        row = {"run": str(run_dir.relative_to(root)), "status": record.get("status", "unknown"),
-               "lora_r": cfg.get("lora_r"), "lora_targets": cfg.get("lora_targets"), "head": cfg.get("head"),
-               "seed": cfg.get("seed"), "accuracy": math.nan, "macro_f1": math.nan, "trainable_params": None}
-        if row["status"] == "complete" and (run_dir / runs.METRICS_FILE).is_file():
-            metrics = read_json(run_dir / runs.METRICS_FILE)
-            row.update(accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
-                       trainable_params=metrics["trainable_params"])
-        rows.append(row)
-    return pd.DataFrame(rows)

@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from .artifacts import latex_table, num, pct, pvalue
 from .merging import HEAD_ONLY, MULTITASK, OWN
+from .tables import Table, interval, num, pct, points, pvalue
 
 MERGE_PREFIX = "merge "
 
@@ -58,14 +58,11 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The study's rows for reading, indexed by task and method: accuracy with its interval, normalised
     accuracy, the paired difference to the own adapter with its interval and McNemar's p, the trainable
     count (percent and points, one decimal: the CSV keeps every digit)."""
-    def pts(x: float) -> str:
-        return f"{100 * x:+.1f}"
-
     out = pd.DataFrame({
-        "accuracy (%)": [f"{pct(a, 1)} [{pct(lo, 1)}, {pct(hi, 1)}]" for a, lo, hi in
+        "accuracy (%)": [f"{pct(a, 1)} {interval(lo, hi, 1)}" for a, lo, hi in
                          zip(frame["accuracy"], frame["ci_low"], frame["ci_high"])],
         "normalised (%)": [pct(x, 1) for x in frame["normalised_accuracy"]],
-        "vs own (points)": ["–" if m == OWN else f"{pts(d)} [{pts(lo)}, {pts(hi)}]"
+        "vs own (points)": ["–" if m == OWN else f"{points(d, 1)} {interval(lo, hi, 1, signed=True)}"
                             for m, d, lo, hi in zip(frame["method"], frame["diff_to_own"], frame["diff_ci_low"],
                                                     frame["diff_ci_high"])],
         "McNemar p": ["–" if m == OWN else pvalue(p) for m, p in zip(frame["method"], frame["mcnemar_p"])],
@@ -89,12 +86,13 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("mean_normalised", ascending=False, ignore_index=True)
 
 
-def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
+def summary_table(frame: pd.DataFrame) -> Table:
+    """:func:`summary` for reading (the notebook and the book): percent with one decimal, the worst task named."""
     s = summary(frame)
-    return pd.DataFrame({"method": s["method"], "mean normalised (%)": [pct(x, 1) for x in s["mean_normalised"]],
+    return Table.of_frame(pd.DataFrame({"method": s["method"], "mean normalised (%)": [pct(x, 1) for x in s["mean_normalised"]],
                          "worst task": [f"{t} ({pct(x, 1)})" for t, x in zip(s["worst_task"], s["worst_normalised"])],
                          "tasks below own": [f"{b} of {n}" for b, n in zip(s["tasks_below_own"], s["n_tasks"])],
-                         "trainable (largest)": [num(n) for n in s["trainable_params"]]})
+                         "trainable (largest)": [num(n) for n in s["trainable_params"]]}))
 
 
 def _merges(s: pd.DataFrame) -> pd.DataFrame:
@@ -161,7 +159,7 @@ def macros(frame: pd.DataFrame, result: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def tabular(frame: pd.DataFrame) -> str:
+def report_table(frame: pd.DataFrame) -> Table:
     """The report's table: one row per method, per task its accuracy and (normalised accuracy), then the mean
     normalised accuracy; the own adapter first, the floor last."""
     tasks = list(dict.fromkeys(frame["task"]))
@@ -174,4 +172,4 @@ def tabular(frame: pd.DataFrame) -> str:
                 if (method, t) in cell.index else "–" for t in tasks]
         mean = "100.0" if method == OWN else pct(s.loc[method, "mean_normalised"], 1)
         rows.append([label(method), *accs, mean])
-    return latex_table(["method", *tasks, "mean norm."], rows)
+    return Table.of_frame(pd.DataFrame(rows, columns=["method", *tasks, "mean norm."]))

@@ -63,10 +63,6 @@ def figures_dir(profile: str) -> Path:
     return results_dir(profile) / "figures"
 
 
-def tables_dir(profile: str) -> Path:
-    return results_dir(profile) / "tables"
-
-
 def runs_dir(profile: str) -> Path:
     """Training runs (checkpoints, adapter, metrics) of a profile."""
     return results_dir(profile) / "runs"

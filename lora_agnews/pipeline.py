@@ -3,7 +3,7 @@
 ``python -m lora_agnews run --profile NAME`` runs it; ``make all|notebooks|book|report`` call that.
 The notebooks are the only producers of results: each reads its parameters (the profile's
 values, then ``-p`` overrides), calls the package and writes JSON, figures and LaTeX under
-``results/<profile>/``. A ``COMPLETE`` stamp is written only after all four succeeded and is
+``results/<profile>/``. A ``COMPLETE`` stamp is written only after all six succeeded and is
 removed before they start, so the book and the report can never show stale or partial results.
 
 The first half of this module holds the small helpers the notebooks call (their config,
@@ -41,7 +41,7 @@ STAMP = paths.STAMP
 # What the notebooks write and the book and report read (result files, macros, tables, figures). Bump it
 # whenever a change makes results written before it unreadable by this version's book or report: such
 # results are then refused with the one command that regenerates them, not a failure inside Sphinx or LaTeX.
-RESULTS_FORMAT = 5  # 3: notebook 05 (merging.json, ...); 4: notebook 06 (quantization.json, ...); 5: 04 writes learning_rates.json, \AblationRatesSentence
+RESULTS_FORMAT = 5
 KERNEL = "python3"
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 
@@ -366,9 +366,6 @@ def require_results(profile: str) -> dict[str, Any]:
     return data
 
 
-_STALE_LATEX = re.compile(r"Undefined control sequence|File `[^']+' not found|LaTeX Error: File")
-
-
 def _run_tool(cmd: Sequence[str], cwd: Path, what: str, log: Path) -> None:
     proc = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -416,9 +413,7 @@ def assemble_book(profile: str, stamp: Mapping[str, Any]) -> Path:
         shutil.copy2(png, figures / png.name)
     try:
         context = book_pages.book_context(profile, stamp)
-        for page in src.glob("*.md"):
-            page.write_text(book_pages.render_template(page.read_text(encoding="utf-8"), context, page.name),
-                            encoding="utf-8")
+        book_pages.render_pages(src, context)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise PipelineError(f"book: cannot render the pages from results/{profile} ({exc}); if they were written by "
                             f"an older version of lora_agnews, {regenerate_hint(profile)}.") from None

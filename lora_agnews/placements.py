@@ -7,7 +7,7 @@
   ``ffn_in`` (feed-forward up-projection), ``ffn_out`` (feed-forward down-projection);
 * a **preset**: ``attention`` = query,key,value; ``all-linear`` = all six roles;
 * ``word_embeddings``: LoRA on the token-embedding matrix;
-* any other name: a module name, matched as it always was: a module in the encoder layers whose
+* any other name: a module name, meaning every module in the encoder layers whose
   name ends with it (``dense`` = every ``dense`` of the encoder layers: attention output, FFN in
   and FFN out; never the pooler's or the head's, which are outside the layers).
 
@@ -128,7 +128,7 @@ def target_regex(family: Family, tokens: Iterable[str], layers: list[int] | None
     targets = parse_targets(tokens)
     layer_pat = layer_pattern(layers)
     parts = [family.role_pattern(role, layer_pat) for role in targets.roles]
-    if targets.names:  # module names, exactly as before roles existed
+    if targets.names:  # module names: any module of that name in the chosen layers
         names = "|".join(re.escape(t) for t in targets.names)
         parts.append(rf"{family.layer_prefix(layer_pat)}.*\b(?:{names})")
     if targets.embeddings:

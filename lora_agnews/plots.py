@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from .merge_reporting import label as merge_label
 from .merging import HEAD_ONLY, OWN
-from .ablation_reporting import describe_config, study_settings
+from .ablation_reporting import describe_config
 from .experiments import grid_settings
 from .reporting import describe_setting, method_label, several_methods
 
@@ -321,7 +321,7 @@ def _size_label(group: pd.DataFrame) -> str:
 
 def seed_comparison(statistics: Mapping[str, Any]) -> Figure:
     """Per-seed accuracy of every setting of the seed study (chosen, baseline, grid variants), with mean and CI."""
-    settings = study_settings(statistics)
+    settings = statistics["settings"]
     colors = sns.color_palette(PALETTE, len(settings))
     confidence = statistics.get("confidence", 0.95)
     with _style():

@@ -30,7 +30,6 @@ from torch import nn
 from .config import Config, ConfigError
 from .registry import METHODS
 
-SCHEMES = ("nf4", "fp4", "int8")
 PACKAGE = "bitsandbytes==0.50.2"  # the pin of pyproject.toml and environment.yml
 BLOCK = 64  # bitsandbytes' 4-bit block size (one absmax scale per 64 weights)
 NESTED_BLOCK = 256  # double quantisation: the absmax scales quantized to 8 bits in blocks of 256

@@ -19,10 +19,11 @@ from typing import Any
 import pandas as pd
 
 from . import paths, runs
-from .artifacts import latex_table, num, pct, pvalue, read_json, write_json
+from .artifacts import read_json, write_json
 from .comparison import compare, run_arm
 from .config import CHOICES, Config, ConfigError, load
 from .progress import say
+from .tables import Table, interval, missing, num, pct, points, pvalue
 
 STUDY_FILE = "quantization.json"
 REFERENCE = "none"
@@ -154,8 +155,9 @@ def summary_frame(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table(result: dict[str, Any]) -> pd.DataFrame:
-    """The summary for reading (percent and points with two decimals, memory in MiB)."""
+def table(result: dict[str, Any]) -> Table:
+    """The summary for reading (percent and points with two decimals, memory in MiB): the notebook, the book
+    and the report show it."""
     frame = summary_frame(result)
     shown = pd.DataFrame({
         "base": frame["label"], "seeds": frame["seeds"],
@@ -166,7 +168,7 @@ def table(result: dict[str, Any]) -> pd.DataFrame:
         "RSS peak / end MiB": [f"{_mib(p)} / {_mib(e)}" for p, e in zip(frame["peak_rss_mib"], frame["end_rss_mib"])],
         "s/step": [f"{s:.2f}" for s in frame["seconds_per_step"]],
     })
-    return shown
+    return Table.of_frame(shown)
 
 
 def _mib(value: float | None) -> str:
@@ -179,9 +181,9 @@ def mib(value: float) -> str:
 
 
 def _diff_text(row: Any) -> str:
-    if row.ci_low is None or row.ci_low != row.ci_low:
+    if missing(row.ci_low):
         return "reference"
-    return f"{100 * row.difference:+.2f} [{100 * row.ci_low:+.2f}, {100 * row.ci_high:+.2f}]"
+    return f"{points(row.difference)} {interval(row.ci_low, row.ci_high, signed=True)}"
 
 
 def sentence(result: dict[str, Any]) -> str:
@@ -191,8 +193,8 @@ def sentence(result: dict[str, Any]) -> str:
     parts = []
     for row in frame.iloc[1:].itertuples():
         resolved = row.ci_high < 0 or row.ci_low > 0
-        cost = (f"changes accuracy by {100 * row.difference:+.2f} points "
-                f"(95% CI [{100 * row.ci_low:+.2f}, {100 * row.ci_high:+.2f}]"
+        cost = (f"changes accuracy by {points(row.difference)} points "
+                f"(95% CI {interval(row.ci_low, row.ci_high, signed=True)}"
                 + (", resolved by these test rows)" if resolved else ", not resolved by these test rows)"))
         parts.append(f"{row.label} holds the frozen base in {mib(row.base_mib)} MiB instead of {mib(ref.base_mib)} "
                      f"({100 * (1 - row.base_mib / ref.base_mib):.0f}% less), {cost}, at "
@@ -213,15 +215,9 @@ def macros(result: dict[str, Any]) -> dict[str, str]:
         out[f"Quant{name}BaseMiB"] = mib(row.base_mib)
         out[f"Quant{name}SecondsPerStep"] = f"{row.seconds_per_step:.2f}"
         if row.scheme != REFERENCE:
-            out[f"Quant{name}Difference"] = f"{100 * row.difference:+.2f}"
-            out[f"Quant{name}CI"] = f"[{100 * row.ci_low:+.2f}, {100 * row.ci_high:+.2f}]"
+            out[f"Quant{name}Difference"] = points(row.difference)
+            out[f"Quant{name}CI"] = interval(row.ci_low, row.ci_high, signed=True)
     return out
-
-
-def tabular(result: dict[str, Any]) -> str:
-    """The summary as a LaTeX tabular for the report."""
-    shown = table(result)
-    return latex_table(list(shown.columns), shown.itertuples(index=False))
 
 
 def runs_frame(result: dict[str, Any]) -> pd.DataFrame:

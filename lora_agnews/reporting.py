@@ -3,24 +3,24 @@
 The report and the book never contain a typed number: every value comes from the JSON a
 notebook wrote, through a macro (``\\TestAccuracy``), a generated table, or the results
 page rendered at build time. Formatting lives here once, so the book, the report and the
-tests (which look for the accuracy in the PDF) agree on how a number is written. Notebook 04's
-tables and sentences are in :mod:`ablation_reporting`, 05's in :mod:`merge_reporting`, 06's in
-:mod:`quantize_study`; :mod:`book_pages` gathers every result for the book's templates.
+tests (which look for the accuracy in the PDF) agree on how a number is written: the number formats and
+the table renderer are :mod:`tables`. Notebook 04's tables and sentences are in :mod:`ablation_reporting`,
+05's in :mod:`merge_reporting`, 06's in :mod:`quantize_study`; :mod:`book_pages` gathers every result for the
+book's templates.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from . import artifacts, paths
-from .artifacts import num, pct
 from .config import CHOICES, Config
 from .registry import METHODS, TASKS
 from .tasks import AGNEWS
+from .tables import Column, Table, dec, interval, num, p_text, pct, points, two_decimals
 
 PAPER_PROFILE = "paper"
 NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations", "merging", "quantization", "audit")
@@ -58,36 +58,12 @@ def write_audit_macros(profile: str, record: Mapping[str, Any]) -> Path:
                                             "audit_sentence": summary(record)})
 
 
-def write_table(profile: str, name: str, tabular: str) -> Path:
-    """A generated ``tabular`` (``results/<profile>/tex/<name>.tex``); captions live in main.tex."""
-    return artifacts.atomic_write_text(tabular, tex_dir(profile) / f"{name}.tex")
+def write_table(profile: str, name: str, table: Table) -> Path:
+    """A table's ``tabular`` for the report (``results/<profile>/tex/<name>.tex``); captions live in main.tex."""
+    return artifacts.atomic_write_text(table.latex(), tex_dir(profile) / f"{name}.tex")
 
 
-def read_macros(path: Path) -> dict[str, str]:
-    """``{MacroName: value}`` of a generated macros file (tests and the book read them back)."""
-    import re
-
-    pattern = re.compile(r"^\\newcommand\{\\([A-Za-z]+)\}\{(.*)\}$")
-    out = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        match = pattern.match(line.strip())
-        if match:
-            out[match.group(1)] = match.group(2)
-    return out
-
-
-# --------------------------------------------------------------------------- formatting
-def dec(x: float | None, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    return f"{float(x):.{digits}f}"
-
-
-def p_text(p: float) -> str:
-    """``= 0.123`` or ``< 0.001``: what follows "p" in a sentence."""
-    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
-
-
+# --------------------------------------------------------------------------- labels
 def short_targets(targets: str) -> str:
     """``query,key,value,word_embeddings`` -> ``Q,K,V,emb`` (tables stay narrow)."""
     return ",".join(TARGET_ABBREVIATIONS.get(t.strip(), t.strip()) for t in targets.split(",") if t.strip())
@@ -97,7 +73,7 @@ VARIANT_NAMES = {"rslora": "rsLoRA", "dora": "DoRA"}
 
 
 def method_label(c: Mapping[str, Any]) -> str:
-    """``LoRA``, ``DoRA``, ``PiSSA``, ... of a config or a grid row (rows from older tables are LoRA)."""
+    """``LoRA``, ``DoRA``, ``PiSSA``, ... of a config or a grid row (a row without a method is LoRA, the default)."""
     method = c.get("method") or "lora"
     variant = c.get("lora_variant") or "lora"
     if variant != "lora" and METHODS[method].lora:
@@ -111,7 +87,7 @@ def several_methods(frame: pd.DataFrame) -> bool:
 
 
 def describe_setting(c: Mapping[str, Any], name_lora: bool = False) -> str:
-    """``r=8, Q,K,V, linear head`` for LoRA (as before); ``PiSSA r=18, ...``, ``BitFit, linear head``, ...
+    """``r=8, Q,K,V, linear head`` for LoRA; ``PiSSA r=18, ...``, ``BitFit, linear head``, ...
     for other methods: the method, its size where it has one, the placement where it has one, the head.
     ``name_lora``: ``LoRA r=8, ...`` (where other methods stand beside it, a bare ``r=8`` reads as any of them)."""
     method = c.get("method") or "lora"
@@ -121,17 +97,6 @@ def describe_setting(c: Mapping[str, Any], name_lora: bool = False) -> str:
     lead = size if label == "LoRA" and not name_lora else " ".join(x for x in (label, size) if x)
     parts = [lead] + ([] if METHODS[method].whole_encoder else [short_targets(str(c.get("lora_targets", "")))])
     return ", ".join(parts + [f"{c.get('head')} head"])
-
-
-def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub/MyST pipe table (the book's results page)."""
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(cell(c) for c in columns) + " |",
-             "|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(columns))) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- profile and setup
@@ -269,13 +234,12 @@ def shows_banner(cfg: Config, facts: Mapping[str, Any] | None = None) -> bool:
     return cfg.profile != PAPER_PROFILE or bool(departures(cfg, dict(facts or {})))
 
 
-def overrides_tabular(cfg: Config) -> str:
+def overrides_table(cfg: Config) -> Table:
     """Every parameter that differs from the profile's value (the report lists them as the book does)."""
-    changed = changed_parameters(cfg)
-    if not changed:
-        return "\\emph{None: every parameter has the profile's value.}"
-    rows = [(k, str(a), str(b)) for k, (a, b) in changed.items()]
-    return artifacts.latex_table(["Parameter", "Profile value", "This run"], rows, align="lll")
+    columns = [Column("parameter", tex="Parameter", align="l"), Column("profile", tex="Profile value", align="l"),
+               Column("run", tex="This run", align="l")]
+    return Table.of(columns, [(k, a, b) for k, (a, b) in changed_parameters(cfg).items()],
+                    empty="None: every parameter has the profile's value.")
 
 
 def setup_macros(cfg: Config, facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -296,7 +260,7 @@ def setup_macros(cfg: Config, facts: Mapping[str, Any] | None = None) -> dict[st
 
 
 # --------------------------------------------------------------------------- parameter budget (02)
-def breakdown_frame(breakdown: Mapping[str, Any], budget: int) -> pd.DataFrame:
+def breakdown_table(breakdown: Mapping[str, Any], budget: int) -> Table:
     """Trainable parameters by group with the share of the budget (table shown next to the bar)."""
     rows = [(f"LoRA {target}", int(n)) for target, n in breakdown["lora_by_target"].items()]
     rows.append(("classification head", int(breakdown["head"])))
@@ -305,7 +269,9 @@ def breakdown_frame(breakdown: Mapping[str, Any], budget: int) -> pd.DataFrame:
     rows.append(("total trainable", int(breakdown["total"])))
     frame = pd.DataFrame(rows, columns=["group", "parameters"])
     frame["share_of_budget_%"] = (100 * frame["parameters"] / budget).round(2)
-    return frame
+    columns = [Column("group", tex="Parameter group", align="l"), Column("parameters", tex="Trainable", fmt=num),
+               Column("share_of_budget_%", tex="% of budget", fmt=two_decimals)]
+    return Table.of(columns, frame.to_dict(orient="records"))
 
 
 def head_counts(cfg: Config, vocab_size: int | None = None) -> pd.DataFrame:
@@ -329,16 +295,12 @@ def head_count_macros(counts: pd.DataFrame, prefix: str) -> dict[str, str]:
     return out
 
 
-def head_counts_tabular(counts: pd.DataFrame, budget: int) -> str:
-    rows = [(r["head"], num(r["lora"]), num(r["head_params"]), num(r["total"]),
-             "yes" if r["total"] <= budget else "no") for _, r in counts.iterrows()]
-    return artifacts.latex_table(["Head", "LoRA", "Head", "Total trainable", "Within budget"], rows, align="lrrrc")
-
-
-def breakdown_tabular(breakdown: Mapping[str, Any], budget: int) -> str:
-    frame = breakdown_frame(breakdown, budget)
-    rows = [(g, num(p), f"{s:.2f}") for g, p, s in frame.itertuples(index=False)]
-    return artifacts.latex_table(["Parameter group", "Trainable", "% of budget"], rows)
+def head_counts_table(counts: pd.DataFrame, budget: int) -> Table:
+    """Trainable counts per head and whether each fits ``budget`` (the report's tables for two settings)."""
+    columns = [Column("head", tex="Head", align="l"), Column("lora", tex="LoRA", fmt=num),
+               Column("head_params", tex="Head", fmt=num), Column("total", tex="Total trainable", fmt=num),
+               Column("within_budget", tex="Within budget", align="c", fmt=lambda fits: "yes" if fits else "no")]
+    return Table.of(columns, counts.assign(within_budget=counts["total"] <= budget).to_dict(orient="records"))
 
 
 def training_summary(cfg: Config, metrics: Mapping[str, Any], breakdown: Mapping[str, Any], counts: pd.DataFrame,
@@ -370,15 +332,16 @@ def write_training_tex(cfg: Config, summary: Mapping[str, Any]) -> list[Path]:
               "paper_lora_r": summary["paper_lora_r"], "paper_lora_targets": summary["paper_lora_targets"],
               **head_count_macros(counts, "profile"), **head_count_macros(paper, "paper")}
     return [write_macros(cfg.profile, "training", macros),
-            write_table(cfg.profile, "parameter_breakdown", breakdown_tabular(b, cfg.budget)),
-            write_table(cfg.profile, "overrides", overrides_tabular(cfg)),
-            write_table(cfg.profile, "head_counts", head_counts_tabular(counts, cfg.budget)),
-            write_table(cfg.profile, "paper_head_counts", head_counts_tabular(paper, summary["paper_budget"]))]
+            write_table(cfg.profile, "parameter_breakdown", breakdown_table(b, cfg.budget)),
+            write_table(cfg.profile, "overrides", overrides_table(cfg)),
+            write_table(cfg.profile, "head_counts", head_counts_table(counts, cfg.budget)),
+            write_table(cfg.profile, "paper_head_counts", head_counts_table(paper, summary["paper_budget"]))]
 
 
 # --------------------------------------------------------------------------- evaluation (03)
-def metrics_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
-    """Per-class precision/recall/F1/support, then the macro average and accuracy (in %)."""
+def metrics_table(metrics: Mapping[str, Any], accuracy_row: bool = False) -> Table:
+    """Per-class precision/recall/F1/support, then the macro average (in %); ``accuracy_row`` adds the
+    accuracy below them (the report's table, which stands without the results page's summary above it)."""
     per_class = metrics["per_class"]  # JSON files store it with sorted keys: restore the label order
     rows = [{"class": name, "precision": 100 * per_class[name]["precision"], "recall": 100 * per_class[name]["recall"],
              "f1": 100 * per_class[name]["f1"], "support": per_class[name]["support"]}
@@ -386,16 +349,14 @@ def metrics_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
     rows.append({"class": "macro average", "precision": 100 * metrics["macro_precision"],
                  "recall": 100 * metrics["macro_recall"], "f1": 100 * metrics["macro_f1"],
                  "support": metrics["n_eval"]})
-    frame = pd.DataFrame(rows).set_index("class").round(2)
-    return frame
-
-
-def metrics_tabular(metrics: Mapping[str, Any]) -> str:
-    frame = metrics_frame(metrics)
-    rows = [(name, pct(r.precision / 100), pct(r.recall / 100), pct(r.f1 / 100), num(r.support))
-            for name, r in frame.iterrows()]
-    rows.append(("accuracy", "", "", pct(metrics["accuracy"]), num(metrics["n_eval"])))
-    return artifacts.latex_table(["Class", "Precision (%)", "Recall (%)", "F1 (%)", "Support"], rows)
+    records = pd.DataFrame(rows).round(2).to_dict(orient="records")
+    if accuracy_row:
+        records.append({"class": "accuracy", "f1": 100 * metrics["accuracy"], "support": metrics["n_eval"]})
+    share = lambda x: "" if x is None else two_decimals(x)  # noqa: E731
+    columns = [Column("class", tex="Class", align="l"), Column("precision", "precision (%)", "Precision (%)", fmt=share),
+               Column("recall", "recall (%)", "Recall (%)", fmt=share), Column("f1", "F1 (%)", fmt=share),
+               Column("support", tex="Support", fmt=num)]
+    return Table.of(columns, records, index="class")
 
 
 def most_confused(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> tuple[str, str, int]:
@@ -427,13 +388,13 @@ def reference_sentence(reference: Mapping[str, Any]) -> str:
     direction = "above" if diff > 0 else ("below" if diff < 0 else "level with")
     return (f"{reference['name']}, fitted on the same {num(reference['n_train'])} training rows, scores "
             f"{pct(reference['accuracy'])}% on the same {num(reference['n_eval'])} test rows; the LoRA model is "
-            f"{abs(100 * diff):.2f} points {direction} it (paired bootstrap 95% interval [{100 * lo:+.2f}, "
-            f"{100 * hi:+.2f}], McNemar p {p_text(m['p_value'])}): {verdict}.")
+            f"{abs(100 * diff):.2f} points {direction} it (paired bootstrap 95% interval "
+            f"{interval(lo, hi, signed=True)}, McNemar p {p_text(m['p_value'])}): {verdict}.")
 
 
 def evaluation_macros(metrics: Mapping[str, Any], agreement: float | None = None,
                       reference: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    ci = metrics.get("accuracy_ci") or [math.nan, math.nan]
+    ci = metrics.get("accuracy_ci") or [None, None]
     values: dict[str, Any] = {
         "test_accuracy_ci_low": pct(ci[0]), "test_accuracy_ci_high": pct(ci[1]),
         "test_accuracy": pct(metrics["accuracy"]), "macro_precision": pct(metrics["macro_precision"]),
@@ -450,7 +411,7 @@ def evaluation_macros(metrics: Mapping[str, Any], agreement: float | None = None
         values["prediction_agreement"] = pct(agreement)
     if reference is not None:
         values.update({"reference_accuracy": pct(reference["accuracy"]), "reference_macro_f1": pct(reference["macro_f1"]),
-                       "reference_difference": f"{100 * reference['difference']['mean']:+.2f}",
+                       "reference_difference": points(reference['difference']['mean']),
                        "reference_sentence": reference_sentence(reference)})
     return values
 

@@ -480,17 +480,6 @@ def complete_runs(root: Path) -> list[Path]:
     return [info.path for info in scan(root) if info.complete]
 
 
-def require_complete(root: Path) -> list[Path]:
-    """All runs under ``root``, or a RunError that lists the incomplete ones (for strict readers)."""
-    infos = scan(root)
-    bad = [i for i in infos if not i.complete]
-    if bad:
-        lines = "; ".join(f"{i.path} ({i.status}{': ' + i.error if i.error else ''})" for i in bad[:10])
-        raise RunError(f"{len(bad)} of {len(infos)} run(s) under {root} are not complete: {lines}. Rerun the command "
-                       f"that trains them (complete runs are reused, interrupted ones resume).")
-    return [i.path for i in infos]
-
-
 # --------------------------------------------------------------------------- checkpoints
 def checkpoint_is_complete(path: Path) -> bool:
     return (Path(path) / CHECKPOINT_COMPLETE_MARKER).is_file()

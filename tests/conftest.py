@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,6 +19,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def read_macros(path: Path) -> dict[str, str]:
+    """``{MacroName: value}`` of a generated macros file, to compare with the results it comes from."""
+    pattern = re.compile(r"^\\newcommand\{\\([A-Za-z]+)\}\{(.*)\}$")
+    lines = (pattern.match(line.strip()) for line in Path(path).read_text(encoding="utf-8").splitlines())
+    return {m.group(1): m.group(2) for m in lines if m}
 
 
 def point_outputs_at(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:

@@ -1,5 +1,5 @@
-"""The README is a short front door and the guide (book/guide/) holds the manual: links resolve, every guide page
-is in the book's table of contents, and the topics that left the README can be found in the guide.
+"""The README is a short front door and the guide (book/guide/) holds the manual: links resolve and every guide
+page is in the book's table of contents.
 
 Fast (well under a second): text only, no Sphinx build. That the guide pages render is checked by the smoke
 pipeline's book build (warnings are errors there, broken cross-references included).
@@ -97,10 +97,6 @@ def _guide_pages() -> list[Path]:
     return sorted(GUIDE.glob("*.md"))
 
 
-def _guide_text() -> str:
-    return "\n".join(p.read_text(encoding="utf-8") for p in _guide_pages())
-
-
 # --------------------------------------------------------------------------- the helpers themselves
 def test_github_slugs_follow_githubs_rules() -> None:
     assert github_slug("Resuming an interrupted run") == "resuming-an-interrupted-run"
@@ -134,25 +130,13 @@ def test_every_relative_link_in_the_readme_resolves() -> None:
     assert _check_links(README, ROOT) == []
 
 
-def test_readme_names_the_two_commands_and_points_at_every_guide_page() -> None:
+def test_readme_points_at_every_guide_page() -> None:
     text = README.read_text(encoding="utf-8")
-    assert "`make all`" in text and "`make test`" in text
     linked = {(README.parent / t.partition("#")[0]).resolve() for t in _links(text) if _relative(t)}
     for page in _guide_pages():
         assert page.resolve() in linked, f"README.md does not link to {page.relative_to(ROOT)}"
     for notebook in ("02_training", "03_evaluation", "04_ablations"):
         assert (ROOT / "notebooks" / f"{notebook}.ipynb").resolve() in linked, notebook
-
-
-def test_readme_keeps_the_measured_times_with_date_and_machine() -> None:
-    """Each of the three commands a newcomer runs comes with a measured time (bold), its date and the machine."""
-    text = README.read_text(encoding="utf-8")
-    assert "AMD EPYC" in text
-    for command in ("- `make all` (demo profile)", "- `make test` in a fresh clone", "- `make all PROFILE=cpu"):
-        assert command in text, command
-        item = text.split(command, 1)[1].split("\n- ", 1)[0]
-        assert re.search(r"\*\*\d+ min \d+ s\*\*", item), f"{command}: no measured time"
-        assert re.search(r"20\d\d-\d\d-\d\d", item), f"{command}: no date"
 
 
 # --------------------------------------------------------------------------- the guide and the table of contents
@@ -211,43 +195,3 @@ def test_guide_pages_are_static() -> None:
         text = page.read_text(encoding="utf-8")
         assert "{%" not in text, page.name
         assert re.findall(r"\{\{", text) == (["{{"] if page.name == "citing.md" else []), page.name
-
-
-@pytest.mark.parametrize(("page", "heading"), [
-    ("running.md", "## Profiles"),
-    ("running.md", "## Make targets"),
-    ("running.md", "## Tests"),
-    ("running.md", "## What is stamped on the results"),
-    ("data-and-models.md", "## Real AG News on an ordinary CPU: the `cpu` profile"),
-    ("data-and-models.md", "## The PEFT frontier at roberta-base's size: the `base` profile"),
-    ("counting.md", "## Where LoRA goes: roles, presets, encoder families"),
-    ("counting.md", "## Methods: the same accounting for other PEFT methods"),
-    ("cli.md", "## `predict`: classify headlines with a trained adapter"),
-    ("cli.md", "## Exporting a plain transformers checkpoint"),
-    ("runs.md", "## Resuming an interrupted run"),
-    ("runs.md", "## Determinism"),
-    ("runs.md", "## The adapter directory"),
-    ("runs.md", "## Progress output"),
-    ("runs.md", "## What happens on bad input"),
-    ("speed.md", "# Speed"),
-    ("gpus.md", "## Several GPUs (or CPU processes): torchrun / accelerate launch"),
-    ("gpus.md", "## Estimated GPU time of `make all PROFILE=paper`"),
-    ("publishing.md", "# Publishing the book"),
-    ("publishing.md", "## Which profile the published book shows"),
-    ("citing.md", "## How to cite"),
-    ("citing.md", "## Licences"),
-])
-def test_topics_that_left_the_readme_are_in_the_guide(page: str, heading: str) -> None:
-    lines = (GUIDE / page).read_text(encoding="utf-8").splitlines()
-    assert heading in lines, f"{page} has no heading {heading!r}"
-
-
-def test_measured_figures_moved_with_their_context() -> None:
-    """A sample of the figures that left the README, each still beside its date and machine or command."""
-    guide = _guide_text()
-    for figure, context in [("8 min 30 s", "2026-11-30"), ("2,263 examples/s", "H100"),
-                            ("24.5 examples/s", "Intel Xeon with AMX"), ("88.92% accuracy", "precision_check.py"),
-                            ("90.46 ± 0.47%", "get-mpnet-base"), ("87.16%", "../shared/agnews-subset"),
-                            ("1.9 examples/s", "--methods")]:
-        assert figure in guide, figure
-        assert context in guide, context

@@ -180,9 +180,6 @@ def test_seeds_and_ablation_on_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     assert choice["complete"] and [r["rate"] for r in choice["rates"]] == [0.003, 0.01]
     assert choice["used"] == 0.003 and choice["picked"] in (0.003, 0.01)
     assert [r["validation"] for r in choice["rates"]] == frame["best_validation_accuracy"].tolist()
-    table = experiments.aggregate("smoke")
-    assert len(table) == 6 and set(table["status"]) == {"complete"}
-    assert table["accuracy"].notna().all()
 
 
 @pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)

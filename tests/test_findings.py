@@ -105,10 +105,10 @@ def test_ablation_intervals_say_which_variants_really_differ(tmp_path: Path) -> 
     assert "best variant is r=16" in sentence
     assert "Clearly worse" in sentence and "r=2" in sentence.split("Clearly worse")[1].split("Not")[0]
     assert "r=8" in sentence.split("Not distinguishable")[1]
-    shown = ablation_reporting.ablation_frame(frame)
+    shown = ablation_reporting.ablation_table(frame).frame
     cells = shown[ablation_reporting.ACCURACY]
     assert re.fullmatch(r"\d+\.\d\d \[\d+\.\d, \d+\.\d\]", cells.iloc[0]) and cells.iloc[-1] == "over budget"
-    assert r"95\% CI" in ablation_reporting.ablation_tabular(frame)
+    assert r"95\% CI" in ablation_reporting.ablation_table(frame).latex()
 
 
 def test_a_run_is_trained_once_and_found_wherever_it_is_needed(smoke_config: config.Config) -> None:

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lora_agnews"
 # Lowest first. The spine is registry -> config -> data -> model -> heads -> methods -> counting -> budget ->
 # train -> experiments -> pipeline / cli; the others sit where what they import and what imports them allow.
 ORDER = [
-    "__init__", "paths", "progress", "artifacts", "tasks", "placements", "registry", "multilabel",
+    "__init__", "paths", "progress", "artifacts", "tables", "tasks", "placements", "registry", "multilabel",
     "config", "sources", "data", "model", "quantize", "heads", "methods", "counting",
     "budget",
     "evaluate", "comparison", "runs", "adapter", "multilabel_eval", "export", "distill", "train",

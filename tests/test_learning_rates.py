@@ -88,9 +88,9 @@ def test_the_pick_is_the_best_validation_accuracy_and_a_disagreeing_profile_is_n
     assert "largest rate tried" not in ablation_reporting.rate_sentence([choice])
     at_edge = dict(choice, picked=0.05, used=0.05)
     assert "largest rate tried" in ablation_reporting.rate_sentence([at_edge])
-    header, rows = ablation_reporting.rate_rows([choice])
-    assert [r[-1] for r in rows] == ["", "picked and used", ""] and len(header) == len(rows[0])
-    assert ablation_reporting.rate_tabular([choice]).count(r"\\") == 1 + len(rows)
+    rates = ablation_reporting.rates_table([choice])
+    assert [r[-1] for r in rates.cells()] == ["", "picked and used", ""]
+    assert rates.markdown().count("\n") == 2 + len(rates.rows)
     assert ablation_reporting.rate_sentence([]) == ""
 
 
@@ -112,13 +112,14 @@ def test_rate_search_runs_join_neither_front_best_table_nor_seed_study(grid_with
     front = experiments.grid_front(grid_with_search)
     assert list(front) == [True, True, False, False]  # the search run's 95% at 30,000 would dominate if it counted
     assert ablation_reporting.best_ablation(grid_with_search)["name"] == "r2-qkv"
-    shown = ablation_reporting.ablation_frame(grid_with_search.assign(pareto=front))
+    table = ablation_reporting.ablation_table(grid_with_search.assign(pareto=front))
+    shown = table.frame
     assert len(shown) == 3 and "head" not in shown  # one head: no column for it
     assert list(shown["rate"]) == ["0.01", "0.002", "0.002"]  # the settings' rates differ, so they are shown
     assert list(shown["train s"]) == ["260", "200", "150"]
-    header, rows = ablation_reporting.ablation_rows(grid_with_search.assign(pareto=front))
-    assert "train s" in header and "head" not in header and all(len(r) == len(header) for r in rows)
-    assert "200" in {r[header.index("train s")] for r in rows}
+    header = [c.key for c in table.columns]
+    assert "train s" in header and "head" not in header and all(len(r) == len(header) for r in table.cells())
+    assert "200" in {r[header.index("train s")] for r in table.cells()}
     frame = grid_with_search.assign(ci_low=math.nan, ci_high=math.nan, diff_to_best=0.0, diff_ci_low=-0.01,
                                     diff_ci_high=0.01, best=[True, False, False, False])
     assert "0.05" not in ablation_reporting.ablation_sentence(frame) and "VeRA r=2" in ablation_reporting.ablation_sentence(frame)

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import read_macros
+
 from lora_agnews import config, merge_reporting, merging, paths, plots, reporting
 from lora_agnews import study as study_mod
 
@@ -64,7 +66,7 @@ def test_sentence_macros_and_table_carry_the_numbers(frame: pd.DataFrame) -> Non
     assert values["merge_best"] == "ties" and values["merge_best_normalised"] == "97.6"
     assert values["merge_density"] == "0.5" and values["merge_task_names"] == "news, reviews"
     assert values["merge_multitask_params"] == "1,089"  # the larger of the two tasks' counts
-    tab = merge_reporting.tabular(frame)
+    tab = merge_reporting.report_table(frame).latex()
     assert tab.index("own adapter") < tab.index("ties") < tab.index("head only")
     assert "88.00 (97.8)" in tab and "40.00 (50.0)" in tab
     table = merge_reporting.results_table(frame)
@@ -79,7 +81,7 @@ def test_macros_file_is_accepted_and_tasks_frame_reads_the_run_facts(frame: pd.D
                                                                         "n_train_available": 576, "n_validation": 64,
                                                                         "n_test_available": 400}}}}
     path = reporting.write_macros("smoke", "merging", merge_reporting.macros(frame, result))
-    written = reporting.read_macros(path)
+    written = read_macros(path)
     assert "MergeSentence" in written and written["MergeTrainRows"] == "news 200"
     assert written["MergeSources"] == "news: sample"
     row = merge_reporting.tasks_frame(result).iloc[0]

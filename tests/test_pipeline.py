@@ -27,7 +27,9 @@ import numpy as np
 import papermill
 import pytest
 
-from lora_agnews import cli, config, paths, pipeline, reporting
+from conftest import read_macros
+
+from lora_agnews import cli, config, paths, pipeline, reporting, tables
 from lora_agnews.config import ConfigError
 
 NOTEBOOK_FILES = [paths.NOTEBOOKS / f"{name}.ipynb" for name in pipeline.NOTEBOOKS]
@@ -374,9 +376,9 @@ def test_book_in_a_browser_loads_cleanly_searches_and_navigates(smoke_run: dict[
 def test_report_pdf_has_the_accuracy_and_the_confusion_matrix(smoke_run: dict[str, Any]) -> None:
     pdf = smoke_run["report"] / "main.pdf"
     assert pdf.is_file()
-    macros = reporting.read_macros(smoke_run["results"] / "tex" / "macros_evaluation.tex")
+    macros = read_macros(smoke_run["results"] / "tex" / "macros_evaluation.tex")
     metrics = json.loads((smoke_run["results"] / "metrics.json").read_text())
-    assert macros["TestAccuracy"] == reporting.pct(metrics["accuracy"])
+    assert macros["TestAccuracy"] == tables.pct(metrics["accuracy"])
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     flat = " ".join(text.split()).replace("\u2019", "'")
     assert f"{macros['TestAccuracy']} % accuracy" in flat or f"{macros['TestAccuracy']}%" in flat.replace(" %", "%")
@@ -406,7 +408,7 @@ def test_merging_study_reaches_the_book_and_the_report(smoke_run: dict[str, Any]
     page = (smoke_run["html"] / "notebooks" / "05_merging.html").read_text(encoding="utf-8")
     assert "merging_accuracy" in page and "multi-task" in page
     assert (smoke_run["results"] / "figures" / "merging_accuracy.pdf").is_file()
-    macros = reporting.read_macros(smoke_run["results"] / "tex" / "macros_merging.tex")
+    macros = read_macros(smoke_run["results"] / "tex" / "macros_merging.tex")
     assert macros["MergeTaskNames"] == "agnews, reviews, tickets"
     text = subprocess.run(["pdftotext", "-layout", str(smoke_run["report"] / "main.pdf"), "-"], capture_output=True,
                           text=True, check=True).stdout
@@ -430,7 +432,7 @@ def test_quantization_study_reaches_the_book_and_the_report(smoke_run: dict[str,
     page = (smoke_run["html"] / "notebooks" / "06_quantization.html").read_text(encoding="utf-8")
     assert "NF4 (4-bit)" in page and "quantization" in page
     assert (smoke_run["results"] / "figures" / "quantization.pdf").is_file()
-    macros = reporting.read_macros(smoke_run["results"] / "tex" / "macros_quantization.tex")
+    macros = read_macros(smoke_run["results"] / "tex" / "macros_quantization.tex")
     text = subprocess.run(["pdftotext", "-layout", str(smoke_run["report"] / "main.pdf"), "-"], capture_output=True,
                           text=True, check=True).stdout
     flat = " ".join(text.split())
@@ -443,7 +445,7 @@ def test_quantization_study_reaches_the_book_and_the_report(smoke_run: dict[str,
 def test_macros_files_are_complete_and_distinct(smoke_run: dict[str, Any]) -> None:
     names: list[str] = []
     for notebook in reporting.NOTEBOOK_MACRO_FILES:
-        names += list(reporting.read_macros(smoke_run["results"] / "tex" / f"macros_{notebook}.tex"))
+        names += list(read_macros(smoke_run["results"] / "tex" / f"macros_{notebook}.tex"))
     assert len(names) == len(set(names)), "a macro is defined twice"
     print(f"smoke pipeline wall time: {smoke_run['seconds']:.0f} s")
 

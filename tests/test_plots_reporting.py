@@ -13,7 +13,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from lora_agnews import ablation_reporting, artifacts, book_pages, config, experiments, plots, reporting  # noqa: E402
+from conftest import read_macros  # noqa: E402
+
+from lora_agnews import ablation_reporting, artifacts, book_pages, config, experiments, plots, reporting, tables  # noqa: E402
 from lora_agnews.data import LABELS  # noqa: E402
 from lora_agnews.evaluate import compute_metrics  # noqa: E402
 
@@ -48,9 +50,13 @@ def stats() -> dict:
                 "mean": float(np.mean(accs)), "std": float(np.std(accs, ddof=1)),
                 "bootstrap_ci": [min(accs) - 0.01, max(accs) + 0.01], "pooled_accuracy": float(np.mean(accs))}
 
-    return {"chosen": entry("chosen-r8-q+k+v-linear", [0.91, 0.93]), "baseline": entry("baseline-r7", [0.88, 0.89]),
-            "mcnemar": {"b": 12, "c": 3, "statistic": 3.0, "p_value": 0.035, "seed": 42, "method": "exact binomial"},
-            "difference": {"mean": 0.035, "bootstrap_ci": [0.01, 0.06]}, "n_eval": 160, "confidence": 0.95}
+    chosen, baseline = entry("chosen-r8-q+k+v-linear", [0.91, 0.93]), entry("baseline-r7", [0.88, 0.89])
+    mcnemar = {"b": 12, "c": 3, "statistic": 3.0, "p_value": 0.035, "seed": 42, "method": "exact binomial"}
+    difference = {"mean": 0.035, "bootstrap_ci": [0.01, 0.06]}
+    settings = [dict(chosen, role="chosen", vs_baseline={**difference, "mcnemar_per_seed": [mcnemar]}),
+                dict(baseline, role="baseline")]
+    return {"chosen": chosen, "baseline": baseline, "settings": settings, "mcnemar": mcnemar,
+            "difference": difference, "n_eval": 160, "confidence": 0.95}
 
 
 def _history() -> list[dict]:
@@ -134,7 +140,7 @@ def test_macros_are_escaped_named_and_read_back(tmp_path: Path) -> None:
     text = path.read_text()
     assert r"\newcommand{\ModelName}{a\_b \& 50\%}" in text
     assert r"\newcommand{\FOneSciTech}{90.00}" in text
-    assert reporting.read_macros(path)["TestAccuracy"] == "94.37"
+    assert read_macros(path)["TestAccuracy"] == "94.37"
     assert path == reporting.tex_dir("unit") / "macros_training.tex"
     with pytest.raises(ValueError, match="collide"):
         reporting.write_macros("unit", "training", {"a_b": 1, "aB": 2})
@@ -143,7 +149,7 @@ def test_macros_are_escaped_named_and_read_back(tmp_path: Path) -> None:
 
 
 def test_metrics_table_and_macros(metrics: dict) -> None:
-    tabular = reporting.metrics_tabular(metrics)
+    tabular = reporting.metrics_table(metrics, accuracy_row=True).latex()
     assert r"\begin{tabular}" in tabular and r"\toprule" in tabular
     for name in LABELS:
         assert name in tabular
@@ -159,12 +165,12 @@ def test_metrics_table_and_macros(metrics: dict) -> None:
 
 def test_pareto_ablation_and_statistics_tables(ablation: pd.DataFrame, stats: dict) -> None:
     assert experiments.grid_front(ablation).tolist() == [False, True, True, False]
-    tabular = ablation_reporting.ablation_tabular(ablation)
+    tabular = ablation_reporting.ablation_table(ablation).latex()
     assert "Q,K,V,dense" in tabular and "2,000,000" in tabular and "86.00" in tabular and "--" in tabular
     assert tabular.count(r"\\") == 1 + len(ablation)
-    shown = ablation_reporting.ablation_frame(ablation)
+    shown = ablation_reporting.ablation_table(ablation).frame
     assert list(shown["trainable"]) == sorted(ablation["trainable_params"])
-    table = ablation_reporting.statistics_tabular(stats)
+    table = ablation_reporting.statistics_table(stats).latex()
     assert "92.00 ± 1.41" in table and "[90.00, 94.00]" in table
     macros = ablation_reporting.ablation_macros(ablation, stats)
     assert macros["ablation_best_name"] == "r8-a-default" and macros["ablation_over_budget"] == 1
@@ -187,7 +193,7 @@ def test_profile_note_is_honest() -> None:
 
 
 def test_markdown_table_and_strict_templates() -> None:
-    table = reporting.markdown_table(["a", "b"], [("x|y", 1)])
+    table = tables.Table.of([tables.Column("a"), tables.Column("b")], [("x|y", 1)]).markdown()
     assert table.splitlines()[0] == "| a | b |" and "x\\|y" in table
     assert book_pages.render_template("{{ x | pct }}%", {"x": 0.5}) == "50.00%"
     with pytest.raises(ValueError, match="page.md"):
@@ -234,12 +240,13 @@ def method_grid(ablation: pd.DataFrame) -> pd.DataFrame:
 
 def test_ablation_table_and_plot_tell_methods_apart(method_grid: pd.DataFrame, ablation: pd.DataFrame,
                                                     tmp_path: Path) -> None:
-    header, rows = ablation_reporting.ablation_rows(method_grid)
+    shown = ablation_reporting.ablation_table(method_grid)
+    header, rows = [c.key for c in shown.columns], shown.cells()
     # one cell names the setting; one target set among the methods that have targets: no targets column
     assert header[:3] == ["setting", "head", "trainable"]
     assert {r[0] for r in rows} == {"LoRA r=2", "(IA)³", "BitFit"}
-    assert ablation_reporting.ablation_rows(ablation)[0][:3] == ["r", "targets", "head"]  # LoRA-only: plain r
-    tabular = ablation_reporting.ablation_tabular(method_grid)
+    assert list(ablation_reporting.ablation_table(ablation).frame)[:3] == ["r", "targets", "head"]  # LoRA-only: plain r
+    tabular = shown.latex()
     assert "Setting" in tabular and tabular.count(r"\\") == 1 + len(method_grid)
     sentence = ablation_reporting.ablation_sentence(experiments_intervals(method_grid))
     assert "BitFit, linear head" in sentence and "LoRA r=2, " in sentence  # beside other methods LoRA is named
@@ -274,7 +281,8 @@ def test_seed_study_with_grid_variants_against_the_baseline(stats: dict, tmp_pat
                  "train_seconds": [300.0, None]},
                 {**stats["baseline"], "role": "baseline", "vs_baseline": versus(0.0, 0.0, 0.0, 1.0)}, grid]
     study = {**stats, "settings": settings}
-    header, rows = ablation_reporting.statistics_rows(study)
+    table = ablation_reporting.statistics_table(study)
+    header, rows = [c.key for c in table.columns], table.cells()
     assert [r[0] for r in rows] == ["chosen", "baseline", "grid 1"]
     assert rows[0][4] == "+3.50 [+1.00, +6.00]" and rows[0][5] == "0.035" and rows[0][6] == "300"
     assert rows[1][4] == "--" and rows[2][1] == "(IA)³, Q,K,V, linear head" and rows[2][6] == "110"
@@ -282,8 +290,8 @@ def test_seed_study_with_grid_variants_against_the_baseline(stats: dict, tmp_pat
     text = ablation_reporting.study_sentence(study)
     assert "chosen (r=8, Q,K,V, linear head" in text and "ahead of the baseline" in text
     assert "grid 1 ((IA)³" in text and "not distinguishable from the baseline" in text
-    assert ablation_reporting.study_sentence(stats) == ablation_reporting.comparison_sentence(stats)  # two settings: as before
-    assert "Configuration" in ablation_reporting.statistics_tabular(study)
+    assert ablation_reporting.study_sentence(stats) == ablation_reporting.comparison_sentence(stats)  # two settings: one comparison
+    assert "Configuration" in table.latex()
     fig = plots.seed_comparison(study)
     assert len(fig.axes[0].get_yticks()) == 3 and "Settings of the seed study" in fig.axes[0].get_title()
     _check_saved(fig, tmp_path, "study")

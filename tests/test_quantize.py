@@ -323,7 +323,7 @@ def test_study_pairs_each_quantized_base_with_full_precision(monkeypatch: pytest
     assert "NF4 (4-bit)" in text and "less" in text
     macros = quantize_study.macros(result)
     assert macros["QuantNfourDifference"] == f"{100 * comp['mean_difference']:+.2f}"
-    assert r"\toprule" in quantize_study.tabular(result)
+    assert r"\toprule" in quantize_study.table(result).latex()
     from lora_agnews import plots
 
     plots.close(plots.quantization(quantize_study.runs_frame(result), summary))

@@ -162,8 +162,6 @@ def test_scan_and_complete_runs(tmp_path: Path, smoke_config: config.Config) -> 
     assert runs.complete_runs(root) == [root / "ablation" / "r8"]
     row = infos["ablation/r4"].as_row(root)
     assert row["run"] == "ablation/r4" and row["status"] == "failed" and row["seed"] == smoke_config.seed
-    with pytest.raises(runs.RunError, match=r"3 of 4 run\(s\) under .* are not complete"):
-        runs.require_complete(root)
     assert runs.scan(tmp_path / "nothing") == []
     with pytest.raises(runs.RunError, match="no run record.*train it first"):
         runs.load_complete(root / "empty")

@@ -47,7 +47,7 @@ def test_paper_dry_run_is_stamped_as_not_the_papers_result() -> None:
     assert reporting.shows_banner(cfg, FACTS)
     changed = reporting.changed_parameters(cfg)
     assert set(changed) == {"init", "max_train_samples", "max_eval_samples", "epochs", "data"}
-    table = reporting.overrides_tabular(cfg)
+    table = reporting.overrides_table(cfg).latex()
     for key in changed:
         assert key.replace("_", r"\_") in table
 
@@ -61,7 +61,7 @@ def test_plain_paper_profile_has_no_banner_and_says_what_it_is() -> None:
     assert note.startswith("These results come from the paper profile: a frozen pretrained encoder (roberta-base)")
     assert "trained on 114,000 of 120,000 training rows" in note
     assert reporting.changed_parameters(cfg) == {}
-    assert "None" in reporting.overrides_tabular(cfg)
+    assert "None" in reporting.overrides_table(cfg).latex()
 
 
 def test_more_epochs_or_more_rows_are_listed_but_not_departures() -> None:
