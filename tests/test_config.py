@@ -232,3 +232,10 @@ def test_keys_lists_every_field() -> None:
     names = config.keys()
     assert names[0] == "profile" and "lora_r" in names and len(names) == len(set(names))
     assert set(names) == set(Config().to_dict())
+
+
+@pytest.mark.parametrize("name", paths.available_profiles())
+def test_profile_states_only_what_differs_from_the_defaults(name: str) -> None:
+    restated = [k for k, v in config.read_profile(name).items()
+                if k != "profile" and config.coerce(k, v) == getattr(Config, k)]
+    assert not restated, f"configs/{name}.yaml restates the defaults of {restated}: delete those lines"
