@@ -39,7 +39,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class Config:
-    """Everything one run needs. Defaults are the ``demo`` profile."""
+    """Everything one run needs, and the settings of the studies built from runs.
+
+    The defaults are a complete, valid recipe that no profile runs as is: LoRA r=8 (alpha 16) on
+    query,key,value of all-MiniLM-L6-v2 with the model's own head, on the shipped AG News sample, 3 epochs
+    at 5e-4, and every study at its full size (the whole splits, three quantization bases x 3 seeds).
+    A profile (``configs/<name>.yaml``) states only what differs from them, so it reads as its choices.
+    """
 
     profile: str = "demo"  # name of the profile these values came from (results/<profile>/)
     # model
@@ -171,18 +177,15 @@ class Config:
         ``data_format`` is the version of the text preparation: a run recorded under another
         version saw different inputs, so it is neither reused nor resumed.
 
-        ``method``, ``adalora_target_r`` and ``prompt_tokens`` are left out while they hold their
-        defaults: runs recorded before these keys existed were LoRA runs with exactly these values,
-        so their keys stay equal and they are still reused and resumed rather than retrained.
+        The keys of :data:`NEW_KEY_DEFAULTS` are left out while they hold those values: runs recorded
+        before these keys existed ran with exactly these values, so their keys stay equal and they are
+        still reused and resumed rather than retrained.
 
-        ``report_to`` is left out: tracking only copies the Trainer's logs elsewhere and changes no number,
-        so turning it on or off neither retrains a complete run nor refuses to resume an interrupted one.
+        Only the fields of the run section (:data:`RUN_KEYS`) count: a study's own settings and the
+        record's labels (:data:`SECTIONS`) change which runs a study asks for, not what one run computes.
         """
-        skip = {"profile", "report_to", "n_seeds", "ablation_ranks", "ablation_targets", "ablation_heads", "ablation_epochs",
-                "ablation_methods", "method_learning_rates", "lr_candidates", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head",
-                "merge_tasks", "merge_combinations", "merge_density", "merge_train_samples", "merge_val_samples",
-                "merge_eval_samples", "merge_max_length", "merge_lora_r", "quantize_schemes", "quantize_seeds"}
-        key = {k: v for k, v in self.to_dict().items() if k not in skip}
+        values = self.to_dict()
+        key = {k: values[k] for k in RUN_KEYS}
         for name, default in NEW_KEY_DEFAULTS.items():
             if key.get(name) == default:
                 del key[name]
@@ -199,9 +202,33 @@ class Config:
 # (max_eval_samples) is the same for every seed.
 DATA_FORMAT = 4
 
-# Keys added after runs were recorded: omitted from ``run_key`` while they hold these defaults.
+# Run-section keys added after runs were recorded, with the value every earlier run had: omitted from
+# ``run_key`` while they hold it, so earlier identities stay equal (the values are history, not defaults to edit).
 NEW_KEY_DEFAULTS: dict[str, Any] = {"method": "lora", "adalora_target_r": 0, "prompt_tokens": 20, "pad_multiple": 0,
                                      "task": "agnews", "quantize": "none", "quantize_double": False}
+
+# Fields that are not part of what one training run computes, by section. Every other field is the run
+# section (RUN_KEYS), so a new field identifies runs unless it is declared here: forgetting to declare a study
+# knob retrains a run needlessly, while forgetting a run knob the other way round would reuse a wrong run.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    # labels of the record: the profile names the results directory; report_to only copies the Trainer's logs
+    # elsewhere and changes no number, so turning it on neither retrains nor refuses to resume a run
+    "record": ("profile", "report_to"),
+    # the seed study (statistics step, 04_ablations): how many seeds, which grid variants join, the baseline row
+    "statistics": ("n_seeds", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head"),
+    # the ablation grid (04_ablations) and its per-method learning-rate search
+    "ablation": ("ablation_ranks", "ablation_targets", "ablation_heads", "ablation_methods", "ablation_epochs",
+                 "method_learning_rates", "lr_candidates"),
+    # multi-task merging (05_merging): its adapters are keyed by the run configs it derives from these
+    "merging": ("merge_tasks", "merge_combinations", "merge_density", "merge_train_samples", "merge_val_samples",
+                "merge_eval_samples", "merge_max_length", "merge_lora_r"),
+    # the quantization study (06_quantization): each of its runs is a run config with its own quantize value
+    "quantization": ("quantize_schemes", "quantize_seeds"),
+}
+
+# The run section: the fields that define what a training run computes, in declaration order.
+RUN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config)
+                                  if not any(f.name in names for names in SECTIONS.values()))
 
 FIELD_TYPES: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else eval(f.type) for f in fields(Config)}  # noqa: S307
 

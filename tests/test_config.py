@@ -152,6 +152,37 @@ def test_run_key_excludes_profile_and_ablation_keys() -> None:
     assert cfg.replace(lora_targets="query").run_key() != key
 
 
+# The fields that identify a run, as recorded in every run.json so far: moving a field into or out of the run
+# section changes every identity, so complete runs would be retrained (or wrong ones reused).
+RECORDED_RUN_FIELDS = {
+    "model_name", "init", "tokenizer", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "lora_layers",
+    "lora_variant", "head", "method", "adalora_target_r", "prompt_tokens", "budget", "quantize", "quantize_double",
+    "task", "data", "max_length", "val_fraction", "max_train_samples", "max_val_samples", "max_eval_samples",
+    "epochs", "batch_size", "eval_batch_size", "learning_rate", "weight_decay", "warmup", "scheduler",
+    "label_smoothing", "early_stopping", "evals_per_epoch", "seed", "precision", "device", "group_by_length",
+    "merge_eval", "compile", "pad_multiple", "distill_logits", "distill_alpha", "distill_temperature"}
+
+
+def test_every_field_is_in_one_section_and_the_run_section_is_the_recorded_one() -> None:
+    declared = [name for names in config.SECTIONS.values() for name in names]
+    assert len(declared) == len(set(declared)) and set(declared) <= set(config.keys())
+    assert set(config.RUN_KEYS) == RECORDED_RUN_FIELDS == set(config.keys()) - set(declared)
+    assert set(config.NEW_KEY_DEFAULTS) <= set(config.RUN_KEYS)
+
+
+@pytest.mark.parametrize("name", ["smoke", "demo", "cpu", "base", "paper"])
+def test_run_key_is_the_run_section_for_every_profile(name: str) -> None:
+    cfg = config.load(name)
+    values = cfg.to_dict()
+    expected = {k: values[k] for k in RECORDED_RUN_FIELDS if config.NEW_KEY_DEFAULTS.get(k, object()) != values[k]}
+    assert cfg.run_key() == {**expected, "data_format": config.DATA_FORMAT}
+    study = {"profile": "other", "report_to": "tensorboard", "n_seeds": 4, "study_top": 1, "baseline_r": 3,
+             "ablation_ranks": "1", "lr_candidates": "lora=0.1,0.2", "merge_lora_r": 2, "merge_tasks": "agnews",
+             "quantize_schemes": "none", "quantize_seeds": 2}
+    assert cfg.replace(**study).run_key() == cfg.run_key()
+    assert cfg.replace(method="vera").run_key() != cfg.run_key()
+
+
 def test_to_json_and_from_dict_round_trip() -> None:
     import json
 
@@ -201,3 +232,10 @@ def test_keys_lists_every_field() -> None:
     names = config.keys()
     assert names[0] == "profile" and "lora_r" in names and len(names) == len(set(names))
     assert set(names) == set(Config().to_dict())
+
+
+@pytest.mark.parametrize("name", paths.available_profiles())
+def test_profile_states_only_what_differs_from_the_defaults(name: str) -> None:
+    restated = [k for k, v in config.read_profile(name).items()
+                if k != "profile" and config.coerce(k, v) == getattr(Config, k)]
+    assert not restated, f"configs/{name}.yaml restates the defaults of {restated}: delete those lines"

@@ -79,8 +79,18 @@ def test_papermill_gets_profile_declared_and_overridden_keys_typed() -> None:
     params = pipeline.notebook_parameters("smoke", cfg, NOTEBOOK_FILES[0], ("max_eval_samples",))
     assert set(config.read_profile("smoke")) <= set(params)
     assert params["profile"] == "smoke" and params["max_eval_samples"] == 40
-    assert params["val_fraction"] == cfg.val_fraction  # declared by 01 with the demo value: replaced all the same
+    assert params["data"] == cfg.data  # declared by 01, not by smoke's YAML: the profile's value all the same
     assert isinstance(params["epochs"], float) and params["budget"] == cfg.budget
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_an_override_of_a_key_no_notebook_declares_reaches_the_notebook_config(path: Path) -> None:
+    """A parameters cell lists only a reader's knobs; every other key still arrives through papermill."""
+    cfg = config.load("smoke", {"val_fraction": 0.2, "compile": True})
+    params = pipeline.notebook_parameters("smoke", cfg, path, ("val_fraction", "compile"))
+    declared = papermill.inspect_notebook(str(path))
+    namespace = {k: ast.literal_eval(v["default"]) for k, v in declared.items()} | params  # papermill's order
+    assert "val_fraction" not in declared and pipeline.notebook_config(namespace) == cfg
 
 
 def test_unknown_or_mistyped_parameters_fail_before_anything_runs(capsys: pytest.CaptureFixture) -> None:
