@@ -1,12 +1,13 @@
 """lora-agnews: LoRA fine-tuning of RoBERTa on AG News under one million trainable parameters.
 
-Modules: ``config`` (frozen run config, profiles), ``data`` (AG News sources, splits,
-dynamic padding), ``placements`` (LoRA target roles and presets per encoder family),
-``model`` (names, configs, tokenizer, base encoder, device), ``heads`` (classification heads),
-``methods`` (PEFT methods, building and merging), ``counting`` (exact parameter counts), ``budget``,
-``train`` (Trainer), ``evaluate`` (metrics), ``adapter`` (save/load/predict), ``runs``
-(run records), ``artifacts`` (atomic files, figures, LaTeX), ``plots``, ``pipeline``
-(papermill -> book -> report), ``experiments`` (seeds, ablations, statistics), ``cli``.
+Layers, lowest first; each imports only the layers below it (tests/test_imports.py checks):
+
+- ``core``: one training run from config to ``metrics.json`` (``config``, ``data``, ``model``, ``heads``,
+  ``methods``, ``counting``, ``budget``, ``train``, ``evaluate``, ``runs``, ``adapter``, ``export``, ...)
+- ``studies``: what is built from many runs (``experiments``, ``merging``, ``merging_study``,
+  ``quantize_study``, ``baselines``, ``audit``, ...)
+- ``reporting``: prose, tables, figures and book pages from results (``text``, ``plots``, ``book_pages``, ...)
+- ``pipeline`` (papermill -> book -> report) and ``cli`` (``python -m lora_agnews``) on top.
 """
 
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import config as config_mod
+from .core import config as config_mod
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -33,11 +33,11 @@ def load_config(args: argparse.Namespace) -> config_mod.Config:
 
 # --------------------------------------------------------------------------- commands
 def cmd_params(args: argparse.Namespace) -> int:
-    from .counting import count_trainable, format_breakdown
+    from .core.counting import count_trainable, format_breakdown
 
     cfg = load_config(args)
     breakdown = count_trainable(cfg)
-    from .adapter import method_summary
+    from .core.adapter import method_summary
 
     if cfg.method == "lora":
         print(f"model: {cfg.model_name}  head: {cfg.head}  LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
@@ -53,7 +53,7 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
-    from .budget import budget_table, format_budget_table
+    from .core.budget import budget_table, format_budget_table
 
     cfg = load_config(args)
     targets = [t.strip() for t in args.targets.split(";") if t.strip()] or [cfg.lora_targets]
@@ -63,7 +63,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
         if head not in config_mod.CHOICES["head"]:
             raise config_mod.ConfigError(f"unknown head '{head}'; choose from {', '.join(config_mod.CHOICES['head'])}.")
     if args.methods:
-        from .budget import format_method_table, method_table
+        from .core.budget import format_method_table, method_table
 
         methods = (config_mod.CHOICES["method"] if args.methods == "all"
                    else [m.strip() for m in args.methods.split(",") if m.strip()])
@@ -80,7 +80,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from .core.train import train
 
     cfg = load_config(args)
     metrics = train(cfg, Path(args.out), overwrite=args.overwrite)
@@ -99,8 +99,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from .adapter import predict_texts
-    from .tasks import model_labels
+    from .core.adapter import predict_texts
+    from .core.tasks import model_labels
 
     texts = [t for t in args.texts if t.strip()]
     if args.file:
@@ -118,18 +118,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not texts:
         raise ValueError('nothing to classify: give texts as arguments ("headline" ...) or --file FILE.')
     if args.threshold is not None:
-        from .multilabel import check_threshold
+        from .core.multilabel import check_threshold
 
         check_threshold(args.threshold, "--threshold")
     model, tokenizer, cfg = _predictor(Path(args.adapter), args.task)
     names = model_labels(model)  # the classes of the task the adapter was trained on
     probs = predict_texts(model, tokenizer, cfg, texts)
-    from .multilabel import is_multi_label_model
+    from .core.multilabel import is_multi_label_model
 
     if is_multi_label_model(model):
-        from .multilabel_eval import print_predictions
+        from .core.multilabel_eval import print_predictions
 
-        from .merging import MANIFEST_FILE, merged_thresholds
+        from .studies.merging import MANIFEST_FILE, merged_thresholds
 
         merged = (Path(args.adapter) / MANIFEST_FILE).is_file()
         record = merged_thresholds(Path(args.adapter), args.task) if merged else None
@@ -149,8 +149,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _predictor(adapter_dir: Path, task: str) -> tuple[Any, Any, config_mod.Config]:
     """The model ``predict`` uses: a saved adapter, or one task of a merged adapter (``--task``)."""
-    from .adapter import check_adapter_dir, load_adapter
-    from .merging import MANIFEST_FILE, MergingError, load_merged, merged_tasks
+    from .core.adapter import check_adapter_dir, load_adapter
+    from .studies.merging import MANIFEST_FILE, MergingError, load_merged, merged_tasks
 
     if (adapter_dir / MANIFEST_FILE).is_file():
         if not task:
@@ -160,7 +160,7 @@ def _predictor(adapter_dir: Path, task: str) -> tuple[Any, Any, config_mod.Confi
     check_adapter_dir(adapter_dir)  # a clear message before any model is built
     model, tokenizer, cfg = load_adapter(adapter_dir)
     if task:
-        from .merging import task_name
+        from .studies.merging import task_name
 
         if task_name(cfg) != task:
             raise MergingError(f"{adapter_dir} was trained on task {task_name(cfg)!r}, not {task!r}; drop --task, "
@@ -170,7 +170,7 @@ def _predictor(adapter_dir: Path, task: str) -> tuple[Any, Any, config_mod.Confi
 
 def cmd_merge(args: argparse.Namespace) -> int:
     """``merge --adapters A B ... --combination KIND [--density D] [--weights w1,w2,...] --out DIR``."""
-    from .merging import merge_adapters, read_manifest
+    from .studies.merging import merge_adapters, read_manifest
 
     try:
         weights = [float(w) for w in args.weights.split(",") if w.strip()] if args.weights else None
@@ -190,7 +190,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``export --adapter RUN/adapter --out DIR``: the merged model as a plain transformers checkpoint."""
-    from .export import ATOL, RTOL, export
+    from .core.export import ATOL, RTOL, export
 
     result = export(Path(args.adapter), Path(args.out), overwrite=args.overwrite)
     print(f"wrote {result.architecture} ({', '.join(result.labels)}) -> {result.out_dir}")
@@ -214,7 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from .experiments import run_ablation
+    from .studies.experiments import run_ablation
 
     frame = run_ablation(load_config(args))
     cols = ["name", "trainable_params", "status", "accuracy", "macro_f1", "train_seconds", "pareto", "lr_search"]
@@ -223,7 +223,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    from .experiments import run_seeds
+    from .studies.experiments import run_seeds
 
     result = run_seeds(load_config(args))
     for key in ("chosen", "baseline"):
@@ -237,7 +237,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
 
 def cmd_quantization(args: argparse.Namespace) -> int:
-    from .quantize_study import run_study, table
+    from .studies.quantize_study import run_study, table
 
     cfg = load_config(args)
     result = run_study(cfg)
@@ -246,7 +246,7 @@ def cmd_quantization(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import audit_profile
+    from .studies.audit import audit_profile
 
     record = audit_profile(args.profile)
     print(f"audit: {record['reproduced']} of {record['runs']} saved models reproduce their recorded test scores "
@@ -255,7 +255,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_logits(args: argparse.Namespace) -> int:
-    from .distill import write_logits_for_data
+    from .core.distill import write_logits_for_data
 
     cfg = load_config(args)
     out, n = write_logits_for_data(Path(args.teacher), cfg, Path(args.out))
@@ -353,14 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .adapter import AdapterError
-    from .data import DataError
-    from .counting import BudgetError
-    from .model import ModelError
-    from .runs import RunError
+    from .core.adapter import AdapterError
+    from .core.data import DataError
+    from .core.counting import BudgetError
+    from .core.model import ModelError
+    from .core.runs import RunError
 
-    from .merging import MergingError
-    from .audit import AuditError
+    from .studies.merging import MergingError
+    from .studies.audit import AuditError
 
     known = (config_mod.ConfigError, DataError, ModelError, BudgetError, RunError, AdapterError, MergingError, AuditError,
              FileNotFoundError, ValueError)

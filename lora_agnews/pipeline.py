@@ -29,11 +29,11 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import config as config_mod
-from . import paths, runs
-from .artifacts import read_json, save_figure, write_json
-from .config import Config, ConfigError
-from .progress import interactive, say
+from .core import config as config_mod
+from .core import paths, runs
+from .core.artifacts import read_json, save_figure, write_json
+from .core.config import Config, ConfigError
+from .core.progress import interactive, say
 
 NOTEBOOKS = ("01_exploration", "02_training", "03_evaluation", "04_ablations", "05_merging", "06_quantization")
 STEPS = ("notebooks", "book", "report")
@@ -91,7 +91,7 @@ def train_main(cfg: Config) -> dict[str, Any]:
     Reuse keeps re-executing the notebooks cheap (the paper profile trains for an hour); the
     run record's config key decides, so a changed parameter always retrains.
     """
-    from .train import train_owned
+    from .core.train import train_owned
 
     with quiet_training():
         return train_owned(cfg, main_run_dir(cfg))
@@ -145,11 +145,11 @@ def rescore_test(cfg: Config) -> Rescored:
     This is the check that the saved artifact (LoRA weights + trained head) is the model:
     the predictions are compared with the ones recorded at the end of training.
     """
-    from .adapter import load_adapter
-    from .data import encode, load_splits
-    from .evaluate import evaluate_model, softmax
-    from .comparison import bootstrap_ci
-    from .model import device_for, resolve_precision
+    from .core.adapter import load_adapter
+    from .core.data import encode, load_splits
+    from .core.evaluate import evaluate_model, softmax
+    from .studies.comparison import bootstrap_ci
+    from .core.model import device_for, resolve_precision
 
     run_dir = main_run_dir(cfg)
     runs.load_complete(run_dir)  # a clear error when 02 did not finish
@@ -268,8 +268,8 @@ def run_audit(profile: str) -> dict[str, Any]:
 
     Its own process, so that nothing the notebooks' kernels built or cached can make a run agree with itself.
     """
-    from . import reporting
-    from .audit import read_audit
+    from .reporting import text as reporting
+    from .studies.audit import read_audit
 
     say(f"audit: reloading every saved model of profile {profile} in a fresh process")
     log = paths.executed_notebooks_dir(profile) / "audit.log"
@@ -395,7 +395,7 @@ def book_html_dir(profile: str) -> Path:
 
 def assemble_book(profile: str, stamp: Mapping[str, Any]) -> Path:
     """``build/<profile>/book_src``: book/ sources rendered with this profile's results + executed notebooks."""
-    from . import book_pages
+    from .reporting import book_pages
 
     src = paths.build_root() / profile / "book_src"
     if src.exists():
@@ -526,7 +526,7 @@ def build_book(profile: str) -> Path:
 # --------------------------------------------------------------------------- report
 def build_report(profile: str) -> Path:
     """Copy report/ sources, generated LaTeX and figure PDFs into the build dir; latexmk to main.pdf."""
-    from . import reporting
+    from .reporting import text as reporting
 
     require_results(profile)
     if not shutil.which("latexmk"):

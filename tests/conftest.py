@@ -59,7 +59,7 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def smoke_config():
-    from lora_agnews import config
+    from lora_agnews.core import config
 
     return config.load("smoke")
 
@@ -70,8 +70,8 @@ def train_smoke():
     ``root`` (for module-scoped fixtures that several tests inspect); returns the run directory."""
 
     def _train(root: Path, epochs: int = 1) -> Path:
-        from lora_agnews import config
-        from lora_agnews.train import train
+        from lora_agnews.core import config
+        from lora_agnews.core.train import train
 
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("LORA_AGNEWS_RESULTS", str(root / "results"))
@@ -106,7 +106,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def sample_rows() -> tuple[int, int]:
     """Rows of the shipped sample's train.csv and test.csv (tests follow the sample, never hard-code it)."""
-    from lora_agnews.data import load_raw
+    from lora_agnews.core.data import load_raw
 
     train, test = load_raw("sample")
     return len(train), len(test)
@@ -122,8 +122,8 @@ def fresh_process_logits(adapters: dict[str, Path], out_dir: Path) -> dict[str, 
 
     script = (
         "import json, sys, numpy as np\n"
-        "from lora_agnews.adapter import load_adapter, predict_logits_for_texts\n"
-        "from lora_agnews.data import load_splits\n"
+        "from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts\n"
+        "from lora_agnews.core.data import load_splits\n"
         "for name, adapter in json.loads(sys.argv[1]).items():\n"
         "    m, tok, cfg = load_adapter(adapter)\n"
         "    texts = load_splits(cfg).test['text'].tolist()\n"

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_agnews import audit, baselines, config
-from lora_agnews.artifacts import read_json, write_json
+from lora_agnews.studies import audit, baselines
+from lora_agnews.core import config
+from lora_agnews.core.artifacts import read_json, write_json
 
 
 def test_compare_requires_every_label_and_the_tolerance() -> None:
@@ -30,8 +31,8 @@ def test_compare_requires_every_label_and_the_tolerance() -> None:
 
 
 def test_a_smoke_run_reproduces_and_a_changed_record_does_not(isolated_outputs: Path) -> None:
-    from lora_agnews import paths
-    from lora_agnews.train import train
+    from lora_agnews.core import paths
+    from lora_agnews.core.train import train
 
     cfg = config.load("smoke", {"epochs": 1.0, "max_train_samples": 64, "max_eval_samples": 64})
     run_dir = paths.runs_dir("smoke") / "main"
@@ -74,8 +75,9 @@ def _task(root: Path, name: str, labels: list[str], n_train: int = 48, n_test: i
 
 def _small_study(root: Path) -> None:
     """Two small tasks, one merged combination, the floor and the multi-task model: profile smoke's study."""
-    from lora_agnews import merging, paths
-    from lora_agnews import study as study_mod
+    from lora_agnews.studies import merging
+    from lora_agnews.core import paths
+    from lora_agnews.studies import merging_study as study_mod
 
     tasks = [_task(root, "mood", ["neg", "pos"]), _task(root, "topic", ["art", "sci", "war"])]
     study_mod.run_study(config.load("smoke", {"epochs": 1.0}), [str(t) for t in tasks], paths.runs_dir("smoke") / "merging",
@@ -87,8 +89,9 @@ def test_the_study_floor_and_multitask_model_are_rebuilt_and_a_changed_tensor_is
     tensors, give their recorded logits; a changed multi-task tensor fails the audit, naming the model."""
     from safetensors.torch import load_file, save_file
 
-    from lora_agnews import merging, paths
-    from lora_agnews.multitask import TRAINABLE_FILE
+    from lora_agnews.studies import merging
+    from lora_agnews.core import paths
+    from lora_agnews.studies.multitask import TRAINABLE_FILE
 
     _small_study(tmp_path)
     record = audit.audit_profile("smoke")
@@ -117,7 +120,7 @@ def test_the_study_floor_and_multitask_model_are_rebuilt_and_a_changed_tensor_is
 def test_the_audit_command_reproduces_a_study_in_a_fresh_process(tmp_path: Path) -> None:
     """What the pipeline runs: ``python -m lora_agnews audit`` in its own interpreter rebuilds every model of a study
     (own adapters, merged combinations, floors, multi-task model) and writes its record."""
-    from lora_agnews import paths
+    from lora_agnews.core import paths
 
     _small_study(tmp_path)
     done = subprocess.run([sys.executable, "-m", "lora_agnews", "audit", "--profile", "smoke"], capture_output=True,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lora_agnews import config, paths, runs
+from lora_agnews.core import config, paths, runs
 from lora_agnews.cli import main
 
 SMOKE = ["--profile", "smoke", "-p", "epochs", "1"]
@@ -162,7 +162,7 @@ def test_out_dir_with_another_configuration(existing: Path, tmp_path: Path,
 
 
 def test_missing_or_incomplete_adapter(existing: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from lora_agnews.adapter import AdapterError, load_adapter
+    from lora_agnews.core.adapter import AdapterError, load_adapter
 
     refused(["predict", "--adapter", str(tmp_path / "none"), "headline"], capsys,
             r"adapter directory .*none does not exist", r"python -m lora_agnews train --out RUN")
@@ -222,7 +222,7 @@ def test_unreachable_hub_without_local_copy(mode: str, existing: Path, tmp_path:
 
 def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     """Spreadsheet exports start with a UTF-8 byte-order mark; it is not part of the first label."""
-    from lora_agnews.data import read_agnews_csv
+    from lora_agnews.core.data import read_agnews_csv
 
     rows = '"2","Striker scores twice","The club won the derby."\n"3","Shares fall","Markets slid on Monday."\n'
     plain, marked = tmp_path / "plain.csv", tmp_path / "marked.csv"
@@ -263,8 +263,8 @@ def test_unusable_values_are_refused_before_anything_is_written(argv: list[str],
 
 def test_max_length_limit_follows_the_architecture() -> None:
     """RoBERTa-style models number positions from padding_idx + 1 (514 entries hold 512 tokens); BERT's do not."""
-    from lora_agnews.methods import check_max_length
-    from lora_agnews.model import known_config, usable_positions
+    from lora_agnews.core.methods import check_max_length
+    from lora_agnews.core.model import known_config, usable_positions
 
     labels = ("a", "b")
     for name, usable in [("roberta-base", 512), ("microsoft/mpnet-base", 512), ("bert-base-uncased", 512)]:
@@ -283,7 +283,7 @@ def test_predict_truncates_a_long_text_as_training_does(existing: Path, tmp_path
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from lora_agnews.adapter import load_adapter, predict_texts
+    from lora_agnews.core.adapter import load_adapter, predict_texts
 
     adapter = existing / "adapter"
     model, tokenizer, cfg = load_adapter(adapter)
@@ -318,7 +318,7 @@ def _drop_tensors(adapter: Path, copy: Path, dropped: Any) -> list[str]:
 
 def test_an_adapter_without_its_head_is_refused(existing: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from lora_agnews.adapter import AdapterError, load_adapter
+    from lora_agnews.core.adapter import AdapterError, load_adapter
 
     headless = tmp_path / "headless"
     assert _drop_tensors(existing / "adapter", headless, lambda k: ".classifier." in k)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_agnews import cli, paths
+from lora_agnews import cli
+from lora_agnews.core import paths
 
 STARTING_POINT = ["-p", "model_name", "roberta-base", "-p", "init", "random", "-p", "lora_r", "7",
                   "-p", "lora_alpha", "32", "-p", "lora_targets", "query,key,value", "-p", "head", "default"]

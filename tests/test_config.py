@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from lora_agnews import config, paths
-from lora_agnews.config import Config, ConfigError
+from lora_agnews.core import config, paths
+from lora_agnews.core.config import Config, ConfigError
 
 
 def test_defaults_are_valid_and_match_demo_profile_model() -> None:

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lora_agnews import config, data, paths
-from lora_agnews.data import DataError, LABELS, normalize_text
+from lora_agnews.core import config, data, paths
+from lora_agnews.core.data import DataError, LABELS, normalize_text
 
 
 # --------------------------------------------------------------------------- helpers
@@ -35,7 +35,7 @@ def frame(n_per_class: int, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from lora_agnews.model import build_local_tokenizer
+    from lora_agnews.core.model import build_local_tokenizer
 
     return build_local_tokenizer([f"alpha beta gamma delta {w}" for w in ("one", "two", "three", "four")])
 

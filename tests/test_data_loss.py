@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lora_agnews import config, paths, pipeline, runs
-from lora_agnews.artifacts import write_json
+from lora_agnews.core import config, paths, runs
+from lora_agnews import pipeline
+from lora_agnews.core.artifacts import write_json
 from lora_agnews.cli import main
 
 SHORT = ["-p", "epochs", "1", "-p", "max_train_samples", "64", "-p", "max_val_samples", "32",
@@ -79,7 +80,7 @@ def test_overwrite_replaces_a_run_the_project_wrote_and_keeps_the_lock(tmp_path:
 
 # --------------------------------------------------------------------------- the lock
 HOLDER = ("import sys, time\n"
-          "from lora_agnews.runs import RunLock\n"
+          "from lora_agnews.core.runs import RunLock\n"
           "RunLock(sys.argv[1]).acquire()\n"
           "print('locked', flush=True)\n"
           "time.sleep(120)\n")
@@ -121,7 +122,7 @@ def read_json_pid(run_dir: Path) -> int:
 
 # --------------------------------------------------------------------------- changed configuration
 def test_a_changed_configuration_moves_the_pipeline_run_aside(capsys: pytest.CaptureFixture[str]) -> None:
-    from lora_agnews.train import train_owned
+    from lora_agnews.core.train import train_owned
 
     cfg = config.load("smoke", SHORT_VALUES)
     run_dir = paths.runs_dir("smoke") / "main"

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lora_agnews import config, runs
-from lora_agnews.artifacts import read_json
-from lora_agnews.train import train
+from lora_agnews.core import config, runs
+from lora_agnews.core.artifacts import read_json
+from lora_agnews.core.train import train
 
 # Wall-clock and host facts differ between identical runs by nature; everything else must not.
 NOT_NUMBERS = {"train_seconds", "eval_seconds", "validation_seconds", "device", "process_peak_rss_bytes",

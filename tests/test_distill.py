@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_agnews import cli, config
-from lora_agnews.data import LABELS, load_raw
-from lora_agnews.distill import DistillError, teacher_logits_for
-from lora_agnews.train import train
+from lora_agnews import cli
+from lora_agnews.core import config
+from lora_agnews.core.data import LABELS, load_raw
+from lora_agnews.core.distill import DistillError, teacher_logits_for
+from lora_agnews.core.train import train
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_agnews import runs
-from lora_agnews.artifacts import read_json
+from lora_agnews.core import runs
+from lora_agnews.core.artifacts import read_json
 from conftest import sample_rows
 
 pytestmark = pytest.mark.slow

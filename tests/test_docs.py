@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lora_agnews import paths, pipeline
+from lora_agnews.core import paths
+from lora_agnews import pipeline
 
 ROOT = paths.ROOT
 README = ROOT / "README.md"

@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from lora_agnews import explore
-from lora_agnews.data import LABELS, Splits
-from lora_agnews.model import build_local_tokenizer
+from lora_agnews.studies import explore
+from lora_agnews.core.data import LABELS, Splits
+from lora_agnews.core.model import build_local_tokenizer
 
 
 def _frame(rows: list[tuple[str, int]]) -> pd.DataFrame:

@@ -16,9 +16,9 @@ import pytest
 import torch
 import yaml
 
-from lora_agnews import config, export as export_mod, methods
+from lora_agnews.core import config, export as export_mod, methods
 from lora_agnews.cli import main
-from lora_agnews.data import LABELS
+from lora_agnews.core.data import LABELS
 from test_placements import FAMILY_KINDS, tiny_config
 
 SHORT = {"epochs": 1, "max_train_samples": 64, "max_val_samples": 32, "max_eval_samples": 32}
@@ -34,7 +34,7 @@ def leftovers(directory: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two short smoke trainings: LoRA with the ``linear`` head (the paper setting's head) and prompt tuning."""
-    from lora_agnews.train import train
+    from lora_agnews.core.train import train
 
     root = tmp_path_factory.mktemp("export-runs")
     settings = {"linear": {"head": "linear"}, "prompt": {"method": "prompt", "prompt_tokens": 4}}

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from lora_agnews import config, train
-from lora_agnews.artifacts import read_json
-from lora_agnews.data import PadCollator
-from lora_agnews.evaluate import pad_multiple
+from lora_agnews.core import config, train
+from lora_agnews.core.artifacts import read_json
+from lora_agnews.core.data import PadCollator
+from lora_agnews.core.evaluate import pad_multiple
 
 SHORT = {"epochs": 1, "max_train_samples": 128, "max_val_samples": 32, "max_eval_samples": 64}
 TOLERANCE = 1e-4  # logits; accuracy and confusion matrix must be equal

@@ -11,8 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_agnews import ablation_reporting, baselines, comparison, config, data, experiments, paths, pipeline, reporting, runs
-from lora_agnews.artifacts import write_json
+from lora_agnews.reporting import ablation_reporting, text as reporting
+from lora_agnews.studies import baselines, comparison, experiments
+from lora_agnews.core import config, data, paths, runs
+from lora_agnews import pipeline
+from lora_agnews.core.artifacts import write_json
 
 
 def labelled(counts: dict[int, int]) -> pd.DataFrame:

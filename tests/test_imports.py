@@ -1,4 +1,9 @@
-"""The package's imports run one way: a module imports only modules before it in ORDER.
+"""The package's imports run one way, by layer and then by module.
+
+Layers, lowest first: ``core`` (one training run) -> ``studies`` (built from many runs) -> ``reporting``
+(results into prose, tables, figures) -> the top level (``pipeline``, ``cli``). A module imports only
+modules before it in ORDER, which lists the layers in that order, so core never imports studies or
+reporting, and nothing but the top level imports pipeline or cli.
 
 Parsed with ``ast`` (imports inside functions included, since a lazy import is still a
 dependency), so a cycle such as model <-> budget, or a library module importing the command
@@ -14,54 +19,79 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lora_agnews"
 
-# Lowest first. The spine is registry -> config -> data -> model -> heads -> methods -> counting -> budget ->
-# train -> experiments -> pipeline / cli; the others sit where what they import and what imports them allow.
-ORDER = [
-    "__init__", "paths", "progress", "artifacts", "tables", "tasks", "placements", "registry", "multilabel",
-    "config", "sources", "data", "model", "quantize", "heads", "methods", "counting",
-    "budget",
-    "evaluate", "comparison", "runs", "adapter", "multilabel_eval", "export", "distill", "train",
-    "experiments", "merging", "multitask", "study", "merge_reporting", "quantize_study", "baselines", "audit", "explore", "reporting", "ablation_reporting", "plots", "multilabel_plots",
-    "book_pages", "pipeline", "cli", "__main__",
-]
+LAYERS = ("core", "studies", "reporting", "")  # "" is the top level: lora_agnews/*.py
+
+# Lowest first, by layer. The core's spine is registry -> config -> data -> model -> heads -> methods -> counting
+# -> budget -> train; the others sit where what they import and what imports them allow.
+ORDER = {
+    "core": ["__init__", "paths", "progress", "artifacts", "tables", "tasks", "placements", "registry", "multilabel",
+             "config", "sources", "data", "model", "quantize", "heads", "methods", "counting", "budget",
+             "evaluate", "runs", "adapter", "multilabel_eval", "export", "distill", "train"],
+    "studies": ["__init__", "comparison", "experiments", "merging", "multitask", "merging_study", "quantize_study",
+                "baselines", "audit", "explore"],
+    "reporting": ["__init__", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",
+                  "book_pages"],
+    "": ["__init__", "pipeline", "cli", "__main__"],
+}
+FLAT = [f"{layer}.{m}".lstrip(".") for layer in LAYERS for m in ORDER[layer]]
+
+
+def qualified(path: Path) -> str:
+    """``lora_agnews/core/train.py`` -> ``core.train``; ``lora_agnews/cli.py`` -> ``cli``."""
+    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
 
 
 def package_modules() -> list[str]:
-    return sorted(p.stem for p in PACKAGE.glob("*.py"))
+    return sorted(qualified(p) for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def layer_of(module: str) -> str:
+    return module.split(".")[0] if "." in module else ""
 
 
 def imported_modules(name: str) -> dict[str, int]:
-    """Package modules ``name`` imports (anywhere in the file) -> first line that does."""
-    tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
+    """Package modules ``name`` (qualified, e.g. ``core.train``) imports, anywhere in the file -> first line."""
+    path = PACKAGE.joinpath(*name.split(".")).with_suffix(".py")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     known = set(package_modules())
+    here = name.split(".")[:-1]  # the package the module is in, relative to lora_agnews
     found: dict[str, int] = {}
 
     def add(module: str, line: int) -> None:
-        if module in known and module != name:
-            found.setdefault(module, line)
+        if module != name:
+            if module in known:
+                found.setdefault(module, line)
+            elif f"{module}.__init__".lstrip(".") in known:
+                found.setdefault(f"{module}.__init__".lstrip("."), line)
 
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 0 and not (node.module or "").startswith("lora_agnews"):
-                continue
-            parts = (node.module or "").split(".")
-            module = parts[1] if node.level == 0 and len(parts) > 1 else (parts[0] if node.level else "")
-            if module:
-                add(module, node.lineno)
-            else:  # from . import a, b  /  from lora_agnews import a, b
-                for alias in node.names:
-                    add(alias.name, node.lineno)
+            if node.level == 0:
+                parts = (node.module or "").split(".")
+                if parts[0] != "lora_agnews":
+                    continue
+                base = parts[1:]
+            else:
+                base = (here[: len(here) - (node.level - 1)] if node.level > 1 else list(here)) + \
+                    [p for p in (node.module or "").split(".") if p]
+            for alias in node.names:  # from X import name: name may be a module of X
+                candidate = ".".join(base + [alias.name])
+                if candidate in known:
+                    add(candidate, node.lineno)
+                else:
+                    add(".".join(base), node.lineno)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == "lora_agnews" and len(parts) > 1:
-                    add(parts[1], node.lineno)
+                    add(".".join(parts[1:]), node.lineno)
+    found.pop("__init__", None)  # the package itself (__version__) is below everything
     return found
 
 
 def dynamic_imports(name: str) -> list[int]:
     """Lines calling importlib.import_module / __import__ (they would hide an import from this test)."""
-    tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
+    tree = ast.parse(PACKAGE.joinpath(*name.split(".")).with_suffix(".py").read_text(encoding="utf-8"))
     lines = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
@@ -73,16 +103,28 @@ def dynamic_imports(name: str) -> list[int]:
 
 
 def test_every_module_has_a_place_in_the_order() -> None:
-    missing = [m for m in package_modules() if m not in ORDER]
-    assert not missing, f"add {missing} to ORDER in tests/test_imports.py, after everything they import"
-    assert len(ORDER) == len(set(ORDER))
+    missing = [m for m in package_modules() if m not in FLAT]
+    assert not missing, f"add {missing} to ORDER in tests/test_imports.py, in its layer after everything they import"
+    gone = [m for m in FLAT if m not in package_modules()]
+    assert not gone, f"ORDER names modules that do not exist: {gone}"
+    assert len(FLAT) == len(set(FLAT))
+
+
+@pytest.mark.parametrize("name", package_modules())
+def test_layers_import_only_layers_below(name: str) -> None:
+    """core never imports studies/reporting/top level; studies never reporting/top level; and so on."""
+    rank = LAYERS.index(layer_of(name))
+    upward = {m: line for m, line in imported_modules(name).items() if LAYERS.index(layer_of(m)) > rank}
+    assert not upward, (f"lora_agnews/{name.replace('.', '/')}.py (layer {layer_of(name) or 'top'}) imports from a "
+                        "higher layer: " + ", ".join(f"{m} (line {line})" for m, line in sorted(upward.items()))
+                        + ". Move what they share down a layer.")
 
 
 @pytest.mark.parametrize("name", package_modules())
 def test_imports_run_one_way(name: str) -> None:
-    rank = ORDER.index(name)
-    upward = {m: line for m, line in imported_modules(name).items() if ORDER.index(m) > rank}
-    assert not upward, (f"lora_agnews/{name}.py imports module(s) later in the order: "
+    rank = FLAT.index(name)
+    upward = {m: line for m, line in imported_modules(name).items() if FLAT.index(m) > rank}
+    assert not upward, (f"lora_agnews/{name.replace('.', '/')}.py imports module(s) later in the order: "
                         + ", ".join(f"{m} (line {line})" for m, line in sorted(upward.items()))
                         + ". Move what they share down, or the command-line glue into cli.py.")
 
@@ -92,13 +134,18 @@ def test_no_dynamic_imports(name: str) -> None:
     assert not dynamic_imports(name), f"lora_agnews/{name}.py imports dynamically at lines {dynamic_imports(name)}"
 
 
-def test_the_checker_sees_lazy_and_absolute_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The parser itself: a function-level relative import and an absolute one are both found."""
+def test_the_checker_sees_lazy_relative_and_absolute_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parser itself: function-level relative imports (one and two dots) and absolute ones are all found."""
     fake = tmp_path / "lora_agnews"
-    fake.mkdir()
-    for module in ("config", "model", "budget", "cli"):
+    for layer in ("core", "studies"):
+        (fake / layer).mkdir(parents=True)
+        (fake / layer / "__init__.py").write_text("", encoding="utf-8")
+    for module in ("core/config", "core/model", "core/budget", "core/data", "studies/audit", "cli", "__init__"):
         (fake / f"{module}.py").write_text("", encoding="utf-8")
-    (fake / "model.py").write_text("import os\n\ndef f():\n    from .budget import x\n    import lora_agnews.cli\n"
-                                   "    from . import config\n    from lora_agnews import data\n", encoding="utf-8")
+    (fake / "core" / "model.py").write_text(
+        "import os\n\ndef f():\n    from .budget import x\n    import lora_agnews.cli\n"
+        "    from . import config\n    from lora_agnews.core import data\n    from ..studies.audit import y\n"
+        "    from lora_agnews import __version__\n", encoding="utf-8")
     monkeypatch.setitem(globals(), "PACKAGE", fake)
-    assert imported_modules("model") == {"budget": 4, "cli": 5, "config": 6}
+    assert imported_modules("core.model") == {"core.budget": 4, "cli": 5, "core.config": 6, "core.data": 7,
+                                              "studies.audit": 8}

@@ -13,8 +13,11 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from lora_agnews import ablation_reporting, config, experiments, paths, plots, runs  # noqa: E402
-from lora_agnews.artifacts import write_json  # noqa: E402
+from lora_agnews.reporting import ablation_reporting, plots
+from lora_agnews.core import config, paths
+from lora_agnews.studies import experiments
+from lora_agnews import runs  # noqa: E402
+from lora_agnews.core.artifacts import write_json  # noqa: E402
 
 
 def roberta(**kw) -> config.Config:

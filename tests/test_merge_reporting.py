@@ -12,8 +12,10 @@ import pytest
 
 from conftest import read_macros
 
-from lora_agnews import config, merge_reporting, merging, paths, plots, reporting
-from lora_agnews import study as study_mod
+from lora_agnews.core import config, paths
+from lora_agnews.reporting import merge_reporting, plots, text as reporting
+from lora_agnews.studies import merging
+from lora_agnews.studies import merging_study as study_mod
 
 
 def _logits(y: np.ndarray, n_classes: int, correct: int, rng: np.random.Generator) -> np.ndarray:

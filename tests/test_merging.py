@@ -1,4 +1,4 @@
-"""Multi-task LoRA merging (lora_agnews.merging) on the tiny random RoBERTa and three small local tasks.
+"""Multi-task LoRA merging (lora_agnews.studies.merging) on the tiny random RoBERTa and three small local tasks.
 
 Three tasks with 2, 3 and 5 labels (so the heads differ in width) are trained once for the module;
 the study's numbers are meaningless for merging itself (random encoder), but every path that
@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_agnews import config, merging
-from lora_agnews import study as study_mod
-from lora_agnews.counting import BudgetError
+from lora_agnews.core import config
+from lora_agnews.studies import merging
+from lora_agnews.studies import merging_study as study_mod
+from lora_agnews.core.counting import BudgetError
 
 TASKS = {"mood": ["neg", "pos"], "topic": ["art", "sci", "war"], "hue": ["red", "green", "blue", "cyan", "gray"]}
 N_TRAIN, N_TEST, EPOCHS = 90, 40, 4
@@ -141,9 +142,9 @@ def test_merged_adapter_reloads_in_a_fresh_process(env, study) -> None:
     script = (
         "import json, sys, numpy as np\n"
         "from lora_agnews import merging\n"
-        "from lora_agnews.adapter import predict_logits_for_texts\n"
-        "from lora_agnews.data import load_splits\n"
-        "from lora_agnews.tasks import model_labels\n"
+        "from lora_agnews.core.adapter import predict_logits_for_texts\n"
+        "from lora_agnews.core.data import load_splits\n"
+        "from lora_agnews.core.tasks import model_labels\n"
         "labels = {}\n"
         "for name in json.loads(sys.argv[2]):\n"
         "    m, tok, cfg = merging.load_merged(sys.argv[1], name)\n"
@@ -189,7 +190,7 @@ def test_merge_refuses_before_writing(env, study, tmp_path) -> None:
             "cat")
     refused("both called 'mood'", [adapters[0], adapters[0]], "cat")
     other_tok = _copy_adapter(adapters[1], tmp_path / "t")
-    from lora_agnews.model import build_local_tokenizer
+    from lora_agnews.core.model import build_local_tokenizer
 
     build_local_tokenizer(["quite another vocabulary"]).save_pretrained(str(other_tok))
     refused("different tokenizers", [adapters[0], other_tok], "cat")

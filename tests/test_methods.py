@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_agnews import config, counting, methods
-from lora_agnews.adapter import load_adapter, predict_logits_for_texts
-from lora_agnews.artifacts import read_json
+from lora_agnews.core import config, counting, methods
+from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts
+from lora_agnews.core.artifacts import read_json
 from lora_agnews.cli import main
-from lora_agnews.data import load_splits
-from lora_agnews import registry
-from lora_agnews.counting import BudgetError
-from lora_agnews.methods import MergeError
+from lora_agnews.core.data import load_splits
+from lora_agnews.core import registry
+from lora_agnews.core.counting import BudgetError
+from lora_agnews.core.methods import MergeError
 from conftest import fresh_process_logits
 
 SHORT = {"epochs": 1, "max_train_samples": 64, "max_val_samples": 32, "max_eval_samples": 32,
@@ -46,7 +46,7 @@ def method_config(method: str, **extra) -> config.Config:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One short smoke training per method (about a second or two each on one core)."""
-    from lora_agnews.train import train
+    from lora_agnews.core.train import train
 
     root = tmp_path_factory.mktemp("methods")
     out = {}
@@ -107,7 +107,7 @@ def test_sizes_follow_their_formulas() -> None:
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_over_budget_is_refused_before_training(method: str, tmp_path: Path) -> None:
-    from lora_agnews.train import train
+    from lora_agnews.core.train import train
 
     with pytest.raises(BudgetError, match="Refused before training"):
         train(method_config(method, budget=1000), tmp_path / "run")
@@ -212,7 +212,7 @@ def test_readme_counts_for_roberta_base(method: str, targets: str, size: int, to
 
 @pytest.mark.parametrize("method", ["prompt", "bitfit", "adalora"])
 def test_model_card_names_the_method(method: str, runs: dict[str, Path]) -> None:
-    from lora_agnews.adapter import read_model_card
+    from lora_agnews.core.adapter import read_model_card
 
     card = (runs[method] / "adapter" / "README.md").read_text(encoding="utf-8")
     meta = read_model_card(runs[method] / "adapter")
@@ -229,7 +229,7 @@ def test_bitfit_and_layernorm_honour_lora_layers() -> None:
 
 
 def test_run_names_and_baseline() -> None:
-    from lora_agnews.experiments import baseline_config, run_name
+    from lora_agnews.studies.experiments import baseline_config, run_name
 
     lora = config.load("smoke")
     assert run_name(lora) == "r8-query+key+value+word_embeddings-default"  # unchanged for LoRA

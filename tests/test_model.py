@@ -7,9 +7,9 @@ import functools
 import pytest
 import torch
 
-from lora_agnews import budget, config, counting, heads, methods, model
-from lora_agnews.config import Config, ConfigError
-from lora_agnews.counting import BudgetError
+from lora_agnews.core import budget, config, counting, heads, methods, model
+from lora_agnews.core.config import Config, ConfigError
+from lora_agnews.core.counting import BudgetError
 
 HIDDEN = 768
 LAYERS = 12

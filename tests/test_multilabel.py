@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_agnews import cli, config, data, multilabel, registry
-from lora_agnews.tasks import DataError, TaskError
+from lora_agnews import cli
+from lora_agnews.core import config, data, multilabel, registry
+from lora_agnews.core.tasks import DataError, TaskError
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {2: ["neg", "pos"], 3: ["alpha", "beta", "gamma"], 5: ["e1", "e2", "e3", "e4", "e5"]}
@@ -51,7 +52,7 @@ def task_config(directory: Path, **changes) -> config.Config:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict]:
-    from lora_agnews.train import train
+    from lora_agnews.core.train import train
 
     from conftest import outputs_under
 
@@ -156,7 +157,7 @@ def test_a_directory_with_bar_cells_is_a_multi_label_task(tmp_path: Path) -> Non
     assert (rows["label"] == "").any() and any(() == s for s in splits.train["label"])  # empty sets kept
     assert sum(splits.sizes().values()) == 150 + 45
     assert splits.task.to_dict()["multi_label"] is True
-    from lora_agnews.tasks import Task
+    from lora_agnews.core.tasks import Task
 
     assert Task.from_dict(splits.task.to_dict()) == splits.task
     assert "multi_label" not in Task("x", ("a", "b")).to_dict()  # single-label records unchanged
@@ -178,7 +179,7 @@ def test_a_label_not_in_classes_txt_is_refused_naming_the_line(tmp_path: Path) -
 
 
 def test_a_bar_in_a_single_label_tasks_file_is_refused(tmp_path: Path) -> None:
-    from lora_agnews import sources
+    from lora_agnews.core import sources
 
     directory = tmp_path / "rt"
     directory.mkdir()
@@ -189,7 +190,7 @@ def test_a_bar_in_a_single_label_tasks_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_class_name_with_a_bar_in_classes_txt_stays_single_label(tmp_path: Path) -> None:
-    from lora_agnews import sources
+    from lora_agnews.core import sources
 
     directory = tmp_path / "bar"
     directory.mkdir()
@@ -205,9 +206,9 @@ def test_the_loss_is_bce_on_sigmoid_outputs_with_the_same_head(tmp_path: Path) -
     import torch
     import torch.nn.functional as F
 
-    from lora_agnews.counting import count_trainable
-    from lora_agnews.data import PadCollator
-    from lora_agnews.train import prepare
+    from lora_agnews.core.counting import count_trainable
+    from lora_agnews.core.data import PadCollator
+    from lora_agnews.core.train import prepare
 
     directory = write_multi_label_task(tmp_path / "t", TASKS[5])
     cfg = task_config(directory)
@@ -249,7 +250,7 @@ def test_an_empty_training_label_set_everywhere_is_refused(tmp_path: Path) -> No
 
 
 def test_label_smoothing_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    from lora_agnews.train import train
+    from lora_agnews.core.train import train
 
     directory = write_multi_label_task(tmp_path / "t", TASKS[2])
     with pytest.raises(TaskError, match="label_smoothing"):
@@ -278,7 +279,7 @@ def test_predict_refuses_a_threshold_outside_the_interval(trained: dict, capsys:
 
 @pytest.mark.slow
 def test_a_reload_in_a_fresh_process_predicts_the_same(trained: dict) -> None:
-    from lora_agnews.adapter import load_adapter, predict_texts
+    from lora_agnews.core.adapter import load_adapter, predict_texts
 
     t = trained[3]
     texts = ["alphaw0 gammaw1 gammaw2 common3", "betaw4 common0"]
@@ -294,7 +295,7 @@ def test_a_reload_in_a_fresh_process_predicts_the_same(trained: dict) -> None:
 
 
 def test_a_multi_label_adapter_for_a_single_label_task_is_refused_and_the_reverse(trained: dict) -> None:
-    from lora_agnews.adapter import load_adapter
+    from lora_agnews.core.adapter import load_adapter
 
     with pytest.raises(TaskError, match="is multi-label .* but the task it is used for is single-label"):
         load_adapter(trained[2]["run"] / "adapter", expect_multi_label=False)
@@ -306,8 +307,8 @@ def test_export_writes_problem_type_and_thresholds_and_the_pipeline_gives_sigmoi
                                                                                    tmp_path: Path) -> None:
     from transformers import pipeline
 
-    from lora_agnews.adapter import load_adapter, predict_texts
-    from lora_agnews.export import export
+    from lora_agnews.core.adapter import load_adapter, predict_texts
+    from lora_agnews.core.export import export
 
     t = trained[2]
     result = export(t["run"] / "adapter", tmp_path / "plain")
@@ -324,8 +325,8 @@ def test_export_writes_problem_type_and_thresholds_and_the_pipeline_gives_sigmoi
 
 
 def test_figures_of_a_multi_label_run(trained: dict) -> None:
-    from lora_agnews import multilabel_plots
-    from lora_agnews.plots import close
+    from lora_agnews.reporting import multilabel_plots
+    from lora_agnews.reporting.plots import close
 
     m = trained[5]["metrics"]
     for fig in (multilabel_plots.per_label_f1(m), multilabel_plots.cooccurrence(m)):
@@ -345,7 +346,7 @@ class FakeSplit:
 def test_go_emotions_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from lora_agnews import sources
+    from lora_agnews.core import sources
 
     names = list(registry.TASKS["go_emotions"].labels)
     feature = SimpleNamespace(feature=SimpleNamespace(names=names))
@@ -368,7 +369,7 @@ def test_go_emotions_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatc
 
 
 def test_reuters_modapte_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_agnews import sources
+    from lora_agnews.core import sources
 
     def fake(hub_id: str, name: str) -> dict:
         assert (hub_id, name) == ("ucirvine/reuters21578", "ModApte")
@@ -388,7 +389,7 @@ def test_reuters_modapte_from_the_hub_without_network(monkeypatch: pytest.Monkey
 
 
 def test_an_unreachable_hub_names_the_offline_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_agnews import sources
+    from lora_agnews.core import sources
 
     def unreachable(*_: object) -> None:
         raise ConnectionError("offline")
@@ -401,9 +402,9 @@ def test_an_unreachable_hub_names_the_offline_fix(monkeypatch: pytest.MonkeyPatc
 # --------------------------------------------------------------------------- merging with a single-label task
 @pytest.mark.slow
 def test_a_merged_adapter_keeps_each_tasks_head_and_kind(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from lora_agnews.merging import load_merged, merge_adapters, read_manifest
-    from lora_agnews.study import build_shared_tokenizer, save_tokenizer, shared_tokenizer_dir
-    from lora_agnews.train import train
+    from lora_agnews.studies.merging import load_merged, merge_adapters, read_manifest
+    from lora_agnews.studies.merging_study import build_shared_tokenizer, save_tokenizer, shared_tokenizer_dir
+    from lora_agnews.core.train import train
 
     from test_tasks import write_task
 
@@ -444,8 +445,8 @@ def test_the_shipped_sample_is_multi_label_with_one_to_three_topics() -> None:
 def test_the_pretrained_demo_encoders_loss_is_bce_on_the_sample() -> None:
     import torch.nn.functional as F
 
-    from lora_agnews.data import PadCollator
-    from lora_agnews.train import prepare
+    from lora_agnews.core.data import PadCollator
+    from lora_agnews.core.train import prepare
 
     prep = prepare(config.load("demo", {"task": str(SAMPLE), "max_train_samples": 32, "max_val_samples": 16,
                                         "max_eval_samples": 16}))

@@ -29,8 +29,10 @@ import pytest
 
 from conftest import read_macros
 
-from lora_agnews import cli, config, paths, pipeline, reporting, tables
-from lora_agnews.config import ConfigError
+from lora_agnews import cli, pipeline
+from lora_agnews.core import config, paths, tables
+from lora_agnews.reporting import text as reporting
+from lora_agnews.core.config import ConfigError
 
 NOTEBOOK_FILES = [paths.NOTEBOOKS / f"{name}.ipynb" for name in pipeline.NOTEBOOKS]
 
@@ -473,7 +475,7 @@ def test_rescored_summary_states_the_agreement(agreement: float | None, expected
 def test_the_audit_reloads_every_saved_model_and_the_book_and_report_show_it(smoke_run: dict[str, Any]) -> None:
     """Every run with an adapter, every merged combination, the study's floors and multi-task model are re-scored in a
     fresh process, and the TF-IDF baseline is refitted; all reproduce."""
-    from lora_agnews import audit
+    from lora_agnews.studies import audit
 
     record = json.loads((smoke_run["results"] / audit.AUDIT_FILE).read_text())
     with_adapters = audit.audited_runs(smoke_run["results"])
@@ -500,7 +502,7 @@ def test_a_saved_model_that_changed_fails_the_audit_naming_it(smoke_run: dict[st
     """An adapter whose head no longer gives the recorded logits: the audit names the run and both accuracies."""
     from safetensors.torch import load_file, save_file
 
-    from lora_agnews import audit
+    from lora_agnews.studies import audit
 
     results = tmp_path / "results" / "smoke"
     shutil.copytree(smoke_run["results"], results, ignore=shutil.ignore_patterns("checkpoints"))

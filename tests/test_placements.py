@@ -15,8 +15,9 @@ import pytest
 import torch
 from torch import nn
 
-from lora_agnews import budget, cli, config, counting, methods, model, placements
-from lora_agnews.config import Config, ConfigError
+from lora_agnews.core import budget, config, counting, methods, model, placements
+from lora_agnews import cli
+from lora_agnews.core.config import Config, ConfigError
 
 H, F, L = 768, 3072, 12  # base-scale hidden size, FFN size, layers
 LABELS = 4
@@ -279,7 +280,7 @@ def test_every_family_trains_saves_and_reloads_in_a_fresh_process(tiny_dirs: dic
     import numpy as np
 
     from conftest import fresh_process_logits
-    from lora_agnews.train import train
+    from lora_agnews.core.train import train
 
     monkeypatch.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("LORA_AGNEWS_CACHE", str(tmp_path / "cache"))

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from lora_agnews import paths, pipeline
+from lora_agnews.core import paths
+from lora_agnews import pipeline
 
 ROOT = paths.ROOT
 WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
@@ -134,8 +135,8 @@ def test_citation_cff_references_carry_the_bibliography_data() -> None:
 # --------------------------------------------------------------------------- model card
 @pytest.mark.parametrize("data", ["hub", "sample"])
 def test_model_card_states_the_licence_and_the_ag_news_condition(tmp_path: Path, data: str) -> None:
-    from lora_agnews import config
-    from lora_agnews.adapter import read_model_card, write_model_card
+    from lora_agnews.core import config
+    from lora_agnews.core.adapter import read_model_card, write_model_card
 
     cfg = config.load("smoke", {"data": data})
     metrics = {"accuracy": 0.9, "macro_f1": 0.89, "trainable_params": 12_345, "n_eval": 100,
@@ -297,7 +298,7 @@ def test_a_repository_url_that_is_not_a_url_is_refused(tmp_path: Path, monkeypat
 
 # --------------------------------------------------------------------------- where readers look
 def test_book_intro_page_renders_the_commit_and_keeps_the_bibtex_braces() -> None:
-    from lora_agnews import book_pages
+    from lora_agnews.reporting import book_pages
 
     context = {
         "is_paper": False, "banner": True, "profile": "demo", "profile_note": "A demonstration.",

@@ -16,10 +16,11 @@ import pytest
 import torch
 from torch import nn
 
-from lora_agnews import config, counting, quantize, quantize_study
-from lora_agnews.artifacts import read_json
-from lora_agnews.config import ConfigError
-from lora_agnews.registry import METHODS
+from lora_agnews.core import config, counting, quantize
+from lora_agnews.studies import quantize_study
+from lora_agnews.core.artifacts import read_json
+from lora_agnews.core.config import ConfigError
+from lora_agnews.core.registry import METHODS
 from conftest import fresh_process_logits
 
 bnb = pytest.importorskip("bitsandbytes")  # a pinned dependency: present wherever the project is installed
@@ -36,7 +37,7 @@ def smoke(**extra) -> config.Config:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The smoke run on an NF4 and on an int8 base (about 8 s each)."""
     from conftest import outputs_under
-    from lora_agnews.train import train
+    from lora_agnews.core.train import train
 
     root = tmp_path_factory.mktemp("quantize")
     out = {}
@@ -59,7 +60,7 @@ def test_quantize_keys_are_validated_and_left_out_of_old_run_keys() -> None:
 
 @pytest.mark.parametrize("method", sorted(name for name, m in METHODS.items() if m.not_on_quantized))
 def test_methods_that_need_full_precision_weights_are_refused_by_name(method: str, tmp_path: Path) -> None:
-    from lora_agnews.train import train
+    from lora_agnews.core.train import train
 
     cfg = smoke(method=method, quantize="nf4", lora_targets=LINEAR)
     with pytest.raises(ConfigError, match=rf"method '{method}' cannot train on a quantized base") as err:
@@ -72,7 +73,7 @@ def test_missing_bitsandbytes_is_a_clear_error_before_anything_is_written(tmp_pa
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from lora_agnews.train import train
+    from lora_agnews.core.train import train
 
     quantize._probe.cache_clear()
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import fails as where it is not installed
@@ -98,8 +99,8 @@ def test_cli_refusal_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: P
 
 # --------------------------------------------------------------------------- what is quantized, and its bytes
 def _plain_base(cfg: config.Config):
-    from lora_agnews.heads import apply_head
-    from lora_agnews.model import _base_model
+    from lora_agnews.core.heads import apply_head
+    from lora_agnews.core.model import _base_model
 
     torch.manual_seed(0)
     base = _base_model(cfg, 1000, 1)
@@ -197,7 +198,7 @@ def test_weight_bytes_formula() -> None:
                                           ("ia3", {"lora_targets": "key,value,ffn_out"}), ("bitfit", {}),
                                           ("layernorm", {}), ("prompt", {"prompt_tokens": 4})])
 def test_trainable_counts_do_not_change_with_quantisation(method: str, extra: dict) -> None:
-    from lora_agnews.methods import build_model
+    from lora_agnews.core.methods import build_model
 
     plain = smoke(method=method, **extra)
     quantized = plain.replace(quantize="nf4")
@@ -214,7 +215,7 @@ def test_trainable_counts_do_not_change_with_quantisation(method: str, extra: di
 @pytest.mark.parametrize("setting,total", [({"lora_r": 7, "lora_alpha": 32, "head": "default"}, 980_740), ({}, 998_404)])
 def test_roberta_base_counts_are_unchanged_by_nf4(setting: dict, total: int) -> None:
     """The starting point's setting and the paper setting on roberta-base's shape, built for real and quantized."""
-    from lora_agnews.methods import build_model
+    from lora_agnews.core.methods import build_model
 
     cfg = config.load("paper", {"init": "random", "quantize": "nf4", **setting})
     model = build_model(cfg, vocab_size=50_265, pad_token_id=1)
@@ -274,9 +275,9 @@ def test_merging_dequantizes_and_agrees_within_tolerance(scheme: str, share: flo
     """The stated tolerance, as a share of the largest logit: NF4 computes with the dequantized weights, so the
     merge agrees to float rounding (1e-5); int8 also rounds the activations (float16, then 8 bits per row), so
     the full-precision merge differs by up to 5% of the logits' range."""
-    from lora_agnews.adapter import load_adapter, predict_logits_for_texts
-    from lora_agnews.data import load_splits
-    from lora_agnews.methods import merge
+    from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts
+    from lora_agnews.core.data import load_splits
+    from lora_agnews.core.methods import merge
 
     model, tokenizer, cfg = load_adapter(trained[scheme] / "adapter")
     texts = load_splits(cfg).test["text"].tolist()
@@ -293,7 +294,7 @@ def test_merging_dequantizes_and_agrees_within_tolerance(scheme: str, share: flo
 def test_export_writes_a_float32_checkpoint_of_a_quantized_adapter(trained: dict[str, Path], tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification
 
-    from lora_agnews.export import export
+    from lora_agnews.core.export import export
 
     result = export(trained["int8"] / "adapter", tmp_path / "plain")
     plain = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "plain"))
@@ -324,7 +325,7 @@ def test_study_pairs_each_quantized_base_with_full_precision(monkeypatch: pytest
     macros = quantize_study.macros(result)
     assert macros["QuantNfourDifference"] == f"{100 * comp['mean_difference']:+.2f}"
     assert r"\toprule" in quantize_study.table(result).latex()
-    from lora_agnews import plots
+    from lora_agnews.reporting import plots
 
     plots.close(plots.quantization(quantize_study.runs_frame(result), summary))
 
@@ -355,12 +356,12 @@ def test_a_pretrained_nf4_run_is_what_its_adapter_gives_in_a_fresh_process(
     import subprocess
     import sys
 
-    from lora_agnews.train import train
+    from lora_agnews.core.train import train
 
     short = {"max_train_samples": 160, "epochs": 1, "evals_per_epoch": 3, "batch_size": 16}
     metrics = {scheme: train(config.load("demo", {**short, "quantize": scheme}), tmp_path / scheme)
                for scheme in ("none", "nf4")}
-    script = ("import sys, numpy as np\nfrom lora_agnews.audit import rescore_run\n"
+    script = ("import sys, numpy as np\nfrom lora_agnews.studies.audit import rescore_run\n"
               "np.save(sys.argv[2], rescore_run(sys.argv[1])[0])\n")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "nf4"), str(tmp_path / "got.npy")],
                           capture_output=True, text=True, timeout=600)

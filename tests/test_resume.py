@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_agnews import runs
-from lora_agnews.artifacts import read_json
+from lora_agnews.core import runs
+from lora_agnews.core.artifacts import read_json
 from lora_agnews.cli import main
 
 # 576 training rows / batch 16 = 36 steps per epoch; a checkpoint every 6 steps, so almost all
@@ -140,7 +140,7 @@ def test_interrupted_with_ctrl_c_is_recorded_and_resumable(tmp_path: Path, one_t
     info = runs.inspect(out)
     assert info.status == "failed" and info.error.startswith("KeyboardInterrupt")
     assert runs.last_checkpoint(out / runs.CHECKPOINTS, clean=False)
-    from lora_agnews import config
+    from lora_agnews.core import config
 
     assert runs.check(out, config.load("smoke", {"evals_per_epoch": 4, "epochs": 2})) == "resume"
 

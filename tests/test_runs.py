@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_agnews import config, runs
-from lora_agnews.artifacts import read_json, write_json
+from lora_agnews.core import config, runs
+from lora_agnews.core.artifacts import read_json, write_json
 from conftest import sample_rows
 
 
@@ -65,7 +65,7 @@ def test_writers_in_train_and_adapter_are_atomic() -> None:
     """No direct file writes: everything goes through artifacts/runs (temp file + rename)."""
     import lora_agnews
 
-    package = Path(lora_agnews.__file__).parent
+    package = Path(lora_agnews.__file__).parent / "core"
     direct = re.compile(r"\bopen\([^)]*['\"][wa]b?['\"]|\.write_text\(|\.write_bytes\(|np\.save\w*\((?!buffer)|json\.dump\(|torch\.save\(")
     for name in ("train.py", "adapter.py", "runs.py"):
         for number, line in enumerate((package / name).read_text().splitlines(), 1):
@@ -238,7 +238,7 @@ class _Stream:
     (True, {"LORA_AGNEWS_PROGRESS": "0"}, False),
 ])
 def test_interactive(tty: bool, env: dict[str, str], expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_agnews import progress
+    from lora_agnews.core import progress
 
     for name in ("LORA_AGNEWS_PROGRESS", *progress._CI_VARIABLES):
         monkeypatch.delenv(name, raising=False)
@@ -283,7 +283,7 @@ def test_run_under_an_older_data_format_is_not_reused(tmp_path: Path, smoke_conf
 def test_pipeline_owned_run_of_an_older_data_format_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Main, ablation and seed runs live in directories the pipeline names: after an upgrade that
     changes the text preparation, rerunning the pipeline retrains them instead of failing."""
-    from lora_agnews.train import train_owned
+    from lora_agnews.core.train import train_owned
 
     monkeypatch.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("LORA_AGNEWS_CACHE", str(tmp_path / "cache"))

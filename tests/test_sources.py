@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_agnews import data, registry, sources
-from lora_agnews.data import DataError
-from lora_agnews.registry import TASKS
+from lora_agnews.core import data, registry, sources
+from lora_agnews.core.data import DataError
+from lora_agnews.core.registry import TASKS
 
 ROTTEN_TOMATOES_WHEEL = TASKS["rotten_tomatoes"].wheel
 BBC_NEWS_WHEEL = TASKS["bbc_news"].wheel

@@ -10,7 +10,8 @@ import re
 
 import pytest
 
-from lora_agnews import config, reporting
+from lora_agnews.core import config
+from lora_agnews.reporting import text as reporting
 
 FACTS = {"pretrained": True, "n_train_used": 400, "n_validation": 400, "n_train_available": 9999,
          "n_test_used": 400, "n_test_available": 3800}

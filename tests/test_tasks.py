@@ -15,9 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_agnews import cli, config, data, explore, plots, tasks
-from lora_agnews.adapter import load_adapter, read_model_card
-from lora_agnews.tasks import TaskError
+from lora_agnews import cli
+from lora_agnews.core import config, data, tasks
+from lora_agnews.studies import explore
+from lora_agnews.reporting import plots
+from lora_agnews.core.adapter import load_adapter, read_model_card
+from lora_agnews.core.tasks import TaskError
 
 TASKS = {2: ["bad", "good"], 3: ["alpha", "beta", "gamma"], 5: ["e1", "e2", "e3", "e4", "e5"]}
 
@@ -47,7 +50,7 @@ def task_config(directory: Path, **changes) -> config.Config:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict]:
-    from lora_agnews.train import train
+    from lora_agnews.core.train import train
 
     from conftest import outputs_under
 
@@ -83,7 +86,7 @@ def test_the_task_labels_reach_head_metrics_and_record(trained: dict, k: int) ->
 
 @pytest.mark.parametrize("k", sorted(TASKS))
 def test_a_head_as_wide_as_the_task_counts_exactly(trained: dict, k: int) -> None:
-    from lora_agnews.counting import count_trainable
+    from lora_agnews.core.counting import count_trainable
 
     t = trained[k]
     linear = count_trainable(t["cfg"].replace(head="linear"))
@@ -123,8 +126,8 @@ def test_an_adapter_used_for_another_task_is_refused_naming_both(trained: dict) 
 
 
 def test_scoring_another_tasks_rows_is_refused(trained: dict) -> None:
-    from lora_agnews.data import encode
-    from lora_agnews.evaluate import evaluate_model
+    from lora_agnews.core.data import encode
+    from lora_agnews.core.evaluate import evaluate_model
 
     model, tokenizer, _ = load_adapter(trained[2]["run"] / "adapter")
     rows = data.load_splits(trained[2]["cfg"]).test
@@ -136,8 +139,8 @@ def test_scoring_another_tasks_rows_is_refused(trained: dict) -> None:
 def test_a_pretrained_head_of_another_width_names_both(tmp_path: Path) -> None:
     import transformers as tf
 
-    from lora_agnews.methods import build_model
-    from lora_agnews.model import ModelError
+    from lora_agnews.core.methods import build_model
+    from lora_agnews.core.model import ModelError
 
     ckpt = tmp_path / "classifier"
     tf.RobertaForSequenceClassification(tf.RobertaConfig(
@@ -169,7 +172,7 @@ def test_task_records_round_trip() -> None:
 
 def test_the_seed_studys_baseline_keeps_the_task() -> None:
     """The starting point's setting is compared on the same task's rows, never silently on AG News."""
-    from lora_agnews.experiments import baseline_config
+    from lora_agnews.studies.experiments import baseline_config
 
     cfg = config.load("smoke", {"task": "bbc_news", "method": "loha"})
     base = baseline_config(cfg)
@@ -177,7 +180,7 @@ def test_the_seed_studys_baseline_keeps_the_task() -> None:
 
 
 def test_the_stamp_names_the_task_and_its_source() -> None:
-    from lora_agnews import reporting
+    from lora_agnews.reporting import text as reporting
 
     note = reporting.profile_note(config.load("demo", {"task": "bbc_news"}), {"pretrained": True})
     assert "BBC News topics (bbc_news) from its offline copy on PyPI" in note

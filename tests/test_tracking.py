@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import outputs_under
-from lora_agnews import config, runs, train
-from lora_agnews.artifacts import read_json
-from lora_agnews.config import ConfigError
+from lora_agnews.core import config, runs, train
+from lora_agnews.core.artifacts import read_json
+from lora_agnews.core.config import ConfigError
 
 
 def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:

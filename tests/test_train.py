@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lora_agnews import config, counting, train
-from lora_agnews.data import LABELS
+from lora_agnews.core import config, counting, train
+from lora_agnews.core.data import LABELS
 from conftest import sample_rows
 
 

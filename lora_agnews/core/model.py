@@ -3,7 +3,7 @@
 Architectures known without network (:func:`known_config`) have their hub checkpoints' shapes, so
 counting and random initialisation work offline; :func:`_base_model` is the encoder with a fresh
 head as wide as the task has classes. What goes on top lives above this module: the heads in
-``heads``, the PEFT methods and :func:`~lora_agnews.methods.build_model` in ``methods``, the exact
+``heads``, the PEFT methods and :func:`~lora_agnews.core.methods.build_model` in ``methods``, the exact
 trainable counts and the budget in ``counting``.
 """
 
@@ -259,7 +259,7 @@ def _quiet():
 def device_for(cfg: Config) -> torch.device:
     """The device a run uses; ``cuda`` where torch sees none is refused here, not by a CUDA error mid-run.
 
-    Not part of :func:`~lora_agnews.config.validate`: a config recorded on a GPU machine must still load on
+    Not part of :func:`~lora_agnews.core.config.validate`: a config recorded on a GPU machine must still load on
     a CPU one (to score its adapter, to build the book); only running on that device needs CUDA.
     """
     if cfg.device == "cuda" and not torch.cuda.is_available():

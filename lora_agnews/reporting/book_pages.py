@@ -11,13 +11,13 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from . import artifacts, paths
+from ..core import artifacts, paths
 from .ablation_reporting import (ablation_sentence, ablation_table, best_ablation, comparison_sentence, rate_sentence,
                                  rates_table, statistics_table, study_sentence)
-from .reporting import (PAPER_PROFILE, banner_note, changed_parameters, confusion_sentence, describe_data,
+from .text import (PAPER_PROFILE, banner_note, changed_parameters, confusion_sentence, describe_data,
                         describe_encoder, metrics_table, profile_note, reference_sentence, row_sentence,
                         short_targets, shows_banner)
-from .tables import dec, num, p_text, pct, pvalue
+from ..core.tables import dec, num, p_text, pct, pvalue
 
 # Each result file the book reads, and the notebook that writes it (named when the file is missing).
 WRITERS = {"exploration": "01_exploration", "training": "02_training", "metrics": "03_evaluation",
@@ -41,9 +41,10 @@ def load_results(profile: str) -> dict[str, Any]:
 
 def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the book's Markdown templates may use: results, formatted tables, profile facts."""
-    from . import merge_reporting, quantize_study
-    from .audit import read_audit, summary
-    from .config import from_dict
+    from . import merge_reporting
+    from ..studies import quantize_study
+    from ..studies.audit import read_audit, summary
+    from ..core.config import from_dict
 
     results = load_results(profile)
     merging = pd.DataFrame(results["merging"]["rows"])

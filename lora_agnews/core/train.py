@@ -319,7 +319,7 @@ def train_owned(cfg: Config, run_dir: Path) -> dict[str, Any]:
 
     There a complete run of this configuration is reused, and a run of another configuration
     (a changed parameter, edited data, or text prepared by an older ``DATA_FORMAT``) is moved aside
-    to :func:`lora_agnews.paths.superseded_dir` instead of refused: the user did not choose the
+    to :func:`lora_agnews.core.paths.superseded_dir` instead of refused: the user did not choose the
     directory, and the old run may hold hours of training. A live run is still never touched.
     ``--out`` directories that a user names go through :func:`train`, which refuses unless told to overwrite.
     """

@@ -153,7 +153,7 @@ def run_key(cfg: Config) -> dict[str, Any]:
     """What identifies a run: the configuration's key and the content of its data.
 
     An edited CSV trains a different model, so a run of the same parameters on other rows is
-    never reused or resumed (:func:`lora_agnews.data.data_fingerprint`: cheap, cached per file).
+    never reused or resumed (:func:`lora_agnews.core.data.data_fingerprint`: cheap, cached per file).
     """
     from .data import data_fingerprint
 
@@ -164,7 +164,7 @@ def same_key(recorded: Any, key: dict[str, Any]) -> bool:
     """``recorded`` (a run record's key) identifies the run ``key`` describes.
 
     Records written before the data's fingerprint was kept carry none: they are compared on the
-    configuration alone, as :data:`lora_agnews.config.NEW_KEY_DEFAULTS` keeps older runs usable.
+    configuration alone, as :data:`lora_agnews.core.config.NEW_KEY_DEFAULTS` keeps older runs usable.
     """
     if isinstance(recorded, dict) and DATA_KEY not in recorded:
         key = {k: v for k, v in key.items() if k != DATA_KEY}
@@ -347,7 +347,7 @@ class RunLock:
     Two processes training into one directory would interleave checkpoints and records; the second
     is refused at once, naming the holder's pid (written into the file). The kernel drops the lock
     when its process dies, so a run killed with SIGKILL never blocks its own resume. Under torchrun
-    only rank 0 takes it (:func:`lora_agnews.train.train`): the ranks of one launch are one run.
+    only rank 0 takes it (:func:`lora_agnews.core.train.train`): the ranks of one launch are one run.
     Directories the lock had to create are removed again if nothing else was written into them,
     so a refused call leaves no trace.
     """

@@ -2,7 +2,7 @@
 
 A single run at 95% accuracy on 7,600 test examples carries a standard error of about 0.25
 points, and seed-to-seed spread is similar, so a configuration is compared with the
-starting point's over several seeds, on the same test rows (:func:`lora_agnews.comparison.compare`:
+starting point's over several seeds, on the same test rows (:func:`lora_agnews.studies.comparison.compare`:
 bootstrap intervals and McNemar's test on paired predictions). Every run is an ordinary run
 directory (resumable, with a run record); aggregation reads complete runs only.
 """
@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import paths, runs
-from .artifacts import read_json, write_json
-from .budget import largest_rank
+from ..core import paths, runs
+from ..core.artifacts import read_json, write_json
+from ..core.budget import largest_rank
 from .comparison import PREDICTIONS_FILE, Arm, compare, pareto_front, run_arm
-from .config import NEW_KEY_DEFAULTS, Config, ConfigError, candidate_rates, method_rates
-from .counting import count_trainable
-from .methods import check_method
-from .progress import say
-from .registry import METHODS
+from ..core.config import NEW_KEY_DEFAULTS, Config, ConfigError, candidate_rates, method_rates
+from ..core.counting import count_trainable
+from ..core.methods import check_method
+from ..core.progress import say
+from ..core.registry import METHODS
 
 ABLATION_FILE = "ablation.json"
 RATES_FILE = "learning_rates.json"
@@ -202,9 +202,9 @@ def _row(variant: Config, run_dir: Path, metrics: dict[str, Any] | None, params:
 
 def run_ablation(cfg: Config) -> pd.DataFrame:
     """Train every grid variant within the budget (complete runs are reused, stale ones replaced) and tabulate."""
-    from .train import train_owned
+    from ..core.train import train_owned
 
-    from .runs import invalidate_results
+    from ..core.runs import invalidate_results
 
     root = paths.runs_dir(cfg.profile) / "ablation"
     grid = ablation_grid(cfg)
@@ -268,7 +268,7 @@ def grid_front(frame: pd.DataFrame) -> pd.Series:
 # --------------------------------------------------------------------------- seeds and statistics
 def _seed_runs(cfg: Config, name: str) -> tuple[Arm, dict[str, Any]]:
     """Train (or reuse) ``cfg`` at each of ``n_seeds`` seeds: the setting's arm, and what each run recorded."""
-    from .train import train_owned
+    from ..core.train import train_owned
 
     root = paths.runs_dir(cfg.profile) / "seeds" / name
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
@@ -349,7 +349,7 @@ def run_seeds(cfg: Config, ablation: pd.DataFrame | None = None) -> dict[str, An
     Writes statistics.json; ``chosen``, ``baseline`` and ``difference`` keep their meaning, and
     ``settings`` lists all of them in the order chosen, baseline, grid variants.
     """
-    from .runs import invalidate_results
+    from ..core.runs import invalidate_results
 
     if cfg.study_top and ablation is None:
         ablation = _read_ablation(cfg)

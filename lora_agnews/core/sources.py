@@ -10,9 +10,9 @@ and checked against a SHA-256 measured on the released wheel, cleaned (non-revie
 duplicate texts removed before splitting) and split once with a fixed seed, so every training
 seed of every profile is scored on the same test rows.
 
-Everything ends in the shape :mod:`lora_agnews.data` uses: frames with ``text`` and an integer
+Everything ends in the shape :mod:`lora_agnews.core.data` uses: frames with ``text`` and an integer
 ``label`` that indexes :attr:`TaskSpec.labels`, so the labels travel with the data. What each task
-is (labels, hub id, which wheel and its SHA-256s) is its entry in :data:`lora_agnews.registry.TASKS`.
+is (labels, hub id, which wheel and its SHA-256s) is its entry in :data:`lora_agnews.core.registry.TASKS`.
 """
 
 from __future__ import annotations
@@ -330,7 +330,7 @@ def decode_article(raw: bytes) -> str:
 def parse_bbc_news(files: Mapping[str, bytes], task: TaskSpec, spec: WheelData) -> pd.DataFrame:
     """(text, label) per article: the first line is the title, the rest the body, joined by one space.
 
-    One space, as lora_agnews.data joins AG News' title and description (the hub's convention);
+    One space, as lora_agnews.core.data joins AG News' title and description (the hub's convention);
     paragraph breaks collapse into spaces. The label is the article's directory.
     """
     matcher = re.compile(spec.pattern)
@@ -391,7 +391,7 @@ def hub_frame(part: pd.DataFrame, names: Sequence[str] | None, task: TaskSpec) -
 
 def load_hub_task(task: TaskSpec) -> TaskData:
     """The task's hub dataset: its own train and test splits (a hub validation split is left unused,
-    as lora_agnews.data carves validation from train), not deduplicated: the hub's splits are the standard ones."""
+    as lora_agnews.core.data carves validation from train), not deduplicated: the hub's splits are the standard ones."""
     if task.multi_label:
         return load_multi_label_hub_task(task)
     try:
@@ -410,7 +410,7 @@ def load_hub_task(task: TaskSpec) -> TaskData:
 
 
 def load_multi_label_hub_task(task: TaskSpec) -> TaskData:
-    """GoEmotions (simplified) or Reuters-21578 (ModApte) from the hub: label sets (lora_agnews.multilabel)."""
+    """GoEmotions (simplified) or Reuters-21578 (ModApte) from the hub: label sets (lora_agnews.core.multilabel)."""
     from dataclasses import replace
 
     from .multilabel import hub_frames
@@ -551,12 +551,12 @@ def load_task(task: str | TaskSpec, data: str = PYPI, cache: Path | None = None,
     """Rows of ``task`` from ``data``: ``pypi`` (the offline wheel), ``hub``, or a directory
     (``label,text`` CSVs, labels checked against the task's unless the directory has classes.txt).
 
-    ``agnews`` keeps its own loader (lora_agnews.data.load_task: hub, sample, or a directory in the
+    ``agnews`` keeps its own loader (lora_agnews.core.data.load_task: hub, sample, or a directory in the
     AG News layout), which never comes here.
     """
     spec = get_task(task) if isinstance(task, str) else task
     if spec.name == AGNEWS:
-        raise DataError("agnews is read by lora_agnews.data (-p data hub, -p data sample, or a directory holding "
+        raise DataError("agnews is read by lora_agnews.core.data (-p data hub, -p data sample, or a directory holding "
                         "the original train.csv and test.csv); it has no copy on PyPI.")
     if data == PYPI:
         return load_wheel_task(spec, cache, runner)

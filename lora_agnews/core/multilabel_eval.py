@@ -1,6 +1,6 @@
 """A multi-label run's scoring, ``predict`` output and export record (needs the adapter, so above it).
 
-The pure parts (label sets, thresholds, metrics) live in :mod:`lora_agnews.multilabel`.
+The pure parts (label sets, thresholds, metrics) live in :mod:`lora_agnews.core.multilabel`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def evaluate_multi_label(prep: Any, model: Any, out_dir: Any, device: Any, preci
                          scoring_model: Callable[[Any, Any], Any]) -> tuple[Any, dict[str, Any], np.ndarray, float]:
     """Choose thresholds on validation, save the adapter with them, score test once with them.
 
-    ``scoring_model``: :func:`lora_agnews.train.scoring_model` (passed in: train imports this module).
+    ``scoring_model``: :func:`lora_agnews.core.train.scoring_model` (passed in: train imports this module).
     Returns the adapter directory, the test metrics, the test logits and the seconds the test pass took.
     """
     import time

@@ -3,8 +3,8 @@
 :func:`score_merged` scores every task's test rows with ITS OWN trained head on each merged adapter
 (and on its own adapter, through the same path); :func:`merge_adapters` writes one merged adapter
 directory for all tasks, which :func:`load_merged` (and ``predict --task``) read. The study that
-trains the adapters and frames the scores lives in :mod:`lora_agnews.study`; the floor (heads alone)
-and the multi-task model in :mod:`lora_agnews.multitask`.
+trains the adapters and frames the scores lives in :mod:`lora_agnews.studies.merging_study`; the floor (heads alone)
+and the multi-task model in :mod:`lora_agnews.studies.multitask`.
 
 Choices, and why:
 
@@ -50,12 +50,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifacts import read_json, write_json
-from .config import Config
-from .data import TokenizedDataset, encode, load_splits
-from .progress import say
-from .registry import METHODS, TASKS
-from .tasks import AGNEWS
+from ..core.artifacts import read_json, write_json
+from ..core.config import Config
+from ..core.data import TokenizedDataset, encode, load_splits
+from ..core.progress import say
+from ..core.registry import METHODS, TASKS
+from ..core.tasks import AGNEWS
 
 # PEFT's combination types (peft/tuners/lora/model.py, LoraModel.add_weighted_adapter).
 COMBINATIONS: tuple[str, ...] = ("linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune")
@@ -168,7 +168,7 @@ class SavedAdapter:
     def tensors(self) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
-        from .adapter import WEIGHTS_FILE
+        from ..core.adapter import WEIGHTS_FILE
 
         return load_file(str(self.directory / WEIGHTS_FILE))
 
@@ -194,8 +194,8 @@ def task_name(cfg: Config) -> str:
 
 def read_adapter(directory: Path) -> SavedAdapter:
     """A saved adapter directory (``RUN/adapter``), checked complete and readable."""
-    from .adapter import CONFIG_FILE, AdapterError, check_adapter_dir
-    from .config import ConfigError, from_dict
+    from ..core.adapter import CONFIG_FILE, AdapterError, check_adapter_dir
+    from ..core.config import ConfigError, from_dict
 
     directory = Path(directory)
     check_adapter_dir(directory)
@@ -290,7 +290,7 @@ def lora_only_copies(adapters: Sequence[SavedAdapter]) -> Iterator[list[Path]]:
     without ``modules_to_save``, so PEFT loads the factors alone (heads of other widths stay out)."""
     from safetensors.torch import save_file
 
-    from .adapter import WEIGHTS_FILE
+    from ..core.adapter import WEIGHTS_FILE
 
     with tempfile.TemporaryDirectory(prefix="lora_agnews-merge-") as tmp:
         copies = []
@@ -310,7 +310,7 @@ def _head_names(base: nn.Module, modules: Sequence[str]) -> set[str]:
 
 def _load_head(base: nn.Module, modules: Sequence[str], head: dict[str, torch.Tensor], where: str) -> None:
     """Put a task's trained head into the base model's own head, refusing a head of another shape or layout."""
-    from .adapter import AdapterError
+    from ..core.adapter import AdapterError
 
     expected = _head_names(base, modules)
     if set(head) != expected:
@@ -325,9 +325,9 @@ def _load_head(base: nn.Module, modules: Sequence[str], head: dict[str, torch.Te
 def _task_base(cfg: Config, labels: Sequence[str], tokenizer: Any, head: dict[str, torch.Tensor],
                fingerprint: str | None, where: str, multi_label: bool = False) -> nn.Module:
     """The frozen encoder rebuilt for one task (its labels, its kind, its head type) with its trained head in place."""
-    from .adapter import AdapterError, base_fingerprint
-    from .heads import apply_head
-    from .model import _base_model, _quiet
+    from ..core.adapter import AdapterError, base_fingerprint
+    from ..core.heads import apply_head
+    from ..core.model import _base_model, _quiet
 
     torch.manual_seed(cfg.seed)
     with _quiet():
@@ -344,7 +344,7 @@ def _with_adapters(base: nn.Module, lora_dirs: Sequence[Path]) -> Any:
     """``base`` with every task's LoRA factors loaded as adapters task0, task1, ... (none active but task0)."""
     from peft import PeftModel
 
-    from .model import _quiet
+    from ..core.model import _quiet
 
     with _quiet():
         model = PeftModel.from_pretrained(base, str(lora_dirs[0]), adapter_name=f"{TASK_PREFIX}0")
@@ -380,13 +380,13 @@ def _count(tensors: dict[str, torch.Tensor]) -> int:
 
 
 def _precision(cfg: Config, device: torch.device) -> str:
-    from .model import resolve_precision
+    from ..core.model import resolve_precision
 
     return resolve_precision(cfg, device)
 
 
 def _device(cfg: Config, device: str | torch.device | None) -> torch.device:
-    from .model import device_for
+    from ..core.model import device_for
 
     return torch.device(device) if device is not None else device_for(cfg)
 
@@ -463,7 +463,7 @@ def score_merged_in_fresh_process(adapter_dirs: Sequence[Path], combinations: Se
         args, out = Path(tmp) / "args.pkl", Path(tmp) / "scores.pkl"
         args.write_bytes(pickle.dumps(([str(d) for d in adapter_dirs], list(combinations),
                                        None if device is None else str(device))))
-        script = ("import pickle, sys\nfrom lora_agnews.merging import score_merged\n"
+        script = ("import pickle, sys\nfrom lora_agnews.studies.merging import score_merged\n"
                   "dirs, combos, device = pickle.loads(open(sys.argv[1], 'rb').read())\n"
                   "open(sys.argv[2], 'wb').write(pickle.dumps(score_merged(dirs, combos, device)))\n")
         done = subprocess.run([sys.executable, "-c", script, str(args), str(out)], capture_output=True, text=True)
@@ -476,7 +476,7 @@ def score_merged_in_fresh_process(adapter_dirs: Sequence[Path], combinations: Se
 
 def _score_task(adapters: Sequence[SavedAdapter], t: int, copies: Sequence[Path], tokenizer: Any,
                 combinations: Sequence[Combination], device: str | torch.device | None) -> TaskScores:
-    from .evaluate import predict_logits
+    from ..core.evaluate import predict_logits
 
     a = adapters[t]
     dev = _device(a.cfg, device)
@@ -520,8 +520,8 @@ def merge_adapters(adapter_dirs: Sequence[Path], combination: str | Combination,
     from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
-    from .adapter import WEIGHTS_FILE
-    from .runs import atomic_directory
+    from ..core.adapter import WEIGHTS_FILE
+    from ..core.runs import atomic_directory
 
     combo = combination if isinstance(combination, Combination) else make_combination(
         combination, weights, density, svd_rank, seed)
@@ -573,7 +573,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     directory = Path(directory)
     if not (directory / MANIFEST_FILE).is_file():
         raise MergingError(f"{directory} is not a merged adapter directory (no {MANIFEST_FILE}); write one with "
-                           f"lora_agnews.merging.merge_adapters.")
+                           f"lora_agnews.studies.merging.merge_adapters.")
     manifest = read_json(directory / MANIFEST_FILE)
     if manifest.get("format") != MANIFEST_FORMAT:
         raise MergingError(f"{directory / MANIFEST_FILE} has format {manifest.get('format')!r}, this version reads "
@@ -603,8 +603,8 @@ def load_merged(directory: Path, task: str, device: str | torch.device = "cpu") 
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
-    from .config import from_dict
-    from .model import _quiet
+    from ..core.config import from_dict
+    from ..core.model import _quiet
 
     directory = Path(directory)
     manifest = read_manifest(directory)

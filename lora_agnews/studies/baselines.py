@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from .comparison import Arm, compare
-from .config import Config
-from .data import Splits, load_splits
-from .evaluate import compute_metrics
+from ..core.config import Config
+from ..core.data import Splits, load_splits
+from ..core.evaluate import compute_metrics
 
 
 def tfidf_predictions(splits: Splits, seed: int) -> np.ndarray:

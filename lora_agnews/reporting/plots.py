@@ -1,7 +1,7 @@
 """Figures for the notebooks, the book and the report (seaborn/matplotlib).
 
 Every function takes data and returns a matplotlib Figure; nothing is saved here, so one
-figure goes through :func:`lora_agnews.artifacts.save_figure` once and lands as PNG (book)
+figure goes through :func:`lora_agnews.core.artifacts.save_figure` once and lands as PNG (book)
 and PDF (report). Titles, axis labels and class names are always set: a figure is read
 without its notebook around it, in the report.
 """
@@ -20,10 +20,10 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from .merge_reporting import label as merge_label
-from .merging import HEAD_ONLY, OWN
+from ..studies.merging import HEAD_ONLY, OWN
 from .ablation_reporting import describe_config
-from .experiments import grid_settings
-from .reporting import describe_setting, method_label, several_methods
+from ..studies.experiments import grid_settings
+from .text import describe_setting, method_label, several_methods
 
 PALETTE = "colorblind"
 SPLIT_ORDER = ["train", "validation", "test"]
@@ -218,7 +218,7 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
     trained["PEFT method"] = [method_label(r) for _, r in trained.iterrows()]  # "method" keeps the config's name
     several = trained["PEFT method"].nunique() > 1  # colour tells methods apart; marker shape placement and head
     if several:
-        from .registry import METHODS
+        from ..core.registry import METHODS
 
         trained["placement"] = [f"{'whole encoder' if METHODS[m].whole_encoder else t}, {h} head"
                                 for m, t, h in zip(trained["method"], trained["targets"], trained["head"])]
@@ -349,7 +349,7 @@ def merging_accuracy(frame: pd.DataFrame) -> Figure:
     """One panel per task: each merged combination and the multi-task adapter with its 95% interval,
     against that task's own adapter (the ceiling, a green band) and its head alone (the floor, dashed).
 
-    ``frame``: :func:`lora_agnews.study.results_frame` (rows ``own adapter``, ``head only``,
+    ``frame``: :func:`lora_agnews.studies.merging_study.results_frame` (rows ``own adapter``, ``head only``,
     ``multi-task`` and one ``merge ...`` per combination for every task).
     """
     tasks = list(dict.fromkeys(frame["task"]))
@@ -388,7 +388,7 @@ def quantization(runs: pd.DataFrame, summary: pd.DataFrame) -> Figure:
     memory as held beside its float32 size; right: the peak resident memory of each run's process (its own
     scale: a small base is a sliver of a process that holds torch and the data).
 
-    ``runs``: the study's ``runs`` rows; ``summary``: :func:`lora_agnews.quantize_study.summary_frame`.
+    ``runs``: the study's ``runs`` rows; ``summary``: :func:`lora_agnews.studies.quantize_study.summary_frame`.
     """
     labels = list(summary["label"])
     by_scheme = dict(zip(summary["scheme"], labels))

@@ -16,11 +16,11 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from . import artifacts, paths
-from .config import CHOICES, Config
-from .registry import METHODS, TASKS
-from .tasks import AGNEWS
-from .tables import Column, Table, dec, interval, num, p_text, pct, points, two_decimals
+from ..core import artifacts, paths
+from ..core.config import CHOICES, Config
+from ..core.registry import METHODS, TASKS
+from ..core.tasks import AGNEWS
+from ..core.tables import Column, Table, dec, interval, num, p_text, pct, points, two_decimals
 
 PAPER_PROFILE = "paper"
 NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations", "merging", "quantization", "audit")
@@ -50,7 +50,7 @@ def write_macros(profile: str, notebook: str, values: Mapping[str, Any]) -> Path
 
 def write_audit_macros(profile: str, record: Mapping[str, Any]) -> Path:
     """The audit's figures for the report (``macros_audit.tex``), written by the pipeline's audit step."""
-    from .audit import summary
+    from ..studies.audit import summary
 
     return write_macros(profile, "audit", {"audit_runs": record["runs"], "audit_reproduced": record["reproduced"],
                                             "audit_max_diff": f"{record['largest_abs_logit_diff']:.1e}",
@@ -148,7 +148,7 @@ def row_sentence(facts: Mapping[str, Any]) -> str:
 
 def changed_parameters(cfg: Config) -> dict[str, tuple[Any, Any]]:
     """Every parameter whose value differs from the profile's own: ``{key: (profile value, run value)}``."""
-    from .config import load
+    from ..core.config import load
 
     base = load(cfg.profile).to_dict()
     return {k: (base[k], v) for k, v in cfg.to_dict().items() if k != "profile" and base.get(k) != v}
@@ -276,7 +276,7 @@ def breakdown_table(breakdown: Mapping[str, Any], budget: int) -> Table:
 
 def head_counts(cfg: Config, vocab_size: int | None = None) -> pd.DataFrame:
     """Exact trainable counts of ``cfg``'s LoRA setup with each head (meta device, no weights)."""
-    from .counting import count_trainable
+    from ..core.counting import count_trainable
 
     rows = []
     for head in CHOICES["head"]:

@@ -1,7 +1,7 @@
 """What a dataset is for: its task name, its label names in order, and where its rows came from.
 
 Label ids are positions in :attr:`Task.labels`. The names travel with the data: the loader puts the
-task on :class:`~lora_agnews.data.Splits`, the model's ``num_labels`` / ``id2label`` are built from
+task on :class:`~lora_agnews.core.data.Splits`, the model's ``num_labels`` / ``id2label`` are built from
 it, the saved adapter and its card record it, and metrics, tables, plots and ``predict`` read it
 back from there. Nothing downstream assumes AG News' four classes.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-AGNEWS = "agnews"  # the default task (its labels and hub id: lora_agnews.registry.TASKS)
+AGNEWS = "agnews"  # the default task (its labels and hub id: lora_agnews.core.registry.TASKS)
 
 
 class DataError(ValueError):
@@ -25,7 +25,7 @@ class TaskError(ValueError):
 @dataclass(frozen=True)
 class Task:
     """A classification task: ``name``, ``labels`` (id = position), ``source`` (where the rows came from) and
-    ``multi_label`` (each example holds a set of labels, see :mod:`lora_agnews.multilabel`)."""
+    ``multi_label`` (each example holds a set of labels, see :mod:`lora_agnews.core.multilabel`)."""
 
     name: str
     labels: tuple[str, ...]

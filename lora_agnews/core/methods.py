@@ -1,6 +1,6 @@
 """The PEFT methods put to work: their configurations, the combinations refused, BitFit, and merging.
 
-Each method's entry in :data:`lora_agnews.registry.METHODS` builds its PEFT configuration
+Each method's entry in :data:`lora_agnews.core.registry.METHODS` builds its PEFT configuration
 (:func:`peft_config`) and says what it allows; BitFit, which PEFT has none of, is written here
 (:func:`apply_bitfit`). The head (``heads``) is PEFT's ``modules_to_save`` for every
 method. :func:`build_model` puts base encoder, head and method together, after the refusals

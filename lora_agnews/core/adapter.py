@@ -365,7 +365,7 @@ def merge_line(cfg: Config) -> str:
         return "merged = model.merge_and_unload()  # plain transformers model, same predictions"
     if METHODS[cfg.method].not_mergeable:
         return f"# {METHODS[cfg.method].title} cannot be merged into the base weights: use the model as loaded"
-    return ("from lora_agnews.methods import merge\n"
+    return ("from lora_agnews.core.methods import merge\n"
             f"merged = merge(model, {cfg.method!r})  # plain transformers model, same predictions")
 
 
@@ -412,7 +412,7 @@ python -m lora_agnews predict --adapter {adapter_dir} "Stocks rally as oil price
 ```
 
 ```python
-from lora_agnews.adapter import load_adapter, predict_texts
+from lora_agnews.core.adapter import load_adapter, predict_texts
 model, tokenizer, cfg = load_adapter("{adapter_dir}")
 probs = predict_texts(model, tokenizer, cfg, ["Stocks rally as oil prices fall"])
 {merge_line(cfg)}

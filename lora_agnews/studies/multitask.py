@@ -6,7 +6,7 @@ per task (what merging tries to reach without training together). Both go throug
 Trainer path and reuse a complete run of the same configuration.
 
 * **The floor** trains the task's head alone (the same head the adapter trains) on the frozen
-  encoder, through the same Trainer path (:func:`lora_agnews.train.fit`): a LoRA with no targets
+  encoder, through the same Trainer path (:func:`lora_agnews.core.train.fit`): a LoRA with no targets
   does not exist, and BitFit trains biases too.
 * **Multi-task learning** uses one linear head per task on the first token: at roberta-base scale
   three ``default`` heads alone (593,668 parameters each) would exceed the 1,000,000 budget, while
@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifacts import read_json, write_json
-from .config import Config
-from .data import TokenizedDataset, encode, load_splits
+from ..core.artifacts import read_json, write_json
+from ..core.config import Config
+from ..core.data import TokenizedDataset, encode, load_splits
 from .merging import MergingError, _device, _head_names, _precision, task_name
-from .progress import say
+from ..core.progress import say
 
 TRAINABLE_FILE = "trainable.safetensors"  # the trained tensors (head; LoRA factors + heads): what the audit reloads
 
@@ -67,7 +67,7 @@ def load_trainable(model: nn.Module, path: Path) -> nn.Module:
 def record_config(record: dict[str, Any], key: Any) -> Config:
     """The configuration a record trained with: its ``config`` (written since the trained tensors are kept), else
     rebuilt from its run key (which leaves out only what changes no number) and checked to give that key again."""
-    from .config import from_dict
+    from ..core.config import from_dict
 
     if isinstance(record.get("config"), dict):
         return from_dict(record["config"])
@@ -82,8 +82,8 @@ def record_config(record: dict[str, Any], key: Any) -> Config:
 def head_only_model(cfg: Config, tokenizer: Any, labels: Sequence[str], meta: bool = False) -> nn.Module:
     """The frozen encoder with the configuration's head, the head the only trainable part (a plain
     transformers model: the floor of what an adapter adds)."""
-    from .heads import apply_head
-    from .model import _base_model, _quiet
+    from ..core.heads import apply_head
+    from ..core.model import _base_model, _quiet
 
     torch.manual_seed(cfg.seed)
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
@@ -116,9 +116,9 @@ def json_roundtrip(value: Any) -> Any:
 
 def _train_prepared(cfg: Config, splits: Any, tokenizer: Any, model: nn.Module, train_ds: TokenizedDataset,
                     val_ds: TokenizedDataset, run_dir: Path) -> Any:
-    """The project's Trainer path (:func:`lora_agnews.train.fit`) for a model train.prepare does not build."""
-    from .counting import parameter_breakdown
-    from .train import Prepared, by_length, fit
+    """The project's Trainer path (:func:`lora_agnews.core.train.fit`) for a model train.prepare does not build."""
+    from ..core.counting import parameter_breakdown
+    from ..core.train import Prepared, by_length, fit
 
     prep = Prepared(cfg, splits, tokenizer, train_ds, by_length(val_ds), val_ds, model, parameter_breakdown(model))
     trainer = fit(prep, run_dir)
@@ -128,7 +128,7 @@ def _train_prepared(cfg: Config, splits: Any, tokenizer: Any, model: nn.Module, 
 def _clear(run_dir: Path) -> None:
     """An empty ``run_dir`` to train into; an earlier run of another key there is moved aside, never deleted
     (it may have taken an hour, and changing the parameter back should not cost it again)."""
-    from .runs import set_aside
+    from ..core.runs import set_aside
 
     if run_dir.is_dir() and any(run_dir.iterdir()):
         records = [run_dir / name for name in ("head_only.json", "multitask.json") if (run_dir / name).is_file()]
@@ -150,9 +150,9 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
 
     from transformers import set_seed
 
-    from .counting import BudgetError
-    from .model import build_tokenizer
-    from .runs import save_arrays
+    from ..core.counting import BudgetError
+    from ..core.model import build_tokenizer
+    from ..core.runs import save_arrays
 
     run_dir = Path(run_dir)
     key = {"kind": "head_only", "run_key": cfg.run_key()}
@@ -160,7 +160,7 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
     if _key_matches(record, key, arrays, run_dir / TRAINABLE_FILE):  # a run without its tensors cannot be audited
         with np.load(arrays) as saved:
             return saved["logits"], saved["labels"], int(read_json(record)["trainable_params"])
-    from .progress import interactive
+    from ..core.progress import interactive
 
     if not interactive():  # the Trainer saves whole models here, each with a "Writing model shards" bar
         from transformers.utils import logging as hf_logging
@@ -190,7 +190,7 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
 
 def head_only_logits(model: nn.Module, cfg: Config, tokenizer: Any, test: Any, device: torch.device) -> np.ndarray:
     """The floor's logits on the test rows ``test`` (a split's frame): how training scored them, and the audit again."""
-    from .evaluate import predict_logits
+    from ..core.evaluate import predict_logits
 
     test_ds = encode(test, tokenizer, cfg.max_length)
     return predict_logits(model.to(device), test_ds, tokenizer.pad_token_id, cfg.eval_batch_size, device,
@@ -199,7 +199,7 @@ def head_only_logits(model: nn.Module, cfg: Config, tokenizer: Any, test: Any, d
 
 def load_head_only(run_dir: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Any, Config]:
     """The head-only floor of ``run_dir`` rebuilt from its record and saved head alone: ``(model, tokenizer, cfg)``."""
-    from .model import build_tokenizer
+    from ..core.model import build_tokenizer
 
     run_dir = Path(run_dir)
     record = read_json(run_dir / "head_only.json")
@@ -265,9 +265,9 @@ def build_multitask(cfg: Config, labels: Sequence[Sequence[str]], names: Sequenc
     """The shared encoder (``cfg``'s LoRA, no head of its own) and one linear head per task."""
     from peft import get_peft_model
 
-    from .heads import FirstTokenLinearHead, HeadPlan, family
-    from .methods import check_targets, peft_config
-    from .model import _base_model, _quiet
+    from ..core.heads import FirstTokenLinearHead, HeadPlan, family
+    from ..core.methods import check_targets, peft_config
+    from ..core.model import _base_model, _quiet
 
     torch.manual_seed(cfg.seed)
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
@@ -291,7 +291,7 @@ def trainable_count(model: nn.Module) -> int:
 
 def check_multitask_budget(cfg: Config, labels: Sequence[Sequence[str]], names: Sequence[str], tokenizer: Any) -> int:
     """The exact trainable count of the multi-task model (shared LoRA + every head), refused over budget."""
-    from .counting import BudgetError
+    from ..core.counting import BudgetError
 
     n = trainable_count(build_multitask(cfg, labels, names, tokenizer, meta=True))
     if n > cfg.budget:
@@ -320,8 +320,8 @@ def train_multitask(cfgs: Sequence[Config], run_dir: Path) -> tuple[list[np.ndar
 
     from transformers import set_seed
 
-    from .model import build_tokenizer
-    from .runs import save_arrays
+    from ..core.model import build_tokenizer
+    from ..core.runs import save_arrays
 
     cfg = cfgs[0]
     run_dir = Path(run_dir)
@@ -362,7 +362,7 @@ def multitask_logits(model: MultiTaskModel, cfgs: Sequence[Config], tests: Seque
                      device: torch.device) -> list[np.ndarray]:
     """Each task's test rows (``tests``: the splits' frames) scored by its own head: how training scored them, and the
     audit again."""
-    from .evaluate import predict_logits
+    from ..core.evaluate import predict_logits
 
     model.to(device).eval()
     return [predict_logits(OneTask(model, i), encode(test, tokenizer, c.max_length), tokenizer.pad_token_id,
@@ -373,7 +373,7 @@ def multitask_logits(model: MultiTaskModel, cfgs: Sequence[Config], tests: Seque
 def load_multitask(run_dir: Path, device: str | torch.device = "cpu") -> tuple[MultiTaskModel, Any, list[Config]]:
     """The multi-task model of ``run_dir`` rebuilt from its record and saved LoRA factors and heads:
     ``(model, tokenizer, one configuration per task)``."""
-    from .model import build_tokenizer
+    from ..core.model import build_tokenizer
 
     run_dir = Path(run_dir)
     record = read_json(run_dir / "multitask.json")

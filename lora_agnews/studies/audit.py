@@ -3,10 +3,10 @@
 A number is a result only if its artifact gives it again. :func:`audit_profile` finds, under
 ``results/<profile>/``, every complete run with a saved adapter (the main run, the seed study, the ablation
 grid, the quantized runs, each merging task's own adapter) and re-scores its test rows from the adapter
-alone, through the path the run scored with (:func:`lora_agnews.train.scoring_model`, the run's batch size
+alone, through the path the run scored with (:func:`lora_agnews.core.train.scoring_model`, the run's batch size
 and precision); it re-merges the merging study's task adapters and re-scores every merged combination; it
 rebuilds the study's head-only floor and multi-task model from their records and saved trained tensors
-(:mod:`lora_agnews.multitask`: the frozen base rebuilt as at training, the head or LoRA factors and heads put
+(:mod:`lora_agnews.studies.multitask`: the frozen base rebuilt as at training, the head or LoRA factors and heads put
 back) and re-scores them through the code that scored them. Each is compared with the logits the run
 recorded: the predicted labels must be identical and the largest logit difference within :data:`TOLERANCE`
 for the precision. The TF-IDF baseline is refitted (deterministic) and its accuracy and macro F1 must equal
@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from . import paths, runs
-from .artifacts import read_json, write_json
+from ..core import paths, runs
+from ..core.artifacts import read_json, write_json
 
 AUDIT_FILE = "audit.json"
 # Largest |logit difference| accepted for the same computation repeated in another process: fp32 differs only by
@@ -88,11 +88,11 @@ def rescore_run(run_dir: Path | str, device: str = "cpu") -> tuple[np.ndarray, n
     """
     import torch
 
-    from .adapter import load_adapter
-    from .data import encode, load_splits
-    from .evaluate import predict_logits
-    from .model import resolve_precision
-    from .train import scoring_model
+    from ..core.adapter import load_adapter
+    from ..core.data import encode, load_splits
+    from ..core.evaluate import predict_logits
+    from ..core.model import resolve_precision
+    from ..core.train import scoring_model
 
     model, tokenizer, cfg = load_adapter(Path(run_dir) / "adapter", device)
     splits = load_splits(cfg)
@@ -120,10 +120,10 @@ def audit_merging(results: Path, device: str = "cpu") -> list[Check]:
     """Re-merge the study's saved task adapters and re-score every merged combination (none without a study)."""
     import torch
 
-    from .config import from_dict
+    from ..core.config import from_dict
     from .merging import make_combination, merge_method, score_merged
-    from .model import resolve_precision
-    from .study import MERGED_LOGITS, STUDY_FILE, merged_key
+    from ..core.model import resolve_precision
+    from .merging_study import MERGED_LOGITS, STUDY_FILE, merged_key
 
     if not (results / MERGED_LOGITS).is_file():
         return []
@@ -149,7 +149,7 @@ def study_model_dirs(results: Path) -> tuple[dict[str, Path], Path | None]:
 
     A study written before its settings named them keeps them beside its task runs (``OUT/head_only/<task>``,
     ``OUT/multitask``)."""
-    from .study import STUDY_FILE
+    from .merging_study import STUDY_FILE
 
     if not (results / STUDY_FILE).is_file():
         return {}, None
@@ -178,9 +178,9 @@ def audit_head_only(run_dir: Path, name: str, device: str = "cpu") -> Check:
     """The head-only floor rebuilt from its record and saved head, re-scored on its test rows."""
     import torch
 
-    from .data import load_splits
+    from ..core.data import load_splits
     from .merging import MergingError
-    from .model import resolve_precision
+    from ..core.model import resolve_precision
     from .multitask import head_only_logits, load_head_only
 
     _need_tensors(name, run_dir)
@@ -203,9 +203,9 @@ def audit_multitask(run_dir: Path, device: str = "cpu") -> list[Check]:
     """The multi-task model rebuilt from its record and saved LoRA factors and heads, each task re-scored."""
     import torch
 
-    from .data import load_splits
+    from ..core.data import load_splits
     from .merging import MULTITASK, MergingError
-    from .model import resolve_precision
+    from ..core.model import resolve_precision
     from .multitask import load_multitask, multitask_logits
 
     _need_tensors(f"merging: {MULTITASK}", run_dir)
@@ -245,11 +245,11 @@ def audit_baseline(profile: str) -> dict[str, Any] | None:
     Its record keeps no per-row predictions, so the refit's accuracy, macro F1 and row counts must equal the
     recorded ones exactly (the fit is deterministic: the same rows, the same solver, the same seed).
     """
-    from .adapter import CONFIG_FILE
+    from ..core.adapter import CONFIG_FILE
     from .baselines import tfidf_predictions
-    from .config import from_dict
-    from .data import load_splits
-    from .evaluate import compute_metrics
+    from ..core.config import from_dict
+    from ..core.data import load_splits
+    from ..core.evaluate import compute_metrics
 
     path = paths.results_dir(profile) / REFERENCE_FILE
     if not path.is_file():
@@ -286,7 +286,7 @@ def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
     Raises :class:`AuditError` (one line per run that does not reproduce, after writing the record) so the
     pipeline stops before the book shows a number its artifact does not give.
     """
-    from .progress import say
+    from ..core.progress import say
 
     results = paths.results_dir(profile)
     start = time.perf_counter()

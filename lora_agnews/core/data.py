@@ -337,7 +337,7 @@ def data_files(cfg: Config) -> tuple[str, list[Path]]:
 def data_fingerprint(cfg: Config) -> str:
     """SHA-256 over the local data files a run reads (names and bytes); a published source's name otherwise.
 
-    Part of a run's identity (:func:`lora_agnews.runs.run_key`): a run trained on a CSV that was
+    Part of a run's identity (:func:`lora_agnews.core.runs.run_key`): a run trained on a CSV that was
     edited since is never reused. Cheap: a file is hashed once per process while its size and
     modification time stay the same.
     """

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import Splits
+from ..core.data import Splits
 
 SPLITS = ("train", "validation", "test")
 _SPACES = re.compile(r"\s+")

@@ -1,10 +1,10 @@
 """The merging study: one adapter per task on one frozen encoder, merged every way, every task scored.
 
-:func:`run_study` trains one LoRA adapter per task (through :func:`lora_agnews.train.train_owned`,
+:func:`run_study` trains one LoRA adapter per task (through :func:`lora_agnews.core.train.train_owned`,
 so complete runs are reused), scores every merged combination with each task's own head
-(:func:`lora_agnews.merging.score_merged`), and frames each task by the same test rows scored three
+(:func:`lora_agnews.studies.merging.score_merged`), and frames each task by the same test rows scored three
 more ways: its own adapter (the ceiling), its head alone on the frozen encoder (the floor) and one
-adapter trained on all tasks at once (:mod:`lora_agnews.multitask`). :func:`results_frame` /
+adapter trained on all tasks at once (:mod:`lora_agnews.studies.multitask`). :func:`results_frame` /
 :func:`results_dict` turn the logits into accuracy with a bootstrap interval, accuracy relative to
 the own adapter, the paired difference to it with its interval and McNemar's test, and the
 trainable count of every model scored. :func:`run_profile_study` is what notebook 05 calls.
@@ -30,13 +30,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .artifacts import write_json
+from ..core.artifacts import write_json
 from .comparison import Arm, check_same_rows, compare
-from .config import Config
+from ..core.config import Config
 from .merging import (EQUAL_RANKS, HEAD_ONLY, MULTITASK, OWN, Combination, MergingError, TaskScores, _check_method,
                       _check_names, _tokenizer_digest, default_combinations, score_merged_in_fresh_process, task_name)
 from .multitask import check_multitask_budget, head_only_model, train_head_only, train_multitask, trainable_count
-from .progress import say
+from ..core.progress import say
 
 STUDY_FILE = "merging.json"
 STUDY_TABLE = "merging.csv"
@@ -51,9 +51,9 @@ def task_data(cfg: Config, task: str) -> str:
     """Where a study's task reads its rows: AG News reads ``data`` (hub, sample or an AG News directory); a
     registered task the hub when ``data`` is hub, else its offline PyPI copy (an AG News directory means
     nothing to it); a task directory is its own data."""
-    from .registry import TASKS
-    from .sources import HUB, PYPI
-    from .tasks import AGNEWS
+    from ..core.registry import TASKS
+    from ..core.sources import HUB, PYPI
+    from ..core.tasks import AGNEWS
 
     if task == AGNEWS:
         return cfg.data
@@ -81,8 +81,8 @@ def task_configs(cfg: Config, tasks: Sequence[str]) -> list[Config]:
 
 def build_shared_tokenizer(cfgs: Sequence[Config]) -> Any:
     """One word-level tokenizer from the union of the tasks' whole training files (``tokenizer local``)."""
-    from .data import load_task
-    from .model import build_local_tokenizer
+    from ..core.data import load_task
+    from ..core.model import build_local_tokenizer
 
     texts = [text for c in cfgs for text in load_task(c)[0]["text"].tolist()]
     return build_local_tokenizer(texts)
@@ -94,7 +94,7 @@ def shared_tokenizer_dir(out_dir: Path, tokenizer: Any) -> Path:
 
 
 def save_tokenizer(tokenizer: Any, directory: Path) -> Path:
-    from .runs import atomic_directory
+    from ..core.runs import atomic_directory
 
     if not (Path(directory) / "tokenizer.json").is_file():
         with atomic_directory(Path(directory)) as tmp:
@@ -103,8 +103,8 @@ def save_tokenizer(tokenizer: Any, directory: Path) -> Path:
 
 
 def _budget_check(cfg: Config, tokenizer: Any) -> dict[str, Any]:
-    from .counting import check_budget, parameter_breakdown
-    from .methods import build_model
+    from ..core.counting import check_budget, parameter_breakdown
+    from ..core.methods import build_model
 
     breakdown = parameter_breakdown(build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                                 meta=True))
@@ -133,10 +133,10 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
     with the same name, a configuration over the budget, ranks or densities a combination cannot
     take) comes before anything is written.
     """
-    from .data import task_labels
-    from .model import build_tokenizer
-    from .progress import quiet_libraries
-    from .train import train_owned
+    from ..core.data import task_labels
+    from ..core.model import build_tokenizer
+    from ..core.progress import quiet_libraries
+    from ..core.train import train_owned
 
     quiet_libraries()
     combinations = list(combinations if combinations is not None else default_combinations())
@@ -247,7 +247,7 @@ def save_results(study: Study, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     frame = results_frame(study)
     frame.to_csv(directory / STUDY_TABLE, index=False)
-    from .runs import save_arrays
+    from ..core.runs import save_arrays
 
     save_arrays(directory / MERGED_LOGITS, **{merged_key(s.name, method): logits for s in study.tasks  # the audit's
                                               for method, logits in s.logits.items() if s.kinds.get(method)})
@@ -283,8 +283,8 @@ def resolve_task(task: str) -> str:
     """A task name as given, or a task directory made absolute: a relative path names a directory under
     the working directory when one exists there, else under the repository (profiles name shipped data,
     ``data/tasks/reviews``, and papermill runs notebooks from a build folder)."""
-    from . import paths
-    from .registry import TASKS
+    from ..core import paths
+    from ..core.registry import TASKS
 
     if task in TASKS:
         return task
@@ -324,7 +324,7 @@ def study_config(cfg: Config) -> Config:
 
 def study_dir(cfg: Config) -> Path:
     """Where a profile's study trains and keeps its runs: ``results/<profile>/runs/merging``."""
-    from . import paths
+    from ..core import paths
 
     return paths.runs_dir(cfg.profile) / "merging"
 
@@ -333,7 +333,7 @@ def run_profile_study(cfg: Config) -> Study:
     """Notebook 05's measurement: :func:`run_study` on the profile's ``merge_tasks`` at the profile's study
     sizes, every combination of ``merge_combinations``; the results go to ``results/<profile>/merging.json``
     and ``merging.csv`` (the book and the report read them), the runs to :func:`study_dir`."""
-    from . import paths
+    from ..core import paths
 
     return run_study(study_config(cfg), profile_tasks(cfg), study_dir(cfg), profile_combinations(cfg),
                      results_dir=paths.results_dir(cfg.profile))
