@@ -128,7 +128,9 @@ def audit_merging(results: Path, device: str = "cpu") -> list[Check]:
     if not (results / MERGED_LOGITS).is_file():
         return []
     study = read_json(results / STUDY_FILE)
-    dirs = [Path(d) / "adapter" for d in study["settings"]["task_dirs"].values()]
+    # the study's task order, not the settings' mapping (JSON is written with sorted keys): DARE draws its masks
+    # and SVD sums the updates in the order the adapters are given
+    dirs = [Path(study["settings"]["task_dirs"][t["name"]]) / "adapter" for t in study["tasks"]]
     combos = [make_combination(c["kind"], c["weights"], c["density"], c["svd_rank"], c["seed"])
               for c in study["combinations"]]
     checks = []

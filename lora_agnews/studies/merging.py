@@ -447,33 +447,6 @@ def score_merged(adapter_dirs: Sequence[Path], combinations: Sequence[Combinatio
         return [_score_task(adapters, t, copies, tokenizer, combinations, device) for t in range(len(adapters))]
 
 
-def score_merged_in_fresh_process(adapter_dirs: Sequence[Path], combinations: Sequence[Combination],
-                                  device: str | torch.device | None = None) -> list[TaskScores]:
-    """:func:`score_merged` in a Python process of its own, so that the numbers are what the saved adapters give.
-
-    Merged in the process that had just trained the task adapters, DARE's random masks and the SVD merges came out
-    differently from the same merge in any fresh process (two fresh processes agree bit for bit); the audit
-    re-merges in a fresh process, so the study records what a fresh process computes.
-    """
-    import pickle
-    import subprocess
-    import sys
-
-    with tempfile.TemporaryDirectory() as tmp:
-        args, out = Path(tmp) / "args.pkl", Path(tmp) / "scores.pkl"
-        args.write_bytes(pickle.dumps(([str(d) for d in adapter_dirs], list(combinations),
-                                       None if device is None else str(device))))
-        script = ("import pickle, sys\nfrom lora_agnews.studies.merging import score_merged\n"
-                  "dirs, combos, device = pickle.loads(open(sys.argv[1], 'rb').read())\n"
-                  "open(sys.argv[2], 'wb').write(pickle.dumps(score_merged(dirs, combos, device)))\n")
-        done = subprocess.run([sys.executable, "-c", script, str(args), str(out)], capture_output=True, text=True)
-        sys.stderr.write("".join(line + "\n" for line in done.stderr.splitlines() if line.startswith("[lora_agnews]")))
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise MergingError(f"scoring the merged adapters in a fresh process failed: {last}")
-        return pickle.loads(out.read_bytes())
-
-
 def _score_task(adapters: Sequence[SavedAdapter], t: int, copies: Sequence[Path], tokenizer: Any,
                 combinations: Sequence[Combination], device: str | torch.device | None) -> TaskScores:
     from ..core.evaluate import predict_logits

@@ -34,7 +34,7 @@ from ..core.artifacts import write_json
 from .comparison import Arm, check_same_rows, compare
 from ..core.config import Config
 from .merging import (EQUAL_RANKS, HEAD_ONLY, MULTITASK, OWN, Combination, MergingError, TaskScores, _check_method,
-                      _check_names, _tokenizer_digest, default_combinations, score_merged_in_fresh_process, task_name)
+                      _check_names, _tokenizer_digest, default_combinations, score_merged, task_name)
 from .multitask import check_multitask_budget, head_only_model, train_head_only, train_multitask, trainable_count
 from ..core.progress import say
 
@@ -174,7 +174,7 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
         facts[name] = {k: metrics.get(k) for k in TASK_FACTS}
         run_dirs.append(out_dir / "tasks" / name)
     seconds["task adapters"], clock = time.perf_counter() - clock, time.perf_counter()
-    scores = score_merged_in_fresh_process([d / "adapter" for d in run_dirs], combinations)
+    scores = score_merged([d / "adapter" for d in run_dirs], combinations)
     seconds["merging and scoring"], clock = time.perf_counter() - clock, time.perf_counter()
     own_gap = {}
     for s, d in zip(scores, run_dirs):
