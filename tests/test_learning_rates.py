@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 from lora_agnews.reporting import ablation_reporting, plots
 from lora_agnews.core import config, paths
 from lora_agnews.studies import experiments
-from lora_agnews import runs  # noqa: E402
+from lora_agnews.core import runs  # noqa: E402
 from lora_agnews.core.artifacts import write_json  # noqa: E402
 
 
