@@ -141,7 +141,7 @@ def test_merged_adapter_reloads_in_a_fresh_process(env, study) -> None:
     assert manifest["combination"]["kind"] == "dare_ties" and manifest["combination"]["density"] == 0.5
     script = (
         "import json, sys, numpy as np\n"
-        "from lora_agnews import merging\n"
+        "from lora_agnews.studies import merging\n"
         "from lora_agnews.core.adapter import predict_logits_for_texts\n"
         "from lora_agnews.core.data import load_splits\n"
         "from lora_agnews.core.tasks import model_labels\n"
