@@ -31,13 +31,13 @@ import numpy as np
 
 from .core import config as config_mod
 from .core import paths, runs
+from .core.paths import STAMP, stamp_path
 from .core.artifacts import read_json, save_figure, write_json
 from .core.config import Config, ConfigError
 from .core.progress import interactive, say
 
 NOTEBOOKS = ("01_exploration", "02_training", "03_evaluation", "04_ablations", "05_merging", "06_quantization")
 STEPS = ("notebooks", "book", "report")
-STAMP = paths.STAMP
 # What the notebooks write and the book and report read (result files, macros, tables, figures). Bump it
 # whenever a change makes results written before it unreadable by this version's book or report: such
 # results are then refused with the one command that regenerates them, not a failure inside Sphinx or LaTeX.
@@ -207,10 +207,6 @@ def write_result(data: Any, cfg: Config, name: str) -> Path:
 
 
 # =========================================================================== driver side
-def stamp_path(profile: str) -> Path:
-    return paths.stamp_path(profile)
-
-
 def notebook_parameters(profile: str, cfg: Config, notebook: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """What papermill injects: every key of the profile's YAML, every key the notebook declares, overrides.
 

@@ -133,3 +133,10 @@ def fresh_process_logits(adapters: dict[str, Path], out_dir: Path) -> dict[str, 
                           str(out_dir)], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return {name: np.load(out_dir / f"{name}.npy") for name in adapters}
+
+
+def task_config(directory: Path, **changes: Any) -> Any:
+    """The smoke recipe on a task directory, every test row scored (the task tests' runs)."""
+    from lora_agnews.core import config
+
+    return config.load("smoke", {"task": str(directory), "epochs": 4, "max_eval_samples": 0, **changes})

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import task_config
 
 from lora_agnews import cli
 from lora_agnews.core import config, data, multilabel, registry
@@ -44,10 +45,6 @@ def write_multi_label_task(root: Path, names: list[str], n_train: int = 150, n_t
     if classes_txt:  # an order that is not the sorted one
         (root / "classes.txt").write_text("\n".join(reversed(names)) + "\n", encoding="utf-8")
     return root
-
-
-def task_config(directory: Path, **changes) -> config.Config:
-    return config.load("smoke", {"task": str(directory), "epochs": 4, "max_eval_samples": 0, **changes})
 
 
 @pytest.fixture(scope="module")
