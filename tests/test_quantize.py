@@ -174,6 +174,27 @@ def test_evaluating_between_steps_leaves_the_4bit_base_as_quantized(double: bool
     quantize.check_layout(base)
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_an_int8_layer_keeps_its_bias_whatever_dtype_it_saw(training: bool) -> None:
+    """A bfloat16 pass (autocast) must not round the frozen bias for the float32 passes that follow.
+
+    bitsandbytes' own layer rewrites its bias in place to the input's dtype, so a model's numbers depended on
+    the order of its passes; the project's layer casts a copy per call.
+    """
+    pytest.importorskip("bitsandbytes")
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 16)
+    with torch.no_grad():
+        linear.bias.add_(1e-3 * torch.randn(16) + 0.3)  # values that bfloat16 cannot hold exactly
+    assert not torch.equal(linear.bias.to(torch.bfloat16).float(), linear.bias)
+    fresh, seasoned = (quantize._linear8bit(linear, __import__("bitsandbytes")) for _ in range(2))
+    fresh.train(training), seasoned.train(training)
+    x = torch.randn(3, 64)
+    seasoned(x.to(torch.bfloat16))
+    assert torch.equal(seasoned.bias, linear.bias) and seasoned.bias.dtype == torch.float32
+    assert torch.equal(seasoned(x), fresh(x))
+
+
 def test_a_repacked_base_is_refused() -> None:
     """A model whose 4-bit layers bitsandbytes repacked cannot be saved or scored as the run's model."""
     base = quantize.apply(_plain_base(smoke(quantize="nf4")), smoke(quantize="nf4"))

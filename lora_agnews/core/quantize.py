@@ -126,10 +126,37 @@ def is_repacked(module: nn.Module) -> bool:
     return bool(getattr(state, "packing_format_for_cpu", False))
 
 
+@functools.lru_cache(maxsize=1)
+def _frozen_bias_int8(bnb: Any) -> type:
+    """bitsandbytes' 8-bit layer, except that a forward pass never rewrites its bias.
+
+    ``Linear8bitLt.forward`` casts its bias *in place* to the input's dtype (``bias.data = bias.data.to(x.dtype)``).
+    Under bf16 autocast the layers see float32 inputs in some passes and bfloat16 in others (training and
+    scoring run different kernels), so the first bfloat16 input rounds the frozen bias for good, at a moment
+    that depends on the order of passes: a model trained in the Trainer and the same model rebuilt from its
+    adapter in a fresh process then computed with different biases (labels 99.7% alike). Casting a copy per
+    call gives every pass the bias bitsandbytes would have used on that input, with no history.
+    """
+
+    class Linear8bitLt(bnb.nn.Linear8bitLt):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.state.is_training = self.training
+            if self.weight.CB is not None:
+                self.init_8bit_state()
+            bias = None if self.bias is None else self.bias.to(x.dtype)
+            out = bnb.matmul(x, self.weight, bias=bias, state=self.state)
+            if not self.state.has_fp16_weights and self.state.CB is not None:
+                self.weight.data = self.state.CB
+            return out
+
+    Linear8bitLt.__module__ = __name__
+    return Linear8bitLt
+
+
 def _linear8bit(linear: nn.Linear, bnb: Any) -> nn.Module:
     # threshold 0: every column in int8 (no fp16 outlier columns), the layer's memory is what it says
-    layer = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=linear.bias is not None,
-                                has_fp16_weights=False, threshold=0.0, device=torch.device("meta"))
+    layer = _frozen_bias_int8(bnb)(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                                   has_fp16_weights=False, threshold=0.0, device=torch.device("meta"))
     layer.weight = bnb.nn.Int8Params(linear.weight.data, requires_grad=False, has_fp16_weights=False)
     if linear.bias is not None:
         layer.bias = nn.Parameter(linear.bias.data, requires_grad=False)
@@ -192,8 +219,9 @@ def is_quantized(model: nn.Module) -> bool:
 
 
 def _is_bnb_layer(module: nn.Module) -> bool:
-    kind = type(module)
-    return kind.__module__.startswith("bitsandbytes") and kind.__name__ in ("Linear4bit", "Linear8bitLt")
+    # by the class's ancestry, so that a model without a quantized layer never imports bitsandbytes
+    return any(kind.__module__.startswith("bitsandbytes") and kind.__name__ in ("Linear4bit", "Linear8bitLt")
+               for kind in type(module).__mro__)
 
 
 # --------------------------------------------------------------------------- memory
