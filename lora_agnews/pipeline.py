@@ -140,37 +140,31 @@ class Rescored:
 
 
 def rescore_test(cfg: Config) -> Rescored:
-    """Load the main run's adapter into a freshly built base model and score the test split.
+    """Load the main run's adapter into a freshly built base model and score the test split as the run did.
 
-    This is the check that the saved artifact (LoRA weights + trained head) is the model:
-    the predictions are compared with the ones recorded at the end of training.
+    This is the check that the saved artifact (the method's weights + trained head) is the model: the
+    predictions are compared with the ones recorded at the end of training (``train.rescore``, the audit's path).
     """
-    from .core.adapter import load_adapter
-    from .core.data import encode, load_splits
-    from .core.evaluate import evaluate_model, softmax
+    from .core.evaluate import compute_metrics, softmax
+    from .core.model import device_for
+    from .core.train import rescore
     from .studies.comparison import bootstrap_ci
-    from .core.model import device_for, resolve_precision
 
     run_dir = main_run_dir(cfg)
     runs.load_complete(run_dir)  # a clear error when 02 did not finish
-    device = device_for(cfg)
-    model, tokenizer, run_cfg = load_adapter(main_adapter_dir(cfg), device=device)
-    if run_cfg.run_key() != cfg.run_key():
-        diff = sorted(k for k, v in cfg.run_key().items() if run_cfg.run_key().get(k) != v)
+    scored = rescore(run_dir, device_for(cfg))
+    if scored.cfg.run_key() != cfg.run_key():
+        diff = sorted(k for k, v in cfg.run_key().items() if scored.cfg.run_key().get(k) != v)
         raise runs.RunError(f"the adapter in {run_dir} was trained with other parameters ({', '.join(diff)}); "
                             f"re-execute 02_training with this configuration first.")
-    splits = load_splits(cfg)
-    test = encode(splits.test, tokenizer, cfg.max_length)
-    metrics, logits = evaluate_model(model, test, tokenizer.pad_token_id, cfg.eval_batch_size, device,
-                                     resolve_precision(cfg, device), names=splits.labels)
-    metrics["accuracy_ci"] = bootstrap_ci(logits.argmax(1) == np.asarray(test.labels), seed=cfg.seed)
+    logits, labels, probs = scored.logits, scored.labels, softmax(scored.logits)
+    metrics = compute_metrics(labels, logits.argmax(1), probs, names=scored.splits.labels)
+    metrics["accuracy_ci"] = bootstrap_ci(logits.argmax(1) == labels, seed=cfg.seed)
     agreement = None
-    saved = run_dir / "test_predictions.npz"
-    if saved.is_file():
-        with np.load(saved) as old:
-            if len(old["logits"]) == len(logits):
-                agreement = float((old["logits"].argmax(1) == logits.argmax(1)).mean())
-    return Rescored(metrics, logits, softmax(logits), splits.test["text"].tolist(), np.asarray(test.labels),
+    with np.load(run_dir / "test_predictions.npz") as old:
+        if len(old["logits"]) == len(logits):
+            agreement = float((old["logits"].argmax(1) == logits.argmax(1)).mean())
+    return Rescored(metrics, logits, probs, scored.splits.test["text"].tolist(), labels,
                     main_adapter_dir(cfg), agreement)
 
 

@@ -63,6 +63,8 @@ def test_notebook_parameters_are_config_keys_with_demo_values(path: Path) -> Non
         assert name in config.keys(), f"{path.name}: '{name}' is not a config key"
         assert config.coerce(name, ast.literal_eval(info["default"])) == getattr(demo, name), name
         assert info["help"], f"{path.name}: '{name}' lacks its comment"
+    lines = [line for line in nbformat.read(path, as_version=4).cells[0].source.splitlines() if line.strip()]
+    assert len(declared) == len(lines), "papermill skips a parameter line whose comment holds '='"
 
 
 def test_notebook_config_applies_overrides_and_names_unknown_parameters() -> None:

@@ -22,7 +22,7 @@ from . import runs
 from .artifacts import write_json
 from .config import Config, require_trackers
 from .data import PadCollator, Splits, TokenizedDataset, encode, load_splits
-from .evaluate import evaluate_model, pad_multiple
+from .evaluate import evaluate_model, pad_multiple, predict_logits
 from .counting import check_budget, parameter_breakdown
 from .methods import MergeError, build_model, check_max_length, merge
 from .model import build_tokenizer, device_for, model_config, resolve_precision
@@ -476,6 +476,36 @@ def scoring_model(model: torch.nn.Module, cfg: Config, quiet: bool = False) -> t
             if not quiet:
                 say(f"note: scoring unmerged ({exc})")
     return model
+
+
+@dataclass(frozen=True)
+class Rescore:
+    """A complete run's test split scored again from its saved adapter alone, as the run scored it."""
+
+    cfg: Config
+    splits: Splits
+    logits: np.ndarray
+    labels: np.ndarray
+    precision: str
+
+
+def rescore(run_dir: Path | str, device: str | torch.device = "cpu") -> Rescore:
+    """Rebuild the run's model from ``run_dir/adapter`` and score its test rows through ``scoring_model``.
+
+    The one re-scoring path: the audit and the evaluation chapter both call it, so "the saved artifact
+    reproduces the run" means the same thing wherever it is stated.
+    """
+    from .adapter import load_adapter
+
+    dev = torch.device(device)
+    model, tokenizer, cfg = load_adapter(Path(run_dir) / "adapter", dev)
+    splits = load_splits(cfg)
+    test = encode(splits.test, tokenizer, cfg.max_length)
+    precision = resolve_precision(cfg, dev)
+    model = scoring_model(model, cfg, quiet=True).to(dev).eval()
+    logits = predict_logits(model, test, tokenizer.pad_token_id, cfg.eval_batch_size, dev, precision,
+                            multiple=cfg.pad_multiple)
+    return Rescore(cfg, splits, logits, np.asarray(test.labels), precision)
 
 
 def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dict[str, Any]:

@@ -81,33 +81,12 @@ def audited_runs(root: Path) -> list[Path]:
             if (d / "adapter").is_dir() and (d / "test_predictions.npz").is_file()]
 
 
-def rescore_run(run_dir: Path | str, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, str]:
-    """The run's test logits from its saved adapter alone: ``(logits, labels, precision)``.
-
-    The test rows are loaded again from the run's configuration and scored as the run scored them.
-    """
-    import torch
-
-    from ..core.adapter import load_adapter
-    from ..core.data import encode, load_splits
-    from ..core.evaluate import predict_logits
-    from ..core.model import resolve_precision
-    from ..core.train import scoring_model
-
-    model, tokenizer, cfg = load_adapter(Path(run_dir) / "adapter", device)
-    splits = load_splits(cfg)
-    test = encode(splits.test, tokenizer, cfg.max_length)
-    dev = torch.device(device)
-    precision = resolve_precision(cfg, dev)
-    model = scoring_model(model, cfg, quiet=True).to(dev).eval()
-    logits = predict_logits(model, test, tokenizer.pad_token_id, cfg.eval_batch_size, dev, precision,
-                            multiple=cfg.pad_multiple)
-    return logits, np.asarray(test.labels), precision
-
-
 def audit_run(run_dir: Path, root: Path, device: str = "cpu") -> Check:
     name = str(run_dir.relative_to(root))
-    logits, labels, precision = rescore_run(run_dir, device)
+    from ..core.train import rescore
+
+    scored = rescore(run_dir, device)
+    logits, labels, precision = scored.logits, scored.labels, scored.precision
     with np.load(run_dir / "test_predictions.npz") as saved:
         if not np.array_equal(saved["labels"], labels):
             raise AuditError(f"{name}: its test rows are not the ones it recorded (the data changed since the run); "
