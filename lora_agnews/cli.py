@@ -241,7 +241,7 @@ def cmd_quantization(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     result = run_study(cfg)
-    print(table(result).to_string(index=False))
+    print(table(result).markdown())
     return 0
 
 

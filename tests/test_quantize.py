@@ -326,7 +326,8 @@ def test_export_writes_a_float32_checkpoint_of_a_quantized_adapter(trained: dict
 
 # --------------------------------------------------------------------------- the study
 @pytest.mark.slow  # trains (the module's runs: about 20 s in all): `make test-slow`
-def test_study_pairs_each_quantized_base_with_full_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_study_pairs_each_quantized_base_with_full_precision(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """On the smoke recipe, in this process (isolate False keeps it fast; the pipeline runs it isolated)."""
     cfg = smoke(quantize_schemes="nf4,none", quantize_seeds=2, epochs=2, max_train_samples=96)
     result = quantize_study.run_study(cfg, isolate=False)
@@ -338,6 +339,11 @@ def test_study_pairs_each_quantized_base_with_full_precision(monkeypatch: pytest
     assert comp["mean_difference"] == pytest.approx(expected)
     assert comp["bootstrap_ci"][0] <= comp["mean_difference"] <= comp["bootstrap_ci"][1]
     assert len(comp["mcnemar_per_seed"]) == 2
+    monkeypatch.setattr(quantize_study, "run_study", lambda cfg: result)  # the command prints the study's table
+    from lora_agnews.cli import main
+
+    assert main(["quantization", "--profile", "smoke"]) == 0
+    assert "NF4" in capsys.readouterr().out.splitlines()[-2]  # the table's last row
     summary = quantize_study.summary_frame(result)
     assert list(summary["scheme"]) == ["none", "nf4"]
     assert summary.loc[1, "base_mib"] < summary.loc[0, "base_mib"]
