@@ -206,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     overrides = {key: config_mod.coerce(key, value) for key, value in args.param}
     try:
-        run(args.profile, args.steps, overrides)
+        run(args.profile, args.steps, overrides, restore_only=args.restore_only)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -251,6 +251,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     record = audit_profile(args.profile)
     print(f"audit: {record['reproduced']} of {record['runs']} saved models reproduce their recorded test scores "
           f"(largest |logit difference| {record['largest_abs_logit_diff']:.1e}, {record['seconds']:.0f} s)")
+    return 0
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    """``site PROFILE ...``: the landing page and the built books of the profiles, in build/site."""
+    from .reporting.site import build_site
+
+    index = build_site(args.profiles)
+    print(f"site: {len(args.profiles)} book(s) ({', '.join(args.profiles)}) and the landing page -> {index}")
     return 0
 
 
@@ -323,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the whole pipeline: notebooks (papermill) -> book -> report")
     _common(p)
     p.add_argument("--steps", default="notebooks,book,report", help="comma-separated subset of notebooks,book,report")
+    p.add_argument("--restore-only", action="store_true",
+                   help="never train: every run must be complete in results/ or restored from archive/PROFILE; the "
+                        "first one that is not stops the pipeline, naming it (sets LORA_AGNEWS_RESTORE_ONLY=1)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("seeds", help="train the profile's configuration and baseline over n_seeds seeds; statistics")
@@ -342,6 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "re-score its test rows and compare with what was recorded")
     p.add_argument("--profile", default="demo", help="profile in configs/ (default: demo)")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("site", help="the published site in build/site: a landing page linking the built books of "
+                                    "the given profiles (make site; the Pages workflow)")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE", help="profiles whose books are built (make book)")
+    p.set_defaults(func=cmd_site)
 
     p = sub.add_parser("logits", help="write a teacher logits file (for distillation) from any fine-tuned classifier")
     _common(p)
