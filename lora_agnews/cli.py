@@ -254,21 +254,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_site(args: argparse.Namespace) -> int:
-    """``site PROFILE ...``: the landing page and the built books of the profiles, in build/site."""
-    from .reporting.site import build_site
-
-    index = build_site(args.profiles)
-    print(f"site: {len(args.profiles)} book(s) ({', '.join(args.profiles)}) and the landing page -> {index}")
-    return 0
-
-
 def cmd_logits(args: argparse.Namespace) -> int:
     from .core.distill import write_logits_for_data
 
     cfg = load_config(args)
     out, n = write_logits_for_data(Path(args.teacher), cfg, Path(args.out))
     print(f"wrote teacher logits for {n:,} training texts -> {out}")
+    return 0
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    """``site PROFILE ...``: the landing page and the built books of the profiles, in build/site."""
+    from .reporting.site import build_site
+
+    index = build_site(args.profiles)
+    print(f"site: {len(args.profiles)} book(s) ({', '.join(args.profiles)}) and the landing page -> {index}")
     return 0
 
 
@@ -355,16 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="demo", help="profile in configs/ (default: demo)")
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("site", help="the published site in build/site: a landing page linking the built books of "
-                                    "the given profiles (make site; the Pages workflow)")
-    p.add_argument("profiles", nargs="+", metavar="PROFILE", help="profiles whose books are built (make book)")
-    p.set_defaults(func=cmd_site)
-
     p = sub.add_parser("logits", help="write a teacher logits file (for distillation) from any fine-tuned classifier")
     _common(p)
     p.add_argument("--teacher", required=True, help="teacher: an adapter directory (RUN/adapter) or a HF classifier directory")
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(func=cmd_logits)
+
+    p = sub.add_parser("site", help="the published site in build/site: a landing page linking the built books of "
+                                    "the given profiles (make site; the Pages workflow)")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE", help="profiles whose books are built (make book)")
+    p.set_defaults(func=cmd_site)
     return parser
 
 

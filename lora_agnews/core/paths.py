@@ -12,13 +12,13 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # lora_agnews/ (this file is lora_agnews/core/paths.py)
 ROOT = PACKAGE_DIR.parent
+PYPROJECT = ROOT / "pyproject.toml"
 CONFIGS = ROOT / "configs"
 DATA = ROOT / "data"
 SAMPLE_DATA = DATA / "sample"
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 REPORT = ROOT / "report"
-PYPROJECT = ROOT / "pyproject.toml"
 
 
 def results_root() -> Path:
