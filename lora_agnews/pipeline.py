@@ -504,8 +504,8 @@ def _publication_config(data: dict[str, Any], context: Mapping[str, Any]) -> Non
             raise PipelineError(f"{REPOSITORY_URL_ENV}={url!r} is not an http(s) URL. Set it to the repository's "
                                 f"address (for example https://github.com/OWNER/REPO) or unset it.")
         # sphinx-book-theme links a notebook page to <path_to_book>/<page name>.ipynb of the repository, and a
-        # notebook page's name, notebooks/NN_name, is where the repository keeps the notebook (unexecuted): so
-        # the root. No other link reads path_to_book here (the edit, source and issues buttons are off).
+        # notebook page's name, notebooks/NN_name, is where the repository keeps the notebook (unexecuted), so
+        # path_to_book is the repository's root. No other link reads it (the edit, source, issues buttons are off).
         branch = os.environ.get(REPOSITORY_BRANCH_ENV, "").strip() or "main"
         data["repository"] = {**(data.get("repository") or {}), "url": url, "path_to_book": "", "branch": branch}
         html["use_repository_button"] = True
