@@ -58,7 +58,7 @@ def test_a_complete_run_is_still_reused(train_smoke, tmp_path: Path, monkeypatch
     monkeypatch.setenv(runs.RESTORE_ONLY_ENV, "1")
     monkeypatch.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("LORA_AGNEWS_CACHE", str(tmp_path / "cache"))
-    metrics = train(config.load("smoke"), run_dir)
+    metrics = train(config.load("smoke", {"epochs": 1}), run_dir)  # the run train_smoke made
     assert metrics == runs.load_complete(run_dir)
 
 
