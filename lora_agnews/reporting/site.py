@@ -60,6 +60,7 @@ def read_book(profile: str) -> Book:
     data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     html = data.get("html") or {}
     banner = unescape(re.sub(r"<[^>]+>", "", str(html.get("announcement") or ""))).strip()  # HTML -> text
+    banner = re.sub(rf"^{re.escape(profile)} profile:\s*", "", banner)  # the section's heading names the profile
     return Book(profile=profile, title=str(data.get("title", profile)), summary=profile_summary(profile),
                 results=banner, provenance=str(html.get("extra_footer") or ""),
                 repository=str((data.get("repository") or {}).get("url") or ""))
