@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # parameter overrides for the pipeline targets, e.g. ARGS="-p data ../shared/agnews-subset -p epochs 2"
 ARGS ?=
 
-.PHONY: help setup tex browser all notebooks book report test test-slow test-all test-fast bench clean distclean
+.PHONY: help setup tex browser all notebooks book report site test test-slow test-all test-fast bench clean distclean
 
 help: ## list the targets
 	@echo "lora-agnews (PROFILE=$(PROFILE); profiles: $$(ls configs | sed 's/.yaml//' | tr '\n' ' '))"
@@ -58,6 +58,18 @@ book: setup ## build the HTML book from the executed notebooks (build/PROFILE/bo
 
 report: setup ## build the LaTeX report PDF from results/PROFILE (build/PROFILE/report)
 	$(PY) -m lora_agnews run --profile $(PROFILE) --steps report $(ARGS)
+
+# The published site (.github/workflows/book.yml; book/guide/publishing.md): the books of SITE_RESTORED made from
+# archive/<profile> alone (--restore-only: a run the archive lacks stops the build, naming it, instead of training
+# for hours), the books of SITE_TRAINED computed here (demo: minutes on the shipped sample), and a landing page.
+# SITE_ARGS_<profile>: the -p overrides that profile's archive was made with (an entry matches its own data only).
+SITE_RESTORED ?= cpu base
+SITE_TRAINED ?= demo
+
+site: setup ## the published site in build/site: cpu and base books from the archive (never trained), the demo book, a landing page
+	$(foreach p,$(SITE_RESTORED),$(PY) -m lora_agnews run --profile $(p) --steps notebooks,book --restore-only $(SITE_ARGS_$(p)) &&) true
+	$(foreach p,$(SITE_TRAINED),$(PY) -m lora_agnews run --profile $(p) --steps notebooks,book $(SITE_ARGS_$(p)) &&) true
+	$(PY) -m lora_agnews site $(SITE_RESTORED) $(SITE_TRAINED)
 
 test: setup ## the README's test command: unit tests, the smoke pipeline end to end and the browser test (not the slow tier)
 	$(PY) -m pytest -m "not slow" -n 2 --dist loadfile $(PYTEST_ARGS)

@@ -206,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     overrides = {key: config_mod.coerce(key, value) for key, value in args.param}
     try:
-        run(args.profile, args.steps, overrides)
+        run(args.profile, args.steps, overrides, restore_only=args.restore_only)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -260,6 +260,15 @@ def cmd_logits(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     out, n = write_logits_for_data(Path(args.teacher), cfg, Path(args.out))
     print(f"wrote teacher logits for {n:,} training texts -> {out}")
+    return 0
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    """``site PROFILE ...``: the landing page and the built books of the profiles, in build/site."""
+    from .reporting.site import build_site
+
+    index = build_site(args.profiles)
+    print(f"site: {len(args.profiles)} book(s) ({', '.join(args.profiles)}) and the landing page -> {index}")
     return 0
 
 
@@ -323,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the whole pipeline: notebooks (papermill) -> book -> report")
     _common(p)
     p.add_argument("--steps", default="notebooks,book,report", help="comma-separated subset of notebooks,book,report")
+    p.add_argument("--restore-only", action="store_true",
+                   help="never train: every run must be complete in results/ or restored from archive/PROFILE; the "
+                        "first one that is not stops the pipeline, naming it (sets LORA_AGNEWS_RESTORE_ONLY=1)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("seeds", help="train the profile's configuration and baseline over n_seeds seeds; statistics")
@@ -348,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", required=True, help="teacher: an adapter directory (RUN/adapter) or a HF classifier directory")
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(func=cmd_logits)
+
+    p = sub.add_parser("site", help="the published site in build/site: a landing page linking the built books of "
+                                    "the given profiles (make site; the Pages workflow)")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE", help="profiles whose books are built (make book)")
+    p.set_defaults(func=cmd_site)
     return parser
 
 

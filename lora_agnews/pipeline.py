@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -244,7 +245,7 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
                     kernel_name=KERNEL, cwd=str(out_dir), progress_bar=interactive(), log_output=False,
                     stderr_file=_ProgressEcho(), extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except PapermillExecutionError as exc:
-            raise PipelineError(_cell_failure(name, exc, target)) from None
+            raise PipelineError(_restore_only_refusal(name, exc) or _cell_failure(name, exc, target)) from None
         say(f"notebook {name} done in {time.perf_counter() - t0:.1f} s -> {target}")
     audit = run_audit(profile)
     write_json({"profile": profile, "results_format": RESULTS_FORMAT, "finished": runs.now(), "notebooks": list(NOTEBOOKS),
@@ -324,6 +325,15 @@ def _cell_failure(name: str, exc: Any, target: Path) -> str:
             f"  later notebooks, the book and the report were not run.")
 
 
+def _restore_only_refusal(name: str, exc: Any) -> str:
+    """The one line of a ``--restore-only`` refusal (:func:`lora_agnews.core.runs.refuse_training`) raised in the
+    notebook or in a study's subprocess, or ``""`` for any other failure."""
+    for line in _strip_ansi(str(exc.evalue)).splitlines():
+        if runs.RESTORE_ONLY in line:
+            return f"notebook {name}: " + line[line.index(runs.RESTORE_ONLY):]
+    return ""
+
+
 def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
 
@@ -380,14 +390,14 @@ def _jupyter_book() -> str:
 
 def book_html_dir(profile: str) -> Path:
     """Where jupyter-book puts the HTML (``--path-output`` + ``_build/html``)."""
-    return paths.book_build_dir(profile) / "_build" / "html"
+    return paths.book_html_dir(profile)
 
 
 def assemble_book(profile: str, stamp: Mapping[str, Any]) -> Path:
     """``build/<profile>/book_src``: book/ sources rendered with this profile's results + executed notebooks."""
     from .reporting import book_pages
 
-    src = paths.build_root() / profile / "book_src"
+    src = paths.book_source_dir(profile)
     if src.exists():
         shutil.rmtree(src)
     shutil.copytree(paths.BOOK, src, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints", "__pycache__"))
@@ -447,6 +457,15 @@ def _write_book_config(src: Path, context: Mapping[str, Any]) -> None:
 
 
 REPOSITORY_URL_ENV = "LORA_AGNEWS_REPOSITORY_URL"
+REPOSITORY_BRANCH_ENV = "LORA_AGNEWS_REPOSITORY_BRANCH"  # the branch Colab opens the notebooks from (default main)
+COLAB_URL = "https://colab.research.google.com"
+
+
+def project_repository() -> str:
+    """The repository pyproject.toml names (``[project.urls] Repository``), where the notebooks install it from."""
+    import tomllib
+
+    return tomllib.loads(paths.PYPROJECT.read_text(encoding="utf-8"))["project"]["urls"]["Repository"].rstrip("/")
 
 
 def _publication_config(data: dict[str, Any], context: Mapping[str, Any]) -> None:
@@ -455,8 +474,10 @@ def _publication_config(data: dict[str, Any], context: Mapping[str, Any]) -> Non
     An HTML meta description (and Open Graph title/description) on every page, a footer with the
     commit and date the results come from and when the book was built, and, when
     ``LORA_AGNEWS_REPOSITORY_URL`` is set (the publishing workflow sets it to the GitHub repository),
-    a link back to the repository: ``repository.url`` + ``html.use_repository_button``. Unset or
-    empty, the book links nowhere, as a book built offline should.
+    a link back to the repository: ``repository.url`` + ``html.use_repository_button``, and on GitHub an
+    "open in Colab" button on each notebook page that opens the repository's ``notebooks/NN_name.ipynb`` on
+    ``LORA_AGNEWS_REPOSITORY_BRANCH`` (default main). Unset or empty, the book links nowhere, as a book built
+    offline should.
     """
     from html import escape
 
@@ -476,8 +497,20 @@ def _publication_config(data: dict[str, Any], context: Mapping[str, Any]) -> Non
         if not re.match(r"https?://[^\s/]+", url):
             raise PipelineError(f"{REPOSITORY_URL_ENV}={url!r} is not an http(s) URL. Set it to the repository's "
                                 f"address (for example https://github.com/OWNER/REPO) or unset it.")
-        data["repository"] = {**(data.get("repository") or {}), "url": url, "path_to_book": "book"}
+        # sphinx-book-theme links a notebook page to <path_to_book>/<page name>.ipynb of the repository, and a
+        # notebook page's name, notebooks/NN_name, is where the repository keeps the notebook (unexecuted), so
+        # path_to_book is the repository's root. No other link reads it (the edit, source, issues buttons are off).
+        branch = os.environ.get(REPOSITORY_BRANCH_ENV, "").strip() or "main"
+        data["repository"] = {**(data.get("repository") or {}), "url": url, "path_to_book": "", "branch": branch}
         html["use_repository_button"] = True
+        # Colab opens the notebook from this repository, and its first code cell clones and installs the project
+        # from pyproject's address: a button only where the two agree (not on a fork that kept the address).
+        # The theme builds Colab links for GitHub only (for other hosts it warns, and warnings are errors here).
+        if urlsplit(url).netloc == "github.com" and url == project_repository():
+            data["launch_buttons"] = {**(data.get("launch_buttons") or {}), "colab_url": COLAB_URL}
+        else:
+            say(f"book: no Colab button: the notebooks install the project from {project_repository()}, not {url} "
+                f"(pyproject.toml [project.urls] Repository and the notebooks' first code cell name it)")
 
     commit = str(stamp.get("git_commit") or "unknown")
     sha = commit.removesuffix("-dirty")
@@ -585,8 +618,28 @@ def parse_steps(steps: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(s for s in STEPS if s in items)
 
 
-def run(profile: str, steps: str | Sequence[str] = STEPS, overrides: Mapping[str, Any] | None = None) -> dict[str, Path]:
-    """Run the chosen steps in order; returns the produced paths. Validates everything first."""
+def run(profile: str, steps: str | Sequence[str] = STEPS, overrides: Mapping[str, Any] | None = None,
+        restore_only: bool = False) -> dict[str, Path]:
+    """Run the chosen steps in order; returns the produced paths. Validates everything first.
+
+    ``restore_only``: the notebooks may reuse or restore runs but never train one (the publishing workflow's
+    books, made from the archive in minutes): the first run that would train stops the pipeline with a one-line
+    error naming it (:func:`lora_agnews.core.runs.refuse_training`, through ``LORA_AGNEWS_RESTORE_ONLY``).
+    """
+    if not restore_only:
+        return _run(profile, steps, overrides)
+    before = os.environ.get(runs.RESTORE_ONLY_ENV)
+    os.environ[runs.RESTORE_ONLY_ENV] = "1"  # the kernels and their subprocesses inherit it
+    try:
+        return _run(profile, steps, overrides)
+    finally:
+        if before is None:
+            os.environ.pop(runs.RESTORE_ONLY_ENV, None)
+        else:
+            os.environ[runs.RESTORE_ONLY_ENV] = before
+
+
+def _run(profile: str, steps: str | Sequence[str], overrides: Mapping[str, Any] | None) -> dict[str, Path]:
     steps = parse_steps(steps)
     overrides = absolute_paths(dict(overrides or {}))
     cfg = config_mod.load(profile, overrides)  # unknown keys / wrong types: ConfigError naming the key

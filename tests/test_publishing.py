@@ -182,19 +182,18 @@ def _makefile_targets() -> dict[str, list[str]]:
 
 
 def test_workflow_runs_the_guide_make_targets_that_ci_uses() -> None:
-    """Every command the workflow runs is `make TARGET [PROFILE=...]`, with targets the Makefile documents,
-    the guide's running page names and that set up the way .ci/run's `make test` does: they cannot drift apart."""
+    """Every command the workflow runs is `make TARGET`, with targets the Makefile documents, the guide's running
+    page names and that set up the way .ci/run's `make test` does: they cannot drift apart."""
     runs = [line.strip() for step in _steps(_workflow()) if "run" in step
             for line in step["run"].splitlines() if line.strip()]
     assert runs, "the workflow runs commands"
     targets = _makefile_targets()
     used = []
     for line in runs:
-        m = re.fullmatch(r'make (\w[\w-]*)(?: PROFILE="\$BOOK_PROFILE")?', line)
+        m = re.fullmatch(r"make (\w[\w-]*)", line)
         assert m, f"workflow command {line!r} is not a make target (use the guide's commands)"
         used.append(m[1])
-    assert used[0] == "setup"
-    assert {"notebooks", "book"} <= set(used) or "all" in used, "the workflow builds the book"
+    assert used == ["setup", "site"], "the workflow sets up, then builds the site"
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     ci_targets = re.findall(r"^make (\w[\w-]*)", ci, flags=re.M)
     assert ci_targets == ["test", "test-slow"], "CI runs the README's test command, then the slow tier"
@@ -205,21 +204,55 @@ def test_workflow_runs_the_guide_make_targets_that_ci_uses() -> None:
             assert "setup" in targets[target], f"make {target} must set itself up like make test"
 
 
-def test_workflow_builds_the_chosen_profile_and_deploys_to_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+def _make_site_commands(*args: str) -> list[str]:
+    """What `make site` would run (make -n: nothing runs), without the set-up's lines."""
+    proc = _run("make", "-n", "site", "PY=python", *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    commands = [c.strip() for line in proc.stdout.splitlines() for c in line.split("&&")]
+    return [c for c in commands if c.startswith("python -m lora_agnews")]
+
+
+def _site_profiles() -> tuple[list[str], list[str]]:
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    restored = re.search(r"^SITE_RESTORED \?= (.*)$", text, flags=re.M)[1].split()
+    trained = re.search(r"^SITE_TRAINED \?= (.*)$", text, flags=re.M)[1].split()
+    return restored, trained
+
+
+def test_make_site_restores_cpu_and_base_without_training_and_links_every_book() -> None:
+    restored, trained = _site_profiles()
+    assert restored == ["cpu", "base"] and trained == ["demo"]
+    commands = _make_site_commands("SITE_ARGS_base=-p data /d -p model_name /m")
+    runs = [c for c in commands if " run " in c]
+    for profile in restored:
+        line = next(c for c in runs if f"--profile {profile} " in c)
+        assert "--restore-only" in line.split(), f"{profile} must never train on the runner"
+    base = next(c for c in runs if "--profile base " in c)
+    assert base.endswith("--restore-only -p data /d -p model_name /m"), "the base archive's overrides reach it"
+    demo = next(c for c in runs if "--profile demo " in c)
+    assert "--restore-only" not in demo.split()
+    assert all("--steps notebooks,book" in c for c in runs)
+    assert commands[-1] == "python -m lora_agnews site " + " ".join(restored + trained)
+    from lora_agnews import cli
+
+    args = cli.build_parser().parse_args(["run", "--profile", "cpu", "--steps", "notebooks,book", "--restore-only"])
+    assert args.restore_only is True
+
+
+def test_workflow_publishes_the_site_and_deploys_to_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     doc = _workflow()
-    profile = doc["on"]["workflow_dispatch"]["inputs"]["profile"]
-    # The published book shows real AG News (cpu: the hub, an ordinary runner); demo is the offline fallback.
-    assert profile["default"] == "cpu"
-    assert {"cpu", "demo"} <= set(profile["options"])
-    for option in profile["options"]:
-        assert (paths.CONFIGS / f"{option}.yaml").is_file(), option
+    inputs = doc["on"]["workflow_dispatch"]["inputs"]
+    restored, _ = _site_profiles()
+    assert set(inputs) == {f"{p}_args" for p in restored}, "one input per restored profile: its archive's overrides"
+    assert all(i["type"] == "string" and i["default"] == "" for i in inputs.values())
     build, deploy = doc["jobs"]["build"], doc["jobs"]["deploy"]
-    assert build["env"]["BOOK_PROFILE"] == "${{ inputs.profile }}"
+    for profile in restored:  # to make through the environment, never templated into a script (zizmor)
+        assert build["env"][f"SITE_ARGS_{profile}"] == f"${{{{ inputs.{profile}_args }}}}"
     assert build["env"][pipeline.REPOSITORY_URL_ENV] == "${{ github.server_url }}/${{ github.repository }}"
+    assert build["env"][pipeline.REPOSITORY_BRANCH_ENV] == "${{ github.ref_name }}"
     upload = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact@"))
     monkeypatch.delenv("LORA_AGNEWS_BUILD", raising=False)  # the default build root, as in the workflow
-    html = pipeline.book_html_dir("PROFILE").relative_to(ROOT).as_posix()
-    assert upload["with"]["path"] == html.replace("PROFILE", "${{ inputs.profile }}")
+    assert upload["with"]["path"] == paths.site_dir().relative_to(ROOT).as_posix()
     assert deploy["needs"] == "build"
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
     assert deploy["environment"]["name"] == "github-pages"
@@ -320,3 +353,158 @@ def test_readme_points_at_citing_licences_and_publishing() -> None:
     for target in ("book/guide/citing.md#how-to-cite", "book/guide/citing.md#licences", "book/guide/publishing.md",
                    "(LICENSE)", "(CITATION.cff)"):
         assert target in readme, target
+
+
+# --------------------------------------------------------------------------- the landing page
+def _fake_book(profile: str, monkeypatch: pytest.MonkeyPatch, url: str = "") -> None:
+    """A built book as the pipeline leaves it: its HTML and the _config.yml it wrote (title, banner, footer)."""
+    html = paths.book_html_dir(profile)
+    html.mkdir(parents=True)
+    (html / "index.html").write_text(f"<html>{profile} book</html>", encoding="utf-8")
+    (html / "_static").mkdir()
+    src = paths.book_source_dir(profile)
+    src.mkdir(parents=True)
+    monkeypatch.setenv(pipeline.REPOSITORY_URL_ENV, url)
+    context = {**_context(), "profile": profile, "banner_note": f"{profile} findings <at small scale>."}
+    _book_config(src, context)
+
+
+def _links(page: str) -> list[str]:
+    return re.findall(r"href='([^']+)'", page)
+
+
+def test_the_landing_page_links_exactly_the_books_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lora_agnews.reporting import site
+
+    for profile in ("cpu", "base", "demo"):
+        _fake_book(profile, monkeypatch, url="https://github.com/example/lora-agnews")
+    index = site.build_site(["cpu", "demo"])  # base is built but not asked for: not on the site
+    page = index.read_text(encoding="utf-8")
+    books = [link for link in _links(page) if link.endswith("/index.html")]
+    assert books == ["cpu/index.html", "demo/index.html"]
+    assert sorted(p.name for p in paths.site_dir().iterdir() if p.is_dir()) == ["cpu", "demo"]
+    for link in books:  # each link resolves inside the site, to that profile's book
+        target = paths.site_dir() / link
+        assert target.read_text(encoding="utf-8") == f"<html>{link.split('/')[0]} book</html>"
+    assert (paths.site_dir() / "cpu" / "_static").is_dir()
+    assert site.profile_summary("cpu") in page and site.profile_summary("base") not in page
+    assert "cpu findings &lt;at small scale&gt;." in page, "each book's banner, escaped"
+    assert COMMIT[:12] in page, "each book's provenance (its footer)"
+    assert "https://github.com/example/lora-agnews" in _links(page)
+    assert "http" not in page.replace("https://github.com/example/lora-agnews", ""), "nothing else is fetched"
+
+
+def test_the_landing_page_refuses_a_missing_book_or_profile(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    from lora_agnews import cli
+    from lora_agnews.core.config import ConfigError
+    from lora_agnews.reporting import site
+
+    _fake_book("demo", monkeypatch)
+    assert cli.main(["site", "demo", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "profile 'cpu'" in err and "make book PROFILE=cpu" in err
+    assert not paths.site_dir().exists(), "nothing written when a book is missing"
+    assert cli.main(["site", "demo", "nosuch"]) == 2
+    assert "unknown profile 'nosuch'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="each profile once"):
+        site.build_site(["demo", "demo"])
+    assert cli.main(["site", "demo"]) == 0 and (paths.site_dir() / "demo" / "index.html").is_file()
+
+
+# --------------------------------------------------------------------------- Colab
+def test_colab_buttons_open_the_repository_notebooks_only_for_this_repository(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own = pipeline.project_repository()
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", own)
+    monkeypatch.setenv(pipeline.REPOSITORY_URL_ENV, own + "/")
+    monkeypatch.setenv(pipeline.REPOSITORY_BRANCH_ENV, "pages")
+    data = _book_config(tmp_path, _context())
+    assert data["launch_buttons"]["colab_url"] == pipeline.COLAB_URL
+    assert data["repository"] == {"url": own, "path_to_book": "", "branch": "pages"}
+    options = _sphinx_config(tmp_path)["html_theme_options"]
+    assert options["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert options["path_to_docs"] == "" and options["repository_branch"] == "pages"
+    monkeypatch.delenv(pipeline.REPOSITORY_BRANCH_ENV)
+    assert _book_config(tmp_path, _context())["repository"]["branch"] == "main"
+    # a fork that kept pyproject's address: its notebooks would install another repository's code
+    monkeypatch.setenv(pipeline.REPOSITORY_URL_ENV, "https://github.com/someone-else/lora-agnews")
+    assert _book_config(tmp_path, _context())["launch_buttons"]["colab_url"] == ""
+    monkeypatch.setenv(pipeline.REPOSITORY_URL_ENV, "")
+    offline = _book_config(tmp_path, _context())
+    assert offline["launch_buttons"]["colab_url"] == "" and offline["repository"]["url"] == ""
+
+
+@pytest.mark.slow
+def test_the_colab_link_of_a_built_notebook_page_is_the_repository_notebook(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """jupyter-book and sphinx-book-theme, not a copy of their rule, form the link (one notebook, about 20 s)."""
+    src = tmp_path / "src"
+    shutil.copytree(paths.BOOK / "_ext", src / "_ext")
+    shutil.copy2(paths.BOOK / "_config.yml", src / "_config.yml")
+    (src / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: notebooks/02_training\n",
+                                  encoding="utf-8")
+    (src / "intro.md").write_text("# Intro\n", encoding="utf-8")
+    (src / "notebooks").mkdir()
+    shutil.copy2(paths.NOTEBOOKS / "02_training.ipynb", src / "notebooks" / "02_training.ipynb")
+    monkeypatch.setenv(pipeline.REPOSITORY_URL_ENV, pipeline.project_repository())
+    monkeypatch.setenv(pipeline.REPOSITORY_BRANCH_ENV, "main")
+    pipeline._write_book_config(src, _context())
+    out = tmp_path / "out"
+    proc = subprocess.run([pipeline._jupyter_book(), "build", str(src), "--path-output", str(out), "--warningiserror"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    page = (out / "_build" / "html" / "notebooks" / "02_training.html").read_text(encoding="utf-8")
+    links = re.findall(r'href="(https://colab\.research\.google\.com/[^"]+)"', page)
+    repo = pipeline.project_repository().removeprefix("https://github.com/")
+    assert links == [f"https://colab.research.google.com/github/{repo}/blob/main/notebooks/02_training.ipynb"]
+    assert (ROOT / links[0].split("/blob/main/")[1]).is_file(), "the link names the repository's own notebook"
+
+
+# --------------------------------------------------------------------------- the notebooks' install guard
+def _guards() -> dict[str, str]:
+    """Each notebook's install guard: the lines of its second cell before the blank line that ends them."""
+    import nbformat
+
+    out = {}
+    for name in pipeline.NOTEBOOKS:
+        source = nbformat.read(paths.NOTEBOOKS / f"{name}.ipynb", as_version=4).cells[1].source
+        out[name] = source.split("\n\n", 1)[0]
+    return out
+
+
+def test_every_notebook_opens_with_the_same_short_install_guard() -> None:
+    guards = _guards()
+    assert len(set(guards.values())) == 1, "the six notebooks carry the identical guard"
+    guard = next(iter(guards.values()))
+    assert len(guard.splitlines()) <= 3
+    assert f"git clone -q {pipeline.project_repository()} " in guard, "it installs pyproject's repository"
+    assert "torch" not in guard, "a GPU machine keeps its own torch (pyproject has no torch pin)"
+    torch_req = [d for d in PYPROJECT["project"]["dependencies"] if re.match(r"torch\b", d)]
+    assert torch_req and "==" not in torch_req[0], "an exact torch pin would replace Colab's CUDA build"
+
+
+class _FakeIPython:
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def system(self, command: str) -> None:
+        self.commands.append(command)
+
+
+def test_the_install_guard_does_nothing_where_the_project_imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    guard = next(iter(_guards().values()))
+    shell = _FakeIPython()
+    path_before = list(sys.path)
+    exec(guard, {"get_ipython": lambda: shell})
+    assert shell.commands == [] and sys.path == path_before
+    # where it does not import (Colab): clone, install editable, and import from the clone in this kernel
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lora_agnews" else real(name, *a))
+    monkeypatch.setattr(sys, "path", list(path_before))
+    exec(guard, {"get_ipython": lambda: shell})
+    assert shell.commands == [f"git clone -q {pipeline.project_repository()} lora-agnews && "
+                              f"pip install -q -e lora-agnews"]
+    assert sys.path[0] == "lora-agnews"

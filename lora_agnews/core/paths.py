@@ -12,6 +12,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # lora_agnews/ (this file is lora_agnews/core/paths.py)
 ROOT = PACKAGE_DIR.parent
+PYPROJECT = ROOT / "pyproject.toml"
 CONFIGS = ROOT / "configs"
 DATA = ROOT / "data"
 SAMPLE_DATA = DATA / "sample"
@@ -76,8 +77,23 @@ def book_build_dir(profile: str) -> Path:
     return build_root() / profile / "book"
 
 
+def book_source_dir(profile: str) -> Path:
+    """The book's sources as the pipeline assembles them (book/ + the profile's notebooks and pages)."""
+    return build_root() / profile / "book_src"
+
+
+def book_html_dir(profile: str) -> Path:
+    """Where jupyter-book puts the profile's HTML (``--path-output`` + ``_build/html``)."""
+    return book_build_dir(profile) / "_build" / "html"
+
+
 def report_build_dir(profile: str) -> Path:
     return build_root() / profile / "report"
+
+
+def site_dir() -> Path:
+    """The published site (``python -m lora_agnews site``): a landing page and one folder per profile's book."""
+    return build_root() / "site"
 
 
 def cache_dir() -> Path:

@@ -58,6 +58,35 @@ class RunError(RuntimeError):
     """A run directory cannot be used as asked; the message says why and what to do."""
 
 
+# --------------------------------------------------------------------------- restore-only
+# Set to 1 by ``run --restore-only`` (the publishing workflow's books): every run must already be complete in
+# results/ or come from archive/<profile>; :func:`refuse_training` stops the first one that would train, so a job
+# that cannot restore fails in seconds instead of training for hours. Kernels and study subprocesses inherit it.
+RESTORE_ONLY_ENV = "LORA_AGNEWS_RESTORE_ONLY"
+RESTORE_ONLY = "restore-only:"  # how the refusal begins, so the pipeline can show it as its own one-line error
+
+
+def restore_only() -> bool:
+    """Whether training is refused (:data:`RESTORE_ONLY_ENV` set to 1, true or yes)."""
+    return os.environ.get(RESTORE_ONLY_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def refuse_training(run_dir: Path, cfg: Config) -> None:
+    """Raise :class:`RunError` naming ``run_dir`` when :func:`restore_only` is set; otherwise nothing.
+
+    Called where a run is about to be trained (:func:`lora_agnews.core.train.fit`), after every reuse and restore.
+    """
+    if not restore_only():
+        return
+    shown = Path(run_dir).resolve()
+    with contextlib.suppress(ValueError):
+        shown = Path("results") / shown.relative_to(paths.results_root())
+    raise RunError(f"{RESTORE_ONLY} {shown} is neither in archive/{cfg.profile} nor complete in results/, and "
+                   f"{RESTORE_ONLY_ENV}=1 (--restore-only) forbids training it. Pass the -p overrides the archive "
+                   f"was made with, or run without --restore-only to train it (then python -m lora_agnews archive "
+                   f"--profile {cfg.profile}).")
+
+
 # --------------------------------------------------------------------------- provenance
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -287,6 +287,7 @@ def fit(prep: Prepared, out_dir: Path) -> Any:
     from transformers import EarlyStoppingCallback
 
     cfg = prep.cfg
+    runs.refuse_training(out_dir, cfg)  # --restore-only: every training run and study model passes here
     device = device_for(cfg)
     precision = resolve_precision(cfg, device)
     multi = prep.splits.task.multi_label
@@ -376,6 +377,7 @@ def _train_locked(cfg: Config, out_dir: Path, overwrite: bool, splits: Splits | 
 
 
 def _claim(out_dir: Path, cfg: Config, state: str, device: torch.device, facts: dict[str, Any]) -> dict[str, Any]:
+    runs.refuse_training(out_dir, cfg)  # as fit does, but before a record is written: a refusal leaves no run behind
     runs.claim(out_dir, state)
     out_dir.mkdir(parents=True, exist_ok=True)
     return runs.start(out_dir, cfg, device, facts)
