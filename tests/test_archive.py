@@ -218,3 +218,23 @@ def test_verify_needs_a_positive_count_and_an_archive(capsys: pytest.CaptureFixt
     assert "--verify 0" in one_error(capsys)
     assert main(["archive", "--profile", "smoke", "--verify", "1"]) == 2
     assert "holds no archived run" in one_error(capsys)
+
+
+def test_a_second_archive_command_waits_its_turn(capsys: pytest.CaptureFixture[str]) -> None:
+    complete_run(paths.runs_dir("smoke") / "main", main_config())
+    with runs.RunLock(paths.archive_dir("smoke")):
+        assert main(["archive", "--profile", "smoke"]) == 2
+        assert "being written by another" in one_error(capsys)
+    assert main(["archive", "--profile", "smoke"]) == 0
+
+
+# --------------------------------------------------------------------------- --verify, a real tiny run
+def test_verify_retrains_an_archived_run_and_finds_the_same_labels_on_this_machine() -> None:
+    cfg = main_config(max_train_samples=32, max_val_samples=16, max_eval_samples=16)
+    train_mod.train_owned(cfg, paths.runs_dir("smoke") / "main")
+    archive.archive_profile("smoke")
+    record = audit.verify_archive("smoke", 1)
+    (check,) = record["checks"]
+    assert check["path"] == "runs/main" and check["same_kind"] and check["label_agreement"] == 1.0
+    assert record["all_identical_where_expected"]
+    assert read_json(paths.results_dir("smoke") / "archive_verify.json")["checks"][0]["ok"]

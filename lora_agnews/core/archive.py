@@ -133,7 +133,7 @@ def check_archive_dir(profile: str) -> Path:
     root = paths.archive_dir(profile)
     if root.exists() and not root.is_dir():
         raise ArchiveError(f"{root} is a file, not an archive directory; move it away, then rerun.")
-    present = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    present = sorted(p.name for p in root.iterdir() if p.name != runs.LOCK_FILE) if root.is_dir() else []
     if not present:
         return root
     stranger = [n for n in present if n not in (MANIFEST, ENTRIES) and not n.startswith(f".{MANIFEST}.")]
@@ -243,11 +243,23 @@ def archive_profile(profile: str) -> dict[str, Any]:
 
     load(profile)  # an unknown profile: ConfigError naming the profiles, before anything is written
     root = check_archive_dir(profile)
-    data = manifest(profile)
     found = sources(profile)
     if not found:
         raise ArchiveError(f"results/{profile} holds no complete run to archive; run "
                            f"`python -m lora_agnews run --profile {profile}` first.")
+    lock = runs.RunLock(root)  # two archive commands would each rewrite the manifest without the other's entries
+    try:
+        lock.acquire()
+    except runs.RunError:
+        raise ArchiveError(f"{root} is being written by another `{WRITER}` process; wait for it, then rerun.") from None
+    try:
+        return _archive_locked(profile, root, found)
+    finally:
+        lock.release()
+
+
+def _archive_locked(profile: str, root: Path, found: list[Source]) -> dict[str, Any]:
+    data = manifest(profile)
     groups: dict[str, list[Source]] = {}
     for source in found:  # one computation found at several paths (the main run is the study's too): one entry
         groups.setdefault(entry_id(source.key), []).append(source)
@@ -268,9 +280,14 @@ def _write_entry(target: Path, source: Source, adapter: bool) -> dict[str, Any]:
     """One entry: the run's files, its adapter where kept, and entry.json; its manifest summary."""
     keep = source.kind == "run" and adapter and (source.path / ADAPTER).is_dir()
     names = RUN_FILES if source.kind == "run" else (source.record_file, *STUDY_FILES)
+    if target.exists():  # complete (renamed into place whole), written by a call interrupted before its manifest
+        info = read_json(target / ENTRY_FILE) if (target / ENTRY_FILE).is_file() else {}
+        if info.get("identity") != identity(source.key):
+            raise ArchiveError(f"{target} is not the entry its name stands for (edited by hand?); move it away, "
+                               f"then rerun.")
+        return {"kind": info["kind"], "adapter": info["adapter"], "computed": machine_line(info["computed"]),
+                "paths": [info["path"]]}
     computed = provenance(source)
-    if target.exists():  # written by an interrupted call before its manifest was: replaced whole
-        shutil.rmtree(target)
     with runs.atomic_directory(target) as tmp:
         for name in names:
             if (source.path / name).is_file():
