@@ -238,3 +238,15 @@ def test_verify_retrains_an_archived_run_and_finds_the_same_labels_on_this_machi
     assert check["path"] == "runs/main" and check["same_kind"] and check["label_agreement"] == 1.0
     assert record["all_identical_where_expected"]
     assert read_json(paths.results_dir("smoke") / "archive_verify.json")["checks"][0]["ok"]
+
+
+def test_the_book_and_report_say_restored_runs_were_computed_elsewhere_never_here() -> None:
+    from lora_agnews.reporting.text import provenance_sentence
+
+    sitting = {"restored": 2, "trained": 1, "computed": ["2026-12-01 on Some CPU (AMX)"]}
+    assert provenance_sentence(sitting).startswith("2 run(s) restored from the archive, computed 2026-12-01 on Some "
+                                                   "CPU (AMX); 1 trained in this pipeline run")
+    assert "restored from the archive, computed 2026-12-01 on Some CPU (AMX)" in pipeline._restored_words(
+        {"archive": sitting})
+    assert provenance_sentence({"restored": 0, "trained": 3, "computed": []}).startswith("No run was restored")
+    assert pipeline._restored_words({}) == "no run restored from the archive"
