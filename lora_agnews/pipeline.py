@@ -253,7 +253,7 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
     audit = run_audit(profile)
     restored = archive.sitting(profile, since)
     for entry in restored["stale"]:
-        say(f"archive: stale entry {entry['id']} ({', '.join(entry['paths'])}) not used: {entry['changed']}")
+        say(f"archive: stale entry {entry['id']} ({entry['path']}) not used: {entry['changed']}")
     say(archive.sitting_line(profile, restored))
     reporting.write_provenance_macros(profile, restored)
     write_json({"profile": profile, "results_format": RESULTS_FORMAT, "finished": runs.now(), "notebooks": list(NOTEBOOKS),

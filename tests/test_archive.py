@@ -74,7 +74,7 @@ def test_an_entry_holds_the_record_logits_and_only_the_main_adapter_never_checkp
     root = paths.archive_dir("smoke")
     manifest = read_json(root / archive.MANIFEST)
     assert manifest["written_by"] == archive.WRITER and len(manifest["entries"]) == 2
-    main_entry = root / archive.ENTRIES / archive.entry_id(runs.run_key(cfg))
+    main_entry = root / archive.ENTRIES / archive.entry_id(runs.run_key(cfg), "runs/main")
     info = read_json(main_entry / archive.ENTRY_FILE)
     assert info["identity"] == archive.identity(runs.run_key(cfg)) and info["adapter"]
     assert info[runs.DATA_KEY] == runs.run_key(cfg)[runs.DATA_KEY] and info["results_format"] == paths.RESULTS_FORMAT
@@ -82,7 +82,7 @@ def test_an_entry_holds_the_record_logits_and_only_the_main_adapter_never_checkp
     assert "adapter/adapter_model.safetensors" in info["files"] and not any("checkpoint" in f for f in info["files"])
     source = paths.runs_dir("smoke") / "main" / "test_predictions.npz"
     assert (main_entry / "test_predictions.npz").read_bytes() == source.read_bytes()  # logits stored exactly
-    ablation = root / archive.ENTRIES / archive.entry_id(runs.run_key(other))
+    ablation = root / archive.ENTRIES / archive.entry_id(runs.run_key(other), "runs/ablation/r2")
     assert not (ablation / "adapter").exists() and (ablation / "test_predictions.npz").is_file()
 
 
@@ -115,7 +115,7 @@ def test_a_wiped_profile_is_restored_instead_of_trained_and_says_so(no_training:
     line = archive.sitting_line("smoke", sitting)
     assert "1 run(s) restored" in line and "0 trained here" in line and "computed 20" in line
     # the ablation run was not asked for: listed as stale, not restored
-    assert [s["paths"] for s in sitting["stale"]] == [["runs/ablation/r2"]]
+    assert [s["path"] for s in sitting["stale"]] == ["runs/ablation/r2"]
     assert not (paths.runs_dir("smoke") / "ablation").exists()
 
 
@@ -129,8 +129,8 @@ def test_a_changed_configuration_is_never_restored_and_is_listed_with_what_chang
                         lambda prep, out, device: trained.append(out) or complete_run(out, changed) and {})
     train_mod.train_owned(changed, paths.runs_dir("smoke") / "main")
     assert trained and archive.RESTORED not in runs.read_record(paths.runs_dir("smoke") / "main")
-    stale = {tuple(s["paths"]): s["changed"] for s in archive.stale_entries("smoke")}
-    assert "lora_r (8 -> 4)" in stale[("runs/main",)]
+    stale = {s["path"]: s["changed"] for s in archive.stale_entries("smoke")}
+    assert "lora_r (8 -> 4)" in stale["runs/main"]
 
 
 def test_edited_data_is_never_restored(tmp_path: Path) -> None:
@@ -250,3 +250,17 @@ def test_the_book_and_report_say_restored_runs_were_computed_elsewhere_never_her
         {"archive": sitting})
     assert provenance_sentence({"restored": 0, "trained": 3, "computed": []}).startswith("No run was restored")
     assert pipeline._restored_words({}) == "no run restored from the archive"
+
+
+def test_one_computation_at_two_paths_keeps_each_path_s_own_measurements(no_training: None) -> None:
+    """The quantization study's full-precision run is the main run's configuration, trained by another process:
+    the same logits, its own timings. Each path restores its own; a path never archived takes the other's."""
+    cfg = main_config()
+    for name, seconds in (("main", 1.0), ("quantization/none/seed42", 2.0)):
+        run_dir = complete_run(paths.runs_dir("smoke") / name, cfg)
+        write_json({"accuracy": 0.5, "train_seconds": seconds}, run_dir / runs.METRICS_FILE)
+    assert archive.archive_profile("smoke")["entries"] == 2
+    shutil.rmtree(paths.results_dir("smoke"))
+    for name, seconds in (("main", 1.0), ("quantization/none/seed42", 2.0)):
+        assert train_mod.train_owned(cfg, paths.runs_dir("smoke") / name)["train_seconds"] == seconds
+    assert train_mod.train_owned(cfg, paths.runs_dir("smoke") / "moved")["train_seconds"] in (1.0, 2.0)

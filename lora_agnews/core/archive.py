@@ -102,9 +102,15 @@ def portable(value: Any) -> Any:
     return value
 
 
-def entry_id(key: Any) -> str:
-    """The entry's directory name: the hash of its identity (as :func:`lora_agnews.core.runs.key_tag` names keys)."""
-    return runs.key_tag(identity(key))
+def entry_id(key: Any, rel: str) -> str:
+    """The entry's directory name: the hash of its identity, then of its path under results/<profile>.
+
+    One computation may sit at two paths (the quantization study's full-precision run is the main run's
+    configuration). Their logits are the same, but their timings and memory were measured by two processes,
+    so each path keeps its own entry; a lookup for a path without one takes another path's (the same
+    computation), so a study that moves a run still finds it.
+    """
+    return f"{runs.key_tag(identity(key))}-{runs.key_tag(rel)[:6]}"
 
 
 def config_hash(key: Any) -> str:
@@ -154,12 +160,16 @@ def check_archive_dir(profile: str) -> Path:
     return root
 
 
-def entry_dir(profile: str, key: Any) -> Path | None:
-    """The entry whose identity is ``key``'s, or None; its recorded identity is checked, not only its name."""
+def entry_dir(profile: str, key: Any, rel: str) -> Path | None:
+    """The entry of ``key`` archived from ``rel`` (else from another path), or None; its recorded identity is
+    checked, not only its name."""
     root = paths.archive_dir(profile)
-    path = root / ENTRIES / entry_id(key)
+    path = root / ENTRIES / entry_id(key, rel)
     if not (path / ENTRY_FILE).is_file():
-        return None
+        same = sorted(p for p in (root / ENTRIES).glob(f"{runs.key_tag(identity(key))}-*") if (p / ENTRY_FILE).is_file())
+        if not same:
+            return None
+        path = same[0]
     check_archive_dir(profile)
     if read_json(path / ENTRY_FILE).get("identity") != identity(key):
         raise ArchiveError(f"{path / ENTRY_FILE} does not hold the identity its name stands for (edited by hand?); "
@@ -260,18 +270,13 @@ def archive_profile(profile: str) -> dict[str, Any]:
 
 def _archive_locked(profile: str, root: Path, found: list[Source]) -> dict[str, Any]:
     data = manifest(profile)
-    groups: dict[str, list[Source]] = {}
-    for source in found:  # one computation found at several paths (the main run is the study's too): one entry
-        groups.setdefault(entry_id(source.key), []).append(source)
     added = 0
-    for eid, same in groups.items():
+    for source in found:
+        eid = entry_id(source.key, source.rel)
         if eid not in data["entries"]:
-            source = next((s for s in same if keeps_adapter(s.rel)), same[0])  # the adapter, where any path needs it
             data["entries"][eid] = _write_entry(root / ENTRIES / eid, source, keeps_adapter(source.rel))
             added += 1
-        summary = data["entries"][eid]
-        summary["paths"] = sorted(set(summary.get("paths", [])) | {s.rel for s in same})
-        write_json(data, root / MANIFEST)
+            write_json(data, root / MANIFEST)
     size = directory_size(root)
     return {"profile": profile, "entries": len(data["entries"]), "added": added, "bytes": size, "path": root}
 
@@ -286,7 +291,7 @@ def _write_entry(target: Path, source: Source, adapter: bool) -> dict[str, Any]:
             raise ArchiveError(f"{target} is not the entry its name stands for (edited by hand?); move it away, "
                                f"then rerun.")
         return {"kind": info["kind"], "adapter": info["adapter"], "computed": machine_line(info["computed"]),
-                "paths": [info["path"]]}
+                "path": info["path"]}
     computed = provenance(source)
     with runs.atomic_directory(target) as tmp:
         for name in names:
@@ -301,7 +306,7 @@ def _write_entry(target: Path, source: Source, adapter: bool) -> dict[str, Any]:
                     "results_format": paths.RESULTS_FORMAT, "kind": source.kind, "record_file": source.record_file,
                     "path": source.rel, "adapter": keep, "computed": computed, "archived": runs.now(),
                     "archived_by": runs.git_commit(), "files": files}, tmp / ENTRY_FILE)
-    return {"kind": source.kind, "adapter": keep, "computed": machine_line(computed), "paths": [source.rel]}
+    return {"kind": source.kind, "adapter": keep, "computed": machine_line(computed), "path": source.rel}
 
 
 def directory_size(root: Path) -> int:
@@ -327,17 +332,23 @@ def restore_run(run_dir: Path, cfg: Config) -> bool:
 
 def restorable(run_dir: Path, cfg: Config) -> Path | None:
     """The entry :func:`restore_run` would copy into ``run_dir``, or None (read-only)."""
-    if not Path(run_dir).resolve().is_relative_to(paths.runs_dir(cfg.profile).resolve()):
+    rel = _under_runs(run_dir, cfg.profile)
+    return None if rel is None else entry_dir(cfg.profile, runs.run_key(cfg), rel)
+
+
+def _under_runs(run_dir: Path, profile: str) -> str | None:
+    """``run_dir`` relative to results/<profile> when it is under results/<profile>/runs (the pipeline's), else None."""
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_relative_to(paths.runs_dir(profile).resolve()):
         return None
-    return entry_dir(cfg.profile, runs.run_key(cfg))
+    return str(run_dir.relative_to(paths.results_dir(profile).resolve()))
 
 
 def restore_study(run_dir: Path, profile: str, current: dict[str, Any], record_file: str) -> bool:
     """Copy the archived merging-study model whose record holds ``current["key"]`` into ``run_dir`` (only under
     results/<profile>/runs); its record takes ``current`` (key and configuration). True when restored."""
-    if not Path(run_dir).resolve().is_relative_to(paths.runs_dir(profile).resolve()):
-        return False
-    entry = entry_dir(profile, current["key"])
+    rel = _under_runs(run_dir, profile)
+    entry = None if rel is None else entry_dir(profile, current["key"], rel)
     if entry is None:
         return False
     Path(run_dir).mkdir(parents=True, exist_ok=True)
@@ -398,13 +409,13 @@ def stale_entries(profile: str) -> list[dict[str, Any]]:
     each with what differs from the run now at its path."""
     data = manifest(profile)
     here = {s.rel: s for s in sources(profile)}
-    used = {entry_id(s.key) for s in here.values()}
+    used = {entry_id(s.key, s.rel) for s in here.values()}
     out = []
     for eid, summary in sorted(data["entries"].items()):
         if eid in used:
             continue
         info = read_json(paths.archive_dir(profile) / ENTRIES / eid / ENTRY_FILE)
-        out.append({"id": eid, "paths": summary.get("paths", []), "changed": _changed(info, here)})
+        out.append({"id": eid, "path": summary["path"], "changed": _changed(info, here)})
     return out
 
 
