@@ -409,10 +409,10 @@ def stale_entries(profile: str) -> list[dict[str, Any]]:
     each with what differs from the run now at its path."""
     data = manifest(profile)
     here = {s.rel: s for s in sources(profile)}
-    used = {entry_id(s.key, s.rel) for s in here.values()}
+    used = {runs.key_tag(identity(s.key)) for s in here.values()}  # a computation in use at any path is not stale
     out = []
     for eid, summary in sorted(data["entries"].items()):
-        if eid in used:
+        if eid.split("-")[0] in used:
             continue
         info = read_json(paths.archive_dir(profile) / ENTRIES / eid / ENTRY_FILE)
         out.append({"id": eid, "path": summary["path"], "changed": _changed(info, here)})
