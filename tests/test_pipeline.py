@@ -539,6 +539,7 @@ def test_a_profile_restored_from_the_archive_renders_the_same_macros_and_tables(
         mp.setenv("LORA_AGNEWS_ARCHIVE", str(tmp_path / "archive"))
         done = archive.archive_profile("smoke")
         assert done["entries"] == len(archive.sources("smoke")) > 0
+        assert done["bytes"] < 5_000_000, f"the smoke archive takes {done['bytes']:,} bytes: it is committed, keep it small"
         mp.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))  # wiped: an empty results tree
         mp.setenv("LORA_AGNEWS_BUILD", str(tmp_path / "build"))
         pipeline.run("smoke", steps="notebooks", overrides=SMOKE_OVERRIDES)
