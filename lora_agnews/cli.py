@@ -254,6 +254,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_archive(args: argparse.Namespace) -> int:
+    """``archive --profile NAME [--verify N]``: add the profile's complete runs to archive/NAME, or retrain N of them."""
+    from .core import archive
+
+    if args.verify is not None:
+        from .studies.audit import verify_archive
+
+        record = verify_archive(args.profile, args.verify, args.seed)
+        print(f"verify: {len(record['checks'])} archived run(s) retrained; "
+              + ("identical labels where the machine kind is the same" if record["all_identical_where_expected"]
+                 else "some disagree"))
+        return 0
+    done = archive.archive_profile(args.profile)
+    print(f"archive: profile {args.profile}: {done['added']} entr{'y' if done['added'] == 1 else 'ies'} added, "
+          f"{done['entries']} in all, {done['bytes'] / 1e6:.2f} MB in {done['path']}")
+    return 0
+
+
 def cmd_logits(args: argparse.Namespace) -> int:
     from .core.distill import write_logits_for_data
 
@@ -355,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="demo", help="profile in configs/ (default: demo)")
     p.set_defaults(func=cmd_audit)
 
+    p = sub.add_parser("archive", help="add the profile's complete runs (logits, records, the main adapter) to "
+                                       "archive/PROFILE, which `run` restores from; --verify N retrains N of them")
+    p.add_argument("--profile", default="demo", help="profile in configs/ (default: demo)")
+    p.add_argument("--verify", type=int, default=None, metavar="N",
+                   help="retrain N archived runs drawn at random and compare their predictions")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --verify draw (default 0)")
+    p.set_defaults(func=cmd_archive)
+
     p = sub.add_parser("logits", help="write a teacher logits file (for distillation) from any fine-tuned classifier")
     _common(p)
     p.add_argument("--teacher", required=True, help="teacher: an adapter directory (RUN/adapter) or a HF classifier directory")
@@ -378,8 +404,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from .studies.merging import MergingError
     from .studies.audit import AuditError
+    from .core.archive import ArchiveError
 
     known = (config_mod.ConfigError, DataError, ModelError, BudgetError, RunError, AdapterError, MergingError, AuditError,
+             ArchiveError,
              FileNotFoundError, ValueError)
     try:
         return int(args.func(args) or 0)

@@ -31,18 +31,14 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .core import config as config_mod
-from .core import paths, runs
-from .core.paths import STAMP, stamp_path
+from .core import archive, paths, runs
+from .core.paths import RESULTS_FORMAT, STAMP, stamp_path
 from .core.artifacts import read_json, save_figure, write_json
 from .core.config import Config, ConfigError
 from .core.progress import interactive, say
 
 NOTEBOOKS = ("01_exploration", "02_training", "03_evaluation", "04_ablations", "05_merging", "06_quantization")
 STEPS = ("notebooks", "book", "report")
-# What the notebooks write and the book and report read (result files, macros, tables, figures). Bump it
-# whenever a change makes results written before it unreadable by this version's book or report: such
-# results are then refused with the one command that regenerates them, not a failure inside Sphinx or LaTeX.
-RESULTS_FORMAT = 5
 KERNEL = "python3"
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 
@@ -223,6 +219,8 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from .reporting import text as reporting
+
     stamp = stamp_path(profile)
     stamp.unlink(missing_ok=True)  # from here on, the book and report refuse the old results
     out_dir = paths.executed_notebooks_dir(profile)
@@ -231,7 +229,7 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
         (out_dir / f"{name}.ipynb").unlink(missing_ok=True)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # no debugger warning from each kernel
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    started = time.perf_counter()
+    started, since = time.perf_counter(), time.time()
     for i, name in enumerate(NOTEBOOKS, 1):
         source, target = paths.NOTEBOOKS / f"{name}.ipynb", out_dir / f"{name}.ipynb"
         if not source.is_file():
@@ -248,10 +246,16 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
             raise PipelineError(_restore_only_refusal(name, exc) or _cell_failure(name, exc, target)) from None
         say(f"notebook {name} done in {time.perf_counter() - t0:.1f} s -> {target}")
     audit = run_audit(profile)
+    restored = archive.sitting(profile, since)
+    for entry in restored["stale"]:
+        say(f"archive: stale entry {entry['id']} ({entry['path']}) not used: {entry['changed']}")
+    say(archive.sitting_line(profile, restored))
+    reporting.write_provenance_macros(profile, restored)
     write_json({"profile": profile, "results_format": RESULTS_FORMAT, "finished": runs.now(), "notebooks": list(NOTEBOOKS),
                 "overrides": {k: cfg.to_dict()[k] for k in overrides}, "git_commit": runs.git_commit(),
                 "seconds": round(time.perf_counter() - started, 1),
-                "audit": {k: audit[k] for k in ("runs", "reproduced", "largest_abs_logit_diff", "seconds")}}, stamp)
+                "audit": {k: audit[k] for k in ("runs", "reproduced", "largest_abs_logit_diff", "seconds")},
+                "archive": restored}, stamp)
 
 
 def run_audit(profile: str) -> dict[str, Any]:
@@ -521,9 +525,17 @@ def _publication_config(data: dict[str, Any], context: Mapping[str, Any]) -> Non
         shown += " (with uncommitted changes)"
     html["extra_footer"] = (
         f"Profile <b>{escape(profile)}</b>: results from commit {shown}, notebooks finished "
-        f"{escape(str(stamp.get('finished', 'unknown')))}; book built {runs.now()} by "
+        f"{escape(str(stamp.get('finished', 'unknown')))} ({escape(_restored_words(stamp))}); book built {runs.now()} by "
         f"<code>python -m lora_agnews run</code>. Code under the MIT licence; AG News and adapters trained "
         f"on it: research and non-commercial use only.")
+
+
+def _restored_words(stamp: Mapping[str, Any]) -> str:
+    """The footer's words for where the runs were computed: restored runs are never shown as computed here."""
+    sitting = stamp.get("archive") or {}
+    if not sitting.get("restored"):
+        return "no run restored from the archive"
+    return f"{sitting['restored']} run(s) restored from the archive, computed {'; '.join(sitting['computed'])}"
 
 
 def build_book(profile: str) -> Path:
@@ -644,6 +656,10 @@ def _run(profile: str, steps: str | Sequence[str], overrides: Mapping[str, Any] 
     overrides = absolute_paths(dict(overrides or {}))
     cfg = config_mod.load(profile, overrides)  # unknown keys / wrong types: ConfigError naming the key
     if "notebooks" in steps:
+        try:
+            archive.check_archive_dir(profile)  # a directory the project did not write: refused before any notebook
+        except archive.ArchiveError as exc:
+            raise PipelineError(str(exc)) from None
         config_mod.require_trackers(cfg)  # a tracker whose package is missing: refused before any notebook runs
     if overrides and "notebooks" not in steps:
         say(f"note: -p overrides only change the notebooks step; {', '.join(steps)} render the stored results")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,6 +19,9 @@ os.environ.setdefault("LORA_AGNEWS_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# The committed archive/ would otherwise fill the runs a test trains (module fixtures run outside the per-test
+# isolation below): tests read and write only an archive of their own.
+os.environ["LORA_AGNEWS_ARCHIVE"] = tempfile.mkdtemp(prefix="lora-agnews-archive-")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -30,7 +34,7 @@ def read_macros(path: Path) -> dict[str, str]:
 
 def point_outputs_at(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
     """results/, build/ and the token cache under ``root``."""
-    for name in ("RESULTS", "BUILD", "CACHE"):
+    for name in ("RESULTS", "BUILD", "CACHE", "ARCHIVE"):
         monkeypatch.setenv(f"LORA_AGNEWS_{name}", str(root / name.lower()))
 
 

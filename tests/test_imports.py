@@ -26,7 +26,7 @@ LAYERS = ("core", "studies", "reporting", "")  # "" is the top level: lora_agnew
 ORDER = {
     "core": ["__init__", "paths", "progress", "artifacts", "tables", "tasks", "placements", "registry", "multilabel",
              "config", "sources", "data", "model", "quantize", "heads", "methods", "counting", "budget",
-             "evaluate", "runs", "adapter", "multilabel_eval", "export", "distill", "train"],
+             "evaluate", "runs", "adapter", "archive", "multilabel_eval", "export", "distill", "train"],
     "studies": ["__init__", "comparison", "experiments", "merging", "multitask", "merging_study", "quantize_study",
                 "baselines", "audit", "explore"],
     "reporting": ["__init__", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",

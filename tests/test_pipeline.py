@@ -522,3 +522,51 @@ def test_a_saved_model_that_changed_fails_the_audit_naming_it(smoke_run: dict[st
     with pytest.raises(audit.AuditError, match=r"runs/main: recorded [\d.]+%, reloaded [\d.]+%"):
         audit.audit_profile("smoke")
     assert not json.loads((results / audit.AUDIT_FILE).read_text())["all_reproduced"]
+
+
+# macros that say where and when the results were made: they differ between a computation and a restore by design
+SITTING_MACROS = {"macros_audit.tex", "macros_provenance.tex"}
+
+
+@pytest.mark.pipeline
+def test_a_profile_restored_from_the_archive_renders_the_same_macros_and_tables(smoke_run: dict[str, Any],
+                                                                                tmp_path: Path) -> None:
+    """Compute (the module's run), archive, wipe results/, restore: nothing trains, the audit passes in its fresh
+    process, every macro and table is the same, and the provenance says restored, never computed here."""
+    from lora_agnews.core import archive
+
+    computed = smoke_run["results"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LORA_AGNEWS_RESULTS", str(computed.parent))
+        mp.setenv("LORA_AGNEWS_ARCHIVE", str(tmp_path / "archive"))
+        done = archive.archive_profile("smoke")
+        assert done["entries"] == len(archive.sources("smoke")) > 0
+        assert done["bytes"] < 5_000_000, f"the smoke archive takes {done['bytes']:,} bytes: it is committed, keep it small"
+        mp.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))  # wiped: an empty results tree
+        mp.setenv("LORA_AGNEWS_BUILD", str(tmp_path / "build"))
+        pipeline.run("smoke", steps="notebooks", overrides=SMOKE_OVERRIDES)
+        restored = paths.results_dir("smoke")
+        stamp = json.loads((restored / pipeline.STAMP).read_text())
+    sitting = stamp["archive"]
+    assert sitting["trained"] == 0 and sitting["restored"] == len(archive_sources(restored)) and not sitting["stale"]
+    assert stamp["audit"]["reproduced"] == stamp["audit"]["runs"] > 0
+    before, after = computed / "tex", restored / "tex"
+    assert sorted(p.name for p in before.glob("*.tex")) == sorted(p.name for p in after.glob("*.tex"))
+    for path in sorted(before.glob("*.tex")):
+        if path.name in SITTING_MACROS:
+            continue
+        if path.name.startswith("macros_"):
+            assert read_macros(after / path.name) == read_macros(path), path.name
+        else:
+            assert (after / path.name).read_text() == path.read_text(), path.name
+    provenance = read_macros(after / "macros_provenance.tex")
+    assert provenance["RunsTrained"] == "0" and "restored from the archive, computed 20" in provenance["ProvenanceSentence"]
+
+
+def archive_sources(results: Path) -> list[Path]:
+    """Run records (and study records) under ``results/runs``: what a restore must have filled."""
+    from lora_agnews.core import archive, runs
+
+    found = {p.parent for p in (results / "runs").rglob(runs.RUN_FILE)}
+    found |= {p.parent for name in archive.STUDY_RECORDS for p in (results / "runs").rglob(name)}
+    return sorted(found)

@@ -19,6 +19,11 @@ SAMPLE_DATA = DATA / "sample"
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 REPORT = ROOT / "report"
+# What the notebooks write and the book and report read (result files, macros, tables, figures). Bump it
+# whenever a change makes results written before it unreadable by this version's book or report: such
+# results are then refused with the one command that regenerates them, not a failure inside Sphinx or LaTeX.
+# An archived run is keyed by it too (:mod:`lora_agnews.core.archive`), so it lives below both.
+RESULTS_FORMAT = 5
 
 
 def results_root() -> Path:
@@ -34,6 +39,12 @@ def build_root() -> Path:
 def results_dir(profile: str) -> Path:
     """Where the artifacts of one profile are written: ``results/<profile>/``."""
     return results_root() / profile
+
+
+def archive_dir(profile: str) -> Path:
+    """A profile's archive of complete runs, ``archive/<profile>/`` (committed; ``LORA_AGNEWS_ARCHIVE`` moves
+    its root: tests point it at a temporary directory so they never read or write the committed one)."""
+    return Path(os.environ.get("LORA_AGNEWS_ARCHIVE", ROOT / "archive")).resolve() / profile
 
 
 def superseded_dir(run_dir: Path, tag: str) -> Path:

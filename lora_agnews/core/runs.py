@@ -125,6 +125,29 @@ def device_description(device: Any) -> str:
     return f"cpu: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
+# The CPU feature that decides how bf16 and fp32 matmuls are computed, best first: two CPUs of one kind give
+# identical predictions for the same run, two kinds may differ in the last bits (the archive's --verify says which).
+CPU_KINDS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX512"), ("avx2", "AVX2"))
+
+
+def machine() -> dict[str, str]:
+    """The CPU's model and kind (:data:`CPU_KINDS`) and the GPU's model: where a run was computed, for its record."""
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == "model name":
+                model = value.strip()
+            elif name.strip() == "flags":
+                flags = set(value.split())
+                break
+    kind = next((label for flag, label in CPU_KINDS if flag in flags), "other")
+    gpu = "none"
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        gpu = sys.modules["torch"].cuda.get_device_name(0)
+    return {"cpu": model, "cpu_kind": kind, "gpu": gpu}
+
+
 def world_size() -> int:
     """Processes in this launch (torchrun / accelerate launch set WORLD_SIZE; 1 otherwise)."""
     return max(1, int(os.environ.get("WORLD_SIZE", "1")))
@@ -333,7 +356,7 @@ def start(run_dir: Path, cfg: Config, device: Any, facts: dict[str, Any] | None 
     previous = read_record(run_dir) or {}
     record = {"status": "running", "config": cfg.to_dict(), "run_key": run_key(cfg), **(facts or {}),
               "versions": library_versions(), "git_commit": git_commit(), "device": device_description(device),
-              "world_size": world_size(), "pid": os.getpid(), "host": socket.gethostname(),
+              "machine": machine(), "world_size": world_size(), "pid": os.getpid(), "host": socket.gethostname(),
               "command": " ".join(sys.argv), "started": previous.get("started", now()), "updated": now(),
               "attempts": int(previous.get("attempts", 0)) + 1, "error": None}
     write_record(run_dir, record)

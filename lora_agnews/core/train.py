@@ -360,6 +360,8 @@ def _train_locked(cfg: Config, out_dir: Path, overwrite: bool, splits: Splits | 
     if state == "complete":
         say(f"{out_dir} already holds this complete run; reusing it (pass --overwrite to retrain)")
         return runs.load_complete(out_dir) if _is_main_process() else {}
+    if state in ("new", "aside") and _on_main(lambda: _restore(out_dir, cfg, state)):
+        return runs.load_complete(out_dir) if _is_main_process() else {}
     prep = prepare(cfg, splits)  # config, data and budget errors surface here, before out_dir is touched
     device = device_for(cfg)
     record = _on_main(lambda: _claim(out_dir, cfg, state, device, run_facts(cfg, prep.splits)))
@@ -374,6 +376,17 @@ def _train_locked(cfg: Config, out_dir: Path, overwrite: bool, splits: Splits | 
     if _is_main_process():
         runs.finish(out_dir, record)
     return metrics
+
+
+def _restore(out_dir: Path, cfg: Config, state: str) -> bool:
+    """The archived run of ``cfg`` copied into ``out_dir`` instead of training it again (only directories under
+    results/<profile>/runs, the pipeline's: a user's ``--out`` is trained as asked); False when there is none."""
+    from . import archive
+
+    if archive.restorable(out_dir, cfg) is None:
+        return False
+    runs.claim(out_dir, state)
+    return archive.restore_run(out_dir, cfg)
 
 
 def _claim(out_dir: Path, cfg: Config, state: str, device: torch.device, facts: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pandas as pd
 from ..core import artifacts, paths
 from .ablation_reporting import (ablation_sentence, ablation_table, best_ablation, comparison_sentence, rate_sentence,
                                  rates_table, statistics_table, study_sentence)
-from .text import (PAPER_PROFILE, banner_note, changed_parameters, confusion_sentence, describe_data,
+from .text import (PAPER_PROFILE, banner_note, provenance_sentence, changed_parameters, confusion_sentence, describe_data,
                         describe_encoder, metrics_table, profile_note, reference_sentence, row_sentence,
                         short_targets, shows_banner)
 from ..core.tables import dec, num, p_text, pct, pvalue
@@ -66,6 +66,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(ablation),
         "rates_sentence": rate_sentence(results["learning_rates"]),
         "audit": read_audit(profile), "audit_sentence": summary(read_audit(profile)),
+        "provenance_sentence": provenance_sentence(stamp.get("archive")),
         "study_sentence": study_sentence(stats),
         "reference_sentence": reference_sentence(results["reference"]),
         "merging_sentence": merge_reporting.sentence(merging),

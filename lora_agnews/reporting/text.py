@@ -23,7 +23,8 @@ from ..core.tasks import AGNEWS
 from ..core.tables import Column, Table, dec, interval, num, p_text, pct, points, two_decimals
 
 PAPER_PROFILE = "paper"
-NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations", "merging", "quantization", "audit")
+NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations", "merging", "quantization", "audit",
+                        "provenance")
 TARGET_ABBREVIATIONS = {"query": "Q", "key": "K", "value": "V", "dense": "dense", "word_embeddings": "emb"}
 
 
@@ -56,6 +57,24 @@ def write_audit_macros(profile: str, record: Mapping[str, Any]) -> Path:
                                             "audit_max_diff": f"{record['largest_abs_logit_diff']:.1e}",
                                             "audit_seconds": f"{record['seconds']:.0f}",
                                             "audit_sentence": summary(record)})
+
+
+def provenance_sentence(sitting: Mapping[str, Any] | None) -> str:
+    """Where the runs behind the results were computed: restored runs are never presented as computed here and now."""
+    if not sitting:
+        return "The results do not say whether any run was restored from the archive."
+    trained = f"{sitting['trained']} trained in this pipeline run"
+    if not sitting["restored"]:
+        return f"No run was restored from the archive: {trained}, any other reused from earlier runs on this machine."
+    return (f"{sitting['restored']} run(s) restored from the archive, computed {'; '.join(sitting['computed'])}; "
+            f"{trained}.")
+
+
+def write_provenance_macros(profile: str, sitting: Mapping[str, Any]) -> Path:
+    """``macros_provenance.tex``: how many runs were restored from the archive and where they were computed."""
+    return write_macros(profile, "provenance", {"runs_restored": sitting["restored"],
+                                                 "runs_trained": sitting["trained"],
+                                                 "provenance_sentence": provenance_sentence(sitting)})
 
 
 def write_table(profile: str, name: str, table: Table) -> Path:

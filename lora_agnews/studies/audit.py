@@ -281,6 +281,9 @@ def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
     baseline = audit_baseline(profile)
     if baseline is not None:
         say(f"audit: {baseline_line(baseline)}")
+    without = restored_without_adapter(results)
+    for name in without:
+        say(f"audit: {name}: restored from the archive without its adapter, not re-scored (archive --verify retrains)")
     failed = [c for c in checks if not c.reproduced]
     baseline_failed = baseline is not None and not baseline["reproduced"]
     record = {"profile": profile, "runs": len(checks), "reproduced": len(checks) - len(failed),
@@ -288,7 +291,7 @@ def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
               "largest_abs_logit_diff": max((c.max_abs_logit_diff for c in checks), default=0.0),
               "rows": sum(c.n_test for c in checks), "seconds": round(time.perf_counter() - start, 1),
               "tolerance": TOLERANCE, "not_audited": list(NOT_AUDITED), "checked_at": runs.now(),
-              "device": device, "checks": [asdict(c) | {"reproduced": c.reproduced} for c in checks]}
+              "device": device, "restored_without_adapter": without, "checks": [asdict(c) | {"reproduced": c.reproduced} for c in checks]}
     write_json(record, results / AUDIT_FILE)
     if failed or baseline_failed:
         what = ([f"{len(failed)} of {len(checks)} saved models do not reproduce their recorded test scores"] if failed
@@ -296,6 +299,77 @@ def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
         raise AuditError("; ".join(what) + ":\n"
                          + "\n".join([c.line() for c in failed] + ([baseline_line(baseline)] if baseline_failed else [])))
     return record
+
+
+def restored_without_adapter(results: Path) -> list[str]:
+    """Complete runs restored from the archive without an adapter (their logits only): the audit cannot re-score
+    them, so it names them; ``archive --verify N`` retrains a sample from their recorded configuration instead."""
+    from ..core.archive import RESTORED
+
+    return [str(d.relative_to(results)) for d in runs.complete_runs(results)
+            if not (d / "adapter").is_dir() and RESTORED in (runs.read_record(d) or {})]
+
+
+# --------------------------------------------------------------------------- the archive, retrained
+def verify_archive(profile: str, n: int, seed: int = 0) -> dict[str, Any]:
+    """Retrain ``n`` archived runs, drawn with ``seed``, from their recorded configuration; compare predictions.
+
+    The same CPU kind (or GPU) must give identical labels; another kind may round differently in the last
+    bits, so there the agreement rate is stated, not required. Writes ``results/<profile>/archive_verify.json``.
+    Raises :class:`AuditError` when a run of the same kind disagrees.
+    """
+    import random
+
+    from ..core import archive
+    from ..core.config import from_dict
+    from ..core.progress import say
+    from ..core.train import train
+
+    if n < 1:
+        raise AuditError(f"--verify {n}: give the number of archived runs to retrain (1 or more).")
+    entries = {eid: e for eid, e in archive.manifest(profile)["entries"].items() if e.get("kind") == "run"}
+    if not entries:
+        raise AuditError(f"{paths.archive_dir(profile)} holds no archived run; archive one first "
+                         f"(python -m lora_agnews archive --profile {profile}).")
+    here = runs.machine()
+    checks = []
+    for eid in random.Random(seed).sample(sorted(entries), min(n, len(entries))):
+        checks.append(_verify_entry(paths.archive_dir(profile) / archive.ENTRIES / eid, here, train, from_dict))
+        say(f"verify: {checks[-1]['line']}")
+    record = {"profile": profile, "checked_at": runs.now(), "machine": here, "seed": seed, "checks": checks,
+              "all_identical_where_expected": all(c["ok"] for c in checks)}
+    write_json(record, paths.results_dir(profile) / "archive_verify.json")
+    bad = [c["line"] for c in checks if not c["ok"]]
+    if bad:
+        raise AuditError("archived runs retrained on the same CPU kind do not give their recorded labels:\n"
+                         + "\n".join(bad))
+    return record
+
+
+def _verify_entry(entry: Path, here: dict[str, str], train: Any, from_dict: Any) -> dict[str, Any]:
+    import tempfile
+
+    from ..core import archive
+
+    info = read_json(entry / archive.ENTRY_FILE)
+    cfg = from_dict(read_json(entry / runs.RUN_FILE)["config"])
+    if archive.identity(runs.run_key(cfg)) != info["identity"]:
+        raise AuditError(f"{info['path']}: its recorded configuration no longer gives the archived key (the data or "
+                         f"the code's data format changed), so it cannot be retrained as it was.")
+    with tempfile.TemporaryDirectory(prefix="lora-agnews-verify-") as tmp:
+        train(cfg, Path(tmp) / "run")
+        with np.load(Path(tmp) / "run" / "test_predictions.npz") as new, \
+                np.load(entry / "test_predictions.npz") as old:
+            agreement = float((new["logits"].argmax(1) == old["logits"].argmax(1)).mean())
+            diff = float(np.abs(new["logits"] - old["logits"]).max()) if new["logits"].shape == old["logits"].shape \
+                else float("inf")
+    then = info["computed"].get("machine") or {}
+    same = then.get("cpu_kind") == here["cpu_kind"] and then.get("gpu") == here["gpu"]
+    kinds = f"{then.get('cpu_kind', 'unknown')}/{then.get('gpu', 'unknown')} -> {here['cpu_kind']}/{here['gpu']}"
+    line = (f"{info['path']}: {100 * agreement:.2f}% of labels agree, max |logit diff| {diff:.1e} "
+            f"({'same' if same else 'other'} machine kind: {kinds})")
+    return {"path": info["path"], "id": entry.name, "label_agreement": agreement, "max_abs_logit_diff": diff,
+            "same_kind": same, "ok": agreement == 1.0 or not same, "line": line}
 
 
 def read_audit(profile: str) -> dict[str, Any] | None:
@@ -309,11 +383,18 @@ def summary(record: dict[str, Any] | None) -> str:
     if record is None:
         return "The audit has not run on these results."
     baseline = record.get("baseline")
+    without = record.get("restored_without_adapter") or []
+    if without:
+        note = (f" {len(without)} run(s) restored from the archive without their adapters were not re-scored "
+                f"(`archive --verify` retrains a sample of them).")
+    else:
+        note = ""
     if record["all_reproduced"]:
         return (f"All {record['runs']} saved models behind these numbers, reloaded in a fresh process and re-scored on "
                 f"their {record['rows']:,} test rows, reproduce their recorded predictions (largest logit difference "
                 f"{record['largest_abs_logit_diff']:.1e}; audit {record['seconds']:.0f} s)."
-                + (" The TF-IDF baseline, refitted, gives its recorded accuracy and macro F1 exactly." if baseline else ""))
+                + (" The TF-IDF baseline, refitted, gives its recorded accuracy and macro F1 exactly." if baseline else "")
+                + note)
     if record["reproduced"] == record["runs"]:
         return "The refitted TF-IDF baseline does not give its recorded accuracy."
     return f"{record['runs'] - record['reproduced']} of {record['runs']} saved models do not reproduce their numbers."

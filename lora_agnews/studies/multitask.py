@@ -26,6 +26,7 @@ from torch import nn
 
 from ..core.artifacts import read_json, write_json
 from ..core.config import Config
+from ..core.runs import DATA_KEY, run_key  # a study model is keyed as a run: data content hash included
 from ..core.data import TokenizedDataset, encode, load_splits
 from .merging import MergingError, _device, _head_names, _precision, task_name
 from ..core.progress import say
@@ -71,6 +72,7 @@ def record_config(record: dict[str, Any], key: Any) -> Config:
 
     if isinstance(record.get("config"), dict):
         return from_dict(record["config"])
+    key = {k: v for k, v in key.items() if k != DATA_KEY}  # the data's content hash is no configuration value
     cfg = from_dict({k: v for k, v in key.items() if k != "data_format"})
     if json_roundtrip(cfg.run_key()) != json_roundtrip(key):
         raise MergingError("a record's run key does not rebuild its configuration (it was written with another "
@@ -105,6 +107,17 @@ def _key_matches(record: Path, key: Any, *files: Path) -> bool:
         return read_json(record).get("key") == json_roundtrip(key)
     except ValueError:
         return False
+
+
+def _found(profile: str, record: Path, current: dict[str, Any], *files: Path) -> bool:
+    """A complete model of ``current["key"]`` in ``record``'s directory: there already, or restored from the
+    profile's archive (its record then takes ``current``: this checkout's key and configuration)."""
+    from ..core.archive import restore_study
+
+    key = current["key"]
+    if _key_matches(record, key, *files):
+        return True
+    return restore_study(record.parent, profile, current, record.name) and _key_matches(record, key, *files)
 
 
 def json_roundtrip(value: Any) -> Any:
@@ -155,9 +168,10 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
     from ..core.runs import save_arrays
 
     run_dir = Path(run_dir)
-    key = {"kind": "head_only", "run_key": cfg.run_key()}
+    key = {"kind": "head_only", "run_key": run_key(cfg)}
     record, arrays = run_dir / "head_only.json", run_dir / "test_predictions.npz"
-    if _key_matches(record, key, arrays, run_dir / TRAINABLE_FILE):  # a run without its tensors cannot be audited
+    current = {"key": key, "config": cfg.to_dict()}
+    if _found(cfg.profile, record, current, arrays, run_dir / TRAINABLE_FILE):  # without its tensors: not auditable
         with np.load(arrays) as saved:
             return saved["logits"], saved["labels"], int(read_json(record)["trainable_params"])
     from ..core.progress import interactive
@@ -325,9 +339,10 @@ def train_multitask(cfgs: Sequence[Config], run_dir: Path) -> tuple[list[np.ndar
 
     cfg = cfgs[0]
     run_dir = Path(run_dir)
-    key = {"kind": "multitask", "run_keys": [c.run_key() for c in cfgs]}
+    key = {"kind": "multitask", "run_keys": [run_key(c) for c in cfgs]}
     record, arrays = run_dir / "multitask.json", run_dir / "test_predictions.npz"
-    if _key_matches(record, key, arrays, run_dir / TRAINABLE_FILE):
+    current = {"key": key, "configs": [c.to_dict() for c in cfgs]}
+    if _found(cfg.profile, record, current, arrays, run_dir / TRAINABLE_FILE):
         with np.load(arrays) as saved:
             n = len(cfgs)
             return ([saved[f"logits_{i}"] for i in range(n)], [saved[f"labels_{i}"] for i in range(n)],
