@@ -41,7 +41,7 @@ STEPS = ("notebooks", "book", "report")
 # What the notebooks write and the book and report read (result files, macros, tables, figures). Bump it
 # whenever a change makes results written before it unreadable by this version's book or report: such
 # results are then refused with the one command that regenerates them, not a failure inside Sphinx or LaTeX.
-RESULTS_FORMAT = 5
+RESULTS_FORMAT = 6
 KERNEL = "python3"
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 

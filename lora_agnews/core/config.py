@@ -144,6 +144,9 @@ class Config:
     merge_eval_samples: int = 0  # per task: test rows scored (fixed subset); 0: max_eval_samples
     merge_max_length: int = 0  # tokens per text in the study (BBC articles are long); 0: max_length
     merge_lora_r: int = 0  # LoRA rank of the study's adapters (the multi-task model adds a head per task); 0: lora_r
+    # the multi-label section of 03_evaluation: the profile's recipe trained once on this label-set task (a label,text
+    # directory whose cells join labels with |, relative to the repository, or go_emotions / reuters21578 with data hub)
+    multilabel_task: str = "data/tasks/topics-multilabel"
 
     def __post_init__(self) -> None:
         validate(self)
@@ -224,6 +227,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                 "merge_eval_samples", "merge_max_length", "merge_lora_r"),
     # the quantization study (06_quantization): each of its runs is a run config with its own quantize value
     "quantization": ("quantize_schemes", "quantize_seeds"),
+    # the multi-label section (03_evaluation): its run is a run config with task = this task
+    "multilabel": ("multilabel_task",),
 }
 
 # The run section: the fields that define what a training run computes, in declaration order.
