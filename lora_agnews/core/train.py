@@ -50,7 +50,7 @@ def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
     check_max_length(cfg, model_config(cfg))  # before the data is read or its tokens cached
     set_seed(cfg.seed)
     splits = splits or load_splits(cfg)
-    width = splits.task.num_labels if splits.task.multi_label else 0  # label sets become indicator rows
+    width = splits.label_width  # label sets become indicator rows
     if width:
         from .multilabel import check_training_config
 

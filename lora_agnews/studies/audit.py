@@ -112,7 +112,7 @@ def rescore_run(run_dir: Path | str, device: str = "cpu") -> tuple[np.ndarray, n
 
     model, tokenizer, cfg = load_adapter(Path(run_dir) / "adapter", device)
     splits = load_splits(cfg)
-    test = encode(splits.test, tokenizer, cfg.max_length)
+    test = encode(splits.test, tokenizer, cfg.max_length, num_labels=splits.label_width)
     dev = torch.device(device)
     precision = resolve_precision(cfg, dev)
     model = scoring_model(model, cfg, quiet=True).to(dev).eval()
@@ -165,7 +165,8 @@ def audit_merging(results: Path, device: str = "cpu") -> list[Check]:
             for combo in combos:
                 method = merge_method(combo)
                 checks.append(compare(f"merging: {scores.name} / {method}", saved[merged_key(scores.name, method)],
-                                      scores.logits[method], scores.y, precision))
+                                      scores.logits[method], scores.y, precision,
+                                      scores.decision_thresholds() if scores.multi_label else None))
     return checks
 
 
