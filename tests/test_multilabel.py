@@ -511,3 +511,54 @@ def test_the_pretrained_demo_encoders_loss_is_bce_on_the_sample() -> None:
     out = prep.model(**batch)
     assert out.loss.item() == pytest.approx(F.binary_cross_entropy_with_logits(out.logits, batch["labels"]).item(), rel=1e-5)
     assert prep.breakdown["total"] <= prep.cfg.budget
+
+
+# --------------------------------------------------------------------------- the book's section (notebook 03)
+def test_the_sections_data_summary_counts_the_shipped_sample() -> None:
+    from lora_agnews.studies import multilabel_study
+
+    cfg = config.load("smoke")
+    splits = multilabel_study.load_study_splits(cfg)
+    assert multilabel_study.study_config(cfg).task == str(SAMPLE) and splits.task.multi_label
+    summary = multilabel_study.data_summary(splits)
+    fit = pd.concat([splits.train, splits.validation])
+    co = np.asarray(summary["cooccurrence_train"])
+    for i, name in enumerate(splits.labels):
+        assert co[i, i] == sum(i in ids for ids in fit["label"])
+        for j in range(len(splits.labels)):
+            assert co[i, j] == co[j, i] == sum(i in ids and j in ids for ids in fit["label"])
+    for split, frame in (("train", splits.train), ("test", splits.test)):
+        s = summary["splits"][split]
+        assert s["cardinality"] == pytest.approx(np.mean([len(ids) for ids in frame["label"]]))
+        assert sum(s["set_sizes"].values()) == s["examples"] == len(frame)
+    rows = multilabel_study.cardinality_table(summary).frame
+    assert list(rows.index) == ["train", "validation", "test"] and rows.loc["test", "examples"] == len(splits.test)
+    assert f"{len(fit):,} training rows" in multilabel_study.cooccurrence_sentence(summary)
+
+
+def test_a_single_label_multilabel_task_is_refused_by_name() -> None:
+    from lora_agnews.studies import multilabel_study
+
+    with pytest.raises(config.ConfigError, match=r"multilabel_task.*'data/tasks/reviews', a single-label task"):
+        multilabel_study.load_study_splits(config.load("smoke", {"multilabel_task": "data/tasks/reviews"}))
+
+
+def test_the_sections_tables_sentence_and_macros_come_from_the_run(trained: dict) -> None:
+    from lora_agnews.core.tables import interval, pct
+    from lora_agnews.studies import multilabel_study
+
+    t = trained[3]
+    result = {"task_name": "task3", "metrics": t["metrics"], "pretrained": False,
+              "data": multilabel_study.data_summary(data.load_splits(t["cfg"]))}
+    m = t["metrics"]
+    cells = {row[0]: row for row in multilabel_study.scores_table(result).cells()}
+    assert cells["micro F1"][1:] == [pct(m["micro_f1"]), interval(*m["intervals"]["micro_f1"])]
+    assert cells["Hamming loss"][1] == pct(m["hamming_loss"])
+    labels = multilabel_study.per_label_table(result)
+    assert [r["label"] for r in labels.rows] == t["names"]
+    assert [float(r["threshold"].split()[0]) for r in labels.rows] == pytest.approx(m["thresholds"]["per_label"])
+    assert "\\toprule" in labels.latex() and "Sci" not in labels.latex()
+    macros = multilabel_study.macros(result)
+    assert macros["multilabel_subset_accuracy"] == pct(m["subset_accuracy"])
+    assert f"micro F1 {pct(m['micro_f1'])}%" in macros["multilabel_sentence"]
+    assert multilabel_study.note(result) is not None  # a random tiny encoder says its numbers prove the path only
