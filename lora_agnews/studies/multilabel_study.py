@@ -23,6 +23,7 @@ from ..core.config import Config, ConfigError
 from ..core.tables import Column, Table, interval, num, pct
 
 STUDY_FILE = "multilabel.json"
+SPLITS = ("train", "validation", "test")
 # the headline scores, in the order the table, the sentence and the macros give them; the last is lower-is-better
 SCORES = (("micro_f1", "micro F1"), ("macro_f1", "macro F1"), ("samples_f1", "samples F1"),
           ("subset_accuracy", "subset accuracy (exact set)"), ("hamming_loss", "Hamming loss"))
@@ -66,7 +67,7 @@ def data_summary(splits: Any) -> dict[str, Any]:
     from ..core.multilabel import cooccurrence
 
     names = list(splits.labels)
-    parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
+    parts = dict(zip(SPLITS, (splits.train, splits.validation, splits.test)))
     per_split = {}
     for split, frame in parts.items():
         x = _indicator(frame, len(names))
@@ -81,14 +82,15 @@ def data_summary(splits: Any) -> dict[str, Any]:
 def cardinality_table(summary: Mapping[str, Any]) -> Table:
     """One row per split: examples, labels per example, and how many rows hold 0, 1, 2, 3+ labels."""
     rows = []
-    for split, s in summary["splits"].items():
+    for split in SPLITS:  # JSON keeps keys sorted: the splits in reading order
+        s = summary["splits"][split]
         sizes = {int(k): v for k, v in s["set_sizes"].items()}
-        rows.append({"split": split, "examples": s["examples"], "cardinality": s["cardinality"],
-                     "0": sizes.get(0, 0), "1": sizes.get(1, 0), "2": sizes.get(2, 0),
-                     "3+": sum(v for k, v in sizes.items() if k >= 3)})
+        rows.append({"split": split, "examples": s["examples"], "labels per example": f"{s['cardinality']:.2f}",
+                     "0 labels": sizes.get(0, 0), "1 label": sizes.get(1, 0), "2 labels": sizes.get(2, 0),
+                     "3+ labels": sum(v for k, v in sizes.items() if k >= 3)})
     columns = [Column("split", tex="Split", align="l"), Column("examples", tex="Examples", fmt=num),
-               Column("cardinality", "labels per example", "Labels per example", fmt=lambda x: f"{x:.2f}"),
-               *[Column(k, f"{k} labels", f"{k} labels", fmt=num) for k in ("0", "1", "2", "3+")]]
+               Column("labels per example", tex="Labels per example"),
+               *[Column(k, fmt=num) for k in ("0 labels", "1 label", "2 labels", "3+ labels")]]
     return Table.of(columns, rows, index="split")
 
 
@@ -142,12 +144,10 @@ def scores_table(result: Mapping[str, Any]) -> Table:
     """The headline scores with their bootstrap intervals over test rows (F1s and subset accuracy in %,
     Hamming loss as a share of label decisions, in %)."""
     m = result["metrics"]
-    rows = [{"metric": title, "value": m[key], "low": m["intervals"][key][0], "high": m["intervals"][key][1]}
-            for key, title in SCORES]
-    columns = [Column("metric", tex="Metric", align="l"), Column("value", "test (%)", "Test (%)", fmt=pct),
-               Column("ci", f"{round(100 * m['confidence'])}% bootstrap interval",
-                      f"{round(100 * m['confidence'])}% bootstrap interval", align="l")]
-    return Table.of(columns, [{**r, "ci": interval(r["low"], r["high"])} for r in rows], index="metric")
+    ci = f"{round(100 * m['confidence'])}% bootstrap interval"
+    rows = [{"metric": title, "test (%)": pct(m[key]), ci: interval(*m["intervals"][key])} for key, title in SCORES]
+    columns = [Column("metric", tex="Metric", align="l"), Column("test (%)", tex="Test (%)"), Column(ci, align="l")]
+    return Table.of(columns, rows, index="metric")
 
 
 def per_label_table(result: Mapping[str, Any]) -> Table:
@@ -155,14 +155,12 @@ def per_label_table(result: Mapping[str, Any]) -> Table:
     m = result["metrics"]
     thresholds = dict(zip(m["labels"], m["thresholds"]["per_label"]))
     own = dict(zip(m["labels"], m["thresholds"].get("tuned", [False] * len(m["labels"]))))
-    rows = [{"label": n, **{k: 100 * m["per_class"][n][k] for k in ("precision", "recall", "f1")},
-             "support": m["per_class"][n]["support"],
+    scores = (("precision", "precision (%)"), ("recall", "recall (%)"), ("f1", "F1 (%)"))
+    rows = [{"label": n, **{title: pct(m["per_class"][n][k]) for k, title in scores},
+             "test positives": m["per_class"][n]["support"],
              "threshold": f"{thresholds[n]:.2f}" + ("" if own[n] else " (global)")} for n in m["labels"]]
-    share = lambda x: f"{x:.2f}"  # noqa: E731
-    columns = [Column("label", tex="Label", align="l"), Column("precision", "precision (%)", "Precision (%)", fmt=share),
-               Column("recall", "recall (%)", "Recall (%)", fmt=share), Column("f1", "F1 (%)", "F1 (%)", fmt=share),
-               Column("support", "test positives", "Test positives", fmt=num),
-               Column("threshold", tex="Threshold", align="l")]
+    columns = [Column("label", tex="Label", align="l"), *[Column(title, tex=title.capitalize()) for _, title in scores],
+               Column("test positives", tex="Test positives", fmt=num), Column("threshold", tex="Threshold", align="l")]
     return Table.of(columns, rows, index="label")
 
 
