@@ -562,3 +562,15 @@ def test_the_sections_tables_sentence_and_macros_come_from_the_run(trained: dict
     assert macros["multilabel_subset_accuracy"] == pct(m["subset_accuracy"])
     assert f"micro F1 {pct(m['micro_f1'])}%" in macros["multilabel_sentence"]
     assert multilabel_study.note(result) is not None  # a random tiny encoder says its numbers prove the path only
+
+
+def test_the_sections_run_is_the_profiles_recipe_with_the_task_and_its_batch_size() -> None:
+    from lora_agnews.studies import multilabel_study
+
+    demo = config.load("demo")
+    changed = {k for k, v in multilabel_study.study_config(demo).to_dict().items() if demo.to_dict()[k] != v}
+    assert changed == {"task"}
+    paper = config.load("paper")
+    assert multilabel_study.study_config(paper).batch_size == paper.multilabel_batch_size < paper.batch_size
+    with pytest.raises(config.ConfigError, match="multilabel_batch_size' must be 0"):
+        config.load("demo", {"multilabel_batch_size": -1})

@@ -31,10 +31,11 @@ SCORES = (("micro_f1", "micro F1"), ("macro_f1", "macro F1"), ("samples_f1", "sa
 
 def study_config(cfg: Config) -> Config:
     """The profile's recipe with ``task`` set to ``multilabel_task`` (a relative directory resolved as the merging
-    study resolves its tasks: under the working directory if it is there, else under the repository)."""
+    study resolves its tasks: under the working directory if it is there, else under the repository) and the batch
+    size ``multilabel_batch_size`` when set."""
     from .merging_study import resolve_task
 
-    return cfg.replace(task=resolve_task(cfg.multilabel_task))
+    return cfg.replace(task=resolve_task(cfg.multilabel_task), batch_size=cfg.multilabel_batch_size or cfg.batch_size)
 
 
 def run_dir(cfg: Config) -> Path:
