@@ -121,10 +121,12 @@ def cooccurrence_sentence(summary: Mapping[str, Any]) -> str:
 def run_study(cfg: Config) -> dict[str, Any]:
     """Train (or reuse) the section's run and write ``results/<profile>/multilabel.json`` (data summary, settings,
     the run's test metrics); returns that record."""
+    from ..core.runs import invalidate_results
     from ..core.train import train_owned
 
     splits = load_study_splits(cfg)
     variant = study_config(cfg)
+    invalidate_results(cfg.profile, "the multi-label section")  # it rewrites a result the book and report read
     metrics = train_owned(variant, run_dir(cfg))
     keep = ("kind", "labels", "n_eval", "per_class", "label_cardinality", "empty_truth_share", "empty_prediction_share",
             "cooccurrence", "thresholds", "bce", "at_global_threshold", "at_half", "intervals", "confidence",
