@@ -77,7 +77,7 @@ def test_an_entry_holds_the_record_logits_and_only_the_main_adapter_never_checkp
     main_entry = root / archive.ENTRIES / archive.entry_id(runs.run_key(cfg), "runs/main")
     info = read_json(main_entry / archive.ENTRY_FILE)
     assert info["identity"] == archive.identity(runs.run_key(cfg)) and info["adapter"]
-    assert info[runs.DATA_KEY] == runs.run_key(cfg)[runs.DATA_KEY] and info["results_format"] == paths.RESULTS_FORMAT
+    assert info[runs.DATA_KEY] == runs.run_key(cfg)[runs.DATA_KEY] and info["run_format"] == paths.RUN_FORMAT
     assert info["computed"]["machine"]["cpu_kind"] == runs.machine()["cpu_kind"] and info["computed"]["versions"]
     assert "adapter/adapter_model.safetensors" in info["files"] and not any("checkpoint" in f for f in info["files"])
     source = paths.runs_dir("smoke") / "main" / "test_predictions.npz"

@@ -178,7 +178,8 @@ def test_run_key_is_the_run_section_for_every_profile(name: str) -> None:
     assert cfg.run_key() == {**expected, "data_format": config.DATA_FORMAT}
     study = {"profile": "other", "report_to": "tensorboard", "n_seeds": 4, "study_top": 1, "baseline_r": 3,
              "ablation_ranks": "1", "lr_candidates": "lora=0.1,0.2", "merge_lora_r": 2, "merge_tasks": "agnews",
-             "quantize_schemes": "none", "quantize_seeds": 2}
+             "quantize_schemes": "none", "quantize_seeds": 2,
+             "multilabel_task": "go_emotions", "multilabel_batch_size": 4}
     assert cfg.replace(**study).run_key() == cfg.run_key()
     assert cfg.replace(method="vera").run_key() != cfg.run_key()
 

@@ -28,7 +28,7 @@ ORDER = {
              "config", "sources", "data", "model", "quantize", "heads", "methods", "counting", "budget",
              "evaluate", "runs", "adapter", "archive", "multilabel_eval", "export", "distill", "train"],
     "studies": ["__init__", "comparison", "experiments", "merging", "multitask", "merging_study", "quantize_study",
-                "baselines", "audit", "explore"],
+                "multilabel_study", "baselines", "audit", "explore"],
     "reporting": ["__init__", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",
                   "book_pages", "site"],
     "": ["__init__", "pipeline", "cli", "__main__"],

@@ -231,7 +231,7 @@ def test_training_scores_label_sets_and_records_thresholds(trained: dict, k: int
     saved = np.load(t["run"] / "test_predictions.npz")
     assert saved["logits"].shape == saved["labels"].shape == (45, k)
     card = (t["run"] / "adapter" / "README.md").read_text(encoding="utf-8")
-    assert "micro F1" in card and "subset accuracy" in card and "multi-label" in card
+    assert "micro F1" in card and "subset accuracy" in card and "multi-label" in card and "thresholds" in card
     history = json.loads((t["run"] / "history.json").read_text())
     assert any("eval_micro_f1" in h for h in history)
 
@@ -289,6 +289,31 @@ def test_a_reload_in_a_fresh_process_predicts_the_same(trained: dict) -> None:
     rows = json.loads(done.stdout)
     there = np.array([[r["probabilities"][n] for n in t["names"]] for r in rows])
     assert np.allclose(here, there, atol=1e-6)
+
+
+@pytest.mark.slow  # two tiny quantized trainings (about 10 s each on 2 cores) and a fresh process
+def test_a_multi_label_run_on_a_quantized_base_reloads_in_a_fresh_process(trained: dict, tmp_path: Path) -> None:
+    pytest.importorskip("bitsandbytes")
+    from conftest import fresh_process_logits, outputs_under
+    from lora_agnews.core.train import train
+
+    directory = trained[3]["dir"]
+    with outputs_under(tmp_path):
+        runs = {scheme: tmp_path / scheme for scheme in ("nf4", "int8")}
+        metrics = {scheme: train(task_config(directory, quantize=scheme), run) for scheme, run in runs.items()}
+    got = fresh_process_logits({s: r / "adapter" for s, r in runs.items()}, tmp_path)
+    for scheme, run in runs.items():
+        m = metrics[scheme]
+        assert m["kind"] == "multi_label" and m["config"]["quantize"] == scheme and 0 <= m["micro_f1"] <= 1
+        record = json.loads((run / "adapter" / "lora_agnews_config.json").read_text())
+        assert record["multi_label"] and record["config"]["quantize"] == scheme
+        assert record["thresholds"]["per_label"] == m["thresholds"]["per_label"]
+        with np.load(run / "test_predictions.npz") as saved:
+            assert saved["labels"].shape == saved["logits"].shape == (45, 3)
+            np.testing.assert_allclose(got[scheme], saved["logits"], atol=1e-4, rtol=1e-4, err_msg=scheme)
+        from lora_agnews.studies.audit import audit_run
+
+        assert audit_run(run, tmp_path).reproduced, scheme  # the pipeline's audit: the same label sets again
 
 
 def test_a_multi_label_adapter_for_a_single_label_task_is_refused_and_the_reverse(trained: dict) -> None:
@@ -427,6 +452,40 @@ def test_a_merged_adapter_keeps_each_tasks_head_and_kind(tmp_path: Path, capsys:
     row = json.loads(capsys.readouterr().out)[0]
     assert abs(sum(row["probabilities"].values()) - 1) < 1e-5 and row["label"] in ("bad", "good")
 
+    # scored on the merged adapter, each task by its own head and its own metrics; its own adapter, rescored through
+    # the merging path, gives the metrics its run recorded (micro F1 and subset accuracy; accuracy)
+    from lora_agnews.studies.merging import OWN, make_combination, merge_method, score_merged
+    from lora_agnews.studies.merging_study import results_frame
+
+    combo = make_combination("linear")
+    scores = {s.name: s for s in score_merged(runs, [combo])}
+    recorded = [json.loads((r.parent / "metrics.json").read_text()) for r in runs]
+    multi_own, single_own = scores["multi"].metrics(OWN), scores["single"].metrics(OWN)
+    assert multi_own["kind"] == "multi_label" and "confusion_matrix" not in multi_own
+    for key in ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss"):
+        assert multi_own[key] == pytest.approx(recorded[0][key], abs=1e-9)
+    assert multi_own["thresholds"]["per_label"] == recorded[0]["thresholds"]["per_label"]
+    assert "micro_f1" not in single_own and single_own["accuracy"] == pytest.approx(recorded[1]["accuracy"], abs=1e-9)
+    merged = scores["multi"].metrics(merge_method(combo))
+    assert 0 <= merged["micro_f1"] <= 1 and merged["n_eval"] == recorded[0]["n_eval"]
+    frame = results_frame(list(scores.values())).set_index(["task", "method"])
+    assert frame.loc[("multi", OWN), "accuracy"] == pytest.approx(recorded[0]["subset_accuracy"], abs=1e-9)
+    assert frame.loc[("multi", merge_method(combo)), "accuracy"] == pytest.approx(merged["subset_accuracy"], abs=1e-9)
+    assert frame.loc[("single", OWN), "accuracy"] == pytest.approx(recorded[1]["accuracy"], abs=1e-9)
+
+
+def test_the_merging_study_refuses_a_multi_label_task_for_its_single_label_references(tmp_path: Path) -> None:
+    from lora_agnews.studies.merging import MergingError
+    from lora_agnews.studies.merging_study import run_study
+
+    from test_tasks import write_task
+
+    multi = write_multi_label_task(tmp_path / "multi", TASKS[2])
+    single = write_task(tmp_path / "single", ["bad", "good"])
+    with pytest.raises(MergingError, match=r"task\(s\) multi are multi-label.*lora_agnews merge"):
+        run_study(task_config(multi), [str(multi), str(single)], tmp_path / "study")
+    assert not (tmp_path / "study").exists()
+
 
 # --------------------------------------------------------------------------- the real pretrained demo encoder
 SAMPLE = REPO / "data" / "tasks" / "topics-multilabel"
@@ -452,3 +511,66 @@ def test_the_pretrained_demo_encoders_loss_is_bce_on_the_sample() -> None:
     out = prep.model(**batch)
     assert out.loss.item() == pytest.approx(F.binary_cross_entropy_with_logits(out.logits, batch["labels"]).item(), rel=1e-5)
     assert prep.breakdown["total"] <= prep.cfg.budget
+
+
+# --------------------------------------------------------------------------- the book's section (notebook 03)
+def test_the_sections_data_summary_counts_the_shipped_sample() -> None:
+    from lora_agnews.studies import multilabel_study
+
+    cfg = config.load("smoke")
+    splits = multilabel_study.load_study_splits(cfg)
+    assert multilabel_study.study_config(cfg).task == str(SAMPLE) and splits.task.multi_label
+    summary = multilabel_study.data_summary(splits)
+    fit = pd.concat([splits.train, splits.validation])
+    co = np.asarray(summary["cooccurrence_train"])
+    for i, name in enumerate(splits.labels):
+        assert co[i, i] == sum(i in ids for ids in fit["label"])
+        for j in range(len(splits.labels)):
+            assert co[i, j] == co[j, i] == sum(i in ids and j in ids for ids in fit["label"])
+    for split, frame in (("train", splits.train), ("test", splits.test)):
+        s = summary["splits"][split]
+        assert s["cardinality"] == pytest.approx(np.mean([len(ids) for ids in frame["label"]]))
+        assert sum(s["set_sizes"].values()) == s["examples"] == len(frame)
+    rows = multilabel_study.cardinality_table(summary).frame
+    assert list(rows.index) == ["train", "validation", "test"] and rows.loc["test", "examples"] == len(splits.test)
+    assert f"{len(fit):,} training rows" in multilabel_study.cooccurrence_sentence(summary)
+
+
+def test_a_single_label_multilabel_task_is_refused_by_name() -> None:
+    from lora_agnews.studies import multilabel_study
+
+    with pytest.raises(config.ConfigError, match=r"multilabel_task.*'data/tasks/reviews', a single-label task"):
+        multilabel_study.load_study_splits(config.load("smoke", {"multilabel_task": "data/tasks/reviews"}))
+
+
+def test_the_sections_tables_sentence_and_macros_come_from_the_run(trained: dict) -> None:
+    from lora_agnews.core.tables import interval, pct
+    from lora_agnews.studies import multilabel_study
+
+    t = trained[3]
+    result = {"task_name": "task3", "metrics": t["metrics"], "pretrained": False,
+              "data": multilabel_study.data_summary(data.load_splits(t["cfg"]))}
+    m = t["metrics"]
+    cells = {row[0]: row for row in multilabel_study.scores_table(result).cells()}
+    assert cells["micro F1"][1:] == [pct(m["micro_f1"]), interval(*m["intervals"]["micro_f1"])]
+    assert cells["Hamming loss"][1] == pct(m["hamming_loss"])
+    labels = multilabel_study.per_label_table(result)
+    assert [r["label"] for r in labels.rows] == t["names"]
+    assert [float(r["threshold"].split()[0]) for r in labels.rows] == pytest.approx(m["thresholds"]["per_label"])
+    assert "\\toprule" in labels.latex() and "Sci" not in labels.latex()
+    macros = multilabel_study.macros(result)
+    assert macros["multilabel_subset_accuracy"] == pct(m["subset_accuracy"])
+    assert f"micro F1 {pct(m['micro_f1'])}%" in macros["multilabel_sentence"]
+    assert multilabel_study.note(result) is not None  # a random tiny encoder says its numbers prove the path only
+
+
+def test_the_sections_run_is_the_profiles_recipe_with_the_task_and_its_batch_size() -> None:
+    from lora_agnews.studies import multilabel_study
+
+    demo = config.load("demo")
+    changed = {k for k, v in multilabel_study.study_config(demo).to_dict().items() if demo.to_dict()[k] != v}
+    assert changed == {"task"}
+    paper = config.load("paper")
+    assert multilabel_study.study_config(paper).batch_size == paper.multilabel_batch_size < paper.batch_size
+    with pytest.raises(config.ConfigError, match="multilabel_batch_size' must be 0"):
+        config.load("demo", {"multilabel_batch_size": -1})

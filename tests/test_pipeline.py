@@ -456,6 +456,33 @@ def test_quantization_study_reaches_the_book_and_the_report(smoke_run: dict[str,
 
 
 @pytest.mark.pipeline
+def test_the_multi_label_section_reaches_the_book_and_the_report(smoke_run: dict[str, Any]) -> None:
+    """Notebook 03's multi-label section on the smoke profile: one run of the profile's recipe on the shipped
+    label-set sample in the runs store, audited; its scores, per-label table and figures in the book and the report."""
+    saved = json.loads((smoke_run["results"] / "multilabel.json").read_text())
+    m = saved["metrics"]
+    assert m["kind"] == "multi_label" and m["labels"] == ["World", "Sports", "Business", "Sci/Tech"]
+    assert set(m["intervals"]) >= {"micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss"}
+    assert saved["data"]["splits"]["test"]["examples"] == m["n_eval"] == SMOKE_OVERRIDES["max_eval_samples"]
+    run = smoke_run["results"] / "runs" / "multilabel"
+    audited = {c["run"]: c for c in json.loads((smoke_run["results"] / "audit.json").read_text())["checks"]}
+    assert audited["runs/multilabel"]["reproduced"] and audited["runs/multilabel"]["n_test"] == m["n_eval"]
+    assert json.loads((run / "metrics.json").read_text())["micro_f1"] == m["micro_f1"]
+    for figure in ("multilabel_per_label_f1", "multilabel_cooccurrence"):
+        assert (smoke_run["results"] / "figures" / f"{figure}.pdf").is_file()
+        assert (smoke_run["results"] / "figures" / f"{figure}.png").is_file()
+    macros = read_macros(smoke_run["results"] / "tex" / "macros_multilabel.tex")
+    page = (smoke_run["html"] / "notebooks" / "03_evaluation.html").read_text(encoding="utf-8")
+    assert "A multi-label task" in page and "Hamming loss" in page and "multilabel_cooccurrence" in page
+    results = (smoke_run["html"] / "results.html").read_text(encoding="utf-8")
+    assert "multilabel_per_label_f1.png" in results and macros["MultilabelMicroFOne"] in results
+    text = subprocess.run(["pdftotext", "-layout", str(smoke_run["report"] / "main.pdf"), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    flat = " ".join(text.split())
+    assert "A multi-label task" in flat and f"micro F1 {macros['MultilabelMicroFOne']}" in flat
+
+
+@pytest.mark.pipeline
 def test_macros_files_are_complete_and_distinct(smoke_run: dict[str, Any]) -> None:
     names: list[str] = []
     for notebook in reporting.NOTEBOOK_MACRO_FILES:

@@ -14,9 +14,9 @@ Layout::
                                            its adapter where a study reloads it (:data:`KEPT_ADAPTERS`)
 
 An entry's identity is the key its record holds (for a training run: the configuration's run key with the
-data's content hash, :func:`lora_agnews.core.runs.run_key`) and :data:`~lora_agnews.core.paths.RESULTS_FORMAT`;
+data's content hash, :func:`lora_agnews.core.runs.run_key`) and :data:`~lora_agnews.core.paths.RUN_FORMAT`;
 its id is the hash of that identity, so a lookup is one path, and a changed parameter, edited data or a new
-results format never finds an old entry: :func:`stale_entries` lists those with what changed.
+run format never finds an old entry: :func:`stale_entries` lists those with what changed.
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ def roundtrip(value: Any) -> Any:
 
 
 def identity(key: Any) -> dict[str, Any]:
-    """What an entry must match to be restored: the run's key (data hash included) and the results format."""
-    return {"key": portable(roundtrip(key)), "results_format": paths.RESULTS_FORMAT}
+    """What an entry must match to be restored: the run's key (data hash included) and the run format."""
+    return {"key": portable(roundtrip(key)), "run_format": paths.RUN_FORMAT}
 
 
 def portable(value: Any) -> Any:
@@ -303,7 +303,7 @@ def _write_entry(target: Path, source: Source, adapter: bool) -> dict[str, Any]:
         key = source.key
         write_json({"identity": identity(key), "config_hash": config_hash(key),
                     runs.DATA_KEY: (key.get(runs.DATA_KEY) if isinstance(key, dict) else None),
-                    "results_format": paths.RESULTS_FORMAT, "kind": source.kind, "record_file": source.record_file,
+                    "run_format": paths.RUN_FORMAT, "kind": source.kind, "record_file": source.record_file,
                     "path": source.rel, "adapter": keep, "computed": computed, "archived": runs.now(),
                     "archived_by": runs.git_commit(), "files": files}, tmp / ENTRY_FILE)
     return {"kind": source.kind, "adapter": keep, "computed": machine_line(computed), "path": source.rel}
@@ -422,8 +422,8 @@ def stale_entries(profile: str) -> list[dict[str, Any]]:
 def _changed(info: dict[str, Any], here: dict[str, Source]) -> str:
     """What differs between an archived entry and the run now at its path, in words."""
     old = info["identity"]
-    if old.get("results_format") != paths.RESULTS_FORMAT:
-        return f"results format {old.get('results_format')} (this version writes {paths.RESULTS_FORMAT})"
+    if old.get("run_format") != paths.RUN_FORMAT:
+        return f"run format {old.get('run_format')} (this version writes {paths.RUN_FORMAT})"
     current = here.get(info["path"])
     if current is None:
         return f"no run at {info['path']} now"

@@ -144,6 +144,10 @@ class Config:
     merge_eval_samples: int = 0  # per task: test rows scored (fixed subset); 0: max_eval_samples
     merge_max_length: int = 0  # tokens per text in the study (BBC articles are long); 0: max_length
     merge_lora_r: int = 0  # LoRA rank of the study's adapters (the multi-task model adds a head per task); 0: lora_r
+    # the multi-label section of 03_evaluation: the profile's recipe trained once on this label-set task (a label,text
+    # directory whose cells join labels with |, relative to the repository, or go_emotions / reuters21578 with data hub)
+    multilabel_task: str = "data/tasks/topics-multilabel"
+    multilabel_batch_size: int = 0  # its batch size; 0: batch_size (a GPU profile's large batch is a few steps there)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -224,6 +228,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                 "merge_eval_samples", "merge_max_length", "merge_lora_r"),
     # the quantization study (06_quantization): each of its runs is a run config with its own quantize value
     "quantization": ("quantize_schemes", "quantize_seeds"),
+    # the multi-label section (03_evaluation): its run is a run config with task = this task
+    "multilabel": ("multilabel_task", "multilabel_batch_size"),
 }
 
 # The run section: the fields that define what a training run computes, in declaration order.
@@ -315,9 +321,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"parameter 'merge_density' must be in (0, 1] (the share of each task's update kept); "
                           f"got {cfg.merge_density}.")
     for key in ("merge_train_samples", "merge_val_samples", "merge_eval_samples", "merge_max_length",
-                "merge_lora_r"):
+                "merge_lora_r", "multilabel_batch_size"):
         if getattr(cfg, key) < 0:
-            what = {"merge_max_length": "a number of tokens", "merge_lora_r": "a rank"}.get(key, "a number of rows")
+            what = {"merge_max_length": "a number of tokens", "merge_lora_r": "a rank",
+                    "multilabel_batch_size": "a batch size"}.get(key, "a number of rows")
             raise ConfigError(f"parameter '{key}' must be 0 (the profile's own setting) or {what}; "
                               f"got {getattr(cfg, key)}.")
     method_rates(cfg)

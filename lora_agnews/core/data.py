@@ -47,6 +47,12 @@ class Splits:
     def labels(self) -> tuple[str, ...]:
         return self.task.labels
 
+    @property
+    def label_width(self) -> int:
+        """``encode``'s ``num_labels``: the number of labels for a multi-label task (label sets become indicator
+        rows), 0 for a single-label one (one class id per row)."""
+        return self.task.num_labels if self.task.multi_label else 0
+
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
 

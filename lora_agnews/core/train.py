@@ -50,7 +50,7 @@ def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
     check_max_length(cfg, model_config(cfg))  # before the data is read or its tokens cached
     set_seed(cfg.seed)
     splits = splits or load_splits(cfg)
-    width = splits.task.num_labels if splits.task.multi_label else 0  # label sets become indicator rows
+    width = splits.label_width  # label sets become indicator rows
     if width:
         from .multilabel import check_training_config
 
@@ -515,7 +515,7 @@ def rescore(run_dir: Path | str, device: str | torch.device = "cpu") -> Rescore:
     dev = torch.device(device)
     model, tokenizer, cfg = load_adapter(Path(run_dir) / "adapter", dev)
     splits = load_splits(cfg)
-    test = encode(splits.test, tokenizer, cfg.max_length)
+    test = encode(splits.test, tokenizer, cfg.max_length, num_labels=splits.label_width)
     precision = resolve_precision(cfg, dev)
     model = scoring_model(model, cfg, quiet=True).to(dev).eval()
     logits = predict_logits(model, test, tokenizer.pad_token_id, cfg.eval_batch_size, dev, precision,

@@ -21,7 +21,7 @@ from ..core.tables import dec, num, p_text, pct, pvalue
 
 # Each result file the book reads, and the notebook that writes it (named when the file is missing).
 WRITERS = {"exploration": "01_exploration", "training": "02_training", "metrics": "03_evaluation",
-           "reference": "03_evaluation", "ablation": "04_ablations", "learning_rates": "04_ablations",
+           "reference": "03_evaluation", "multilabel": "03_evaluation", "ablation": "04_ablations", "learning_rates": "04_ablations",
            "statistics": "04_ablations", "merging": "05_merging", "quantization": "06_quantization"}
 # The book's pages rendered from the results; the guide's pages are copied as they are.
 PAGES = ("intro.md", "results.md")
@@ -42,7 +42,7 @@ def load_results(profile: str) -> dict[str, Any]:
 def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the book's Markdown templates may use: results, formatted tables, profile facts."""
     from . import merge_reporting
-    from ..studies import quantize_study
+    from ..studies import multilabel_study, quantize_study
     from ..studies.audit import read_audit, summary
     from ..core.config import from_dict
 
@@ -71,12 +71,17 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "reference_sentence": reference_sentence(results["reference"]),
         "merging_sentence": merge_reporting.sentence(merging),
         "quantization_sentence": quantize_study.sentence(results["quantization"]),
+        "multilabel_sentence": multilabel_study.sentence(results["multilabel"]),
+        "multilabel_data_sentence": multilabel_study.cooccurrence_sentence(results["multilabel"]["data"]),
+        "multilabel_note": multilabel_study.note(results["multilabel"]),
         "best_ablation": (best_ablation(ablation).to_dict() if best_ablation(ablation) is not None else None),
         "tables": {name: table.markdown() for name, table in (
             ("metrics", metrics_table(metrics)), ("ablation", ablation_table(ablation)),
             ("rates", rates_table(results["learning_rates"])), ("statistics", statistics_table(stats)),
             ("merging", merge_reporting.summary_table(merging)),
-            ("quantization", quantize_study.table(results["quantization"])))},
+            ("quantization", quantize_study.table(results["quantization"])),
+            ("multilabel", multilabel_study.scores_table(results["multilabel"])),
+            ("multilabel_labels", multilabel_study.per_label_table(results["multilabel"])))},
     }
 
 

@@ -23,8 +23,8 @@ from ..core.tasks import AGNEWS
 from ..core.tables import Column, Table, dec, interval, num, p_text, pct, points, two_decimals
 
 PAPER_PROFILE = "paper"
-NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "ablations", "merging", "quantization", "audit",
-                        "provenance")
+NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "multilabel", "ablations", "merging", "quantization",
+                        "audit", "provenance")
 TARGET_ABBREVIATIONS = {"query": "Q", "key": "K", "value": "V", "dense": "dense", "word_embeddings": "emb"}
 
 

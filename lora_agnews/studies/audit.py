@@ -2,7 +2,7 @@
 
 A number is a result only if its artifact gives it again. :func:`audit_profile` finds, under
 ``results/<profile>/``, every complete run with a saved adapter (the main run, the seed study, the ablation
-grid, the quantized runs, each merging task's own adapter) and re-scores its test rows from the adapter
+grid, the quantized runs, the multi-label run, each merging task's own adapter) and re-scores its test rows from the adapter
 alone, through the path the run scored with (:func:`lora_agnews.core.train.scoring_model`, the run's batch size
 and precision); it re-merges the merging study's task adapters and re-scores every merged combination; it
 rebuilds the study's head-only floor and multi-task model from their records and saved trained tensors
@@ -64,13 +64,29 @@ class Check:
                 f"{self.run}: reproduced ({self.n_test} rows, max |logit diff| {self.max_abs_logit_diff:.1e})")
 
 
-def compare(run: str, recorded: np.ndarray, got: np.ndarray, labels: np.ndarray, precision: str) -> Check:
-    """Recorded against re-scored logits of the same rows (``labels``: their true classes)."""
+def compare(run: str, recorded: np.ndarray, got: np.ndarray, labels: np.ndarray, precision: str,
+            thresholds: Any = None) -> Check:
+    """Recorded against re-scored logits of the same rows (``labels``: their true classes).
+
+    A multi-label run (``labels`` an indicator matrix) predicts label sets at its ``thresholds`` (the per-label
+    values its run chose on validation): its predictions must be the same sets, and its accuracy is subset
+    accuracy (the whole set right), the per-row outcome a set has.
+    """
     if recorded.shape != got.shape:
         raise AuditError(f"{run}: recorded logits {recorded.shape} but the reloaded model scored {got.shape}: "
                          f"the test rows changed since the run; rerun it.")
-    return Check(run, int(len(labels)), float((recorded.argmax(1) == labels).mean()),
-                 float((got.argmax(1) == labels).mean()), float((recorded.argmax(1) == got.argmax(1)).mean()),
+    if np.ndim(labels) == 2:
+        from ..core.multilabel import apply_thresholds, sigmoid
+
+        def decide(logits: np.ndarray) -> np.ndarray:
+            return apply_thresholds(sigmoid(logits), thresholds if thresholds is not None else 0.5)
+
+        truth = np.asarray(labels) > 0
+        before, after = decide(recorded) > 0, decide(got) > 0
+        right = [(before == truth).all(1), (after == truth).all(1), (before == after).all(1)]
+    else:
+        right = [recorded.argmax(1) == labels, got.argmax(1) == labels, recorded.argmax(1) == got.argmax(1)]
+    return Check(run, int(len(labels)), *(float(r.mean()) for r in right),
                  float(np.abs(recorded - got).max()) if got.size else 0.0, precision, TOLERANCE.get(precision, 1e-4))
 
 
@@ -91,7 +107,15 @@ def audit_run(run_dir: Path, root: Path, device: str = "cpu") -> Check:
         if not np.array_equal(saved["labels"], labels):
             raise AuditError(f"{name}: its test rows are not the ones it recorded (the data changed since the run); "
                              f"rerun it.")
-        return compare(name, saved["logits"], logits, labels, precision)
+        return compare(name, saved["logits"], logits, labels, precision, _thresholds(run_dir / "adapter"))
+
+
+def _thresholds(adapter_dir: Path) -> list[float] | None:
+    """A multi-label adapter's per-label decision thresholds (None: single-label)."""
+    from ..core.adapter import adapter_thresholds
+
+    record = adapter_thresholds(adapter_dir)
+    return None if record is None else list(record["per_label"])
 
 
 # --------------------------------------------------------------------------- merged adapters
@@ -120,7 +144,8 @@ def audit_merging(results: Path, device: str = "cpu") -> list[Check]:
             for combo in combos:
                 method = merge_method(combo)
                 checks.append(compare(f"merging: {scores.name} / {method}", saved[merged_key(scores.name, method)],
-                                      scores.logits[method], scores.y, precision))
+                                      scores.logits[method], scores.y, precision,
+                                      scores.decision_thresholds() if scores.multi_label else None))
     return checks
 
 

@@ -392,15 +392,21 @@ def _device(cfg: Config, device: str | torch.device | None) -> torch.device:
 
 
 def task_test_rows(cfg: Config, tokenizer: Any) -> tuple[TokenizedDataset, np.ndarray]:
-    """The task's test rows (the same subset every run of the configuration is scored on), encoded."""
-    test = load_splits(cfg).test
-    return encode(test, tokenizer, cfg.max_length), test["label"].to_numpy()
+    """The task's test rows (the same subset every run of the configuration is scored on), encoded, and their
+    labels: class ids, or for a multi-label task the indicator matrix its run saved."""
+    splits = load_splits(cfg)
+    dataset = encode(splits.test, tokenizer, cfg.max_length, num_labels=splits.label_width)
+    return dataset, np.asarray(dataset.labels) if splits.label_width else splits.test["label"].to_numpy()
 
 
 # --------------------------------------------------------------------------- scores
 @dataclass
 class TaskScores:
-    """One task's test rows scored every way: ``logits[method]`` and the trainable count behind each."""
+    """One task's test rows scored every way: ``logits[method]`` and the trainable count behind each.
+
+    A multi-label task (``y`` an indicator matrix) carries the ``thresholds`` its own run chose on validation:
+    every method is scored by its label sets at those thresholds, with the task's own metrics.
+    """
 
     name: str
     labels: tuple[str, ...]
@@ -408,6 +414,37 @@ class TaskScores:
     logits: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     params: dict[str, int] = dataclasses.field(default_factory=dict)
     kinds: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # method -> combination settings
+    thresholds: dict[str, Any] | None = None  # a multi-label task's record (lora_agnews.core.multilabel.choose_thresholds)
+
+    @property
+    def multi_label(self) -> bool:
+        return np.ndim(self.y) == 2
+
+    def correct(self, method: str) -> np.ndarray:
+        """Per test row, whether ``method`` got it right: the class, or for label sets the whole set (subset
+        accuracy's outcome, the one a paired comparison of rows can use)."""
+        logits = self.logits[method]
+        if not self.multi_label:
+            return logits.argmax(1) == self.y
+        from ..core.multilabel import apply_thresholds, sigmoid
+
+        return (apply_thresholds(sigmoid(logits), self.decision_thresholds()) == (self.y > 0)).all(1)
+
+    def metrics(self, method: str) -> dict[str, Any]:
+        """``method``'s test metrics by the task's own kind: accuracy, macro F1 and the rest for a single-label task;
+        micro/macro/samples F1, subset accuracy and Hamming loss at the task's thresholds for a multi-label one."""
+        logits = self.logits[method]
+        if self.multi_label:
+            from ..core.multilabel import compute_metrics, sigmoid
+
+            return compute_metrics(self.y, sigmoid(logits), self.thresholds or 0.5, names=self.labels)
+        from ..core.evaluate import compute_metrics as single_label_metrics, softmax
+
+        return single_label_metrics(self.y, logits.argmax(1), softmax(logits), names=self.labels)
+
+    def decision_thresholds(self) -> list[float]:
+        """A multi-label task's per-label thresholds (0.5 each where its run recorded none)."""
+        return list(self.thresholds["per_label"]) if self.thresholds else [0.5] * len(self.labels)
 
     def add(self, method: str, logits: np.ndarray, params: int, combo: Combination | None = None) -> None:
         if logits.shape != (len(self.y), len(self.labels)):
@@ -456,9 +493,10 @@ def _score_task(adapters: Sequence[SavedAdapter], t: int, copies: Sequence[Path]
     precision = _precision(a.cfg, dev)
     dataset, y = task_test_rows(a.cfg, tokenizer)
     head = a.head_tensors()
-    base = _task_base(a.cfg, a.labels, tokenizer, head, a.info.get("base_fingerprint"), str(a.directory))
+    base = _task_base(a.cfg, a.labels, tokenizer, head, a.info.get("base_fingerprint"), str(a.directory),
+                      multi_label=a.multi_label)
     model = _with_adapters(base, copies).to(dev)
-    scores = TaskScores(a.name, a.labels, y)
+    scores = TaskScores(a.name, a.labels, y, thresholds=a.info.get("thresholds") if a.multi_label else None)
 
     def score() -> np.ndarray:
         return predict_logits(model, dataset, tokenizer.pad_token_id, a.cfg.eval_batch_size, dev, precision)

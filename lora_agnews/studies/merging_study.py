@@ -102,6 +102,18 @@ def save_tokenizer(tokenizer: Any, directory: Path) -> Path:
     return Path(directory)
 
 
+def _refuse_label_sets(cfgs: Sequence[Config], names: Sequence[str]) -> None:
+    """The head-only floor and the multi-task model train one class per row (cross-entropy): a multi-label task
+    cannot join them. Its adapter still merges (``merge_adapters`` / ``score_merged``), scored by its own metrics."""
+    from ..core.data import load_task
+
+    multi = [n for c, n in zip(cfgs, names) if load_task(c)[2].multi_label]
+    if multi:
+        raise MergingError(f"task(s) {', '.join(multi)} are multi-label, but the study's head-only floor and multi-task "
+                           f"model train one class per row; leave them out of merge_tasks, or merge their adapters "
+                           f"with `python -m lora_agnews merge` (each task keeps its head and its own metrics).")
+
+
 def _budget_check(cfg: Config, tokenizer: Any) -> dict[str, Any]:
     from ..core.counting import check_budget, parameter_breakdown
     from ..core.methods import build_model
@@ -157,6 +169,8 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
                                    f"budget of {c.budget:,}.")
     if multitask:
         check_multitask_budget(cfgs[0], [task_labels(c) for c in cfgs], names, tokenizer)
+    if floor or multitask:
+        _refuse_label_sets(cfgs, names)
     ranks = [c.lora_r for c in cfgs]
     for combo in combinations:
         if combo.weights is not None and len(combo.weights) != len(cfgs):
@@ -222,7 +236,8 @@ def results_frame(study: Study | Sequence[TaskScores], seed: int | None = None) 
     seed = (study.seed if isinstance(study, Study) else 0) if seed is None else seed
     rows = []
     for s in tasks:
-        arms = [Arm(method, [logits.argmax(1) == s.y], [s.y]) for method, logits in s.logits.items()]
+        rows_of = np.arange(len(s.y))  # the rows' identity for pairing (a multi-label y is a matrix)
+        arms = [Arm(method, [s.correct(method)], [rows_of]) for method in s.logits]
         compared = compare(arms, OWN, seed, f"the merging study's task {s.name!r}")["arms"]
         own_acc = compared[list(s.logits).index(OWN)]["mean"]
         for method, result in zip(s.logits, compared):
