@@ -254,6 +254,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_findings(args: argparse.Namespace) -> int:
+    """``findings [--check]``: rewrite the README's and the guide's generated blocks from archive/ (or name those that differ)."""
+    from .reporting.findings import update
+
+    changed = update(check=args.check)
+    for name in changed:
+        print(f"findings: {name} {'differs from what the archive gives' if args.check else 'regenerated'}")
+    if args.check and changed:
+        print("findings: run `python -m lora_agnews findings` and commit the result")
+        return 1
+    print(f"findings: {'up to date' if not changed else f'{len(changed)} file(s) regenerated'}")
+    return 0
+
+
 def cmd_archive(args: argparse.Namespace) -> int:
     """``archive --profile NAME [--verify N]``: add the profile's complete runs to archive/NAME, or retrain N of them."""
     from .core import archive
@@ -381,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the --verify draw (default 0)")
     p.set_defaults(func=cmd_archive)
 
+    p = sub.add_parser("findings", help="regenerate the README's and the guide's generated findings from archive/ "
+                                        "(--check: only say which differ)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a generated block differs")
+    p.set_defaults(func=cmd_findings)
+
     p = sub.add_parser("logits", help="write a teacher logits file (for distillation) from any fine-tuned classifier")
     _common(p)
     p.add_argument("--teacher", required=True, help="teacher: an adapter directory (RUN/adapter) or a HF classifier directory")
@@ -405,9 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     from .studies.merging import MergingError
     from .studies.audit import AuditError
     from .core.archive import ArchiveError
+    from .reporting.findings import FindingsError
 
     known = (config_mod.ConfigError, DataError, ModelError, BudgetError, RunError, AdapterError, MergingError, AuditError,
-             ArchiveError,
+             ArchiveError, FindingsError,
              FileNotFoundError, ValueError)
     try:
         return int(args.func(args) or 0)

@@ -30,7 +30,7 @@ ORDER = {
     "studies": ["__init__", "comparison", "experiments", "merging", "multitask", "merging_study", "quantize_study",
                 "multilabel_study", "baselines", "audit", "explore"],
     "reporting": ["__init__", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",
-                  "book_pages", "site"],
+                  "book_pages", "site", "findings"],
     "": ["__init__", "pipeline", "cli", "__main__"],
 }
 FLAT = [f"{layer}.{m}".lstrip(".") for layer in LAYERS for m in ORDER[layer]]

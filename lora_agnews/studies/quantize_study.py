@@ -99,7 +99,7 @@ def run_study(cfg: Config, isolate: bool = True) -> dict[str, Any]:
     """
     from ..core.runs import invalidate_results
 
-    rows, run_dirs = [], {}
+    done = []
     plan = study_configs(cfg)
     invalidate_results(cfg.profile, "quantization")
     for i, (scheme, seed, variant) in enumerate(plan, 1):
@@ -111,19 +111,30 @@ def run_study(cfg: Config, isolate: bool = True) -> dict[str, Any]:
             from ..core.train import train_owned
 
             metrics = train_owned(variant, out)
+        done.append((scheme, seed, variant, out, metrics))
+    result = summarise(cfg, done, isolate)
+    write_json(result, paths.results_dir(cfg.profile) / STUDY_FILE)
+    return result
+
+
+def summarise(cfg: Config, done: list[tuple[str, int, Config, Path, dict[str, Any]]], isolate: bool) -> dict[str, Any]:
+    """The study's result from its complete runs ``(scheme, seed, config, run dir, metrics)``, reference first.
+
+    Separate from training so that the findings (``reporting.findings``) compute the same result from archived runs.
+    """
+    rows = [_run_row(scheme, seed, variant, metrics) for scheme, seed, variant, _, metrics in done]
+    run_dirs: dict[str, list[Path]] = {}
+    for scheme, _, _, out, _ in done:
         run_dirs.setdefault(scheme, []).append(out)
-        rows.append(_run_row(scheme, seed, variant, metrics))
     arms = [run_arm(scheme, dirs, [r["seed"] for r in rows if r["scheme"] == scheme]) for scheme, dirs in run_dirs.items()]
     study = compare(arms, REFERENCE, cfg.seed, "the quantization study")
     comparisons = [{"scheme": arm["name"], "mean_difference": arm["vs_reference"]["mean"],
                     "bootstrap_ci": arm["vs_reference"]["bootstrap_ci"],
                     "mcnemar_per_seed": arm["vs_reference"]["mcnemar_per_seed"]} for arm in study["arms"][1:]]
-    result = {"profile": cfg.profile, "settings": {"schemes": schemes(cfg), "seeds": cfg.quantize_seeds,
-                                                   "double": cfg.quantize_double, "model_name": cfg.model_name,
-                                                   "isolated": isolate},
-              "n_eval": study["n_eval"], "runs": rows, "comparisons": comparisons}
-    write_json(result, paths.results_dir(cfg.profile) / STUDY_FILE)
-    return result
+    return {"profile": cfg.profile, "settings": {"schemes": list(run_dirs), "seeds": len(run_dirs[REFERENCE]),
+                                                 "double": cfg.quantize_double, "model_name": cfg.model_name,
+                                                 "isolated": isolate},
+            "n_eval": study["n_eval"], "runs": rows, "comparisons": comparisons}
 
 
 # --------------------------------------------------------------------------- reading the result

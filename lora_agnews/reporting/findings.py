@@ -1,0 +1,115 @@
+"""Findings in the README and the guide, generated from the archive: no result number there is typed by hand.
+
+A generated block sits between two markers in a Markdown file::
+
+    <!-- generated: cpu/quantization-table (python -m lora_agnews findings) -->
+    ...
+    <!-- /generated -->
+
+``cpu`` names the archive (``archive/cpu``) and ``quantization-table`` one of :data:`FINDINGS`. ``python -m
+lora_agnews findings`` rewrites every block from the committed archive; ``--check`` only names the blocks that
+differ (a fast test runs it). A block whose runs are not all archived yet says so instead of holding numbers.
+The texts are those the book and the report show (one sentence and one table function per study).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..core import archive, paths
+from ..core.artifacts import read_json
+from ..core.config import from_dict
+from ..studies import quantize_study
+
+MARK = re.compile(r"(?P<open><!-- generated: (?P<profile>[\w-]+)/(?P<name>[\w-]+) [^\n]*-->\n)"
+                  r"(?P<body>.*?)(?P<close><!-- /generated -->)", re.S)
+QUANTIZATION_RUN = re.compile(r"runs/quantization/(?P<scheme>\w+)/seed(?P<seed>\d+)$")
+
+
+class FindingsError(ValueError):
+    """A marker that names no finding, or a file the findings cannot be written to."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One generated text: the study result it reads (from an archive) and how it is written."""
+
+    study: Callable[[str], dict[str, Any] | None]  # the profile's study result from its archive, None if incomplete
+    write: Callable[[dict[str, Any]], str]
+    what: str  # said in place of the numbers while the archive lacks runs
+
+
+def archived_runs(profile: str) -> dict[str, Path]:
+    """Each archived run of ``profile`` by its path under ``results/<profile>/`` (``runs/main``, ...)."""
+    root = paths.archive_dir(profile) / archive.ENTRIES
+    return {e["path"]: root / eid for eid, e in archive.manifest(profile)["entries"].items()}
+
+
+def quantization_study(profile: str) -> dict[str, Any] | None:
+    """The quantization study's result computed from the archived runs, as notebook 06 computes it."""
+    found = []
+    for rel, entry in archived_runs(profile).items():
+        match = QUANTIZATION_RUN.match(rel)
+        if match:
+            record = read_json(entry / "run.json")
+            found.append((match["scheme"], int(match["seed"]), from_dict(record["config"]), entry,
+                          read_json(entry / "metrics.json")))
+    if not found:
+        return None
+    cfg = found[0][2]  # a run's configuration holds the study's own keys: the schemes in the study's order
+    order = {scheme: i for i, scheme in enumerate(quantize_study.schemes(cfg))}
+    seeds = sorted({f[1] for f in found})
+    if {f[0] for f in found} != set(order) or len(found) != len(order) * len(seeds):
+        return None  # a scheme or a seed is not archived yet
+    found.sort(key=lambda f: (order[f[0]], f[1]))
+    return quantize_study.summarise(cfg.replace(seed=seeds[0]), found, isolate=True)
+
+
+def _provenance(profile: str) -> str:
+    computed = sorted({e["computed"] for e in archive.manifest(profile)["entries"].values()})
+    return f"archive/{profile}, computed " + "; ".join(computed)
+
+
+FINDINGS: dict[str, Finding] = {
+    "quantization-sentence": Finding(quantization_study, quantize_study.sentence, "the quantization study"),
+    "quantization-table": Finding(quantization_study, lambda r: quantize_study.table(r).markdown(),
+                                  "the quantization study"),
+}
+
+
+def render(profile: str, name: str) -> str:
+    """The block's text for ``profile``'s archive (ends with a newline), or why it has no numbers yet."""
+    if name not in FINDINGS:
+        raise FindingsError(f"generated block {profile}/{name}: no such finding; use one of {', '.join(FINDINGS)}.")
+    finding = FINDINGS[name]
+    result = finding.study(profile)
+    if result is None:
+        return (f"*Not generated yet: {finding.what} is not complete in `archive/{profile}` "
+                f"(`python -m lora_agnews archive --profile {profile}` after the profile's runs).*\n")
+    return f"{finding.write(result).rstrip()}\n\n*Generated from {_provenance(profile)}.*\n"
+
+
+def documents() -> list[Path]:
+    """The files that may hold generated blocks: the README and the guide's pages."""
+    return [paths.ROOT / "README.md", *sorted((paths.BOOK / "guide").glob("*.md"))]
+
+
+def regenerate(text: str) -> str:
+    """``text`` with every generated block rewritten."""
+    return MARK.sub(lambda m: m["open"] + render(m["profile"], m["name"]) + m["close"], text)
+
+
+def update(check: bool = False) -> list[str]:
+    """Rewrite the generated blocks of :func:`documents` (``check``: write nothing); the files that differ(ed)."""
+    changed = []
+    for path in documents():
+        text = path.read_text(encoding="utf-8")
+        new = regenerate(text)
+        if new != text:
+            changed.append(str(path.relative_to(paths.ROOT)))
+            if not check:
+                path.write_text(new, encoding="utf-8")
+    return changed

@@ -1,0 +1,74 @@
+"""Findings in the README and the guide are generated from the archive (reporting.findings): the committed text is
+what the committed archive gives, and a block whose study is not archived whole holds no number."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lora_agnews.cli import main
+from lora_agnews.core import archive, config, paths, runs
+from lora_agnews.core.artifacts import write_json
+from lora_agnews.reporting import findings
+from lora_agnews.studies import quantize_study
+
+BLOCK = "<!-- generated: smoke/{} (python -m lora_agnews findings) -->\nstale text\n<!-- /generated -->\n"
+
+
+def quantization_run(scheme: str, seed: int, accuracy_shift: int) -> None:
+    """A complete run of the smoke quantization study as training leaves it (no model is trained here)."""
+    cfg = config.load("smoke", {"quantize": scheme, "seed": seed})
+    run_dir = quantize_study.run_dir(cfg, scheme, seed)
+    run_dir.mkdir(parents=True)
+    labels = np.arange(40) % 4
+    logits = np.eye(4, dtype=np.float32)[labels]
+    logits[:accuracy_shift] = np.roll(logits[:accuracy_shift], 1, axis=1)  # the first rows wrong
+    runs.save_arrays(run_dir / "test_predictions.npz", logits=logits, labels=labels)
+    accuracy = float((logits.argmax(1) == labels).mean())
+    write_json({"accuracy": accuracy, "macro_f1": accuracy, "trainable_params": 10, "train_seconds": 10.0,
+                "global_steps": 5, "parameter_breakdown": {"base_bytes": 100 if scheme == "none" else 40,
+                                                           "base_bytes_fp32": 100},
+                "process_peak_rss_bytes": 2 ** 30}, run_dir / runs.METRICS_FILE)
+    write_json([], run_dir / "history.json")
+    runs.finish(run_dir, runs.start(run_dir, cfg, "cpu"))
+
+
+def archive_study(schemes: dict[str, int]) -> None:
+    for scheme, wrong in schemes.items():
+        for seed in (42, 43):
+            quantization_run(scheme, seed, wrong + seed - 42)
+    archive.archive_profile("smoke")
+
+
+def test_a_block_is_the_study_s_own_table_computed_from_the_archived_runs(isolated_outputs: Path) -> None:
+    archive_study({"none": 2, "nf4": 6})
+    text = findings.regenerate("before\n" + BLOCK.format("quantization-table") + "after\n")
+    table = quantize_study.table(findings.quantization_study("smoke")).markdown()
+    assert text.startswith("before\n<!-- generated: smoke/quantization-table") and text.endswith("after\n")
+    assert table in text and "stale text" not in text and "Generated from archive/smoke, computed" in text
+    assert "-10.00" in table  # nf4 gets 4 more of 40 rows wrong at each seed: 10 points below full precision
+    assert findings.regenerate(text) == text  # generating again changes nothing
+
+
+def test_a_study_not_archived_whole_holds_no_number(isolated_outputs: Path) -> None:
+    quantization_run("none", 42, 0)
+    quantization_run("nf4", 42, 4)
+    quantization_run("none", 43, 0)  # nf4 seed 43 is missing
+    archive.archive_profile("smoke")
+    text = findings.regenerate(BLOCK.format("quantization-sentence"))
+    assert "Not generated yet" in text and not any(ch.isdigit() for ch in text.split("-->")[1].split("<!--")[0])
+
+
+def test_a_marker_naming_no_finding_is_refused_by_name() -> None:
+    with pytest.raises(findings.FindingsError, match="smoke/nothing: no such finding"):
+        findings.regenerate(BLOCK.format("nothing"))
+
+
+def test_the_committed_readme_and_guide_are_what_the_committed_archive_gives(monkeypatch: pytest.MonkeyPatch,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LORA_AGNEWS_ARCHIVE", str(paths.ROOT / "archive"))  # conftest points tests elsewhere
+    blocks = [m for doc in findings.documents() for m in findings.MARK.finditer(doc.read_text(encoding="utf-8"))]
+    assert blocks, "the README and the guide hold generated findings"
+    assert main(["findings", "--check"]) == 0, capsys.readouterr().out
