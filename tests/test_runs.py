@@ -300,3 +300,13 @@ def test_pipeline_owned_run_of_an_older_data_format_is_replaced(tmp_path: Path, 
     assert runs.read_record(kept)["run_key"]["data_format"] == config.DATA_FORMAT - 1
     assert read_json(kept / runs.METRICS_FILE) == {"accuracy": 0.5, "macro_f1": 0.5}
     assert train_owned(cfg, run_dir) == runs.load_complete(run_dir)  # and then reused, not retrained
+
+
+def test_a_run_is_the_same_whichever_path_its_identical_rows_were_read_from(tmp_path: Path) -> None:
+    """``-p data ../shared/x`` typed in a shell and the pipeline's resolved ``/work/shared/x``: the same rows, one run."""
+    key = {"lora_r": 8, "data": "../shared/agnews-subset", runs.DATA_KEY: "ab"}
+    assert runs.same_key(key, {**key, "data": "/work/shared/agnews-subset"})
+    assert not runs.same_key(key, {**key, "data": "/work/shared/agnews-subset", runs.DATA_KEY: "cd"})
+    assert not runs.same_key(key, {**key, "lora_r": 4})
+    old = {"lora_r": 8, "data": "sample"}  # a record from before the hash was kept: compared on the configuration
+    assert runs.same_key(old, {**old, runs.DATA_KEY: "ab"}) and not runs.same_key(old, {**old, "data": "hub", runs.DATA_KEY: "ab"})

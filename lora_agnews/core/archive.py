@@ -85,14 +85,12 @@ def portable(value: Any) -> Any:
 
     A key holds the paths its run read: a shared tokenizer under ``results/`` (the merging study's), a file
     in the repository, the data. Under ``results/`` or the checkout they are the same files wherever the
-    checkout is, and the data's content is in the key too (``data_sha256``), so its location is dropped.
+    checkout is, and the data's content is in the key too (``data_sha256``), so its location is dropped
+    (``runs.by_content``, as a run's reuse compares keys).
     A path outside both (a model directory) stays as it is: another location may hold other weights.
     """
     if isinstance(value, dict):
-        out = {k: portable(v) for k, v in value.items()}
-        if runs.DATA_KEY in out and isinstance(out.get("data"), str) and Path(out["data"]).is_absolute():
-            out["data"] = "<content: data_sha256>"
-        return out
+        return runs.by_content({k: portable(v) for k, v in value.items()})
     if isinstance(value, list):
         return [portable(v) for v in value]
     if isinstance(value, str):

@@ -196,9 +196,21 @@ def is_live(record: dict[str, Any]) -> bool:
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    if DATA_KEY not in old:
-        new = {k: v for k, v in new.items() if k != DATA_KEY}
+    old, new = comparable(old, new)
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def by_content(key: dict[str, Any]) -> dict[str, Any]:
+    """``key`` with its data named by content alone: where ``data_sha256`` is kept, the path the rows were read
+    from (``../shared/x`` typed in one shell, ``/work/shared/x`` resolved by the pipeline) identifies nothing more."""
+    return {k: v for k, v in key.items() if k != "data"} if DATA_KEY in key else key
+
+
+def comparable(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two run keys as they compare: by the data's content where both keep it, else on the configuration alone."""
+    if DATA_KEY not in old:
+        return old, {k: v for k, v in new.items() if k != DATA_KEY}
+    return by_content(old), by_content(new)
 
 
 def run_key(cfg: Config) -> dict[str, Any]:
@@ -218,9 +230,10 @@ def same_key(recorded: Any, key: dict[str, Any]) -> bool:
     Records written before the data's fingerprint was kept carry none: they are compared on the
     configuration alone, as :data:`lora_agnews.core.config.NEW_KEY_DEFAULTS` keeps older runs usable.
     """
-    if isinstance(recorded, dict) and DATA_KEY not in recorded:
-        key = {k: v for k, v in key.items() if k != DATA_KEY}
-    return recorded == key
+    if not isinstance(recorded, dict):
+        return False
+    old, new = comparable(recorded, key)
+    return old == new
 
 
 def key_tag(key: Any) -> str:
