@@ -73,9 +73,12 @@ def _provenance(profile: str) -> str:
     return f"archive/{profile}, computed " + "; ".join(computed)
 
 
+# Without seconds per step: an archive gathers runs from several sittings and machines, and times compare only
+# between runs measured side by side (the notebook's own table, from one sitting, shows them).
 FINDINGS: dict[str, Finding] = {
-    "quantization-sentence": Finding(quantization_study, quantize_study.sentence, "the quantization study"),
-    "quantization-table": Finding(quantization_study, lambda r: quantize_study.table(r).markdown(),
+    "quantization-sentence": Finding(quantization_study, lambda r: quantize_study.sentence(r, timing=False),
+                                     "the quantization study"),
+    "quantization-table": Finding(quantization_study, lambda r: quantize_study.table(r, timing=False).markdown(),
                                   "the quantization study"),
 }
 

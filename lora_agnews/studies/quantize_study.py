@@ -166,9 +166,10 @@ def summary_frame(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table(result: dict[str, Any]) -> Table:
+def table(result: dict[str, Any], timing: bool = True) -> Table:
     """The summary for reading (percent and points with two decimals, memory in MiB): the notebook, the book
-    and the report show it."""
+    and the report show it. ``timing`` False leaves out seconds per step, which compare only between runs
+    measured side by side (the findings read runs an archive gathered over several sittings)."""
     frame = summary_frame(result)
     shown = pd.DataFrame({
         "base": frame["label"], "seeds": frame["seeds"],
@@ -179,7 +180,7 @@ def table(result: dict[str, Any]) -> Table:
         "RSS peak / end MiB": [f"{_mib(p)} / {_mib(e)}" for p, e in zip(frame["peak_rss_mib"], frame["end_rss_mib"])],
         "s/step": [f"{s:.2f}" for s in frame["seconds_per_step"]],
     })
-    return Table.of_frame(shown)
+    return Table.of_frame(shown if timing else shown.drop(columns=["s/step"]))
 
 
 def _mib(value: float | None) -> str:
@@ -197,8 +198,9 @@ def _diff_text(row: Any) -> str:
     return f"{points(row.difference)} {interval(row.ci_low, row.ci_high, signed=True)}"
 
 
-def sentence(result: dict[str, Any]) -> str:
-    """What the study says, generated: each quantized scheme's memory saving and whether its accuracy cost is resolved."""
+def sentence(result: dict[str, Any], timing: bool = True) -> str:
+    """What the study says, generated: each quantized scheme's memory saving and whether its accuracy cost is
+    resolved (``timing``: and its seconds per step against full precision, see :func:`table`)."""
     frame = summary_frame(result)
     ref = frame.iloc[0]
     parts = []
@@ -207,9 +209,9 @@ def sentence(result: dict[str, Any]) -> str:
         cost = (f"changes accuracy by {points(row.difference)} points "
                 f"(95% CI {interval(row.ci_low, row.ci_high, signed=True)}"
                 + (", resolved by these test rows)" if resolved else ", not resolved by these test rows)"))
+        speed = f", at {row.seconds_per_step / ref.seconds_per_step:.2f}x the seconds per step" if timing else ""
         parts.append(f"{row.label} holds the frozen base in {mib(row.base_mib)} MiB instead of {mib(ref.base_mib)} "
-                     f"({100 * (1 - row.base_mib / ref.base_mib):.0f}% less), {cost}, at "
-                     f"{row.seconds_per_step / ref.seconds_per_step:.2f}x the seconds per step")
+                     f"({100 * (1 - row.base_mib / ref.base_mib):.0f}% less), {cost}{speed}")
     seeds = int(ref.seeds)
     return (f"Over {seeds} seed{'s' if seeds > 1 else ''} on the same {num(result['n_eval'])} test rows: "
             + "; ".join(parts) + ".") if parts else "Only the full-precision reference was run."
