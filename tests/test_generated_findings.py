@@ -73,3 +73,24 @@ def test_the_committed_readme_and_guide_are_what_the_committed_archive_gives(mon
     blocks = [m for doc in findings.documents() for m in findings.MARK.finditer(doc.read_text(encoding="utf-8"))]
     assert blocks, "the README and the guide hold generated findings"
     assert main(["findings", "--check"]) == 0, capsys.readouterr().out
+
+
+def test_the_main_run_is_stated_from_its_archived_record_and_logits(isolated_outputs: Path) -> None:
+    from lora_agnews.studies.comparison import bootstrap_ci
+
+    cfg = config.load("smoke")
+    run_dir = paths.runs_dir("smoke") / "main"
+    run_dir.mkdir(parents=True)
+    labels = np.arange(40) % 4
+    logits = np.eye(4, dtype=np.float32)[labels]
+    logits[:10] = np.roll(logits[:10], 1, axis=1)
+    runs.save_arrays(run_dir / "test_predictions.npz", logits=logits, labels=labels)
+    write_json({"accuracy": 0.75, "macro_f1": 0.7, "trainable_params": 1234, "n_train_used": 64, "n_eval": 40},
+               run_dir / runs.METRICS_FILE)
+    write_json([], run_dir / "history.json")
+    runs.finish(run_dir, runs.start(run_dir, cfg, "cpu"))
+    archive.archive_profile("smoke")
+    text = findings.render("smoke", "main")
+    low, high = bootstrap_ci(logits.argmax(1) == labels, seed=cfg.seed)
+    assert "**75.00%** test accuracy" in text and f"[{100 * low:.2f}, {100 * high:.2f}]" in text
+    assert "1,234 trainable parameters" in text and "on 40 test rows" in text

@@ -68,6 +68,34 @@ def quantization_study(profile: str) -> dict[str, Any] | None:
     return quantize_study.summarise(cfg.replace(seed=seeds[0]), found, isolate=True)
 
 
+def main_run(profile: str) -> dict[str, Any] | None:
+    """The main run's test scores from its archived record and logits, as notebook 03 states them."""
+    import numpy as np
+
+    from ..studies.comparison import bootstrap_ci
+
+    entry = archived_runs(profile).get("runs/main")
+    if entry is None:
+        return None
+    metrics, cfg = read_json(entry / "metrics.json"), from_dict(read_json(entry / "run.json")["config"])
+    with np.load(entry / "test_predictions.npz") as saved:
+        correct = saved["logits"].argmax(1) == saved["labels"]
+    return {"metrics": metrics, "cfg": cfg, "accuracy_ci": bootstrap_ci(correct, seed=cfg.seed)}
+
+
+def main_sentence(result: dict[str, Any]) -> str:
+    """The main run in one sentence: its setting, its size, its rows and its test scores with their interval."""
+    from ..core.tables import interval, num, pct
+    from .text import describe_setting
+
+    m, cfg = result["metrics"], result["cfg"]
+    low, high = result["accuracy_ci"]
+    return (f"{describe_setting(cfg.to_dict(), name_lora=True)} ({num(m['trainable_params'])} trainable parameters), trained on "
+            f"{num(m['n_train_used'])} rows for {cfg.epochs:g} epoch(s): **{pct(m['accuracy'])}%** test accuracy "
+            f"(95% bootstrap interval {interval(low, high)}) on {num(m['n_eval'])} test rows, macro F1 "
+            f"{pct(m['macro_f1'])}%.")
+
+
 def _provenance(profile: str) -> str:
     computed = sorted({e["computed"] for e in archive.manifest(profile)["entries"].values()})
     return f"archive/{profile}, computed " + "; ".join(computed)
@@ -76,6 +104,7 @@ def _provenance(profile: str) -> str:
 # Without seconds per step: an archive gathers runs from several sittings and machines, and times compare only
 # between runs measured side by side (the notebook's own table, from one sitting, shows them).
 FINDINGS: dict[str, Finding] = {
+    "main": Finding(main_run, main_sentence, "the main run"),
     "quantization-sentence": Finding(quantization_study, lambda r: quantize_study.sentence(r, timing=False),
                                      "the quantization study"),
     "quantization-table": Finding(quantization_study, lambda r: quantize_study.table(r, timing=False).markdown(),
