@@ -127,6 +127,9 @@ def test_a_run_is_trained_once_and_found_wherever_it_is_needed(smoke_config: con
     write_json({"status": "complete", "config": cfg.to_dict(), "run_key": cfg.run_key()}, main / runs.RUN_FILE)
     write_json({"accuracy": 0.5, "macro_f1": 0.5}, main / runs.METRICS_FILE)
     assert experiments.reusable_run(cfg) == main  # the main run is preferred
+    # ... except by a study that holds the run at its own path: it reads its own record whatever ran before
+    assert experiments.reusable_run(cfg, own=ablation_dir) == main.parent / "ablation" / "r8-x"
+    assert experiments.reusable_run(cfg, own=paths.runs_dir("smoke") / "seeds" / "absent") == main
 
 
 def test_local_path_overrides_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

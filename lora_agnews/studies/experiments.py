@@ -217,7 +217,7 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
             say(f"ablation {i}/{len(grid)}: {run_name(variant)} needs {params:,} > budget; not trained")
             rows.append(_row(variant, run_dir, None, params, "over budget", is_lr_search(cfg, variant)))
             continue
-        run_dir = reusable_run(variant) or run_dir
+        run_dir = reusable_run(variant, own=run_dir) or run_dir
         say(f"ablation {i}/{len(grid)}: {run_name(variant)} ({params:,} trainable parameters)")
         metrics = train_owned(variant, run_dir)
         rows.append(_row(variant, run_dir, metrics, params, "complete", is_lr_search(cfg, variant)))
@@ -275,7 +275,8 @@ def _seed_runs(cfg: Config, name: str) -> tuple[Arm, dict[str, Any]]:
     run_dirs, f1s, train_s, eval_s, val = [], [], [], [], []
     for seed in seeds:
         say(f"seeds: {name} seed {seed}")
-        run_dir = reusable_run(cfg.replace(seed=seed)) or root / f"seed{seed}"
+        own = root / f"seed{seed}"
+        run_dir = reusable_run(cfg.replace(seed=seed), own=own) or own
         metrics = train_owned(cfg.replace(seed=seed), run_dir)
         run_dirs.append(run_dir)
         f1s.append(metrics["macro_f1"])
@@ -288,16 +289,18 @@ def _seed_runs(cfg: Config, name: str) -> tuple[Arm, dict[str, Any]]:
     return run_arm(name, run_dirs, seeds), facts
 
 
-def reusable_run(cfg: Config) -> Path | None:
+def reusable_run(cfg: Config, own: Path | None = None) -> Path | None:
     """A complete run of the profile with exactly this configuration, wherever the pipeline put it.
 
     The main run, an ablation variant and a seed run can be the same training (the chosen
     configuration at the first seed, the baseline in the grid): each is trained once and read
-    wherever it is needed. The main run is preferred; otherwise the first match in path order.
+    wherever it is needed. The study's ``own`` path is preferred when it holds the run, then the main run,
+    then the first match in path order: a study then reads the same record whichever other studies ran
+    (or were restored) before it, so its timings do not depend on the order of the notebooks.
     """
     root = paths.runs_dir(cfg.profile)
     key = runs.run_key(cfg)
-    candidates = [root / "main", *runs.complete_runs(root)]
+    candidates = [*([own] if own is not None else []), root / "main", *runs.complete_runs(root)]
     for run_dir in candidates:
         record = runs.read_record(run_dir) or {}
         if record.get("status") == "complete" and runs.same_key(record.get("run_key"), key):
