@@ -176,7 +176,7 @@ def test_run_key_is_the_run_section_for_every_profile(name: str) -> None:
     values = cfg.to_dict()
     expected = {k: values[k] for k in RECORDED_RUN_FIELDS if config.NEW_KEY_DEFAULTS.get(k, object()) != values[k]}
     assert cfg.run_key() == {**expected, "data_format": config.DATA_FORMAT}
-    study = {"profile": "other", "report_to": "tensorboard", "n_seeds": 4, "study_top": 1, "baseline_r": 3,
+    study = {"profile": "other", "report_to": "tensorboard", "n_seeds": 4, "seed_eval_samples": 37, "study_top": 1, "baseline_r": 3,
              "ablation_ranks": "1", "lr_candidates": "lora=0.1,0.2", "merge_lora_r": 2, "merge_tasks": "agnews",
              "quantize_schemes": "none", "quantize_seeds": 2,
              "multilabel_task": "go_emotions", "multilabel_batch_size": 4}

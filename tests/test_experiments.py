@@ -183,6 +183,16 @@ def test_seeds_and_ablation_on_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [r["validation"] for r in choice["rates"]] == frame["best_validation_accuracy"].tolist()
 
 
+def test_the_seed_study_scores_its_runs_on_its_own_test_rows() -> None:
+    """seed_eval_samples: every arm and seed of the study is scored on that subset; the other runs keep theirs."""
+    cfg = config.load("smoke", {"max_eval_samples": 40, "seed_eval_samples": 80})
+    run = experiments.seed_run_config(cfg, 43)
+    assert (run.seed, run.max_eval_samples) == (43, 80) and run.run_key() != cfg.replace(seed=43).run_key()
+    assert experiments.seed_run_config(cfg.replace(seed_eval_samples=0), 42).run_key() == cfg.run_key()
+    with pytest.raises(config.ConfigError, match="seed_eval_samples"):
+        cfg.replace(seed_eval_samples=-1)
+
+
 @pytest.mark.slow  # a fresh process or several trainings: `make test-slow` (CI runs it)
 def test_seed_study_adds_the_best_grid_variant_on_smoke() -> None:
     """study_top: the grid is read, the best variant on validation joins the study, all paired to the baseline."""

@@ -99,6 +99,9 @@ class Config:
     evals_per_epoch: int = 2
     seed: int = 42
     n_seeds: int = 1  # seeds run by the statistics step: seed, seed+1, ...
+    # test rows each run of the seed study is scored on (a fixed class-balanced subset, the same for every arm and
+    # seed); 0: max_eval_samples. More rows than the grid's narrow the paired intervals the study decides on
+    seed_eval_samples: int = 0
     # speed
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     device: str = "auto"  # auto | cpu | cuda
@@ -219,7 +222,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     # elsewhere and changes no number, so turning it on neither retrains nor refuses to resume a run
     "record": ("profile", "report_to"),
     # the seed study (statistics step, 04_ablations): how many seeds, which grid variants join, the baseline row
-    "statistics": ("n_seeds", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head"),
+    "statistics": ("n_seeds", "seed_eval_samples", "study_top", "baseline_r", "baseline_alpha", "baseline_targets", "baseline_head"),
     # the ablation grid (04_ablations) and its per-method learning-rate search
     "ablation": ("ablation_ranks", "ablation_targets", "ablation_heads", "ablation_methods", "ablation_epochs",
                  "method_learning_rates", "lr_candidates"),
@@ -307,7 +310,7 @@ def validate(cfg: Config) -> None:
             raise ConfigError(
                 f"parameter '{key}' must be one of {', '.join(options)}; got {getattr(cfg, key)!r}."
             )
-    for key in ("max_train_samples", "max_val_samples", "max_eval_samples"):
+    for key in ("max_train_samples", "max_val_samples", "max_eval_samples", "seed_eval_samples"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"parameter '{key}' must be 0 (all rows) or a positive number of rows; got {getattr(cfg, key)}.")
     positive = ("lora_r", "prompt_tokens", "quantize_seeds", "batch_size", "eval_batch_size", "max_length", "budget", "n_seeds", "evals_per_epoch")

@@ -276,8 +276,9 @@ def _seed_runs(cfg: Config, name: str) -> tuple[Arm, dict[str, Any]]:
     for seed in seeds:
         say(f"seeds: {name} seed {seed}")
         own = root / f"seed{seed}"
-        run_dir = reusable_run(cfg.replace(seed=seed), own=own) or own
-        metrics = train_owned(cfg.replace(seed=seed), run_dir)
+        run_cfg = seed_run_config(cfg, seed)
+        run_dir = reusable_run(run_cfg, own=own) or own
+        metrics = train_owned(run_cfg, run_dir)
         run_dirs.append(run_dir)
         f1s.append(metrics["macro_f1"])
         train_s.append(metrics.get("train_seconds"))
@@ -287,6 +288,15 @@ def _seed_runs(cfg: Config, name: str) -> tuple[Arm, dict[str, Any]]:
              "macro_f1_mean": float(np.mean(f1s)), "train_seconds": train_s, "eval_seconds": eval_s,
              "best_validation_accuracy": val}
     return run_arm(name, run_dirs, seeds), facts
+
+
+def seed_run_config(cfg: Config, seed: int) -> Config:
+    """One run of the seed study: ``cfg`` at ``seed``, scored on ``seed_eval_samples`` test rows where that is set.
+
+    A larger test subset than the grid's halves the paired interval at four times the rows; the runs are then
+    other runs than the grid's (their key holds the rows they were scored on), so the study trains its own.
+    """
+    return cfg.replace(seed=seed, max_eval_samples=cfg.seed_eval_samples or cfg.max_eval_samples)
 
 
 def reusable_run(cfg: Config, own: Path | None = None) -> Path | None:
