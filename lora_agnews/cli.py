@@ -280,9 +280,13 @@ def cmd_archive(args: argparse.Namespace) -> int:
               + ("identical labels where the machine kind is the same" if record["all_identical_where_expected"]
                  else "some disagree"))
         return 0
+    from .reporting.findings import STUDY_RESULTS
+
     done = archive.archive_profile(args.profile)
+    kept = archive.keep_studies(args.profile, STUDY_RESULTS)
     print(f"archive: profile {args.profile}: {done['added']} entr{'y' if done['added'] == 1 else 'ies'} added, "
-          f"{done['entries']} in all, {done['bytes'] / 1e6:.2f} MB in {done['path']}")
+          f"{done['entries']} in all, {done['bytes'] / 1e6:.2f} MB in {done['path']}; study results kept: "
+          f"{', '.join(kept) or 'none'}")
     return 0
 
 

@@ -94,3 +94,49 @@ def test_the_main_run_is_stated_from_its_archived_record_and_logits(isolated_out
     low, high = bootstrap_ci(logits.argmax(1) == labels, seed=cfg.seed)
     assert "**75.00%** test accuracy" in text and f"[{100 * low:.2f}, {100 * high:.2f}]" in text
     assert "1,234 trainable parameters" in text and "on 40 test rows" in text
+
+
+def seed_study_result(gap: float) -> dict:
+    """A statistics.json as the seed study writes it (two settings, two seeds), without training."""
+    def setting(role: str, mean: float, versus: dict | None) -> dict:
+        entry = {"role": role, "name": role, "config": config.load("smoke").to_dict(), "seeds": [42, 43],
+                 "accuracy": [mean, mean], "mean": mean, "std": 0.0, "pooled_accuracy": mean,
+                 "bootstrap_ci": [mean - 0.01, mean + 0.01], "trainable_params": 1234, "train_seconds": [9.0, 9.0]}
+        if versus is not None:
+            entry["vs_baseline"] = versus
+        return entry
+    mcnemar = {"b": 8, "c": 2, "statistic": 2.5, "p_value": 0.11, "method": "exact binomial", "seed": 42}
+    versus = {"mean": gap, "bootstrap_ci": [gap - 0.02, gap + 0.02], "mcnemar_per_seed": [mcnemar]}
+    chosen, baseline = setting("chosen", 0.8 + gap, versus), setting("baseline", 0.8, None)
+    return {"chosen": chosen, "baseline": baseline, "settings": [chosen, baseline], "n_eval": 40, "confidence": 0.95,
+            "mcnemar": mcnemar, "mcnemar_per_seed": [mcnemar],
+            "difference": {"mean": gap, "bootstrap_ci": [gap - 0.02, gap + 0.02]}, "profile": "smoke"}
+
+
+def test_the_archive_keeps_the_study_results_its_runs_gave_and_the_findings_read_them(isolated_outputs: Path) -> None:
+    """archive keeps statistics.json beside the runs; the seed-study block is the book's sentence and table of it,
+    without seconds; a later archive replaces the kept result, and a profile without one holds no number."""
+    from lora_agnews.reporting import ablation_reporting
+    from lora_agnews.studies import experiments
+
+    quantization_run("none", 42, 0)
+    write_json(seed_study_result(0.05), paths.results_dir("smoke") / experiments.STATISTICS_FILE)
+    assert "Not generated yet" in findings.render("smoke", "seed-study")
+    assert main(["archive", "--profile", "smoke"]) == 0
+    kept = paths.archive_dir("smoke") / archive.STUDIES / experiments.STATISTICS_FILE
+    assert kept.is_file() and archive.manifest("smoke")["studies"]["files"] == [experiments.STATISTICS_FILE]
+    text = findings.regenerate(BLOCK.format("seed-study-table") + BLOCK.format("seed-study"))
+    assert ablation_reporting.statistics_table(seed_study_result(0.05), timing=False).markdown() in text
+    assert "+5.00 [+3.00, +7.00]" in text and "Train s/run" not in text and "train s/run" not in text
+    assert "5.00 points higher than the baseline" in text and "Generated from the study results in archive/smoke" in text
+    write_json(seed_study_result(-0.05), paths.results_dir("smoke") / experiments.STATISTICS_FILE)
+    assert main(["archive", "--profile", "smoke"]) == 0
+    assert "5.00 points lower than the baseline" in findings.render("smoke", "seed-study")
+
+
+def test_an_archive_directory_holding_a_stranger_is_still_refused_beside_kept_studies(isolated_outputs: Path) -> None:
+    root = paths.archive_dir("smoke")
+    (root / archive.STUDIES).mkdir(parents=True)
+    (root / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(archive.ArchiveError, match="notes.txt"):
+        archive.check_archive_dir("smoke")

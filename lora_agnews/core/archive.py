@@ -37,6 +37,9 @@ ARCHIVE_FORMAT = 1
 MANIFEST = "MANIFEST.json"
 ENTRIES = "entries"
 ENTRY_FILE = "entry.json"
+# the studies' own results (statistics.json, ...) as the pipeline computed them from the archived runs: the generated
+# findings read them (lora_agnews.reporting.findings); a restore never does (the studies recompute them)
+STUDIES = "studies"
 WRITER = "python -m lora_agnews archive"
 RESTORED = "restored"  # the field a restored record gets: where from, and when and where it was computed
 # The files of a run that the book, the report and the audit read (checkpoints and TensorBoard logs are not).
@@ -140,7 +143,7 @@ def check_archive_dir(profile: str) -> Path:
     present = sorted(p.name for p in root.iterdir() if p.name != runs.LOCK_FILE) if root.is_dir() else []
     if not present:
         return root
-    stranger = [n for n in present if n not in (MANIFEST, ENTRIES) and not n.startswith(f".{MANIFEST}.")]
+    stranger = [n for n in present if n not in (MANIFEST, ENTRIES, STUDIES) and not n.startswith(f".{MANIFEST}.")]
     data = None
     if (root / MANIFEST).is_file():
         try:
@@ -277,6 +280,34 @@ def _archive_locked(profile: str, root: Path, found: list[Source]) -> dict[str, 
             write_json(data, root / MANIFEST)
     size = directory_size(root)
     return {"profile": profile, "entries": len(data["entries"]), "added": added, "bytes": size, "path": root}
+
+
+def keep_studies(profile: str, names: tuple[str, ...]) -> list[str]:
+    """Copy the study results ``names`` present in ``results/<profile>`` into ``archive/<profile>/studies``.
+
+    Called by the archive command after its runs are archived, so the copies are the results of those runs
+    (a file the results lack is left as it was). Each is replaced atomically, with the paths of this checkout
+    written relative to it (:func:`portable`); the manifest records when.
+    """
+    root = check_archive_dir(profile)
+    kept = [name for name in names if (paths.results_dir(profile) / name).is_file()]
+    if not kept:
+        return []
+    lock = runs.RunLock(root)
+    try:
+        lock.acquire()
+    except runs.RunError:
+        raise ArchiveError(f"{root} is being written by another `{WRITER}` process; wait for it, then rerun.") from None
+    try:
+        (root / STUDIES).mkdir(parents=True, exist_ok=True)
+        for name in kept:
+            write_json(portable(read_json(paths.results_dir(profile) / name)), root / STUDIES / name)
+        data = manifest(profile)
+        data["studies"] = {"written": runs.now(), "files": sorted({*data.get("studies", {}).get("files", []), *kept})}
+        write_json(data, root / MANIFEST)
+    finally:
+        lock.release()
+    return kept
 
 
 def _write_entry(target: Path, source: Source, adapter: bool) -> dict[str, Any]:

@@ -205,10 +205,10 @@ def _mean_seconds(values: Sequence[Any] | None) -> str:
     return f"{sum(known) / len(known):,.0f}" if known else "--"
 
 
-def statistics_table(stats: Mapping[str, Any]) -> Table:
+def statistics_table(stats: Mapping[str, Any], timing: bool = True) -> Table:
     """The seed study: per setting, the configuration, parameters, mean ± std over seeds, bootstrap interval,
     the paired difference to the baseline with its interval, McNemar's p against the baseline at the first
-    seed, and the mean training seconds per run."""
+    seed, and the mean training seconds per run (``timing``: runs measured side by side, in one sitting)."""
     level = int(100 * stats.get("confidence", 0.95))
     n_seeds = len(stats["settings"][0]["seeds"])
     accuracy = f"accuracy (%), mean ± std over {n_seeds} seeds [{level}% CI]"
@@ -228,6 +228,8 @@ def statistics_table(stats: Mapping[str, Any]) -> Table:
         rows.append((s["role"], describe_config(s), num(s["trainable_params"]),
                      f"{pct(s['mean'])} ± {pct(s['std'])} {interval(lo, hi)}", gap, p,
                      _mean_seconds(s.get("train_seconds"))))
+    if not timing:
+        columns, rows = columns[:-1], [row[:-1] for row in rows]
     return Table.of(columns, rows, index="")
 
 
@@ -239,10 +241,13 @@ def mcnemar_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["McNemar's test", "value"]).set_index("McNemar's test")
 
 
-def study_sentence(stats: Mapping[str, Any]) -> str:
-    """Every setting of the seed study against the baseline, in words generated from the paired intervals."""
+def study_sentence(stats: Mapping[str, Any], name_settings: bool = False) -> str:
+    """Every setting of the seed study against the baseline, in words generated from the paired intervals.
+
+    Two settings read as the chosen one against the baseline (the book beside its table); ``name_settings``
+    describes each setting in the sentence instead (text that stands without the table)."""
     settings = stats["settings"]
-    if len(settings) == 2:
+    if len(settings) == 2 and not name_settings:
         return comparison_sentence(stats)
     baseline = next(s for s in settings if s["role"] == "baseline")
     parts = []

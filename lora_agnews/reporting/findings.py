@@ -9,7 +9,10 @@ A generated block sits between two markers in a Markdown file::
 ``cpu`` names the archive (``archive/cpu``) and ``quantization-table`` one of :data:`FINDINGS`. ``python -m
 lora_agnews findings`` rewrites every block from the committed archive; ``--check`` only names the blocks that
 differ (a fast test runs it). A block whose runs are not all archived yet says so instead of holding numbers.
-The texts are those the book and the report show (one sentence and one table function per study).
+The texts are those the book and the report show (one sentence and one table function per study). The main
+run and the quantization study are recomputed from the archived runs' records and logits; the seed study, the
+grid and the merging study are read from the results the pipeline computed from those runs, which the archive
+command keeps beside them (``archive/<profile>/studies``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any, Callable
 from ..core import archive, paths
 from ..core.artifacts import read_json
 from ..core.config import from_dict
-from ..studies import quantize_study
+from ..studies import experiments, merging_study, multilabel_study, quantize_study
+from . import ablation_reporting, merge_reporting
 
 MARK = re.compile(r"(?P<open><!-- generated: (?P<profile>[\w-]+)/(?P<name>[\w-]+) [^\n]*-->\n)"
                   r"(?P<body>.*?)(?P<close><!-- /generated -->)", re.S)
@@ -40,6 +44,7 @@ class Finding:
     study: Callable[[str], dict[str, Any] | None]  # the profile's study result from its archive, None if incomplete
     write: Callable[[dict[str, Any]], str]
     what: str  # said in place of the numbers while the archive lacks runs
+    kept: bool = False  # read from the study results the archive keeps, not recomputed from its runs
 
 
 def archived_runs(profile: str) -> dict[str, Path]:
@@ -66,6 +71,33 @@ def quantization_study(profile: str) -> dict[str, Any] | None:
         return None  # a scheme or a seed is not archived yet
     found.sort(key=lambda f: (order[f[0]], f[1]))
     return quantize_study.summarise(cfg.replace(seed=seeds[0]), found, isolate=True)
+
+
+# The study results the archive command keeps (lora_agnews.core.archive.keep_studies) for the findings below
+STUDY_RESULTS = (experiments.STATISTICS_FILE, experiments.ABLATION_FILE, experiments.RATES_FILE,
+                 merging_study.STUDY_FILE, multilabel_study.STUDY_FILE)
+
+
+def kept_study(name: str) -> Callable[[str], Any]:
+    """A study's kept result in ``archive/<profile>/studies`` (None where the archive has none)."""
+    def read(profile: str) -> Any:
+        path = paths.archive_dir(profile) / archive.STUDIES / name
+        return read_json(path) if path.is_file() else None
+    return read
+
+
+def ablation_frame(profile: str) -> Any:
+    import pandas as pd
+
+    rows = kept_study(experiments.ABLATION_FILE)(profile)
+    return pd.DataFrame(rows) if rows else None
+
+
+def merging_frame(profile: str) -> Any:
+    import pandas as pd
+
+    saved = kept_study(merging_study.STUDY_FILE)(profile)
+    return pd.DataFrame(saved["rows"]) if saved else None
 
 
 def main_run(profile: str) -> dict[str, Any] | None:
@@ -96,9 +128,12 @@ def main_sentence(result: dict[str, Any]) -> str:
             f"{pct(m['macro_f1'])}%.")
 
 
-def _provenance(profile: str) -> str:
-    computed = sorted({e["computed"] for e in archive.manifest(profile)["entries"].values()})
-    return f"archive/{profile}, computed " + "; ".join(computed)
+def _provenance(profile: str, kept: bool) -> str:
+    data = archive.manifest(profile)
+    computed = "; ".join(sorted({e["computed"] for e in data["entries"].values()}))
+    if kept:
+        return f"the study results in archive/{profile} (kept {data['studies']['written'][:10]}; runs computed {computed})"
+    return f"archive/{profile}, computed {computed}"
 
 
 # Without seconds per step: an archive gathers runs from several sittings and machines, and times compare only
@@ -109,19 +144,59 @@ FINDINGS: dict[str, Finding] = {
                                      "the quantization study"),
     "quantization-table": Finding(quantization_study, lambda r: quantize_study.table(r, timing=False).markdown(),
                                   "the quantization study"),
+    "seed-study": Finding(kept_study(experiments.STATISTICS_FILE),
+                          lambda r: ablation_reporting.study_sentence(r, name_settings=True), "the seed study", kept=True),
+    "seed-study-table": Finding(kept_study(experiments.STATISTICS_FILE),
+                                lambda r: ablation_reporting.statistics_table(r, timing=False).markdown(),
+                                "the seed study", kept=True),
+    "grid": Finding(ablation_frame, ablation_reporting.ablation_sentence, "the ablation grid", kept=True),
+    "merging": Finding(merging_frame, merge_reporting.sentence, "the merging study", kept=True),
+    "merging-table": Finding(merging_frame, lambda f: merge_reporting.summary_table(f).markdown(),
+                             "the merging study", kept=True),
+    "multilabel": Finding(kept_study(multilabel_study.STUDY_FILE), multilabel_study.sentence,
+                          "the multi-label run", kept=True),
 }
+
+
+# A summary: several findings as one bullet list, each bullet the finding's own text (or that it is not archived yet)
+SUMMARIES: dict[str, tuple[tuple[str, str], ...]] = {
+    "summary": (("The main run", "main"), ("The seed study", "seed-study"), ("The grid", "grid")),
+    "studies": (("Merging task adapters", "merging"), ("A quantized base", "quantization-sentence"),
+                ("A multi-label task", "multilabel")),
+}
+
+
+def _summary(profile: str, name: str) -> str:
+    bullets, kept, recomputed = [], False, False
+    for label, part in SUMMARIES[name]:
+        finding = FINDINGS[part]
+        result = finding.study(profile)
+        text = finding.write(result).strip() if result is not None else f"*{finding.what} is not archived yet.*"
+        bullets.append(f"- **{label}.** {text}")
+        kept, recomputed = kept or (result is not None and finding.kept), recomputed or not finding.kept
+    if not any("not archived yet" not in b for b in bullets):
+        return _missing(profile, "none of these studies")
+    return "\n".join(bullets) + f"\n\n*Generated from {_provenance(profile, kept)}.*\n"
+
+
+def _missing(profile: str, what: str) -> str:
+    return (f"*Not generated yet: {what} is complete in `archive/{profile}` "
+            if what.startswith("none") else f"*Not generated yet: {what} is not complete in `archive/{profile}` "
+            f"(`python -m lora_agnews archive --profile {profile}` after the profile's runs).*\n")
 
 
 def render(profile: str, name: str) -> str:
     """The block's text for ``profile``'s archive (ends with a newline), or why it has no numbers yet."""
+    if name in SUMMARIES:
+        return _summary(profile, name)
     if name not in FINDINGS:
-        raise FindingsError(f"generated block {profile}/{name}: no such finding; use one of {', '.join(FINDINGS)}.")
+        raise FindingsError(f"generated block {profile}/{name}: no such finding; use one of "
+                            f"{', '.join([*FINDINGS, *SUMMARIES])}.")
     finding = FINDINGS[name]
     result = finding.study(profile)
     if result is None:
-        return (f"*Not generated yet: {finding.what} is not complete in `archive/{profile}` "
-                f"(`python -m lora_agnews archive --profile {profile}` after the profile's runs).*\n")
-    return f"{finding.write(result).rstrip()}\n\n*Generated from {_provenance(profile)}.*\n"
+        return _missing(profile, finding.what)
+    return f"{finding.write(result).rstrip()}\n\n*Generated from {_provenance(profile, finding.kept)}.*\n"
 
 
 def documents() -> list[Path]:
