@@ -128,10 +128,10 @@ def test_the_archive_keeps_the_study_results_its_runs_gave_and_the_findings_read
     text = findings.regenerate(BLOCK.format("seed-study-table") + BLOCK.format("seed-study"))
     assert ablation_reporting.statistics_table(seed_study_result(0.05), timing=False).markdown() in text
     assert "+5.00 [+3.00, +7.00]" in text and "Train s/run" not in text and "train s/run" not in text
-    assert "5.00 points higher than the baseline" in text and "Generated from the study results in archive/smoke" in text
+    assert "+5.00 points [+3.00, +7.00], ahead of the baseline" in text and "Generated from the study results in archive/smoke" in text
     write_json(seed_study_result(-0.05), paths.results_dir("smoke") / experiments.STATISTICS_FILE)
     assert main(["archive", "--profile", "smoke"]) == 0
-    assert "5.00 points lower than the baseline" in findings.render("smoke", "seed-study")
+    assert "-5.00 points [-7.00, -3.00], behind the baseline" in findings.render("smoke", "seed-study")
 
 
 def test_an_archive_directory_holding_a_stranger_is_still_refused_beside_kept_studies(isolated_outputs: Path) -> None:

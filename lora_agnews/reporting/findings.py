@@ -25,7 +25,7 @@ from typing import Any, Callable
 from ..core import archive, paths
 from ..core.artifacts import read_json
 from ..core.config import from_dict
-from ..studies import experiments, merging_study, multilabel_study, quantize_study
+from ..studies import audit, experiments, merging_study, multilabel_study, quantize_study
 from . import ablation_reporting, merge_reporting
 
 MARK = re.compile(r"(?P<open><!-- generated: (?P<profile>[\w-]+)/(?P<name>[\w-]+) [^\n]*-->\n)"
@@ -75,7 +75,7 @@ def quantization_study(profile: str) -> dict[str, Any] | None:
 
 # The study results the archive command keeps (lora_agnews.core.archive.keep_studies) for the findings below
 STUDY_RESULTS = (experiments.STATISTICS_FILE, experiments.ABLATION_FILE, experiments.RATES_FILE,
-                 merging_study.STUDY_FILE, multilabel_study.STUDY_FILE)
+                 merging_study.STUDY_FILE, multilabel_study.STUDY_FILE, audit.AUDIT_FILE)
 
 
 def kept_study(name: str) -> Callable[[str], Any]:
@@ -151,16 +151,19 @@ FINDINGS: dict[str, Finding] = {
                                 "the seed study", kept=True),
     "grid": Finding(ablation_frame, ablation_reporting.ablation_sentence, "the ablation grid", kept=True),
     "merging": Finding(merging_frame, merge_reporting.sentence, "the merging study", kept=True),
-    "merging-table": Finding(merging_frame, lambda f: merge_reporting.summary_table(f).markdown(),
+    "merging-table": Finding(merging_frame, lambda f: merge_reporting.report_table(f).markdown(),
                              "the merging study", kept=True),
     "multilabel": Finding(kept_study(multilabel_study.STUDY_FILE), multilabel_study.sentence,
                           "the multi-label run", kept=True),
+    # the audit of the sitting that computed the runs (a restore re-scores only the runs that keep an adapter)
+    "audit": Finding(kept_study(audit.AUDIT_FILE), audit.summary, "the audit", kept=True),
 }
 
 
 # A summary: several findings as one bullet list, each bullet the finding's own text (or that it is not archived yet)
 SUMMARIES: dict[str, tuple[tuple[str, str], ...]] = {
-    "summary": (("The main run", "main"), ("The seed study", "seed-study"), ("The grid", "grid")),
+    "summary": (("The main run", "main"), ("The seed study", "seed-study"), ("The grid", "grid"),
+                ("The audit", "audit")),
     "studies": (("Merging task adapters", "merging"), ("A quantized base", "quantization-sentence"),
                 ("A multi-label task", "multilabel")),
 }
