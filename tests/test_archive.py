@@ -178,7 +178,7 @@ def test_the_audit_names_runs_restored_without_their_adapter(no_training: None) 
     assert audit.restored_without_adapter(paths.results_dir("smoke")) == ["runs/ablation/r2"]
     record = {"runs": 0, "reproduced": 0, "all_reproduced": True, "baseline": None, "rows": 0, "seconds": 0,
               "largest_abs_logit_diff": 0.0, "restored_without_adapter": ["runs/ablation/r2"]}
-    assert "1 run(s) restored from the archive without their adapters were not re-scored" in audit.summary(record)
+    assert "1 more run(s), restored from the archive without their adapters, were not re-scored" in audit.summary(record)
 
 
 # --------------------------------------------------------------------------- bad input

@@ -410,12 +410,13 @@ def summary(record: dict[str, Any] | None) -> str:
     baseline = record.get("baseline")
     without = record.get("restored_without_adapter") or []
     if without:
-        note = (f" {len(without)} run(s) restored from the archive without their adapters were not re-scored "
+        note = (f" {len(without)} more run(s), restored from the archive without their adapters, were not re-scored "
                 f"(`archive --verify` retrains a sample of them).")
     else:
         note = ""
     if record["all_reproduced"]:
-        return (f"All {record['runs']} saved models behind these numbers, reloaded in a fresh process and re-scored on "
+        whose = "with an adapter here" if without else "behind these numbers"
+        return (f"All {record['runs']} saved models {whose}, reloaded in a fresh process and re-scored on "
                 f"their {record['rows']:,} test rows, reproduce their recorded predictions (largest logit difference "
                 f"{record['largest_abs_logit_diff']:.1e}; audit {record['seconds']:.0f} s)."
                 + (" The TF-IDF baseline, refitted, gives its recorded accuracy and macro F1 exactly." if baseline else "")
