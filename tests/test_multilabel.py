@@ -183,7 +183,7 @@ def test_a_bar_in_a_single_label_tasks_file_is_refused(tmp_path: Path) -> None:
     for split in ("train", "test"):
         (directory / f"{split}.csv").write_text("label,text\npos,good film\nneg|pos,mixed film\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"line 3: label 'neg\|pos' holds several labels .* rotten_tomatoes is single-label"):
-        sources.load_task("rotten_tomatoes", str(directory))
+        sources.load_task_rows("rotten_tomatoes", str(directory))
 
 
 def test_a_class_name_with_a_bar_in_classes_txt_stays_single_label(tmp_path: Path) -> None:
@@ -382,7 +382,7 @@ def test_go_emotions_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatc
         return {"train": FakeSplit(train, {"labels": feature}), "test": FakeSplit(test, {"labels": feature})}
 
     monkeypatch.setattr(sources, "_load_dataset", fake)
-    loaded = sources.load_task("go_emotions", "hub")
+    loaded = sources.load_task_rows("go_emotions", "hub")
     assert calls == [("google-research-datasets/go_emotions", "simplified")]
     assert loaded.task_identity.multi_label and len(loaded.labels) == 28
     assert loaded.train["label"].tolist() == [(18,), (2, 25), (27,)] and loaded.test["label"].tolist() == [(15, 17)]
@@ -401,7 +401,7 @@ def test_reuters_modapte_from_the_hub_without_network(monkeypatch: pytest.Monkey
         return {"train": FakeSplit(train), "test": FakeSplit(test)}
 
     monkeypatch.setattr(sources, "_load_dataset", fake)
-    loaded = sources.load_task("reuters21578", "hub")
+    loaded = sources.load_task_rows("reuters21578", "hub")
     assert loaded.labels == ("crude", "wheat")  # in both splits; grain (train only) and gold (test only) dropped
     assert loaded.train["label"].tolist() == [(1,), (0,), ()] and loaded.test["label"].tolist() == [(0, 1)]
     assert loaded.train["text"][0] == "GRAIN UP wheat corn rise"
@@ -418,7 +418,7 @@ def test_an_unreachable_hub_names_the_offline_fix(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(sources, "_load_dataset", unreachable)
     with pytest.raises(DataError, match=r"could not load 'google-research-datasets/go_emotions' \(simplified\).*classes\.txt"):
-        sources.load_task("go_emotions", "hub")
+        sources.load_task_rows("go_emotions", "hub")
 
 
 # --------------------------------------------------------------------------- merging with a single-label task

@@ -84,7 +84,7 @@ def test_missing_bitsandbytes_is_a_clear_error_before_anything_is_written(tmp_pa
         quantize._probe.cache_clear()
     assert not (tmp_path / "run").exists()
     train_none = smoke()  # quantize none never needs it
-    quantize.require(train_none)
+    quantize.require_quantization(train_none)
 
 
 def test_cli_refusal_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def _plain_base(cfg: config.Config):
 def test_the_encoder_linear_layers_are_quantized_and_the_head_is_not(scheme: str, double: bool) -> None:
     cfg = smoke(quantize=scheme, quantize_double=double)
     expected_bytes = quantize.estimated_base_bytes(_plain_base(cfg), cfg)  # from shapes only
-    base = quantize.apply(_plain_base(cfg), cfg)
+    base = quantize.quantize_model(_plain_base(cfg), cfg)
     kinds = {name: type(m).__name__ for name, m in base.named_modules()}
     encoder_linear = [n for n in kinds if n.startswith("roberta.encoder.") and n.endswith(("query", "dense"))]
     assert encoder_linear and all(kinds[n] in ("Linear4bit", "Linear8bitLt") for n in encoder_linear)
@@ -147,7 +147,7 @@ def test_evaluating_between_steps_leaves_the_4bit_base_as_quantized(double: bool
     """
     from peft.utils.integrations import dequantize_bnb_weight
 
-    base = quantize.apply(_plain_base(smoke(quantize="nf4", quantize_double=double)), smoke(quantize="nf4"))
+    base = quantize.quantize_model(_plain_base(smoke(quantize="nf4", quantize_double=double)), smoke(quantize="nf4"))
     layers = [m for m in base.modules() if type(m).__name__ == "Linear4bit"]
     weights = [dequantize_bnb_weight(m.weight).clone() for m in layers]
     layer = layers[0]
@@ -197,7 +197,7 @@ def test_an_int8_layer_keeps_its_bias_whatever_dtype_it_saw(training: bool) -> N
 
 def test_a_repacked_base_is_refused() -> None:
     """A model whose 4-bit layers bitsandbytes repacked cannot be saved or scored as the run's model."""
-    base = quantize.apply(_plain_base(smoke(quantize="nf4")), smoke(quantize="nf4"))
+    base = quantize.quantize_model(_plain_base(smoke(quantize="nf4")), smoke(quantize="nf4"))
     from bitsandbytes.functional import _convert_weight_packed_for_cpu
 
     layer = next(m for m in base.modules() if type(m).__name__ == "Linear4bit")

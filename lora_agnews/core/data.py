@@ -307,7 +307,7 @@ def load_task(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame, Task]:
     from . import sources
 
     if cfg.task in TASKS:
-        loaded = sources.load_task(cfg.task, task_source(cfg))
+        loaded = sources.load_task_rows(cfg.task, task_source(cfg))
     else:
         loaded = sources.load_directory_task(Path(cfg.task))
     return loaded.train, loaded.test, loaded.task_identity

@@ -66,7 +66,7 @@ def check_method(cfg: Config) -> None:
     if method.whole_encoder and cfg.head == "lora-dense":
         raise ConfigError(f"head 'lora-dense' adapts the head's dense layer with the method's adapter; method "
                           f"{cfg.method!r} has none. Use -p head default or -p head linear.")
-    quantize.check_method(cfg)
+    quantize.check_quantizable(cfg)
 
 
 def size_limit(cfg: Config, model_cfg: Any = None) -> int | None:
@@ -209,7 +209,7 @@ def build_model(cfg: Config, vocab_size: int | None = None, pad_token_id: int | 
             # the initialisation (SVD / QR of the base weights) changes values, never shapes: count as LoRA
             cfg = cfg.replace(method="lora")
         if not meta:
-            quantize.apply(base, cfg, resolve_precision(cfg))
+            quantize.quantize_model(base, cfg, resolve_precision(cfg))
         pc = peft_config(cfg, plan, base, fam, total_steps)
         model = apply_bitfit(base, plan, cfg) if pc is None else get_peft_model(base, pc)
     return model
@@ -251,7 +251,7 @@ def dequantize(model: nn.Module) -> nn.Module:
     """The full-precision model a quantized one computes: the same method and head on the dequantized base.
 
     Built with ``quantize none`` (random weights, every one then replaced) from the configuration that
-    :func:`quantize.apply` recorded on the base model, and filled by :func:`quantize.fill_dequantized`.
+    :func:`quantize.quantize_model` recorded on the base model, and filled by :func:`quantize.fill_dequantized`.
     """
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     cfg = from_dict(inner.lora_agnews_config)

@@ -2,7 +2,7 @@
 
 bitsandbytes 0.50 runs its 4-bit and 8-bit layers on a CPU as well as on CUDA, so a quantized base is a
 configuration key (``quantize``), not a second code path. The encoder is quantized *in place* after the
-model is built (``apply``) rather than through ``from_pretrained(quantization_config=...)``: one function
+model is built (``quantize_model``) rather than through ``from_pretrained(quantization_config=...)``: one function
 then serves a pretrained checkpoint, a randomly initialised model (the smoke profile, the tests), training,
 and the rebuild of a saved adapter's base in a fresh process; quantisation is deterministic, so the rebuilt
 base is bit-for-bit the one the adapter was trained on.
@@ -35,14 +35,14 @@ BLOCK = 64  # bitsandbytes' 4-bit block size (one absmax scale per 64 weights)
 NESTED_BLOCK = 256  # double quantisation: the absmax scales quantized to 8 bits in blocks of 256
 
 
-def is_on(cfg: Config) -> bool:
+def quantizing(cfg: Config) -> bool:
     return cfg.quantize != "none"
 
 
-def check_method(cfg: Config) -> None:
+def check_quantizable(cfg: Config) -> None:
     """A method that cannot work on a quantized base is refused with its reason, before anything is built."""
     why = METHODS[cfg.method].not_on_quantized
-    if is_on(cfg) and why:
+    if quantizing(cfg) and why:
         can = [name + (" with any lora_variant" if m.lora else "") for name, m in METHODS.items() if not m.not_on_quantized]
         raise ConfigError(f"method {cfg.method!r} cannot train on a quantized base (quantize {cfg.quantize}): "
                           f"{why}. Use -p quantize none, or a method that can ({', '.join(can)}).")
@@ -63,14 +63,14 @@ def _probe(device_type: str) -> str:
     return ""
 
 
-def require(cfg: Config, device: torch.device | str = "cpu") -> None:
+def require_quantization(cfg: Config, device: torch.device | str = "cpu") -> None:
     """``quantize`` other than none needs a working bitsandbytes on the device: else a ConfigError naming the fix.
 
     Called before a run directory is touched, so a refused run writes nothing.
     """
-    if not is_on(cfg):
+    if not quantizing(cfg):
         return
-    check_method(cfg)
+    check_quantizable(cfg)
     problem = _probe(torch.device(device).type)
     if problem:
         raise ConfigError(f"parameter 'quantize' {cfg.quantize!r} needs bitsandbytes: {problem}. Install it with "
@@ -104,7 +104,7 @@ def keep_layout(model: nn.Module) -> None:
     so every later step trained with the wrong gradients on a base that was no longer the one quantized,
     and saving a checkpoint converts it back only "best effort" (the scales stay rounded). A model that
     trains, and the same model rebuilt from its adapter in a fresh process, must compute alike: one
-    layout, the one ``apply`` made, everywhere. The flag is per layer, so the tests can force the path on
+    layout, the one ``quantize_model`` made, everywhere. The flag is per layer, so the tests can force the path on
     CPUs that lack the instructions.
     """
     for module in model.modules():
@@ -117,7 +117,7 @@ def check_layout(model: nn.Module) -> None:
     packed = [name for name, m in model.named_modules() if is_repacked(m)]
     if packed:
         raise RuntimeError(f"{len(packed)} 4-bit layers were repacked for CPU inference (first: {packed[0]}); "
-                           f"their block scales were rounded: rebuild the model with quantize.apply")
+                           f"their block scales were rounded: rebuild the model with quantize_model")
 
 
 def is_repacked(module: nn.Module) -> bool:
@@ -164,7 +164,7 @@ def _linear8bit(linear: nn.Linear, bnb: Any) -> nn.Module:
 
 
 def quantized_names(model: nn.Module) -> list[str]:
-    """The linear layers ``apply`` quantizes: those of the encoder (embeddings, attention, FFN), never a head part.
+    """The linear layers ``quantize_model`` quantizes: those of the encoder (embeddings, attention, FFN), never a head part.
 
     The encoder is the module under ``base_model_prefix``; its pooler (BERT) belongs to the head. A method
     wraps nothing yet when this is called (quantisation comes before PEFT), so plain ``nn.Linear`` is exact.
@@ -174,13 +174,13 @@ def quantized_names(model: nn.Module) -> list[str]:
             if type(module) is nn.Linear and name.startswith(prefix) and ".pooler" not in name]
 
 
-def apply(model: nn.Module, cfg: Config, precision: str = "fp32") -> nn.Module:
+def quantize_model(model: nn.Module, cfg: Config, precision: str = "fp32") -> nn.Module:
     """Quantize ``model``'s encoder linear layers in place (a no-op for ``quantize none``).
 
     Call after the head is set up and before the method is applied: PEFT then wraps the quantized layers
     with its bitsandbytes layers (it reads ``is_loaded_in_4bit`` / ``is_loaded_in_8bit``).
     """
-    if not is_on(cfg):
+    if not quantizing(cfg):
         return model
     import bitsandbytes as bnb
 
@@ -286,7 +286,7 @@ def weight_bytes(out_features: int, in_features: int, scheme: str, double: bool 
 def estimated_base_bytes(model: nn.Module, cfg: Config) -> dict[str, int]:
     """``base_bytes`` of ``model`` once quantized by ``cfg``, from shapes only (the model may be on the meta device)."""
     plain = base_bytes(model)
-    if not is_on(cfg):
+    if not quantizing(cfg):
         return plain
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps the layers
     saved = 0

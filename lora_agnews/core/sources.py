@@ -546,7 +546,7 @@ def _directory_data(directory: Path, task: TaskSpec | None, labels: Sequence[str
 
 
 # --------------------------------------------------------------------------- one entry point
-def load_task(task: str | TaskSpec, data: str = PYPI, cache: Path | None = None,
+def load_task_rows(task: str | TaskSpec, data: str = PYPI, cache: Path | None = None,
               runner: Runner = subprocess.run) -> TaskData:
     """Rows of ``task`` from ``data``: ``pypi`` (the offline wheel), ``hub``, or a directory
     (``label,text`` CSVs, labels checked against the task's unless the directory has classes.txt).

@@ -342,9 +342,9 @@ def train(cfg: Config, out_dir: Path, overwrite: bool = False, splits: Splits | 
 
     quiet_libraries()
     require_trackers(cfg)  # a report_to integration that is not installed: refused before out_dir is touched
-    from .quantize import require
+    from .quantize import require_quantization
 
-    require(cfg, device_for(cfg))  # quantize without a working bitsandbytes, or a method that cannot: refused here
+    require_quantization(cfg, device_for(cfg))  # quantize without a working bitsandbytes, or a method that cannot: refused here
     out_dir = Path(out_dir).resolve()
     _init_distributed(cfg)
     lock = runs.RunLock(out_dir)
