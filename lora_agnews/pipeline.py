@@ -30,12 +30,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .core import config as config_mod
-from .core import archive, paths, runs
-from .core.paths import RESULTS_FORMAT, STAMP, stamp_path
-from .core.artifacts import read_json, save_figure, write_json
+from .core import archive, config as config_mod, paths, runs
+from .core.paths import RESULTS_FORMAT, STAMP, interactive, read_json, save_figure, say, stamp_path, write_json
 from .core.config import Config, ConfigError
-from .core.progress import interactive, say
 
 NOTEBOOKS = ("01_exploration", "02_training", "03_evaluation", "04_ablations", "05_merging", "06_quantization")
 STEPS = ("notebooks", "book", "report")

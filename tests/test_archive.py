@@ -15,9 +15,8 @@ import pytest
 
 from lora_agnews import pipeline
 from lora_agnews.cli import main
-from lora_agnews.core import archive, config, paths, runs
-from lora_agnews.core import train as train_mod
-from lora_agnews.core.artifacts import read_json, write_json
+from lora_agnews.core import archive, config, paths, runs, train as train_mod
+from lora_agnews.core.paths import read_json, write_json
 from lora_agnews.studies import audit
 
 SHORT = {"epochs": 1, "max_train_samples": 64, "max_val_samples": 32, "max_eval_samples": 32}

@@ -161,7 +161,7 @@ def test_mcnemar_matches_known_values() -> None:
 def test_seeds_and_ablation_on_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole statistics path on the tiny model: real runs, statistics.json, aggregation."""
     from lora_agnews.core import paths
-    from lora_agnews.core.artifacts import read_json
+    from lora_agnews.core.paths import read_json
 
     cfg = config.load("smoke", {"epochs": 2, "ablation_epochs": 1, "ablation_ranks": "2",
                                 "ablation_targets": "query,value,word_embeddings", "ablation_heads": "linear"})

@@ -10,7 +10,7 @@ import pytest
 
 from lora_agnews.cli import main
 from lora_agnews.core import archive, config, paths, runs
-from lora_agnews.core.artifacts import write_json
+from lora_agnews.core.paths import write_json
 from lora_agnews.reporting import findings
 from lora_agnews.studies import quantize_study
 

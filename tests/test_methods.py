@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_agnews.core import config, counting, methods
-from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts
-from lora_agnews.core.artifacts import read_json
+from lora_agnews.core import config, counting, methods, registry
+from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts, read_model_card
+from lora_agnews.core.paths import read_json
 from lora_agnews.cli import main
 from lora_agnews.core.data import load_splits
-from lora_agnews.core import registry
 from lora_agnews.core.counting import BudgetError
 from lora_agnews.core.methods import MergeError
 from conftest import fresh_process_logits
@@ -212,7 +211,6 @@ def test_readme_counts_for_roberta_base(method: str, targets: str, size: int, to
 
 @pytest.mark.parametrize("method", ["prompt", "bitfit", "adalora"])
 def test_model_card_names_the_method(method: str, runs: dict[str, Path]) -> None:
-    from lora_agnews.core.adapter import read_model_card
 
     card = (runs[method] / "adapter" / "README.md").read_text(encoding="utf-8")
     meta = read_model_card(runs[method] / "adapter")

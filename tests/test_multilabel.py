@@ -19,7 +19,7 @@ from conftest import task_config
 
 from lora_agnews import cli
 from lora_agnews.core import config, data, multilabel, registry
-from lora_agnews.core.tasks import DataError, TaskError
+from lora_agnews.core.tasks import DataError, Task, TaskError
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {2: ["neg", "pos"], 3: ["alpha", "beta", "gamma"], 5: ["e1", "e2", "e3", "e4", "e5"]}
@@ -154,7 +154,6 @@ def test_a_directory_with_bar_cells_is_a_multi_label_task(tmp_path: Path) -> Non
     assert (rows["label"] == "").any() and any(() == s for s in splits.train["label"])  # empty sets kept
     assert sum(splits.sizes().values()) == 150 + 45
     assert splits.task.to_dict()["multi_label"] is True
-    from lora_agnews.core.tasks import Task
 
     assert Task.from_dict(splits.task.to_dict()) == splits.task
     assert "multi_label" not in Task("x", ("a", "b")).to_dict()  # single-label records unchanged
@@ -424,8 +423,10 @@ def test_an_unreachable_hub_names_the_offline_fix(monkeypatch: pytest.MonkeyPatc
 # --------------------------------------------------------------------------- merging with a single-label task
 @pytest.mark.slow
 def test_a_merged_adapter_keeps_each_tasks_head_and_kind(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from lora_agnews.studies.merging import load_merged, merge_adapters, read_manifest
-    from lora_agnews.studies.merging_study import build_shared_tokenizer, save_tokenizer, shared_tokenizer_dir
+    from lora_agnews.studies.merging import (OWN, load_merged, make_combination, merge_adapters, merge_method,
+                                             read_manifest, score_merged)
+    from lora_agnews.studies.merging_study import (build_shared_tokenizer, results_frame, save_tokenizer,
+                                                   shared_tokenizer_dir)
     from lora_agnews.core.train import train
 
     from test_tasks import write_task
@@ -454,8 +455,6 @@ def test_a_merged_adapter_keeps_each_tasks_head_and_kind(tmp_path: Path, capsys:
 
     # scored on the merged adapter, each task by its own head and its own metrics; its own adapter, rescored through
     # the merging path, gives the metrics its run recorded (micro F1 and subset accuracy; accuracy)
-    from lora_agnews.studies.merging import OWN, make_combination, merge_method, score_merged
-    from lora_agnews.studies.merging_study import results_frame
 
     combo = make_combination("linear")
     scores = {s.name: s for s in score_merged(runs, [combo])}
@@ -544,7 +543,7 @@ def test_a_single_label_multilabel_task_is_refused_by_name() -> None:
 
 
 def test_the_sections_tables_sentence_and_macros_come_from_the_run(trained: dict) -> None:
-    from lora_agnews.core.tables import interval, pct
+    from lora_agnews.core.paths import interval, pct
     from lora_agnews.studies import multilabel_study
 
     t = trained[3]

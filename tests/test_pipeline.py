@@ -30,7 +30,7 @@ import pytest
 from conftest import read_macros
 
 from lora_agnews import cli, pipeline
-from lora_agnews.core import config, paths, tables
+from lora_agnews.core import config, paths
 from lora_agnews.reporting import text as reporting
 from lora_agnews.core.config import ConfigError
 
@@ -392,7 +392,7 @@ def test_report_pdf_has_the_accuracy_and_the_confusion_matrix(smoke_run: dict[st
     assert pdf.is_file()
     macros = read_macros(smoke_run["results"] / "tex" / "macros_evaluation.tex")
     metrics = json.loads((smoke_run["results"] / "metrics.json").read_text())
-    assert macros["TestAccuracy"] == tables.pct(metrics["accuracy"])
+    assert macros["TestAccuracy"] == paths.pct(metrics["accuracy"])
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     flat = " ".join(text.split()).replace("\u2019", "'")
     assert f"{macros['TestAccuracy']} % accuracy" in flat or f"{macros['TestAccuracy']}%" in flat.replace(" %", "%")

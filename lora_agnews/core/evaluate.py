@@ -47,7 +47,7 @@ def predict_logits(model: nn.Module, dataset: TokenizedDataset, pad_token_id: in
     out = np.zeros((len(dataset), int(width or 0)), dtype=np.float32)
     starts = range(0, len(order), batch_size)
     if progress:
-        from .progress import bar
+        from .paths import bar
 
         starts = bar(starts, desc="evaluate", unit="batch")
     for start in starts:

@@ -38,7 +38,7 @@ import torch
 import yaml
 from torch import nn
 
-from .data import LABELS
+from .data import LABELS, normalize_text
 from .registry import METHODS
 
 LABEL_NAMES: tuple[str, ...] = LABELS  # the class names written to config.json (when the model has none)
@@ -238,7 +238,7 @@ def check_out_dir(out_dir: Path, adapter_dir: Path, overwrite: bool) -> None:
 
 def foreign_files(directory: Path) -> list[str]:
     """Entries of ``directory`` that no export wrote: all of them when it has no readable manifest."""
-    from .artifacts import read_json
+    from .paths import read_json
 
     entries = sorted(p.name for p in Path(directory).iterdir())
     try:
@@ -250,7 +250,7 @@ def foreign_files(directory: Path) -> list[str]:
 
 def write_manifest(directory: Path, adapter_dir: Path) -> None:
     """Record what this export wrote (every entry of ``directory``) and from which adapter."""
-    from .artifacts import write_json
+    from .paths import write_json
     from .runs import now
 
     files = sorted(p.name for p in Path(directory).iterdir())
@@ -332,7 +332,7 @@ def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResul
     """README.md in the hub's model-card format, for a plain transformers checkpoint (``directory``: where it is
     written now, a temporary sibling of ``result.out_dir``, the path the card names)."""
     from .adapter import base_model_id, data_terms, method_summary, task_card
-    from .artifacts import atomic_write_text
+    from .paths import atomic_write_text
 
     meta = card_metadata(cfg, adapter_dir)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
@@ -390,7 +390,7 @@ LOAD_TIME_KEYS = ("is_local", "local_files_only")  # how this process loaded the
 
 def _drop_load_time_keys(tokenizer_config: Path) -> None:
     """transformers 5 saves a reloaded tokenizer's loading options; a published checkpoint should not carry them."""
-    from .artifacts import read_json, write_json
+    from .paths import read_json, write_json
 
     if tokenizer_config.is_file():
         values = read_json(tokenizer_config)
@@ -405,9 +405,8 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     removed): a self-check that does not reproduce ``predict``'s logits.
     """
     from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts
-    from .data import normalize_text
     from .methods import MergeError, merge
-    from .progress import interactive
+    from .paths import interactive
     from .runs import atomic_directory
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
@@ -422,7 +421,7 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
         # exported in full precision: the self-check compares with the dequantized model (int8's quantized
         # matmuls also round the activations, which no float32 checkpoint reproduces)
         from .methods import dequantize
-        from .progress import say
+        from .paths import say
 
         say(f"{adapter_dir} was trained on a {cfg.quantize} base: it is exported dequantized, in float32")
         model = dequantize(model)

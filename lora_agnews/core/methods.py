@@ -229,7 +229,7 @@ def merge(model: nn.Module, method: str) -> nn.Module:
         raise MergeError(f"method {method!r} cannot be merged into the base model: {why}. "
                          f"Use the adapter unmerged (merge_eval false).")
     if quantize.is_quantized(model):
-        from .progress import say
+        from .paths import say
 
         say("merging a quantized model: its base is dequantized into full precision first (the merged model is "
             "float32, the size of an unquantized one)")

@@ -214,7 +214,7 @@ def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None,
 
         return _with_attention(from_config)
     path = resolve_model_path(cfg.model_name)
-    from .progress import interactive
+    from .paths import interactive
 
     if not interactive():
         from transformers.utils import logging as hf_logging

@@ -15,7 +15,7 @@ from .multilabel import (PROBLEM_TYPE, SEPARATOR, apply_thresholds, check_thresh
 def score(model: Any, dataset: Any, pad_token_id: int, cfg: Any, device: Any, precision: str) -> np.ndarray:
     """Logits of ``model`` on ``dataset`` (the same batched pass as single-label scoring)."""
     from .evaluate import predict_logits
-    from .progress import interactive
+    from .paths import interactive
 
     return predict_logits(model, dataset, pad_token_id, cfg.eval_batch_size, device, precision,
                           progress=interactive(), multiple=cfg.pad_multiple)
@@ -31,7 +31,7 @@ def evaluate_multi_label(prep: Any, model: Any, out_dir: Any, device: Any, preci
     import time
 
     from .adapter import save_adapter
-    from .progress import say
+    from .paths import say
     from .tasks import check_same_labels, model_labels
 
     cfg, names = prep.cfg, prep.splits.labels

@@ -19,14 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from . import runs
-from .artifacts import write_json
+from .paths import interactive, quiet_libraries, say, write_json
 from .config import Config, require_trackers
 from .data import PadCollator, Splits, TokenizedDataset, encode, load_splits
 from .evaluate import evaluate_model, pad_multiple, predict_logits
 from .counting import check_budget, parameter_breakdown
 from .methods import MergeError, build_model, check_max_length, merge
 from .model import build_tokenizer, device_for, model_config, resolve_precision
-from .progress import interactive, say
 
 
 @dataclass
@@ -338,7 +337,6 @@ def train(cfg: Config, out_dir: Path, overwrite: bool = False, splits: Splits | 
     torchrun / accelerate launch only rank 0 holds the lock and writes the record, the adapter and
     the metrics; other ranks return ``{}``.
     """
-    from .progress import quiet_libraries
 
     quiet_libraries()
     require_trackers(cfg)  # a report_to integration that is not installed: refused before out_dir is touched
@@ -533,7 +531,7 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
     if not trainer.is_world_process_zero():
         return {}
     model = trainer.model
-    from .adapter import save_adapter
+    from .adapter import save_adapter, write_model_card
     from .quantize import check_layout
 
     check_layout(model)  # a 4-bit base bitsandbytes repacked would score a model the adapter cannot rebuild
@@ -574,7 +572,6 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
     runs.save_arrays(out_dir / "test_predictions.npz", logits=logits, labels=np.asarray(prep.test.labels))
     write_json(history, out_dir / "history.json")
     write_json(metrics, out_dir / runs.METRICS_FILE)
-    from .adapter import write_model_card
 
     write_model_card(adapter_dir, cfg, metrics)
     if prep.splits.task.multi_label:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..core import archive, paths
-from ..core.artifacts import read_json
+from ..core.paths import interval, num, pct, read_json
 from ..core.config import from_dict
 from ..studies import quantize_study
 
@@ -85,7 +85,6 @@ def main_run(profile: str) -> dict[str, Any] | None:
 
 def main_sentence(result: dict[str, Any]) -> str:
     """The main run in one sentence: its setting, its size, its rows and its test scores with their interval."""
-    from ..core.tables import interval, num, pct
     from .text import describe_setting
 
     m, cfg = result["metrics"], result["cfg"]

@@ -1,7 +1,7 @@
 """Figures for the notebooks, the book and the report (seaborn/matplotlib).
 
 Every function takes data and returns a matplotlib Figure; nothing is saved here, so one
-figure goes through :func:`lora_agnews.core.artifacts.save_figure` once and lands as PNG (book)
+figure goes through :func:`lora_agnews.core.paths.save_figure` once and lands as PNG (book)
 and PDF (report). Titles, axis labels and class names are always set: a figure is read
 without its notebook around it, in the report.
 """

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..core import paths, runs
-from ..core.artifacts import read_json, write_json
+from ..core.paths import read_json, say, write_json
 
 AUDIT_FILE = "audit.json"
 # Largest |logit difference| accepted for the same computation repeated in another process: fp32 differs only by
@@ -292,7 +292,6 @@ def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
     Raises :class:`AuditError` (one line per run that does not reproduce, after writing the record) so the
     pipeline stops before the book shows a number its artifact does not give.
     """
-    from ..core.progress import say
 
     results = paths.results_dir(profile)
     start = time.perf_counter()
@@ -347,7 +346,6 @@ def verify_archive(profile: str, n: int, seed: int = 0) -> dict[str, Any]:
 
     from ..core import archive
     from ..core.config import from_dict
-    from ..core.progress import say
     from ..core.train import train
 
     if n < 1:

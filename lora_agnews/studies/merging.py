@@ -50,10 +50,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.artifacts import read_json, write_json
-from ..core.config import Config
+from ..core.paths import read_json, say, write_json
+from ..core.config import Config, ConfigError, from_dict
 from ..core.data import TokenizedDataset, encode, load_splits
-from ..core.progress import say
 from ..core.registry import METHODS, TASKS
 from ..core.tasks import AGNEWS
 
@@ -195,7 +194,6 @@ def task_name(cfg: Config) -> str:
 def read_adapter(directory: Path) -> SavedAdapter:
     """A saved adapter directory (``RUN/adapter``), checked complete and readable."""
     from ..core.adapter import CONFIG_FILE, AdapterError, check_adapter_dir
-    from ..core.config import ConfigError, from_dict
 
     directory = Path(directory)
     check_adapter_dir(directory)
@@ -614,7 +612,6 @@ def load_merged(directory: Path, task: str, device: str | torch.device = "cpu") 
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
-    from ..core.config import from_dict
     from ..core.model import _quiet
 
     directory = Path(directory)

@@ -30,13 +30,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.artifacts import write_json
+from ..core.paths import quiet_libraries, say, write_json
 from .comparison import Arm, check_same_rows, compare
 from ..core.config import Config
-from .merging import (EQUAL_RANKS, HEAD_ONLY, MULTITASK, OWN, Combination, MergingError, TaskScores, _check_method,
-                      _check_names, _tokenizer_digest, default_combinations, score_merged, task_name)
+from .merging import (Combination, EQUAL_RANKS, HEAD_ONLY, MergingError, MULTITASK, NEEDS_DENSITY, OWN, TaskScores,
+                      _check_method, _check_names, _tokenizer_digest, default_combinations, make_combination,
+                      score_merged, task_name)
 from .multitask import check_multitask_budget, head_only_model, train_head_only, train_multitask, trainable_count
-from ..core.progress import say
 
 STUDY_FILE = "merging.json"
 STUDY_TABLE = "merging.csv"
@@ -147,7 +147,6 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
     """
     from ..core.data import task_labels
     from ..core.model import build_tokenizer
-    from ..core.progress import quiet_libraries
     from ..core.train import train_owned
 
     quiet_libraries()
@@ -317,7 +316,6 @@ def profile_tasks(cfg: Config) -> list[str]:
 
 def profile_combinations(cfg: Config) -> list[Combination]:
     """``merge_combinations`` with ``merge_density`` where the kind prunes (PEFT's default weights, 1 each)."""
-    from .merging import NEEDS_DENSITY, make_combination
 
     kinds = [k.strip() for k in cfg.merge_combinations.split(",") if k.strip()]
     if not kinds:

@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ..core import paths
-from ..core.artifacts import write_json
+from ..core.paths import Column, Table, interval, num, pct, write_json
 from ..core.config import Config, ConfigError
-from ..core.tables import Column, Table, interval, num, pct
 
 STUDY_FILE = "multilabel.json"
 SPLITS = ("train", "validation", "test")

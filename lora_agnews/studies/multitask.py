@@ -24,12 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.artifacts import read_json, write_json
-from ..core.config import Config
+from ..core.paths import interactive, read_json, say, write_json
+from ..core.config import Config, from_dict
 from ..core.runs import DATA_KEY, run_key  # a study model is keyed as a run: data content hash included
 from ..core.data import TokenizedDataset, encode, load_splits
 from .merging import MergingError, _device, _head_names, _precision, task_name
-from ..core.progress import say
 
 TRAINABLE_FILE = "trainable.safetensors"  # the trained tensors (head; LoRA factors + heads): what the audit reloads
 
@@ -68,7 +67,6 @@ def load_trainable(model: nn.Module, path: Path) -> nn.Module:
 def record_config(record: dict[str, Any], key: Any) -> Config:
     """The configuration a record trained with: its ``config`` (written since the trained tensors are kept), else
     rebuilt from its run key (which leaves out only what changes no number) and checked to give that key again."""
-    from ..core.config import from_dict
 
     if isinstance(record.get("config"), dict):
         return from_dict(record["config"])
@@ -174,7 +172,6 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
     if _found(cfg.profile, record, current, arrays, run_dir / TRAINABLE_FILE):  # without its tensors: not auditable
         with np.load(arrays) as saved:
             return saved["logits"], saved["labels"], int(read_json(record)["trainable_params"])
-    from ..core.progress import interactive
 
     if not interactive():  # the Trainer saves whole models here, each with a "Writing model shards" bar
         from transformers.utils import logging as hf_logging
