@@ -733,7 +733,7 @@ def bench_methods(r: Runner, methods: list[str], peak: float) -> dict[str, dict[
     relative to LoRA (measured first, in the same process and on the same batches).
     """
     from lora_agnews.core.counting import largest_rank
-    from lora_agnews.core.registry import METHODS
+    from lora_agnews.core.config import METHODS
     from lora_agnews.reporting.text import describe_setting
 
     out: dict[str, dict[str, Any]] = {}

@@ -100,7 +100,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .core.adapter import predict_texts
-    from .core.tasks import model_labels
+    from .core.config import model_labels
 
     texts = [t for t in args.texts if t.strip()]
     if args.file:

@@ -22,8 +22,7 @@ import numpy as np
 import pytest
 
 from lora_agnews.core import config
-from lora_agnews.studies import merging
-from lora_agnews.studies import merging_study as study_mod
+from lora_agnews.studies import merging, merging_study as study_mod
 from lora_agnews.core.counting import BudgetError
 
 TASKS = {"mood": ["neg", "pos"], "topic": ["art", "sci", "war"], "hue": ["red", "green", "blue", "cyan", "gray"]}
@@ -144,7 +143,7 @@ def test_merged_adapter_reloads_in_a_fresh_process(env, study) -> None:
         "from lora_agnews.studies import merging\n"
         "from lora_agnews.core.adapter import predict_logits_for_texts\n"
         "from lora_agnews.core.data import load_splits\n"
-        "from lora_agnews.core.tasks import model_labels\n"
+        "from lora_agnews.core.config import model_labels\n"
         "labels = {}\n"
         "for name in json.loads(sys.argv[2]):\n"
         "    m, tok, cfg = merging.load_merged(sys.argv[1], name)\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_agnews.core import config, counting, methods, registry
+from lora_agnews.core import config, counting, methods
 from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts, read_model_card
 from lora_agnews.core.paths import read_json
 from lora_agnews.cli import main
@@ -202,7 +202,7 @@ def test_readme_counts_for_roberta_base(method: str, targets: str, size: int, to
     """The guide's table (book/guide/counting.md; roberta-base, linear head, largest size within 1,000,000)."""
     cfg = config.from_dict({"model_name": "roberta-base", "init": "random", "head": "linear", "method": method,
                             "lora_targets": targets, "budget": 1_000_000})
-    key = registry.METHODS[method].size_key
+    key = config.METHODS[method].size_key
     if key:
         cfg = cfg.replace(**{key: size})
         assert counting.largest_rank(cfg) == size
@@ -259,10 +259,10 @@ def test_prompt_limit_leaves_room_for_the_padding_offset(model_type: str, limit:
 
 def test_every_registry_entry_names_a_real_key_limit_and_title() -> None:
     """An entry's size key is a configuration key, its limit one methods knows, its display name its own."""
-    for name, method in registry.METHODS.items():
+    for name, method in config.METHODS.items():
         assert method.name == name
         assert method.size_key is None or method.size_key in config.keys()
         assert not method.limit or method.limit in methods.LIMITS
         assert method.peft is not None or method.base_suffix, f"{name}: a hand-written method trains base parameters"
-    titles = [m.title.lower() for m in registry.METHODS.values()]
+    titles = [m.title.lower() for m in config.METHODS.values()]
     assert len(set(titles)) == len(titles)

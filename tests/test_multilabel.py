@@ -18,8 +18,8 @@ import pytest
 from conftest import task_config
 
 from lora_agnews import cli
-from lora_agnews.core import config, data, multilabel, registry
-from lora_agnews.core.tasks import DataError, Task, TaskError
+from lora_agnews.core import config, data, multilabel
+from lora_agnews.core.config import DataError, Task, TaskError
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {2: ["neg", "pos"], 3: ["alpha", "beta", "gamma"], 5: ["e1", "e2", "e3", "e4", "e5"]}
@@ -369,7 +369,7 @@ def test_go_emotions_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatc
 
     from lora_agnews.core import sources
 
-    names = list(registry.TASKS["go_emotions"].labels)
+    names = list(config.TASKS["go_emotions"].labels)
     feature = SimpleNamespace(feature=SimpleNamespace(names=names))
     calls = []
 

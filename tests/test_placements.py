@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from lora_agnews.core import budget, config, counting, methods, model, placements
+from lora_agnews.core import budget, config, counting, methods, model
 from lora_agnews import cli
 from lora_agnews.core.config import Config, ConfigError
 
@@ -40,10 +40,10 @@ def base(name: str, **changes) -> Config:
 
 # --------------------------------------------------------------------------- reading lora_targets
 def test_presets_expand_to_roles() -> None:
-    assert placements.parse_targets(["attention"]).roles == ("query", "key", "value")
-    assert placements.parse_targets(["all-linear"]).roles == placements.ROLES == (
+    assert config.parse_targets(["attention"]).roles == ("query", "key", "value")
+    assert config.parse_targets(["all-linear"]).roles == config.ROLES == (
         "query", "key", "value", "attn_out", "ffn_in", "ffn_out")
-    mixed = placements.parse_targets(["value", "attention", "ffn_out", "word_embeddings", "dense", "dense"])
+    mixed = config.parse_targets(["value", "attention", "ffn_out", "word_embeddings", "dense", "dense"])
     assert mixed.roles == ("value", "query", "key", "ffn_out")  # order kept, no repeats
     assert mixed.names == ("dense",) and mixed.embeddings
 
@@ -185,22 +185,22 @@ def test_each_role_is_exactly_one_linear_per_layer(tiny_dirs: dict[str, Path], k
     cfg = tiny_config(kind)
     with torch.device("meta"):
         net = AutoModelForSequenceClassification.from_config(cfg)
-    fam = placements.family_of(cfg.model_type)
+    fam = config.family_of(cfg.model_type)
     linears = {n: m for n, m in net.named_modules() if isinstance(m, nn.Linear)}
     in_layers = {n for n in linears if re.match(fam.layer_prefix(), n)}
     chosen: dict[str, str] = {}
-    for role in placements.ROLES:
+    for role in config.ROLES:
         hits = [n for n in linears if re.fullmatch(fam.role_pattern(role), n)]
         assert len(hits) == 2, (role, hits)  # one per layer, two layers
         for n in hits:
             assert n not in chosen, f"{n} is both {chosen[n]} and {role}"
             chosen[n] = role
-            assert placements.role_of(fam, n) == role
+            assert config.role_of(fam, n) == role
         shapes = {tuple(linears[n].weight.shape) for n in hits}
         expected = {"ffn_in": (48, 32), "ffn_out": (32, 48)}.get(role, (32, 32))
         assert shapes == {expected}, (role, shapes)
     assert set(chosen) == in_layers  # all-linear is every linear layer of the encoder layers, and only those
-    regex = placements.target_regex(fam, ["all-linear"])
+    regex = config.family_targets_regex(fam, ["all-linear"])
     assert {n for n in linears if re.fullmatch(regex, n)} == in_layers  # never a pooler or a head layer
 
 
@@ -216,10 +216,10 @@ def test_heads_work_for_every_family(tiny_dirs: dict[str, Path], kind: str, head
     net = methods.build_model(cfg)
     breakdown = counting.parameter_breakdown(net)
     assert breakdown == counting.count_trainable(cfg)  # the meta count is the built model's
-    h, style = 32, placements.family_of(net.config.model_type).head
+    h, style = 32, config.family_of(net.config.model_type).head
     own_head = (h * 4 + 4) if style == "pooler" else (h * h + h + h * 4 + 4)
     assert breakdown["head"] == {"default": own_head, "linear": h * 4 + 4, "lora-dense": h * 4 + 4}[head]
-    dense_lora = {k: v for k, v in breakdown["lora_by_target"].items() if k not in placements.ROLES}
+    dense_lora = {k: v for k, v in breakdown["lora_by_target"].items() if k not in config.ROLES}
     assert list(dense_lora.values()) == ([2 * (h + h)] if head == "lora-dense" else [])  # the head's dense layer
     assert breakdown["lora"] == 2 * 2 * (4 * (h + h) + 2 * (h + 48)) + sum(dense_lora.values())
     for name, p in net.named_parameters():

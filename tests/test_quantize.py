@@ -19,8 +19,7 @@ from torch import nn
 from lora_agnews.core import config, counting, quantize
 from lora_agnews.studies import quantize_study
 from lora_agnews.core.paths import read_json
-from lora_agnews.core.config import ConfigError
-from lora_agnews.core.registry import METHODS
+from lora_agnews.core.config import ConfigError, METHODS
 from conftest import fresh_process_logits
 
 bnb = pytest.importorskip("bitsandbytes")  # a pinned dependency: present wherever the project is installed

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_agnews.core import data, registry, sources
+from lora_agnews.core import data, config, sources
 from lora_agnews.core.data import DataError
-from lora_agnews.core.registry import TASKS
+from lora_agnews.core.config import TASKS
 
 ROTTEN_TOMATOES_WHEEL = TASKS["rotten_tomatoes"].wheel
 BBC_NEWS_WHEEL = TASKS["bbc_news"].wheel
@@ -43,13 +43,13 @@ def write_wheel(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def trusting(task_name: str, wheel: Path) -> registry.TaskSpec:
+def trusting(task_name: str, wheel: Path) -> config.TaskSpec:
     """The registry task with the fake wheel's own SHA-256 (the real constant guards the real download)."""
     task = TASKS[task_name]
     return dataclasses.replace(task, wheel=dataclasses.replace(task.wheel, wheel_sha256=sources.file_sha256(wheel)))
 
 
-def checked(task_name: str, wheel: Path) -> registry.TaskSpec:
+def checked(task_name: str, wheel: Path) -> config.TaskSpec:
     """The registry task with the checksums of the fake wheel and of its data (the real constants guard the real one)."""
     task = trusting(task_name, wheel)
     with zipfile.ZipFile(wheel) as archive:
@@ -85,7 +85,7 @@ def rotten_wheel(directory: Path, rows: list[tuple[str, str]] | None = None) -> 
 
 
 @pytest.fixture()
-def rotten(tmp_path: Path) -> tuple[registry.TaskSpec, Path]:
+def rotten(tmp_path: Path) -> tuple[config.TaskSpec, Path]:
     return checked("rotten_tomatoes", rotten_wheel(tmp_path)), tmp_path
 
 
@@ -258,7 +258,7 @@ def test_registry() -> None:
     assert TASKS["rotten_tomatoes"].hub_id == "cornell-movie-review-data/rotten_tomatoes"
     assert TASKS["bbc_news"].labels == ("business", "entertainment", "politics", "sport", "tech")
     with pytest.raises(DataError, match="unknown task 'imdb'.*bbc_news"):
-        registry.get_task("imdb")
+        config.get_task("imdb")
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))

@@ -18,10 +18,9 @@ import torch
 import yaml
 
 from .paths import atomic_write_text, interactive, read_json, write_json
-from .config import Config, ConfigError, from_dict
+from .config import (AGNEWS, Config, ConfigError, METHODS, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION,
+                     check_same_labels, from_dict, model_labels)
 from .data import TokenizedDataset, normalize_text, task_source, tokenize
-from .registry import METHODS, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION
-from .tasks import AGNEWS, check_same_labels, model_labels
 
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"

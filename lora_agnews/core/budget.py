@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .config import Config
+from .config import Config, ConfigError, METHODS
 from .counting import largest_rank, rank_line
 
 __all__ = ["budget_table", "format_budget_table", "format_method_table", "largest_rank", "method_table", "rank_line"]
@@ -46,9 +46,7 @@ def method_table(cfg: Config, methods: Iterable[str], target_sets: Iterable[str]
     """For each method x target set x head: the largest size that fits (LoRA/PiSSA/OLoRA/AdaLoRA/VeRA/LoHa
     rank, prompt tokens) and its exact total; size-less methods (ia3, bitfit, layernorm): the count and
     whether it fits. Methods that adapt the whole encoder (bitfit, layernorm, prompt) ignore target sets."""
-    from .config import ConfigError
     from .methods import size_limit
-    from .registry import METHODS
 
     rows = []
     target_sets = list(target_sets)

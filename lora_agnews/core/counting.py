@@ -16,10 +16,9 @@ from typing import Any
 
 from torch import nn
 
-from . import placements, quantize
-from .config import Config
+from . import quantize
+from .config import Config, METHODS, family_of, role_of
 from .methods import build_model, size_limit
-from .registry import METHODS
 from .model import build_local_tokenizer, model_config
 
 
@@ -47,7 +46,7 @@ def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
     lora_by_target: dict[str, int] = {}
     frozen = 0
     config = getattr(model, "config", None)
-    fam = placements.family_of(getattr(config, "model_type", ""))
+    fam = family_of(getattr(config, "model_type", ""))
     bitfit_head = getattr(model, "lora_agnews_head", None)
     for name, p in model.named_parameters():
         if ".original_module." in name:  # PEFT's frozen copy of a modules_to_save head: not part of the model
@@ -63,7 +62,7 @@ def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
             group = "adapter"
             path = ADAPTER_PARTS.sub("", name) if adapted else name.rpartition(".")[0]
             module = path.split(".")
-            target = (fam and placements.role_of(fam, path)) or (
+            target = (fam and role_of(fam, path)) or (
                 ".".join(module[-2:]) if len(module) > 1 and module[-2] in ("classifier", "pooler") else module[-1])
             if "lora_" in name:
                 groups["lora"] = groups.get("lora", 0) + p.numel()
@@ -106,7 +105,6 @@ def count_trainable(cfg: Config, vocab_size: int | None = None) -> dict[str, Any
 @functools.lru_cache(maxsize=8)
 def local_vocab_size(data: str, task: str = "agnews") -> int:
     """Vocabulary of the tokenizer built from the task's training rows (LoRA on word embeddings scales with it)."""
-    from .config import Config
     from .data import load_task
 
     return len(build_local_tokenizer(load_task(Config(data=data, task=task))[0]["text"].tolist()))

@@ -21,9 +21,7 @@ import pandas as pd
 import torch
 
 from . import paths
-from .config import Config
-from .registry import TASKS
-from .tasks import AGNEWS, DataError, Task
+from .config import AGNEWS, Config, DataError, Task, TASKS
 
 # AG News' class names in the order of its CSV labels 1..4: the meaning of that file layout. Everything
 # downstream reads a dataset's labels from its task (Splits.task), never from here.

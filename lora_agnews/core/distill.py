@@ -14,9 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .config import Config
+from .config import Config, check_same_labels, model_labels
 from .data import TokenizedDataset, load_task, tokenize
-from .tasks import check_same_labels, model_labels
 
 
 class DistillError(ValueError):

@@ -39,7 +39,7 @@ import yaml
 from torch import nn
 
 from .data import LABELS, normalize_text
-from .registry import METHODS
+from .config import METHODS
 
 LABEL_NAMES: tuple[str, ...] = LABELS  # the class names written to config.json (when the model has none)
 EPS = 2.0 ** -20  # scale of the tanh heads' identity (see the module docstring)

@@ -19,9 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import placements
 from .model import ModelError
-from .placements import Family
+from .config import Family, family_of, supported_families
 
 
 class FirstTokenLinearHead(nn.Module):
@@ -96,10 +95,10 @@ class HeadPlan:
 def family(model: nn.Module) -> Family:
     """The placement family of a transformers model; an unsupported one is a ModelError naming the supported."""
     kind = model.config.model_type
-    found = placements.family_of(kind)
+    found = family_of(kind)
     if found is None:
         raise ModelError(f"'{kind}' encoders are not supported (heads and LoRA placements are defined for "
-                         f"{placements.supported_families()}). Use a model of one of these families.")
+                         f"{supported_families()}). Use a model of one of these families.")
     return found
 
 

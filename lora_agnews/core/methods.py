@@ -1,6 +1,6 @@
 """The PEFT methods put to work: their configurations, the combinations refused, BitFit, and merging.
 
-Each method's entry in :data:`lora_agnews.core.registry.METHODS` builds its PEFT configuration
+Each method's entry in :data:`lora_agnews.core.config.METHODS` builds its PEFT configuration
 (:func:`peft_config`) and says what it allows; BitFit, which PEFT has none of, is written here
 (:func:`apply_bitfit`). The head (``heads``) is PEFT's ``modules_to_save`` for every
 method. :func:`build_model` puts base encoder, head and method together, after the refusals
@@ -18,12 +18,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import placements, quantize
-from .config import Config, ConfigError, from_dict
+from . import quantize
+from .config import Config, ConfigError, EMBEDDINGS, FAMILIES, Family, METHODS, PeftInputs, PRESETS, ROLES, from_dict, in_encoder, in_heads, layer_pattern, parse_targets, family_targets_regex, unmatched_names
 from .heads import HeadPlan, apply_head, family
 from .model import _base_model, _quiet, model_config, resolve_precision, usable_positions
-from .placements import Family
-from .registry import METHODS, PeftInputs, in_encoder, in_heads
 
 
 # --------------------------------------------------------------------------- targets
@@ -37,19 +35,19 @@ def target_regex(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | Non
         bad = [i for i in layers if not 0 <= i < num_layers]
         if bad:
             raise ConfigError(f"parameter 'lora_layers' names layer(s) {bad}, but the model has layers 0..{num_layers - 1}.")
-    fam = fam or placements.FAMILIES[0]
-    return placements.target_regex(fam, cfg.target_modules, layers, plan.lora_extra)
+    fam = fam or FAMILIES[0]
+    return family_targets_regex(fam, cfg.target_modules, layers, plan.lora_extra)
 
 
 def check_targets(model: nn.Module, cfg: Config, fam: Family) -> None:
     """A module name in ``lora_targets`` that matches nothing is a typo: say what would match."""
     names = [n for n, _ in model.named_modules()]
-    unmatched = placements.unmatched_names(fam, cfg.target_modules, names)
+    unmatched = unmatched_names(fam, cfg.target_modules, names)
     if unmatched:
         raise ConfigError(
             f"parameter 'lora_targets': {', '.join(repr(t) for t in unmatched)} is neither a role "
-            f"({', '.join(placements.ROLES)}), a preset ({', '.join(placements.PRESETS)}), "
-            f"{placements.EMBEDDINGS}, nor the name of a module in this {fam.name} model's encoder layers.")
+            f"({', '.join(ROLES)}), a preset ({', '.join(PRESETS)}), "
+            f"{EMBEDDINGS}, nor the name of a module in this {fam.name} model's encoder layers.")
 
 
 # --------------------------------------------------------------------------- methods
@@ -60,9 +58,9 @@ class MergeError(ValueError):
 def check_method(cfg: Config) -> None:
     """Combinations PEFT does not support, refused with the fix before anything is built."""
     method = METHODS[cfg.method]
-    if method.linear_only and placements.EMBEDDINGS in cfg.target_modules:
+    if method.linear_only and EMBEDDINGS in cfg.target_modules:
         raise ConfigError(f"method {cfg.method!r} adapts linear layers only (PEFT has no {cfg.method} for embeddings); "
-                          f"drop {placements.EMBEDDINGS} from lora_targets.")
+                          f"drop {EMBEDDINGS} from lora_targets.")
     if method.whole_encoder and cfg.head == "lora-dense":
         raise ConfigError(f"head 'lora-dense' adapts the head's dense layer with the method's adapter; method "
                           f"{cfg.method!r} has none. Use -p head default or -p head linear.")
@@ -112,7 +110,7 @@ def _adapted_shapes(cfg: Config, model_cfg: Any) -> list[tuple[int, int]]:
     and the feed-forward layers' when ffn_in / ffn_out are targeted."""
     hidden = int(model_cfg.hidden_size)
     inter = int(getattr(model_cfg, "intermediate_size", None) or getattr(model_cfg, "hidden_dim", 4 * hidden))
-    targets = placements.parse_targets(cfg.target_modules)
+    targets = parse_targets(cfg.target_modules)
     roles = set(targets.roles)
     shapes = [(hidden, inter)] if "ffn_in" in roles else []
     shapes += [(inter, hidden)] if "ffn_out" in roles else []
@@ -170,7 +168,7 @@ def apply_bitfit(model: nn.Module, plan: HeadPlan, cfg: Config) -> nn.Module:
     stays a plain transformers model; it records the method and head for counting and saving.
     """
     fam = family(model)
-    layer_re = re.compile(fam.layer_prefix(placements.layer_pattern(cfg.layers))) if cfg.layers is not None else None
+    layer_re = re.compile(fam.layer_prefix(layer_pattern(cfg.layers))) if cfg.layers is not None else None
     suffix = METHODS[cfg.method].base_suffix
     for name, p in model.named_parameters():
         head = in_heads(name, plan.modules_to_save)

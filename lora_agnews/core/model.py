@@ -17,8 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .config import Config, ConfigError
-from .tasks import label_config
+from .config import Config, ConfigError, label_config
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 TINY_ROBERTA = "tiny-roberta"

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .tasks import DataError, TaskError
+from .config import DataError, TaskError, TASKS
 
 SEPARATOR = "|"  # between the labels of one example in a ``label,text`` CSV cell
 MIN_LABEL_POSITIVES = 10  # validation positives a label needs for its own threshold
@@ -366,7 +366,6 @@ def directory_frames(directory: Any, parts: dict[str, list[tuple[str, str, int]]
 
 # --------------------------------------------------------------------------- the hub's multi-label datasets
 def _go_emotions() -> Any:
-    from .registry import TASKS
 
     return TASKS["go_emotions"]
 

@@ -32,7 +32,7 @@ def evaluate_multi_label(prep: Any, model: Any, out_dir: Any, device: Any, preci
 
     from .adapter import save_adapter
     from .paths import say
-    from .tasks import check_same_labels, model_labels
+    from .config import check_same_labels, model_labels
 
     cfg, names = prep.cfg, prep.splits.labels
     check_same_labels(names, model_labels(model), "the data", "the model")

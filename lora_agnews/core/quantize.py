@@ -27,8 +27,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from .config import Config, ConfigError
-from .registry import METHODS
+from .config import Config, ConfigError, METHODS
 
 PACKAGE = "bitsandbytes==0.50.2"  # the pin of pyproject.toml and environment.yml
 BLOCK = 64  # bitsandbytes' 4-bit block size (one absmax scale per 64 weights)

@@ -12,7 +12,7 @@ seed of every profile is scored on the same test rows.
 
 Everything ends in the shape :mod:`lora_agnews.core.data` uses: frames with ``text`` and an integer
 ``label`` that indexes :attr:`TaskSpec.labels`, so the labels travel with the data. What each task
-is (labels, hub id, which wheel and its SHA-256s) is its entry in :data:`lora_agnews.core.registry.TASKS`.
+is (labels, hub id, which wheel and its SHA-256s) is its entry in :data:`lora_agnews.core.config.TASKS`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from . import paths
-from .registry import TASKS, TaskSpec, WheelData, get_task
-from .tasks import AGNEWS, DataError, Task
+from .config import AGNEWS, DataError, Task, TASKS, TaskSpec, WheelData, get_task
 
 HUB = "hub"
 PYPI = "pypi"  # the `data` value that asks for the offline copy from a PyPI wheel

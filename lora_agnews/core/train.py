@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from . import runs
 from .paths import interactive, quiet_libraries, say, write_json
-from .config import Config, require_trackers
+from .config import Config, check_same_labels, model_labels, require_trackers
 from .data import PadCollator, Splits, TokenizedDataset, encode, load_splits
 from .evaluate import evaluate_model, pad_multiple, predict_logits
 from .counting import check_budget, parameter_breakdown
@@ -61,7 +61,6 @@ def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
     test_ds = encode(splits.test, tokenizer, cfg.max_length, num_labels=width)
     model = build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                         total_steps=total_steps(cfg, len(train_ds)))
-    from .tasks import check_same_labels, model_labels
 
     check_same_labels(splits.labels, model_labels(model), f"the data ({splits.task.name})", "the model's head")
     breakdown = parameter_breakdown(model)

@@ -86,7 +86,7 @@ def _setting(row: Mapping[str, Any]) -> str:
 
 
 def _targets(row: Mapping[str, Any]) -> str:
-    from ..core.registry import METHODS
+    from ..core.config import METHODS
 
     return "–" if METHODS[row.get("method") or "lora"].whole_encoder else short_targets(row["lora_targets"])
 

@@ -17,9 +17,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from ..core import paths
-from ..core.config import CHOICES, Config, load
-from ..core.registry import METHODS, TASKS
-from ..core.tasks import AGNEWS
+from ..core.config import AGNEWS, CHOICES, Config, METHODS, TASKS, load
 from ..core.paths import Column, Table, dec, interval, num, p_text, pct, points, two_decimals
 
 PAPER_PROFILE = "paper"

@@ -20,10 +20,9 @@ from ..core import paths, runs
 from ..core.paths import read_json, say, write_json
 from ..core.budget import largest_rank
 from .comparison import PREDICTIONS_FILE, Arm, compare, pareto_front, run_arm
-from ..core.config import NEW_KEY_DEFAULTS, Config, ConfigError, candidate_rates, method_rates
+from ..core.config import Config, ConfigError, METHODS, NEW_KEY_DEFAULTS, candidate_rates, method_rates
 from ..core.counting import count_trainable
 from ..core.methods import check_method
-from ..core.registry import METHODS
 
 ABLATION_FILE = "ablation.json"
 RATES_FILE = "learning_rates.json"

@@ -51,10 +51,8 @@ import torch
 from torch import nn
 
 from ..core.paths import read_json, say, write_json
-from ..core.config import Config, ConfigError, from_dict
+from ..core.config import AGNEWS, Config, ConfigError, METHODS, TASKS, from_dict
 from ..core.data import TokenizedDataset, encode, load_splits
-from ..core.registry import METHODS, TASKS
-from ..core.tasks import AGNEWS
 
 # PEFT's combination types (peft/tuners/lora/model.py, LoraModel.add_weighted_adapter).
 COMBINATIONS: tuple[str, ...] = ("linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune")

@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..core.paths import quiet_libraries, say, write_json
 from .comparison import Arm, check_same_rows, compare
-from ..core.config import Config
+from ..core.config import AGNEWS, Config, TASKS
 from .merging import (Combination, EQUAL_RANKS, HEAD_ONLY, MergingError, MULTITASK, NEEDS_DENSITY, OWN, TaskScores,
                       _check_method, _check_names, _tokenizer_digest, default_combinations, make_combination,
                       score_merged, task_name)
@@ -51,9 +51,7 @@ def task_data(cfg: Config, task: str) -> str:
     """Where a study's task reads its rows: AG News reads ``data`` (hub, sample or an AG News directory); a
     registered task the hub when ``data`` is hub, else its offline PyPI copy (an AG News directory means
     nothing to it); a task directory is its own data."""
-    from ..core.registry import TASKS
     from ..core.sources import HUB, PYPI
-    from ..core.tasks import AGNEWS
 
     if task == AGNEWS:
         return cfg.data
@@ -298,7 +296,6 @@ def resolve_task(task: str) -> str:
     the working directory when one exists there, else under the repository (profiles name shipped data,
     ``data/tasks/reviews``, and papermill runs notebooks from a build folder)."""
     from ..core import paths
-    from ..core.registry import TASKS
 
     if task in TASKS:
         return task
