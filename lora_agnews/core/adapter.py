@@ -20,7 +20,7 @@ import yaml
 from .paths import atomic_write_text, interactive, read_json, write_json
 from .config import (AGNEWS, Config, ConfigError, METHODS, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION,
                      check_same_labels, from_dict, model_labels)
-from .data import TokenizedDataset, normalize_text, task_source, tokenize
+from .data import TokenizedDataset, is_multi_label_model, normalize_text, sigmoid, task_source, tokenize
 
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -86,7 +86,6 @@ def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path,
 
 
 def _multi_label_record(model: Any, thresholds: dict[str, Any] | None) -> dict[str, Any]:
-    from .multilabel import is_multi_label_model
 
     if not is_multi_label_model(model):
         return {}
@@ -175,7 +174,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
         labels = info.get("labels") or list(TASKS[AGNEWS].labels)
         multi_label = bool(info.get("multi_label", False))
         if expect_multi_label is not None:
-            from .multilabel import check_same_kind
+            from .data import check_same_kind
 
             check_same_kind(expect_multi_label, multi_label, "the task it is used for", f"the adapter in {adapter_dir}")
         base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels, multi_label=multi_label)
@@ -264,7 +263,6 @@ def predict_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str],
     Single-label: a softmax (rows sum to 1). Multi-label: each label's own sigmoid probability.
     """
     from .evaluate import softmax
-    from .multilabel import is_multi_label_model, sigmoid
 
     logits = predict_logits_for_texts(model, tokenizer, cfg, texts, batch_size)
     return sigmoid(logits) if is_multi_label_model(model) else softmax(logits)
@@ -321,7 +319,7 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _card_metrics(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     if metrics.get("kind") == "multi_label":
-        from .multilabel import card_metrics
+        from .data import card_metrics
 
         return card_metrics(metrics)
     return [{"type": "accuracy", "name": "accuracy", "value": round(float(metrics["accuracy"]), 4)},
@@ -331,7 +329,7 @@ def _card_metrics(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 def _card_rows(metrics: dict[str, Any]) -> str:
     """The model card's metric rows: accuracy and macro F1, or a multi-label run's scores and thresholds."""
     if metrics.get("kind") == "multi_label":
-        from .multilabel import card_rows
+        from .data import card_rows
 
         return card_rows(metrics)
     return f"| test accuracy | {metrics['accuracy']:.4f} |\n| macro F1 | {metrics['macro_f1']:.4f} |"

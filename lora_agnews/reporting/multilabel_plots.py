@@ -1,6 +1,6 @@
 """Figures of a multi-label run, in :mod:`lora_agnews.reporting.plots`' style: per-label F1, label co-occurrence.
 
-Each function takes the metrics record :func:`lora_agnews.core.multilabel.compute_metrics` wrote and returns a
+Each function takes the metrics record :func:`lora_agnews.core.data.compute_metrics` wrote and returns a
 matplotlib Figure (saved once by :func:`lora_agnews.core.paths.save_figure`, as the other figures are).
 """
 

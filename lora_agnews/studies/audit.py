@@ -76,7 +76,7 @@ def compare(run: str, recorded: np.ndarray, got: np.ndarray, labels: np.ndarray,
         raise AuditError(f"{run}: recorded logits {recorded.shape} but the reloaded model scored {got.shape}: "
                          f"the test rows changed since the run; rerun it.")
     if np.ndim(labels) == 2:
-        from ..core.multilabel import apply_thresholds, sigmoid
+        from ..core.data import apply_thresholds, sigmoid
 
         def decide(logits: np.ndarray) -> np.ndarray:
             return apply_thresholds(sigmoid(logits), thresholds if thresholds is not None else 0.5)

@@ -52,7 +52,7 @@ from torch import nn
 
 from ..core.paths import read_json, say, write_json
 from ..core.config import AGNEWS, Config, ConfigError, METHODS, TASKS, from_dict
-from ..core.data import TokenizedDataset, encode, load_splits
+from ..core.data import TokenizedDataset, apply_thresholds, encode, load_splits, sigmoid
 
 # PEFT's combination types (peft/tuners/lora/model.py, LoraModel.add_weighted_adapter).
 COMBINATIONS: tuple[str, ...] = ("linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune")
@@ -410,7 +410,7 @@ class TaskScores:
     logits: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     params: dict[str, int] = dataclasses.field(default_factory=dict)
     kinds: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # method -> combination settings
-    thresholds: dict[str, Any] | None = None  # a multi-label task's record (lora_agnews.core.multilabel.choose_thresholds)
+    thresholds: dict[str, Any] | None = None  # a multi-label task's record (lora_agnews.core.data.choose_thresholds)
 
     @property
     def multi_label(self) -> bool:
@@ -422,7 +422,6 @@ class TaskScores:
         logits = self.logits[method]
         if not self.multi_label:
             return logits.argmax(1) == self.y
-        from ..core.multilabel import apply_thresholds, sigmoid
 
         return (apply_thresholds(sigmoid(logits), self.decision_thresholds()) == (self.y > 0)).all(1)
 
@@ -431,7 +430,7 @@ class TaskScores:
         micro/macro/samples F1, subset accuracy and Hamming loss at the task's thresholds for a multi-label one."""
         logits = self.logits[method]
         if self.multi_label:
-            from ..core.multilabel import compute_metrics, sigmoid
+            from ..core.data import compute_metrics, sigmoid
 
             return compute_metrics(self.y, sigmoid(logits), self.thresholds or 0.5, names=self.labels)
         from ..core.evaluate import compute_metrics as single_label_metrics, softmax

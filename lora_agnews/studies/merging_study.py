@@ -51,7 +51,7 @@ def task_data(cfg: Config, task: str) -> str:
     """Where a study's task reads its rows: AG News reads ``data`` (hub, sample or an AG News directory); a
     registered task the hub when ``data`` is hub, else its offline PyPI copy (an AG News directory means
     nothing to it); a task directory is its own data."""
-    from ..core.sources import HUB, PYPI
+    from ..core.data import HUB, PYPI
 
     if task == AGNEWS:
         return cfg.data
