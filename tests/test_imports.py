@@ -24,7 +24,7 @@ LAYERS = ("core", "studies", "reporting", "")  # "" is the top level: lora_agnew
 # Lowest first, by layer. The core's spine is registry -> config -> data -> model -> heads -> methods -> counting
 # -> budget -> train; the others sit where what they import and what imports them allow.
 ORDER = {
-    "core": ["__init__", "paths", "config", "data", "model", "quantize", "heads", "methods", "counting", "budget",
+    "core": ["__init__", "paths", "config", "data", "model",
              "evaluate", "runs", "adapter", "archive", "multilabel_eval", "export", "distill", "train"],
     "studies": ["__init__", "comparison", "experiments", "merging", "multitask", "merging_study", "quantize_study",
                 "multilabel_study", "baselines", "audit", "explore"],

@@ -23,7 +23,7 @@ import pytest
 
 from lora_agnews.core import config
 from lora_agnews.studies import merging, merging_study as study_mod
-from lora_agnews.core.counting import BudgetError
+from lora_agnews.core.model import BudgetError, build_local_tokenizer
 
 TASKS = {"mood": ["neg", "pos"], "topic": ["art", "sci", "war"], "hue": ["red", "green", "blue", "cyan", "gray"]}
 N_TRAIN, N_TEST, EPOCHS = 90, 40, 4
@@ -189,7 +189,6 @@ def test_merge_refuses_before_writing(env, study, tmp_path) -> None:
             "cat")
     refused("both called 'mood'", [adapters[0], adapters[0]], "cat")
     other_tok = _copy_adapter(adapters[1], tmp_path / "t")
-    from lora_agnews.core.model import build_local_tokenizer
 
     build_local_tokenizer(["quite another vocabulary"]).save_pretrained(str(other_tok))
     refused("different tokenizers", [adapters[0], other_tok], "cat")

@@ -109,9 +109,7 @@ def _save_bitfit(model: Any, cfg: Config, directory: Path) -> None:
 def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path, precision: str = "fp32") -> Any:
     from safetensors.torch import load_file
 
-    from .heads import apply_head
-    from .methods import apply_bitfit
-    from .quantize import quantize_model
+    from .model import apply_bitfit, apply_head, quantize_model
 
     tensors = load_file(str(adapter_dir / WEIGHTS_FILE))
     plan = apply_head(base, cfg.head)
@@ -151,8 +149,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from .heads import apply_head
-    from .model import _base_model, _quiet, resolve_precision
+    from .model import _base_model, _quiet, apply_head, quantize_model, require_quantization, resolve_precision
 
     adapter_dir = Path(adapter_dir)
     check_adapter_dir(adapter_dir)
@@ -162,9 +159,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise AdapterError(f"{adapter_dir / CONFIG_FILE} is unreadable or from another version of lora_agnews "
                            f"({exc}). Retrain the adapter with this version.") from None
-    from . import quantize
-
-    quantize.require_quantization(cfg, device)  # a quantized adapter needs bitsandbytes here too: say so before building
+    require_quantization(cfg, device)  # a quantized adapter needs bitsandbytes here too: say so before building
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     torch.manual_seed(cfg.seed)
     precision = resolve_precision(cfg, torch.device(device))
@@ -187,7 +182,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
             model = _load_bitfit(base, cfg, adapter_dir, precision)
         else:
             apply_head(base, cfg.head)
-            quantize.quantize_model(base, cfg, precision)  # deterministic: the base the adapter was trained on
+            quantize_model(base, cfg, precision)  # deterministic: the base the adapter was trained on
             check_saved_head(base, adapter_dir)
             # PiSSA/OLoRA: PEFT reruns the initialisation on the fresh base (SVD / QR, deterministic), which
             # rebuilds the residual base weights the adapter was trained against, then loads the trained factors.
@@ -244,7 +239,7 @@ def predict_logits_for_texts(model: Any, tokenizer: Any, cfg: Config, texts: Seq
                              batch_size: int = 64) -> np.ndarray:
     """Logits for raw texts (normalised as the training data was); a bar for long inputs."""
     from .evaluate import predict_logits
-    from .methods import text_limit
+    from .model import text_limit
 
     clean = [normalize_text(str(t)) for t in texts]
     empty = [i for i, t in enumerate(clean) if not t]
@@ -359,7 +354,7 @@ def merge_line(cfg: Config) -> str:
         return "merged = model.merge_and_unload()  # plain transformers model, same predictions"
     if METHODS[cfg.method].not_mergeable:
         return f"# {METHODS[cfg.method].title} cannot be merged into the base weights: use the model as loaded"
-    return ("from lora_agnews.core.methods import merge\n"
+    return ("from lora_agnews.core.model import merge\n"
             f"merged = merge(model, {cfg.method!r})  # plain transformers model, same predictions")
 
 

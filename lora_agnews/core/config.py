@@ -620,13 +620,13 @@ class Config:
     lora_layers: str = ""  # comma-separated encoder layer indices; empty: all layers
     lora_variant: str = "lora"  # lora | rslora | dora
     head: str = "default"  # default | linear | lora-dense
-    # PEFT method (book/guide/counting.md "Methods"; lora_agnews.core.methods.peft_config): lora (lora_variant: rslora, dora), pissa, olora (LoRA initialisations),
+    # PEFT method (book/guide/counting.md "Methods"; lora_agnews.core.model.peft_config): lora (lora_variant: rslora, dora), pissa, olora (LoRA initialisations),
     # adalora (lora_r = initial rank), vera (lora_r = shared rank), loha, lokr, ia3, bitfit, layernorm, prompt
     method: str = "lora"
     adalora_target_r: int = 0  # AdaLoRA's final average rank; 0: half the initial rank lora_r (at least 1)
     prompt_tokens: int = 20  # prompt tuning: number of virtual tokens
     budget: int = 1_000_000  # trainable-parameter budget, head included
-    # QLoRA (lora_agnews.core.quantize): the frozen encoder's linear layers in 4-bit (nf4, fp4) or 8-bit (int8), through
+    # QLoRA (lora_agnews.core.model): the frozen encoder's linear layers in 4-bit (nf4, fp4) or 8-bit (int8), through
     # bitsandbytes, on CPU or CUDA; the head and everything trained stay in full precision. none: full precision
     quantize: str = "none"
     quantize_double: bool = False  # 4-bit only: quantize the per-block scales too (double quantisation)

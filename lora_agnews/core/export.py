@@ -143,7 +143,7 @@ def plain_state(merged: nn.Module, head: str) -> tuple[dict[str, torch.Tensor], 
     DistilBERT's, whose output layer was moved to ``classifier.out_proj``); ``linear`` is re-expressed as the
     module docstring says.
     """
-    from .heads import family
+    from .model import family
 
     style = family(merged).head
     kind = merged.config.model_type
@@ -405,7 +405,7 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     removed): a self-check that does not reproduce ``predict``'s logits.
     """
     from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts
-    from .methods import MergeError, merge
+    from .model import MergeError, merge
     from .paths import interactive
     from .runs import atomic_directory
 
@@ -420,7 +420,7 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     if cfg.quantize != "none":
         # exported in full precision: the self-check compares with the dequantized model (int8's quantized
         # matmuls also round the activations, which no float32 checkpoint reproduces)
-        from .methods import dequantize
+        from .model import dequantize
         from .paths import say
 
         say(f"{adapter_dir} was trained on a {cfg.quantize} base: it is exported dequantized, in float32")

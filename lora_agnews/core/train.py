@@ -23,9 +23,8 @@ from .paths import interactive, quiet_libraries, say, write_json
 from .config import Config, check_same_labels, model_labels, require_trackers
 from .data import PadCollator, Splits, TokenizedDataset, best_micro_f1, encode, load_splits
 from .evaluate import evaluate_model, pad_multiple, predict_logits
-from .counting import check_budget, parameter_breakdown
-from .methods import MergeError, build_model, check_max_length, merge
-from .model import build_tokenizer, device_for, model_config, resolve_precision
+from .model import (MergeError, build_model, build_tokenizer, check_budget, check_layout, check_max_length, device_for,
+                    merge, model_config, parameter_breakdown, require_quantization, resolve_precision)
 
 
 @dataclass
@@ -338,7 +337,6 @@ def train(cfg: Config, out_dir: Path, overwrite: bool = False, splits: Splits | 
 
     quiet_libraries()
     require_trackers(cfg)  # a report_to integration that is not installed: refused before out_dir is touched
-    from .quantize import require_quantization
 
     require_quantization(cfg, device_for(cfg))  # quantize without a working bitsandbytes, or a method that cannot: refused here
     out_dir = Path(out_dir).resolve()
@@ -530,7 +528,6 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
         return {}
     model = trainer.model
     from .adapter import save_adapter, write_model_card
-    from .quantize import check_layout
 
     check_layout(model)  # a 4-bit base bitsandbytes repacked would score a model the adapter cannot rebuild
 

@@ -292,7 +292,7 @@ def breakdown_table(breakdown: Mapping[str, Any], budget: int) -> Table:
 
 def head_counts(cfg: Config, vocab_size: int | None = None) -> pd.DataFrame:
     """Exact trainable counts of ``cfg``'s LoRA setup with each head (meta device, no weights)."""
-    from ..core.counting import count_trainable
+    from ..core.model import count_trainable
 
     rows = []
     for head in CHOICES["head"]:

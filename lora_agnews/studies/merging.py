@@ -322,8 +322,7 @@ def _task_base(cfg: Config, labels: Sequence[str], tokenizer: Any, head: dict[st
                fingerprint: str | None, where: str, multi_label: bool = False) -> nn.Module:
     """The frozen encoder rebuilt for one task (its labels, its kind, its head type) with its trained head in place."""
     from ..core.adapter import AdapterError, base_fingerprint
-    from ..core.heads import apply_head
-    from ..core.model import _base_model, _quiet
+    from ..core.model import _base_model, _quiet, apply_head
 
     torch.manual_seed(cfg.seed)
     with _quiet():

@@ -113,8 +113,7 @@ def _refuse_label_sets(cfgs: Sequence[Config], names: Sequence[str]) -> None:
 
 
 def _budget_check(cfg: Config, tokenizer: Any) -> dict[str, Any]:
-    from ..core.counting import check_budget, parameter_breakdown
-    from ..core.methods import build_model
+    from ..core.model import build_model, check_budget, parameter_breakdown
 
     breakdown = parameter_breakdown(build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                                 meta=True))

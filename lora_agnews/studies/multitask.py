@@ -82,8 +82,7 @@ def record_config(record: dict[str, Any], key: Any) -> Config:
 def head_only_model(cfg: Config, tokenizer: Any, labels: Sequence[str], meta: bool = False) -> nn.Module:
     """The frozen encoder with the configuration's head, the head the only trainable part (a plain
     transformers model: the floor of what an adapter adds)."""
-    from ..core.heads import apply_head
-    from ..core.model import _base_model, _quiet
+    from ..core.model import _base_model, _quiet, apply_head
 
     torch.manual_seed(cfg.seed)
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
@@ -128,7 +127,7 @@ def json_roundtrip(value: Any) -> Any:
 def _train_prepared(cfg: Config, splits: Any, tokenizer: Any, model: nn.Module, train_ds: TokenizedDataset,
                     val_ds: TokenizedDataset, run_dir: Path) -> Any:
     """The project's Trainer path (:func:`lora_agnews.core.train.fit`) for a model train.prepare does not build."""
-    from ..core.counting import parameter_breakdown
+    from ..core.model import parameter_breakdown
     from ..core.train import Prepared, by_length, fit
 
     prep = Prepared(cfg, splits, tokenizer, train_ds, by_length(val_ds), val_ds, model, parameter_breakdown(model))
@@ -161,8 +160,7 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
 
     from transformers import set_seed
 
-    from ..core.counting import BudgetError
-    from ..core.model import build_tokenizer
+    from ..core.model import BudgetError, build_tokenizer
     from ..core.runs import save_arrays
 
     run_dir = Path(run_dir)
@@ -276,9 +274,7 @@ def build_multitask(cfg: Config, labels: Sequence[Sequence[str]], names: Sequenc
     """The shared encoder (``cfg``'s LoRA, no head of its own) and one linear head per task."""
     from peft import get_peft_model
 
-    from ..core.heads import FirstTokenLinearHead, HeadPlan, family
-    from ..core.methods import check_targets, peft_config
-    from ..core.model import _base_model, _quiet
+    from ..core.model import FirstTokenLinearHead, HeadPlan, _base_model, _quiet, check_targets, family, peft_config
 
     torch.manual_seed(cfg.seed)
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
@@ -302,7 +298,7 @@ def trainable_count(model: nn.Module) -> int:
 
 def check_multitask_budget(cfg: Config, labels: Sequence[Sequence[str]], names: Sequence[str], tokenizer: Any) -> int:
     """The exact trainable count of the multi-task model (shared LoRA + every head), refused over budget."""
-    from ..core.counting import BudgetError
+    from ..core.model import BudgetError
 
     n = trainable_count(build_multitask(cfg, labels, names, tokenizer, meta=True))
     if n > cfg.budget:
