@@ -127,7 +127,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .core.data import is_multi_label_model
 
     if is_multi_label_model(model):
-        from .core.multilabel_eval import print_predictions
+        from .core.adapter import print_predictions
 
         from .studies.merging import MANIFEST_FILE, merged_thresholds
 

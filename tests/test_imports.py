@@ -25,7 +25,7 @@ LAYERS = ("core", "studies", "reporting", "")  # "" is the top level: lora_agnew
 # -> budget -> train; the others sit where what they import and what imports them allow.
 ORDER = {
     "core": ["__init__", "paths", "config", "data", "model",
-             "evaluate", "runs", "adapter", "archive", "multilabel_eval", "export", "distill", "train"],
+             "evaluate", "runs", "adapter", "archive", "export", "distill", "train"],
     "studies": ["__init__", "comparison", "experiments", "merging", "multitask", "merging_study", "quantize_study",
                 "multilabel_study", "baselines", "audit", "explore"],
     "reporting": ["__init__", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",

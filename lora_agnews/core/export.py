@@ -331,7 +331,7 @@ def head_note(cfg: Any, kind: str, scale: float | None) -> str:
 def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResult, kind: str) -> Path:
     """README.md in the hub's model-card format, for a plain transformers checkpoint (``directory``: where it is
     written now, a temporary sibling of ``result.out_dir``, the path the card names)."""
-    from .adapter import base_model_id, data_terms, method_summary, task_card
+    from .adapter import base_model_id, data_terms, export_note, method_summary, task_card
     from .paths import atomic_write_text
 
     meta = card_metadata(cfg, adapter_dir)
@@ -341,7 +341,6 @@ def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResul
         values = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
         metrics = (f"\n| metric (of the adapter) | value |\n| --- | --- |\n| test accuracy | {values.get('accuracy')} |\n"
                    f"| macro F1 | {values.get('f1')} |\n")
-    from .multilabel_eval import export_note
 
     metrics += export_note(adapter_dir)
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
@@ -404,7 +403,7 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     tuning), an occupied ``out_dir``. Refused after building it in a temporary sibling (which is then
     removed): a self-check that does not reproduce ``predict``'s logits.
     """
-    from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts
+    from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts, record_thresholds
     from .model import MergeError, merge
     from .paths import interactive
     from .runs import atomic_directory
@@ -436,7 +435,6 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
                           f"python -m lora_agnews predict --adapter {adapter_dir} \"headline\".") from None
     kind = merged.config.model_type
     plain = to_plain(merged, cfg.head)
-    from .multilabel_eval import record_thresholds
 
     record_thresholds(plain.config, adapter_dir)  # multi-label: config.json says where to cut the sigmoid scores
     scale = identity_scale(merged) if cfg.head == "linear" and kind in TANH_HEADS else None

@@ -533,7 +533,7 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
 
     precision = resolve_precision(cfg, device)
     if prep.splits.task.multi_label:  # thresholds from validation, saved with the adapter, then test scored once
-        from .multilabel_eval import evaluate_multi_label
+        from .adapter import evaluate_multi_label
 
         adapter_dir, metrics, logits, eval_seconds = evaluate_multi_label(prep, model, out_dir, device, precision,
                                                                           scoring_model)
