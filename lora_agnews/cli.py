@@ -270,7 +270,7 @@ def cmd_findings(args: argparse.Namespace) -> int:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     """``archive --profile NAME [--verify N]``: add the profile's complete runs to archive/NAME, or retrain N of them."""
-    from .core import archive
+    from .core import train
 
     if args.verify is not None:
         from .studies.audit import verify_archive
@@ -280,14 +280,14 @@ def cmd_archive(args: argparse.Namespace) -> int:
               + ("identical labels where the machine kind is the same" if record["all_identical_where_expected"]
                  else "some disagree"))
         return 0
-    done = archive.archive_profile(args.profile)
+    done = train.archive_profile(args.profile)
     print(f"archive: profile {args.profile}: {done['added']} entr{'y' if done['added'] == 1 else 'ies'} added, "
           f"{done['entries']} in all, {done['bytes'] / 1e6:.2f} MB in {done['path']}")
     return 0
 
 
 def cmd_logits(args: argparse.Namespace) -> int:
-    from .core.distill import write_logits_for_data
+    from .core.train import write_logits_for_data
 
     cfg = load_config(args)
     out, n = write_logits_for_data(Path(args.teacher), cfg, Path(args.out))
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .studies.merging import MergingError
     from .studies.audit import AuditError
-    from .core.archive import ArchiveError
+    from .core.train import ArchiveError
     from .reporting.findings import FindingsError
 
     known = (config_mod.ConfigError, DataError, ModelError, BudgetError, RunError, AdapterError, MergingError, AuditError,

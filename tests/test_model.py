@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 
-from lora_agnews.core import model, config
+from lora_agnews.core import config, model
 from lora_agnews.core.config import Config, ConfigError
 from lora_agnews.core.model import BudgetError
 

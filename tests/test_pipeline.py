@@ -560,14 +560,14 @@ def test_a_profile_restored_from_the_archive_renders_the_same_macros_and_tables(
                                                                                 tmp_path: Path) -> None:
     """Compute (the module's run), archive, wipe results/, restore: nothing trains, the audit passes in its fresh
     process, every macro and table is the same, and the provenance says restored, never computed here."""
-    from lora_agnews.core import archive
+    from lora_agnews.core import train
 
     computed = smoke_run["results"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LORA_AGNEWS_RESULTS", str(computed.parent))
         mp.setenv("LORA_AGNEWS_ARCHIVE", str(tmp_path / "archive"))
-        done = archive.archive_profile("smoke")
-        assert done["entries"] == len(archive.sources("smoke")) > 0
+        done = train.archive_profile("smoke")
+        assert done["entries"] == len(train.sources("smoke")) > 0
         assert done["bytes"] < 5_000_000, f"the smoke archive takes {done['bytes']:,} bytes: it is committed, keep it small"
         mp.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))  # wiped: an empty results tree
         mp.setenv("LORA_AGNEWS_BUILD", str(tmp_path / "build"))
@@ -592,8 +592,8 @@ def test_a_profile_restored_from_the_archive_renders_the_same_macros_and_tables(
 
 def archive_sources(results: Path) -> list[Path]:
     """Run records (and study records) under ``results/runs``: what a restore must have filled."""
-    from lora_agnews.core import archive, runs
+    from lora_agnews.core import runs, train
 
     found = {p.parent for p in (results / "runs").rglob(runs.RUN_FILE)}
-    found |= {p.parent for name in archive.STUDY_RECORDS for p in (results / "runs").rglob(name)}
+    found |= {p.parent for name in train.STUDY_RECORDS for p in (results / "runs").rglob(name)}
     return sorted(found)

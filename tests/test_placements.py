@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from lora_agnews.core import model, config
+from lora_agnews.core import config, model
 from lora_agnews import cli
 from lora_agnews.core.config import Config, ConfigError
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_agnews.core import data, config
+from lora_agnews.core import config, data
 from lora_agnews.core.data import DataError
 from lora_agnews.core.config import TASKS
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core import archive, paths
+from ..core import paths
 from ..core.paths import interval, num, pct, read_json
 from ..core.config import from_dict
 from ..studies import quantize_study
@@ -44,8 +44,10 @@ class Finding:
 
 def archived_runs(profile: str) -> dict[str, Path]:
     """Each archived run of ``profile`` by its path under ``results/<profile>/`` (``runs/main``, ...)."""
-    root = paths.archive_dir(profile) / archive.ENTRIES
-    return {e["path"]: root / eid for eid, e in archive.manifest(profile)["entries"].items()}
+    from ..core.train import ENTRIES, manifest
+
+    root = paths.archive_dir(profile) / ENTRIES
+    return {e["path"]: root / eid for eid, e in manifest(profile)["entries"].items()}
 
 
 def quantization_study(profile: str) -> dict[str, Any] | None:
@@ -96,7 +98,9 @@ def main_sentence(result: dict[str, Any]) -> str:
 
 
 def _provenance(profile: str) -> str:
-    computed = sorted({e["computed"] for e in archive.manifest(profile)["entries"].values()})
+    from ..core.train import manifest
+
+    computed = sorted({e["computed"] for e in manifest(profile)["entries"].values()})
     return f"archive/{profile}, computed " + "; ".join(computed)
 
 

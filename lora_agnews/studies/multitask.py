@@ -109,7 +109,7 @@ def _key_matches(record: Path, key: Any, *files: Path) -> bool:
 def _found(profile: str, record: Path, current: dict[str, Any], *files: Path) -> bool:
     """A complete model of ``current["key"]`` in ``record``'s directory: there already, or restored from the
     profile's archive (its record then takes ``current``: this checkout's key and configuration)."""
-    from ..core.archive import restore_study
+    from ..core.train import restore_study
 
     key = current["key"]
     if _key_matches(record, key, *files):
