@@ -131,7 +131,7 @@ ROLES: tuple[str, ...] = ("query", "key", "value", "attn_out", "ffn_in", "ffn_ou
 PRESETS: dict[str, tuple[str, ...]] = {"attention": ("query", "key", "value"), "all-linear": ROLES}
 EMBEDDINGS = "word_embeddings"
 
-# Head styles (what ``heads.apply_head`` does for default / linear / lora-dense):
+# Head styles (what ``model.apply_head`` does for default / linear / lora-dense):
 #   dense-out_proj: classifier = dense + out_proj on the first token (RoBERTa, MPNet, ELECTRA)
 #   pooler:         the base model's pooler (dense + tanh) + a linear classifier (BERT)
 #   context-pooler: a top-level pooler (dense + activation) + a linear classifier (DeBERTa-v2)
@@ -291,7 +291,7 @@ class Method:
 
     ``peft`` builds PEFT's configuration; None marks a hand-written method (BitFit) that trains the
     base model's own parameters named ``*<base_suffix>`` and is saved as a transformers model.
-    ``limit`` names the bound on the size whatever the budget (``methods.size_limit``): ``hidden``
+    ``limit`` names the bound on the size whatever the budget (``model.size_limit``): ``hidden``
     (the adapted weights' smaller side), ``positions`` (the positions left after ``max_length``),
     ``lokr`` (below half of LoKr's w2), or "" for none. ``card`` is what the model card says the
     method trained. ``lora``: LoRA factors, so ``lora_variant`` applies and PEFT's own merge unwraps
@@ -453,7 +453,7 @@ class WheelData:
 
     ``inner`` is one file (``pattern`` empty) or, with ``pattern``, the directory whose files
     matching that regular expression (group ``label``) are the data; ``sha256`` covers the file's
-    bytes, or for a pattern every matching path and its bytes in sorted order (``sources.inner_digest``).
+    bytes, or for a pattern every matching path and its bytes in sorted order (``data.inner_digest``).
     """
 
     package: str
@@ -476,7 +476,7 @@ TEXT_CLASSIFICATION = "Text classification"  # the hub's task name where none mo
 class TaskSpec:
     """A task: its label names in index order, where its rows come from, and the words that name it.
 
-    Descriptions only (cheap, importable anywhere); ``sources.load_task`` reads the rows. The data
+    Descriptions only (cheap, importable anywhere); ``data.load_task_rows`` reads the rows. The data
     carries the lean :class:`lora_agnews.core.config.Task` (name, labels, source) derived from this.
     ``source`` is the provenance and licence note the book and model cards quote, ``terms`` the
     condition a model card passes on. ``title`` names the task in the book; ``card_title``,

@@ -25,7 +25,7 @@ from .config import (Config, ConfigError, EMBEDDINGS, FAMILIES, Family, METHODS,
                      family_targets_regex, from_dict, in_encoder, in_heads, label_config, layer_pattern, parse_targets,
                      role_of, supported_families, unmatched_names)
 
-# --------------------------------------------------------------------------- base encoders, tokenizer, device and precision
+# --------------------------------------------------------------------------- base encoders
 # Names and configs of the base encoders, the tokenizer, the base model, device and precision.
 #
 # Architectures known without network (:func:`known_config`) have their hub checkpoints' shapes, so
@@ -457,7 +457,7 @@ def _linear8bit(linear: nn.Linear, bnb: Any) -> nn.Module:
 
 
 def quantized_names(model: nn.Module) -> list[str]:
-    """The linear layers ``quantize_model`` quantizes: those of the encoder (embeddings, attention, FFN), never a head part.
+    """The linear layers ``quantize_model`` quantizes: the encoder's (embeddings, attention, FFN), never a head part.
 
     The encoder is the module under ``base_model_prefix``; its pooler (BERT) belongs to the head. A method
     wraps nothing yet when this is called (quantisation comes before PEFT), so plain ``nn.Linear`` is exact.
@@ -997,7 +997,7 @@ def dequantize(model: nn.Module) -> nn.Module:
     """The full-precision model a quantized one computes: the same method and head on the dequantized base.
 
     Built with ``quantize none`` (random weights, every one then replaced) from the configuration that
-    :func:`quantize.quantize_model` recorded on the base model, and filled by :func:`quantize.fill_dequantized`.
+    :func:`quantize_model` recorded on the base model, and filled by :func:`fill_dequantized`.
     """
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     cfg = from_dict(inner.lora_agnews_config)
