@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lora_agnews.core.artifacts import write_json  # noqa: E402
+from lora_agnews.core.paths import write_json  # noqa: E402
 from lora_agnews.cli import _common, load_config  # noqa: E402
 from lora_agnews.core.train import train  # noqa: E402
 

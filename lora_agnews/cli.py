@@ -33,7 +33,7 @@ def load_config(args: argparse.Namespace) -> config_mod.Config:
 
 # --------------------------------------------------------------------------- commands
 def cmd_params(args: argparse.Namespace) -> int:
-    from .core.counting import count_trainable, format_breakdown
+    from .core.model import count_trainable, format_breakdown
 
     cfg = load_config(args)
     breakdown = count_trainable(cfg)
@@ -53,7 +53,7 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
-    from .core.budget import budget_table, format_budget_table
+    from .core.model import budget_table, format_budget_table
 
     cfg = load_config(args)
     targets = [t.strip() for t in args.targets.split(";") if t.strip()] or [cfg.lora_targets]
@@ -63,7 +63,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
         if head not in config_mod.CHOICES["head"]:
             raise config_mod.ConfigError(f"unknown head '{head}'; choose from {', '.join(config_mod.CHOICES['head'])}.")
     if args.methods:
-        from .core.budget import format_method_table, method_table
+        from .core.model import format_method_table, method_table
 
         methods = (config_mod.CHOICES["method"] if args.methods == "all"
                    else [m.strip() for m in args.methods.split(",") if m.strip()])
@@ -100,7 +100,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .core.adapter import predict_texts
-    from .core.tasks import model_labels
+    from .core.config import model_labels
 
     texts = [t for t in args.texts if t.strip()]
     if args.file:
@@ -118,16 +118,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not texts:
         raise ValueError('nothing to classify: give texts as arguments ("headline" ...) or --file FILE.')
     if args.threshold is not None:
-        from .core.multilabel import check_threshold
+        from .core.data import check_threshold
 
         check_threshold(args.threshold, "--threshold")
     model, tokenizer, cfg = _predictor(Path(args.adapter), args.task)
     names = model_labels(model)  # the classes of the task the adapter was trained on
     probs = predict_texts(model, tokenizer, cfg, texts)
-    from .core.multilabel import is_multi_label_model
+    from .core.data import is_multi_label_model
 
     if is_multi_label_model(model):
-        from .core.multilabel_eval import print_predictions
+        from .core.adapter import print_predictions
 
         from .studies.merging import MANIFEST_FILE, merged_thresholds
 
@@ -270,7 +270,7 @@ def cmd_findings(args: argparse.Namespace) -> int:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     """``archive --profile NAME [--verify N]``: add the profile's complete runs to archive/NAME, or retrain N of them."""
-    from .core import archive
+    from .core import train
 
     if args.verify is not None:
         from .studies.audit import verify_archive
@@ -282,8 +282,8 @@ def cmd_archive(args: argparse.Namespace) -> int:
         return 0
     from .reporting.findings import STUDY_RESULTS
 
-    done = archive.archive_profile(args.profile)
-    kept = archive.keep_studies(args.profile, STUDY_RESULTS)
+    done = train.archive_profile(args.profile)
+    kept = train.keep_studies(args.profile, STUDY_RESULTS)
     print(f"archive: profile {args.profile}: {done['added']} entr{'y' if done['added'] == 1 else 'ies'} added, "
           f"{done['entries']} in all, {done['bytes'] / 1e6:.2f} MB in {done['path']}; study results kept: "
           f"{', '.join(kept) or 'none'}")
@@ -291,7 +291,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_logits(args: argparse.Namespace) -> int:
-    from .core.distill import write_logits_for_data
+    from .core.train import write_logits_for_data
 
     cfg = load_config(args)
     out, n = write_logits_for_data(Path(args.teacher), cfg, Path(args.out))
@@ -421,13 +421,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .core.adapter import AdapterError
     from .core.data import DataError
-    from .core.counting import BudgetError
-    from .core.model import ModelError
+    from .core.model import BudgetError, ModelError
     from .core.runs import RunError
 
     from .studies.merging import MergingError
     from .studies.audit import AuditError
-    from .core.archive import ArchiveError
+    from .core.train import ArchiveError
     from .reporting.findings import FindingsError
 
     known = (config_mod.ConfigError, DataError, ModelError, BudgetError, RunError, AdapterError, MergingError, AuditError,

@@ -30,12 +30,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .core import config as config_mod
-from .core import archive, paths, runs
-from .core.paths import RESULTS_FORMAT, STAMP, stamp_path
-from .core.artifacts import read_json, save_figure, write_json
+from .core import config as config_mod, paths, runs
+from .core.paths import RESULTS_FORMAT, STAMP, interactive, read_json, save_figure, say, stamp_path, write_json
 from .core.config import Config, ConfigError
-from .core.progress import interactive, say
 
 NOTEBOOKS = ("01_exploration", "02_training", "03_evaluation", "04_ablations", "05_merging", "06_quantization")
 STEPS = ("notebooks", "book", "report")
@@ -219,6 +216,7 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from .core.train import sitting, sitting_line
     from .reporting import text as reporting
 
     stamp = stamp_path(profile)
@@ -246,10 +244,10 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
             raise PipelineError(_restore_only_refusal(name, exc) or _cell_failure(name, exc, target)) from None
         say(f"notebook {name} done in {time.perf_counter() - t0:.1f} s -> {target}")
     audit = run_audit(profile)
-    restored = archive.sitting(profile, since)
+    restored = sitting(profile, since)
     for entry in restored["stale"]:
         say(f"archive: stale entry {entry['id']} ({entry['path']}) not used: {entry['changed']}")
-    say(archive.sitting_line(profile, restored))
+    say(sitting_line(profile, restored))
     reporting.write_provenance_macros(profile, restored)
     write_json({"profile": profile, "results_format": RESULTS_FORMAT, "finished": runs.now(), "notebooks": list(NOTEBOOKS),
                 "overrides": {k: cfg.to_dict()[k] for k in overrides}, "git_commit": runs.git_commit(),
@@ -656,9 +654,11 @@ def _run(profile: str, steps: str | Sequence[str], overrides: Mapping[str, Any] 
     overrides = absolute_paths(dict(overrides or {}))
     cfg = config_mod.load(profile, overrides)  # unknown keys / wrong types: ConfigError naming the key
     if "notebooks" in steps:
+        from .core.train import ArchiveError, check_archive_dir
+
         try:
-            archive.check_archive_dir(profile)  # a directory the project did not write: refused before any notebook
-        except archive.ArchiveError as exc:
+            check_archive_dir(profile)  # a directory the project did not write: refused before any notebook
+        except ArchiveError as exc:
             raise PipelineError(str(exc)) from None
         config_mod.require_trackers(cfg)  # a tracker whose package is missing: refused before any notebook runs
     if overrides and "notebooks" not in steps:

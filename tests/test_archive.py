@@ -15,9 +15,8 @@ import pytest
 
 from lora_agnews import pipeline
 from lora_agnews.cli import main
-from lora_agnews.core import archive, config, paths, runs
-from lora_agnews.core import train as train_mod
-from lora_agnews.core.artifacts import read_json, write_json
+from lora_agnews.core import config, paths, runs, train as train_mod
+from lora_agnews.core.paths import read_json, write_json
 from lora_agnews.studies import audit
 
 SHORT = {"epochs": 1, "max_train_samples": 64, "max_val_samples": 32, "max_eval_samples": 32}
@@ -64,7 +63,7 @@ def archived_profile() -> tuple[config.Config, config.Config]:
     cfg, other = main_config(), main_config(lora_r=2)
     complete_run(paths.runs_dir("smoke") / "main", cfg)
     complete_run(paths.runs_dir("smoke") / "ablation" / "r2", other)
-    archive.archive_profile("smoke")
+    train_mod.archive_profile("smoke")
     return cfg, other
 
 
@@ -72,27 +71,27 @@ def archived_profile() -> tuple[config.Config, config.Config]:
 def test_an_entry_holds_the_record_logits_and_only_the_main_adapter_never_checkpoints() -> None:
     cfg, other = archived_profile()
     root = paths.archive_dir("smoke")
-    manifest = read_json(root / archive.MANIFEST)
-    assert manifest["written_by"] == archive.WRITER and len(manifest["entries"]) == 2
-    main_entry = root / archive.ENTRIES / archive.entry_id(runs.run_key(cfg), "runs/main")
-    info = read_json(main_entry / archive.ENTRY_FILE)
-    assert info["identity"] == archive.identity(runs.run_key(cfg)) and info["adapter"]
+    manifest = read_json(root / train_mod.MANIFEST)
+    assert manifest["written_by"] == train_mod.WRITER and len(manifest["entries"]) == 2
+    main_entry = root / train_mod.ENTRIES / train_mod.entry_id(runs.run_key(cfg), "runs/main")
+    info = read_json(main_entry / train_mod.ENTRY_FILE)
+    assert info["identity"] == train_mod.identity(runs.run_key(cfg)) and info["adapter"]
     assert info[runs.DATA_KEY] == runs.run_key(cfg)[runs.DATA_KEY] and info["run_format"] == paths.RUN_FORMAT
     assert info["computed"]["machine"]["cpu_kind"] == runs.machine()["cpu_kind"] and info["computed"]["versions"]
     assert "adapter/adapter_model.safetensors" in info["files"] and not any("checkpoint" in f for f in info["files"])
     source = paths.runs_dir("smoke") / "main" / "test_predictions.npz"
     assert (main_entry / "test_predictions.npz").read_bytes() == source.read_bytes()  # logits stored exactly
-    ablation = root / archive.ENTRIES / archive.entry_id(runs.run_key(other), "runs/ablation/r2")
+    ablation = root / train_mod.ENTRIES / train_mod.entry_id(runs.run_key(other), "runs/ablation/r2")
     assert not (ablation / "adapter").exists() and (ablation / "test_predictions.npz").is_file()
 
 
 def test_archiving_again_adds_new_runs_and_never_rewrites_an_entry() -> None:
     cfg, _ = archived_profile()
-    before = snapshot(paths.archive_dir("smoke") / archive.ENTRIES)
+    before = snapshot(paths.archive_dir("smoke") / train_mod.ENTRIES)
     complete_run(paths.runs_dir("smoke") / "seeds" / "seed43", main_config(seed=43), adapter=False)
-    done = archive.archive_profile("smoke")
+    done = train_mod.archive_profile("smoke")
     assert done["added"] == 1 and done["entries"] == 3
-    after = snapshot(paths.archive_dir("smoke") / archive.ENTRIES)
+    after = snapshot(paths.archive_dir("smoke") / train_mod.ENTRIES)
     assert {k: after[k] for k in before} == before
 
 
@@ -108,11 +107,11 @@ def test_a_wiped_profile_is_restored_instead_of_trained_and_says_so(no_training:
     for name in ("metrics.json", "history.json", "test_predictions.npz", "adapter/adapter_model.safetensors"):
         assert restored[name] == original[name], name
     record = runs.read_record(paths.runs_dir("smoke") / "main")
-    assert record["status"] == "complete" and record[archive.RESTORED]["computed"]["date"]
+    assert record["status"] == "complete" and record[train_mod.RESTORED]["computed"]["date"]
     assert runs.same_key(record["run_key"], runs.run_key(cfg))
-    sitting = archive.sitting("smoke", since)
+    sitting = train_mod.sitting("smoke", since)
     assert sitting["restored"] == 1 and sitting["trained"] == 0
-    line = archive.sitting_line("smoke", sitting)
+    line = train_mod.sitting_line("smoke", sitting)
     assert "1 run(s) restored" in line and "0 trained here" in line and "computed 20" in line
     # the ablation run was not asked for: listed as stale, not restored
     assert [s["path"] for s in sitting["stale"]] == ["runs/ablation/r2"]
@@ -123,13 +122,13 @@ def test_a_changed_configuration_is_never_restored_and_is_listed_with_what_chang
     cfg, _ = archived_profile()
     shutil.rmtree(paths.results_dir("smoke"))
     changed = main_config(lora_r=4)
-    assert archive.restorable(paths.runs_dir("smoke") / "main", changed) is None
+    assert train_mod.restorable(paths.runs_dir("smoke") / "main", changed) is None
     trained = []
     monkeypatch.setattr(train_mod, "_train_and_score",
                         lambda prep, out, device: trained.append(out) or complete_run(out, changed) and {})
     train_mod.train_owned(changed, paths.runs_dir("smoke") / "main")
-    assert trained and archive.RESTORED not in runs.read_record(paths.runs_dir("smoke") / "main")
-    stale = {s["path"]: s["changed"] for s in archive.stale_entries("smoke")}
+    assert trained and train_mod.RESTORED not in runs.read_record(paths.runs_dir("smoke") / "main")
+    stale = {s["path"]: s["changed"] for s in train_mod.stale_entries("smoke")}
     assert "lora_r (8 -> 4)" in stale["runs/main"]
 
 
@@ -138,23 +137,23 @@ def test_edited_data_is_never_restored(tmp_path: Path) -> None:
     shutil.copytree(paths.SAMPLE_DATA, data)
     cfg = main_config(data=str(data))
     complete_run(paths.runs_dir("smoke") / "main", cfg)
-    archive.archive_profile("smoke")
+    train_mod.archive_profile("smoke")
     shutil.rmtree(paths.results_dir("smoke"))
-    assert archive.restorable(paths.runs_dir("smoke") / "main", cfg) is not None
+    assert train_mod.restorable(paths.runs_dir("smoke") / "main", cfg) is not None
     test_csv = data / "test.csv"
     test_csv.write_text(test_csv.read_text(encoding="utf-8").replace("a", "b", 1), encoding="utf-8")
-    assert archive.restorable(paths.runs_dir("smoke") / "main", main_config(data=str(data))) is None
+    assert train_mod.restorable(paths.runs_dir("smoke") / "main", main_config(data=str(data))) is None
 
 
 def test_a_user_out_directory_is_trained_never_filled_from_the_archive(tmp_path: Path) -> None:
     cfg, _ = archived_profile()
-    assert archive.restorable(tmp_path / "mine", cfg) is None
+    assert train_mod.restorable(tmp_path / "mine", cfg) is None
 
 
 def test_paths_in_a_key_that_name_this_checkout_or_its_results_are_portable(tmp_path: Path) -> None:
     key = {"tokenizer": str(paths.results_root() / "smoke" / "tok"), "data": str(tmp_path), runs.DATA_KEY: "ab",
            "model_name": "/elsewhere/model", "other": str(paths.ROOT / "data" / "tasks")}
-    got = archive.portable(key)
+    got = train_mod.portable(key)
     assert got["tokenizer"] == "<results>/smoke/tok" and got["other"] == "<repository>/data/tasks"
     assert "data" not in got and got["model_name"] == "/elsewhere/model"  # the rows are named by their hash
 
@@ -165,8 +164,8 @@ def test_runs_recorded_before_the_data_hash_are_not_archived() -> None:
     record = runs.read_record(run_dir)
     record["run_key"].pop(runs.DATA_KEY)
     runs.write_record(run_dir, record)
-    with pytest.raises(archive.ArchiveError, match="no complete run to archive"):
-        archive.archive_profile("smoke")
+    with pytest.raises(train_mod.ArchiveError, match="no complete run to archive"):
+        train_mod.archive_profile("smoke")
     assert not paths.archive_dir("smoke").exists()
 
 
@@ -194,7 +193,7 @@ def test_an_unknown_profile_is_one_line_and_writes_nothing(capsys: pytest.Captur
     assert not paths.archive_dir("nope").parent.exists() or not any(paths.archive_dir("nope").parent.iterdir())
 
 
-@pytest.mark.parametrize("stranger", ["notes.txt", archive.MANIFEST])
+@pytest.mark.parametrize("stranger", ["notes.txt", train_mod.MANIFEST])
 def test_an_archive_directory_the_project_did_not_write_is_refused_and_untouched(
         stranger: str, capsys: pytest.CaptureFixture[str], no_training: None) -> None:
     cfg = main_config()
@@ -232,7 +231,7 @@ def test_a_second_archive_command_waits_its_turn(capsys: pytest.CaptureFixture[s
 def test_verify_retrains_an_archived_run_and_finds_the_same_labels_on_this_machine() -> None:
     cfg = main_config(max_train_samples=32, max_val_samples=16, max_eval_samples=16)
     train_mod.train_owned(cfg, paths.runs_dir("smoke") / "main")
-    archive.archive_profile("smoke")
+    train_mod.archive_profile("smoke")
     record = audit.verify_archive("smoke", 1)
     (check,) = record["checks"]
     assert check["path"] == "runs/main" and check["same_kind"] and check["label_agreement"] == 1.0
@@ -259,7 +258,7 @@ def test_one_computation_at_two_paths_keeps_each_path_s_own_measurements(no_trai
     for name, seconds in (("main", 1.0), ("quantization/none/seed42", 2.0)):
         run_dir = complete_run(paths.runs_dir("smoke") / name, cfg)
         write_json({"accuracy": 0.5, "train_seconds": seconds}, run_dir / runs.METRICS_FILE)
-    assert archive.archive_profile("smoke")["entries"] == 2
+    assert train_mod.archive_profile("smoke")["entries"] == 2
     shutil.rmtree(paths.results_dir("smoke"))
     for name, seconds in (("main", 1.0), ("quantization/none/seed42", 2.0)):
         assert train_mod.train_owned(cfg, paths.runs_dir("smoke") / name)["train_seconds"] == seconds

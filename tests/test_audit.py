@@ -11,7 +11,7 @@ import pytest
 
 from lora_agnews.studies import audit, baselines
 from lora_agnews.core import config
-from lora_agnews.core.artifacts import read_json, write_json
+from lora_agnews.core.paths import read_json, write_json
 
 
 def test_compare_requires_every_label_and_the_tolerance() -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from lora_agnews.core import config, paths, runs
 from lora_agnews import pipeline
-from lora_agnews.core.artifacts import write_json
+from lora_agnews.core.paths import write_json
 from lora_agnews.cli import main
 
 SHORT = ["-p", "epochs", "1", "-p", "max_train_samples", "64", "-p", "max_val_samples", "32",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lora_agnews.core import config, runs
-from lora_agnews.core.artifacts import read_json
+from lora_agnews.core.paths import read_json
 from lora_agnews.core.train import train
 
 # Wall-clock and host facts differ between identical runs by nature; everything else must not.

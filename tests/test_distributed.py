@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lora_agnews.core import runs
-from lora_agnews.core.artifacts import read_json
+from lora_agnews.core.paths import read_json
 from conftest import sample_rows
 
 pytestmark = pytest.mark.slow

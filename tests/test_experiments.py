@@ -10,8 +10,7 @@ import pytest
 
 from lora_agnews.studies import comparison, experiments
 from lora_agnews.core import config
-from lora_agnews.core.budget import largest_rank
-from lora_agnews.core.counting import count_trainable
+from lora_agnews.core.model import count_trainable, largest_rank
 from conftest import sample_rows
 
 
@@ -161,7 +160,7 @@ def test_mcnemar_matches_known_values() -> None:
 def test_seeds_and_ablation_on_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole statistics path on the tiny model: real runs, statistics.json, aggregation."""
     from lora_agnews.core import paths
-    from lora_agnews.core.artifacts import read_json
+    from lora_agnews.core.paths import read_json
 
     cfg = config.load("smoke", {"epochs": 2, "ablation_epochs": 1, "ablation_ranks": "2",
                                 "ablation_targets": "query,value,word_embeddings", "ablation_heads": "linear"})

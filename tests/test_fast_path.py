@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from lora_agnews.core import config, train
-from lora_agnews.core.artifacts import read_json
+from lora_agnews.core.paths import read_json
 from lora_agnews.core.data import PadCollator
 from lora_agnews.core.evaluate import pad_multiple
 

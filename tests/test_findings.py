@@ -15,7 +15,7 @@ from lora_agnews.reporting import ablation_reporting, text as reporting
 from lora_agnews.studies import baselines, comparison, experiments
 from lora_agnews.core import config, data, paths, runs
 from lora_agnews import pipeline
-from lora_agnews.core.artifacts import write_json
+from lora_agnews.core.paths import write_json
 
 
 def labelled(counts: dict[int, int]) -> pd.DataFrame:

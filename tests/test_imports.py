@@ -6,7 +6,7 @@ modules before it in ORDER, which lists the layers in that order, so core never 
 reporting, and nothing but the top level imports pipeline or cli.
 
 Parsed with ``ast`` (imports inside functions included, since a lazy import is still a
-dependency), so a cycle such as model <-> budget, or a library module importing the command
+dependency), so a cycle such as model <-> data, or a library module importing the command
 line, fails here rather than as an ImportError in one code path months later.
 """
 
@@ -21,12 +21,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lora_agnews"
 
 LAYERS = ("core", "studies", "reporting", "")  # "" is the top level: lora_agnews/*.py
 
-# Lowest first, by layer. The core's spine is registry -> config -> data -> model -> heads -> methods -> counting
-# -> budget -> train; the others sit where what they import and what imports them allow.
+# Lowest first, by layer. The core is one training run's path, each module importing only those before it:
+# paths -> config -> data -> model -> evaluate -> runs -> adapter -> train (export sits beside train, off that path).
 ORDER = {
-    "core": ["__init__", "paths", "progress", "artifacts", "tables", "tasks", "placements", "registry", "multilabel",
-             "config", "sources", "data", "model", "quantize", "heads", "methods", "counting", "budget",
-             "evaluate", "runs", "adapter", "archive", "multilabel_eval", "export", "distill", "train"],
+    "core": ["__init__", "paths", "config", "data", "model", "evaluate", "runs", "adapter", "export", "train"],
     "studies": ["__init__", "comparison", "experiments", "merging", "multitask", "merging_study", "quantize_study",
                 "multilabel_study", "baselines", "audit", "explore"],
     "reporting": ["__init__", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",

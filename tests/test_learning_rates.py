@@ -17,7 +17,7 @@ from lora_agnews.reporting import ablation_reporting, plots
 from lora_agnews.core import config, paths
 from lora_agnews.studies import experiments
 from lora_agnews.core import runs  # noqa: E402
-from lora_agnews.core.artifacts import write_json  # noqa: E402
+from lora_agnews.core.paths import write_json  # noqa: E402
 
 
 def roberta(**kw) -> config.Config:

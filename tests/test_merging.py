@@ -22,9 +22,8 @@ import numpy as np
 import pytest
 
 from lora_agnews.core import config
-from lora_agnews.studies import merging
-from lora_agnews.studies import merging_study as study_mod
-from lora_agnews.core.counting import BudgetError
+from lora_agnews.studies import merging, merging_study as study_mod
+from lora_agnews.core.model import BudgetError, build_local_tokenizer
 
 TASKS = {"mood": ["neg", "pos"], "topic": ["art", "sci", "war"], "hue": ["red", "green", "blue", "cyan", "gray"]}
 N_TRAIN, N_TEST, EPOCHS = 90, 40, 4
@@ -144,7 +143,7 @@ def test_merged_adapter_reloads_in_a_fresh_process(env, study) -> None:
         "from lora_agnews.studies import merging\n"
         "from lora_agnews.core.adapter import predict_logits_for_texts\n"
         "from lora_agnews.core.data import load_splits\n"
-        "from lora_agnews.core.tasks import model_labels\n"
+        "from lora_agnews.core.config import model_labels\n"
         "labels = {}\n"
         "for name in json.loads(sys.argv[2]):\n"
         "    m, tok, cfg = merging.load_merged(sys.argv[1], name)\n"
@@ -190,7 +189,6 @@ def test_merge_refuses_before_writing(env, study, tmp_path) -> None:
             "cat")
     refused("both called 'mood'", [adapters[0], adapters[0]], "cat")
     other_tok = _copy_adapter(adapters[1], tmp_path / "t")
-    from lora_agnews.core.model import build_local_tokenizer
 
     build_local_tokenizer(["quite another vocabulary"]).save_pretrained(str(other_tok))
     refused("different tokenizers", [adapters[0], other_tok], "cat")

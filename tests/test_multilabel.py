@@ -18,8 +18,8 @@ import pytest
 from conftest import task_config
 
 from lora_agnews import cli
-from lora_agnews.core import config, data, multilabel, registry
-from lora_agnews.core.tasks import DataError, TaskError
+from lora_agnews.core import config, data
+from lora_agnews.core.config import DataError, Task, TaskError
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {2: ["neg", "pos"], 3: ["alpha", "beta", "gamma"], 5: ["e1", "e2", "e3", "e4", "e5"]}
@@ -80,7 +80,7 @@ def test_metrics_equal_scikit_learns_on_fixed_predictions() -> None:
 
     truth, probs, pred = fixed()
     names = [f"l{i}" for i in range(5)]
-    m = multilabel.compute_metrics(truth, probs, 0.5, names=names, n_boot=50)
+    m = data.compute_metrics(truth, probs, 0.5, names=names, n_boot=50)
     assert m["micro_f1"] == pytest.approx(f1_score(truth, pred, average="micro"))
     assert m["macro_f1"] == pytest.approx(f1_score(truth, pred, average="macro"))
     assert m["samples_f1"] == pytest.approx(f1_score(truth, pred, average="samples", zero_division=1.0))
@@ -101,9 +101,9 @@ def test_metrics_equal_scikit_learns_on_fixed_predictions() -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_bootstraps_fast_scores_equal_scikit_learns(seed: int) -> None:
     truth, _, pred = fixed(seed, rows=60, k=3)
-    fast = multilabel._fast_scores(truth, pred)
-    slow = multilabel._scores(truth, pred)
-    for key in multilabel.BOOTSTRAPPED:
+    fast = data._fast_scores(truth, pred)
+    slow = data._scores(truth, pred)
+    for key in data.BOOTSTRAPPED:
         assert fast[key] == pytest.approx(slow[key]), key
 
 
@@ -113,8 +113,8 @@ def test_global_threshold_maximises_micro_f1_and_rare_labels_keep_it() -> None:
     truth, probs, _ = fixed(rows=300, k=3)
     truth[:, 2] = 0
     truth[:4, 2] = 1  # 4 positives: below MIN_LABEL_POSITIVES
-    record = multilabel.choose_thresholds(probs, truth)
-    best = max(f1_score(truth, (probs >= t).astype(int), average="micro") for t in multilabel.THRESHOLD_GRID)
+    record = data.choose_thresholds(probs, truth)
+    best = max(f1_score(truth, (probs >= t).astype(int), average="micro") for t in data.THRESHOLD_GRID)
     assert record["validation_micro_f1"] == pytest.approx(best)
     assert f1_score(truth, (probs >= record["global"]).astype(int), average="micro") == pytest.approx(best)
     assert record["tuned"] == [True, True, False] and record["per_label"][2] == record["global"]
@@ -126,21 +126,21 @@ def test_global_threshold_maximises_micro_f1_and_rare_labels_keep_it() -> None:
 
 @pytest.mark.parametrize("bad", [0.0, 1.0, -0.2, 1.5, float("nan")])
 def test_a_threshold_outside_the_open_unit_interval_is_refused(bad: float) -> None:
-    with pytest.raises(multilabel.ThresholdError, match=r"outside \(0, 1\)"):
-        multilabel.apply_thresholds(np.full((2, 2), 0.5), bad)
+    with pytest.raises(data.ThresholdError, match=r"outside \(0, 1\)"):
+        data.apply_thresholds(np.full((2, 2), 0.5), bad)
 
 
 def test_paired_comparison_of_two_runs_on_the_same_rows() -> None:
     truth, probs, pred = fixed(rows=300)
-    same = multilabel.paired_comparison(truth, pred, pred, n_boot=200)
+    same = data.paired_comparison(truth, pred, pred, n_boot=200)
     assert same["difference"] == 0 and same["bootstrap_ci"] == [0.0, 0.0] and not same["differs"]
     worse = pred.copy()
     worse[: 150] = 0
-    better = multilabel.paired_comparison(truth, pred, worse, n_boot=200)
+    better = data.paired_comparison(truth, pred, worse, n_boot=200)
     assert better["difference"] > 0 and better["bootstrap_ci"][0] > 0 and better["differs"]
     assert "McNemar" in better["method"]
     with pytest.raises(TaskError, match="different rows"):
-        multilabel.paired_comparison(truth, pred, pred[:10])
+        data.paired_comparison(truth, pred, pred[:10])
 
 
 # --------------------------------------------------------------------------- data
@@ -154,7 +154,6 @@ def test_a_directory_with_bar_cells_is_a_multi_label_task(tmp_path: Path) -> Non
     assert (rows["label"] == "").any() and any(() == s for s in splits.train["label"])  # empty sets kept
     assert sum(splits.sizes().values()) == 150 + 45
     assert splits.task.to_dict()["multi_label"] is True
-    from lora_agnews.core.tasks import Task
 
     assert Task.from_dict(splits.task.to_dict()) == splits.task
     assert "multi_label" not in Task("x", ("a", "b")).to_dict()  # single-label records unchanged
@@ -176,25 +175,25 @@ def test_a_label_not_in_classes_txt_is_refused_naming_the_line(tmp_path: Path) -
 
 
 def test_a_bar_in_a_single_label_tasks_file_is_refused(tmp_path: Path) -> None:
-    from lora_agnews.core import sources
+    from lora_agnews.core import data
 
     directory = tmp_path / "rt"
     directory.mkdir()
     for split in ("train", "test"):
         (directory / f"{split}.csv").write_text("label,text\npos,good film\nneg|pos,mixed film\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"line 3: label 'neg\|pos' holds several labels .* rotten_tomatoes is single-label"):
-        sources.load_task("rotten_tomatoes", str(directory))
+        data.load_task_rows("rotten_tomatoes", str(directory))
 
 
 def test_a_class_name_with_a_bar_in_classes_txt_stays_single_label(tmp_path: Path) -> None:
-    from lora_agnews.core import sources
+    from lora_agnews.core import data
 
     directory = tmp_path / "bar"
     directory.mkdir()
     (directory / "classes.txt").write_text("a|b\nc\n", encoding="utf-8")
     for split in ("train", "test"):
         (directory / f"{split}.csv").write_text("label,text\na|b,x y\nc,z w\n", encoding="utf-8")
-    loaded = sources.load_directory_task(directory)
+    loaded = data.load_directory_task(directory)
     assert not loaded.task_identity.multi_label and loaded.train["label"].tolist() == [0, 1]
 
 
@@ -203,7 +202,7 @@ def test_the_loss_is_bce_on_sigmoid_outputs_with_the_same_head(tmp_path: Path) -
     import torch
     import torch.nn.functional as F
 
-    from lora_agnews.core.counting import count_trainable
+    from lora_agnews.core.model import count_trainable
     from lora_agnews.core.data import PadCollator
     from lora_agnews.core.train import prepare
 
@@ -322,7 +321,7 @@ def test_a_multi_label_adapter_for_a_single_label_task_is_refused_and_the_revers
     with pytest.raises(TaskError, match="is multi-label .* but the task it is used for is single-label"):
         load_adapter(trained[2]["run"] / "adapter", expect_multi_label=False)
     model, _, _ = load_adapter(trained[2]["run"] / "adapter", expect_multi_label=True)
-    assert multilabel.is_multi_label_model(model)
+    assert data.is_multi_label_model(model)
 
 
 def test_export_writes_problem_type_and_thresholds_and_the_pipeline_gives_sigmoids(trained: dict,
@@ -368,9 +367,9 @@ class FakeSplit:
 def test_go_emotions_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from lora_agnews.core import sources
+    from lora_agnews.core import data
 
-    names = list(registry.TASKS["go_emotions"].labels)
+    names = list(config.TASKS["go_emotions"].labels)
     feature = SimpleNamespace(feature=SimpleNamespace(names=names))
     calls = []
 
@@ -381,8 +380,8 @@ def test_go_emotions_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatc
         test = pd.DataFrame({"text": ["thanks!"], "labels": [[15, 17]], "id": ["d"]})
         return {"train": FakeSplit(train, {"labels": feature}), "test": FakeSplit(test, {"labels": feature})}
 
-    monkeypatch.setattr(sources, "_load_dataset", fake)
-    loaded = sources.load_task("go_emotions", "hub")
+    monkeypatch.setattr(data, "_load_dataset", fake)
+    loaded = data.load_task_rows("go_emotions", "hub")
     assert calls == [("google-research-datasets/go_emotions", "simplified")]
     assert loaded.task_identity.multi_label and len(loaded.labels) == 28
     assert loaded.train["label"].tolist() == [(18,), (2, 25), (27,)] and loaded.test["label"].tolist() == [(15, 17)]
@@ -391,7 +390,7 @@ def test_go_emotions_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatc
 
 
 def test_reuters_modapte_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_agnews.core import sources
+    from lora_agnews.core import data
 
     def fake(hub_id: str, name: str) -> dict:
         assert (hub_id, name) == ("ucirvine/reuters21578", "ModApte")
@@ -400,32 +399,34 @@ def test_reuters_modapte_from_the_hub_without_network(monkeypatch: pytest.Monkey
         test = pd.DataFrame({"title": ["WHEAT"], "text": ["wheat and crude"], "topics": [["wheat", "crude", "gold"]]})
         return {"train": FakeSplit(train), "test": FakeSplit(test)}
 
-    monkeypatch.setattr(sources, "_load_dataset", fake)
-    loaded = sources.load_task("reuters21578", "hub")
+    monkeypatch.setattr(data, "_load_dataset", fake)
+    loaded = data.load_task_rows("reuters21578", "hub")
     assert loaded.labels == ("crude", "wheat")  # in both splits; grain (train only) and gold (test only) dropped
     assert loaded.train["label"].tolist() == [(1,), (0,), ()] and loaded.test["label"].tolist() == [(0, 1)]
     assert loaded.train["text"][0] == "GRAIN UP wheat corn rise"
-    monkeypatch.setattr(sources, "TASKS", dict(sources.TASKS))
+    monkeypatch.setattr(data, "TASKS", dict(data.TASKS))
     cfg = config.load("smoke", {"task": "reuters21578", "data": "hub"})
     assert data.task_labels(cfg) == ("crude", "wheat")  # read from the data: the registry does not list them
 
 
 def test_an_unreachable_hub_names_the_offline_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_agnews.core import sources
+    from lora_agnews.core import data
 
     def unreachable(*_: object) -> None:
         raise ConnectionError("offline")
 
-    monkeypatch.setattr(sources, "_load_dataset", unreachable)
+    monkeypatch.setattr(data, "_load_dataset", unreachable)
     with pytest.raises(DataError, match=r"could not load 'google-research-datasets/go_emotions' \(simplified\).*classes\.txt"):
-        sources.load_task("go_emotions", "hub")
+        data.load_task_rows("go_emotions", "hub")
 
 
 # --------------------------------------------------------------------------- merging with a single-label task
 @pytest.mark.slow
 def test_a_merged_adapter_keeps_each_tasks_head_and_kind(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from lora_agnews.studies.merging import load_merged, merge_adapters, read_manifest
-    from lora_agnews.studies.merging_study import build_shared_tokenizer, save_tokenizer, shared_tokenizer_dir
+    from lora_agnews.studies.merging import (OWN, load_merged, make_combination, merge_adapters, merge_method,
+                                             read_manifest, score_merged)
+    from lora_agnews.studies.merging_study import (build_shared_tokenizer, results_frame, save_tokenizer,
+                                                   shared_tokenizer_dir)
     from lora_agnews.core.train import train
 
     from test_tasks import write_task
@@ -442,8 +443,8 @@ def test_a_merged_adapter_keeps_each_tasks_head_and_kind(tmp_path: Path, capsys:
     out = merge_adapters(runs, "linear", out_dir=tmp_path / "merged")
     entries = {t["name"]: t for t in read_manifest(out)["tasks"]}
     assert entries["multi"]["multi_label"] and "multi_label" not in entries["single"]
-    assert multilabel.is_multi_label_model(load_merged(out, "multi")[0])
-    assert not multilabel.is_multi_label_model(load_merged(out, "single")[0])
+    assert data.is_multi_label_model(load_merged(out, "multi")[0])
+    assert not data.is_multi_label_model(load_merged(out, "single")[0])
     capsys.readouterr()  # the training logs
     assert cli.main(["predict", "--adapter", str(out), "--task", "multi", "--json", "alphaw0 betaw1"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
@@ -454,8 +455,6 @@ def test_a_merged_adapter_keeps_each_tasks_head_and_kind(tmp_path: Path, capsys:
 
     # scored on the merged adapter, each task by its own head and its own metrics; its own adapter, rescored through
     # the merging path, gives the metrics its run recorded (micro F1 and subset accuracy; accuracy)
-    from lora_agnews.studies.merging import OWN, make_combination, merge_method, score_merged
-    from lora_agnews.studies.merging_study import results_frame
 
     combo = make_combination("linear")
     scores = {s.name: s for s in score_merged(runs, [combo])}
@@ -544,7 +543,7 @@ def test_a_single_label_multilabel_task_is_refused_by_name() -> None:
 
 
 def test_the_sections_tables_sentence_and_macros_come_from_the_run(trained: dict) -> None:
-    from lora_agnews.core.tables import interval, pct
+    from lora_agnews.core.paths import interval, pct
     from lora_agnews.studies import multilabel_study
 
     t = trained[3]

@@ -30,7 +30,7 @@ import pytest
 from conftest import read_macros
 
 from lora_agnews import cli, pipeline
-from lora_agnews.core import config, paths, tables
+from lora_agnews.core import config, paths
 from lora_agnews.reporting import text as reporting
 from lora_agnews.core.config import ConfigError
 
@@ -392,7 +392,7 @@ def test_report_pdf_has_the_accuracy_and_the_confusion_matrix(smoke_run: dict[st
     assert pdf.is_file()
     macros = read_macros(smoke_run["results"] / "tex" / "macros_evaluation.tex")
     metrics = json.loads((smoke_run["results"] / "metrics.json").read_text())
-    assert macros["TestAccuracy"] == tables.pct(metrics["accuracy"])
+    assert macros["TestAccuracy"] == paths.pct(metrics["accuracy"])
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     flat = " ".join(text.split()).replace("\u2019", "'")
     assert f"{macros['TestAccuracy']} % accuracy" in flat or f"{macros['TestAccuracy']}%" in flat.replace(" %", "%")
@@ -560,14 +560,14 @@ def test_a_profile_restored_from_the_archive_renders_the_same_macros_and_tables(
                                                                                 tmp_path: Path) -> None:
     """Compute (the module's run), archive, wipe results/, restore: nothing trains, the audit passes in its fresh
     process, every macro and table is the same, and the provenance says restored, never computed here."""
-    from lora_agnews.core import archive
+    from lora_agnews.core import train
 
     computed = smoke_run["results"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LORA_AGNEWS_RESULTS", str(computed.parent))
         mp.setenv("LORA_AGNEWS_ARCHIVE", str(tmp_path / "archive"))
-        done = archive.archive_profile("smoke")
-        assert done["entries"] == len(archive.sources("smoke")) > 0
+        done = train.archive_profile("smoke")
+        assert done["entries"] == len(train.sources("smoke")) > 0
         assert done["bytes"] < 5_000_000, f"the smoke archive takes {done['bytes']:,} bytes: it is committed, keep it small"
         mp.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))  # wiped: an empty results tree
         mp.setenv("LORA_AGNEWS_BUILD", str(tmp_path / "build"))
@@ -592,8 +592,8 @@ def test_a_profile_restored_from_the_archive_renders_the_same_macros_and_tables(
 
 def archive_sources(results: Path) -> list[Path]:
     """Run records (and study records) under ``results/runs``: what a restore must have filled."""
-    from lora_agnews.core import archive, runs
+    from lora_agnews.core import runs, train
 
     found = {p.parent for p in (results / "runs").rglob(runs.RUN_FILE)}
-    found |= {p.parent for name in archive.STUDY_RECORDS for p in (results / "runs").rglob(name)}
+    found |= {p.parent for name in train.STUDY_RECORDS for p in (results / "runs").rglob(name)}
     return sorted(found)

@@ -16,9 +16,8 @@ import pytest  # noqa: E402
 from conftest import read_macros  # noqa: E402
 
 from lora_agnews.reporting import ablation_reporting, book_pages, plots, text as reporting
-from lora_agnews.core import artifacts, config
+from lora_agnews.core import config, paths
 from lora_agnews.studies import experiments
-from lora_agnews.core import tables  # noqa: E402
 from lora_agnews.core.data import LABELS  # noqa: E402
 from lora_agnews.core.evaluate import compute_metrics  # noqa: E402
 
@@ -69,7 +68,7 @@ def _history() -> list[dict]:
 
 
 def _check_saved(fig, tmp_path: Path, name: str) -> None:
-    out = artifacts.save_figure(fig, tmp_path, name)
+    out = paths.save_figure(fig, tmp_path, name)
     plots.close(fig)
     assert out["png"].stat().st_size > 2000 and out["png"].read_bytes()[:4] == b"\x89PNG"
     assert out["pdf"].stat().st_size > 1000 and out["pdf"].read_bytes()[:4] == b"%PDF"
@@ -196,7 +195,7 @@ def test_profile_note_is_honest() -> None:
 
 
 def test_markdown_table_and_strict_templates() -> None:
-    table = tables.Table.of([tables.Column("a"), tables.Column("b")], [("x|y", 1)]).markdown()
+    table = paths.Table.of([paths.Column("a"), paths.Column("b")], [("x|y", 1)]).markdown()
     assert table.splitlines()[0] == "| a | b |" and "x\\|y" in table
     assert book_pages.render_template("{{ x | pct }}%", {"x": 0.5}) == "50.00%"
     with pytest.raises(ValueError, match="page.md"):
@@ -209,7 +208,7 @@ def test_head_counts_are_exact_and_ordered() -> None:
     assert (counts["total"] == counts["lora"] + counts["head_params"]).all()
     assert counts.loc[1, "head_params"] == 384 * 4 + 4  # linear head: hidden x classes + bias
     macros = reporting.head_count_macros(counts, "paper")
-    assert artifacts.macro_name("paper_total_lora-dense") == "PaperTotalLoraDense"
+    assert paths.macro_name("paper_total_lora-dense") == "PaperTotalLoraDense"
     assert macros["paper_head_linear"] == f"{int(counts.loc[1, 'head_params']):,}"
 
 

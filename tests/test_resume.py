@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from lora_agnews.core import runs
-from lora_agnews.core.artifacts import read_json
+from lora_agnews.core.paths import read_json
 from lora_agnews.cli import main
 
 # 576 training rows / batch 16 = 36 steps per epoch; a checkpoint every 6 steps, so almost all

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lora_agnews.core import config, runs
-from lora_agnews.core.artifacts import read_json, write_json
+from lora_agnews.core.paths import read_json, write_json
 from conftest import sample_rows
 
 
@@ -238,14 +238,14 @@ class _Stream:
     (True, {"LORA_AGNEWS_PROGRESS": "0"}, False),
 ])
 def test_interactive(tty: bool, env: dict[str, str], expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_agnews.core import progress
+    from lora_agnews.core import paths
 
-    for name in ("LORA_AGNEWS_PROGRESS", *progress._CI_VARIABLES):
+    for name in ("LORA_AGNEWS_PROGRESS", *paths._CI_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "stderr", _Stream(tty))
-    assert progress.interactive() is expected
+    assert paths.interactive() is expected
 
 
 BAR = re.compile(r"\d+%\||\r|\u2588|it/s\]")

@@ -17,11 +17,11 @@ import pytest
 from conftest import task_config
 
 from lora_agnews import cli
-from lora_agnews.core import config, data, tasks
+from lora_agnews.core import config, data
 from lora_agnews.studies import explore
 from lora_agnews.reporting import plots
 from lora_agnews.core.adapter import load_adapter, read_model_card
-from lora_agnews.core.tasks import TaskError
+from lora_agnews.core.config import TaskError
 
 TASKS = {2: ["bad", "good"], 3: ["alpha", "beta", "gamma"], 5: ["e1", "e2", "e3", "e4", "e5"]}
 
@@ -83,7 +83,7 @@ def test_the_task_labels_reach_head_metrics_and_record(trained: dict, k: int) ->
 
 @pytest.mark.parametrize("k", sorted(TASKS))
 def test_a_head_as_wide_as_the_task_counts_exactly(trained: dict, k: int) -> None:
-    from lora_agnews.core.counting import count_trainable
+    from lora_agnews.core.model import count_trainable
 
     t = trained[k]
     linear = count_trainable(t["cfg"].replace(head="linear"))
@@ -136,8 +136,7 @@ def test_scoring_another_tasks_rows_is_refused(trained: dict) -> None:
 def test_a_pretrained_head_of_another_width_names_both(tmp_path: Path) -> None:
     import transformers as tf
 
-    from lora_agnews.core.methods import build_model
-    from lora_agnews.core.model import ModelError
+    from lora_agnews.core.model import ModelError, build_model
 
     ckpt = tmp_path / "classifier"
     tf.RobertaForSequenceClassification(tf.RobertaConfig(
@@ -159,12 +158,12 @@ def test_a_class_missing_from_training_names_the_task(tmp_path: Path) -> None:
 
 
 def test_task_records_round_trip() -> None:
-    t = tasks.Task("x", ("a", "b"), "here")
-    assert tasks.Task.from_dict(t.to_dict()) == t
+    t = config.Task("x", ("a", "b"), "here")
+    assert config.Task.from_dict(t.to_dict()) == t
     with pytest.raises(TaskError, match="at least 2"):
-        tasks.Task("x", ("a",))
+        config.Task("x", ("a",))
     with pytest.raises(TaskError, match="more than once"):
-        tasks.Task("x", ("a", "a"))
+        config.Task("x", ("a", "a"))
 
 
 def test_the_seed_studys_baseline_keeps_the_task() -> None:

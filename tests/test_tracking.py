@@ -16,7 +16,7 @@ import pytest
 
 from conftest import outputs_under
 from lora_agnews.core import config, runs, train
-from lora_agnews.core.artifacts import read_json
+from lora_agnews.core.paths import read_json
 from lora_agnews.core.config import ConfigError
 
 

@@ -1,9 +1,12 @@
 """The core run: one training run from a config to ``metrics.json``, and everything it stands on.
 
-Foundation (``paths``, ``progress``, ``artifacts``, ``tables``, ``tasks``, ``placements``, ``registry``),
-configuration and data (``config``, ``sources``, ``data``, ``multilabel``), the model (``model``,
-``quantize``, ``heads``, ``methods``, ``counting``, ``budget``), and the run itself (``train``,
-``evaluate``, ``multilabel_eval``, ``runs``, ``adapter``, ``distill``, ``export``).
+Eight modules, each importing only those before it, read in this order to follow a run from the command
+line to ``metrics.json``: ``paths`` (where files live, how results are written and read, how progress is
+told), ``config`` (what a run is: the frozen configuration, the methods, the tasks), ``data`` (rows in,
+datasets out), ``model`` (the model under the budget), ``evaluate`` (scoring), ``runs`` (run directories,
+records, keys), ``adapter`` (what a run saves, and how it is loaded and scored again) and ``train`` (a
+complete run: restored from the archive or trained). ``export`` (a merged, standalone model) sits beside
+``train``, off the training path.
 
 May import: nothing above it in the package (never ``studies``, ``reporting``, ``pipeline``, ``cli``).
 """

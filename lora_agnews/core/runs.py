@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import paths
-from .artifacts import _atomic_write_bytes, read_json, write_json
+from .paths import _atomic_write_bytes, read_json, say, write_json
 from .config import Config
 
 RUN_FILE = "run.json"
@@ -330,7 +330,7 @@ def claim(run_dir: Path, state: str) -> str:
                 child.unlink()
         return "new"
     if state == "aside":
-        from .progress import say
+        from .paths import say
 
         record = read_record(run_dir) or {}
         say(f"{run_dir} held a run of another configuration; moved it to {set_aside(run_dir, record.get('run_key'))}")
@@ -627,7 +627,6 @@ def invalidate_results(profile: str, command: str) -> None:
     Run outside the pipeline (``ablate``, ``seeds``, ``quantization``), such a command would otherwise
     leave a stamp vouching for notebooks whose numbers no longer match the results beside them.
     """
-    from .progress import say
 
     stamp = paths.stamp_path(profile)
     if stamp.is_file():

@@ -1,33 +1,593 @@
-"""Training with the Hugging Face Trainer: seeded, checkpointed, resumable, fast by default.
+"""A complete run: restore it from the archive of complete runs, or train it (a teacher's logits included).
 
-Speed choices (each a config switch): dynamic padding, length-grouped batches, bf16 autocast
-where the hardware has bf16 units (CUDA, AMX/AVX512-BF16 CPUs), TF32 and fused AdamW on
-CUDA, SDPA attention, merged LoRA weights at evaluation, token ids cached on disk.
-Model selection uses the validation split only; the test split is scored once at the end.
+Training uses the Hugging Face Trainer: seeded, checkpointed, resumable, fast by default, the model chosen
+on the validation split and the test split scored once at the end. Before a pipeline-owned run is trained,
+the committed archive (``archive/<profile>/``) is asked for an entry with the same identity.
+May import every other core module but ``export``.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import runs
-from .artifacts import write_json
-from .config import Config, require_trackers
-from .data import PadCollator, Splits, TokenizedDataset, encode, load_splits
+from . import paths, runs
+from .config import Config, check_same_labels, load, model_labels, require_trackers
+from .data import PadCollator, Splits, TokenizedDataset, best_micro_f1, encode, load_splits, load_task, tokenize
 from .evaluate import evaluate_model, pad_multiple, predict_logits
-from .counting import check_budget, parameter_breakdown
-from .methods import MergeError, build_model, check_max_length, merge
-from .model import build_tokenizer, device_for, model_config, resolve_precision
-from .progress import interactive, say
+from .model import (MergeError, build_model, build_tokenizer, check_budget, check_layout, check_max_length, device_for,
+                    merge, model_config, parameter_breakdown, require_quantization, resolve_precision)
+from .paths import _atomic_write_bytes, interactive, quiet_libraries, read_json, say, write_json
 
+# --------------------------------------------------------------------------- knowledge distillation: the teacher's logits
+# Knowledge distillation: a teacher's logits file, and reading it back for the LoRA student.
+#
+# The file maps training texts to teacher logits (``texts`` + ``logits`` in one .npz), so the
+# student can be trained on any split or subsample of the same data: rows are matched by the
+# normalised text, not by position, and a missing text is an error rather than a silent zero.
+# Any fine-tuned classifier over the task's classes can be the teacher: a lora-agnews adapter directory, or a
+# Hugging Face sequence-classification model directory.
+
+class DistillError(ValueError):
+    """The logits file is missing, malformed or does not cover the training texts."""
+
+
+def load_teacher(teacher_dir: Path, names: Sequence[str]) -> tuple[Any, Any, int]:
+    """(model, tokenizer, max_length) from an adapter directory or a plain HF classifier directory.
+
+    The teacher must classify into the task's ``names``: an adapter of this project carries its label
+    names (checked by name); a plain classifier from elsewhere often has only ``LABEL_0..`` (checked by count).
+    """
+    from .adapter import CONFIG_FILE, load_adapter
+
+    teacher_dir = Path(teacher_dir)
+    if (teacher_dir / CONFIG_FILE).is_file():
+        model, tokenizer, cfg = load_adapter(teacher_dir)
+        check_same_labels(names, model_labels(model), "the training data", f"teacher {teacher_dir}")
+        return model, tokenizer, cfg.max_length
+    if not (teacher_dir / "config.json").is_file():
+        raise DistillError(f"{teacher_dir} is neither a lora-agnews adapter directory nor a Hugging Face model "
+                           f"directory (no config.json). Pass RUN/adapter or a saved classifier.")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
+    if model.config.num_labels != len(names):
+        raise DistillError(f"teacher {teacher_dir} has {model.config.num_labels} labels {list(model_labels(model))}; "
+                           f"the training data has {len(names)} ({', '.join(names)}).")
+    return model, AutoTokenizer.from_pretrained(str(teacher_dir)), 256
+
+
+def write_teacher_logits(teacher_dir: Path, texts: Sequence[str], out: Path, names: Sequence[str],
+                         batch_size: int = 128) -> Path:
+    """An ``.npz`` with the texts, the teacher's logits and the class names they are over."""
+
+    model, tokenizer, max_length = load_teacher(teacher_dir, names)
+    ids = tokenize(list(texts), tokenizer, max_length, cache=False)
+    logits = predict_logits(model, TokenizedDataset(ids, [0] * len(ids)), tokenizer.pad_token_id, batch_size)
+    import io
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, texts=np.asarray(list(texts), dtype=object).astype(str), logits=logits,
+                        labels=np.asarray(list(names), dtype=str))
+    return _atomic_write_bytes(buffer.getvalue(), Path(out))
+
+
+def teacher_logits_for(path: str | Path, texts: Sequence[str], names: Sequence[str]) -> np.ndarray:
+    """Teacher logits aligned with ``texts`` (float32, shape ``(len(texts), len(names))``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DistillError(f"distill_logits file {path} does not exist. Write one with "
+                           f"`python -m lora_agnews logits --teacher RUN/adapter --out {path}`.")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored_texts, logits = data["texts"], data["logits"]
+            stored_names = data["labels"].tolist() if "labels" in data.files else None
+    except (KeyError, ValueError, OSError) as exc:
+        raise DistillError(f"{path} is not a teacher logits file (needs arrays 'texts' and 'logits'): {exc}") from None
+    if logits.ndim != 2 or logits.shape[1] != len(names) or len(stored_texts) != len(logits):
+        raise DistillError(f"{path}: logits must have shape (n, {len(names)}) for the training data's classes "
+                           f"({', '.join(names)}) and match 'texts'; got {logits.shape}.")
+    if stored_names is not None:
+        check_same_labels(names, stored_names, "the training data", f"teacher logits file {path}")
+    index = {t: i for i, t in enumerate(stored_texts.tolist())}
+    missing = [t for t in texts if t not in index]
+    if missing:
+        raise DistillError(f"{path} has no teacher logits for {len(missing)} of {len(texts)} training texts "
+                           f"(first: {missing[0][:60]!r}). Regenerate it for this data with `python -m lora_agnews "
+                           f"logits --teacher DIR --out {path} -p data ...`.")
+    return logits[[index[t] for t in texts]].astype(np.float32)
+
+
+def write_logits_for_data(teacher_dir: Path, cfg: Config, out: Path) -> tuple[Path, int]:
+    """Teacher logits for every text of the configuration's training file (so any split or subsample is covered).
+
+    Returns the file written and how many texts it holds.
+    """
+    train, _, task = load_task(cfg)
+    texts = train["text"].tolist()
+    return write_teacher_logits(Path(teacher_dir), texts, Path(out), task.labels), len(texts)
+
+
+# --------------------------------------------------------------------------- the archive of complete runs
+# The archive of complete runs: ``archive/<profile>/``, committed, so runs outlive the machine that computed them.
+#
+# A profile's base runs take hours on a CPU; the archive carries them from one sitting (or machine) to the next
+# and to a fresh clone. It is written only by ``python -m lora_agnews archive`` (:func:`archive_profile`) and
+# read only through :func:`restore_run` and :func:`restore_study`, which the training code asks before it
+# trains a pipeline-owned run: an entry whose identity matches the run asked for is copied into
+# ``results/<profile>/`` instead of being trained again. Nothing else is ever taken from it.
+#
+# Layout::
+#
+#     archive/<profile>/MANIFEST.json        written_by, archive_format, profile, entries {id: summary}
+#     archive/<profile>/entries/<id>/        one run: entry.json (identity, provenance, files), the run's
+#                                            record, metrics, history, test logits and labels (npz, exact fp32),
+#                                            its adapter where a study reloads it (:data:`KEPT_ADAPTERS`)
+#
+# An entry's identity is the key its record holds (for a training run: the configuration's run key with the
+# data's content hash, :func:`lora_agnews.core.runs.run_key`) and :data:`~lora_agnews.core.paths.RUN_FORMAT`;
+# its id is the hash of that identity, so a lookup is one path, and a changed parameter, edited data or a new
+# run format never finds an old entry: :func:`stale_entries` lists those with what changed.
+
+ARCHIVE_FORMAT = 1
+MANIFEST = "MANIFEST.json"
+ENTRIES = "entries"
+ENTRY_FILE = "entry.json"
+# the studies' own results (statistics.json, ...) as the pipeline computed them from the archived runs: the generated
+# findings read them (lora_agnews.reporting.findings); a restore never does (the studies recompute them)
+STUDIES = "studies"
+WRITER = "python -m lora_agnews archive"
+RESTORED = "restored"  # the field a restored record gets: where from, and when and where it was computed
+# The files of a run that the book, the report and the audit read (checkpoints and TensorBoard logs are not).
+RUN_FILES = (runs.RUN_FILE, runs.METRICS_FILE, "history.json", "test_predictions.npz")
+ADAPTER = "adapter"
+# Runs (relative to results/<profile>/runs) whose adapter a notebook reloads: 03 re-scores the main run's, 05
+# merges the task adapters. Every other run is restored without its adapter (its numbers need only its logits);
+# the audit lists those, and `archive --verify` retrains a sample of them.
+KEPT_ADAPTERS = ("main", "merging/tasks/*")
+# The merging study's own trained models: a record keyed like a run, its test logits, its trained tensors.
+STUDY_RECORDS = ("head_only.json", "multitask.json")
+STUDY_FILES = ("test_predictions.npz", "trainable.safetensors")
+
+
+class ArchiveError(RuntimeError):
+    """The archive cannot be used as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One complete run in ``results/<profile>/`` that an archive entry can hold."""
+
+    path: Path
+    rel: str  # relative to results/<profile>
+    record_file: str  # run.json, head_only.json or multitask.json
+    key: Any  # what its record says identifies it
+
+    @property
+    def kind(self) -> str:
+        return "run" if self.record_file == runs.RUN_FILE else "study"
+
+
+# --------------------------------------------------------------------------- identity
+def roundtrip(value: Any) -> Any:
+    """``value`` as it reads back from JSON, so a recorded key compares equal to the one computed now."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def identity(key: Any) -> dict[str, Any]:
+    """What an entry must match to be restored: the run's key (data hash included) and the run format."""
+    return {"key": portable(roundtrip(key)), "run_format": paths.RUN_FORMAT}
+
+
+def portable(value: Any) -> Any:
+    """``value`` with the paths that name this checkout written relative to it, so a clone elsewhere finds its runs.
+
+    A key holds the paths its run read: a shared tokenizer under ``results/`` (the merging study's), a file
+    in the repository, the data. Under ``results/`` or the checkout they are the same files wherever the
+    checkout is, and the data's content is in the key too (``data_sha256``), so its location is dropped
+    (``runs.by_content``, as a run's reuse compares keys).
+    A path outside both (a model directory) stays as it is: another location may hold other weights.
+    """
+    if isinstance(value, dict):
+        return runs.by_content({k: portable(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str):
+        for root, name in ((paths.results_root(), "<results>"), (paths.ROOT, "<repository>")):
+            if value == str(root) or value.startswith(f"{root}/"):
+                return name + value[len(str(root)):]
+    return value
+
+
+def entry_id(key: Any, rel: str) -> str:
+    """The entry's directory name: the hash of its identity, then of its path under results/<profile>.
+
+    One computation may sit at two paths (the quantization study's full-precision run is the main run's
+    configuration). Their logits are the same, but their timings and memory were measured by two processes,
+    so each path keeps its own entry; a lookup for a path without one takes another path's (the same
+    computation), so a study that moves a run still finds it.
+    """
+    return f"{runs.key_tag(identity(key))}-{runs.key_tag(rel)[:6]}"
+
+
+def config_hash(key: Any) -> str:
+    """The hash of the configuration alone (the key without the data's content hash), shown beside the data's."""
+    inner = key.get("run_key", key) if isinstance(key, dict) else key
+    if isinstance(inner, dict):
+        inner = {k: v for k, v in inner.items() if k != runs.DATA_KEY}
+    return runs.key_tag(inner)
+
+
+# --------------------------------------------------------------------------- the archive directory
+def manifest(profile: str) -> dict[str, Any]:
+    """The profile's manifest (an empty one where nothing was archived), after :func:`check_archive_dir`."""
+    root = check_archive_dir(profile)
+    if not (root / MANIFEST).is_file():
+        return {"written_by": WRITER, "archive_format": ARCHIVE_FORMAT, "profile": profile, "entries": {}}
+    return read_json(root / MANIFEST)
+
+
+def check_archive_dir(profile: str) -> Path:
+    """``archive/<profile>/`` if it is absent, empty or written by the archive command; else an ArchiveError.
+
+    Read-only: every command that writes into the archive or restores from it calls this first, so a
+    directory the project did not write is refused before anything is written, and never changed.
+    """
+    root = paths.archive_dir(profile)
+    if root.exists() and not root.is_dir():
+        raise ArchiveError(f"{root} is a file, not an archive directory; move it away, then rerun.")
+    present = sorted(p.name for p in root.iterdir() if p.name != runs.LOCK_FILE) if root.is_dir() else []
+    if not present:
+        return root
+    stranger = [n for n in present if n not in (MANIFEST, ENTRIES, STUDIES) and not n.startswith(f".{MANIFEST}.")]
+    data = None
+    if (root / MANIFEST).is_file():
+        try:
+            data = read_json(root / MANIFEST)
+        except ValueError:
+            data = None
+    if stranger or not isinstance(data, dict) or data.get("written_by") != WRITER:
+        shown = ", ".join(stranger[:5]) or MANIFEST
+        raise ArchiveError(f"{root} was not written by `{WRITER}` ({shown}); it is never changed or read: move it "
+                           f"away (or point LORA_AGNEWS_ARCHIVE elsewhere), then rerun.")
+    if data.get("archive_format") != ARCHIVE_FORMAT or data.get("profile") != profile:
+        raise ArchiveError(f"{root / MANIFEST} is archive format {data.get('archive_format')} of profile "
+                           f"{data.get('profile')!r}; this version reads format {ARCHIVE_FORMAT} of {profile!r}: "
+                           f"move it away, then archive the profile again.")
+    return root
+
+
+def entry_dir(profile: str, key: Any, rel: str) -> Path | None:
+    """The entry of ``key`` archived from ``rel`` (else from another path), or None; its recorded identity is
+    checked, not only its name."""
+    root = paths.archive_dir(profile)
+    path = root / ENTRIES / entry_id(key, rel)
+    if not (path / ENTRY_FILE).is_file():
+        same = sorted(p for p in (root / ENTRIES).glob(f"{runs.key_tag(identity(key))}-*") if (p / ENTRY_FILE).is_file())
+        if not same:
+            return None
+        path = same[0]
+    check_archive_dir(profile)
+    if read_json(path / ENTRY_FILE).get("identity") != identity(key):
+        raise ArchiveError(f"{path / ENTRY_FILE} does not hold the identity its name stands for (edited by hand?); "
+                           f"move {path} away and archive the run again.")
+    return path
+
+
+# --------------------------------------------------------------------------- what a profile's results hold
+def sources(profile: str) -> list[Source]:
+    """Every complete run (and merging-study model) under ``results/<profile>/runs`` with its recorded key."""
+    results = paths.results_dir(profile)
+    found = [Source(d, str(d.relative_to(results)), runs.RUN_FILE, (runs.read_record(d) or {}).get("run_key"))
+             for d in runs.complete_runs(paths.runs_dir(profile))]
+    for name in STUDY_RECORDS:
+        for record in sorted(paths.runs_dir(profile).rglob(name)):
+            d = record.parent
+            if any(p.startswith(".") for p in d.relative_to(results).parts) or \
+                    not all((d / f).is_file() for f in STUDY_FILES):
+                continue
+            try:
+                key = read_json(record).get("key")
+            except ValueError:
+                continue
+            found.append(Source(d, str(d.relative_to(results)), name, key))
+    return [s for s in found if hashed(s.key)]
+
+
+def hashed(key: Any) -> bool:
+    """Whether ``key`` holds the data's content hash: a run recorded before it was kept cannot say which rows it
+    saw, so it is never archived (retrain it to archive it)."""
+    if isinstance(key, dict) and "run_key" in key:
+        return hashed(key["run_key"])
+    if isinstance(key, dict) and "run_keys" in key:
+        return bool(key["run_keys"]) and all(hashed(k) for k in key["run_keys"])
+    return isinstance(key, dict) and bool(key.get(runs.DATA_KEY))
+
+
+def keeps_adapter(rel: str) -> bool:
+    """Whether the run at ``rel`` (under results/<profile>) is archived with its adapter (:data:`KEPT_ADAPTERS`)."""
+    inner = rel.removeprefix("runs/")
+    return any(fnmatch.fnmatch(inner, pattern) for pattern in KEPT_ADAPTERS)
+
+
+def provenance(source: Source) -> dict[str, Any]:
+    """Where, when and by what the run was computed, from its record (this machine's where the record has none
+    and was written on this host), and how long it took."""
+    import socket
+
+    record = read_json(source.path / source.record_file)
+    if RESTORED in record:  # archived again from a restore: its first computation is what counts
+        return record[RESTORED]["computed"]
+    metrics = read_json(source.path / runs.METRICS_FILE) if (source.path / runs.METRICS_FILE).is_file() else {}
+    here = record.get("host") == socket.gethostname() or source.kind == "study"
+    return {"date": record.get("finished") or time.strftime("%Y-%m-%dT%H:%M:%S+00:00",
+                                                             time.gmtime(source.path.joinpath(source.record_file)
+                                                                         .stat().st_mtime)),
+            "machine": record.get("machine") or (runs.machine() if here else {"cpu": "unknown", "cpu_kind": "unknown",
+                                                                                "gpu": "unknown"}),
+            "device": record.get("device"), "git_commit": record.get("git_commit") or runs.git_commit(),
+            "versions": record.get("versions") or runs.library_versions(),
+            "wall_seconds": metrics.get("train_seconds"), "command": record.get("command")}
+
+
+def machine_line(computed: dict[str, Any]) -> str:
+    """``<date> on <CPU model> (<kind>)`` or ``... on <GPU>``: the stamp's words for where a run was computed."""
+    m = computed.get("machine") or {}
+    where = m.get("gpu") if m.get("gpu") not in (None, "none", "unknown") else \
+        f"{m.get('cpu', 'unknown')} ({m.get('cpu_kind', 'unknown')})"
+    return f"{str(computed.get('date', 'unknown'))[:10]} on {where}"
+
+
+# --------------------------------------------------------------------------- writing
+def archive_profile(profile: str) -> dict[str, Any]:
+    """Add every complete run of ``results/<profile>`` not yet archived to ``archive/<profile>``; a summary.
+
+    Entries already there are kept as they are (never overwritten), so sittings on several machines add up.
+    Each entry is written to a temporary directory and renamed into place, then the manifest is rewritten
+    atomically: an interrupted call leaves a valid archive.
+    """
+
+    load(profile)  # an unknown profile: ConfigError naming the profiles, before anything is written
+    root = check_archive_dir(profile)
+    found = sources(profile)
+    if not found:
+        raise ArchiveError(f"results/{profile} holds no complete run to archive; run "
+                           f"`python -m lora_agnews run --profile {profile}` first.")
+    lock = runs.RunLock(root)  # two archive commands would each rewrite the manifest without the other's entries
+    try:
+        lock.acquire()
+    except runs.RunError:
+        raise ArchiveError(f"{root} is being written by another `{WRITER}` process; wait for it, then rerun.") from None
+    try:
+        return _archive_locked(profile, root, found)
+    finally:
+        lock.release()
+
+
+def _archive_locked(profile: str, root: Path, found: list[Source]) -> dict[str, Any]:
+    data = manifest(profile)
+    added = 0
+    for source in found:
+        eid = entry_id(source.key, source.rel)
+        if eid not in data["entries"]:
+            data["entries"][eid] = _write_entry(root / ENTRIES / eid, source, keeps_adapter(source.rel))
+            added += 1
+            write_json(data, root / MANIFEST)
+    size = directory_size(root)
+    return {"profile": profile, "entries": len(data["entries"]), "added": added, "bytes": size, "path": root}
+
+
+def keep_studies(profile: str, names: tuple[str, ...]) -> list[str]:
+    """Copy the study results ``names`` present in ``results/<profile>`` into ``archive/<profile>/studies``.
+
+    Called by the archive command after its runs are archived, so the copies are the results of those runs
+    (a file the results lack is left as it was). Each is replaced atomically, with the paths of this checkout
+    written relative to it (:func:`portable`); the manifest records when.
+    """
+    root = check_archive_dir(profile)
+    kept = [name for name in names if (paths.results_dir(profile) / name).is_file()]
+    if not kept:
+        return []
+    lock = runs.RunLock(root)
+    try:
+        lock.acquire()
+    except runs.RunError:
+        raise ArchiveError(f"{root} is being written by another `{WRITER}` process; wait for it, then rerun.") from None
+    try:
+        (root / STUDIES).mkdir(parents=True, exist_ok=True)
+        for name in kept:
+            write_json(portable(read_json(paths.results_dir(profile) / name)), root / STUDIES / name)
+        data = manifest(profile)
+        data["studies"] = {"written": runs.now(), "files": sorted({*data.get("studies", {}).get("files", []), *kept})}
+        write_json(data, root / MANIFEST)
+    finally:
+        lock.release()
+    return kept
+
+
+def _write_entry(target: Path, source: Source, adapter: bool) -> dict[str, Any]:
+    """One entry: the run's files, its adapter where kept, and entry.json; its manifest summary."""
+    keep = source.kind == "run" and adapter and (source.path / ADAPTER).is_dir()
+    names = RUN_FILES if source.kind == "run" else (source.record_file, *STUDY_FILES)
+    if target.exists():  # complete (renamed into place whole), written by a call interrupted before its manifest
+        info = read_json(target / ENTRY_FILE) if (target / ENTRY_FILE).is_file() else {}
+        if info.get("identity") != identity(source.key):
+            raise ArchiveError(f"{target} is not the entry its name stands for (edited by hand?); move it away, "
+                               f"then rerun.")
+        return {"kind": info["kind"], "adapter": info["adapter"], "computed": machine_line(info["computed"]),
+                "path": info["path"]}
+    computed = provenance(source)
+    with runs.atomic_directory(target) as tmp:
+        for name in names:
+            if (source.path / name).is_file():
+                shutil.copy2(source.path / name, tmp / name)
+        if keep:
+            shutil.copytree(source.path / ADAPTER, tmp / ADAPTER)
+        files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+        key = source.key
+        write_json({"identity": identity(key), "config_hash": config_hash(key),
+                    runs.DATA_KEY: (key.get(runs.DATA_KEY) if isinstance(key, dict) else None),
+                    "run_format": paths.RUN_FORMAT, "kind": source.kind, "record_file": source.record_file,
+                    "path": source.rel, "adapter": keep, "computed": computed, "archived": runs.now(),
+                    "archived_by": runs.git_commit(), "files": files}, tmp / ENTRY_FILE)
+    return {"kind": source.kind, "adapter": keep, "computed": machine_line(computed), "path": source.rel}
+
+
+def directory_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------- restoring
+def restore_run(run_dir: Path, cfg: Config) -> bool:
+    """Copy the archived run of ``cfg`` into the empty ``run_dir`` (pipeline-owned, under results/<profile>/runs).
+
+    True when restored; False when the archive holds no entry of this identity or ``run_dir`` is not one the
+    pipeline names (a user's ``--out`` is trained, never filled from the archive). The record is written last,
+    with :data:`RESTORED` saying where it came from: an interrupted copy leaves no record, so nothing half-copied
+    is ever read as a run.
+    """
+    entry = restorable(run_dir, cfg)
+    if entry is None:
+        return False
+    _copy_entry(entry, Path(run_dir), runs.RUN_FILE, {"run_key": runs.run_key(cfg), "config": cfg.to_dict()},
+                cfg.to_dict())
+    return True
+
+
+def restorable(run_dir: Path, cfg: Config) -> Path | None:
+    """The entry :func:`restore_run` would copy into ``run_dir``, or None (read-only)."""
+    rel = _under_runs(run_dir, cfg.profile)
+    return None if rel is None else entry_dir(cfg.profile, runs.run_key(cfg), rel)
+
+
+def _under_runs(run_dir: Path, profile: str) -> str | None:
+    """``run_dir`` relative to results/<profile> when it is under results/<profile>/runs (the pipeline's), else None."""
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_relative_to(paths.runs_dir(profile).resolve()):
+        return None
+    return str(run_dir.relative_to(paths.results_dir(profile).resolve()))
+
+
+def restore_study(run_dir: Path, profile: str, current: dict[str, Any], record_file: str) -> bool:
+    """Copy the archived merging-study model whose record holds ``current["key"]`` into ``run_dir`` (only under
+    results/<profile>/runs); its record takes ``current`` (key and configuration). True when restored."""
+    rel = _under_runs(run_dir, profile)
+    entry = None if rel is None else entry_dir(profile, current["key"], rel)
+    if entry is None:
+        return False
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    _copy_entry(entry, Path(run_dir), record_file, roundtrip(current))
+    return True
+
+
+def _copy_entry(entry: Path, run_dir: Path, record_file: str, current: dict[str, Any],
+                config: dict[str, Any] | None = None) -> None:
+    """The entry's files into ``run_dir``, its record last. The record (and the adapter's configuration) take the
+    key and configuration of the run asked for (the same computation: their identities are equal), so paths name
+    this checkout's files, and the archived key is kept beside them as :data:`RESTORED`'s ``key``."""
+    from .adapter import CONFIG_FILE
+
+    info = read_json(entry / ENTRY_FILE)
+    for name in info["files"]:
+        if name == record_file or name.startswith(f"{ADAPTER}/"):
+            continue
+        shutil.copy2(entry / name, run_dir / name)
+    if (entry / ADAPTER).is_dir():
+        if (run_dir / ADAPTER).exists():
+            shutil.rmtree(run_dir / ADAPTER)
+        shutil.copytree(entry / ADAPTER, run_dir / ADAPTER)
+        if config is not None and (run_dir / ADAPTER / CONFIG_FILE).is_file():
+            write_json({**read_json(run_dir / ADAPTER / CONFIG_FILE), "config": config}, run_dir / ADAPTER / CONFIG_FILE)
+    record = read_json(entry / record_file)
+    archived_key = record.get("run_key", record.get("key"))
+    record.update(current)
+    record[RESTORED] = {"from": str(entry.relative_to(entry.parents[2])), "at": runs.now(),
+                        "computed": info["computed"], "adapter": bool(info["adapter"]), "key": archived_key}
+    write_json(record, run_dir / record_file)
+    say(f"{run_dir.name}: restored from the archive ({record[RESTORED]['from']}), computed "
+        f"{machine_line(info['computed'])}")
+
+
+# --------------------------------------------------------------------------- what a sitting did
+def sitting(profile: str, since: float) -> dict[str, Any]:
+    """Runs of ``results/<profile>`` restored and trained since ``since`` (a ``time.time()``), where restored ones
+    were computed, and the archive's stale entries: what the pipeline's one line and the stamp say."""
+    restored, trained, computed = [], [], []
+    for source in sources(profile):
+        record_path = source.path / source.record_file
+        if record_path.stat().st_mtime < since:
+            continue
+        record = read_json(record_path)
+        if RESTORED in record:
+            restored.append(source.rel)
+            computed.append(machine_line(record[RESTORED]["computed"]))
+        else:
+            trained.append(source.rel)
+    return {"restored": len(restored), "trained": len(trained), "restored_runs": restored,
+            "computed": sorted(set(computed)), "stale": stale_entries(profile)}
+
+
+def stale_entries(profile: str) -> list[dict[str, Any]]:
+    """Archived entries no run of ``results/<profile>`` has (the configuration, the data or the format changed),
+    each with what differs from the run now at its path."""
+    data = manifest(profile)
+    here = {s.rel: s for s in sources(profile)}
+    used = {runs.key_tag(identity(s.key)) for s in here.values()}  # a computation in use at any path is not stale
+    out = []
+    for eid, summary in sorted(data["entries"].items()):
+        if eid.split("-")[0] in used:
+            continue
+        info = read_json(paths.archive_dir(profile) / ENTRIES / eid / ENTRY_FILE)
+        out.append({"id": eid, "path": summary["path"], "changed": _changed(info, here)})
+    return out
+
+
+def _changed(info: dict[str, Any], here: dict[str, Source]) -> str:
+    """What differs between an archived entry and the run now at its path, in words."""
+    old = info["identity"]
+    if old.get("run_format") != paths.RUN_FORMAT:
+        return f"run format {old.get('run_format')} (this version writes {paths.RUN_FORMAT})"
+    current = here.get(info["path"])
+    if current is None:
+        return f"no run at {info['path']} now"
+    a, b = old["key"], portable(roundtrip(current.key))
+    if isinstance(a, dict) and isinstance(b, dict) and "run_key" in a and "run_key" in b:
+        a, b = a["run_key"], b["run_key"]
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return "its key"
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return "differs in " + ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" if k != runs.DATA_KEY else "the data"
+                                     for k in keys[:6])
+
+
+def sitting_line(profile: str, summary: dict[str, Any]) -> str:
+    """The pipeline's one line per profile: how many runs were restored and how many trained."""
+    line = (f"archive: profile {profile}: {summary['restored']} run(s) restored from {paths.archive_dir(profile)}, "
+            f"{summary['trained']} trained here")
+    if summary["computed"]:
+        line += f" (restored runs computed {'; '.join(summary['computed'])})"
+    if summary["stale"]:
+        line += f"; {len(summary['stale'])} stale entr{'y' if len(summary['stale']) == 1 else 'ies'} not used"
+    return line
+
+
+# --------------------------------------------------------------------------- training
+# Training with the Hugging Face Trainer: seeded, checkpointed, resumable, fast by default.
+#
+# Speed choices (each a config switch): dynamic padding, length-grouped batches, bf16 autocast
+# where the hardware has bf16 units (CUDA, AMX/AVX512-BF16 CPUs), TF32 and fused AdamW on
+# CUDA, SDPA attention, merged LoRA weights at evaluation, token ids cached on disk.
+# Model selection uses the validation split only; the test split is scored once at the end.
 
 @dataclass
 class Prepared:
@@ -52,7 +612,7 @@ def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
     splits = splits or load_splits(cfg)
     width = splits.label_width  # label sets become indicator rows
     if width:
-        from .multilabel import check_training_config
+        from .data import check_training_config
 
         check_training_config(cfg)
     tokenizer = build_tokenizer(cfg, splits.train["text"].tolist())
@@ -62,7 +622,6 @@ def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
     test_ds = encode(splits.test, tokenizer, cfg.max_length, num_labels=width)
     model = build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                         total_steps=total_steps(cfg, len(train_ds)))
-    from .tasks import check_same_labels, model_labels
 
     check_same_labels(splits.labels, model_labels(model), f"the data ({splits.task.name})", "the model's head")
     breakdown = parameter_breakdown(model)
@@ -97,7 +656,6 @@ def run_facts(cfg: Config, splits: Splits) -> dict[str, Any]:
 
 
 def teacher_extra(cfg: Config, splits: Splits) -> dict[str, np.ndarray]:
-    from .distill import teacher_logits_for
 
     return {"teacher_logits": teacher_logits_for(cfg.distill_logits, splits.train["text"].tolist(), splits.labels)}
 
@@ -202,7 +760,6 @@ def _accuracy(eval_pred: Any) -> dict[str, float]:
 
 def _micro_f1(eval_pred: Any) -> dict[str, float]:
     """Model selection for label sets: validation micro-F1 at its best global threshold."""
-    from .multilabel import best_micro_f1
 
     logits, labels = eval_pred
     logits = logits[0] if isinstance(logits, tuple) else logits
@@ -338,13 +895,11 @@ def train(cfg: Config, out_dir: Path, overwrite: bool = False, splits: Splits | 
     torchrun / accelerate launch only rank 0 holds the lock and writes the record, the adapter and
     the metrics; other ranks return ``{}``.
     """
-    from .progress import quiet_libraries
 
     quiet_libraries()
     require_trackers(cfg)  # a report_to integration that is not installed: refused before out_dir is touched
-    from .quantize import require
 
-    require(cfg, device_for(cfg))  # quantize without a working bitsandbytes, or a method that cannot: refused here
+    require_quantization(cfg, device_for(cfg))  # quantize without a working bitsandbytes, or a method that cannot: refused here
     out_dir = Path(out_dir).resolve()
     _init_distributed(cfg)
     lock = runs.RunLock(out_dir)
@@ -381,12 +936,11 @@ def _train_locked(cfg: Config, out_dir: Path, overwrite: bool, splits: Splits | 
 def _restore(out_dir: Path, cfg: Config, state: str) -> bool:
     """The archived run of ``cfg`` copied into ``out_dir`` instead of training it again (only directories under
     results/<profile>/runs, the pipeline's: a user's ``--out`` is trained as asked); False when there is none."""
-    from . import archive
 
-    if archive.restorable(out_dir, cfg) is None:
+    if restorable(out_dir, cfg) is None:
         return False
     runs.claim(out_dir, state)
-    return archive.restore_run(out_dir, cfg)
+    return restore_run(out_dir, cfg)
 
 
 def _claim(out_dir: Path, cfg: Config, state: str, device: torch.device, facts: dict[str, Any]) -> dict[str, Any]:
@@ -533,14 +1087,13 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
     if not trainer.is_world_process_zero():
         return {}
     model = trainer.model
-    from .adapter import save_adapter
-    from .quantize import check_layout
+    from .adapter import save_adapter, write_model_card
 
     check_layout(model)  # a 4-bit base bitsandbytes repacked would score a model the adapter cannot rebuild
 
     precision = resolve_precision(cfg, device)
     if prep.splits.task.multi_label:  # thresholds from validation, saved with the adapter, then test scored once
-        from .multilabel_eval import evaluate_multi_label
+        from .adapter import evaluate_multi_label
 
         adapter_dir, metrics, logits, eval_seconds = evaluate_multi_label(prep, model, out_dir, device, precision,
                                                                           scoring_model)
@@ -574,7 +1127,6 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
     runs.save_arrays(out_dir / "test_predictions.npz", logits=logits, labels=np.asarray(prep.test.labels))
     write_json(history, out_dir / "history.json")
     write_json(metrics, out_dir / runs.METRICS_FILE)
-    from .adapter import write_model_card
 
     write_model_card(adapter_dir, cfg, metrics)
     if prep.splits.task.multi_label:
@@ -583,4 +1135,3 @@ def _train_and_score(prep: Prepared, out_dir: Path, device: torch.device) -> dic
     else:
         say(f"test accuracy {metrics['accuracy']:.4f} (macro F1 {metrics['macro_f1']:.4f}) -> {out_dir / runs.METRICS_FILE}")
     return metrics
-

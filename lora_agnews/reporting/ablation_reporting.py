@@ -1,6 +1,6 @@
 """Notebook 04's findings as readers see them: the ablation grid, the rate search, the seed study.
 
-Tables (declared once, rendered by :mod:`tables` for the notebook, the book and the report), the sentences
+Tables (declared once, rendered by :mod:`lora_agnews.core.paths` for the notebook, the book and the report), the sentences
 that read the numbers, and the macros, all from ``ablation.json``, ``learning_rates.json`` and ``statistics.json``.
 """
 
@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..studies.experiments import grid_front, grid_settings
 from .text import describe_setting, method_label, several_methods, short_targets
-from ..core.tables import Column, Table, dec, interval, missing, num, or_dash, p_text, pct, points, pvalue, two_decimals
+from ..core.paths import Column, Table, dec, interval, missing, num, or_dash, p_text, pct, points, pvalue, two_decimals
 
 
 def _size(row: Mapping[str, Any]) -> Any:
@@ -86,7 +86,7 @@ def _setting(row: Mapping[str, Any]) -> str:
 
 
 def _targets(row: Mapping[str, Any]) -> str:
-    from ..core.registry import METHODS
+    from ..core.config import METHODS
 
     return "–" if METHODS[row.get("method") or "lora"].whole_encoder else short_targets(row["lora_targets"])
 

@@ -11,13 +11,13 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ..core import artifacts, paths
+from ..core import paths
 from .ablation_reporting import (ablation_sentence, ablation_table, best_ablation, comparison_sentence, rate_sentence,
                                  rates_table, statistics_table, study_sentence)
 from .text import (PAPER_PROFILE, banner_note, provenance_sentence, changed_parameters, confusion_sentence, describe_data,
                         describe_encoder, metrics_table, profile_note, reference_sentence, row_sentence,
                         short_targets, shows_banner)
-from ..core.tables import dec, num, p_text, pct, pvalue
+from ..core.paths import dec, num, p_text, pct, pvalue
 
 # Each result file the book reads, and the notebook that writes it (named when the file is missing).
 WRITERS = {"exploration": "01_exploration", "training": "02_training", "metrics": "03_evaluation",
@@ -35,7 +35,7 @@ def load_results(profile: str) -> dict[str, Any]:
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing (written by notebook {notebook}); run "
                                     f"`make notebooks PROFILE={profile}`.")
-        out[name] = artifacts.read_json(path)
+        out[name] = paths.read_json(path)
     return out
 
 

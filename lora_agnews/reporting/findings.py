@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core import archive, paths
-from ..core.artifacts import read_json
+from ..core import paths
+from ..core.paths import interval, num, pct, read_json
 from ..core.config import from_dict
 from ..studies import audit, experiments, merging_study, multilabel_study, quantize_study
 from . import ablation_reporting, merge_reporting
@@ -49,8 +49,10 @@ class Finding:
 
 def archived_runs(profile: str) -> dict[str, Path]:
     """Each archived run of ``profile`` by its path under ``results/<profile>/`` (``runs/main``, ...)."""
-    root = paths.archive_dir(profile) / archive.ENTRIES
-    return {e["path"]: root / eid for eid, e in archive.manifest(profile)["entries"].items()}
+    from ..core.train import ENTRIES, manifest
+
+    root = paths.archive_dir(profile) / ENTRIES
+    return {e["path"]: root / eid for eid, e in manifest(profile)["entries"].items()}
 
 
 def quantization_study(profile: str) -> dict[str, Any] | None:
@@ -73,7 +75,7 @@ def quantization_study(profile: str) -> dict[str, Any] | None:
     return quantize_study.summarise(cfg.replace(seed=seeds[0]), found, isolate=True)
 
 
-# The study results the archive command keeps (lora_agnews.core.archive.keep_studies) for the findings below
+# The study results the archive command keeps (lora_agnews.core.train.keep_studies) for the findings below
 STUDY_RESULTS = (experiments.STATISTICS_FILE, experiments.ABLATION_FILE, experiments.RATES_FILE,
                  merging_study.STUDY_FILE, multilabel_study.STUDY_FILE, audit.AUDIT_FILE)
 
@@ -81,7 +83,9 @@ STUDY_RESULTS = (experiments.STATISTICS_FILE, experiments.ABLATION_FILE, experim
 def kept_study(name: str) -> Callable[[str], Any]:
     """A study's kept result in ``archive/<profile>/studies`` (None where the archive has none)."""
     def read(profile: str) -> Any:
-        path = paths.archive_dir(profile) / archive.STUDIES / name
+        from ..core.train import STUDIES
+
+        path = paths.archive_dir(profile) / STUDIES / name
         return read_json(path) if path.is_file() else None
     return read
 
@@ -117,7 +121,6 @@ def main_run(profile: str) -> dict[str, Any] | None:
 
 def main_sentence(result: dict[str, Any]) -> str:
     """The main run in one sentence: its setting, its size, its rows and its test scores with their interval."""
-    from ..core.tables import interval, num, pct
     from .text import describe_setting
 
     m, cfg = result["metrics"], result["cfg"]
@@ -129,7 +132,9 @@ def main_sentence(result: dict[str, Any]) -> str:
 
 
 def _provenance(profile: str, kept: bool) -> str:
-    data = archive.manifest(profile)
+    from ..core.train import manifest
+
+    data = manifest(profile)
     computed = "; ".join(sorted({e["computed"] for e in data["entries"].values()}))
     if kept:
         return f"the study results in archive/{profile} (kept {data['studies']['written'][:10]}; runs computed {computed})"

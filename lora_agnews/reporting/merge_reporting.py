@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from ..studies.merging import HEAD_ONLY, MULTITASK, OWN
-from ..core.tables import Table, interval, num, pct, points, pvalue
+from ..core.paths import Table, interval, num, pct, points, pvalue
 
 MERGE_PREFIX = "merge "
 

@@ -1,7 +1,7 @@
 """Figures for the notebooks, the book and the report (seaborn/matplotlib).
 
 Every function takes data and returns a matplotlib Figure; nothing is saved here, so one
-figure goes through :func:`lora_agnews.core.artifacts.save_figure` once and lands as PNG (book)
+figure goes through :func:`lora_agnews.core.paths.save_figure` once and lands as PNG (book)
 and PDF (report). Titles, axis labels and class names are always set: a figure is read
 without its notebook around it, in the report.
 """
@@ -218,7 +218,7 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
     trained["PEFT method"] = [method_label(r) for _, r in trained.iterrows()]  # "method" keeps the config's name
     several = trained["PEFT method"].nunique() > 1  # colour tells methods apart; marker shape placement and head
     if several:
-        from ..core.registry import METHODS
+        from ..core.config import METHODS
 
         trained["placement"] = [f"{'whole encoder' if METHODS[m].whole_encoder else t}, {h} head"
                                 for m, t, h in zip(trained["method"], trained["targets"], trained["head"])]

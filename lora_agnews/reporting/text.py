@@ -4,7 +4,7 @@ The report and the book never contain a typed number: every value comes from the
 notebook wrote, through a macro (``\\TestAccuracy``), a generated table, or the results
 page rendered at build time. Formatting lives here once, so the book, the report and the
 tests (which look for the accuracy in the PDF) agree on how a number is written: the number formats and
-the table renderer are :mod:`tables`. Notebook 04's tables and sentences are in :mod:`ablation_reporting`,
+the table renderer are in :mod:`lora_agnews.core.paths`. Notebook 04's tables and sentences are in :mod:`ablation_reporting`,
 05's in :mod:`merge_reporting`, 06's in :mod:`quantize_study`; :mod:`book_pages` gathers every result for the
 book's templates.
 """
@@ -16,11 +16,9 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from ..core import artifacts, paths
-from ..core.config import CHOICES, Config
-from ..core.registry import METHODS, TASKS
-from ..core.tasks import AGNEWS
-from ..core.tables import Column, Table, dec, interval, num, p_text, pct, points, two_decimals
+from ..core import paths
+from ..core.config import AGNEWS, CHOICES, Config, METHODS, TASKS, load
+from ..core.paths import Column, Table, dec, interval, num, p_text, pct, points, two_decimals
 
 PAPER_PROFILE = "paper"
 NOTEBOOK_MACRO_FILES = ("exploration", "training", "evaluation", "multilabel", "ablations", "merging", "quantization",
@@ -42,11 +40,11 @@ def write_macros(profile: str, notebook: str, values: Mapping[str, Any]) -> Path
     """One macros file per notebook (``macros_<notebook>.tex``); keys become CamelCase names."""
     if notebook not in NOTEBOOK_MACRO_FILES:
         raise ValueError(f"unknown macros file '{notebook}'; use one of {', '.join(NOTEBOOK_MACRO_FILES)}.")
-    names = [artifacts.macro_name(k) for k in values]
+    names = [paths.macro_name(k) for k in values]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"macro names collide: {', '.join(dupes)}; rename the keys.")
-    return artifacts.write_macros(values, macros_path(profile, notebook), header=f"profile {profile}, {notebook}")
+    return paths.write_macros(values, macros_path(profile, notebook), header=f"profile {profile}, {notebook}")
 
 
 def write_audit_macros(profile: str, record: Mapping[str, Any]) -> Path:
@@ -79,7 +77,7 @@ def write_provenance_macros(profile: str, sitting: Mapping[str, Any]) -> Path:
 
 def write_table(profile: str, name: str, table: Table) -> Path:
     """A table's ``tabular`` for the report (``results/<profile>/tex/<name>.tex``); captions live in main.tex."""
-    return artifacts.atomic_write_text(table.latex(), tex_dir(profile) / f"{name}.tex")
+    return paths.atomic_write_text(table.latex(), tex_dir(profile) / f"{name}.tex")
 
 
 # --------------------------------------------------------------------------- labels
@@ -167,7 +165,6 @@ def row_sentence(facts: Mapping[str, Any]) -> str:
 
 def changed_parameters(cfg: Config) -> dict[str, tuple[Any, Any]]:
     """Every parameter whose value differs from the profile's own: ``{key: (profile value, run value)}``."""
-    from ..core.config import load
 
     base = load(cfg.profile).to_dict()
     return {k: (base[k], v) for k, v in cfg.to_dict().items() if k != "profile" and base.get(k) != v}
@@ -295,7 +292,7 @@ def breakdown_table(breakdown: Mapping[str, Any], budget: int) -> Table:
 
 def head_counts(cfg: Config, vocab_size: int | None = None) -> pd.DataFrame:
     """Exact trainable counts of ``cfg``'s LoRA setup with each head (meta device, no weights)."""
-    from ..core.counting import count_trainable
+    from ..core.model import count_trainable
 
     rows = []
     for head in CHOICES["head"]:

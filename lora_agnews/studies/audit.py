@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..core import paths, runs
-from ..core.artifacts import read_json, write_json
+from ..core.paths import read_json, say, write_json
 
 AUDIT_FILE = "audit.json"
 # Largest |logit difference| accepted for the same computation repeated in another process: fp32 differs only by
@@ -76,7 +76,7 @@ def compare(run: str, recorded: np.ndarray, got: np.ndarray, labels: np.ndarray,
         raise AuditError(f"{run}: recorded logits {recorded.shape} but the reloaded model scored {got.shape}: "
                          f"the test rows changed since the run; rerun it.")
     if np.ndim(labels) == 2:
-        from ..core.multilabel import apply_thresholds, sigmoid
+        from ..core.data import apply_thresholds, sigmoid
 
         def decide(logits: np.ndarray) -> np.ndarray:
             return apply_thresholds(sigmoid(logits), thresholds if thresholds is not None else 0.5)
@@ -292,7 +292,6 @@ def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
     Raises :class:`AuditError` (one line per run that does not reproduce, after writing the record) so the
     pipeline stops before the book shows a number its artifact does not give.
     """
-    from ..core.progress import say
 
     results = paths.results_dir(profile)
     start = time.perf_counter()
@@ -329,7 +328,7 @@ def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
 def restored_without_adapter(results: Path) -> list[str]:
     """Complete runs restored from the archive without an adapter (their logits only): the audit cannot re-score
     them, so it names them; ``archive --verify N`` retrains a sample from their recorded configuration instead."""
-    from ..core.archive import RESTORED
+    from ..core.train import RESTORED
 
     return [str(d.relative_to(results)) for d in runs.complete_runs(results)
             if not (d / "adapter").is_dir() and RESTORED in (runs.read_record(d) or {})]
@@ -345,21 +344,19 @@ def verify_archive(profile: str, n: int, seed: int = 0) -> dict[str, Any]:
     """
     import random
 
-    from ..core import archive
     from ..core.config import from_dict
-    from ..core.progress import say
-    from ..core.train import train
+    from ..core.train import ENTRIES, manifest, train
 
     if n < 1:
         raise AuditError(f"--verify {n}: give the number of archived runs to retrain (1 or more).")
-    entries = {eid: e for eid, e in archive.manifest(profile)["entries"].items() if e.get("kind") == "run"}
+    entries = {eid: e for eid, e in manifest(profile)["entries"].items() if e.get("kind") == "run"}
     if not entries:
         raise AuditError(f"{paths.archive_dir(profile)} holds no archived run; archive one first "
                          f"(python -m lora_agnews archive --profile {profile}).")
     here = runs.machine()
     checks = []
     for eid in random.Random(seed).sample(sorted(entries), min(n, len(entries))):
-        checks.append(_verify_entry(paths.archive_dir(profile) / archive.ENTRIES / eid, here, train, from_dict))
+        checks.append(_verify_entry(paths.archive_dir(profile) / ENTRIES / eid, here, train, from_dict))
         say(f"verify: {checks[-1]['line']}")
     record = {"profile": profile, "checked_at": runs.now(), "machine": here, "seed": seed, "checks": checks,
               "all_identical_where_expected": all(c["ok"] for c in checks)}
@@ -374,11 +371,11 @@ def verify_archive(profile: str, n: int, seed: int = 0) -> dict[str, Any]:
 def _verify_entry(entry: Path, here: dict[str, str], train: Any, from_dict: Any) -> dict[str, Any]:
     import tempfile
 
-    from ..core import archive
+    from ..core.train import ENTRY_FILE, identity
 
-    info = read_json(entry / archive.ENTRY_FILE)
+    info = read_json(entry / ENTRY_FILE)
     cfg = from_dict(read_json(entry / runs.RUN_FILE)["config"])
-    if archive.identity(runs.run_key(cfg)) != info["identity"]:
+    if identity(runs.run_key(cfg)) != info["identity"]:
         raise AuditError(f"{info['path']}: its recorded configuration no longer gives the archived key (the data or "
                          f"the code's data format changed), so it cannot be retrained as it was.")
     with tempfile.TemporaryDirectory(prefix="lora-agnews-verify-") as tmp:

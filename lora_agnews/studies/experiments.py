@@ -17,14 +17,10 @@ import numpy as np
 import pandas as pd
 
 from ..core import paths, runs
-from ..core.artifacts import read_json, write_json
-from ..core.budget import largest_rank
+from ..core.paths import read_json, say, write_json
+from ..core.model import check_method, count_trainable, largest_rank
 from .comparison import PREDICTIONS_FILE, Arm, compare, pareto_front, run_arm
-from ..core.config import NEW_KEY_DEFAULTS, Config, ConfigError, candidate_rates, method_rates
-from ..core.counting import count_trainable
-from ..core.methods import check_method
-from ..core.progress import say
-from ..core.registry import METHODS
+from ..core.config import Config, ConfigError, METHODS, NEW_KEY_DEFAULTS, candidate_rates, method_rates
 
 ABLATION_FILE = "ablation.json"
 RATES_FILE = "learning_rates.json"

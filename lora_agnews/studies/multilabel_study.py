@@ -4,7 +4,7 @@ The task is ``multilabel_task`` (by default the project's own sample ``data/task
 topics, one to three per text). Its run is the profile's configuration with only ``task`` changed, trained into
 ``results/<profile>/runs/multilabel`` like every pipeline-owned run: a complete run of the same configuration is
 reused, one of another is set aside and retrained, and the audit reloads its adapter in a fresh process. Its test
-metrics are :func:`lora_agnews.core.multilabel.compute_metrics`' (thresholds chosen on validation, bootstrap
+metrics are :func:`lora_agnews.core.data.compute_metrics`' (thresholds chosen on validation, bootstrap
 intervals over test rows); this module adds what the data looks like (label cardinality, how often labels occur
 together) and declares the section's tables, sentence and report macros once.
 """
@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ..core import paths
-from ..core.artifacts import write_json
+from ..core.paths import Column, Table, interval, num, pct, write_json
 from ..core.config import Config, ConfigError
-from ..core.tables import Column, Table, interval, num, pct
 
 STUDY_FILE = "multilabel.json"
 SPLITS = ("train", "validation", "test")
@@ -57,7 +56,7 @@ def load_study_splits(cfg: Config) -> Any:
 
 # --------------------------------------------------------------------------- the data
 def _indicator(frame: pd.DataFrame, k: int) -> np.ndarray:
-    from ..core.multilabel import multi_hot
+    from ..core.data import multi_hot
 
     return multi_hot(list(frame["label"]), k).astype(np.int64)
 
@@ -65,7 +64,7 @@ def _indicator(frame: pd.DataFrame, k: int) -> np.ndarray:
 def data_summary(splits: Any) -> dict[str, Any]:
     """Per split: examples, mean labels per example (label cardinality), the share of each set size, each
     label's positives; and the co-occurrence counts of the training rows (train + validation)."""
-    from ..core.multilabel import cooccurrence
+    from ..core.data import cooccurrence
 
     names = list(splits.labels)
     parts = dict(zip(SPLITS, (splits.train, splits.validation, splits.test)))

@@ -24,12 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.artifacts import read_json, write_json
-from ..core.config import Config
+from ..core.paths import interactive, read_json, say, write_json
+from ..core.config import Config, from_dict
 from ..core.runs import DATA_KEY, run_key  # a study model is keyed as a run: data content hash included
 from ..core.data import TokenizedDataset, encode, load_splits
 from .merging import MergingError, _device, _head_names, _precision, task_name
-from ..core.progress import say
 
 TRAINABLE_FILE = "trainable.safetensors"  # the trained tensors (head; LoRA factors + heads): what the audit reloads
 
@@ -68,7 +67,6 @@ def load_trainable(model: nn.Module, path: Path) -> nn.Module:
 def record_config(record: dict[str, Any], key: Any) -> Config:
     """The configuration a record trained with: its ``config`` (written since the trained tensors are kept), else
     rebuilt from its run key (which leaves out only what changes no number) and checked to give that key again."""
-    from ..core.config import from_dict
 
     if isinstance(record.get("config"), dict):
         return from_dict(record["config"])
@@ -84,8 +82,7 @@ def record_config(record: dict[str, Any], key: Any) -> Config:
 def head_only_model(cfg: Config, tokenizer: Any, labels: Sequence[str], meta: bool = False) -> nn.Module:
     """The frozen encoder with the configuration's head, the head the only trainable part (a plain
     transformers model: the floor of what an adapter adds)."""
-    from ..core.heads import apply_head
-    from ..core.model import _base_model, _quiet
+    from ..core.model import _base_model, _quiet, apply_head
 
     torch.manual_seed(cfg.seed)
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
@@ -112,7 +109,7 @@ def _key_matches(record: Path, key: Any, *files: Path) -> bool:
 def _found(profile: str, record: Path, current: dict[str, Any], *files: Path) -> bool:
     """A complete model of ``current["key"]`` in ``record``'s directory: there already, or restored from the
     profile's archive (its record then takes ``current``: this checkout's key and configuration)."""
-    from ..core.archive import restore_study
+    from ..core.train import restore_study
 
     key = current["key"]
     if _key_matches(record, key, *files):
@@ -130,7 +127,7 @@ def json_roundtrip(value: Any) -> Any:
 def _train_prepared(cfg: Config, splits: Any, tokenizer: Any, model: nn.Module, train_ds: TokenizedDataset,
                     val_ds: TokenizedDataset, run_dir: Path) -> Any:
     """The project's Trainer path (:func:`lora_agnews.core.train.fit`) for a model train.prepare does not build."""
-    from ..core.counting import parameter_breakdown
+    from ..core.model import parameter_breakdown
     from ..core.train import Prepared, by_length, fit
 
     prep = Prepared(cfg, splits, tokenizer, train_ds, by_length(val_ds), val_ds, model, parameter_breakdown(model))
@@ -163,8 +160,7 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
 
     from transformers import set_seed
 
-    from ..core.counting import BudgetError
-    from ..core.model import build_tokenizer
+    from ..core.model import BudgetError, build_tokenizer
     from ..core.runs import save_arrays
 
     run_dir = Path(run_dir)
@@ -174,7 +170,6 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
     if _found(cfg.profile, record, current, arrays, run_dir / TRAINABLE_FILE):  # without its tensors: not auditable
         with np.load(arrays) as saved:
             return saved["logits"], saved["labels"], int(read_json(record)["trainable_params"])
-    from ..core.progress import interactive
 
     if not interactive():  # the Trainer saves whole models here, each with a "Writing model shards" bar
         from transformers.utils import logging as hf_logging
@@ -279,9 +274,7 @@ def build_multitask(cfg: Config, labels: Sequence[Sequence[str]], names: Sequenc
     """The shared encoder (``cfg``'s LoRA, no head of its own) and one linear head per task."""
     from peft import get_peft_model
 
-    from ..core.heads import FirstTokenLinearHead, HeadPlan, family
-    from ..core.methods import check_targets, peft_config
-    from ..core.model import _base_model, _quiet
+    from ..core.model import FirstTokenLinearHead, HeadPlan, _base_model, _quiet, check_targets, family, peft_config
 
     torch.manual_seed(cfg.seed)
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
@@ -305,7 +298,7 @@ def trainable_count(model: nn.Module) -> int:
 
 def check_multitask_budget(cfg: Config, labels: Sequence[Sequence[str]], names: Sequence[str], tokenizer: Any) -> int:
     """The exact trainable count of the multi-task model (shared LoRA + every head), refused over budget."""
-    from ..core.counting import BudgetError
+    from ..core.model import BudgetError
 
     n = trainable_count(build_multitask(cfg, labels, names, tokenizer, meta=True))
     if n > cfg.budget:

@@ -19,11 +19,9 @@ from typing import Any
 import pandas as pd
 
 from ..core import paths, runs
-from ..core.artifacts import read_json, write_json
+from ..core.paths import Table, interval, missing, num, pct, points, pvalue, read_json, say, write_json
 from .comparison import compare, run_arm
 from ..core.config import CHOICES, Config, ConfigError, load
-from ..core.progress import say
-from ..core.tables import Table, interval, missing, num, pct, points, pvalue
 
 STUDY_FILE = "quantization.json"
 REFERENCE = "none"
