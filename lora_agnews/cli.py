@@ -419,19 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .core.adapter import AdapterError
-    from .core.data import DataError
-    from .core.model import BudgetError, ModelError
-    from .core.runs import RunError
+    from .core.paths import ProjectError
 
-    from .studies.merging import MergingError
-    from .studies.audit import AuditError
-    from .core.train import ArchiveError
-    from .reporting.findings import FindingsError
-
-    known = (config_mod.ConfigError, DataError, ModelError, BudgetError, RunError, AdapterError, MergingError, AuditError,
-             ArchiveError, FindingsError,
-             FileNotFoundError, ValueError)
+    # every error the project raises on purpose: a one-line message, no traceback (the data's, the config's and
+    # the budget's are ValueErrors, a missing adapter a FileNotFoundError)
+    known = (ProjectError, ValueError, FileNotFoundError)
     try:
         return int(args.func(args) or 0)
     except known as exc:

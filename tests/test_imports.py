@@ -147,3 +147,27 @@ def test_the_checker_sees_lazy_relative_and_absolute_imports(tmp_path: Path, mon
     monkeypatch.setitem(globals(), "PACKAGE", fake)
     assert imported_modules("core.model") == {"core.budget": 4, "cli": 5, "core.config": 6, "core.data": 7,
                                               "studies.audit": 8}
+
+
+TRAINING_PATH = {"paths", "config", "data", "model", "evaluate", "runs", "adapter", "train"}
+
+
+def test_one_training_run_passes_through_the_eight_core_modules(tmp_path: Path) -> None:
+    """``train`` from the command line to metrics.json loads the cli and the eight core modules of the training
+    path, nothing of the studies or the reporting (a reader follows the run through those files only)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, runpy, sys\n"
+              f"sys.argv = ['lora_agnews', 'train', '--profile', 'smoke', '--out', {str(tmp_path / 'run')!r}]\n"
+              "try:\n    runpy.run_module('lora_agnews', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+              "print(json.dumps(sorted(m for m in sys.modules if m.startswith('lora_agnews'))))\n")
+    env = {**os.environ, "LORA_AGNEWS_RESULTS": str(tmp_path / "results")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout
+    loaded = set(json.loads(out.strip().splitlines()[-1]))
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    assert {m.removeprefix("lora_agnews.core.") for m in loaded if m.startswith("lora_agnews.core.")} == TRAINING_PATH
+    assert loaded - {f"lora_agnews.core.{m}" for m in TRAINING_PATH} == {"lora_agnews", "lora_agnews.cli",
+                                                                          "lora_agnews.core"}

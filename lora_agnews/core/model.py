@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
+from .paths import ProjectError
 from .config import (Config, ConfigError, EMBEDDINGS, FAMILIES, Family, METHODS, PRESETS, PeftInputs, ROLES, family_of,
                      family_targets_regex, from_dict, in_encoder, in_heads, label_config, layer_pattern, parse_targets,
                      role_of, supported_families, unmatched_names)
@@ -37,7 +38,7 @@ MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 TINY_ROBERTA = "tiny-roberta"
 
 
-class ModelError(RuntimeError):
+class ModelError(ProjectError):
     """The model or tokenizer cannot be had; the message says how to point at a local copy."""
 
 

@@ -21,6 +21,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, Ty
 if TYPE_CHECKING:
     import pandas as pd
 
+class ProjectError(RuntimeError):
+    """A failure the project reports on purpose, in one line that names the problem and the fix (a run, a model,
+    the archive, the audit); the command line prints it without a traceback, as it does every ``ValueError``."""
+
+
 # --------------------------------------------------------------------------- where things live
 # The one place that knows where things live.
 #

@@ -54,7 +54,7 @@ CHECKPOINT_COMPLETE_MARKER = "trainer_state.json"
 STATUSES = ("complete", "running", "interrupted", "failed", "invalid")
 
 
-class RunError(RuntimeError):
+class RunError(paths.ProjectError):
     """A run directory cannot be used as asked; the message says why and what to do."""
 
 

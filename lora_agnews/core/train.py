@@ -160,7 +160,7 @@ STUDY_RECORDS = ("head_only.json", "multitask.json")
 STUDY_FILES = ("test_predictions.npz", "trainable.safetensors")
 
 
-class ArchiveError(RuntimeError):
+class ArchiveError(paths.ProjectError):
     """The archive cannot be used as asked; the message says why and what to do."""
 
 

@@ -36,7 +36,7 @@ NOT_AUDITED = ("the TF-IDF baseline row by row: reference.json keeps its accurac
 REFERENCE_FILE = "reference.json"  # the TF-IDF baseline's record (notebook 03)
 
 
-class AuditError(RuntimeError):
+class AuditError(paths.ProjectError):
     """A saved model does not give the number recorded for it; the message names each such run."""
 
 
