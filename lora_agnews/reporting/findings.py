@@ -179,7 +179,8 @@ def _summary(profile: str, name: str) -> str:
     for label, part in SUMMARIES[name]:
         finding = FINDINGS[part]
         result = finding.study(profile)
-        text = finding.write(result).strip() if result is not None else f"*{finding.what} is not archived yet.*"
+        text = (finding.write(result).strip() if result is not None
+                else f"*{finding.what[0].upper()}{finding.what[1:]} is not archived yet.*")
         bullets.append(f"- **{label}.** {text}")
         kept, recomputed = kept or (result is not None and finding.kept), recomputed or not finding.kept
     if not any("not archived yet" not in b for b in bullets):
