@@ -31,8 +31,9 @@ from conftest import read_macros
 
 from lora_agnews import cli, pipeline
 from lora_agnews.core import config, paths
-from lora_agnews.reporting import text as reporting
+from lora_agnews.reporting import findings, text as reporting
 from lora_agnews.core.config import ConfigError
+from lora_agnews.studies import audit
 
 NOTEBOOK_FILES = [paths.NOTEBOOKS / f"{name}.ipynb" for name in pipeline.NOTEBOOKS]
 
@@ -567,6 +568,7 @@ def test_a_profile_restored_from_the_archive_renders_the_same_macros_and_tables(
         mp.setenv("LORA_AGNEWS_RESULTS", str(computed.parent))
         mp.setenv("LORA_AGNEWS_ARCHIVE", str(tmp_path / "archive"))
         done = train.archive_profile("smoke")
+        kept = train.keep_studies("smoke", findings.STUDY_RESULTS)
         assert done["entries"] == len(train.sources("smoke")) > 0
         assert done["bytes"] < 5_000_000, f"the smoke archive takes {done['bytes']:,} bytes: it is committed, keep it small"
         mp.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))  # wiped: an empty results tree
@@ -588,6 +590,27 @@ def test_a_profile_restored_from_the_archive_renders_the_same_macros_and_tables(
             assert (after / path.name).read_text() == path.read_text(), path.name
     provenance = read_macros(after / "macros_provenance.tex")
     assert provenance["RunsTrained"] == "0" and "restored from the archive, computed 20" in provenance["ProvenanceSentence"]
+    # the study results the archive keeps for the generated findings are what the restored runs give again
+    assert {audit.AUDIT_FILE, "statistics.json", "merging.json"} <= set(kept)
+    for name in set(kept) - {audit.AUDIT_FILE}:  # the audit is the sitting's own, and so are a study's own seconds
+        archived = json.loads((tmp_path / "archive" / "smoke" / train.STUDIES / name).read_text())
+        again = json.loads((restored / name).read_text())
+        assert without_seconds(numbers(archived)) == without_seconds(numbers(again)), name
+
+
+def without_seconds(found: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in found.items() if "/seconds" not in k}
+
+
+def numbers(value: Any, path: str = "") -> dict[str, float]:
+    """Every number in a JSON value by its path (paths and other strings left out: the archive writes them portable)."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in numbers(item, f"{path}/{key}").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in numbers(item, f"{path}[{i}]").items()}
+    if isinstance(value, float) and value != value:
+        return {path: "nan"}
+    return {path: value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
 
 
 def archive_sources(results: Path) -> list[Path]:
