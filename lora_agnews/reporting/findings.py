@@ -167,6 +167,7 @@ FINDINGS: dict[str, Finding] = {
 
 # A summary: several findings as one bullet list, each bullet the finding's own text (or that it is not archived yet)
 SUMMARIES: dict[str, tuple[tuple[str, str], ...]] = {
+    "headline": (("The main run", "main"), ("The seed study", "seed-study"), ("The audit", "audit")),
     "summary": (("The main run", "main"), ("The seed study", "seed-study"), ("The grid", "grid"),
                 ("The audit", "audit")),
     "studies": (("Merging task adapters", "merging"), ("A quantized base", "quantization-sentence"),
