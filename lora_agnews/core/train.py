@@ -8,6 +8,7 @@ May import every other core module but ``export``.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import math
@@ -15,7 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -363,13 +364,20 @@ def archive_profile(profile: str) -> dict[str, Any]:
     if not found:
         raise ArchiveError(f"results/{profile} holds no complete run to archive; run "
                            f"`python -m lora_agnews run --profile {profile}` first.")
-    lock = runs.RunLock(root)  # two archive commands would each rewrite the manifest without the other's entries
+    with _writing(root):
+        return _archive_locked(profile, root, found)
+
+
+@contextlib.contextmanager
+def _writing(root: Path) -> Iterator[None]:
+    """Hold ``root``'s lock while writing: two archive commands would each rewrite the manifest without the other's."""
+    lock = runs.RunLock(root)
     try:
         lock.acquire()
     except runs.RunError:
         raise ArchiveError(f"{root} is being written by another `{WRITER}` process; wait for it, then rerun.") from None
     try:
-        return _archive_locked(profile, root, found)
+        yield
     finally:
         lock.release()
 
@@ -398,20 +406,13 @@ def keep_studies(profile: str, names: tuple[str, ...]) -> list[str]:
     kept = [name for name in names if (paths.results_dir(profile) / name).is_file()]
     if not kept:
         return []
-    lock = runs.RunLock(root)
-    try:
-        lock.acquire()
-    except runs.RunError:
-        raise ArchiveError(f"{root} is being written by another `{WRITER}` process; wait for it, then rerun.") from None
-    try:
+    with _writing(root):
         (root / STUDIES).mkdir(parents=True, exist_ok=True)
         for name in kept:
             write_json(portable(read_json(paths.results_dir(profile) / name)), root / STUDIES / name)
         data = manifest(profile)
         data["studies"] = {"written": runs.now(), "files": sorted({*data.get("studies", {}).get("files", []), *kept})}
         write_json(data, root / MANIFEST)
-    finally:
-        lock.release()
     return kept
 
 

@@ -176,14 +176,14 @@ SUMMARIES: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def _summary(profile: str, name: str) -> str:
-    bullets, kept, recomputed = [], False, False
+    bullets, kept = [], False
     for label, part in SUMMARIES[name]:
         finding = FINDINGS[part]
         result = finding.study(profile)
         text = (finding.write(result).strip() if result is not None
                 else f"*{finding.what[0].upper()}{finding.what[1:]} is not archived yet.*")
         bullets.append(f"- **{label}.** {text}")
-        kept, recomputed = kept or (result is not None and finding.kept), recomputed or not finding.kept
+        kept = kept or (result is not None and finding.kept)
     if not any("not archived yet" not in b for b in bullets):
         return _missing(profile, "none of these studies")
     return "\n".join(bullets) + f"\n\n*Generated from {_provenance(profile, kept)}.*\n"
