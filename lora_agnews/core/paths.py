@@ -9,6 +9,8 @@ that need them, so importing it stays cheap).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -489,3 +491,14 @@ class Table:
         columns = [Column(n, tex=t, align=a) for n, t, a in
                    zip(names, tex or names, align or "l" + "r" * (len(names) - 1))]
         return cls.of(columns, frame.to_dict(orient="records"))
+
+
+@functools.lru_cache(maxsize=64)
+def file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file's bytes, computed once per process while its size and modification time stay the same
+    (the arguments are the cache's key: pass ``stat().st_size`` and ``st_mtime_ns``)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
