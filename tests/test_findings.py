@@ -97,17 +97,26 @@ def test_ablation_intervals_say_which_variants_really_differ(tmp_path: Path) -> 
             _saved_run(tmp_path, "c", best, 3000, 16)]
     rows.append({**rows[0], "name": "big", "lora_r": 64, "trainable_params": 2_000_000, "within_budget": False,
                  "status": "over budget", "accuracy": np.nan, "macro_f1": np.nan, "run_dir": str(tmp_path / "none")})
-    frame = experiments.add_intervals(pd.DataFrame(rows), seed=0)
-    assert frame["best"].tolist() == [False, False, True, False]
-    assert frame.loc[2, "diff_to_best"] == 0.0
-    assert frame.loc[0, "diff_ci_high"] < 0 < frame.loc[1, "diff_ci_high"]
+    validation = [0.80, 0.90, 0.85, np.nan]  # the pick is r=8 (validation), not r=16 (the best on test)
+    frame = experiments.add_intervals(pd.DataFrame(rows).assign(best_validation_accuracy=validation), seed=0)
+    assert frame["reference"].tolist() == [False, True, False, False]
+    assert frame.loc[1, "diff_to_reference"] == 0.0 and frame.loc[2, "diff_to_reference"] > 0
+    assert frame.loc[0, "diff_ci_high"] < 0 < frame.loc[2, "diff_ci_high"] and frame.loc[2, "diff_ci_low"] < 0
     assert frame.loc[0, "ci_low"] < frame.loc[0, "accuracy"] < frame.loc[0, "ci_high"]
     assert np.isnan(frame.loc[3, "ci_low"])
     frame["pareto"] = experiments.grid_front(frame)
     sentence = ablation_reporting.ablation_sentence(frame)
-    assert "best variant is r=16" in sentence
+    assert "Picked on validation accuracy (90.00%): r=8" in sentence and "most accurate on test: r=16" in sentence
     assert "Clearly worse" in sentence and "r=2" in sentence.split("Clearly worse")[1].split("Not")[0]
-    assert "r=8" in sentence.split("Not distinguishable")[1]
+    assert "r=16" in sentence.split("Not distinguishable")[1] and "Clearly better" not in sentence
+    table = ablation_reporting.ablation_table(frame).frame
+    assert list(table[ablation_reporting.PICK])[1] == "pick"
+
+    # a pick on validation that test rows then resolve as worse: the others are said to be better than it
+    frame = experiments.add_intervals(pd.DataFrame(rows).assign(best_validation_accuracy=[0.95, 0.9, 0.85, np.nan]), seed=0)
+    sentence = ablation_reporting.ablation_sentence(frame)
+    assert sentence.startswith("Picked on validation accuracy (95.00%): r=2")
+    assert "r=8" in sentence.split("Clearly better")[1] and "r=16" in sentence.split("Clearly better")[1]
     shown = ablation_reporting.ablation_table(frame).frame
     cells = shown[ablation_reporting.ACCURACY]
     assert re.fullmatch(r"\d+\.\d\d \[\d+\.\d, \d+\.\d\]", cells.iloc[0]) and cells.iloc[-1] == "over budget"

@@ -132,6 +132,12 @@ def test_the_archive_keeps_the_study_results_its_runs_gave_and_the_findings_read
     write_json(seed_study_result(-0.05), paths.results_dir("smoke") / experiments.STATISTICS_FILE)
     assert main(["archive", "--profile", "smoke"]) == 0
     assert "-5.00 points [-7.00, -3.00], behind the baseline" in findings.render("smoke", "seed-study")
+    # study results kept by a version whose results read otherwise are refused, naming the two commands that renew them
+    data = train.manifest("smoke")
+    write_json({**data, "studies": {**data["studies"], "results_format": paths.RESULTS_FORMAT - 1}},
+               paths.archive_dir("smoke") / train.MANIFEST)
+    with pytest.raises(findings.FindingsError, match="make all PROFILE=smoke.*archive --profile smoke"):
+        findings.render("smoke", "seed-study")
 
 
 def test_an_archive_directory_holding_a_stranger_is_still_refused_beside_kept_studies(isolated_outputs: Path) -> None:

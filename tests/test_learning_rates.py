@@ -123,8 +123,8 @@ def test_rate_search_runs_join_neither_front_best_table_nor_seed_study(grid_with
     header = [c.key for c in table.columns]
     assert "train s" in header and "head" not in header and all(len(r) == len(header) for r in table.cells())
     assert "200" in {r[header.index("train s")] for r in table.cells()}
-    frame = grid_with_search.assign(ci_low=math.nan, ci_high=math.nan, diff_to_best=0.0, diff_ci_low=-0.01,
-                                    diff_ci_high=0.01, best=[True, False, False, False])
+    frame = grid_with_search.assign(ci_low=math.nan, ci_high=math.nan, diff_to_reference=0.0, diff_ci_low=-0.01,
+                                    diff_ci_high=0.01, reference=[True, False, False, False])
     assert "0.05" not in ablation_reporting.ablation_sentence(frame) and "VeRA r=2" in ablation_reporting.ablation_sentence(frame)
 
 

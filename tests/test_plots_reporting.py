@@ -265,10 +265,10 @@ def test_ablation_table_and_plot_tell_methods_apart(method_grid: pd.DataFrame, a
 def experiments_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns add_intervals would write, for a table without saved predictions."""
     frame = frame.copy()
-    best = frame["accuracy"].idxmax()
-    frame["best"] = frame.index == best
-    frame["diff_to_best"] = frame["accuracy"] - frame.at[best, "accuracy"]
-    frame["diff_ci_low"], frame["diff_ci_high"] = frame["diff_to_best"] - 0.01, frame["diff_to_best"] + 0.01
+    pick = frame["accuracy"].idxmax()
+    frame["reference"] = frame.index == pick
+    frame["diff_to_reference"] = frame["accuracy"] - frame.at[pick, "accuracy"]
+    frame["diff_ci_low"], frame["diff_ci_high"] = frame["diff_to_reference"] - 0.01, frame["diff_to_reference"] + 0.01
     return frame
 
 

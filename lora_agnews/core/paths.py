@@ -47,7 +47,7 @@ REPORT = ROOT / "report"
 # What the notebooks write and the book and report read (result files, macros, tables, figures). Bump it
 # whenever a change makes results written before it unreadable by this version's book or report: such
 # results are then refused with the one command that regenerates them, not a failure inside Sphinx or LaTeX.
-RESULTS_FORMAT = 6
+RESULTS_FORMAT = 7
 # What a run directory holds (run.json, metrics.json, history.json, test_predictions.npz, the adapter): an archived
 # run is keyed by it (:mod:`lora_agnews.core.train`). Apart from RESULTS_FORMAT, so that a change to what the
 # book and report read does not turn every archived run stale; bump it when a run written before cannot be read.

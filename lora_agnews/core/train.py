@@ -400,7 +400,7 @@ def keep_studies(profile: str, names: tuple[str, ...]) -> list[str]:
 
     Called by the archive command after its runs are archived, so the copies are the results of those runs
     (a file the results lack is left as it was). Each is replaced atomically, with the paths of this checkout
-    written relative to it (:func:`portable`); the manifest records when.
+    written relative to it (:func:`portable`); the manifest records when, and in which ``RESULTS_FORMAT``.
     """
     root = check_archive_dir(profile)
     kept = [name for name in names if (paths.results_dir(profile) / name).is_file()]
@@ -411,7 +411,8 @@ def keep_studies(profile: str, names: tuple[str, ...]) -> list[str]:
         for name in kept:
             write_json(portable(read_json(paths.results_dir(profile) / name)), root / STUDIES / name)
         data = manifest(profile)
-        data["studies"] = {"written": runs.now(), "files": sorted({*data.get("studies", {}).get("files", []), *kept})}
+        data["studies"] = {"written": runs.now(), "results_format": paths.RESULTS_FORMAT,
+                           "files": sorted({*data.get("studies", {}).get("files", []), *kept})}
         write_json(data, root / MANIFEST)
     return kept
 

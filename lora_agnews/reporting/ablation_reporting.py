@@ -30,9 +30,10 @@ def ablation_table(table: pd.DataFrame) -> Table:
     Narrow enough for the book's column (about 690 px) and the report's page with the whole method family:
     a grid of several methods names each setting in one cell (``PiSSA r=18``, ``prompt tuning 2 tok``,
     ``BitFit``), a LoRA-only grid keeps its plain ``r``; the targets, head and rate columns appear only where
-    the settings differ in them; the test accuracy carries its 95% interval and the gap to the best its
+    the settings differ in them; the test accuracy carries its 95% interval and the gap to the pick its
     paired interval (one decimal: 800 test rows resolve nothing finer); a variant over the budget says so
-    in its accuracy cell. Beside them: the validation accuracy that picks the seed study's settings and the
+    in its accuracy cell; the gap is to the grid's pick (the best validation accuracy, ``experiments.add_intervals``).
+    Beside them: the validation accuracy that picks the reference and the seed study's settings, and the
     training seconds per run (the cost beside the parameters). Macro F1 stays in ``ablation.json``; the
     rate search has its own table (:func:`rates_table`).
     """
@@ -56,24 +57,25 @@ def ablation_table(table: pd.DataFrame) -> Table:
     if "learning_rate" in frame and frame["learning_rate"].nunique() > 1:
         values["rate"] = [f"{x:g}" for x in frame["learning_rate"]]
         columns.append(Column("rate", tex="Rate"))
-    best = col("best").fillna(False).astype(bool)
+    reference = col("reference").fillna(False).astype(bool)
     shown = pd.DataFrame({
         **values, "trainable": list(frame["trainable_params"]),
         ACCURACY: [_accuracy_cell(a, lo, hi, w) for a, lo, hi, w in
                    zip(col("accuracy"), col("ci_low"), col("ci_high"), frame["within_budget"].astype(bool))],
-        "vs best (points)": ["best" if b else _gap_cell(d, lo, hi)
-                             for d, lo, hi, b in zip(col("diff_to_best"), col("diff_ci_low"), col("diff_ci_high"), best)],
+        PICK: ["pick" if b else _gap_cell(d, lo, hi)
+               for d, lo, hi, b in zip(col("diff_to_reference"), col("diff_ci_low"), col("diff_ci_high"), reference)],
         "val. %": list((100 * pd.to_numeric(col("best_validation_accuracy"), errors="coerce")).round(2)),
         "train s": list(map(or_dash(lambda x: num(round(float(x)))), col("train_seconds"))),
         "Pareto": ["yes" if p else "" for p in frame["pareto"].astype(bool)],
     })
     columns += [Column("trainable", tex="Trainable", fmt=num), Column(ACCURACY, tex="Test (%) [95% CI]"),
-                Column("vs best (points)"), Column("val. %", tex="Val. (%)", fmt=or_dash(two_decimals)),
+                Column(PICK, tex="vs pick (points)"), Column("val. %", tex="Val. (%)", fmt=or_dash(two_decimals)),
                 Column("train s", tex="Train s"), Column("Pareto", align="c")]
     return Table.of(columns, shown.to_dict(orient="records"))
 
 
 ACCURACY = "test % [95% CI]"
+PICK = "vs pick (points)"  # the paired difference to the setting picked on validation accuracy
 
 
 def _setting(row: Mapping[str, Any]) -> str:
@@ -101,28 +103,36 @@ def _accuracy_cell(acc: Any, low: Any, high: Any, within: bool) -> str:
 
 
 def _gap_cell(diff: Any, low: Any, high: Any) -> str:
-    """``-0.75 [-2.1, +0.6]``: the paired difference to the best setting, in points."""
+    """``-0.75 [-2.1, +0.6]``: the paired difference to the grid's pick, in points."""
     if missing(diff):
         return "--"
     return points(diff) + ("" if missing(low) or missing(high) else " " + interval(low, high, 1, signed=True))
 
 
 def ablation_sentence(table: pd.DataFrame) -> str:
-    """Which variants really differ from the best one, in words generated from the paired intervals."""
-    if "diff_ci_low" not in table or not table.get("best", pd.Series(dtype=bool)).astype(bool).any():
+    """Which settings really differ from the grid's pick (the best validation accuracy), in words generated from
+    the paired intervals; the most accurate setting on test is named apart, as a description, not a pick."""
+    if "diff_ci_low" not in table or not table.get("reference", pd.Series(dtype=bool)).astype(bool).any():
         return "No variant was trained, so there is nothing to compare."
     frame = grid_settings(table)
     frame = frame[frame["accuracy"].notna()]
     several = several_methods(frame)
-    best = frame[frame["best"].astype(bool)].iloc[0]
-    others = frame[~frame["best"].astype(bool)].sort_values("trainable_params")
+    pick = frame[frame["reference"].astype(bool)].iloc[0]
+    others = frame[~frame["reference"].astype(bool)].sort_values("trainable_params")
     worse = [r for _, r in others.iterrows() if r["diff_ci_high"] < 0]
-    tied = [r for _, r in others.iterrows() if r["diff_ci_high"] >= 0]
-    text = f"The best variant is {_variant(best, several)} ({num(best['trainable_params'])} parameters) at {pct(best['accuracy'])}%."
+    better = [r for _, r in others.iterrows() if r["diff_ci_low"] > 0]
+    tied = [r for _, r in others.iterrows() if r["diff_ci_low"] <= 0 <= r["diff_ci_high"]]
+    text = (f"Picked on validation accuracy ({pct(pick['best_validation_accuracy'])}%): {_variant(pick, several)} "
+            f"({num(pick['trainable_params'])} parameters), {pct(pick['accuracy'])}% on test.")
+    top = best_ablation(frame)
+    if top is not None and top["name"] != pick["name"]:
+        text += f" The most accurate on test: {_variant(top, several)}, {pct(top['accuracy'])}%."
     if worse:
-        text += " Clearly worse (the paired 95% interval of the difference excludes zero): " + _gaps(worse, several)
+        text += " Clearly worse than the pick (the paired 95% interval of the difference excludes zero): " + _gaps(worse, several)
+    if better:
+        text += " Clearly better than the pick on these test rows: " + _gaps(better, several)
     if tied:
-        text += " Not distinguishable from it on these test rows (the interval includes zero): " + _gaps(tied, several)
+        text += " Not distinguishable from the pick on these test rows (the interval includes zero): " + _gaps(tied, several)
     return text
 
 
@@ -183,7 +193,7 @@ def _variant(row: Mapping[str, Any], several: bool = False) -> str:
 
 def _gaps(rows: Sequence[Mapping[str, Any]], several: bool = False) -> str:
     """``r=2, Q,K,V, linear head, -2.00 points [-2.82, -1.21]; ...`` for the ablation sentence."""
-    return "; ".join(f"{_variant(r, several)}, {points(r['diff_to_best'])} points "
+    return "; ".join(f"{_variant(r, several)}, {points(r['diff_to_reference'])} points "
                      f"{interval(r['diff_ci_low'], r['diff_ci_high'], signed=True)}" for r in rows) + "."
 
 

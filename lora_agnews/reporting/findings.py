@@ -83,10 +83,17 @@ STUDY_RESULTS = (experiments.STATISTICS_FILE, experiments.ABLATION_FILE, experim
 def kept_study(name: str) -> Callable[[str], Any]:
     """A study's kept result in ``archive/<profile>/studies`` (None where the archive has none)."""
     def read(profile: str) -> Any:
-        from ..core.train import STUDIES
+        from ..core.train import STUDIES, manifest
 
         path = paths.archive_dir(profile) / STUDIES / name
-        return read_json(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        found = manifest(profile).get("studies", {}).get("results_format")
+        if found != paths.RESULTS_FORMAT:
+            raise FindingsError(f"archive/{profile}/{STUDIES} holds results format {found}; this version reads "
+                                f"{paths.RESULTS_FORMAT}: run `make all PROFILE={profile}` (it restores the runs), then "
+                                f"`python -m lora_agnews archive --profile {profile}`.")
+        return read_json(path)
     return read
 
 

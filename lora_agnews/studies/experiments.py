@@ -225,30 +225,38 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
 
 
 def add_intervals(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Each trained variant's 95% bootstrap interval, and its paired difference to the best variant.
+    """Each trained variant's 95% bootstrap interval, and its paired difference to the grid's pick.
 
     One seed per variant: the interval covers test-set sampling only, and the paired difference (the
     same test rows scored by both) is what says whether two variants really differ. Read from the
-    test predictions each run saved.
+    test predictions each run saved. The reference (``reference``) is the setting with the best validation
+    accuracy (ties: fewer parameters), as the seed study picks: the best of many settings *on test* would be
+    flattered by the very rows it is compared on, and every gap to it with it.
     """
     frame = frame.copy()
     arms = {idx: run_arm(str(idx), [Path(str(row["run_dir"]))]) for idx, row in frame.iterrows()
             if row["status"] == "complete" and (Path(str(row["run_dir"])) / PREDICTIONS_FILE).is_file()}
-    columns = ("ci_low", "ci_high", "diff_to_best", "diff_ci_low", "diff_ci_high")
+    columns = ("ci_low", "ci_high", "diff_to_reference", "diff_ci_low", "diff_ci_high")
     for column in columns:
         frame[column] = math.nan
-    frame["best"] = False
+    frame["reference"] = False
     if not arms:
         return frame
     searched = rate_search_rows(frame)
     settings = [i for i in arms if not searched[i]] or list(arms)  # a rate tried and not used is no setting
-    best = max(settings, key=lambda i: (arms[i].correct[0].mean(), -frame.at[i, "trainable_params"]))
-    frame.at[best, "best"] = True
-    compared = compare(list(arms.values()), str(best), seed, "the ablation")["arms"]
+    reference = max(settings, key=lambda i: (_validation(frame.loc[i]), -frame.at[i, "trainable_params"]))
+    frame.at[reference, "reference"] = True
+    compared = compare(list(arms.values()), str(reference), seed, "the ablation")["arms"]
     for idx, result in zip(arms, compared):
         versus = result["vs_reference"]
         frame.loc[idx, list(columns)] = [*result["bootstrap_ci"], versus["mean"], *versus["bootstrap_ci"]]
     return frame
+
+
+def _validation(row: pd.Series) -> float:
+    """A run's best validation accuracy; minus infinity for a run that recorded none (it is never the pick)."""
+    value = row.get("best_validation_accuracy")
+    return -math.inf if value is None or pd.isna(value) else float(value)
 
 
 def grid_front(frame: pd.DataFrame) -> pd.Series:
