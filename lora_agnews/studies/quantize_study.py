@@ -65,8 +65,13 @@ def overrides(cfg: Config) -> list[str]:
 
 
 def train_isolated(cfg: Config, out: Path) -> dict[str, Any]:
-    """Train ``cfg`` into ``out`` in a new Python process (a complete run there is reused); its metrics."""
-    command = [sys.executable, "-m", "lora_agnews", "train", "--profile", cfg.profile, *overrides(cfg), "--out", str(out)]
+    """Train ``cfg`` into ``out`` in a new Python process (a complete run there is reused); its metrics.
+
+    ``out`` is a directory the study names itself, so a run of another configuration there is moved aside
+    (``--owned``: :func:`lora_agnews.core.train.train_owned`'s rule), not refused as a user's ``--out`` would be.
+    """
+    command = [sys.executable, "-m", "lora_agnews", "train", "--profile", cfg.profile, *overrides(cfg), "--out", str(out),
+               "--owned"]
     done = subprocess.run(command, cwd=paths.ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
