@@ -361,3 +361,17 @@ def test_the_quantization_study_replaces_its_own_run_of_another_configuration(tm
     assert record["status"] == "complete" and record["run_key"] == runs.run_key(cfg) and metrics["n_eval"] == sample_rows()[1]
     [kept] = (run_dir.parent / ".superseded").iterdir()
     assert runs.read_record(kept)["run_key"]["lora_r"] == cfg.lora_r + 1
+
+
+def test_a_run_computed_before_a_fix_that_changed_its_numbers_is_retrained(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An int8 run recorded before the 8-bit layer stopped rounding its bias in place has the same parameters but
+    other numbers: its key lacks the fix, so it is not reused (a user's --out is refused, naming it); runs the fix
+    does not touch keep their keys."""
+    cfg = config.load("smoke", {"epochs": 1})
+    int8 = cfg.replace(quantize="int8")
+    assert "fixes" not in cfg.run_key() and int8.run_key()["fixes"] == ["int8-bias-per-call"]
+    before = {k: v for k, v in int8.run_key().items() if k != "fixes"}
+    run_dir = _fake_run(tmp_path / "int8", int8, "complete", run_key=before)
+    with pytest.raises(runs.RunError, match=r"differs in: fixes"):
+        runs.check(run_dir, int8)

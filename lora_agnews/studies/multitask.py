@@ -71,7 +71,7 @@ def record_config(record: dict[str, Any], key: Any) -> Config:
     if isinstance(record.get("config"), dict):
         return from_dict(record["config"])
     key = {k: v for k, v in key.items() if k != DATA_KEY}  # the data's content hash is no configuration value
-    cfg = from_dict({k: v for k, v in key.items() if k != "data_format"})
+    cfg = from_dict({k: v for k, v in key.items() if k not in ("data_format", "fixes")})
     if json_roundtrip(cfg.run_key()) != json_roundtrip(key):
         raise MergingError("a record's run key does not rebuild its configuration (it was written with another "
                            "version of lora_agnews or of its data); retrain it.")
