@@ -146,3 +146,22 @@ def test_an_archive_directory_holding_a_stranger_is_still_refused_beside_kept_st
     (root / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(train.ArchiveError, match="notes.txt"):
         train.check_archive_dir("smoke")
+
+
+def test_the_retraining_check_is_kept_and_stated(isolated_outputs: Path) -> None:
+    """archive --verify's result survives the sitting (kept beside the runs) and the guide states it: identical
+    labels required on the same machine kind, the agreement stated for another kind."""
+    from lora_agnews.studies import audit
+
+    quantization_run("none", 42, 0)
+    check = {"path": "runs/main", "id": "x", "max_abs_logit_diff": 0.0, "ok": True, "line": ""}
+    record = {"profile": "smoke", "checked_at": "2026-12-03T18:00:00+00:00", "seed": 0,
+              "machine": {"cpu": "Some CPU", "cpu_kind": "AMX", "gpu": "none"}, "all_identical_where_expected": True,
+              "checks": [{**check, "label_agreement": 1.0, "same_kind": True},
+                         {**check, "label_agreement": 0.9975, "same_kind": False}]}
+    write_json(record, paths.results_dir("smoke") / audit.VERIFY_FILE)
+    assert main(["archive", "--profile", "smoke"]) == 0
+    text = findings.render("smoke", "verify")
+    assert "2 archived run(s) drawn at random (seed 0) were retrained" in text and "on 2026-12-03" in text
+    assert "Of the 1 computed on this machine kind, 1 gave identical labels" in text
+    assert "1 were computed on another kind: 99.75% of labels or more agree" in text

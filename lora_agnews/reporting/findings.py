@@ -77,7 +77,7 @@ def quantization_study(profile: str) -> dict[str, Any] | None:
 
 # The study results the archive command keeps (lora_agnews.core.train.keep_studies) for the findings below
 STUDY_RESULTS = (experiments.STATISTICS_FILE, experiments.ABLATION_FILE, experiments.RATES_FILE,
-                 merging_study.STUDY_FILE, multilabel_study.STUDY_FILE, audit.AUDIT_FILE)
+                 merging_study.STUDY_FILE, multilabel_study.STUDY_FILE, audit.AUDIT_FILE, audit.VERIFY_FILE)
 
 
 def kept_study(name: str) -> Callable[[str], Any]:
@@ -169,6 +169,9 @@ FINDINGS: dict[str, Finding] = {
                           "the multi-label run", kept=True),
     # the audit of the sitting that computed the runs (a restore re-scores only the runs that keep an adapter)
     "audit": Finding(kept_study(audit.AUDIT_FILE), audit.summary, "the audit", kept=True),
+    # archived runs retrained from their recorded configuration (archive --verify N), the check of runs without adapters
+    "verify": Finding(kept_study(audit.VERIFY_FILE), audit.verify_sentence, "the retraining check (archive --verify)",
+                      kept=True),
 }
 
 

@@ -28,6 +28,7 @@ from ..core import paths, runs
 from ..core.paths import read_json, say, write_json
 
 AUDIT_FILE = "audit.json"
+VERIFY_FILE = "archive_verify.json"  # archive --verify N: archived runs retrained and compared
 # Largest |logit difference| accepted for the same computation repeated in another process: fp32 differs only by
 # the order of a reduction, bf16/fp16 autocast by a rounding of its 8- or 11-bit mantissa in some matmul.
 TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2, "fp16": 5e-2}
@@ -360,7 +361,7 @@ def verify_archive(profile: str, n: int, seed: int = 0) -> dict[str, Any]:
         say(f"verify: {checks[-1]['line']}")
     record = {"profile": profile, "checked_at": runs.now(), "machine": here, "seed": seed, "checks": checks,
               "all_identical_where_expected": all(c["ok"] for c in checks)}
-    write_json(record, paths.results_dir(profile) / "archive_verify.json")
+    write_json(record, paths.results_dir(profile) / VERIFY_FILE)
     bad = [c["line"] for c in checks if not c["ok"]]
     if bad:
         raise AuditError("archived runs retrained on the same CPU kind do not give their recorded labels:\n"
@@ -392,6 +393,26 @@ def _verify_entry(entry: Path, here: dict[str, str], train: Any, from_dict: Any)
             f"({'same' if same else 'other'} machine kind: {kinds})")
     return {"path": info["path"], "id": entry.name, "label_agreement": agreement, "max_abs_logit_diff": diff,
             "same_kind": same, "ok": agreement == 1.0 or not same, "line": line}
+
+
+def verify_sentence(record: dict[str, Any]) -> str:
+    """``archive --verify``'s result in one sentence: how many archived runs were retrained where, and whether
+    the same machine kind gave the same labels."""
+    checks = record["checks"]
+    same = [c for c in checks if c["same_kind"]]
+    other = [c for c in checks if not c["same_kind"]]
+    machine = record["machine"]
+    text = (f"{len(checks)} archived run(s) drawn at random (seed {record['seed']}) were retrained from their recorded "
+            f"configuration on {machine.get('cpu', 'a CPU')} ({machine['cpu_kind']}, GPU: {machine['gpu']}) on "
+            f"{record['checked_at'][:10]}.")
+    if same:
+        identical = sum(c["label_agreement"] == 1.0 for c in same)
+        text += (f" Of the {len(same)} computed on this machine kind, {identical} gave identical labels (largest logit "
+                 f"difference {max(c['max_abs_logit_diff'] for c in same):.1e}).")
+    if other:
+        text += (f" {len(other)} were computed on another kind: {min(c['label_agreement'] for c in other):.2%} of "
+                 f"labels or more agree there (rounding may differ between kinds; stated, not required).")
+    return text
 
 
 def read_audit(profile: str) -> dict[str, Any] | None:
