@@ -282,6 +282,12 @@ def cmd_archive(args: argparse.Namespace) -> int:
         return 0
     from .reporting.findings import STUDY_RESULTS
 
+    if args.drop_superseded:
+        dropped = train.drop_superseded(args.profile)
+        for entry in dropped:
+            print(f"archive: dropped {entry['id']} ({entry['path']}: {entry['changed']}; its replacement is archived)")
+        print(f"archive: profile {args.profile}: {len(dropped)} superseded entr{'y' if len(dropped) == 1 else 'ies'} dropped")
+        return 0
     done = train.archive_profile(args.profile)
     kept = train.keep_studies(args.profile, STUDY_RESULTS)
     print(f"archive: profile {args.profile}: {done['added']} entr{'y' if done['added'] == 1 else 'ies'} added, "
@@ -400,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", type=int, default=None, metavar="N",
                    help="retrain N archived runs drawn at random and compare their predictions")
     p.add_argument("--seed", type=int, default=0, help="seed of the --verify draw (default 0)")
+    p.add_argument("--drop-superseded", action="store_true",
+                   help="remove the entries whose path now holds another, archived computation (after `archive`)")
     p.set_defaults(func=cmd_archive)
 
     p = sub.add_parser("findings", help="regenerate the README's and the guide's generated findings from archive/ "

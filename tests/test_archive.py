@@ -132,6 +132,26 @@ def test_a_changed_configuration_is_never_restored_and_is_listed_with_what_chang
     assert "lora_r (8 -> 4)" in stale["runs/main"]
 
 
+def test_only_superseded_entries_are_dropped(capsys: pytest.CaptureFixture[str]) -> None:
+    """--drop-superseded removes an entry whose path now holds another archived computation; an entry merely absent
+    from the results here (a partial tree) is stale too but may be the only copy of its run: it is kept."""
+    cfg, other = archived_profile()
+    old_main = train_mod.entry_id(runs.run_key(cfg), "runs/main")
+    shutil.rmtree(paths.results_dir("smoke"))
+    complete_run(paths.runs_dir("smoke") / "main", main_config(lora_r=4))  # main changed; the ablation run is absent
+    assert main(["archive", "--profile", "smoke", "--drop-superseded"]) == 0
+    assert "0 superseded entries dropped" in capsys.readouterr().out  # the new main run is not archived yet: kept
+    train_mod.archive_profile("smoke")
+    assert {s["path"] for s in train_mod.stale_entries("smoke")} == {"runs/main", "runs/ablation/r2"}
+    assert main(["archive", "--profile", "smoke", "--drop-superseded"]) == 0
+    out = capsys.readouterr().out
+    assert f"dropped {old_main} (runs/main: differs in lora_r (8 -> 4)" in out and "1 superseded entry dropped" in out
+    entries = train_mod.manifest("smoke")["entries"]
+    assert old_main not in entries and not (paths.archive_dir("smoke") / train_mod.ENTRIES / old_main).exists()
+    assert train_mod.entry_id(runs.run_key(other), "runs/ablation/r2") in entries
+    assert [s["path"] for s in train_mod.stale_entries("smoke")] == ["runs/ablation/r2"]
+
+
 def test_edited_data_is_never_restored(tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(paths.SAMPLE_DATA, data)

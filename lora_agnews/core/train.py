@@ -395,6 +395,26 @@ def _archive_locked(profile: str, root: Path, found: list[Source]) -> dict[str, 
     return {"profile": profile, "entries": len(data["entries"]), "added": added, "bytes": size, "path": root}
 
 
+def drop_superseded(profile: str) -> list[dict[str, Any]]:
+    """Remove the archived entries whose path now holds another computation that is archived too; those removed.
+
+    Only these: an entry is stale also where ``results/<profile>`` merely lacks its run (a partial results tree, a
+    study not run in this sitting), and such an entry may be the only copy of hours of training, so it is kept.
+    A superseded entry's replacement is in the archive, so nothing is lost but the old computation (git keeps it).
+    """
+    root = check_archive_dir(profile)
+    with _writing(root):
+        data = manifest(profile)
+        here = {s.rel: s for s in sources(profile)}
+        dropped = [e for e in stale_entries(profile)
+                   if e["path"] in here and entry_id(here[e["path"]].key, e["path"]) in data["entries"]]
+        for entry in dropped:
+            shutil.rmtree(root / ENTRIES / entry["id"])  # an entry the archive command wrote (check_archive_dir)
+            del data["entries"][entry["id"]]
+            write_json(data, root / MANIFEST)
+    return dropped
+
+
 def keep_studies(profile: str, names: tuple[str, ...]) -> list[str]:
     """Copy the study results ``names`` present in ``results/<profile>`` into ``archive/<profile>/studies``.
 
