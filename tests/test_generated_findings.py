@@ -165,3 +165,7 @@ def test_the_retraining_check_is_kept_and_stated(isolated_outputs: Path) -> None
     assert "2 archived run(s) drawn at random (seed 0) were retrained" in text and "on 2026-12-03" in text
     assert "Of the 1 computed on this machine kind, 1 gave identical labels" in text
     assert "1 were computed on another kind: 99.75% of labels or more agree" in text
+    size = findings.archive_size("smoke")
+    on_disk = sum(p.stat().st_size for p in paths.archive_dir("smoke").rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert size["entries"] == 1 and size["bytes"] == on_disk and 0 < size["packed"] < on_disk
+    assert findings.render("smoke", "size").startswith(f"`archive/smoke`: 1 entry, {on_disk / 1e6:.1f} MB on disk")

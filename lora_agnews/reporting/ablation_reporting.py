@@ -125,7 +125,7 @@ def ablation_sentence(table: pd.DataFrame) -> str:
     text = (f"Picked on validation accuracy ({pct(pick['best_validation_accuracy'])}%): {_variant(pick, several)} "
             f"({num(pick['trainable_params'])} parameters), {pct(pick['accuracy'])}% on test.")
     top = best_ablation(frame)
-    if top is not None and top["name"] != pick["name"]:
+    if top is not None and top["accuracy"] > pick["accuracy"]:
         text += f" The most accurate on test: {_variant(top, several)}, {pct(top['accuracy'])}%."
     if worse:
         text += " Clearly worse than the pick (the paired 95% interval of the difference excludes zero): " + _gaps(worse, several)

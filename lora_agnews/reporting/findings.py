@@ -138,6 +138,32 @@ def main_sentence(result: dict[str, Any]) -> str:
             f"{pct(m['macro_f1'])}%.")
 
 
+def archive_size(profile: str) -> dict[str, Any] | None:
+    """The archive's size: entries, bytes on disk, and the zlib-compressed bytes of its distinct files (what a clone
+    costs: git stores identical files once and packs them compressed)."""
+    import hashlib
+    import zlib
+
+    from ..core.train import manifest
+
+    root = paths.archive_dir(profile)
+    files = [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    if not files:
+        return None
+    distinct: dict[str, int] = {}
+    for path in files:
+        data = path.read_bytes()
+        distinct.setdefault(hashlib.sha256(data).hexdigest(), len(zlib.compress(data, 6)))
+    return {"profile": profile, "entries": len(manifest(profile)["entries"]),
+            "bytes": sum(p.stat().st_size for p in files), "packed": sum(distinct.values())}
+
+
+def size_sentence(size: dict[str, Any]) -> str:
+    n = size["entries"]
+    return (f"`archive/{size['profile']}`: {n} entr{'y' if n == 1 else 'ies'}, {size['bytes'] / 1e6:.1f} MB on disk, "
+            f"{size['packed'] / 1e6:.1f} MB compressed (its distinct files, as git packs them).")
+
+
 def _provenance(profile: str, kept: bool) -> str:
     from ..core.train import manifest
 
@@ -169,6 +195,7 @@ FINDINGS: dict[str, Finding] = {
                           "the multi-label run", kept=True),
     # the audit of the sitting that computed the runs (a restore re-scores only the runs that keep an adapter)
     "audit": Finding(kept_study(audit.AUDIT_FILE), audit.summary, "the audit", kept=True),
+    "size": Finding(archive_size, size_sentence, "the archive"),
     # archived runs retrained from their recorded configuration (archive --verify N), the check of runs without adapters
     "verify": Finding(kept_study(audit.VERIFY_FILE), audit.verify_sentence, "the retraining check (archive --verify)",
                       kept=True),
