@@ -113,6 +113,9 @@ def test_a_wiped_profile_is_restored_instead_of_trained_and_says_so(no_training:
     assert sitting["restored"] == 1 and sitting["trained"] == 0
     line = train_mod.sitting_line("smoke", sitting)
     assert "1 run(s) restored" in line and "0 trained here" in line and "computed 20" in line
+    # a later pipeline run reuses the restored run: still stated as restored (computed elsewhere), never as computed here
+    later = train_mod.sitting("smoke", 1e12)
+    assert later["restored"] == 1 and later["trained"] == 0 and later["computed"] == sitting["computed"]
     # the ablation run was not asked for: listed as stale, not restored
     assert [s["path"] for s in sitting["stale"]] == ["runs/ablation/r2"]
     assert not (paths.runs_dir("smoke") / "ablation").exists()

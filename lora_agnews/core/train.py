@@ -542,18 +542,17 @@ def _copy_entry(entry: Path, run_dir: Path, record_file: str, current: dict[str,
 
 # --------------------------------------------------------------------------- what a sitting did
 def sitting(profile: str, since: float) -> dict[str, Any]:
-    """Runs of ``results/<profile>`` restored and trained since ``since`` (a ``time.time()``), where restored ones
-    were computed, and the archive's stale entries: what the pipeline's one line and the stamp say."""
+    """Runs of ``results/<profile>`` trained since ``since`` (a ``time.time()``), every run there that was restored
+    from the archive (whenever: a later pipeline run reuses it, and the stamp must still say it was computed
+    elsewhere) with where it was computed, and the archive's stale entries: what the one line and the stamp say."""
     restored, trained, computed = [], [], []
     for source in sources(profile):
         record_path = source.path / source.record_file
-        if record_path.stat().st_mtime < since:
-            continue
         record = read_json(record_path)
         if RESTORED in record:
             restored.append(source.rel)
             computed.append(machine_line(record[RESTORED]["computed"]))
-        else:
+        elif record_path.stat().st_mtime >= since:
             trained.append(source.rel)
     return {"restored": len(restored), "trained": len(trained), "restored_runs": restored,
             "computed": sorted(set(computed)), "stale": stale_entries(profile)}
