@@ -770,6 +770,9 @@ class Config:
 # (max_eval_samples) is the same for every seed.
 DATA_FORMAT = 4
 
+# The keys run_key adds beside the configuration's own fields (none of them is a field: from_dict refuses them).
+DERIVED_KEYS = ("data_format", "fixes")
+
 # Run-section keys added after runs were recorded, with the value every earlier run had: omitted from
 # ``run_key`` while they hold it, so earlier identities stay equal (the values are history, not defaults to edit).
 NEW_KEY_DEFAULTS: dict[str, Any] = {"method": "lora", "adalora_target_r": 0, "prompt_tokens": 20, "pad_multiple": 0,

@@ -32,9 +32,10 @@ def ablation_table(table: pd.DataFrame) -> Table:
     ``BitFit``), a LoRA-only grid keeps its plain ``r``; the targets, head and rate columns appear only where
     the settings differ in them; the test accuracy carries its 95% interval and the gap to the pick its
     paired interval (one decimal: 800 test rows resolve nothing finer); a variant over the budget says so
-    in its accuracy cell. The pick is the best validation accuracy (``experiments.add_intervals``). Beside them: the validation accuracy that picks the reference and the seed study's settings, and the
-    training seconds per run (the cost beside the parameters). Macro F1 stays in ``ablation.json``; the
-    rate search has its own table (:func:`rates_table`).
+    in its accuracy cell. The pick is the best validation accuracy (``experiments.by_validation``). Beside them:
+    the validation accuracy that picks it and the seed study's settings, and the training seconds per run (the
+    cost beside the parameters). Macro F1 stays in ``ablation.json``; the rate search has its own table
+    (:func:`rates_table`).
     """
     frame = grid_settings(table).copy()
     if "pareto" not in frame:

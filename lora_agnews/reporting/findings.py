@@ -144,10 +144,10 @@ def archive_size(profile: str) -> dict[str, Any] | None:
     import hashlib
     import zlib
 
-    from ..core.train import manifest
+    from ..core.train import directory_size, manifest
 
     root = paths.archive_dir(profile)
-    files = [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    files = [p for p in sorted(root.rglob("*")) if p.is_file()]
     if not files:
         return None
     distinct: dict[str, int] = {}
@@ -155,7 +155,7 @@ def archive_size(profile: str) -> dict[str, Any] | None:
         data = path.read_bytes()
         distinct.setdefault(hashlib.sha256(data).hexdigest(), len(zlib.compress(data, 6)))
     return {"profile": profile, "entries": len(manifest(profile)["entries"]),
-            "bytes": sum(p.stat().st_size for p in files), "packed": sum(distinct.values())}
+            "bytes": directory_size(root), "packed": sum(distinct.values())}
 
 
 def size_sentence(size: dict[str, Any]) -> str:

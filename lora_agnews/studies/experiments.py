@@ -244,7 +244,7 @@ def add_intervals(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
         return frame
     searched = rate_search_rows(frame)
     settings = [i for i in arms if not searched[i]] or list(arms)  # a rate tried and not used is no setting
-    reference = max(settings, key=lambda i: (_validation(frame.loc[i]), -frame.at[i, "trainable_params"]))
+    reference = by_validation(frame.loc[settings]).index[0]
     frame.at[reference, "reference"] = True
     compared = compare(list(arms.values()), str(reference), seed, "the ablation")["arms"]
     for idx, result in zip(arms, compared):
@@ -253,10 +253,11 @@ def add_intervals(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return frame
 
 
-def _validation(row: pd.Series) -> float:
-    """A run's best validation accuracy; minus infinity for a run that recorded none (it is never the pick)."""
-    value = row.get("best_validation_accuracy")
-    return -math.inf if value is None or pd.isna(value) else float(value)
+def by_validation(frame: pd.DataFrame) -> pd.DataFrame:
+    """Grid rows best first by validation accuracy (ties: fewer parameters; a run without one last): the one rule
+    that picks the grid's reference and the seed study's grid settings."""
+    return frame.sort_values(["best_validation_accuracy", "trainable_params"], ascending=[False, True],
+                             na_position="last", kind="stable")
 
 
 def grid_front(frame: pd.DataFrame) -> pd.Series:
@@ -334,7 +335,7 @@ def top_variants(cfg: Config, ablation: pd.DataFrame, k: int) -> list[Config]:
     by_name = {run_name(v): v for v in ablation_grid(cfg)}
     scored = ablation[(ablation["status"] == "complete") & ablation["best_validation_accuracy"].notna()]
     scored = grid_settings(scored)
-    scored = scored.sort_values(["best_validation_accuracy", "trainable_params"], ascending=[False, True])
+    scored = by_validation(scored)
     picked: list[Config] = []
     for name in scored["name"]:
         variant = by_name.get(name)

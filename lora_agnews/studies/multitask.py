@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..core.paths import interactive, read_json, say, write_json
-from ..core.config import Config, from_dict
+from ..core.config import DERIVED_KEYS, Config, from_dict
 from ..core.runs import DATA_KEY, run_key  # a study model is keyed as a run: data content hash included
 from ..core.data import TokenizedDataset, encode, load_splits
 from .merging import MergingError, _device, _head_names, _precision, task_name
@@ -71,7 +71,7 @@ def record_config(record: dict[str, Any], key: Any) -> Config:
     if isinstance(record.get("config"), dict):
         return from_dict(record["config"])
     key = {k: v for k, v in key.items() if k != DATA_KEY}  # the data's content hash is no configuration value
-    cfg = from_dict({k: v for k, v in key.items() if k not in ("data_format", "fixes")})
+    cfg = from_dict({k: v for k, v in key.items() if k not in DERIVED_KEYS})
     if json_roundtrip(cfg.run_key()) != json_roundtrip(key):
         raise MergingError("a record's run key does not rebuild its configuration (it was written with another "
                            "version of lora_agnews or of its data); retrain it.")
