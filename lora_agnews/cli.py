@@ -248,7 +248,7 @@ def cmd_quantization(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from .studies.audit import audit_profile
 
-    record = audit_profile(args.profile)
+    record = audit_profile(args.profile, full=args.full)
     print(f"audit: {record['reproduced']} of {record['runs']} saved models reproduce their recorded test scores "
           f"(largest |logit difference| {record['largest_abs_logit_diff']:.1e}, {record['seconds']:.0f} s)")
     return 0
@@ -398,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="reload every saved model behind the profile's results in this fresh process, "
                                      "re-score its test rows and compare with what was recorded")
     p.add_argument("--profile", default="demo", help="profile in configs/ (default: demo)")
+    p.add_argument("--full", action="store_true", help="re-score every row of every model (by default, models restored "
+                   "from the archive, audited in full where they were computed, are re-scored on a sample of rows)")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("archive", help="add the profile's complete runs (logits, records, the main adapter) to "

@@ -252,8 +252,16 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
     write_json({"profile": profile, "results_format": RESULTS_FORMAT, "finished": runs.now(), "notebooks": list(NOTEBOOKS),
                 "overrides": {k: cfg.to_dict()[k] for k in overrides}, "git_commit": runs.git_commit(),
                 "seconds": round(time.perf_counter() - started, 1),
-                "audit": {k: audit[k] for k in ("runs", "reproduced", "largest_abs_logit_diff", "seconds")},
+                "audit": {k: audit[k] for k in ("runs", "reproduced", "largest_abs_logit_diff", "seconds")}
+                | {"verdict": audit_verdict(audit)},
                 "archive": restored}, stamp)
+
+
+def audit_verdict(record: Mapping[str, Any]) -> str:
+    """The footer's and the landing page's words for the audit: where it re-scored, in what, and under which rule."""
+    from .studies.audit import verdict
+
+    return verdict(record)
 
 
 def run_audit(profile: str) -> dict[str, Any]:
@@ -523,7 +531,8 @@ def _publication_config(data: dict[str, Any], context: Mapping[str, Any]) -> Non
         shown += " (with uncommitted changes)"
     html["extra_footer"] = (
         f"Profile <b>{escape(profile)}</b>: results from commit {shown}, notebooks finished "
-        f"{escape(str(stamp.get('finished', 'unknown')))} ({escape(_restored_words(stamp))}); book built {runs.now()} by "
+        f"{escape(str(stamp.get('finished', 'unknown')))} ({escape(_restored_words(stamp))}"
+        f"{escape('; ' + stamp['audit']['verdict'] if (stamp.get('audit') or {}).get('verdict') else '')}); book built {runs.now()} by "
         f"<code>python -m lora_agnews run</code>. Code under the MIT licence; AG News and adapters trained "
         f"on it: research and non-commercial use only.")
 

@@ -14,22 +14,6 @@ from lora_agnews.core import config
 from lora_agnews.core.paths import read_json, write_json
 
 
-def test_compare_requires_every_label_and_the_tolerance() -> None:
-    labels = np.array([0, 1, 2, 1])
-    recorded = np.eye(3)[[0, 1, 2, 2]] * 5.0
-    same = audit.compare("r", recorded, recorded + 1e-6, labels, "fp32")
-    assert same.reproduced and same.label_agreement == 1.0 and same.recorded_accuracy == 0.75
-    drift = audit.compare("r", recorded, recorded + 1e-3, labels, "fp32")
-    assert not drift.reproduced and drift.label_agreement == 1.0  # within bf16's tolerance, not fp32's
-    assert audit.compare("r", recorded, recorded + 1e-3, labels, "bf16").reproduced
-    flipped = recorded.copy()
-    flipped[3] = np.eye(3)[1] * 5.0
-    bad = audit.compare("runs/x", recorded, flipped, labels, "bf16")
-    assert not bad.reproduced and bad.reproduced_accuracy == 1.0 and "runs/x: recorded 75.00%, reloaded 100.00%" in bad.line()
-    with pytest.raises(audit.AuditError, match="test rows changed"):
-        audit.compare("r", recorded, recorded[:2], labels, "fp32")
-
-
 def test_a_smoke_run_reproduces_and_a_changed_record_does_not(isolated_outputs: Path) -> None:
     from lora_agnews.core import paths
     from lora_agnews.core.train import train
@@ -111,7 +95,7 @@ def test_the_study_floor_and_multitask_model_are_rebuilt_and_a_changed_tensor_is
     head = next(n for n in saved if n.startswith("heads.1."))
     saved[head] = saved[head] + 1.0
     save_file(saved, str(tensors))
-    with pytest.raises(audit.AuditError, match=f"merging: mood / {merging.MULTITASK}: recorded"):
+    with pytest.raises(audit.AuditError, match=f"merging: mood / {merging.MULTITASK}: does not reproduce"):
         audit.audit_profile("smoke")
     failed = [c["run"] for c in read_json(paths.results_dir("smoke") / audit.AUDIT_FILE)["checks"] if not c["reproduced"]]
     assert failed == [f"merging: mood / {merging.MULTITASK}"]  # heads.1: the second task

@@ -547,7 +547,7 @@ def test_a_saved_model_that_changed_fails_the_audit_naming_it(smoke_run: dict[st
     for other in (results / "runs").iterdir():
         if other.name != "main":
             shutil.rmtree(other)
-    with pytest.raises(audit.AuditError, match=r"runs/main: recorded [\d.]+%, reloaded [\d.]+%"):
+    with pytest.raises(audit.AuditError, match=r"runs/main: does not reproduce: recorded [\d.]+%, re-scored [\d.]+%"):
         audit.audit_profile("smoke")
     assert not json.loads((results / audit.AUDIT_FILE).read_text())["all_reproduced"]
 

@@ -9,6 +9,7 @@ May import: ``paths``, ``config`` and ``data``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import math
@@ -21,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from . import paths
+from . import hardware, paths
 from .paths import ProjectError
 from .config import (Config, ConfigError, EMBEDDINGS, FAMILIES, Family, METHODS, PRESETS, PeftInputs, ROLES, family_of,
                      family_targets_regex, from_dict, in_encoder, in_heads, label_config, layer_pattern, parse_targets,
@@ -314,22 +315,58 @@ def device_for(cfg: Config) -> torch.device:
 
 
 def cpu_supports_bf16() -> bool:
-    """AMX or AVX512-BF16: bf16 autocast is then 2x or more faster than fp32 on CPU."""
-    if os.environ.get("LORA_AGNEWS_NO_BF16"):
+    """AMX or AVX512-BF16, not capped below them by ``ONEDNN_MAX_CPU_ISA``: bf16 autocast is then 2x or more faster
+    than fp32 on CPU; without bf16 units it is emulated, several times slower than fp32."""
+    if os.environ.get("LORA_AGNEWS_NO_BF16") or not hardware.has_bf16_units():
         return False
     with contextlib.suppress(Exception):
         return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
     return False
 
 
+# The precision every scoring in this context uses, whatever the configuration says (:func:`scoring_in`): the
+# audit re-scores a record in the precision it chooses for it, through the very functions that scored it.
+_SCORING: contextvars.ContextVar[str | None] = contextvars.ContextVar("lora_agnews_scoring_precision", default=None)
+
+
+@contextlib.contextmanager
+def scoring_in(precision: str | None) -> Iterator[None]:
+    """Within the block, :func:`resolve_precision` answers ``precision`` (None: as configured)."""
+    token = _SCORING.set(precision)
+    try:
+        yield
+    finally:
+        _SCORING.reset(token)
+
+
 def resolve_precision(cfg: Config, device: torch.device | None = None) -> str:
-    """``auto``: bf16 on CUDA and on CPUs with bf16 units, fp32 elsewhere."""
+    """``auto``: bf16 on CUDA and on CPUs with bf16 units, fp32 elsewhere (inside :func:`scoring_in`: its precision)."""
+    forced = _SCORING.get()
+    if forced is not None:
+        return forced
     if cfg.precision != "auto":
         return cfg.precision
     device = device or device_for(cfg)
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+def native_here(precision: str, device: torch.device) -> bool:
+    """Whether ``device`` computes ``precision`` with its own units (fp32 everywhere; bf16 on CUDA with bf16 and on
+    CPUs with bf16 units; fp16 on CUDA only)."""
+    if precision == "fp32":
+        return True
+    if device.type == "cuda":
+        return precision == "fp16" or torch.cuda.is_bf16_supported()
+    return precision == "bf16" and cpu_supports_bf16()
+
+
+def faithful_precision(recorded: str, device: torch.device) -> str:
+    """The precision to re-score a record computed in ``recorded`` with on ``device``: the same where it is native
+    here, else fp32, the fastest faithful one (bf16 emulated without bf16 units is about 7x slower than fp32 and no
+    closer to another machine's bf16 rounding)."""
+    return recorded if native_here(recorded, device) else "fp32"
 
 
 # --------------------------------------------------------------------------- quantized bases

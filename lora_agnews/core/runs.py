@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import paths
+from . import hardware, paths
 from .paths import _atomic_write_bytes, read_json, say, write_json
 from .config import Config
 
@@ -125,27 +125,12 @@ def device_description(device: Any) -> str:
     return f"cpu: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-# The CPU feature that decides how bf16 and fp32 matmuls are computed, best first: two CPUs of one kind give
-# identical predictions for the same run, two kinds may differ in the last bits (the archive's --verify says which).
-CPU_KINDS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX512"), ("avx2", "AVX2"))
+RESTORED = "restored"  # the field a restored record gets: where from, and when and where it was computed
 
 
 def machine() -> dict[str, str]:
-    """The CPU's model and kind (:data:`CPU_KINDS`) and the GPU's model: where a run was computed, for its record."""
-    model, flags = platform.processor() or platform.machine(), set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() == "model name":
-                model = value.strip()
-            elif name.strip() == "flags":
-                flags = set(value.split())
-                break
-    kind = next((label for flag, label in CPU_KINDS if flag in flags), "other")
-    gpu = "none"
-    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
-        gpu = sys.modules["torch"].cuda.get_device_name(0)
-    return {"cpu": model, "cpu_kind": kind, "gpu": gpu}
+    """The CPU's model and kind and the GPU's model (:mod:`hardware`): where a run was computed, for its record."""
+    return hardware.machine()
 
 
 def world_size() -> int:

@@ -148,7 +148,7 @@ ENTRY_FILE = "entry.json"
 # findings read them (lora_agnews.reporting.findings); a restore never does (the studies recompute them)
 STUDIES = "studies"
 WRITER = "python -m lora_agnews archive"
-RESTORED = "restored"  # the field a restored record gets: where from, and when and where it was computed
+RESTORED = runs.RESTORED
 # The files of a run that the book, the report and the audit read (checkpoints and TensorBoard logs are not).
 RUN_FILES = (runs.RUN_FILE, runs.METRICS_FILE, "history.json", "test_predictions.npz")
 ADAPTER = "adapter"
@@ -1079,18 +1079,21 @@ class Rescore:
     precision: str
 
 
-def rescore(run_dir: Path | str, device: str | torch.device = "cpu") -> Rescore:
+def rescore(run_dir: Path | str, device: str | torch.device = "cpu", rows: np.ndarray | None = None) -> Rescore:
     """Rebuild the run's model from ``run_dir/adapter`` and score its test rows through ``scoring_model``.
 
     The one re-scoring path: the audit and the evaluation chapter both call it, so "the saved artifact
-    reproduces the run" means the same thing wherever it is stated.
+    reproduces the run" means the same thing wherever it is stated. ``rows``: positions of the test rows to score
+    (all by default; the audit of a restore scores a sample). The precision is the run's, or the one a
+    :func:`~lora_agnews.core.model.scoring_in` block around the call chose.
     """
     from .adapter import load_adapter
 
     dev = torch.device(device)
     model, tokenizer, cfg = load_adapter(Path(run_dir) / "adapter", dev)
     splits = load_splits(cfg)
-    test = encode(splits.test, tokenizer, cfg.max_length, num_labels=splits.label_width)
+    frame = splits.test if rows is None else splits.test.iloc[np.asarray(rows)]
+    test = encode(frame, tokenizer, cfg.max_length, num_labels=splits.label_width)
     precision = resolve_precision(cfg, dev)
     model = scoring_model(model, cfg, quiet=True).to(dev).eval()
     logits = predict_logits(model, test, tokenizer.pad_token_id, cfg.eval_batch_size, dev, precision,

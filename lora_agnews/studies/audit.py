@@ -7,9 +7,13 @@ alone, through the path the run scored with (:func:`lora_agnews.core.train.scori
 and precision); it re-merges the merging study's task adapters and re-scores every merged combination; it
 rebuilds the study's head-only floor and multi-task model from their records and saved trained tensors
 (:mod:`lora_agnews.studies.multitask`: the frozen base rebuilt as at training, the head or LoRA factors and heads put
-back) and re-scores them through the code that scored them. Each is compared with the logits the run
-recorded: the predicted labels must be identical and the largest logit difference within :data:`TOLERANCE`
-for the precision. The TF-IDF baseline is refitted (deterministic) and its accuracy and macro F1 must equal
+back) and re-scores them through the code that scored them. Each record says where and in what precision it was
+computed; the model is re-scored in that precision where this machine computes it natively, else in fp32 (the
+fastest faithful one), and :mod:`.agreement`'s rule decides: exact on the same machine kind and precision, within
+numerical noise (labels may differ on near-ties only) across machines. Models restored from the archive were
+audited in full where they were computed (the archive keeps that audit); here the main run and the merging study's
+own adapters are re-scored in full and the rest on a seeded sample of rows (``audit --full``: every row).
+The TF-IDF baseline is refitted (deterministic) and its accuracy and macro F1 must equal
 ``reference.json``'s exactly (that record keeps no per-row predictions). ``python -m lora_agnews audit`` runs
 it in its own process (the pipeline runs that command between the notebooks and the book), so nothing cached
 by training can make a run agree with itself.
@@ -17,24 +21,33 @@ by training can make a run agree with itself.
 
 from __future__ import annotations
 
+import fnmatch
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core import paths, runs
+from ..core import hardware, paths, runs
 from ..core.paths import read_json, say, write_json
+from .agreement import CROSS_TOLERANCE, EXACT_TOLERANCE, Agreement, Setting, agree
+
+# Torch and the model code are imported inside the functions that re-score: the book's and the findings' readers of
+# this module's records (summary, read_audit) stay torch-free and start in a fraction of a second.
 
 AUDIT_FILE = "audit.json"
 VERIFY_FILE = "archive_verify.json"  # archive --verify N: archived runs retrained and compared
-# Largest |logit difference| accepted for the same computation repeated in another process: fp32 differs only by
-# the order of a reduction, bf16/fp16 autocast by a rounding of its 8- or 11-bit mantissa in some matmul.
-TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2, "fp16": 5e-2}
 NOT_AUDITED = ("the TF-IDF baseline row by row: reference.json keeps its accuracy and macro F1, not its predictions, "
                "so the refitted baseline is compared on those, exactly",)
 REFERENCE_FILE = "reference.json"  # the TF-IDF baseline's record (notebook 03)
+# On a restore the archive's own audit, made where the runs were computed, re-scored every saved model in full
+# (archive/<profile>/studies/audit.json). Here the main run and the merging study's own adapters (the references
+# every merge is read against) are re-scored in full, every other restored model on this many rows drawn at
+# random (seeded by its name): the cost of a restore stays minutes on a laptop. ``audit --full``: every row.
+SAMPLE_ROWS = 100
+IN_FULL = ("runs/main", "runs/merging/tasks/*")
 
 
 class AuditError(paths.ProjectError):
@@ -43,52 +56,129 @@ class AuditError(paths.ProjectError):
 
 @dataclass
 class Check:
-    """One re-scored model: how far its logits are from the recorded ones."""
+    """One re-scored model: its rows, both settings, and how far its logits are from the recorded ones."""
 
     run: str  # the run directory relative to results/<profile>, or "merging: <task> / <method>"
-    n_test: int
-    recorded_accuracy: float
+    n_test: int  # rows re-scored here
+    n_total: int  # rows the model recorded
+    recorded_accuracy: float  # on the rows re-scored
     reproduced_accuracy: float
     label_agreement: float
     max_abs_logit_diff: float
-    precision: str
+    precision: str  # re-scored in
+    computed: str  # where and in what it was computed: "AMX (bf16)"
+    here: str  # where and in what it was re-scored
+    exact: bool  # the same setting: the exact rule
     tolerance: float
+    bound: float  # the near-tie bound (across machines)
+    differing: int
+    largest_margin: float
+    recorded_metric: float | None = None  # the run's metrics.json accuracy, where it keeps one
+
+    @property
+    def metric_agrees(self) -> bool:
+        return self.recorded_metric is None or self.n_test != self.n_total or \
+            abs(self.recorded_metric - self.recorded_accuracy) < 1e-9
 
     @property
     def reproduced(self) -> bool:
-        return self.label_agreement == 1.0 and self.max_abs_logit_diff <= self.tolerance
+        agreement = Agreement(self.n_test, self.differing, self.largest_margin, self.max_abs_logit_diff, self.exact,
+                              self.tolerance, self.bound)
+        return agreement.reproduced and self.metric_agrees
 
     def line(self) -> str:
-        return (f"{self.run}: recorded {100 * self.recorded_accuracy:.2f}%, reloaded {100 * self.reproduced_accuracy:.2f}% "
-                f"({100 * self.label_agreement:.2f}% of {self.n_test} labels agree, max |logit diff| "
-                f"{self.max_abs_logit_diff:.2e} > {self.tolerance:g})" if not self.reproduced else
-                f"{self.run}: reproduced ({self.n_test} rows, max |logit diff| {self.max_abs_logit_diff:.1e})")
+        sampled = "" if self.n_test == self.n_total else f" (a sample of its {self.n_total})"
+        rows = f"{self.n_test} rows{sampled}"
+        if not self.metric_agrees:
+            return (f"{self.run}: its metrics.json says {100 * self.recorded_metric:.2f}% but its recorded logits give "
+                    f"{100 * self.recorded_accuracy:.2f}% on the same rows: the record was changed; rerun it")
+        if not self.reproduced:
+            return (f"{self.run}: does not reproduce: recorded {100 * self.recorded_accuracy:.2f}%, re-scored "
+                    f"{100 * self.reproduced_accuracy:.2f}% (computed {self.computed}, re-scored {self.here}); "
+                    f"{self.differing} of {self.n_test} labels differ{sampled}" +
+                    (f", largest recorded margin among them {self.largest_margin:.3g}" if self.differing else "") +
+                    ("" if self.exact else f" (near-tie bound {self.bound:g})") +
+                    f"; max |logit diff| {self.max_abs_logit_diff:.2e} (tolerance {self.tolerance:g})")
+        if self.exact:
+            return f"{self.run}: reproduced exactly ({rows}, {self.here}; max |logit diff| {self.max_abs_logit_diff:.1e})"
+        differ = (f"; the {self.differing} that differ all near-ties (largest margin {self.largest_margin:.3g} < "
+                  f"{self.bound:g})" if self.differing else "")
+        return (f"{self.run}: reproduced within numerical noise (computed {self.computed}, re-scored {self.here}; "
+                f"{self.n_test - self.differing} of {self.n_test} labels identical{sampled}{differ}; max |logit diff| "
+                f"{self.max_abs_logit_diff:.1e} <= {self.tolerance:g})")
 
 
-def compare(run: str, recorded: np.ndarray, got: np.ndarray, labels: np.ndarray, precision: str,
-            thresholds: Any = None) -> Check:
-    """Recorded against re-scored logits of the same rows (``labels``: their true classes).
+def compare(run: str, recorded: np.ndarray, got: np.ndarray, labels: np.ndarray, computed: Setting, here: Setting,
+            thresholds: Any = None, n_total: int | None = None, recorded_metric: float | None = None) -> Check:
+    """Recorded against re-scored logits of the same rows (``labels``: their true classes), under the rule of
+    :mod:`.agreement` for the two settings.
 
     A multi-label run (``labels`` an indicator matrix) predicts label sets at its ``thresholds`` (the per-label
-    values its run chose on validation): its predictions must be the same sets, and its accuracy is subset
-    accuracy (the whole set right), the per-row outcome a set has.
+    values its run chose on validation): its accuracy is subset accuracy (the whole set right).
     """
     if recorded.shape != got.shape:
         raise AuditError(f"{run}: recorded logits {recorded.shape} but the reloaded model scored {got.shape}: "
                          f"the test rows changed since the run; rerun it.")
     if np.ndim(labels) == 2:
-        from ..core.data import apply_thresholds, sigmoid
-
-        def decide(logits: np.ndarray) -> np.ndarray:
-            return apply_thresholds(sigmoid(logits), thresholds if thresholds is not None else 0.5)
-
+        cut = np.asarray(thresholds if thresholds is not None else 0.5, dtype=np.float64)
         truth = np.asarray(labels) > 0
-        before, after = decide(recorded) > 0, decide(got) > 0
+        before, after = recorded >= _logit(cut), got >= _logit(cut)
         right = [(before == truth).all(1), (after == truth).all(1), (before == after).all(1)]
+        found = agree(recorded, got, computed, here, np.broadcast_to(cut, recorded.shape))
     else:
         right = [recorded.argmax(1) == labels, got.argmax(1) == labels, recorded.argmax(1) == got.argmax(1)]
-    return Check(run, int(len(labels)), *(float(r.mean()) for r in right),
-                 float(np.abs(recorded - got).max()) if got.size else 0.0, precision, TOLERANCE.get(precision, 1e-4))
+        found = agree(recorded, got, computed, here)
+    return Check(run, int(len(labels)), int(n_total if n_total is not None else len(labels)),
+                 *(float(r.mean()) for r in right), found.max_abs_logit_diff, here.precision, computed.words(),
+                 here.words(), found.exact, found.tolerance, found.bound, found.differing, found.largest_margin,
+                 recorded_metric)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+# --------------------------------------------------------------------------- where a record was computed
+def computed_setting(record: dict[str, Any] | None, precision: str | None, cfg: Any) -> Setting:
+    """The machine kind and precision a record was computed in: the archive's provenance for a restored record, the
+    run's own record otherwise (this machine where it names none); the precision its metrics name, else the one
+    ``auto`` gave on that machine."""
+    record = record or {}
+    machine = (record[runs.RESTORED].get("computed", {}).get("machine") if runs.RESTORED in record else record.get("machine")) \
+        or hardware.machine()
+    kind = hardware.kind_of(machine)
+    if precision is None:
+        precision = cfg.precision if cfg is not None and cfg.precision != "auto" else (
+            "bf16" if kind.startswith("GPU") or kind in hardware.BF16_KINDS else "fp32")
+    return Setting(kind, precision)
+
+
+def here_setting(precision: str, device: str) -> Setting:
+    import torch
+
+    dev = torch.device(device)
+    return Setting(f"GPU {torch.cuda.get_device_name(0)}" if dev.type == "cuda" else hardware.cpu_kind(), precision)
+
+
+def restored(record: dict[str, Any] | None) -> bool:
+    return runs.RESTORED in (record or {})
+
+
+def sample(name: str, n: int, full: bool) -> np.ndarray | None:
+    """The rows of a model re-scored here: all (None) when ``full`` or there are few, else :data:`SAMPLE_ROWS`
+    drawn at random, seeded by the model's name so that every audit of these results draws the same."""
+    if full or n <= SAMPLE_ROWS:
+        return None
+    return np.sort(np.random.default_rng(zlib.crc32(name.encode())).choice(n, SAMPLE_ROWS, replace=False))
+
+
+def _in_full(rel: str) -> bool:
+    return any(fnmatch.fnmatch(rel, pattern) for pattern in IN_FULL)
+
+
+def _pick(array: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    return array if rows is None else array[rows]
 
 
 # --------------------------------------------------------------------------- runs with an adapter
@@ -98,17 +188,31 @@ def audited_runs(root: Path) -> list[Path]:
             if (d / "adapter").is_dir() and (d / "test_predictions.npz").is_file()]
 
 
-def audit_run(run_dir: Path, root: Path, device: str = "cpu") -> Check:
-    name = str(run_dir.relative_to(root))
+def audit_run(run_dir: Path, root: Path, device: str = "cpu", full: bool = True) -> Check:
+    """Re-score one run from its adapter, in the precision :func:`faithful_precision` picks for its record."""
+    import torch
+
+    from ..core.config import from_dict
+    from ..core.model import faithful_precision, scoring_in
     from ..core.train import rescore
 
-    scored = rescore(run_dir, device)
-    logits, labels, precision = scored.logits, scored.labels, scored.precision
+    name = str(run_dir.relative_to(root))
+    record = runs.read_record(run_dir)
+    metrics = read_json(run_dir / runs.METRICS_FILE) if (run_dir / runs.METRICS_FILE).is_file() else {}
+    cfg = from_dict(record["config"]) if record and "config" in record else None
+    computed = computed_setting(record, metrics.get("precision"), cfg)
+    precision = faithful_precision(computed.precision, torch.device(device))
     with np.load(run_dir / "test_predictions.npz") as saved:
-        if not np.array_equal(saved["labels"], labels):
-            raise AuditError(f"{name}: its test rows are not the ones it recorded (the data changed since the run); "
-                             f"rerun it.")
-        return compare(name, saved["logits"], logits, labels, precision, _thresholds(run_dir / "adapter"))
+        recorded, recorded_labels = saved["logits"], saved["labels"]
+    rows = sample(name, len(recorded), full or not restored(record) or _in_full(name))
+    with scoring_in(precision):
+        scored = rescore(run_dir, device, rows=rows)
+    if not np.array_equal(_pick(recorded_labels, rows), scored.labels):
+        raise AuditError(f"{name}: its test rows are not the ones it recorded (the data changed since the run); "
+                         f"rerun it.")
+    single = np.ndim(recorded_labels) == 1
+    return compare(name, _pick(recorded, rows), scored.logits, scored.labels, computed, here_setting(precision, device),
+                   _thresholds(run_dir / "adapter"), len(recorded), metrics.get("accuracy") if single else None)
 
 
 def _thresholds(adapter_dir: Path) -> list[float] | None:
@@ -120,56 +224,56 @@ def _thresholds(adapter_dir: Path) -> list[float] | None:
 
 
 # --------------------------------------------------------------------------- merged adapters
-def audit_merging(results: Path, device: str = "cpu") -> list[Check]:
-    """Re-merge the study's saved task adapters and re-score every merged combination (none without a study)."""
+def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> list[Check]:
+    """Re-merge the study's saved task adapters and re-score every merged combination (none without a study).
+
+    The merges are computed by notebook 05 on this machine (from restored task adapters too), so they are held to
+    the exact rule in the precision ``auto`` gives here."""
     import torch
 
     from ..core.config import from_dict
-    from .merging import make_combination, merge_method, score_merged
     from ..core.model import resolve_precision
-    from .merging_study import MERGED_LOGITS, STUDY_FILE, merged_key
+    from .merging import make_combination, merge_method, score_merged
+    from .merging_study import MERGED_LOGITS, STUDY_FILE as MERGING_FILE, merged_key
 
     if not (results / MERGED_LOGITS).is_file():
         return []
-    study = read_json(results / STUDY_FILE)
+    study = read_json(results / MERGING_FILE)
     # the study's task order, not the settings' mapping (JSON is written with sorted keys): DARE draws its masks
     # and SVD sums the updates in the order the adapters are given
     dirs = [Path(study["settings"]["task_dirs"][t["name"]]) / "adapter" for t in study["tasks"]]
     combos = [make_combination(c["kind"], c["weights"], c["density"], c["svd_rank"], c["seed"])
               for c in study["combinations"]]
-    checks = []
+    restored_here = all(restored(runs.read_record(d.parent)) for d in dirs)
     with np.load(results / MERGED_LOGITS) as saved:
-        for adapter, scores in zip(dirs, score_merged(dirs, combos, device)):
-            cfg = from_dict(read_json(adapter / "lora_agnews_config.json")["config"])
-            precision = resolve_precision(cfg, torch.device(device))
-            for combo in combos:
-                method = merge_method(combo)
-                checks.append(compare(f"merging: {scores.name} / {method}", saved[merged_key(scores.name, method)],
-                                      scores.logits[method], scores.y, precision,
-                                      scores.decision_thresholds() if scores.multi_label else None))
+        recorded = {k: saved[k] for k in saved.files}
+    rows = {t["name"]: sample(f"merging: {t['name']}", len(recorded[merged_key(t["name"], merge_method(combos[0]))]),
+                              full or not restored_here) if combos else None for t in study["tasks"]}
+    checks = []
+    for adapter, scores in zip(dirs, score_merged(dirs, combos, device, rows=list(rows.values()))):
+        cfg = from_dict(read_json(adapter / "lora_agnews_config.json")["config"])
+        here = here_setting(resolve_precision(cfg, torch.device(device)), device)
+        task_rows = rows[scores.name]
+        for combo in combos:
+            method = merge_method(combo)
+            full_logits = recorded[merged_key(scores.name, method)]
+            checks.append(compare(f"merging: {scores.name} / {method}", _pick(full_logits, task_rows),
+                                  scores.logits[method], scores.y, here, here,
+                                  scores.decision_thresholds() if scores.multi_label else None, len(full_logits)))
     return checks
 
 
 # --------------------------------------------------------------------------- the study's floor and multi-task model
 def study_model_dirs(results: Path) -> tuple[dict[str, Path], Path | None]:
-    """The merging study's head-only runs (by task) and multi-task run that hold a record; none without a study.
+    """The merging study's head-only runs (by task) and multi-task run that hold a record; none without a study."""
+    from .merging_study import STUDY_FILE as MERGING_FILE
 
-    A study written before its settings named them keeps them beside its task runs (``OUT/head_only/<task>``,
-    ``OUT/multitask``)."""
-    from .merging_study import STUDY_FILE
-
-    if not (results / STUDY_FILE).is_file():
+    if not (results / MERGING_FILE).is_file():
         return {}, None
-    settings = read_json(results / STUDY_FILE)["settings"]
-    out = {Path(d).parent.parent for d in settings.get("task_dirs", {}).values()}
-    out_dir = next(iter(out)) if len(out) == 1 else None
-    heads = settings.get("head_only_dirs")
-    if heads is None:
-        heads = {n: out_dir / "head_only" / n for n in settings.get("task_dirs", {})} if out_dir else {}
-    multi = settings.get("multitask_dir", str(out_dir / "multitask") if out_dir else None)
-    heads = {n: Path(d) for n, d in heads.items() if (Path(d) / "head_only.json").is_file()}
-    multi = Path(multi) if multi and (Path(multi) / "multitask.json").is_file() else None
-    return heads, multi
+    settings = read_json(results / MERGING_FILE)["settings"]
+    heads = {n: Path(d) for n, d in settings.get("head_only_dirs", {}).items() if (Path(d) / "head_only.json").is_file()}
+    multi = settings.get("multitask_dir")
+    return heads, Path(multi) if multi and (Path(multi) / "multitask.json").is_file() else None
 
 
 def _need_tensors(name: str, run_dir: Path) -> None:
@@ -181,13 +285,23 @@ def _need_tensors(name: str, run_dir: Path) -> None:
                          f"retrains it).")
 
 
-def audit_head_only(run_dir: Path, name: str, device: str = "cpu") -> Check:
+def _study_settings(record: dict[str, Any], cfg: Any, device: str) -> tuple[Setting, Setting, str]:
+    import torch
+
+    from ..core.model import faithful_precision
+
+    computed = computed_setting(record, None, cfg)
+    precision = faithful_precision(computed.precision, torch.device(device))
+    return computed, here_setting(precision, device), precision
+
+
+def audit_head_only(run_dir: Path, name: str, device: str = "cpu", full: bool = True) -> Check:
     """The head-only floor rebuilt from its record and saved head, re-scored on its test rows."""
     import torch
 
     from ..core.data import load_splits
+    from ..core.model import scoring_in
     from .merging import MergingError
-    from ..core.model import resolve_precision
     from .multitask import head_only_logits, load_head_only
 
     _need_tensors(name, run_dir)
@@ -195,24 +309,28 @@ def audit_head_only(run_dir: Path, name: str, device: str = "cpu") -> Check:
         model, tokenizer, cfg = load_head_only(run_dir, device)
     except MergingError as exc:
         raise AuditError(f"{name}: {exc}") from None
+    record = read_json(run_dir / "head_only.json")
+    computed, here, precision = _study_settings(record, cfg, device)
     test = load_splits(cfg).test
-    dev = torch.device(device)
-    logits = head_only_logits(model, cfg, tokenizer, test, dev)
-    labels = test["label"].to_numpy()
+    rows = sample(name, len(test), full or not restored(record))
+    frame = test if rows is None else test.iloc[rows]
+    with scoring_in(precision):
+        logits = head_only_logits(model, cfg, tokenizer, frame, torch.device(device))
+    labels = frame["label"].to_numpy()
     with np.load(run_dir / "test_predictions.npz") as saved:
-        if not np.array_equal(saved["labels"], labels):
+        if not np.array_equal(_pick(saved["labels"], rows), labels):
             raise AuditError(f"{name}: its test rows are not the ones it recorded (the data changed since the run); "
                              f"rerun notebook 05.")
-        return compare(name, saved["logits"], logits, labels, resolve_precision(cfg, dev))
+        return compare(name, _pick(saved["logits"], rows), logits, labels, computed, here, n_total=len(test))
 
 
-def audit_multitask(run_dir: Path, device: str = "cpu") -> list[Check]:
+def audit_multitask(run_dir: Path, device: str = "cpu", full: bool = True) -> list[Check]:
     """The multi-task model rebuilt from its record and saved LoRA factors and heads, each task re-scored."""
     import torch
 
     from ..core.data import load_splits
+    from ..core.model import scoring_in
     from .merging import MULTITASK, MergingError
-    from ..core.model import resolve_precision
     from .multitask import load_multitask, multitask_logits
 
     _need_tensors(f"merging: {MULTITASK}", run_dir)
@@ -220,29 +338,33 @@ def audit_multitask(run_dir: Path, device: str = "cpu") -> list[Check]:
         model, tokenizer, cfgs = load_multitask(run_dir, device)
     except MergingError as exc:
         raise AuditError(f"merging: {MULTITASK}: {exc}") from None
-    names = read_json(run_dir / "multitask.json")["tasks"]
+    record = read_json(run_dir / "multitask.json")
+    names = record["tasks"]
     tests = [load_splits(c).test for c in cfgs]
-    dev = torch.device(device)
+    picks = [sample(f"merging: {n} / {MULTITASK}", len(t), full or not restored(record)) for n, t in zip(names, tests)]
+    frames = [t if r is None else t.iloc[r] for t, r in zip(tests, picks)]
+    computed, here, precision = _study_settings(record, cfgs[0], device)
+    with scoring_in(precision):
+        all_logits = multitask_logits(model, cfgs, frames, tokenizer, torch.device(device))
     checks = []
     with np.load(run_dir / "test_predictions.npz") as saved:
-        for i, (name, c, test, logits) in enumerate(zip(names, cfgs, tests,
-                                                         multitask_logits(model, cfgs, tests, tokenizer, dev))):
-            labels = test["label"].to_numpy()
-            if not np.array_equal(saved[f"labels_{i}"], labels):
+        for i, (name, frame, rows, logits) in enumerate(zip(names, frames, picks, all_logits)):
+            labels = frame["label"].to_numpy()
+            if not np.array_equal(_pick(saved[f"labels_{i}"], rows), labels):
                 raise AuditError(f"merging: {name} / {MULTITASK}: its test rows are not the ones it recorded (the data "
                                  f"changed since the run); rerun notebook 05.")
-            checks.append(compare(f"merging: {name} / {MULTITASK}", saved[f"logits_{i}"], logits, labels,
-                                  resolve_precision(c, dev)))
+            checks.append(compare(f"merging: {name} / {MULTITASK}", _pick(saved[f"logits_{i}"], rows), logits, labels,
+                                  computed, here, n_total=len(tests[i])))
     return checks
 
 
-def audit_study_models(results: Path, device: str = "cpu") -> list[Check]:
+def audit_study_models(results: Path, device: str = "cpu", full: bool = True) -> list[Check]:
     """The study's head-only floor of every task and its multi-task model (none without a study)."""
     from .merging import HEAD_ONLY
 
     heads, multi = study_model_dirs(results)
-    checks = [audit_head_only(d, f"merging: {name} / {HEAD_ONLY}", device) for name, d in heads.items()]
-    return checks + (audit_multitask(multi, device) if multi is not None else [])
+    checks = [audit_head_only(d, f"merging: {name} / {HEAD_ONLY}", device, full) for name, d in heads.items()]
+    return checks + (audit_multitask(multi, device, full) if multi is not None else [])
 
 
 # --------------------------------------------------------------------------- the TF-IDF baseline
@@ -287,20 +409,20 @@ def baseline_line(baseline: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- the profile
-def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
+def audit_profile(profile: str, device: str = "cpu", full: bool = False) -> dict[str, Any]:
     """Audit every saved model of ``profile``, write ``results/<profile>/audit.json`` and return it.
 
-    Raises :class:`AuditError` (one line per run that does not reproduce, after writing the record) so the
-    pipeline stops before the book shows a number its artifact does not give.
+    Models computed in these results are re-scored on every row; models restored from the archive on the sample
+    :func:`sample` draws, unless ``full``. Raises :class:`AuditError` (one line per run that does not reproduce,
+    after writing the record) so the pipeline stops before the book shows a number its artifact does not give.
     """
-
     results = paths.results_dir(profile)
     start = time.perf_counter()
     checks = []
     for run_dir in audited_runs(results):
-        checks.append(audit_run(run_dir, results, device))
+        checks.append(audit_run(run_dir, results, device, full))
         say(f"audit: {checks[-1].line()}")
-    for check in audit_merging(results, device) + audit_study_models(results, device):
+    for check in audit_merging(results, device, full) + audit_study_models(results, device, full):
         checks.append(check)
         say(f"audit: {check.line()}")
     baseline = audit_baseline(profile)
@@ -314,9 +436,14 @@ def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
     record = {"profile": profile, "runs": len(checks), "reproduced": len(checks) - len(failed),
               "all_reproduced": not failed and not baseline_failed, "baseline": baseline,
               "largest_abs_logit_diff": max((c.max_abs_logit_diff for c in checks), default=0.0),
-              "rows": sum(c.n_test for c in checks), "seconds": round(time.perf_counter() - start, 1),
-              "tolerance": TOLERANCE, "not_audited": list(NOT_AUDITED), "checked_at": runs.now(),
-              "device": device, "restored_without_adapter": without, "checks": [asdict(c) | {"reproduced": c.reproduced} for c in checks]}
+              "rows": sum(c.n_test for c in checks), "rows_recorded": sum(c.n_total for c in checks),
+              "seconds": round(time.perf_counter() - start, 1), "full": full, "sample_rows": SAMPLE_ROWS,
+              "tolerance": {"exact": EXACT_TOLERANCE, "across machines": CROSS_TOLERANCE},
+              "not_audited": list(NOT_AUDITED), "checked_at": runs.now(), "device": device,
+              "machine": hardware.machine(), "settings": settings_summary(checks), "computed_on": computed_on(results),
+              "audited_where_computed": archived_audit(profile, results),
+              "restored_without_adapter": without,
+              "checks": [asdict(c) | {"reproduced": c.reproduced, "line": c.line()} for c in checks]}
     write_json(record, results / AUDIT_FILE)
     if failed or baseline_failed:
         what = ([f"{len(failed)} of {len(checks)} saved models do not reproduce their recorded test scores"] if failed
@@ -326,13 +453,43 @@ def audit_profile(profile: str, device: str = "cpu") -> dict[str, Any]:
     return record
 
 
+def settings_summary(checks: list[Check]) -> dict[str, Any]:
+    """Where the re-scored models were computed and re-scored, and what the labels did: the page's one sentence."""
+    differ = [c for c in checks if c.differing]
+    return {"computed": sorted({c.computed for c in checks}), "here": sorted({c.here for c in checks}),
+            "exact": sum(c.exact for c in checks), "across_machines": sum(not c.exact for c in checks),
+            "labels": sum(c.n_test for c in checks), "identical": sum(c.n_test - c.differing for c in checks),
+            "differing": sum(c.differing for c in checks),
+            "largest_margin": max((c.largest_margin for c in differ), default=0.0),
+            "bound": max((c.bound for c in checks if not c.exact), default=0.0),
+            "sampled": sum(c.n_test < c.n_total for c in checks)}
+
+
+def computed_on(results: Path) -> list[str]:
+    """``<date> on <CPU model> (<kind>)`` for each place the restored runs of these results were computed."""
+    seen = set()
+    for d in runs.complete_runs(results):
+        computed = (runs.read_record(d) or {}).get(runs.RESTORED, {}).get("computed")
+        if computed:
+            m = computed.get("machine") or {}
+            seen.add(f"{str(computed.get('date', 'unknown'))[:10]} on {m.get('cpu', 'unknown')} ({hardware.kind_of(m)})")
+    return sorted(seen)
+
+
+def archived_audit(profile: str, results: Path) -> dict[str, Any] | None:
+    """The audit made where the archived runs were computed (kept in the archive), where these results restored any."""
+    path = paths.archive_dir(profile) / "studies" / AUDIT_FILE
+    if not path.is_file() or not computed_on(results):
+        return None
+    kept = read_json(path)
+    return {k: kept.get(k) for k in ("runs", "reproduced", "rows", "checked_at", "seconds", "all_reproduced")}
+
+
 def restored_without_adapter(results: Path) -> list[str]:
     """Complete runs restored from the archive without an adapter (their logits only): the audit cannot re-score
     them, so it names them; ``archive --verify N`` retrains a sample from their recorded configuration instead."""
-    from ..core.train import RESTORED
-
     return [str(d.relative_to(results)) for d in runs.complete_runs(results)
-            if not (d / "adapter").is_dir() and RESTORED in (runs.read_record(d) or {})]
+            if not (d / "adapter").is_dir() and runs.RESTORED in (runs.read_record(d) or {})]
 
 
 # --------------------------------------------------------------------------- the archive, retrained
@@ -422,23 +579,65 @@ def read_audit(profile: str) -> dict[str, Any] | None:
 
 
 def summary(record: dict[str, Any] | None) -> str:
-    """One sentence for the book and the report."""
+    """One paragraph for the book, the report and the site: what was re-scored, where each number was computed and
+    re-scored (both precisions), and under which rule it reproduced."""
     if record is None:
         return "The audit has not run on these results."
-    baseline = record.get("baseline")
     without = record.get("restored_without_adapter") or []
-    if without:
-        note = (f" {len(without)} more run(s), restored from the archive without their adapters, were not re-scored "
-                f"(`archive --verify` retrains a sample of them).")
-    else:
-        note = ""
-    if record["all_reproduced"]:
-        whose = "with an adapter here" if without else "behind these numbers"
+    note = (f" {len(without)} more run(s), restored from the archive without their adapters, were not re-scored "
+            f"(`archive --verify` retrains a sample of them)." if without else "")
+    if not record["all_reproduced"]:
+        if record["reproduced"] == record["runs"]:
+            return "The refitted TF-IDF baseline does not give its recorded accuracy."
+        return f"{record['runs'] - record['reproduced']} of {record['runs']} saved models do not reproduce their numbers."
+    whose = "with an adapter here" if without else "behind these numbers"
+    baseline = (" The TF-IDF baseline, refitted, gives its recorded accuracy and macro F1 exactly."
+                if record.get("baseline") else "")
+    if "settings" not in record:  # a record kept in the archive by an audit before settings were recorded
         return (f"All {record['runs']} saved models {whose}, reloaded in a fresh process and re-scored on "
                 f"their {record['rows']:,} test rows, reproduce their recorded predictions (largest logit difference "
-                f"{record['largest_abs_logit_diff']:.1e}; audit {record['seconds']:.0f} s)."
-                + (" The TF-IDF baseline, refitted, gives its recorded accuracy and macro F1 exactly." if baseline else "")
-                + note)
-    if record["reproduced"] == record["runs"]:
-        return "The refitted TF-IDF baseline does not give its recorded accuracy."
-    return f"{record['runs'] - record['reproduced']} of {record['runs']} saved models do not reproduce their numbers."
+                f"{record['largest_abs_logit_diff']:.1e}; audit {record['seconds']:.0f} s)." + baseline + note)
+    return (f"All {record['runs']} saved models {whose}, reloaded in a fresh process and re-scored on "
+            f"{record['rows']:,} test rows{_sampled(record)}, reproduce their recorded predictions "
+            f"{_where(record)} (audit {record['seconds']:.0f} s)." + baseline + note + _elsewhere(record))
+
+
+def verdict(record: dict[str, Any]) -> str:
+    """A short clause: how many models reproduce, re-scored where and in what, under which rule."""
+    st = record.get("settings")
+    if not st:
+        return f"audit: {record['reproduced']} of {record['runs']} saved models reproduce"
+    how = "exactly" if not st["across_machines"] else "within numerical noise"
+    differ = f", {st['differing']} near-tie label(s) differ" if st["differing"] else ""
+    return (f"audit re-scored here on {' and '.join(st['here']) or 'this machine'}: {record['reproduced']} of "
+            f"{record['runs']} saved models reproduce {how} ({st['identical']:,} of {st['labels']:,} labels identical"
+            f"{differ})")
+
+
+def _sampled(record: dict[str, Any]) -> str:
+    n = record["settings"]["sampled"]
+    if not n:
+        return ""
+    return (f" ({n} models restored from the archive on {record['sample_rows']} rows each, drawn at random; the main "
+            f"run and the merging study's own adapters on all their rows; `audit --full` re-scores every row)")
+
+
+def _where(record: dict[str, Any]) -> str:
+    st = record["settings"]
+    here = " and ".join(st["here"])
+    if not st["across_machines"]:
+        return (f"exactly: computed and re-scored on {here}, the same machine kind and precision (largest logit "
+                f"difference {record['largest_abs_logit_diff']:.1e})")
+    where = "; ".join(record.get("computed_on") or []) or "another machine"
+    differ = (f", the {st['differing']:,} that differ all near-ties (largest recorded margin {st['largest_margin']:.3g},"
+              f" below the bound {st['bound']:g})" if st["differing"] else "")
+    return (f"within numerical noise: computed on {where} in {' and '.join(st['computed'])}; re-scored here on "
+            f"{here}: {st['identical']:,} of {st['labels']:,} labels identical{differ}")
+
+
+def _elsewhere(record: dict[str, Any]) -> str:
+    kept = record.get("audited_where_computed")
+    if not kept:
+        return ""
+    return (f" Where they were computed, the audit of {str(kept['checked_at'])[:10]} re-scored all {kept['runs']} saved "
+            f"models on their {kept['rows']:,} test rows: {kept['reproduced']} reproduced exactly.")

@@ -386,12 +386,14 @@ def _device(cfg: Config, device: str | torch.device | None) -> torch.device:
     return torch.device(device) if device is not None else device_for(cfg)
 
 
-def task_test_rows(cfg: Config, tokenizer: Any) -> tuple[TokenizedDataset, np.ndarray]:
-    """The task's test rows (the same subset every run of the configuration is scored on), encoded, and their
-    labels: class ids, or for a multi-label task the indicator matrix its run saved."""
+def task_test_rows(cfg: Config, tokenizer: Any, rows: np.ndarray | None = None) -> tuple[TokenizedDataset, np.ndarray]:
+    """The task's test rows (the same subset every run of the configuration is scored on; ``rows``: positions of a
+    sample of them, the audit's on a restore), encoded, and their labels: class ids, or for a multi-label task the
+    indicator matrix its run saved."""
     splits = load_splits(cfg)
-    dataset = encode(splits.test, tokenizer, cfg.max_length, num_labels=splits.label_width)
-    return dataset, np.asarray(dataset.labels) if splits.label_width else splits.test["label"].to_numpy()
+    test = splits.test if rows is None else splits.test.iloc[np.asarray(rows)]
+    dataset = encode(test, tokenizer, cfg.max_length, num_labels=splits.label_width)
+    return dataset, np.asarray(dataset.labels) if splits.label_width else test["label"].to_numpy()
 
 
 # --------------------------------------------------------------------------- scores
@@ -459,7 +461,8 @@ def merge_method(combo: Combination) -> str:
 
 
 def score_merged(adapter_dirs: Sequence[Path], combinations: Sequence[Combination],
-                 device: str | torch.device | None = None) -> list[TaskScores]:
+                 device: str | torch.device | None = None,
+                 rows: Sequence[np.ndarray | None] | None = None) -> list[TaskScores]:
     """Every task's test rows scored by its own head on each merged adapter, and on its own adapter.
 
     For task t: the base is rebuilt with t's labels and t's trained head, the LoRA-only copies of
@@ -475,17 +478,19 @@ def score_merged(adapter_dirs: Sequence[Path], combinations: Sequence[Combinatio
         _check_ranks(adapters, combo)
     tokenizer = AutoTokenizer.from_pretrained(str(adapters[0].directory))
     with lora_only_copies(adapters) as copies:
-        return [_score_task(adapters, t, copies, tokenizer, combinations, device) for t in range(len(adapters))]
+        return [_score_task(adapters, t, copies, tokenizer, combinations, device, rows[t] if rows else None)
+                for t in range(len(adapters))]
 
 
 def _score_task(adapters: Sequence[SavedAdapter], t: int, copies: Sequence[Path], tokenizer: Any,
-                combinations: Sequence[Combination], device: str | torch.device | None) -> TaskScores:
+                combinations: Sequence[Combination], device: str | torch.device | None,
+                rows: np.ndarray | None = None) -> TaskScores:
     from ..core.evaluate import predict_logits
 
     a = adapters[t]
     dev = _device(a.cfg, device)
     precision = _precision(a.cfg, dev)
-    dataset, y = task_test_rows(a.cfg, tokenizer)
+    dataset, y = task_test_rows(a.cfg, tokenizer, rows)
     head = a.head_tensors()
     base = _task_base(a.cfg, a.labels, tokenizer, head, a.info.get("base_fingerprint"), str(a.directory),
                       multi_label=a.multi_label)
