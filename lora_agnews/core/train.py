@@ -157,8 +157,11 @@ ADAPTER = "adapter"
 # the audit lists those, and `archive --verify` retrains a sample of them.
 KEPT_ADAPTERS = ("main", "merging/tasks/*")
 # The merging study's own trained models: a record keyed like a run, its test logits, its trained tensors.
-STUDY_RECORDS = ("head_only.json", "multitask.json")
-STUDY_FILES = ("test_predictions.npz", "trainable.safetensors")
+# the merging study's models kept as runs of their own: each record and the files beside it
+STUDY_FILES = {"head_only.json": ("test_predictions.npz", "trainable.safetensors"),
+               "multitask.json": ("test_predictions.npz", "trainable.safetensors"),
+               "merged.json": ("test_predictions.npz",)}
+STUDY_RECORDS = tuple(STUDY_FILES)
 
 
 class ArchiveError(paths.ProjectError):
@@ -295,7 +298,7 @@ def sources(profile: str) -> list[Source]:
         for record in sorted(paths.runs_dir(profile).rglob(name)):
             d = record.parent
             if any(p.startswith(".") for p in d.relative_to(results).parts) or \
-                    not all((d / f).is_file() for f in STUDY_FILES):
+                    not all((d / f).is_file() for f in STUDY_FILES[name]):
                 continue
             try:
                 key = read_json(record).get("key")
@@ -440,7 +443,7 @@ def keep_studies(profile: str, names: tuple[str, ...]) -> list[str]:
 def _write_entry(target: Path, source: Source, adapter: bool) -> dict[str, Any]:
     """One entry: the run's files, its adapter where kept, and entry.json; its manifest summary."""
     keep = source.kind == "run" and adapter and (source.path / ADAPTER).is_dir()
-    names = RUN_FILES if source.kind == "run" else (source.record_file, *STUDY_FILES)
+    names = RUN_FILES if source.kind == "run" else (source.record_file, *STUDY_FILES[source.record_file])
     if target.exists():  # complete (renamed into place whole), written by a call interrupted before its manifest
         info = read_json(target / ENTRY_FILE) if (target / ENTRY_FILE).is_file() else {}
         if info.get("identity") != identity(source.key):

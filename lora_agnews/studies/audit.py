@@ -227,14 +227,14 @@ def _thresholds(adapter_dir: Path) -> list[float] | None:
 def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> list[Check]:
     """Re-merge the study's saved task adapters and re-score every merged combination (none without a study).
 
-    The merges are computed by notebook 05 on this machine (from restored task adapters too), so they are held to
-    the exact rule in the precision ``auto`` gives here."""
+    Merged scores computed here are held to the exact rule in the precision ``auto`` gives here; scores restored
+    from the archive (with the task adapters they merge) to the rule for where they were computed, on a sample."""
     import torch
 
     from ..core.config import from_dict
-    from ..core.model import resolve_precision
+    from ..core.model import faithful_precision, scoring_in
     from .merging import make_combination, merge_method, score_merged
-    from .merging_study import MERGED_LOGITS, STUDY_FILE as MERGING_FILE, merged_key
+    from .merging_study import MERGED_LOGITS, MERGED_RECORD, STUDY_FILE as MERGING_FILE, merged_key
 
     if not (results / MERGED_LOGITS).is_file():
         return []
@@ -244,21 +244,36 @@ def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> list
     dirs = [Path(study["settings"]["task_dirs"][t["name"]]) / "adapter" for t in study["tasks"]]
     combos = [make_combination(c["kind"], c["weights"], c["density"], c["svd_rank"], c["seed"])
               for c in study["combinations"]]
-    restored_here = all(restored(runs.read_record(d.parent)) for d in dirs)
+    if not combos:
+        return []
+    merged_dir = study["settings"].get("merged_dir")
+    merged = read_json(Path(merged_dir) / MERGED_RECORD) if merged_dir and \
+        (Path(merged_dir) / MERGED_RECORD).is_file() else None
     with np.load(results / MERGED_LOGITS) as saved:
         recorded = {k: saved[k] for k in saved.files}
-    rows = {t["name"]: sample(f"merging: {t['name']}", len(recorded[merged_key(t["name"], merge_method(combos[0]))]),
-                              full or not restored_here) if combos else None for t in study["tasks"]}
+    first = merge_method(combos[0])
+    rows = [sample(f"merging: {t['name']}", len(recorded[merged_key(t["name"], first)]), full or not restored(merged))
+            for t in study["tasks"]]
+    cfg = from_dict(read_json(dirs[0] / "lora_agnews_config.json")["config"])
+    metrics = read_json(dirs[0].parent / runs.METRICS_FILE) if (dirs[0].parent / runs.METRICS_FILE).is_file() else {}
+    if restored(merged):
+        computed = computed_setting(merged, metrics.get("precision"), cfg)
+        precision = faithful_precision(computed.precision, torch.device(device))
+    else:
+        from ..core.model import resolve_precision
+
+        precision = resolve_precision(cfg, torch.device(device))
+        computed = here_setting(precision, device)
+    here = here_setting(precision, device)
+    with scoring_in(precision):
+        all_scores = score_merged(dirs, combos, device, rows=rows)
     checks = []
-    for adapter, scores in zip(dirs, score_merged(dirs, combos, device, rows=list(rows.values()))):
-        cfg = from_dict(read_json(adapter / "lora_agnews_config.json")["config"])
-        here = here_setting(resolve_precision(cfg, torch.device(device)), device)
-        task_rows = rows[scores.name]
+    for scores, task_rows in zip(all_scores, rows):
         for combo in combos:
             method = merge_method(combo)
             full_logits = recorded[merged_key(scores.name, method)]
             checks.append(compare(f"merging: {scores.name} / {method}", _pick(full_logits, task_rows),
-                                  scores.logits[method], scores.y, here, here,
+                                  scores.logits[method], scores.y, computed, here,
                                   scores.decision_thresholds() if scores.multi_label else None, len(full_logits)))
     return checks
 

@@ -184,7 +184,7 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
         facts[name] = {k: metrics.get(k) for k in TASK_FACTS}
         run_dirs.append(out_dir / "tasks" / name)
     seconds["task adapters"], clock = time.perf_counter() - clock, time.perf_counter()
-    scores = score_merged([d / "adapter" for d in run_dirs], combinations)
+    scores = merged_scores(cfg.profile, run_dirs, combinations, out_dir / MERGED_DIR)
     seconds["merging and scoring"], clock = time.perf_counter() - clock, time.perf_counter()
     own_gap = {}
     for s, d in zip(scores, run_dirs):
@@ -211,12 +211,67 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
                 # the floor's and the multi-task model's runs (record, test logits, trained tensors): the audit's
                 "head_only_dirs": {n: str(out_dir / "head_only" / n) for n in names} if floor else {},
                 "multitask_dir": str(out_dir / "multitask") if multitask else None,
+                "merged_dir": str(out_dir / MERGED_DIR),
                 "own_rescore_max_abs_diff": own_gap, "pretrained": cfg.init == "pretrained",
                 "task_facts": facts, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
     study = Study(scores, combinations, settings, cfg.seed)
     written = save_results(study, out_dir if results_dir is None else Path(results_dir))
     say(f"merging study: {len(scores)} tasks x {len(combinations)} combinations -> {written}")
     return study
+
+
+# --------------------------------------------------------------------------- merged scores, kept as a run
+MERGED_DIR = "merged"
+MERGED_RECORD = "merged.json"  # the key (the task runs merged and the combinations) and each task's scores' facts
+
+
+def merged_scores_key(task_dirs: Sequence[Path], combinations: Sequence[Combination]) -> dict[str, Any]:
+    """What identifies the merged scores: the task runs merged (their run keys) and every combination."""
+    from ..core import runs
+
+    return {"kind": "merged", "run_keys": [(runs.read_record(d) or {}).get("run_key") for d in task_dirs],
+            "combinations": [c.to_dict() for c in combinations]}
+
+
+def merged_scores(profile: str, task_dirs: Sequence[Path], combinations: Sequence[Combination],
+                  run_dir: Path) -> list[TaskScores]:
+    """Every task scored by its own adapter and every merged combination: kept in ``run_dir`` as a run of its own,
+    so a complete one is reused and the archive restores it with the task adapters it merges (re-merging the base
+    profile's adapters in fp32 on a CPU without bf16 units costs about 20 minutes; the audit re-scores a sample)."""
+    from .multitask import _clear, _found
+
+    key = merged_scores_key(task_dirs, combinations)
+    record, arrays = run_dir / MERGED_RECORD, run_dir / "test_predictions.npz"
+    if _found(profile, record, {"key": key}, arrays):
+        return load_merged(record, arrays)
+    scores = score_merged([d / "adapter" for d in task_dirs], combinations)
+    _clear(run_dir)
+    save_merged(scores, key, record, arrays)
+    return scores
+
+
+def save_merged(scores: Sequence[TaskScores], key: dict[str, Any], record: Path, arrays: Path) -> None:
+    from ..core.runs import save_arrays
+
+    logits = {f"{t}|{m}": s.logits[m] for t, s in enumerate(scores) for m in s.logits}
+    save_arrays(arrays, **logits, **{f"{t}|y": s.y for t, s in enumerate(scores)})
+    write_json({"key": key, "tasks": [{"name": s.name, "labels": list(s.labels), "methods": list(s.logits),
+                                       "params": s.params, "kinds": s.kinds, "thresholds": s.thresholds}
+                                      for s in scores]}, record)
+
+
+def load_merged(record: Path, arrays: Path) -> list[TaskScores]:
+    from ..core.paths import read_json
+
+    tasks = read_json(record)["tasks"]
+    with np.load(arrays) as saved:
+        scores = []
+        for t, task in enumerate(tasks):
+            s = TaskScores(task["name"], tuple(task["labels"]), saved[f"{t}|y"], thresholds=task["thresholds"])
+            for m in task["methods"]:
+                s.logits[m], s.params[m], s.kinds[m] = saved[f"{t}|{m}"], int(task["params"][m]), task["kinds"][m]
+            scores.append(s)
+    return scores
 
 
 COLUMNS = ("task", "method", "combination", "density", "accuracy", "ci_low", "ci_high", "normalised_accuracy",
