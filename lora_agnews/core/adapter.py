@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import yaml
 
-from .config import (AGNEWS, Config, ConfigError, METHODS, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION,
-                     check_same_labels, from_dict, model_labels)
+from .config import (AGNEWS, Config, ConfigError, METHODS, RESEARCH_TERMS, SEQ_CLS, TASKS, TEXT_CLASSIFICATION,
+                     check_same_labels, from_dict, in_heads, model_labels)
 from .data import (PROBLEM_TYPE, SEPARATOR, TokenizedDataset, apply_thresholds, check_threshold, choose_thresholds,
                    compute_metrics, is_multi_label_model, normalize_text, sigmoid, task_source, tokenize)
 from .paths import atomic_write_text, interactive, read_json, say, write_json
@@ -33,6 +33,7 @@ from .paths import atomic_write_text, interactive, read_json, say, write_json
 
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
+PEFT_CONFIG_FILE = "adapter_config.json"
 CARD_FILE = "README.md"
 CODE_LICENSE_HUB = "mit"  # the hub's id of the project's licence (LICENSE, pyproject's SPDX "MIT")
 HUB_IDS = {"roberta-base": "FacebookAI/roberta-base", "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
@@ -61,8 +62,11 @@ def base_fingerprint(model: Any, method: str = "lora") -> str:
 
 
 def base_model_id(cfg: Config) -> str:
-    """The base model as the hub names it (model cards link to it)."""
-    return HUB_IDS.get(cfg.model_name, cfg.model_name)
+    """The base model as the hub names it (model cards link to it; a local copy of a known checkpoint is its hub id)."""
+    from .model import model_identity
+
+    name = model_identity(cfg.model_name)
+    return HUB_IDS.get(name, name)
 
 
 def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path,
@@ -83,6 +87,7 @@ def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path,
             # The frozen base embeddings are rebuilt on load (pretrained, or seeded and fingerprinted);
             # "auto" would also ask the hub whether the vocabulary changed.
             model.save_pretrained(str(tmp), save_embedding_layers=False)
+            mark_standard_load(tmp, standard_load_gap(model, cfg))
         else:
             _save_bitfit(model, cfg, tmp)
         tokenizer.save_pretrained(str(tmp))
@@ -108,11 +113,12 @@ def _save_bitfit(model: Any, cfg: Config, directory: Path) -> None:
 
     tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
     save_file(tensors, str(Path(directory) / WEIGHTS_FILE))
-    write_json({"peft_type": None, "lora_agnews_method": cfg.method,
+    # peft_type is the refusal itself: PEFT looks it up first (KeyError naming what loads the directory)
+    write_json({"peft_type": refusal(standard_load_gap(model, cfg)), "lora_agnews_method": cfg.method,
                 "description": "BitFit (lora_agnews, hand-written: PEFT has no BitFit): encoder biases and the "
                                "head, stored under the transformers model's own parameter names",
                 "modules_to_save": list(getattr(model, "lora_agnews_head", ()))},
-               Path(directory) / "adapter_config.json")
+               Path(directory) / PEFT_CONFIG_FILE)
 
 
 def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path, precision: str = "fp32") -> Any:
@@ -141,7 +147,7 @@ def check_adapter_dir(adapter_dir: Path) -> None:
         raise AdapterError(f"{adapter_dir} is a file; --adapter needs the adapter directory (RUN/adapter). {fix}")
     if (adapter_dir / "adapter").is_dir() and not (adapter_dir / CONFIG_FILE).is_file():
         raise AdapterError(f"{adapter_dir} is a run directory; pass its adapter: --adapter {adapter_dir / 'adapter'}")
-    needed = [CONFIG_FILE, "adapter_config.json", WEIGHTS_FILE]
+    needed = [CONFIG_FILE, PEFT_CONFIG_FILE, WEIGHTS_FILE]
     missing = [n for n in needed if not (adapter_dir / n).is_file()]
     if missing:
         raise AdapterError(f"{adapter_dir} is not a complete adapter directory (missing {', '.join(missing)}). {fix}")
@@ -195,10 +201,68 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
             check_saved_head(base, adapter_dir)
             # PiSSA/OLoRA: PEFT reruns the initialisation on the fresh base (SVD / QR, deterministic), which
             # rebuilds the residual base weights the adapter was trained against, then loads the trained factors.
-            model = PeftModel.from_pretrained(base, str(adapter_dir))
+            model = PeftModel.from_pretrained(base, str(adapter_dir), config=trained_peft_config(adapter_dir, cfg))
             check_saved_weights(model, adapter_dir)
     model.to(device).eval()
     return model, tokenizer, cfg
+
+
+# --------------------------------------------------------------------------- PEFT's standard load
+# A PEFT user loads an adapter directory the standard way: ``PeftModel.from_pretrained(
+# AutoModelForSequenceClassification.from_pretrained(base, num_labels=K), DIR)``. That puts the architecture's own
+# head on the checkpoint's full-precision weights, so it gives this project's predictions only where the adapter
+# holds everything the checkpoint lacks and the head is the architecture's. Where it is not, the saved
+# ``task_type`` is a sentence naming what loads the directory: PEFT refuses it before any weight is read
+# (``ValueError: Invalid task type: '...'``). ``load_adapter`` passes PEFT the configuration the run trained with.
+REFUSED = "lora_agnews adapter"  # how a refusing task_type (or BitFit's peft_type) begins
+
+
+def standard_load_gap(model: Any, cfg: Config) -> str:
+    """Why PEFT's standard load of the saved ``model`` would not give its predictions; '' where it would."""
+    method = METHODS[cfg.method]
+    if method.peft is None:
+        return f"{method.title} is not a PEFT method"
+    if cfg.init != "pretrained":
+        return "its base was initialised at random, and no checkpoint holds it"
+    if cfg.quantize != "none":
+        return f"it was trained on a {cfg.quantize}-quantized base"
+    if cfg.head != "default" and cfg.head != "lora-dense":
+        return f"its {cfg.head!r} head is not the architecture's own classification head"
+    fresh = getattr(model.get_base_model(), "lora_agnews_fresh", None)
+    if fresh is None:
+        return "the checkpoint its base came from is not known"
+    saved = tuple(next(iter(model.peft_config.values())).modules_to_save or ())
+    unsaved = [name for name in fresh if not in_heads(name, saved)]
+    if unsaved:  # e.g. lora-dense: the head's dense layer is random and frozen, so only this run's seed has it
+        return f"{unsaved[0]} is initialised at random and frozen, so the adapter does not hold it"
+    return ""
+
+
+LOADER = "lora_agnews.core.adapter.load_adapter(DIR) or `python -m lora_agnews predict --adapter DIR`"
+EXPORTER = "for transformers.pipeline(), export it: `python -m lora_agnews export --adapter DIR --out OUT`"
+
+
+def refusal(gap: str, loader: str = LOADER, export: bool = True) -> str:
+    """The text PEFT shows when it refuses a directory whose standard load would not give its predictions."""
+    return (f"{REFUSED}: PEFT's own load would not reproduce its predictions ({gap}). Load it with {loader}"
+            + (f"; {EXPORTER}" if export else ""))
+
+
+def mark_standard_load(directory: Path, gap: str) -> None:
+    """Set the saved ``task_type``: SEQ_CLS where the standard load gives the run's predictions (and
+    ``AutoPeftModelForSequenceClassification`` needs it), else the :func:`refusal`."""
+    path = Path(directory) / PEFT_CONFIG_FILE
+    write_json({**read_json(path), "task_type": refusal(gap) if gap else SEQ_CLS}, path)
+
+
+def trained_peft_config(adapter_dir: Path, cfg: Config) -> Any:
+    """The PEFT configuration saved in ``adapter_dir`` with the ``task_type`` the run trained with (the file's may
+    be the :func:`refusal`, or SEQ_CLS for the standard load), for ``PeftModel.from_pretrained(config=...)``."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    saved = {**read_json(Path(adapter_dir) / PEFT_CONFIG_FILE), "task_type": METHODS[cfg.method].task_type}
+    kind = PEFT_TYPE_TO_CONFIG_MAPPING[saved["peft_type"]]
+    return kind.from_peft_type(**kind.check_kwargs(**saved))
 
 
 def saved_keys(adapter_dir: Path) -> set[str]:
@@ -217,7 +281,7 @@ def check_saved_head(base: Any, adapter_dir: Path) -> None:
     """
     present = [name for name, _ in base.named_modules()]
     keys = [f".{k}" for k in saved_keys(adapter_dir)]
-    listed = read_json(Path(adapter_dir) / "adapter_config.json").get("modules_to_save") or []
+    listed = read_json(Path(adapter_dir) / PEFT_CONFIG_FILE).get("modules_to_save") or []
     for module in dict.fromkeys(listed):
         exists = any(name == module or name.endswith(f".{module}") for name in present)
         if exists and not any(f".{module}." in key for key in keys):
