@@ -22,11 +22,14 @@ import pytest
 import torch
 
 from lora_agnews.core import config, model
-from lora_agnews.core.adapter import PEFT_CONFIG_FILE, REFUSED, load_adapter, save_adapter
+from lora_agnews.core.adapter import (PEFT_CONFIG_FILE, REFUSED, SAMPLE_TEXT, load_adapter, predict_logits_for_texts,
+                                      save_adapter, write_model_card)
+from lora_agnews.core.data import LABELS
 from lora_agnews.core.paths import read_json
 from test_placements import FAMILY_KINDS, tiny_config
 
 IDS = [[0, 5, 6, 7, 2], [0, 8, 9, 2, 1]]
+CARD_METRICS = {"accuracy": 0.5, "macro_f1": 0.5, "trainable_params": 1, "n_eval": 2, "labels": list(LABELS)}
 MASK = [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
 # (family, head) -> whether the standard load gives the project's predictions. The default head is the
 # architecture's own and trained in full; BERT's lora-dense adapts its pretrained pooler (in the checkpoint); every
@@ -47,17 +50,27 @@ CASES = {f"{kind}-{head}": (kind, {"head": head}, ok) for (kind, head), ok in RE
     | {"roberta-random-init": ("roberta", {"init": "random"}, False)} \
     | ({"roberta-nf4": ("roberta", {"quantize": "nf4"}, False)} if importlib.util.find_spec("bitsandbytes") else {})
 
-# The issue's load, verbatim, for each case (``auto``: PEFT's AutoPeftModelForSequenceClassification, which finds
-# the base itself); an exception is reported, not raised.
+# The issue's load, verbatim, for each case; ``auto``: PEFT's AutoPeftModelForSequenceClassification (which finds the
+# base itself); ``card``: the first Python block of the directory's model card, run beside it as a reader would (its
+# ``logits``). An exception is reported, not raised.
 SCRIPT = """
-import json, sys, torch
+import json, os, re, sys, torch
+from pathlib import Path
 from peft import AutoPeftModelForSequenceClassification, PeftModel
 from transformers import AutoModelForSequenceClassification
 cases, ids, mask = json.loads(sys.argv[1]), torch.tensor(json.loads(sys.argv[2])), torch.tensor(json.loads(sys.argv[3]))
 out = {}
-for name, (base, adapter_dir, labels, auto) in cases.items():
+for name, (base, adapter_dir, labels, how) in cases.items():
     try:
-        if auto:
+        if how == "card":
+            code = re.search(r"```python\\n(.*?)```", (Path(adapter_dir) / "README.md").read_text(), re.S).group(1)
+            os.chdir(Path(adapter_dir).parent)
+            scope = {}
+            with torch.no_grad():
+                exec(code, scope)
+            out[name] = {"logits": scope["logits"].tolist()}
+            continue
+        if how == "auto":
             model = AutoPeftModelForSequenceClassification.from_pretrained(adapter_dir, num_labels=labels).eval()
         else:
             model = PeftModel.from_pretrained(
@@ -70,9 +83,9 @@ print(json.dumps(out))
 """
 
 
-def standard_load(cases: dict[str, tuple[str, str, int, bool]], ids: list[list[int]], mask: list[list[int]]
+def standard_load(cases: dict[str, tuple[str, str, int, str]], ids: list[list[int]], mask: list[list[int]]
                   ) -> dict[str, dict[str, Any]]:
-    """The issue's load of each ``name: (base, adapter_dir, num_labels, auto)`` in ONE fresh interpreter."""
+    """The load of each ``name: (base, adapter_dir, num_labels, how)`` in ONE fresh interpreter (:data:`SCRIPT`)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRANSFORMERS_VERBOSITY": "error"}
     done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(cases), json.dumps(ids), json.dumps(mask)],
                           capture_output=True, text=True, env=env, timeout=600)
@@ -125,10 +138,16 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
         net = load_adapter(adapter)[0]
         with torch.no_grad():
             ours[name] = net(input_ids=torch.tensor(IDS), attention_mask=torch.tensor(MASK)).logits.numpy()
-        cases[name] = (str(bases[kind]), str(adapter), 4, False)
+        cases[name] = (str(bases[kind]), str(adapter), 4, "peft")
         result.directories[name] = adapter
-    cases["roberta-default-auto"] = (*cases["roberta-default"][:3], True)
+    cases["roberta-default-auto"] = (*cases["roberta-default"][:3], "auto")
     ours["roberta-default-auto"] = ours["roberta-default"]
+    for name in ("roberta-default", "bert-lora-dense"):  # the card's own snippet, on its sample headline
+        adapter = result.directories[name]
+        write_model_card(adapter, load_adapter(adapter)[2], CARD_METRICS)
+        net, tok, cfg = load_adapter(adapter)
+        cases[f"{name}-card"] = (*cases[name][:3], "card")
+        ours[f"{name}-card"] = predict_logits_for_texts(net, tok, cfg, [SAMPLE_TEXT])
     theirs = standard_load(cases, IDS, MASK)
     result.update({name: (theirs[name], ours[name]) for name in cases})
     return result
@@ -160,6 +179,14 @@ def test_the_saved_directory_names_its_base_and_task_where_the_load_works(outcom
     assert read_json(refused / PEFT_CONFIG_FILE)["task_type"].startswith(REFUSED)
     auto, ours = outcomes["roberta-default-auto"]
     np.testing.assert_allclose(np.array(auto["logits"]), ours, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["roberta-default", "bert-lora-dense"])
+def test_the_cards_use_section_runs_without_lora_agnews_and_predicts_as_predict_does(name: str, outcomes) -> None:
+    """The card's first Python block, run in a fresh process beside the directory (peft and transformers only)."""
+    theirs, ours = outcomes[f"{name}-card"]
+    assert "error" not in theirs, theirs
+    np.testing.assert_allclose(np.array(theirs["logits"]), ours, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow  # a fresh process loading the real MiniLM twice (about 30 s on 2 cores): `make test-slow`
