@@ -482,7 +482,9 @@ def license_section(cfg: Config, license_id: str, artifact: str, signature: str)
 
 def shown_data(cfg: Config) -> str:
     """The data as a card names it: a local directory by its name only (the path is the computing machine's)."""
-    return cfg.data if cfg.data in ("sample", "hub") else f"`{Path(cfg.data).name}` (a local copy)"
+    from .data import HUB, PYPI
+
+    return cfg.data if cfg.data in ("sample", HUB, PYPI) else f"`{Path(cfg.data).name}` (a local copy)"
 
 
 def pipeline_snippet(model_dir: str) -> str:
