@@ -197,10 +197,12 @@ def test_an_entry_names_no_path_of_this_machine_and_a_restore_writes_this_checko
     kept = read_json(entry / runs.METRICS_FILE)
     assert kept["data_source"] == "<repository>/../shared/agnews-subset" and kept["model"] == elsewhere
     assert kept["command"] == "<repository>/lora_agnews/__main__.py train --out <results>/smoke/runs/main"
-    assert (entry / "adapter" / "README.md").read_text() == "python -m lora_agnews predict --adapter <results>/smoke/runs/main/adapter\n"
+    card = (entry / "adapter" / "README.md").read_text()
+    assert card == "python -m lora_agnews predict --adapter <results>/smoke/runs/main/adapter\n"
     for file in (p for p in entry.rglob("*") if p.suffix in train_mod.TEXT_FILES):
         assert str(paths.ROOT) not in file.read_text() and str(paths.results_root()) not in file.read_text(), file
-    assert read_json(entry / train_mod.ENTRY_FILE)["files"][runs.METRICS_FILE] == (entry / runs.METRICS_FILE).stat().st_size
+    sizes = read_json(entry / train_mod.ENTRY_FILE)["files"]
+    assert sizes[runs.METRICS_FILE] == (entry / runs.METRICS_FILE).stat().st_size
     assert train_mod.read_entry(entry, runs.METRICS_FILE)["data_source"] == str(beside)
     shutil.rmtree(paths.results_dir("smoke"))
     train_mod.train_owned(cfg, paths.runs_dir("smoke") / "main")

@@ -470,7 +470,8 @@ def render_card(meta: dict[str, Any], title: str, intro: str, sections: dict[str
     """The one model-card layout (an adapter's and an exported checkpoint's): the hub's YAML front matter, a title,
     an introduction, then one ``## heading`` per section, in order."""
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
-    parts = [f"# {title}", intro.strip("\n"), *(f"## {head}\n\n{text.strip(chr(10))}" for head, text in sections.items())]
+    parts = [f"# {title}", intro.strip("\n"),
+             *(f"## {head}\n\n{text.strip(chr(10))}" for head, text in sections.items())]
     return f"---\n{front}---\n\n" + "\n\n".join(parts) + "\n"
 
 
@@ -518,9 +519,10 @@ logits = model(**tokenizer(["{SAMPLE_TEXT}"], truncation=True, max_length={cfg.m
         if why:
             plain += f" Nor can it be exported as a plain checkpoint ({why}): use lora-agnews."
         else:
-            plain += (f" To use it without lora-agnews, export it once into a plain transformers checkpoint (the export "
-                      f"checks its logits against these), which `pipeline()` loads anywhere:\n\n```bash\n"
-                      f"python -m lora_agnews export --adapter {name} --out exported\n```\n\n{pipeline_snippet('exported')}")
+            plain += (f" To use it without lora-agnews, export it once into a plain transformers checkpoint (the "
+                      f"export checks its logits against these), which `pipeline()` loads anywhere:\n\n```bash\n"
+                      f"python -m lora_agnews export --adapter {name} --out exported\n```\n\n"
+                      f"{pipeline_snippet('exported')}")
     return f"""{where}
 
 {plain}

@@ -330,7 +330,8 @@ def head_note(cfg: Any, kind: str, scale: float | None) -> str:
 def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResult, kind: str) -> Path:
     """README.md in the hub's model-card format, for a plain transformers checkpoint (``directory``: where it is
     written now, a temporary sibling of ``result.out_dir``), laid out as the adapter's card (``render_card``)."""
-    from .adapter import base_model_id, export_note, license_section, method_summary, pipeline_snippet, render_card, task_card
+    from .adapter import (base_model_id, export_note, license_section, method_summary, pipeline_snippet, render_card,
+                          task_card)
     from .paths import atomic_write_text
 
     meta = card_metadata(cfg, adapter_dir)
@@ -342,7 +343,8 @@ def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResul
 
     metrics += export_note(adapter_dir)
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
-    title = f"{METHODS[cfg.method].heading} for {task_card(cfg)[0]}, merged: a plain transformers classifier ({cfg.profile} profile)"
+    title = (f"{METHODS[cfg.method].heading} for {task_card(cfg)[0]}, merged: a plain transformers classifier "
+             f"({cfg.profile} profile)")
     intro = f"""{method_summary(cfg)}{layers}) on `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}`
 classification head, merged into the base weights: a `{result.architecture}` checkpoint that needs
 neither peft nor lora-agnews. Labels: {', '.join(f'{i} {n}' for i, n in enumerate(result.labels))}.

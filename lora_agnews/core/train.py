@@ -223,8 +223,8 @@ _PLACEHOLDER = re.compile(r"<(results|repository)>(/[^\s\"'`()]*)?")
 
 
 def relative_paths(text: str, checkouts: Sequence[Path] | None = None) -> str:
-    """``text`` with each absolute path under a checkout (default this one), its results or beside it written relative
-    to it: ``<results>/...``, ``<repository>/...``, ``<repository>/../...``. Other paths (``/tmp``) are left as they are."""
+    """``text`` with each absolute path under a checkout (default this one), its results or beside it written
+    relative to it: ``<results>/...``, ``<repository>/...``, ``<repository>/../...``. Other paths (``/tmp``) stay."""
     roots = [Path(c) for c in checkouts] if checkouts else [paths.ROOT]
     results = [paths.results_root(), *(root / "results" for root in roots)]
 
