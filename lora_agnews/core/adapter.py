@@ -212,12 +212,10 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
 # A PEFT user loads an adapter directory the standard way: ``PeftModel.from_pretrained(
 # AutoModelForSequenceClassification.from_pretrained(base, num_labels=K), DIR)``. That puts the architecture's own
 # head on the checkpoint's full-precision weights, so it gives this project's predictions only where the adapter
-# holds everything the checkpoint lacks and the head is the architecture's. Where it is not, the saved
+# holds everything the checkpoint lacks and the head is the architecture's. Where it does not, the saved
 # ``task_type`` is a sentence naming what loads the directory: PEFT refuses it before any weight is read
 # (``ValueError: Invalid task type: '...'``). ``load_adapter`` passes PEFT the configuration the run trained with.
 REFUSED = "lora_agnews adapter"  # how a refusing task_type (or BitFit's peft_type) begins
-
-
 GAP_KEY = "standard_load_gap"  # in lora_agnews_config.json: standard_load_gap at saving ('' where the load works)
 
 
