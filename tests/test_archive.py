@@ -181,6 +181,36 @@ def test_paths_in_a_key_that_name_this_checkout_or_its_results_are_portable(tmp_
     assert "data" not in got and got["model_name"] == "/elsewhere/model"  # the rows are named by their hash
 
 
+def test_an_entry_names_no_path_of_this_machine_and_a_restore_writes_this_checkouts_again(no_training: None) -> None:
+    """Records and cards are kept relative to the checkout (the data beside it too); restored, the files are the
+    ones the run wrote, byte for byte, and /tmp-like paths outside the checkout are left as they were."""
+    cfg = main_config()
+    run_dir = complete_run(paths.runs_dir("smoke") / "main", cfg)
+    beside, elsewhere = paths.ROOT.parent / "shared" / "agnews-subset", "/opt/weights/model"
+    write_json({"accuracy": 0.5, "macro_f1": 0.5, "data_source": str(beside), "model": elsewhere,
+                "command": f"{paths.ROOT / 'lora_agnews' / '__main__.py'} train --out {run_dir}"},
+               run_dir / runs.METRICS_FILE)
+    (run_dir / "adapter" / "README.md").write_text(f"python -m lora_agnews predict --adapter {run_dir / 'adapter'}\n")
+    original = snapshot(run_dir)
+    train_mod.archive_profile("smoke")
+    entry = paths.archive_dir("smoke") / train_mod.ENTRIES / train_mod.entry_id(runs.run_key(cfg), "runs/main")
+    kept = read_json(entry / runs.METRICS_FILE)
+    assert kept["data_source"] == "<repository>/../shared/agnews-subset" and kept["model"] == elsewhere
+    assert kept["command"] == "<repository>/lora_agnews/__main__.py train --out <results>/smoke/runs/main"
+    card = (entry / "adapter" / "README.md").read_text()
+    assert card == "python -m lora_agnews predict --adapter <results>/smoke/runs/main/adapter\n"
+    for file in (p for p in entry.rglob("*") if p.suffix in train_mod.TEXT_FILES):
+        assert str(paths.ROOT) not in file.read_text() and str(paths.results_root()) not in file.read_text(), file
+    sizes = read_json(entry / train_mod.ENTRY_FILE)["files"]
+    assert sizes[runs.METRICS_FILE] == (entry / runs.METRICS_FILE).stat().st_size
+    assert train_mod.read_entry(entry, runs.METRICS_FILE)["data_source"] == str(beside)
+    shutil.rmtree(paths.results_dir("smoke"))
+    train_mod.train_owned(cfg, paths.runs_dir("smoke") / "main")
+    restored = snapshot(paths.runs_dir("smoke") / "main")
+    for name in (runs.METRICS_FILE, "adapter/lora_agnews_config.json"):
+        assert restored[name] == original[name], name
+
+
 def test_runs_recorded_before_the_data_hash_are_not_archived() -> None:
     cfg = main_config()
     run_dir = complete_run(paths.runs_dir("smoke") / "main", cfg)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import yaml
 
-from .config import (AGNEWS, Config, ConfigError, METHODS, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION,
-                     check_same_labels, from_dict, model_labels)
+from .config import (AGNEWS, Config, ConfigError, METHODS, RESEARCH_TERMS, SEQ_CLS, TASKS, TEXT_CLASSIFICATION,
+                     check_same_labels, from_dict, in_heads, model_labels)
 from .data import (PROBLEM_TYPE, SEPARATOR, TokenizedDataset, apply_thresholds, check_threshold, choose_thresholds,
                    compute_metrics, is_multi_label_model, normalize_text, sigmoid, task_source, tokenize)
 from .paths import atomic_write_text, interactive, read_json, say, write_json
@@ -33,6 +33,7 @@ from .paths import atomic_write_text, interactive, read_json, say, write_json
 
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
+PEFT_CONFIG_FILE = "adapter_config.json"
 CARD_FILE = "README.md"
 CODE_LICENSE_HUB = "mit"  # the hub's id of the project's licence (LICENSE, pyproject's SPDX "MIT")
 HUB_IDS = {"roberta-base": "FacebookAI/roberta-base", "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
@@ -61,8 +62,11 @@ def base_fingerprint(model: Any, method: str = "lora") -> str:
 
 
 def base_model_id(cfg: Config) -> str:
-    """The base model as the hub names it (model cards link to it)."""
-    return HUB_IDS.get(cfg.model_name, cfg.model_name)
+    """The base model as the hub names it (model cards link to it; a local copy of a known checkpoint is its hub id)."""
+    from .model import model_identity
+
+    name = model_identity(cfg.model_name)
+    return HUB_IDS.get(name, name)
 
 
 def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path,
@@ -78,15 +82,17 @@ def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path,
     if cfg.init == "pretrained":  # lets PEFT's AutoPeftModel find the base; a random base has no id
         for peft_config in getattr(model, "peft_config", {}).values():
             peft_config.base_model_name_or_path = base_model_id(cfg)
+    gap = standard_load_gap(model, cfg)
     with atomic_directory(adapter_dir) as tmp:
         if hasattr(model, "peft_config"):
             # The frozen base embeddings are rebuilt on load (pretrained, or seeded and fingerprinted);
             # "auto" would also ask the hub whether the vocabulary changed.
             model.save_pretrained(str(tmp), save_embedding_layers=False)
+            mark_standard_load(tmp, gap)
         else:
-            _save_bitfit(model, cfg, tmp)
+            _save_bitfit(model, cfg, tmp, gap)
         tokenizer.save_pretrained(str(tmp))
-        info = {"config": cfg.to_dict(), "labels": list(model_labels(model))}
+        info = {"config": cfg.to_dict(), "labels": list(model_labels(model)), GAP_KEY: gap}
         info |= _multi_label_record(model, thresholds)
         if cfg.init == "random":
             info["base_fingerprint"] = base_fingerprint(getattr(model, "get_base_model", lambda: model)(), cfg.method)
@@ -101,18 +107,19 @@ def _multi_label_record(model: Any, thresholds: dict[str, Any] | None) -> dict[s
     return {"multi_label": True, "thresholds": thresholds} if thresholds else {"multi_label": True}
 
 
-def _save_bitfit(model: Any, cfg: Config, directory: Path) -> None:
+def _save_bitfit(model: Any, cfg: Config, directory: Path, gap: str) -> None:
     """BitFit (no PEFT method): the trained biases and head in ``adapter_model.safetensors`` under the
     model's own parameter names, and an ``adapter_config.json`` that says what they are."""
     from safetensors.torch import save_file
 
     tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
     save_file(tensors, str(Path(directory) / WEIGHTS_FILE))
-    write_json({"peft_type": None, "lora_agnews_method": cfg.method,
+    # peft_type is the refusal itself: PEFT looks it up first (KeyError naming what loads the directory)
+    write_json({"peft_type": refusal(gap), "lora_agnews_method": cfg.method,
                 "description": "BitFit (lora_agnews, hand-written: PEFT has no BitFit): encoder biases and the "
                                "head, stored under the transformers model's own parameter names",
                 "modules_to_save": list(getattr(model, "lora_agnews_head", ()))},
-               Path(directory) / "adapter_config.json")
+               Path(directory) / PEFT_CONFIG_FILE)
 
 
 def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path, precision: str = "fp32") -> Any:
@@ -141,7 +148,7 @@ def check_adapter_dir(adapter_dir: Path) -> None:
         raise AdapterError(f"{adapter_dir} is a file; --adapter needs the adapter directory (RUN/adapter). {fix}")
     if (adapter_dir / "adapter").is_dir() and not (adapter_dir / CONFIG_FILE).is_file():
         raise AdapterError(f"{adapter_dir} is a run directory; pass its adapter: --adapter {adapter_dir / 'adapter'}")
-    needed = [CONFIG_FILE, "adapter_config.json", WEIGHTS_FILE]
+    needed = [CONFIG_FILE, PEFT_CONFIG_FILE, WEIGHTS_FILE]
     missing = [n for n in needed if not (adapter_dir / n).is_file()]
     if missing:
         raise AdapterError(f"{adapter_dir} is not a complete adapter directory (missing {', '.join(missing)}). {fix}")
@@ -195,10 +202,84 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
             check_saved_head(base, adapter_dir)
             # PiSSA/OLoRA: PEFT reruns the initialisation on the fresh base (SVD / QR, deterministic), which
             # rebuilds the residual base weights the adapter was trained against, then loads the trained factors.
-            model = PeftModel.from_pretrained(base, str(adapter_dir))
+            model = PeftModel.from_pretrained(base, str(adapter_dir), config=trained_peft_config(adapter_dir, cfg))
             check_saved_weights(model, adapter_dir)
     model.to(device).eval()
     return model, tokenizer, cfg
+
+
+# --------------------------------------------------------------------------- PEFT's standard load
+# A PEFT user loads an adapter directory the standard way: ``PeftModel.from_pretrained(
+# AutoModelForSequenceClassification.from_pretrained(base, num_labels=K), DIR)``. That puts the architecture's own
+# head on the checkpoint's full-precision weights, so it gives this project's predictions only where the adapter
+# holds everything the checkpoint lacks and the head is the architecture's. Where it does not, the saved
+# ``task_type`` is a sentence naming what loads the directory: PEFT refuses it before any weight is read
+# (``ValueError: Invalid task type: '...'``). ``load_adapter`` passes PEFT the configuration the run trained with.
+REFUSED = "lora_agnews adapter"  # how a refusing task_type (or BitFit's peft_type) begins
+GAP_KEY = "standard_load_gap"  # in lora_agnews_config.json: standard_load_gap at saving ('' where the load works)
+
+
+def config_gap(cfg: Config) -> str:
+    """What in the configuration alone keeps PEFT's standard load from giving the run's predictions ('' if nothing)."""
+    method = METHODS[cfg.method]
+    if method.peft is None:
+        return f"{method.title} is not a PEFT method"
+    if cfg.init != "pretrained":
+        return "its base was initialised at random, and no checkpoint holds it"
+    if cfg.quantize != "none":
+        return f"it was trained on a {cfg.quantize}-quantized base"
+    if cfg.head not in ("default", "lora-dense"):
+        return f"its {cfg.head!r} head is not the architecture's own classification head"
+    return ""
+
+
+def standard_load_gap(model: Any, cfg: Config) -> str:
+    """Why PEFT's standard load of the saved ``model`` would not give its predictions; '' where it would."""
+    gap = config_gap(cfg)
+    if gap:
+        return gap
+    fresh = getattr(model.get_base_model(), "lora_agnews_fresh", None)
+    if fresh is None:
+        return "the checkpoint its base came from is not known"
+    saved = tuple(next(iter(model.peft_config.values())).modules_to_save or ())
+    unsaved = [name for name in fresh if not in_heads(name, saved)]
+    if unsaved:  # e.g. lora-dense: the head's dense layer is random and frozen, so only this run's seed has it
+        return f"{unsaved[0]} is initialised at random and frozen, so the adapter does not hold it"
+    return ""
+
+
+LOADER = "lora_agnews.core.adapter.load_adapter(DIR) or `python -m lora_agnews predict --adapter DIR`"
+EXPORTER = "for transformers.pipeline(), export it: `python -m lora_agnews export --adapter DIR --out OUT`"
+
+
+def refusal(gap: str, loader: str = LOADER, export: bool = True) -> str:
+    """The text PEFT shows when it refuses a directory whose standard load would not give its predictions."""
+    return (f"{REFUSED}: PEFT's own load would not reproduce its predictions ({gap}). Load it with {loader}"
+            + (f"; {EXPORTER}" if export else ""))
+
+
+def mark_standard_load(directory: Path, gap: str) -> None:
+    """Set the saved ``task_type``: SEQ_CLS where the standard load gives the run's predictions (and
+    ``AutoPeftModelForSequenceClassification`` needs it), else the :func:`refusal`."""
+    path = Path(directory) / PEFT_CONFIG_FILE
+    write_json({**read_json(path), "task_type": refusal(gap) if gap else SEQ_CLS}, path)
+
+
+def saved_gap(adapter_dir: Path, cfg: Config) -> str:
+    """The directory's recorded :data:`GAP_KEY` (from the configuration where none is recorded)."""
+    path = Path(adapter_dir) / CONFIG_FILE
+    info = read_json(path) if path.is_file() else {}
+    return info[GAP_KEY] if GAP_KEY in info else config_gap(cfg)
+
+
+def trained_peft_config(adapter_dir: Path, cfg: Config) -> Any:
+    """The PEFT configuration saved in ``adapter_dir`` with the ``task_type`` the run trained with (the file's may
+    be the :func:`refusal`, or SEQ_CLS for the standard load), for ``PeftModel.from_pretrained(config=...)``."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    saved = {**read_json(Path(adapter_dir) / PEFT_CONFIG_FILE), "task_type": METHODS[cfg.method].task_type}
+    kind = PEFT_TYPE_TO_CONFIG_MAPPING[saved["peft_type"]]
+    return kind.from_peft_type(**kind.check_kwargs(**saved))
 
 
 def saved_keys(adapter_dir: Path) -> set[str]:
@@ -217,7 +298,7 @@ def check_saved_head(base: Any, adapter_dir: Path) -> None:
     """
     present = [name for name, _ in base.named_modules()]
     keys = [f".{k}" for k in saved_keys(adapter_dir)]
-    listed = read_json(Path(adapter_dir) / "adapter_config.json").get("modules_to_save") or []
+    listed = read_json(Path(adapter_dir) / PEFT_CONFIG_FILE).get("modules_to_save") or []
     for module in dict.fromkeys(listed):
         exists = any(name == module or name.endswith(f".{module}") for name in present)
         if exists and not any(f".{module}." in key for key in keys):
@@ -380,13 +461,90 @@ def data_terms(cfg: Config, artifact: str = "adapter") -> str:
     return f"This {artifact} was trained on the project's own sample (no AG News text); {task.terms}."
 
 
-def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) -> Path:
-    """README.md in the Hugging Face model-card format (YAML metadata + text)."""
-    front = yaml.safe_dump(card_metadata(cfg, metrics), sort_keys=False, allow_unicode=True)
-    layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
-    body = f"""# {METHODS[cfg.method].heading} adapter for {task_card(cfg)[0]} ({cfg.profile} profile)
+SAMPLE_TEXT = "Stocks rally as oil prices fall"
 
-{method_summary(cfg)}{layers}) on
+
+def render_card(meta: dict[str, Any], title: str, intro: str, sections: dict[str, str]) -> str:
+    """The one model-card layout (an adapter's and an exported checkpoint's): the hub's YAML front matter, a title,
+    an introduction, then one ``## heading`` per section, in order."""
+    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
+    parts = [f"# {title}", intro.strip("\n"),
+             *(f"## {head}\n\n{text.strip(chr(10))}" for head, text in sections.items())]
+    return f"---\n{front}---\n\n" + "\n\n".join(parts) + "\n"
+
+
+def license_section(cfg: Config, license_id: str, artifact: str, signature: str) -> str:
+    """The cards' licence paragraph: the code's licence, the data's terms, the base model's own licence."""
+    return (f"`license: {license_id}` is the licence of the lora-agnews code that trained this {artifact} (MIT). "
+            f"{data_terms(cfg, artifact)}\nThe base model `{base_model_id(cfg)}` keeps its own licence.\n\n{signature}")
+
+
+def shown_data(cfg: Config) -> str:
+    """The data as a card names it: a local directory by its name only (the path is the computing machine's)."""
+    from .data import HUB, PYPI
+
+    return cfg.data if cfg.data in ("sample", HUB, PYPI) else f"`{Path(cfg.data).name}` (a local copy)"
+
+
+def pipeline_snippet(model_dir: str) -> str:
+    """Plain transformers, no peft and no lora-agnews: ``pipeline()`` on an exported checkpoint."""
+    return (f'```python\nfrom transformers import pipeline\nclassify = pipeline("text-classification", '
+            f'model="{model_dir}", top_k=None)\nclassify(["{SAMPLE_TEXT}"], truncation=True)\n```')
+
+
+def adapter_use(cfg: Config, name: str, gap: str, n_labels: int) -> str:
+    """The adapter card's Use section: first a way without lora-agnews (PEFT's standard load where it gives the
+    run's predictions, else the exported checkpoint with ``pipeline()``), then lora-agnews' own loader."""
+    where = (f"Paths are relative to the run directory that holds this adapter (`RUN/{name}`); "
+             f"elsewhere give the directory's path.")
+    if not gap:
+        plain = f"""Without lora-agnews, PEFT's standard load gives this adapter's predictions (class ids in the order of
+the labels above):
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+base = AutoModelForSequenceClassification.from_pretrained("{base_model_id(cfg)}", num_labels={n_labels})
+model = PeftModel.from_pretrained(base, "{name}").eval()
+tokenizer = AutoTokenizer.from_pretrained("{name}")
+logits = model(**tokenizer(["{SAMPLE_TEXT}"], truncation=True, max_length={cfg.max_length}, return_tensors="pt")).logits
+```"""
+    else:
+        plain = (f"PEFT's standard load (`PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained("
+                 f"base), \"{name}\")`) refuses this directory, naming what works: it would not give these "
+                 f"predictions ({gap}).")
+        why = METHODS[cfg.method].not_mergeable
+        if why:
+            plain += f" Nor can it be exported as a plain checkpoint ({why}): use lora-agnews."
+        else:
+            plain += (f" To use it without lora-agnews, export it once into a plain transformers checkpoint (the "
+                      f"export checks its logits against these), which `pipeline()` loads anywhere:\n\n```bash\n"
+                      f"python -m lora_agnews export --adapter {name} --out exported\n```\n\n"
+                      f"{pipeline_snippet('exported')}")
+    return f"""{where}
+
+{plain}
+
+With lora-agnews:
+
+```bash
+python -m lora_agnews predict --adapter {name} "{SAMPLE_TEXT}"
+```
+
+```python
+from lora_agnews.core.adapter import load_adapter, predict_texts
+model, tokenizer, cfg = load_adapter("{name}")
+probs = predict_texts(model, tokenizer, cfg, ["{SAMPLE_TEXT}"])
+{merge_line(cfg)}
+```"""
+
+
+def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) -> Path:
+    """README.md in the Hugging Face model-card format (YAML metadata + text); it names no path of this machine."""
+    adapter_dir = Path(adapter_dir)
+    layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
+    title = f"{METHODS[cfg.method].heading} adapter for {task_card(cfg)[0]} ({cfg.profile} profile)"
+    intro = f"""{method_summary(cfg)}{layers}) on
 `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}` classification head;
 **{metrics['trainable_params']:,} trainable parameters**, head included (budget {cfg.budget:,}).
 Labels: {', '.join(f'{i} {n}' for i, n in enumerate(metrics['labels']))}.
@@ -395,35 +553,14 @@ Labels: {', '.join(f'{i} {n}' for i, n in enumerate(metrics['labels']))}.
 | --- | --- |
 {_card_rows(metrics)}
 | test examples | {metrics['n_eval']:,} |
-| data | {cfg.data} |
-
-## Files
-
-- `adapter_model.safetensors`, `adapter_config.json`: LoRA weights and the trained head (PEFT `modules_to_save`)
+| data | {shown_data(cfg)} |"""
+    files = f"""- `adapter_model.safetensors`, `adapter_config.json`: LoRA weights and the trained head (PEFT `modules_to_save`)
 - `tokenizer.json`, `tokenizer_config.json`: the tokenizer used in training
-- `{CONFIG_FILE}`: the full run configuration (and a fingerprint of a randomly initialised base)
-
-## Use
-
-```bash
-python -m lora_agnews predict --adapter {adapter_dir} "Stocks rally as oil prices fall"
-```
-
-```python
-from lora_agnews.core.adapter import load_adapter, predict_texts
-model, tokenizer, cfg = load_adapter("{adapter_dir}")
-probs = predict_texts(model, tokenizer, cfg, ["Stocks rally as oil prices fall"])
-{merge_line(cfg)}
-```
-
-## License
-
-`license: mit` is the licence of the lora-agnews code that trained this adapter (MIT). {data_terms(cfg)}
-The base model `{base_model_id(cfg)}` keeps its own licence.
-
-Trained by the lora-agnews project.
-"""
-    return atomic_write_text(f"---\n{front}---\n\n{body}", Path(adapter_dir) / CARD_FILE)
+- `{CONFIG_FILE}`: the full run configuration (and a fingerprint of a randomly initialised base)"""
+    sections = {"Files": files,
+                "Use": adapter_use(cfg, adapter_dir.name, saved_gap(adapter_dir, cfg), len(metrics["labels"])),
+                "License": license_section(cfg, CODE_LICENSE_HUB, "adapter", "Trained by the lora-agnews project.")}
+    return atomic_write_text(render_card(card_metadata(cfg, metrics), title, intro, sections), adapter_dir / CARD_FILE)
 
 
 def read_model_card(adapter_dir: Path) -> dict[str, Any]:

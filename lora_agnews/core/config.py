@@ -283,6 +283,7 @@ class PeftInputs:
 
 
 Builder = Callable[[Settings, PeftInputs], Any]
+SEQ_CLS = "SEQ_CLS"  # PEFT's task type of a sequence classifier (PeftModelForSequenceClassification)
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,8 @@ class Method:
     ``lokr`` (below half of LoKr's w2), or "" for none. ``card`` is what the model card says the
     method trained. ``lora``: LoRA factors, so ``lora_variant`` applies and PEFT's own merge unwraps
     the head. ``init_from_base``: initialised from the base weights, which changes values, never shapes.
+    ``task_type``: PEFT's ``task_type`` in the configuration the method trains with (a saved adapter's file
+    may say otherwise for PEFT's standard load: ``adapter.standard_load_gap``).
     """
 
     name: str
@@ -312,6 +315,7 @@ class Method:
     not_on_quantized: str = ""  # why it cannot start from, or train on, a quantized base
     not_mergeable: str = ""  # why it cannot be folded into the base weights
     not_combinable: str = "it has no LoRA factors for add_weighted_adapter to combine"  # multi-task merging
+    task_type: str | None = None
 
     @property
     def heading(self) -> str:
@@ -388,7 +392,7 @@ def _prompt(cfg: Settings, at: PeftInputs) -> Any:
     from peft import PromptTuningConfig
 
     config = at.model.config
-    return PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=cfg.prompt_tokens, token_dim=config.hidden_size,
+    return PromptTuningConfig(task_type=SEQ_CLS, num_virtual_tokens=cfg.prompt_tokens, token_dim=config.hidden_size,
                               num_transformer_submodules=1, num_attention_heads=config.num_attention_heads,
                               num_layers=config.num_hidden_layers, prompt_tuning_init="RANDOM",
                               modules_to_save=list(at.heads))
@@ -441,7 +445,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("layernorm", "LayerNorm tuning", _layernorm, lambda c: "the encoder's LayerNorms", size_key=None,
            whole_encoder=True),
     Method("prompt", "prompt tuning", _prompt, lambda c: f"{c.prompt_tokens} virtual tokens", size_key="prompt_tokens",
-           limit="positions", whole_encoder=True,
+           limit="positions", whole_encoder=True, task_type=SEQ_CLS,
            not_mergeable="prompt tuning adds virtual tokens to the input, not a change of any weight"),
 )}
 

@@ -35,7 +35,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from .data import LABELS, normalize_text
@@ -330,12 +329,12 @@ def head_note(cfg: Any, kind: str, scale: float | None) -> str:
 
 def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResult, kind: str) -> Path:
     """README.md in the hub's model-card format, for a plain transformers checkpoint (``directory``: where it is
-    written now, a temporary sibling of ``result.out_dir``, the path the card names)."""
-    from .adapter import base_model_id, data_terms, export_note, method_summary, task_card
+    written now, a temporary sibling of ``result.out_dir``), laid out as the adapter's card (``render_card``)."""
+    from .adapter import (base_model_id, export_note, license_section, method_summary, pipeline_snippet, render_card,
+                          task_card)
     from .paths import atomic_write_text
 
     meta = card_metadata(cfg, adapter_dir)
-    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     metrics = ""
     if "model-index" in meta:
         values = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
@@ -344,9 +343,9 @@ def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResul
 
     metrics += export_note(adapter_dir)
     layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
-    body = f"""# {METHODS[cfg.method].heading} for {task_card(cfg)[0]}, merged: a plain transformers classifier ({cfg.profile} profile)
-
-{method_summary(cfg)}{layers}) on `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}`
+    title = (f"{METHODS[cfg.method].heading} for {task_card(cfg)[0]}, merged: a plain transformers classifier "
+             f"({cfg.profile} profile)")
+    intro = f"""{method_summary(cfg)}{layers}) on `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}`
 classification head, merged into the base weights: a `{result.architecture}` checkpoint that needs
 neither peft nor lora-agnews. Labels: {', '.join(f'{i} {n}' for i, n in enumerate(result.labels))}.
 {metrics}
@@ -354,33 +353,21 @@ neither peft nor lora-agnews. Labels: {', '.join(f'{i} {n}' for i, n in enumerat
 
 Self-check at export: on {len(CHECK_TEXTS)} headlines the logits of this checkpoint (loaded through
 `transformers.pipeline`) equal those of the adapter (`python -m lora_agnews predict`) within
-{ATOL:g} + {RTOL:g} x |logit| (largest difference measured: {result.max_abs_diff:.2g}).
+{ATOL:g} + {RTOL:g} x |logit| (largest difference measured: {result.max_abs_diff:.2g})."""
+    name = Path(result.out_dir).name
+    use = f"""`{name}` is this directory (give its path from where you are):
 
-## Use
-
-```python
-from transformers import pipeline
-classify = pipeline("text-classification", model="{result.out_dir}", top_k=None)
-classify(["Stocks rally as oil prices fall"], truncation=True)
-```
+{pipeline_snippet(name)}
 
 The tokenizer's `model_max_length` is the training length ({cfg.max_length} tokens): `truncation=True`
 cuts longer texts as training did. `predict` also undoes AG News' escaping quirks (`#39;`, `&lt;b&gt;`, ...)
-before tokenising; give the pipeline clean text.
-
-## Files
-
-- `{WEIGHTS_FILE}`, `config.json`: the merged weights and the architecture with the class names (`id2label`)
-- `tokenizer.json`, `tokenizer_config.json`: the tokenizer used in training
-
-## License
-
-`license: {meta['license']}` is the licence of the lora-agnews code that trained this model (MIT). {data_terms(cfg, "model")}
-The base model `{base_model_id(cfg)}` keeps its own licence.
-
-Exported from the adapter by `python -m lora_agnews export` (lora-agnews project).
-"""
-    return atomic_write_text(f"---\n{front}---\n\n{body}", Path(directory) / CARD_FILE)
+before tokenising; give the pipeline clean text."""
+    files = f"""- `{WEIGHTS_FILE}`, `config.json`: the merged weights and the architecture with the class names (`id2label`)
+- `tokenizer.json`, `tokenizer_config.json`: the tokenizer used in training"""
+    sections = {"Use": use, "Files": files,
+                "License": license_section(cfg, meta["license"], "model", "Exported from the adapter by "
+                                           "`python -m lora_agnews export` (lora-agnews project).")}
+    return atomic_write_text(render_card(meta, title, intro, sections), Path(directory) / CARD_FILE)
 
 
 # --------------------------------------------------------------------------- export

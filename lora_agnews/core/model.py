@@ -264,8 +264,12 @@ def _base_model(cfg: Config, vocab_size: int | None, pad_token_id: int | None,
 
         hf_logging.disable_progress_bar()  # "Loading weights" bars in CI logs help nobody
     try:
-        return _with_attention(lambda attention: AutoModelForSequenceClassification.from_pretrained(
-            path, **label_config(labels, multi_label), attn_implementation=attention))
+        model, info = _with_attention(lambda attention: AutoModelForSequenceClassification.from_pretrained(
+            path, **label_config(labels, multi_label), attn_implementation=attention, output_loading_info=True))
+        # What the checkpoint lacks is initialised at random here: a saved adapter must hold it for PEFT's own
+        # load of that checkpoint to give the same model (adapter.standard_load_gap).
+        model.lora_agnews_fresh = tuple(sorted(info["missing_keys"]))
+        return model
     except OSError as exc:
         raise _hub_error(cfg.model_name, exc) from None
     except RuntimeError as exc:  # a checkpoint that is already a classifier, for another number of classes

@@ -12,6 +12,8 @@ import contextlib
 import fnmatch
 import json
 import math
+import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -157,11 +159,11 @@ ADAPTER = "adapter"
 # the audit lists those, and `archive --verify` retrains a sample of them.
 KEPT_ADAPTERS = ("main", "merging/tasks/*")
 # The merging study's own trained models: a record keyed like a run, its test logits, its trained tensors.
-# the merging study's models kept as runs of their own: each record and the files beside it
 STUDY_FILES = {"head_only.json": ("test_predictions.npz", "trainable.safetensors"),
                "multitask.json": ("test_predictions.npz", "trainable.safetensors"),
                "merged.json": ("test_predictions.npz",)}
 STUDY_RECORDS = tuple(STUDY_FILES)
+TEXT_FILES = (".json", ".md")  # an entry's files that may name paths (records, configurations, the model card)
 
 
 class ArchiveError(paths.ProjectError):
@@ -211,6 +213,46 @@ def portable(value: Any) -> Any:
             if value == str(root) or value.startswith(f"{root}/"):
                 return name + value[len(str(root)):]
     return value
+
+
+# A record or card names the paths of the machine it was written on (the data, the command, an adapter's run).
+# An entry keeps them relative to the checkout, in the notation of :func:`portable`, and a restore writes them for
+# this checkout again, so a restored record reads as one computed here would. Unlike :func:`portable` (a key), a path
+# beside the checkout (the data in ``../shared``) is kept too, as ``<repository>/../...``: a record's path identifies
+# nothing, and the reader learns where the rows lay relative to the code.
+_ABSOLUTE = re.compile(r"(?<![^\s\"'=(`])/[^\s\"'`()]+")  # an absolute path in a string (a command holds several)
+_PLACEHOLDER = re.compile(r"<(results|repository)>(/[^\s\"'`()]*)?")
+
+
+def relative_paths(text: str, checkouts: Sequence[Path] | None = None) -> str:
+    """``text`` with each absolute path under a checkout (default this one), its results or beside it written
+    relative to it: ``<results>/...``, ``<repository>/...``, ``<repository>/../...``. Other paths (``/tmp``) stay."""
+    roots = [Path(c) for c in checkouts] if checkouts else [paths.ROOT]
+    results = [paths.results_root(), *(root / "results" for root in roots)]
+
+    def relative(match: re.Match[str]) -> str:
+        path = os.path.normpath(match[0])
+        for root, name in [*((r, "<results>") for r in results), *((r, "<repository>") for r in roots),
+                           *((r.parent, "<repository>/..") for r in roots if r.parent != r.parent.parent)]:
+            if path == str(root) or path.startswith(f"{root}/"):
+                return name + path[len(str(root)):]
+        return match[0]
+
+    return _ABSOLUTE.sub(relative, text)
+
+
+def local_paths(text: str) -> str:
+    """``text`` with the placeholders of :func:`relative_paths` written for this checkout (and its results)."""
+    def local(match: re.Match[str]) -> str:
+        root = paths.results_root() if match[1] == "results" else paths.ROOT
+        return os.path.normpath(f"{root}{match[2] or ''}")
+
+    return _PLACEHOLDER.sub(local, text)
+
+
+def read_entry(entry: Path, name: str) -> Any:
+    """An entry's JSON file with its paths written for this checkout (:func:`local_paths`)."""
+    return json.loads(local_paths((Path(entry) / name).read_text(encoding="utf-8")))
 
 
 def entry_id(key: Any, rel: str) -> str:
@@ -458,8 +500,11 @@ def _write_entry(target: Path, source: Source, adapter: bool) -> dict[str, Any]:
                 shutil.copy2(source.path / name, tmp / name)
         if keep:
             shutil.copytree(source.path / ADAPTER, tmp / ADAPTER)
+        for text in (p for p in tmp.rglob("*") if p.suffix in TEXT_FILES):  # no path of this machine in the entry
+            text.write_text(relative_paths(text.read_text(encoding="utf-8")), encoding="utf-8")
         files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
         key = source.key
+        computed = json.loads(relative_paths(json.dumps(computed)))
         write_json({"identity": identity(key), "config_hash": config_hash(key),
                     runs.DATA_KEY: (key.get(runs.DATA_KEY) if isinstance(key, dict) else None),
                     "run_format": paths.RUN_FORMAT, "kind": source.kind, "record_file": source.record_file,
@@ -533,7 +578,9 @@ def _copy_entry(entry: Path, run_dir: Path, record_file: str, current: dict[str,
         shutil.copytree(entry / ADAPTER, run_dir / ADAPTER)
         if config is not None and (run_dir / ADAPTER / CONFIG_FILE).is_file():
             write_json({**read_json(run_dir / ADAPTER / CONFIG_FILE), "config": config}, run_dir / ADAPTER / CONFIG_FILE)
-    record = read_json(entry / record_file)
+    for name in (n for n in info["files"] if n.endswith(".json") and n != record_file):  # this checkout's paths again
+        (run_dir / name).write_text(local_paths((run_dir / name).read_text(encoding="utf-8")), encoding="utf-8")
+    record = read_entry(entry, record_file)
     archived_key = record.get("run_key", record.get("key"))
     record.update(current)
     record[RESTORED] = {"from": str(entry.relative_to(entry.parents[2])), "at": runs.now(),

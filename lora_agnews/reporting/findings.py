@@ -57,13 +57,15 @@ def archived_runs(profile: str) -> dict[str, Path]:
 
 def quantization_study(profile: str) -> dict[str, Any] | None:
     """The quantization study's result computed from the archived runs, as notebook 06 computes it."""
+    from ..core.train import read_entry
+
     found = []
     for rel, entry in archived_runs(profile).items():
         match = QUANTIZATION_RUN.match(rel)
         if match:
-            record = read_json(entry / "run.json")
+            record = read_entry(entry, "run.json")
             found.append((match["scheme"], int(match["seed"]), from_dict(record["config"]), entry,
-                          read_json(entry / "metrics.json")))
+                          read_entry(entry, "metrics.json")))
     if not found:
         return None
     cfg = found[0][2]  # a run's configuration holds the study's own keys: the schemes in the study's order

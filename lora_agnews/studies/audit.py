@@ -544,10 +544,10 @@ def verify_archive(profile: str, n: int, seed: int = 0) -> dict[str, Any]:
 def _verify_entry(entry: Path, here: dict[str, str], train: Any, from_dict: Any) -> dict[str, Any]:
     import tempfile
 
-    from ..core.train import ENTRY_FILE, identity
+    from ..core.train import ENTRY_FILE, identity, read_entry
 
     info = read_json(entry / ENTRY_FILE)
-    cfg = from_dict(read_json(entry / runs.RUN_FILE)["config"])
+    cfg = from_dict(read_entry(entry, runs.RUN_FILE)["config"])  # the data's path as this checkout has it
     if identity(runs.run_key(cfg)) != info["identity"]:
         raise AuditError(f"{info['path']}: its recorded configuration no longer gives the archived key (the data or "
                          f"the code's data format changed), so it cannot be retrained as it was.")

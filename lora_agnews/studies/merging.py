@@ -64,6 +64,8 @@ DEFAULT_DENSITY = 0.5
 DEFAULT_SEED = 0  # DARE's random masks: one draw, the same for every task's scoring and for merge_adapters
 
 MANIFEST_FILE = "lora_agnews_merge.json"
+MERGED_LOADER = ("lora_agnews.studies.merging.load_merged(DIR, TASK) or "
+                 "`python -m lora_agnews predict --adapter DIR --task TASK`")
 MANIFEST_FORMAT = 1
 TASK_PREFIX = "task"  # PEFT adapter names of the tasks' LoRA factors: task0, task1, ...
 MERGED = "merged"
@@ -191,14 +193,15 @@ def task_name(cfg: Config) -> str:
 
 def read_adapter(directory: Path) -> SavedAdapter:
     """A saved adapter directory (``RUN/adapter``), checked complete and readable."""
-    from ..core.adapter import CONFIG_FILE, AdapterError, check_adapter_dir
+    from ..core.adapter import CONFIG_FILE, PEFT_CONFIG_FILE, AdapterError, check_adapter_dir
 
     directory = Path(directory)
     check_adapter_dir(directory)
     try:
         info = read_json(directory / CONFIG_FILE)
         cfg = from_dict(info["config"])
-        peft_config = read_json(directory / "adapter_config.json")
+        # the task_type the run trained with (the file's is for PEFT's standard load: adapter.mark_standard_load)
+        peft_config = {**read_json(directory / PEFT_CONFIG_FILE), "task_type": METHODS[cfg.method].task_type}
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise AdapterError(f"{directory} holds an unreadable or older adapter ({exc}); retrain it with this "
                            f"version of lora_agnews.") from None
@@ -530,7 +533,7 @@ def merge_adapters(adapter_dirs: Sequence[Path], combination: str | Combination,
     from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
-    from ..core.adapter import WEIGHTS_FILE
+    from ..core.adapter import PEFT_CONFIG_FILE, WEIGHTS_FILE, refusal
     from ..core.runs import atomic_directory
 
     combo = combination if isinstance(combination, Combination) else make_combination(
@@ -558,8 +561,10 @@ def merge_adapters(adapter_dirs: Sequence[Path], combination: str | Combination,
     with atomic_directory(out_dir) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE))
         config = peft_config.to_dict()
-        config.update(modules_to_save=None, inference_mode=True)
-        write_json(config, tmp / "adapter_config.json")
+        # PEFT's own load would put the factors on a fresh head of no task: refused, naming load_merged
+        config.update(modules_to_save=None, inference_mode=True, task_type=refusal(
+            "it merges several tasks' LoRA factors; each task's head is in heads/", MERGED_LOADER, export=False))
+        write_json(config, tmp / PEFT_CONFIG_FILE)
         (tmp / "heads").mkdir()
         tasks = []
         for i, a in enumerate(adapters):
@@ -613,6 +618,7 @@ def load_merged(directory: Path, task: str, device: str | torch.device = "cpu") 
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
+    from ..core.adapter import trained_peft_config
     from ..core.model import _quiet
 
     directory = Path(directory)
@@ -627,6 +633,6 @@ def load_merged(directory: Path, task: str, device: str | torch.device = "cpu") 
     base = _task_base(cfg, entry["labels"], tokenizer, head, entry.get("base_fingerprint"), str(directory),
                       multi_label=bool(entry.get("multi_label", False)))
     with _quiet():
-        model = PeftModel.from_pretrained(base, str(directory))
+        model = PeftModel.from_pretrained(base, str(directory), config=trained_peft_config(directory, cfg))
     model.to(device).eval()
     return model, tokenizer, cfg
