@@ -142,3 +142,35 @@ def test_the_sample_is_all_rows_when_full_or_few_and_the_same_draw_every_time() 
     rows = audit.sample("runs/x", 3800, full=False)
     assert len(rows) == audit.SAMPLE_ROWS and np.array_equal(rows, audit.sample("runs/x", 3800, full=False))
     assert not np.array_equal(rows, audit.sample("runs/y", 3800, full=False))
+
+
+# --------------------------------------------------------------------------- a run audited on another machine kind
+@pytest.mark.parametrize("computed_as,audited_as,precision", [
+    ({"cap": "AVX2"}, {"cap": None}, "fp32"),  # an fp32 archive from a laptop, restored on an AMX machine
+    ({"cap": None}, {"cap": "AVX2"}, "bf16"),  # a bf16 archive from an AMX machine, restored on a laptop
+], ids=["fp32 on AVX2 -> AMX", "bf16 on AMX -> AVX2"])
+def test_a_smoke_run_audited_on_another_machine_kind_is_held_to_the_rule_across_machines(
+        isolated_outputs: object, monkeypatch: pytest.MonkeyPatch, computed_as: dict, audited_as: dict,
+        precision: str) -> None:
+    from lora_agnews.core import config, paths
+    from lora_agnews.core.train import train
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: ("Test Xeon", {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
+
+    def play(cap: str | None) -> None:
+        if cap:
+            monkeypatch.setenv(hardware.ISA_ENV, cap)
+        else:
+            monkeypatch.delenv(hardware.ISA_ENV, raising=False)
+
+    play(computed_as["cap"])
+    cfg = config.load("smoke", {"epochs": 1.0, "max_train_samples": 32, "max_eval_samples": 32,
+                                "precision": precision})
+    run_dir = paths.runs_dir("smoke") / "main"
+    train(cfg, run_dir)
+    play(audited_as["cap"])
+    record = audit.audit_profile("smoke")
+    check = record["checks"][0]
+    assert record["all_reproduced"] and not check["exact"] and check["computed"].endswith(f"({precision})")
+    assert check["here"] == ("AMX (fp32)" if precision == "fp32" else "AVX2 (fp32)")
+    assert "within numerical noise" in audit.summary(record) and "AVX2" in audit.summary(record) + check["computed"]
