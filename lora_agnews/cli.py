@@ -273,7 +273,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
     from .core import train
 
     if args.verify is not None:
-        from .studies.audit import verify_archive
+        from .studies.verify import verify_archive
 
         record = verify_archive(args.profile, args.verify, args.seed)
         print(f"verify: {len(record['checks'])} archived run(s) retrained; "

@@ -259,7 +259,7 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
 
 def audit_verdict(record: Mapping[str, Any]) -> str:
     """The footer's and the landing page's words for the audit: where it re-scored, in what, and under which rule."""
-    from .studies.audit import verdict
+    from .reporting.audit_text import verdict
 
     return verdict(record)
 

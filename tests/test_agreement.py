@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lora_agnews.core import hardware, model
+from lora_agnews.reporting import audit_text
 from lora_agnews.studies import audit
 from lora_agnews.studies.agreement import CROSS_TOLERANCE, EXACT_TOLERANCE, Setting, agree, margins, near_tie_bound
 
@@ -173,4 +174,4 @@ def test_a_smoke_run_audited_on_another_machine_kind_is_held_to_the_rule_across_
     check = record["checks"][0]
     assert record["all_reproduced"] and not check["exact"] and check["computed"].endswith(f"({precision})")
     assert check["here"] == ("AMX (fp32)" if precision == "fp32" else "AVX2 (fp32)")
-    assert "within numerical noise" in audit.summary(record) and "AVX2" in audit.summary(record) + check["computed"]
+    assert "within numerical noise" in audit_text.summary(record) and "AVX2" in audit_text.summary(record) + check["computed"]

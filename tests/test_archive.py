@@ -17,7 +17,8 @@ from lora_agnews import pipeline
 from lora_agnews.cli import main
 from lora_agnews.core import config, paths, runs, train as train_mod
 from lora_agnews.core.paths import read_json, write_json
-from lora_agnews.studies import audit
+from lora_agnews.reporting import audit_text
+from lora_agnews.studies import audit, verify
 
 SHORT = {"epochs": 1, "max_train_samples": 64, "max_val_samples": 32, "max_eval_samples": 32}
 
@@ -230,7 +231,7 @@ def test_the_audit_names_runs_restored_without_their_adapter(no_training: None) 
     assert audit.restored_without_adapter(paths.results_dir("smoke")) == ["runs/ablation/r2"]
     record = {"runs": 0, "reproduced": 0, "all_reproduced": True, "baseline": None, "rows": 0, "seconds": 0,
               "largest_abs_logit_diff": 0.0, "restored_without_adapter": ["runs/ablation/r2"]}
-    assert "1 more run(s), restored from the archive without their adapters, were not re-scored" in audit.summary(record)
+    assert "1 more run(s), restored from the archive without their adapters, were not re-scored" in audit_text.summary(record)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -285,7 +286,7 @@ def test_verify_retrains_an_archived_run_and_finds_the_same_labels_on_this_machi
     cfg = main_config(max_train_samples=32, max_val_samples=16, max_eval_samples=16)
     train_mod.train_owned(cfg, paths.runs_dir("smoke") / "main")
     train_mod.archive_profile("smoke")
-    record = audit.verify_archive("smoke", 1)
+    record = verify.verify_archive("smoke", 1)
     (check,) = record["checks"]
     assert check["path"] == "runs/main" and check["same_kind"] and check["label_agreement"] == 1.0
     assert record["all_identical_where_expected"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lora_agnews.reporting import audit_text
 from lora_agnews.studies import audit, baselines
 from lora_agnews.core import config
 from lora_agnews.core.paths import read_json, write_json
@@ -27,7 +28,7 @@ def test_a_smoke_run_reproduces_and_a_changed_record_does_not(isolated_outputs: 
     record = audit.audit_profile("smoke")
     assert record["runs"] == 1 and record["all_reproduced"] and record["checks"][0]["run"] == "runs/main"
     assert record["baseline"]["reproduced"] and record["baseline"]["refitted"]["accuracy"] == reference["accuracy"]
-    assert "TF-IDF baseline, refitted" in audit.summary(record)
+    assert "TF-IDF baseline, refitted" in audit_text.summary(record)
     write_json(reference | {"accuracy": reference["accuracy"] + 0.01}, paths.results_dir("smoke") / audit.REFERENCE_FILE)
     with pytest.raises(audit.AuditError, match="^the refitted TF-IDF baseline does not give its recorded numbers:\nTF-IDF baseline: recorded accuracy"):
         audit.audit_profile("smoke")

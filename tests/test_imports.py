@@ -24,10 +24,10 @@ LAYERS = ("core", "studies", "reporting", "")  # "" is the top level: lora_agnew
 # Lowest first, by layer. The core is one training run's path, each module importing only those before it:
 # paths -> config -> data -> model -> evaluate -> runs -> adapter -> train (export sits beside train, off that path).
 ORDER = {
-    "core": ["__init__", "paths", "config", "data", "model", "evaluate", "runs", "adapter", "export", "train"],
-    "studies": ["__init__", "comparison", "experiments", "merging", "multitask", "merging_study", "quantize_study",
-                "multilabel_study", "baselines", "audit", "explore"],
-    "reporting": ["__init__", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",
+    "core": ["__init__", "hardware", "paths", "config", "data", "model", "evaluate", "runs", "adapter", "export", "train"],
+    "studies": ["__init__", "agreement", "comparison", "experiments", "merging", "multitask", "merging_study", "quantize_study",
+                "multilabel_study", "baselines", "audit", "verify", "explore"],
+    "reporting": ["__init__", "audit_text", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",
                   "book_pages", "site", "findings"],
     "": ["__init__", "pipeline", "cli", "__main__"],
 }
@@ -149,11 +149,11 @@ def test_the_checker_sees_lazy_relative_and_absolute_imports(tmp_path: Path, mon
                                               "studies.audit": 8}
 
 
-TRAINING_PATH = {"paths", "config", "data", "model", "evaluate", "runs", "adapter", "train"}
+TRAINING_PATH = {"hardware", "paths", "config", "data", "model", "evaluate", "runs", "adapter", "train"}
 
 
-def test_one_training_run_passes_through_the_eight_core_modules(tmp_path: Path) -> None:
-    """``train`` from the command line to metrics.json loads the cli and the eight core modules of the training
+def test_one_training_run_passes_through_the_nine_core_modules(tmp_path: Path) -> None:
+    """``train`` from the command line to metrics.json loads the cli and the nine core modules of the training
     path, nothing of the studies or the reporting (a reader follows the run through those files only)."""
     import json
     import os

@@ -43,7 +43,8 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the book's Markdown templates may use: results, formatted tables, profile facts."""
     from . import merge_reporting
     from ..studies import multilabel_study, quantize_study
-    from ..studies.audit import read_audit, summary
+    from ..studies.audit import read_audit
+    from .audit_text import summary
     from ..core.config import from_dict
 
     results = load_results(profile)

@@ -26,7 +26,7 @@ from ..core import paths
 from ..core.paths import interval, num, pct, read_json
 from ..core.config import from_dict
 from ..studies import audit, experiments, merging_study, multilabel_study, quantize_study
-from . import ablation_reporting, merge_reporting
+from . import ablation_reporting, audit_text, merge_reporting
 
 MARK = re.compile(r"(?P<open><!-- generated: (?P<profile>[\w-]+)/(?P<name>[\w-]+) [^\n]*-->\n)"
                   r"(?P<body>.*?)(?P<close><!-- /generated -->)", re.S)
@@ -196,10 +196,10 @@ FINDINGS: dict[str, Finding] = {
     "multilabel": Finding(kept_study(multilabel_study.STUDY_FILE), multilabel_study.sentence,
                           "the multi-label run", kept=True),
     # the audit of the sitting that computed the runs (a restore re-scores only the runs that keep an adapter)
-    "audit": Finding(kept_study(audit.AUDIT_FILE), audit.summary, "the audit", kept=True),
+    "audit": Finding(kept_study(audit.AUDIT_FILE), audit_text.summary, "the audit", kept=True),
     "size": Finding(archive_size, size_sentence, "the archive"),
     # archived runs retrained from their recorded configuration (archive --verify N), the check of runs without adapters
-    "verify": Finding(kept_study(audit.VERIFY_FILE), audit.verify_sentence, "the retraining check (archive --verify)",
+    "verify": Finding(kept_study(audit.VERIFY_FILE), audit_text.verify_sentence, "the retraining check (archive --verify)",
                       kept=True),
 }
 

@@ -49,7 +49,7 @@ def write_macros(profile: str, notebook: str, values: Mapping[str, Any]) -> Path
 
 def write_audit_macros(profile: str, record: Mapping[str, Any]) -> Path:
     """The audit's figures for the report (``macros_audit.tex``), written by the pipeline's audit step."""
-    from ..studies.audit import summary
+    from .audit_text import summary
 
     return write_macros(profile, "audit", {"audit_runs": record["runs"], "audit_reproduced": record["reproduced"],
                                             "audit_max_diff": f"{record['largest_abs_logit_diff']:.1e}",
