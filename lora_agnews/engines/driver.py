@@ -77,6 +77,10 @@ def compute(profile: str, overrides: dict[str, Any], backend: Backend, retries: 
         todo = plan.to_compute()
         if not todo:
             break
+        again = sorted({p.job.rel for p in todo} & set(outcome.computed))
+        if again:  # installed, yet not found: the notebooks would train it again
+            raise EngineError(f"{again[0]} was computed and installed, but the plan still lists it to compute; "
+                              f"results/{profile} or archive/{profile} changed meanwhile? Rerun the same command.")
         say(f"engine {backend.name}: {len(todo)} model(s) of profile {profile} to compute on {backend.slots} worker(s) "
             f"({plan.count('complete')} complete, {plan.count('restorable')} restorable)")
         before = len(outcome.computed)
