@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from lora_agnews import cli, engines, plan
-from lora_agnews.engines import driver
 from lora_agnews.engines.inline import InlineBackend
 
 
@@ -109,3 +108,47 @@ def test_a_worker_computes_a_model_as_an_entry_the_driver_restores(smoke_jobs, t
     assert record["status"] == "complete" and runs.same_key(record["run_key"], job.key()) and "restored" in record
     assert plan.make("smoke").items[[p.job.rel for p in plan.make("smoke").items].index(job.rel)].status == "complete"
     assert read_json(job.path / "metrics.json")["accuracy"] == read_json(entry / "metrics.json")["accuracy"]
+
+
+def killed_then_computed(job: dict[str, Any], threads: int) -> dict[str, Any]:
+    """A Ray task body: the first attempt's worker process dies three seconds into the real training, the next
+    attempt computes; runs/multilabel always raises."""
+    import threading
+
+    from lora_agnews.engines.work import compute
+
+    if job["rel"] == "runs/multilabel":
+        raise ValueError("the data went away")
+    marker = Path(os.environ["ENGINE_TEST_MARKER"])
+    if not marker.exists():
+        marker.write_text("killed once")
+        threading.Timer(3.0, lambda: os._exit(9)).start()
+    return compute(job, threads)
+
+
+@pytest.mark.slow
+def test_on_a_local_ray_cluster_a_killed_worker_is_retried_and_a_raising_model_reported(monkeypatch, smoke_jobs,
+                                                                                         tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="the Ray engine needs the extra: pip install -e '.[ray]'")
+    import sys
+
+    from ray import cloudpickle
+
+    from lora_agnews.core import runs
+    from lora_agnews.engines.ray_engine import RayBackend
+
+    jobs = smoke_jobs[:2]  # the main run and the multi-label run
+    monkeypatch.setattr(plan, "make", lambda profile, overrides: plan.Plan(profile, jobs[0].cfg, [
+        plan.Planned(j, plan.TO_COMPUTE, 1.0) for j in jobs if runs.read_record(j.path) is None]))
+    monkeypatch.setenv("ENGINE_TEST_MARKER", str(tmp_path / "killed"))
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the task body travels with the task
+    backend = RayBackend(workers=2)
+    try:
+        backend.task = ray.remote(num_cpus=1, max_retries=0, max_calls=1)(killed_then_computed)
+        with pytest.raises(engines.EngineError) as exc:
+            engines.compute("smoke", {}, backend, retries=1)
+    finally:
+        backend.close()
+    assert (tmp_path / "killed").is_file() and runs.read_record(jobs[0].path)["status"] == "complete"
+    assert "1 model(s) failed after 2 attempt(s) each (1 computed and kept)" in str(exc.value)
+    assert "runs/multilabel: ValueError: the data went away" in str(exc.value)

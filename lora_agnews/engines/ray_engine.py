@@ -59,8 +59,7 @@ class RayBackend:
         gpus = int(resources.get("GPU", 0))
         self.slots = workers or (gpus if gpus else max(1, int(resources.get("CPU", 1)) // cpus_per_run))
         self.cpus = cpus_per_run
-        self.task = ray.remote(_compute).options(num_cpus=cpus_per_run, num_gpus=1 if gpus else 0, max_retries=0,
-                                                 max_calls=1)
+        self.task = ray.remote(num_cpus=cpus_per_run, num_gpus=1 if gpus else 0, max_retries=0, max_calls=1)(_compute)
 
     def submit(self, job: dict[str, Any]) -> Any:
         return self.task.remote(job, self.cpus)
