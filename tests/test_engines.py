@@ -31,6 +31,14 @@ def fake_plan(monkeypatch: pytest.MonkeyPatch, jobs: list[Any], installed: list[
     monkeypatch.setattr("lora_agnews.engines.install.install", lambda job, returned: installed.append(job.rel))
 
 
+def test_an_entry_of_another_identity_is_refused_as_a_failed_attempt(smoke_jobs) -> None:
+    from lora_agnews.engines import install
+
+    with pytest.raises(install.InstallError, match="another identity"):
+        install.install(smoke_jobs[0], {"id": "0123456789-abcdef", "files": {}})
+    assert not smoke_jobs[0].path.exists()
+
+
 def test_a_failing_model_is_retried_then_reported_while_the_others_finish(monkeypatch, smoke_jobs) -> None:
     installed: list[str] = []
     fake_plan(monkeypatch, smoke_jobs, installed)

@@ -104,7 +104,6 @@ def failure_report(outcome: Outcome, retries: int) -> str:
 
 def _round(plan: Any, todo: list[Any], backend: Backend, retries: int, outcome: Outcome) -> None:
     """Compute ``todo`` (planned models) on ``backend``: at most ``backend.slots`` at once, failures retried."""
-    from .install import install
     from .work import spec
 
     queue = [p.job for p in todo]
@@ -120,7 +119,8 @@ def _round(plan: Any, todo: list[Any], backend: Backend, retries: int, outcome: 
             for handle, returned, error in backend.wait(list(running), timeout=5.0):
                 job = running.pop(handle)
                 if error is None:
-                    install(job, returned)
+                    error = _installed(job, returned)
+                if error is None:
                     outcome.computed.append(job.rel)
                     progress.finished()
                     continue
@@ -139,6 +139,17 @@ def _round(plan: Any, todo: list[Any], backend: Backend, retries: int, outcome: 
         say(f"engine {backend.name}: stopped; {len(outcome.computed)} model(s) computed and kept, "
             f"{len(running)} in flight dropped; rerun the same command to compute only what is left")
         raise
+
+
+def _installed(job: Any, returned: dict[str, Any]) -> str | None:
+    """Install a returned model; the reason it could not be, as a failed attempt's error (None: installed)."""
+    from .install import install
+
+    try:
+        install(job, returned)
+    except paths.ProjectError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 class Progress:

@@ -17,11 +17,19 @@ from ..core import paths, runs
 from ..core.paths import say
 
 
+class InstallError(paths.ProjectError):
+    """A returned entry is not the model the plan asked for; nothing of it is written."""
+
+
 def install(job: Any, returned: dict[str, Any]) -> None:
     """Add ``returned`` (a worker's entry of the plan's ``job``) to the archive and restore it into ``job.path``."""
-    from ..core.train import add_entry
+    from ..core.train import add_entry, entry_id
 
     profile = job.cfg.profile
+    if returned["id"] != entry_id(job.key(), job.rel):
+        raise InstallError(f"the worker computed {job.rel} with another identity than this checkout's (entry "
+                           f"{returned['id']}, expected {entry_id(job.key(), job.rel)}): its data or its version of "
+                           f"lora_agnews differ; give every node the same commit and data.")
     with tempfile.TemporaryDirectory(prefix="lora-agnews-entry-") as tmp:
         entry = Path(tmp) / profile / "entries" / returned["id"]
         for name, data in returned["files"].items():
