@@ -122,15 +122,16 @@ class Plan:
 
 
 # --------------------------------------------------------------------------- what each study trains
-def jobs(cfg: Config, ablation: Any = None) -> list[Job]:
+def jobs(cfg: Config, ablation: Any = None, grid: list[Any] | None = None) -> list[Job]:
     """Every model the notebooks train for ``cfg``, in the notebooks' order; ``ablation``: the grid's table, from
-    which the seed study picks its grid settings (None: those are left out)."""
+    which the seed study picks its grid settings (None: those are left out); ``grid``: experiments.ablation_runs
+    already made."""
     from .pipeline import main_run_dir
     from .studies import experiments, merging_study, multilabel_study, quantize_study
 
     out = [Job("main", main_run_dir(cfg), "run", (cfg,))]
     out.append(Job("multilabel", multilabel_study.run_dir(cfg), "run", (multilabel_study.study_config(cfg),)))
-    for variant, own, params, _ in experiments.ablation_runs(cfg):
+    for variant, own, params, _ in experiments.ablation_runs(cfg) if grid is None else grid:
         out.append(Job("ablation", own, "run", (variant,), shared=True, over_budget=params > variant.budget))
     for _, setting, name in experiments.seed_settings(cfg, ablation):
         out += [Job("seeds", own, "run", (run_cfg,), shared=True) for _, run_cfg, own in experiments.seed_runs(setting, name)]
@@ -252,14 +253,15 @@ def make(profile: str, overrides: dict[str, Any] | None = None) -> Plan:
 
     cfg = config_mod.load(profile, absolute_paths(dict(overrides or {})))
     ablation, pending = None, []
+    grid = experiments.ablation_runs(cfg)  # counts every variant's parameters: made once
     if cfg.study_top:
-        ablation = experiments.grid_table(cfg, metrics_of)
+        ablation = experiments.grid_table(cfg, metrics_of, grid)
         if ablation is None:
             pending.append(f"seeds: {cfg.study_top} grid setting(s) x {cfg.n_seeds} seed(s), picked on the grid's "
                            f"validation accuracy once every grid run is complete or restorable")
     rate = throughput(cfg)
     items, first_at = [], {}
-    for job in jobs(cfg, ablation):
+    for job in jobs(cfg, ablation, grid):
         seconds = _seconds(job, rate)
         if job.over_budget:
             items.append(Planned(job, "over budget", None))

@@ -49,3 +49,16 @@ def test_plan_command_prints_json_and_names_bad_input(capsys: pytest.CaptureFixt
     assert data["models"][0] == {**data["models"][0], "study": "main", "path": "runs/main", "status": "compute"}
     assert cli.main(["plan", "--profile", "smoke", "-p", "lora_rank", "4"]) == 2
     assert "lora_rank" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.parametrize("profile", ["cpu", "base"])
+def test_the_plans_of_the_archived_profiles_restore_every_archived_model(profile: str, shared_data, monkeypatch) -> None:
+    """With the rows the archive was computed on, the plan finds every archived model, the base profile's grid picks
+    (decided on the archived grid's validation accuracy) included, and nothing to compute."""
+    monkeypatch.setenv("LORA_AGNEWS_ARCHIVE", str(paths.ROOT / "archive"))
+    made = plan.make(profile, {"data": str(shared_data)})
+    entries = json.loads((paths.ROOT / "archive" / profile / "MANIFEST.json").read_text())["entries"]
+    assert not made.to_compute() and not made.pending
+    assert made.count("restorable") == len(entries)

@@ -206,12 +206,14 @@ def ablation_runs(cfg: Config) -> list[tuple[Config, Path, int, bool]]:
     return [(v, root / run_name(v), count_trainable(v)["total"], is_lr_search(cfg, v)) for v in ablation_grid(cfg)]
 
 
-def grid_table(cfg: Config, metrics_of: Callable[[Config, Path], dict[str, Any] | None]) -> pd.DataFrame | None:
+def grid_table(cfg: Config, metrics_of: Callable[[Config, Path], dict[str, Any] | None],
+               planned: list[tuple[Config, Path, int, bool]] | None = None) -> pd.DataFrame | None:
     """The grid's rows as :func:`run_ablation` tabulates them (without intervals), from ``metrics_of(variant, own
     directory)``; None while a variant within the budget has no metrics yet. What :func:`top_variants` needs to pick
-    the seed study's grid settings before the notebooks run (the plan)."""
+    the seed study's grid settings before the notebooks run (the plan; ``planned``: :func:`ablation_runs` already
+    made)."""
     rows = []
-    for variant, run_dir, params, searched in ablation_runs(cfg):
+    for variant, run_dir, params, searched in ablation_runs(cfg) if planned is None else planned:
         if params > variant.budget:
             rows.append(_row(variant, run_dir, None, params, "over budget", searched))
             continue
