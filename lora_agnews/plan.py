@@ -56,14 +56,14 @@ class Job:
     shared: bool = False  # the grid and the seed study read a run of this identity wherever it is complete
     isolated: bool = False  # trained in a process of its own (the quantization study measures its memory)
     over_budget: bool = False
+    rel: str = field(init=False)  # its path under results/<profile>, fixed when planned
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rel", str(self.path.relative_to(paths.results_dir(self.cfg.profile))))
 
     @property
     def cfg(self) -> Config:
         return self.configs[0]
-
-    @property
-    def rel(self) -> str:
-        return str(self.path.relative_to(paths.results_dir(self.cfg.profile)))
 
     @property
     def record_file(self) -> str:
