@@ -647,7 +647,8 @@ ENGINE_DIFFERENT = re.compile(r"second|runtime|_s$|rss|memory|device|date|_at$|/
 def test_ray_computes_the_smoke_profile_with_the_numbers_of_the_local_engine(smoke_run: dict[str, Any],
                                                                               tmp_path: Path) -> None:
     """A local Ray cluster (2 CPUs, two workers) computes the smoke plan; the notebooks then train nothing, the audit
-    re-scores every saved model, and every number of the study results is the local engine's (timings aside)."""
+    re-scores every saved model, and every number of the study results is the local engine's (timings aside), up to
+    the last bits that the number of torch threads changes."""
     pytest.importorskip("ray", reason="the Ray engine needs the extra: pip install -e '.[ray]'")
     args = [a for k, v in SMOKE_OVERRIDES.items() for a in ("-p", k, str(v))]
     with pytest.MonkeyPatch.context() as mp:
@@ -666,4 +667,6 @@ def test_ray_computes_the_smoke_profile_with_the_numbers_of_the_local_engine(smo
         if (local / name).is_file():
             mine, theirs = (numbers(json.loads((p / name).read_text())) for p in (results, local))
             kept = {k: v for k, v in theirs.items() if not ENGINE_DIFFERENT.search(k.lower())}
-            assert {k: mine.get(k) for k in kept} == kept, name
+            # a worker's one torch thread rounds the last bits of training otherwise than the local engine's two
+            # (smoke main run: largest test-logit difference 2.1e-4, identical labels): equal up to that
+            assert {k: mine.get(k) for k in kept} == pytest.approx(kept, abs=1e-3), name
