@@ -201,15 +201,54 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``run --profile NAME [--steps a,b] [-p KEY VALUE ...]``: the pipeline."""
+    """``run --profile NAME [--steps a,b] [-p KEY VALUE ...] [--engine ray ...]``: the pipeline."""
     from .pipeline import PipelineError, run
 
     overrides = {key: config_mod.coerce(key, value) for key, value in args.param}
+    if args.engine != "local":
+        return _run_on_engine(args, overrides)
     try:
         run(args.profile, args.steps, overrides, restore_only=args.restore_only)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run_on_engine(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """The plan's models computed on ``--engine`` first (one driver per results tree), then the pipeline."""
+    from . import engines
+    from .pipeline import PipelineError, absolute_paths, run
+
+    if args.restore_only:
+        raise config_mod.ConfigError("--restore-only trains nothing, so it needs no engine; leave out --engine.")
+    config_mod.load(args.profile, overrides)  # unknown keys, wrong types: refused before a cluster starts
+    with engines.driver_lock(args.profile):
+        backend = engines.backend(args.engine, args.address, args.workers, args.cpus_per_run)
+        try:
+            engines.compute(args.profile, absolute_paths(overrides), backend, retries=args.retries)
+        except engines.EngineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            getattr(backend, "close", lambda: None)()
+        try:
+            run(args.profile, args.steps, overrides)
+        except PipelineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``plan --profile NAME [-p KEY VALUE ...] [--json] [--wide]``: every model the notebooks need, and its state."""
+    import json
+
+    from . import plan
+
+    overrides = {key: config_mod.coerce(key, value) for key, value in args.param}
+    made = plan.make(args.profile, overrides)
+    print(json.dumps(plan.as_dict(made), indent=1) if args.json else "\n".join(plan.lines(made, wide=args.wide)))
     return 0
 
 
@@ -380,7 +419,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restore-only", action="store_true",
                    help="never train: every run must be complete in results/ or restored from archive/PROFILE; the "
                         "first one that is not stops the pipeline, naming it (sets LORA_AGNEWS_RESTORE_ONLY=1)")
+    p.add_argument("--engine", default="local", choices=("local", "ray"),
+                   help="local (default): each notebook trains what it needs; ray: the plan's models are computed "
+                        "as Ray tasks first (pip install -e '.[ray]'), then the notebooks render")
+    p.add_argument("--address", default=None, help="--engine ray: a running cluster (ray start --head; default: a "
+                                                   "local one in this process)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="--engine ray: models computed at once (default: one per GPU, else per --cpus-per-run CPUs)")
+    p.add_argument("--cpus-per-run", type=int, default=1, help="--engine ray: CPUs (and torch threads) per model "
+                                                               "(default 1)")
+    p.add_argument("--retries", type=int, default=1, help="--engine ray: attempts after a model's first failure "
+                                                          "(default 1)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plan", help="every model the profile's notebooks need: what identifies it, its estimated cost, "
+                                    "and whether it is complete, restorable from the archive or to compute")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="the plan as JSON")
+    p.add_argument("--wide", action="store_true", help="also what sets each model apart from the profile")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("seeds", help="train the profile's configuration and baseline over n_seeds seeds; statistics")
     _common(p)

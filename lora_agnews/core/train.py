@@ -513,6 +513,49 @@ def _write_entry(target: Path, source: Source, adapter: bool) -> dict[str, Any]:
     return {"kind": source.kind, "adapter": keep, "computed": machine_line(computed), "path": source.rel}
 
 
+def write_entry(target: Path, source: Source, adapter: bool) -> dict[str, Any]:
+    """One entry of ``source`` in ``target`` (any directory: a worker writes one in its own temporary tree, and the
+    driver adds it with :func:`add_entry`); its manifest summary."""
+    return _write_entry(target, source, adapter)
+
+
+def add_entry(profile: str, entry: Path) -> str:
+    """Add an entry written elsewhere (by a worker of lora_agnews.engines) to ``archive/<profile>``; its id.
+
+    Its identity must be the one its id stands for in this version (the run format included), else it is refused.
+    Its adapter is kept only where :data:`KEPT_ADAPTERS` says, as ``archive`` would; an entry already there is kept.
+    """
+    info = read_json(Path(entry) / ENTRY_FILE)
+    eid = entry_id(info["identity"]["key"], info["path"])
+    if Path(entry).name != eid or info["identity"] != identity(info["identity"]["key"]):
+        raise ArchiveError(f"{entry} is not an entry of this version's identity (run format {paths.RUN_FORMAT}); "
+                           f"compute it again with this version of lora_agnews.")
+    root = check_archive_dir(profile)
+    with _writing(root):
+        data = manifest(profile)
+        if eid in data["entries"]:
+            return eid
+        keep = bool(info["adapter"]) and keeps_adapter(info["path"])
+        with runs.atomic_directory(root / ENTRIES / eid) as tmp:
+            for name in info["files"]:
+                if keep or not name.startswith(f"{ADAPTER}/"):
+                    (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(Path(entry) / name, tmp / name)
+            files = {n: size for n, size in info["files"].items() if keep or not n.startswith(f"{ADAPTER}/")}
+            write_json({**info, "adapter": keep, "files": files}, tmp / ENTRY_FILE)
+        data["entries"][eid] = {"kind": info["kind"], "adapter": keep, "computed": machine_line(info["computed"]),
+                                "path": info["path"]}
+        write_json(data, root / MANIFEST)
+    return eid
+
+
+def restore_entry(entry: Path, run_dir: Path, record_file: str, current: dict[str, Any],
+                  config: dict[str, Any] | None = None) -> None:
+    """Copy ``entry`` into the empty ``run_dir``, its record last, as a restore does (:func:`restore_run`)."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    _copy_entry(Path(entry), Path(run_dir), record_file, roundtrip(current), config)
+
+
 def directory_size(root: Path) -> int:
     return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
 

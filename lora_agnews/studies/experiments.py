@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -196,27 +196,53 @@ def _row(variant: Config, run_dir: Path, metrics: dict[str, Any] | None, params:
             "train_seconds": metrics.get("train_seconds") if metrics else None, "run_dir": str(run_dir)}
 
 
+def ablation_runs(cfg: Config) -> list[tuple[Config, Path, int, bool]]:
+    """Every grid variant with the directory it trains into, its trainable count and whether it only picks a rate.
+
+    The one list :func:`run_ablation` trains and :mod:`lora_agnews.plan` lists, so the two cannot disagree. A variant
+    over the budget is listed with its count and never trained.
+    """
+    root = paths.runs_dir(cfg.profile) / "ablation"
+    return [(v, root / run_name(v), count_trainable(v)["total"], is_lr_search(cfg, v)) for v in ablation_grid(cfg)]
+
+
+def grid_table(cfg: Config, metrics_of: Callable[[Config, Path], dict[str, Any] | None],
+               planned: list[tuple[Config, Path, int, bool]] | None = None) -> pd.DataFrame | None:
+    """The grid's rows as :func:`run_ablation` tabulates them (without intervals), from ``metrics_of(variant, own
+    directory)``; None while a variant within the budget has no metrics yet. What :func:`top_variants` needs to pick
+    the seed study's grid settings before the notebooks run (the plan; ``planned``: :func:`ablation_runs` already
+    made)."""
+    rows = []
+    for variant, run_dir, params, searched in ablation_runs(cfg) if planned is None else planned:
+        if params > variant.budget:
+            rows.append(_row(variant, run_dir, None, params, "over budget", searched))
+            continue
+        metrics = metrics_of(variant, run_dir)
+        if metrics is None:
+            return None
+        rows.append(_row(variant, run_dir, metrics, params, "complete", searched))
+    return pd.DataFrame(rows)
+
+
 def run_ablation(cfg: Config) -> pd.DataFrame:
     """Train every grid variant within the budget (complete runs are reused, stale ones replaced) and tabulate."""
     from ..core.train import train_owned
 
     from ..core.runs import invalidate_results
 
-    root = paths.runs_dir(cfg.profile) / "ablation"
-    grid = ablation_grid(cfg)
+    planned = ablation_runs(cfg)
+    grid = [variant for variant, *_ in planned]
     invalidate_results(cfg.profile, "ablate")
     rows = []
-    for i, variant in enumerate(grid, 1):
-        run_dir = root / run_name(variant)
-        params = count_trainable(variant)["total"]
+    for i, (variant, run_dir, params, searched) in enumerate(planned, 1):
         if params > variant.budget:
             say(f"ablation {i}/{len(grid)}: {run_name(variant)} needs {params:,} > budget; not trained")
-            rows.append(_row(variant, run_dir, None, params, "over budget", is_lr_search(cfg, variant)))
+            rows.append(_row(variant, run_dir, None, params, "over budget", searched))
             continue
         run_dir = reusable_run(variant, own=run_dir) or run_dir
         say(f"ablation {i}/{len(grid)}: {run_name(variant)} ({params:,} trainable parameters)")
         metrics = train_owned(variant, run_dir)
-        rows.append(_row(variant, run_dir, metrics, params, "complete", is_lr_search(cfg, variant)))
+        rows.append(_row(variant, run_dir, metrics, params, "complete", searched))
     frame = add_intervals(pd.DataFrame(rows), seed=cfg.seed)
     frame["pareto"] = grid_front(frame)
     write_json(frame.to_dict(orient="records"), paths.results_dir(cfg.profile) / ABLATION_FILE)
@@ -275,13 +301,11 @@ def _seed_runs(cfg: Config, name: str) -> tuple[Arm, dict[str, Any]]:
     """Train (or reuse) ``cfg`` at each of ``n_seeds`` seeds: the setting's arm, and what each run recorded."""
     from ..core.train import train_owned
 
-    root = paths.runs_dir(cfg.profile) / "seeds" / name
-    seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
+    planned = seed_runs(cfg, name)
+    seeds = [seed for seed, *_ in planned]
     run_dirs, f1s, train_s, eval_s, val = [], [], [], [], []
-    for seed in seeds:
+    for seed, run_cfg, own in planned:
         say(f"seeds: {name} seed {seed}")
-        own = root / f"seed{seed}"
-        run_cfg = seed_run_config(cfg, seed)
         run_dir = reusable_run(run_cfg, own=own) or own
         metrics = train_owned(run_cfg, run_dir)
         run_dirs.append(run_dir)
@@ -293,6 +317,14 @@ def _seed_runs(cfg: Config, name: str) -> tuple[Arm, dict[str, Any]]:
              "macro_f1_mean": float(np.mean(f1s)), "train_seconds": train_s, "eval_seconds": eval_s,
              "best_validation_accuracy": val}
     return run_arm(name, run_dirs, seeds), facts
+
+
+def seed_runs(cfg: Config, name: str) -> list[tuple[int, Config, Path]]:
+    """``(seed, configuration, own directory)`` of each run of the setting ``cfg`` named ``name`` in the seed study
+    (the list :func:`run_seeds` trains and the plan lists)."""
+    root = paths.runs_dir(cfg.profile) / "seeds" / name
+    seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
+    return [(seed, seed_run_config(cfg, seed), root / f"seed{seed}") for seed in seeds]
 
 
 def seed_run_config(cfg: Config, seed: int) -> Config:
@@ -359,6 +391,16 @@ def _read_ablation(cfg: Config) -> pd.DataFrame:
     return pd.DataFrame(read_json(path))
 
 
+def seed_settings(cfg: Config, ablation: pd.DataFrame | None) -> list[tuple[str, Config, str]]:
+    """``(role, configuration, name)`` of each setting of the seed study: chosen, baseline, then the ``study_top``
+    grid variants picked from ``ablation`` (the grid's table; None: none picked)."""
+    base_cfg = baseline_config(cfg)
+    named = [("chosen", cfg, "chosen-" + run_name(cfg)), ("baseline", base_cfg, "baseline-" + run_name(base_cfg))]
+    named += [(f"grid {i}", v, "grid-" + run_name(v))
+              for i, v in enumerate(top_variants(cfg, ablation, cfg.study_top) if ablation is not None else [], 1)]
+    return named
+
+
 def run_seeds(cfg: Config, ablation: pd.DataFrame | None = None) -> dict[str, Any]:
     """The chosen configuration, the baseline and ``study_top`` grid variants over ``n_seeds`` seeds.
 
@@ -371,11 +413,8 @@ def run_seeds(cfg: Config, ablation: pd.DataFrame | None = None) -> dict[str, An
 
     if cfg.study_top and ablation is None:
         ablation = _read_ablation(cfg)
-    base_cfg = baseline_config(cfg)
     invalidate_results(cfg.profile, "seeds")
-    named = [("chosen", cfg, "chosen-" + run_name(cfg)), ("baseline", base_cfg, "baseline-" + run_name(base_cfg))]
-    named += [(f"grid {i}", v, "grid-" + run_name(v))
-              for i, v in enumerate(top_variants(cfg, ablation, cfg.study_top) if ablation is not None else [], 1)]
+    named = seed_settings(cfg, ablation)
     arms, facts = zip(*(_seed_runs(variant, name) for _, variant, name in named))
     study = compare(arms, arms[1].name, cfg.seed, "the seed study")
     entries = [{**result, **fact, "role": role} for (role, _, _), result, fact in zip(named, study["arms"], facts)]

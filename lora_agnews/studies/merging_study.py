@@ -122,6 +122,19 @@ def _budget_check(cfg: Config, tokenizer: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the study and its results
+def study_tasks(cfg: Config, tasks: Sequence[str], out_dir: Path) -> tuple[list[Config], list[str], Any, Path | None]:
+    """Each task's configuration as the study trains it (the shared tokenizer's directory set where ``tokenizer
+    local``), the tasks' names, and the shared tokenizer with its directory (both None: a pretrained tokenizer,
+    which :func:`run_study` builds itself). Writes nothing."""
+    cfgs = task_configs(cfg, tasks)
+    if cfg.tokenizer != "local":  # built only where it is used: the plan lists the runs without the hub
+        return cfgs, [task_name(c) for c in cfgs], None, None
+    tokenizer = build_shared_tokenizer(cfgs)
+    tok_dir = shared_tokenizer_dir(Path(out_dir).resolve(), tokenizer)
+    cfgs = [c.replace(tokenizer=str(tok_dir)) for c in cfgs]
+    return cfgs, [task_name(c) for c in cfgs], tokenizer, tok_dir
+
+
 @dataclass
 class Study:
     """Every task's test rows scored every way, and how the study was run."""
@@ -148,13 +161,9 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
 
     quiet_libraries()
     combinations = list(combinations if combinations is not None else default_combinations())
-    cfgs = task_configs(cfg, tasks)
     out_dir = Path(out_dir).resolve()
-    tokenizer = build_shared_tokenizer(cfgs) if cfg.tokenizer == "local" else build_tokenizer(cfgs[0])
-    tok_dir = shared_tokenizer_dir(out_dir, tokenizer) if cfg.tokenizer == "local" else None
-    if tok_dir is not None:
-        cfgs = [c.replace(tokenizer=str(tok_dir)) for c in cfgs]
-    names = [task_name(c) for c in cfgs]
+    cfgs, names, tokenizer, tok_dir = study_tasks(cfg, tasks, out_dir)
+    tokenizer = tokenizer if tokenizer is not None else build_tokenizer(cfgs[0])
     for c in cfgs:
         _budget_check(c, tokenizer)
     if floor:
@@ -401,3 +410,21 @@ def run_profile_study(cfg: Config) -> Study:
 
     return run_study(study_config(cfg), profile_tasks(cfg), study_dir(cfg), profile_combinations(cfg),
                      results_dir=paths.results_dir(cfg.profile))
+
+
+def profile_runs(cfg: Config) -> list[tuple[str, Path, list[Config]]]:
+    """``(kind, directory, configurations)`` of every model notebook 05 trains (:func:`run_profile_study`): each task's
+    adapter (``run``), each task's head-only floor (``head_only``) and the multi-task model (``multitask``, all the
+    tasks' configurations). The list the plan shows; :func:`run_study` trains the same directories."""
+    out_dir = study_dir(cfg).resolve()
+    cfgs, names, _, _ = study_tasks(study_config(cfg), profile_tasks(cfg), out_dir)
+    return ([("run", out_dir / "tasks" / n, [c]) for c, n in zip(cfgs, names)]
+            + [("head_only", out_dir / "head_only" / n, [c]) for c, n in zip(cfgs, names)]
+            + [("multitask", out_dir / "multitask", cfgs)])
+
+
+def save_profile_tokenizer(cfg: Config) -> Path | None:
+    """Write the profile study's shared tokenizer where its tasks' configurations name it (None: a pretrained one):
+    what a machine that trains one of the study's models without the others needs first."""
+    _, _, tokenizer, tok_dir = study_tasks(study_config(cfg), profile_tasks(cfg), study_dir(cfg).resolve())
+    return None if tok_dir is None else save_tokenizer(tokenizer, tok_dir)

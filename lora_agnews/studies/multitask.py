@@ -150,6 +150,17 @@ def _clear(run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
+def head_only_identity(cfg: Config) -> dict[str, Any]:
+    """What a head-only floor's record says identifies it (``key``) and how it was configured: reuse, the archive
+    and a run computed elsewhere (lora_agnews.engines) compare this."""
+    return {"key": {"kind": "head_only", "run_key": run_key(cfg)}, "config": cfg.to_dict()}
+
+
+def multitask_identity(cfgs: Sequence[Config]) -> dict[str, Any]:
+    """The multi-task model's identity (``key``, one run key per task) and configurations, as its record holds them."""
+    return {"key": {"kind": "multitask", "run_keys": [run_key(c) for c in cfgs]}, "configs": [c.to_dict() for c in cfgs]}
+
+
 def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray, int]:
     """Train the task's head alone on the frozen encoder; ``(test logits, test labels, trainable count)``.
 
@@ -164,9 +175,9 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
     from ..core.runs import save_arrays
 
     run_dir = Path(run_dir)
-    key = {"kind": "head_only", "run_key": run_key(cfg)}
+    current = head_only_identity(cfg)
+    key = current["key"]
     record, arrays = run_dir / "head_only.json", run_dir / "test_predictions.npz"
-    current = {"key": key, "config": cfg.to_dict()}
     if _found(cfg.profile, record, current, arrays, run_dir / TRAINABLE_FILE):  # without its tensors: not auditable
         with np.load(arrays) as saved:
             return saved["logits"], saved["labels"], int(read_json(record)["trainable_params"])
@@ -332,9 +343,9 @@ def train_multitask(cfgs: Sequence[Config], run_dir: Path) -> tuple[list[np.ndar
 
     cfg = cfgs[0]
     run_dir = Path(run_dir)
-    key = {"kind": "multitask", "run_keys": [run_key(c) for c in cfgs]}
+    current = multitask_identity(cfgs)
+    key = current["key"]
     record, arrays = run_dir / "multitask.json", run_dir / "test_predictions.npz"
-    current = {"key": key, "configs": [c.to_dict() for c in cfgs]}
     if _found(cfg.profile, record, current, arrays, run_dir / TRAINABLE_FILE):
         with np.load(arrays) as saved:
             n = len(cfgs)
