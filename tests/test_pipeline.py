@@ -635,7 +635,8 @@ def test_the_plan_names_exactly_the_models_the_notebooks_computed(smoke_run: dic
     assert {p.status for p in made.items} <= {"complete", "same as runs/main", "over budget"}, plan.lines(made)
     assert not made.to_compute() and not made.pending
     planned = {smoke_run["results"] / p.job.rel for p in made.items if p.status == "complete" and not p.where}
-    assert planned == set(archive_sources(smoke_run["results"]))
+    # the merged scores are computed by notebook 05 from the task adapters the plan lists, not trained
+    assert planned == {d for d in archive_sources(smoke_run["results"]) if not (d / "merged.json").is_file()}
 
 
 # measured, not computed: wall times, rates, memory, where and when (they differ between two local runs too)
