@@ -29,7 +29,9 @@ ORDER = {
                 "multilabel_study", "baselines", "audit", "verify", "explore"],
     "reporting": ["__init__", "audit_text", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",
                   "book_pages", "site", "findings"],
-    "": ["__init__", "pipeline", "cli", "__main__"],
+    # the top level: the pipeline, the plan of its runs, the engines that compute them (lora_agnews/engines/), the CLI
+    "": ["__init__", "pipeline", "plan", "engines.work", "engines.install", "engines.driver", "engines.inline",
+         "engines.ray_engine", "engines.__init__", "cli", "__main__"],
 }
 FLAT = [f"{layer}.{m}".lstrip(".") for layer in LAYERS for m in ORDER[layer]]
 
@@ -44,7 +46,8 @@ def package_modules() -> list[str]:
 
 
 def layer_of(module: str) -> str:
-    return module.split(".")[0] if "." in module else ""
+    layer = module.split(".")[0] if "." in module else ""
+    return "" if layer == "engines" else layer  # the engines run the pipeline's runs: part of the top level
 
 
 def imported_modules(name: str) -> dict[str, int]:
