@@ -25,8 +25,8 @@ from typing import Any, Callable
 from ..core import paths
 from ..core.paths import interval, num, pct, read_json
 from ..core.config import from_dict
-from ..studies import audit, experiments, merging_study, multilabel_study, quantize_study
-from . import ablation_reporting, audit_text, merge_reporting
+from ..studies import audit, experiments, merging_study, multilabel_study, quantize_study, reproduction
+from . import ablation_reporting, audit_text, merge_reporting, reproduction_reporting
 
 MARK = re.compile(r"(?P<open><!-- generated: (?P<profile>[\w-]+)/(?P<name>[\w-]+) [^\n]*-->\n)"
                   r"(?P<body>.*?)(?P<close><!-- /generated -->)", re.S)
@@ -135,6 +135,13 @@ def archive_size(profile: str) -> dict[str, Any] | None:
             "bytes": directory_size(root), "packed": sum(distinct.values())}
 
 
+def reproduce_cost(profile: str) -> dict[str, Any] | None:
+    """What ``make reproduce`` would retrain, by the archive's recorded seconds (None where nothing is archived)."""
+    from ..core.train import manifest
+
+    return reproduction.archived_cost(profile) if manifest(profile)["entries"] else None
+
+
 def size_sentence(size: dict[str, Any]) -> str:
     n = size["entries"]
     return (f"`archive/{size['profile']}`: {n} entr{'y' if n == 1 else 'ies'}, {size['bytes'] / 1e6:.1f} MB on disk, "
@@ -173,6 +180,8 @@ FINDINGS: dict[str, Finding] = {
     # the audit of the sitting that computed the runs (a restore re-scores only the runs that keep an adapter)
     "audit": Finding(kept_study(audit.AUDIT_FILE), audit_text.summary, "the audit", kept=True),
     "size": Finding(archive_size, size_sentence, "the archive"),
+    # what `make reproduce` retrains, estimated from the archived runs' recorded seconds
+    "reproduce-cost": Finding(reproduce_cost, reproduction_reporting.estimate_sentence, "the archive"),
     # archived runs retrained from their recorded configuration (archive --verify N), the check of runs without adapters
     "verify": Finding(kept_study(audit.VERIFY_FILE), audit_text.verify_sentence, "the retraining check (archive --verify)",
                       kept=True),

@@ -105,16 +105,21 @@ def machine_sentence(record: Mapping[str, Any]) -> str:
     return text
 
 
-def cost_sentence(record: Mapping[str, Any]) -> str:
-    """The archive's estimate of a reproduction (its runs' recorded seconds) beside what it took here."""
-    cost = record["cost"]
-    text = (f"Estimate from the archive: the recorded training and test-scoring seconds of its {cost['runs']} runs sum to "
-            f"{duration(cost['seconds'])} ({'; '.join(cost['computed']) or 'machine unknown'})")
+def estimate_sentence(cost: Mapping[str, Any]) -> str:
+    """What the archive says a reproduction costs: its runs' recorded training and test-scoring seconds, summed."""
+    text = (f"Estimate from `archive/{cost['profile']}`: the recorded training and test-scoring seconds of its "
+            f"{cost['runs']} runs sum to {duration(cost['seconds'])} "
+            f"(computed {'; '.join(cost['computed']) or 'on an unrecorded machine'})")
     if cost["without_seconds"]:
         text += f"; {cost['without_seconds']} models of the merging study kept no seconds and are not counted"
-    text += (". The notebooks' own work (data, scoring, merging, the figures) comes on top, and a machine shared with "
-             f"other work takes longer. Measured here: {duration(record.get('retrain_seconds'))} for the notebooks.")
-    return text
+    return text + (". The notebooks' own work (data, scoring, merging, figures) comes on top; runs timed while other "
+                   "work shared the cores count that time too.")
+
+
+def cost_sentence(record: Mapping[str, Any]) -> str:
+    """The archive's estimate of a reproduction beside what it took here."""
+    return (estimate_sentence(record["cost"]) + f" Measured here: the retraining (the six notebooks) took "
+            f"{duration(record.get('retrain_seconds'))}.")
 
 
 # --------------------------------------------------------------------------- tables
