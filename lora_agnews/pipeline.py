@@ -738,20 +738,12 @@ def reproduce(profile: str, overrides: Mapping[str, Any] | None = None, retrain:
     results, which the book shows, are made as ``make all`` makes them (restored from the archive) unless they are
     already complete with the same overrides. ``retrain`` False compares the reproduced tree already there.
     """
-    from .core.train import ArchiveError, check_archive_dir, manifest
     from .reporting.reproduction_reporting import differing, reproduced_line
     from .studies.reproduction import compare_profile
 
     overrides = absolute_paths(dict(overrides or {}))
     cfg = config_mod.load(profile, overrides)
-    try:
-        check_archive_dir(profile)
-        if not manifest(profile)["entries"]:
-            raise ArchiveError(f"{paths.archive_dir(profile)} holds no archived run, so there is nothing to reproduce: "
-                               f"run and archive the profile first (make all PROFILE={profile}, then python -m "
-                               f"lora_agnews archive --profile {profile}).")
-    except ArchiveError as exc:
-        raise PipelineError(str(exc)) from None
+    require_archived(profile)
     config_mod.require_trackers(cfg)
     if retrain:
         say(f"reproduce: retraining every run of profile {profile} into {paths.reproduced_dir(profile)} "
@@ -766,6 +758,20 @@ def reproduce(profile: str, overrides: Mapping[str, Any] | None = None, retrain:
         run_notebooks(profile, cfg, overrides)
     return {"reproduction": paths.reproduction_path(profile), "book": build_book(profile),
             "report": build_report(profile)}
+
+
+def require_archived(profile: str) -> None:
+    """A one-line error, before anything runs, where ``archive/<profile>`` cannot be read or holds no run."""
+    from .core.train import ArchiveError, check_archive_dir, manifest
+
+    try:
+        check_archive_dir(profile)
+        if not manifest(profile)["entries"]:
+            raise ArchiveError(f"{paths.archive_dir(profile)} holds no archived run, so there is nothing to reproduce: "
+                               f"run and archive the profile first (make all PROFILE={profile}, then python -m "
+                               f"lora_agnews archive --profile {profile}).")
+    except ArchiveError as exc:
+        raise PipelineError(str(exc)) from None
 
 
 @contextlib.contextmanager
