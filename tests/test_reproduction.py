@@ -156,6 +156,19 @@ def test_a_multi_label_run_compares_label_sets_at_each_run_s_own_thresholds() ->
     assert moved["label_agreement"] == 0.75 and moved["accuracy"] == 0.75 and moved["difference"] == -0.25
 
 
+def test_every_task_of_a_study_model_is_its_own_pair(tmp_path: Path) -> None:
+    """The multi-task model saves one logits array per task, the merged scores one per task and method."""
+    rng = np.random.default_rng(0)
+    a, b, y = rng.normal(size=(8, 4)), rng.normal(size=(8, 2)), rng.integers(0, 2, 8)
+    runs.save_arrays(tmp_path / "test_predictions.npz", logits_0=a, labels_0=y, logits_1=b, labels_1=y)
+    found = reproduction.prediction_sets(tmp_path, {"tasks": ["agnews", "rotten_tomatoes"]})
+    assert list(found) == ["agnews", "rotten_tomatoes"] and np.array_equal(found["rotten_tomatoes"][0], b)
+    runs.save_arrays(tmp_path / "test_predictions.npz", **{"0|own adapter": a, "0|merge ties": b, "0|y": y})
+    merged = reproduction.prediction_sets(tmp_path, {"tasks": [{"name": "agnews", "methods": ["own adapter",
+                                                                                               "merge ties"]}]})
+    assert list(merged) == ["agnews: own adapter", "agnews: merge ties"] and np.array_equal(merged["agnews: merge ties"][1], y)
+
+
 def test_the_book_gets_the_page_only_where_the_record_describes_its_results(archived: Path, tmp_path: Path) -> None:
     record = reproduction.compare_profile("smoke")
     src = tmp_path / "book_src"

@@ -50,11 +50,15 @@ class ReproductionError(paths.ProjectError):
 # --------------------------------------------------------------------------- one pair of predictions
 def prediction_sets(run_dir: Path, record: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """A run's saved test logits and labels, by task: ``{"": ...}`` for one task, one per task for the merging
-    study's multi-task model (``logits_0``, ... in the order of its record's ``tasks``)."""
+    study's multi-task model (``logits_0``, ... in the order of its record's ``tasks``), one per task and method for
+    its merged scores (``<task>|<method>`` and ``<task>|y``, named as its record's ``tasks`` name them)."""
     with np.load(Path(run_dir) / PREDICTIONS_FILE) as saved:
         if "logits" in saved:
             return {"": (saved["logits"], saved["labels"])}
         tasks = list(record.get("tasks") or [])
+        if any("|" in name for name in saved.files):
+            return {f"{task['name']}: {method}": (saved[f"{t}|{method}"], saved[f"{t}|y"])
+                    for t, task in enumerate(tasks) for method in task["methods"]}
         count = len([k for k in saved.files if k.startswith("logits_")])
         return {(tasks[k] if k < len(tasks) else str(k)): (saved[f"logits_{k}"], saved[f"labels_{k}"])
                 for k in range(count)}
