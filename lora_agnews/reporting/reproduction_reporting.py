@@ -150,7 +150,7 @@ def runs_table(record: Mapping[str, Any]) -> Table:
                      pct(r["label_agreement"]), DASH if diff is None else f"{diff:.1e}", RULE_WORDS.get(r.get("rule"), DASH)))
     return Table.of([Column("run", tex="Run", align="l"), Column("test rows", tex="Rows"),
                      Column("archive %", tex="Archive (%)"), Column("here %", tex="Here (%)"),
-                     Column("here − archive, points [95% CI]", tex="Here - archive, points [95% CI]", align="l"),
+                     Column("here − archive, points [95% CI]", tex="Here - archive [95% CI]", align="l"),
                      Column("same label %", tex="Same label (%)"), Column("max |logit diff|", tex="Max logit diff"),
                      Column("rule", tex="Rule", align="l")], rows)
 
@@ -214,28 +214,33 @@ def _latex_text(text: str) -> str:
 
 
 def _float_table(table: Table, caption: str, label: str) -> str:
+    """A table float; ``caption`` is LaTeX written here (it may reference other tables), the table's cells escaped."""
     return ("\\begin{table}[htbp]\n\\centering\\small\n\\adjustbox{max width=\\linewidth}{" + table.latex().strip()
-            + "}\n\\caption{" + latex_escape(caption) + "}\n\\label{" + label + "}\n\\end{table}\n")
+            + "}\n\\caption{" + caption + "}\n\\label{" + label + "}\n\\end{table}\n")
 
 
 def latex_section(record: Mapping[str, Any]) -> str:
-    """The report's section: the sentences, the machines, the runs, the conclusions that differ (all of them in
-    the book), the cost."""
+    """The report's section: the sentences, the machines, the runs, the conclusions per study and those that differ
+    (all of them are in the book), the cost; its floats stay in the section (``\\FloatBarrier``)."""
     note = record.get("studies_note")
+    differ = record["summary"]["conclusions"] - record["summary"]["same_conclusions"]
     parts = [f"\\section{{{TITLE}}}\\label{{sec:reproduced}}", _latex_text(headline(record)),
              _latex_text(machine_sentence(record)) + " Table~\\ref{tab:reproduced-machines} lists what each side was "
              "computed with, Table~\\ref{tab:reproduced-runs} compares each run, and "
-             "Table~\\ref{tab:reproduced-conclusions} the studies' conclusions.",
+             "Table~\\ref{tab:reproduced-conclusions} the studies' conclusions"
+             + (" (Table~\\ref{tab:reproduced-differing}: those that differ)." if differ else
+                "; every conclusion is the same."),
              _float_table(differences_table(record), "What the archived runs and the runs retrained here were computed "
                           "with.", "tab:reproduced-machines"),
              _float_table(runs_table(record), "Each archived run against its retraining here, on the same test rows: "
-                          "the paired bootstrap interval of the accuracy difference and the share of rows given the "
-                          "same label.", "tab:reproduced-runs"),
-             _float_table(conclusions_summary_table(record), "The studies' conclusions, archived and here (those "
-                          "that differ: Table~\\ref{tab:reproduced-differing}).", "tab:reproduced-conclusions"),
-             _float_table(conclusions_table(record, only_differing=True), "Conclusions that differ between the "
-                          "archive and this machine.", "tab:reproduced-differing"),
-             _latex_text(cost_sentence(record)) + (" " + _latex_text(note) + "." if note else "")]
+                          "the paired bootstrap interval of the accuracy difference (points), the share of rows given "
+                          "the same label, the largest logit difference and the audit's rule.", "tab:reproduced-runs"),
+             _float_table(conclusions_summary_table(record), "The studies' conclusions computed again from the "
+                          "retrained runs: how many are the same as the archived ones.", "tab:reproduced-conclusions")]
+    if differ:
+        parts.append(_float_table(conclusions_table(record, only_differing=True), "Conclusions that differ between "
+                                  "the archive and this machine.", "tab:reproduced-differing"))
+    parts += [_latex_text(cost_sentence(record)) + (" " + _latex_text(note) + "." if note else ""), "\\FloatBarrier"]
     return "\n\n".join(parts) + "\n"
 
 
