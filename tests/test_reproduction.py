@@ -113,12 +113,21 @@ def test_another_machine_is_stated_as_a_finding_never_an_error(archived: Path) -
     differs = {d["aspect"] for d in done["differences"] if d["differs"]}
     assert {"CPU kind", "CPU", "precision", "torch"} <= differs and "GPU" not in differs
     sentence = reporting.machine_sentence(done)
-    assert f"another machine kind ({runs.machine()['cpu_kind']} against AVX2 here; precision bf16 against fp32)" in sentence
+    assert f"another setting (machine kind {runs.machine()['cpu_kind']} against AVX2 here; precision bf16 against fp32)" in sentence
     assert "not an error" in sentence and "torch" in sentence and "stated, not required" in sentence
     assert "beyond noise" in reporting.runs_table(done).markdown()
     assert f"the others agree on {100 * row['label_agreement']:.2f}% of their rows" in reporting.headline(done)
     assert "9.9.9" in reporting.differences_table(done).markdown()
     assert "AVX2" in reporting.latex_section(done)
+
+
+def test_another_thread_count_on_the_same_setting_is_said_to_change_the_last_bits(archived: Path) -> None:
+    for name in ("main", "ablation/r2"):
+        record = read_json(archived / "runs" / name / runs.RUN_FILE)
+        write_json({**record, "device": "cpu: x86_64 (16 threads)"}, archived / "runs" / name / runs.RUN_FILE)
+    done = reproduction.compare_profile("smoke")
+    assert done["summary"]["same_setting"] and "device" in {d["aspect"] for d in done["differences"] if d["differs"]}
+    assert "(16 threads) here), which changes the last bits of training" in reporting.machine_sentence(done)
 
 
 def test_a_study_verdict_that_flips_is_detected_and_listed(archived: Path) -> None:

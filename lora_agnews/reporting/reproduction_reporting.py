@@ -80,29 +80,40 @@ def headline(record: Mapping[str, Any]) -> str:
 
 
 def machine_sentence(record: Mapping[str, Any]) -> str:
-    """Whether the two machines compute alike, what differs between them, and what that means for the results."""
-    kind, precision = _aspect(record, "CPU kind"), _aspect(record, "precision")
+    """Whether the two sides computed alike, what differs between them, and what that means for the results."""
     packages = [d["aspect"] for d in record["differences"] if d["differs"] and d["aspect"] not in
-                ("CPU kind", "CPU", "GPU", "precision", "commit")]
-    if record["summary"].get("same_setting"):
-        text = ("The archive was computed in the same setting (the same machine kind and precision), so retraining is "
-                "the same computation and identical labels are expected (the audit's exact rule)")
-        unexpected = record["summary"].get("unexpected", 0)
-        text += (f"; {unexpected} run(s) give other labels all the same: not the machine, but the code or the packages "
-                 "(the tables below)." if unexpected else ".")
-    else:
-        text = (f"The archive was computed on another machine kind ({', '.join(kind['archived']) or 'unknown'} against "
-                f"{', '.join(kind['here']) or 'unknown'} here"
-                + (f"; precision {', '.join(precision['archived'])} against {', '.join(precision['here'])}"
-                   if precision["differs"] else "")
-                + "): the last bits of a matmul round differently there, and retraining compounds that over every "
-                  "step, so rows near a decision boundary may change label, and a verdict near its boundary with them. "
-                  "Each run's column \"rule\" gives the audit's verdict across settings (within the numerical noise "
-                  "of re-scoring or beyond it), stated, not required. What differs is a finding about the results, "
-                  "not an error.")
+                ("CPU kind", "CPU", "GPU", "precision", "device", "commit")]
+    text = _same_setting(record) if record["summary"].get("same_setting") else _other_setting(record)
     if packages:
         text += f" Package versions differ too: {', '.join(packages)} (table below)."
     return text
+
+
+def _same_setting(record: Mapping[str, Any]) -> str:
+    """The same machine kind and precision: identical labels expected, unless the thread count differs."""
+    device = _aspect(record, "device")
+    text = "The archive was computed in the same setting (the same machine kind and precision)"
+    if device["differs"]:
+        return text + (f" but on another device or thread count ({', '.join(device['archived'])} against "
+                       f"{', '.join(device['here'])} here), which changes the last bits of training: identical labels "
+                       f"are likely, not guaranteed.")
+    unexpected = record["summary"].get("unexpected", 0)
+    return text + (", so retraining is the same computation and identical labels are expected (the audit's exact "
+                   "rule)" + (f"; {unexpected} run(s) give other labels all the same: not the machine, but the code or "
+                              f"the packages (the tables below)." if unexpected else "."))
+
+
+def _other_setting(record: Mapping[str, Any]) -> str:
+    """Another machine kind or precision: what differs, what it may do, and that it is a finding."""
+    kind, precision = _aspect(record, "CPU kind"), _aspect(record, "precision")
+    return (f"The archive was computed in another setting (machine kind {', '.join(kind['archived']) or 'unknown'} "
+            f"against {', '.join(kind['here']) or 'unknown'} here"
+            + (f"; precision {', '.join(precision['archived'])} against {', '.join(precision['here'])}"
+               if precision["differs"] else "")
+            + "): the last bits of a matmul round differently, and retraining compounds that over every step, so rows "
+              "near a decision boundary may change label, and a verdict near its boundary with them. Each run's "
+              "column \"rule\" gives the audit's verdict across settings (within the numerical noise of re-scoring "
+              "or beyond it), stated, not required. What differs is a finding about the results, not an error.")
 
 
 def estimate_sentence(cost: Mapping[str, Any]) -> str:

@@ -132,14 +132,14 @@ def archived_side(entry: Path, info: Mapping[str, Any]) -> dict[str, Any]:
     """Where, when, in which precision and with which packages an archived entry was computed."""
     computed = info.get("computed") or {}
     return {"machine": computed.get("machine") or {}, "precision": _metrics(entry).get("precision"),
-            "versions": computed.get("versions") or {}, "git_commit": computed.get("git_commit"),
-            "date": computed.get("date")}
+            "device": computed.get("device"), "versions": computed.get("versions") or {},
+            "git_commit": computed.get("git_commit"), "date": computed.get("date")}
 
 
 def retrained_side(run_dir: Path, record: Mapping[str, Any]) -> dict[str, Any]:
     """The same facts for a run retrained here (a study model's record names no machine: it was written here)."""
     return {"machine": record.get("machine") or runs.machine(), "precision": _metrics(run_dir).get("precision"),
-            "versions": record.get("versions") or runs.library_versions(),
+            "device": record.get("device"), "versions": record.get("versions") or runs.library_versions(),
             "git_commit": record.get("git_commit") or runs.git_commit(), "date": record.get("finished")}
 
 
@@ -334,6 +334,8 @@ def _values(sides: Iterable[Mapping[str, Any]], read: Any) -> list[str]:
 
 ASPECTS = (("CPU kind", lambda s: s["machine"].get("cpu_kind")), ("CPU", lambda s: s["machine"].get("cpu")),
            ("GPU", lambda s: s["machine"].get("gpu")), ("precision", lambda s: s.get("precision")),
+           # the torch threads: on a CPU they change the last bits of training (reductions split otherwise)
+           ("device", lambda s: s.get("device")),
            *((name, (lambda n: lambda s: s["versions"].get(n))(name)) for name in PACKAGES),
            ("commit", lambda s: (s.get("git_commit") or "")[:12]))
 
