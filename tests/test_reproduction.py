@@ -52,8 +52,10 @@ def statistics(low: float, high: float) -> dict[str, Any]:
 def archived() -> Path:
     """results/smoke with two runs and a seed study, archived (with the study kept); then a "retrained" copy of it
     in the reproduced tree, with its stamp: identical to the archive until a test changes it. Returns that copy."""
-    for name, lora_r, seed in (("main", 8, 1), ("ablation/r2", 2, 2)):
-        complete_run(paths.runs_dir("smoke") / name, config.load("smoke", {**SHORT, "lora_r": lora_r}), seed)
+    # the main run's key names a file of this checkout, which the archive writes portable (<repository>/...)
+    here = {"tokenizer": str(paths.ROOT / "data" / "sample")}
+    for name, lora_r, seed, extra in (("main", 8, 1, here), ("ablation/r2", 2, 2, {})):
+        complete_run(paths.runs_dir("smoke") / name, config.load("smoke", {**SHORT, "lora_r": lora_r, **extra}), seed)
     write_json(statistics(-0.02, 0.01), paths.results_dir("smoke") / "statistics.json")
     train_mod.archive_profile("smoke")
     train_mod.keep_studies("smoke", ("statistics.json",))

@@ -172,7 +172,7 @@ def compare_runs(profile: str) -> list[dict[str, Any]]:
     seen = set()
     for eid in sorted(entries, key=lambda e: (entries[e]["path"], e)):
         entry = paths.archive_dir(profile) / ENTRIES / eid
-        info = read_entry(entry, ENTRY_FILE)
+        info = read_json(entry / ENTRY_FILE)  # as written: its identity holds the portable paths a key is compared in
         rel = info["path"]
         base = {"path": rel, "entry": eid, "kind": info["kind"], "archived": archived_side(entry, info)}
         found = here.get(rel)
