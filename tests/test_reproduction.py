@@ -85,7 +85,7 @@ def test_an_identical_retraining_agrees_on_every_label_and_every_conclusion(arch
     assert "2 of 2 retrained models give the archived label on every test row" in text
     assert "1 of 1 conclusions of the studies are the same." in text
     assert "identical labels are expected (the audit's exact rule)." in reporting.machine_sentence(record)
-    assert "| identical |" in reporting.runs_table(record).markdown()
+    assert "| identical, 0.0e+00 |" in reporting.runs_table(record).markdown()
     assert reporting.conclusions_table(record, only_differing=True).latex().startswith("\\emph{Every conclusion")
 
 
