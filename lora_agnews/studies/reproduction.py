@@ -164,37 +164,37 @@ def retrained_runs(profile: str) -> dict[str, Any]:
 def compare_runs(profile: str) -> list[dict[str, Any]]:
     """One row per archived entry (one per task for a multi-task model), then one per retrained run the archive
     lacks: what became of it (:data:`COMPARED` or why not) and, where compared, :func:`compare_predictions`."""
-    from ..core.train import ENTRIES, ENTRY_FILE, RESTORED as RESTORED_FIELD, manifest
+    from ..core.train import ENTRIES, manifest
 
     here = retrained_runs(profile)
     entries = manifest(profile)["entries"]
     rows: list[dict[str, Any]] = []
-    seen = set()
     for eid in sorted(entries, key=lambda e: (entries[e]["path"], e)):
-        entry = paths.archive_dir(profile) / ENTRIES / eid
-        info = read_json(entry / ENTRY_FILE)  # as written: its identity holds the portable paths a key is compared in
-        rel = info["path"]
-        base = {"path": rel, "entry": eid, "kind": info["kind"], "archived": archived_side(entry, info)}
-        found = here.get(rel)
-        if found is None:
-            rows.append({**base, "task": "", "status": NOT_RETRAINED})
-            continue
-        source, ident = found
-        seen.add(rel)
-        record = read_json(source.path / source.record_file)
-        base["here"] = retrained_side(source.path, record)
-        base["same_setting"] = same_setting(setting(base["archived"]), setting(base["here"]))
-        status = RESTORED if RESTORED_FIELD in record else COMPARED if ident == info["identity"] else OTHER_CONFIGURATION
-        if status != COMPARED:
-            rows.append({**base, "task": "", "status": status})
-            continue
-        rows.extend(_compared_rows(base, entry, info, source.path, record))
+        rows += _entry_rows(paths.archive_dir(profile) / ENTRIES / eid, here)
+    archived = {r["path"] for r in rows}
     for rel, (source, _) in sorted(here.items()):
-        if rel not in seen:
+        if rel not in archived:
             record = read_json(source.path / source.record_file)
             rows.append({"path": rel, "entry": None, "kind": source.kind, "task": "", "status": NOT_ARCHIVED,
                          "here": retrained_side(source.path, record)})
     return rows
+
+
+def _entry_rows(entry: Path, here: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rows of one archived entry: its retraining at the same path compared, or why it is not."""
+    from ..core.train import ENTRY_FILE, RESTORED as RESTORED_FIELD
+
+    info = read_json(entry / ENTRY_FILE)  # as written: its identity holds the portable paths a key is compared in
+    base = {"path": info["path"], "entry": entry.name, "kind": info["kind"], "archived": archived_side(entry, info)}
+    if info["path"] not in here:
+        return [{**base, "task": "", "status": NOT_RETRAINED}]
+    source, ident = here[info["path"]]
+    record = read_json(source.path / source.record_file)
+    base["here"] = retrained_side(source.path, record)
+    base["same_setting"] = same_setting(setting(base["archived"]), setting(base["here"]))
+    if RESTORED_FIELD in record or ident != info["identity"]:
+        return [{**base, "task": "", "status": RESTORED if RESTORED_FIELD in record else OTHER_CONFIGURATION}]
+    return _compared_rows(base, entry, info, source.path, record)
 
 
 def _compared_rows(base: dict[str, Any], entry: Path, info: Mapping[str, Any], run_dir: Path,
