@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # parameter overrides for the pipeline targets, e.g. ARGS="-p data ../shared/agnews-subset -p epochs 2"
 ARGS ?=
 
-.PHONY: help setup tex browser all notebooks book report site test test-slow test-all test-fast bench clean distclean
+.PHONY: help setup tex browser all notebooks book report reproduce site test test-slow test-all test-fast bench clean distclean
 
 help: ## list the targets
 	@echo "lora-agnews (PROFILE=$(PROFILE); profiles: $$(ls configs | sed 's/.yaml//' | tr '\n' ' '))"
@@ -58,6 +58,9 @@ book: setup ## build the HTML book from the executed notebooks (build/PROFILE/bo
 
 report: setup ## build the LaTeX report PDF from results/PROFILE (build/PROFILE/report)
 	$(PY) -m lora_agnews run --profile $(PROFILE) --steps report $(ARGS)
+
+reproduce: setup ## retrain every run of PROFILE here (archive off), compare with archive/PROFILE; book and report get "Reproduced on this machine"
+	$(PY) -m lora_agnews reproduce --profile $(PROFILE) $(ARGS)
 
 # The published site (.github/workflows/book.yml; book/guide/publishing.md): the books of SITE_RESTORED made from
 # archive/<profile> alone (--restore-only: a run the archive lacks stops the build, naming it, instead of training

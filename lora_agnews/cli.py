@@ -252,6 +252,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``reproduce --profile NAME [-p KEY VALUE ...]``: retrain every run here, compare with the archive, render."""
+    from .pipeline import PipelineError, reproduce
+
+    overrides = {key: config_mod.coerce(key, value) for key, value in args.param}
+    try:
+        reproduce(args.profile, overrides, retrain=not args.compare_only)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .studies.experiments import run_ablation
 
@@ -438,6 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the plan as JSON")
     p.add_argument("--wide", action="store_true", help="also what sets each model apart from the profile")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("reproduce", help="retrain every run of the profile here (archive off, into "
+                                         "results/reproduced/PROFILE), compare each with its archive entry and each "
+                                         "study's conclusions with the archived ones; the book and the report get "
+                                         "the page \"Reproduced on this machine\"")
+    _common(p)
+    p.add_argument("--compare-only", action="store_true",
+                   help="compare the runs an earlier reproduce retrained, without training (then render)")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("seeds", help="train the profile's configuration and baseline over n_seeds seeds; statistics")
     _common(p)

@@ -211,8 +211,11 @@ def notebook_parameters(profile: str, cfg: Config, notebook: Path, overrides: Se
     return {k: values[k] for k in ordered}
 
 
-def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> None:
-    """Execute the notebooks in order into ``build/<profile>/notebooks``; stop at the first failure."""
+def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any], audit: bool = True) -> None:
+    """Execute the notebooks in order into ``build/<profile>/notebooks``; stop at the first failure.
+
+    ``audit`` False skips the fresh-process audit (``reproduce``'s retraining: its runs are compared with the
+    archive instead, and the stamp records no audit)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -243,7 +246,7 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
         except PapermillExecutionError as exc:
             raise PipelineError(_restore_only_refusal(name, exc) or _cell_failure(name, exc, target)) from None
         say(f"notebook {name} done in {time.perf_counter() - t0:.1f} s -> {target}")
-    audit = run_audit(profile)
+    checked = run_audit(profile) if audit else None
     restored = sitting(profile, since)
     for entry in restored["stale"]:
         say(f"archive: stale entry {entry['id']} ({entry['path']}) not used: {entry['changed']}")
@@ -252,8 +255,8 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> No
     write_json({"profile": profile, "results_format": RESULTS_FORMAT, "finished": runs.now(), "notebooks": list(NOTEBOOKS),
                 "overrides": {k: cfg.to_dict()[k] for k in overrides}, "git_commit": runs.git_commit(),
                 "seconds": round(time.perf_counter() - started, 1),
-                "audit": {k: audit[k] for k in ("runs", "reproduced", "largest_abs_logit_diff", "seconds")}
-                | {"verdict": audit_verdict(audit)},
+                "audit": ({k: checked[k] for k in ("runs", "reproduced", "largest_abs_logit_diff", "seconds")}
+                          | {"verdict": audit_verdict(checked)} if checked else None),
                 "archive": restored}, stamp)
 
 
@@ -424,11 +427,37 @@ def assemble_book(profile: str, stamp: Mapping[str, Any]) -> Path:
     try:
         context = book_pages.book_context(profile, stamp)
         book_pages.render_pages(src, context)
+        _reproduced_page(src, profile, stamp)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise PipelineError(f"book: cannot render the pages from results/{profile} ({exc}); if they were written by "
                             f"an older version of lora_agnews, {regenerate_hint(profile)}.") from None
     _write_book_config(src, context)
     return src
+
+
+REPRODUCED_PAGE = "reproduced"  # book/reproduced.md: in the book only where `reproduce` compared this profile
+
+
+def _reproduced_page(src: Path, profile: str, stamp: Mapping[str, Any]) -> None:
+    """Render the page "Reproduced on this machine" after the results page and list it in the table of contents
+    where ``results/<profile>/reproduction.json`` describes these results; else leave the template out."""
+    import yaml
+
+    from .reporting import book_pages, reproduction_reporting
+    from .studies.reproduction import read_reproduction
+
+    page = src / f"{REPRODUCED_PAGE}.md"
+    record = read_reproduction(profile)
+    if not reproduction_reporting.applies(record, stamp):
+        page.unlink(missing_ok=True)
+        return
+    page.write_text(book_pages.render_template(page.read_text(encoding="utf-8"),
+                                               reproduction_reporting.book_context(record), page.name), encoding="utf-8")
+    toc_file = src / "_toc.yml"
+    toc = yaml.safe_load(toc_file.read_text(encoding="utf-8"))
+    chapters = toc["parts"][0]["chapters"]
+    chapters.insert(next(i for i, c in enumerate(chapters) if c["file"] == "results") + 1, {"file": REPRODUCED_PAGE})
+    toc_file.write_text(yaml.safe_dump(toc, sort_keys=False), encoding="utf-8")
 
 
 def _book_copy(executed: Path, target: Path) -> None:
@@ -586,6 +615,7 @@ def build_report(profile: str) -> Path:
     if missing:
         raise PipelineError(f"{tex} lacks {', '.join(missing)}; run `make notebooks PROFILE={profile}` first.")
     shutil.copytree(tex, out / "generated")
+    _reproduced_section(out / "generated", profile)
     (out / "figures").mkdir()
     for pdf in paths.figures_dir(profile).glob("*.pdf"):
         shutil.copy2(pdf, out / "figures" / pdf.name)
@@ -604,6 +634,17 @@ def build_report(profile: str) -> Path:
         raise PipelineError(f"latexmk finished but {pdf} is missing; see {out / 'main.log'}.")
     say(f"report done in {time.perf_counter() - t0:.1f} s -> {pdf}")
     return pdf
+
+
+def _reproduced_section(generated: Path, profile: str) -> None:
+    """``generated/reproduction.tex`` (main.tex inputs it where it exists) where ``reproduction.json`` describes
+    these results: the section "Reproduced on this machine"."""
+    from .reporting import reproduction_reporting
+    from .studies.reproduction import read_reproduction
+
+    record = read_reproduction(profile)
+    if reproduction_reporting.applies(record, require_results(profile)):
+        paths.atomic_write_text(reproduction_reporting.latex_section(record), generated / "reproduction.tex")
 
 
 def _missing_generated(out: Path) -> str:
@@ -684,6 +725,84 @@ def _run(profile: str, steps: str | Sequence[str], overrides: Mapping[str, Any] 
         produced["report"] = build_report(profile)
     say(f"pipeline finished in {time.perf_counter() - t0:.1f} s: " + json.dumps({k: str(v) for k, v in produced.items()}))
     return produced
+
+
+# --------------------------------------------------------------------------- reproduce
+def reproduce(profile: str, overrides: Mapping[str, Any] | None = None, retrain: bool = True) -> dict[str, Path]:
+    """Retrain every run of ``profile`` here, compare it with ``archive/<profile>``, then render the book and the
+    report with the page "Reproduced on this machine".
+
+    The notebooks run into the reproduced tree (``results/reproduced/<profile>``, :func:`paths.reproduced_tree`)
+    with the archive turned off, so every run trains (complete runs of an earlier ``reproduce`` are reused) and
+    the profile's own results are not touched; no audit there, the comparison takes its place. The profile's own
+    results, which the book shows, are made as ``make all`` makes them (restored from the archive) unless they are
+    already complete with the same overrides. ``retrain`` False compares the reproduced tree already there.
+    """
+    from .reporting.reproduction_reporting import differing, reproduced_line
+    from .studies.reproduction import compare_profile
+
+    overrides = absolute_paths(dict(overrides or {}))
+    cfg = config_mod.load(profile, overrides)
+    require_archived(profile)
+    config_mod.require_trackers(cfg)
+    if retrain:
+        say(f"reproduce: retraining every run of profile {profile} into {paths.reproduced_dir(profile)} "
+            f"(archive off)")
+        with paths.reproduced_tree(), archive_off():
+            run_notebooks(profile, cfg, overrides, audit=False)
+    record = compare_profile(profile)
+    say(reproduced_line(record))
+    for line in differing(record["conclusions"]):
+        say(line)
+    if not complete_for(profile, cfg, overrides):
+        run_notebooks(profile, cfg, overrides)
+    return {"reproduction": paths.reproduction_path(profile), "book": build_book(profile),
+            "report": build_report(profile)}
+
+
+def require_archived(profile: str) -> None:
+    """A one-line error, before anything runs, where ``archive/<profile>`` cannot be read or holds no run."""
+    from .core.train import ArchiveError, check_archive_dir, manifest
+
+    try:
+        check_archive_dir(profile)
+        if not manifest(profile)["entries"]:
+            raise ArchiveError(f"{paths.archive_dir(profile)} holds no archived run, so there is nothing to reproduce: "
+                               f"run and archive the profile first (make all PROFILE={profile}, then python -m "
+                               f"lora_agnews archive --profile {profile}).")
+    except ArchiveError as exc:
+        raise PipelineError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def archive_off() -> Iterator[None]:
+    """While open, no run is restored: the archive root is an empty directory, and restore-only is off (the
+    kernels and the studies' subprocesses inherit both)."""
+    import tempfile
+
+    names = ("LORA_AGNEWS_ARCHIVE", runs.RESTORE_ONLY_ENV)
+    before = {name: os.environ.get(name) for name in names}
+    with tempfile.TemporaryDirectory(prefix="lora-agnews-no-archive-") as empty:
+        os.environ["LORA_AGNEWS_ARCHIVE"] = empty
+        os.environ.pop(runs.RESTORE_ONLY_ENV, None)
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def complete_for(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> bool:
+    """Whether ``results/<profile>`` holds complete results of this results format made with these overrides (the
+    book and the report can be rendered from them without running the notebooks again)."""
+    try:
+        stamp = require_results(profile)
+    except PipelineError:
+        return False
+    return stamp.get("overrides", {}) == json.loads(json.dumps({k: cfg.to_dict()[k] for k in overrides}))
 
 
 def absolute_paths(overrides: dict[str, Any]) -> dict[str, Any]:

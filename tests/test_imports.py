@@ -26,9 +26,9 @@ LAYERS = ("core", "studies", "reporting", "")  # "" is the top level: lora_agnew
 ORDER = {
     "core": ["__init__", "hardware", "paths", "config", "data", "model", "evaluate", "runs", "adapter", "export", "train"],
     "studies": ["__init__", "agreement", "comparison", "experiments", "merging", "multitask", "merging_study", "quantize_study",
-                "multilabel_study", "baselines", "audit", "verify", "explore"],
+                "multilabel_study", "baselines", "audit", "verify", "reproduction", "explore"],
     "reporting": ["__init__", "audit_text", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",
-                  "book_pages", "site", "findings"],
+                  "reproduction_reporting", "book_pages", "site", "findings"],
     # the top level: the pipeline, the plan of its runs, the engines that compute them (lora_agnews/engines/), the CLI
     "": ["__init__", "pipeline", "plan", "engines.work", "engines.install", "engines.driver", "engines.inline",
          "engines.ray_engine", "engines.__init__", "cli", "__main__"],

@@ -671,3 +671,43 @@ def test_ray_computes_the_smoke_profile_with_the_numbers_of_the_local_engine(smo
             # a worker's one torch thread rounds the last bits of training otherwise than the local engine's two
             # (smoke main run: largest test-logit difference 2.1e-4, identical labels): equal up to that
             assert {k: mine.get(k) for k in kept} == pytest.approx(kept, abs=1e-3), name
+
+
+@pytest.mark.pipeline
+@pytest.mark.slow
+def test_reproduce_retrains_every_run_compares_it_with_the_archive_and_renders_the_page(smoke_run: dict[str, Any],
+                                                                                       tmp_path: Path) -> None:
+    """`make reproduce` on the smoke profile: the module's runs archived, every run retrained here with the archive
+    off (into results/reproduced/smoke), compared and rendered. On this machine every retrained model gives its
+    archived labels and every conclusion is the same; the book has the page, the report the section, and the
+    profile's own results are not touched (complete with these overrides: only the book and report are rebuilt)."""
+    from lora_agnews.core import train
+    from lora_agnews.reporting import reproduction_reporting
+    from lora_agnews.studies.reproduction import COMPARED, read_reproduction
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LORA_AGNEWS_RESULTS", str(smoke_run["results"].parent))  # archived from where it was computed
+        mp.setenv("LORA_AGNEWS_ARCHIVE", str(tmp_path / "archive"))
+        entries = train.archive_profile("smoke")["entries"]
+        train.keep_studies("smoke", findings.STUDY_RESULTS)
+        mp.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))  # a copy, so the module's book stays as it was
+        mp.setenv("LORA_AGNEWS_BUILD", str(tmp_path / "build"))
+        shutil.copytree(smoke_run["results"], paths.results_dir("smoke"))
+        shutil.copytree(smoke_run["notebooks"], paths.executed_notebooks_dir("smoke"))
+        records = {p: p.stat().st_mtime_ns for p in paths.runs_dir("smoke").rglob("*.json")}
+        produced = pipeline.reproduce("smoke", SMOKE_OVERRIDES)
+        record = read_reproduction("smoke")
+        assert {p: p.stat().st_mtime_ns for p in paths.runs_dir("smoke").rglob("*.json")} == records
+        assert (paths.reproduced_dir("smoke") / pipeline.STAMP).is_file()
+    s = record["summary"]
+    assert {r["entry"] for r in record["runs"] if r["status"] == COMPARED} == set(
+        json.loads((tmp_path / "archive" / "smoke" / train.MANIFEST).read_text())["entries"]) and len(
+        {r["entry"] for r in record["runs"]}) == entries
+    assert s["same_kind"] and s["identical"] == s["compared"] and s["same_conclusions"] == s["conclusions"] > 0
+    page = unescape((produced["book"].parent / "reproduced.html").read_text())
+    assert reproduction_reporting.TITLE in page and f"{s['identical']} of {s['compared']} retrained models" in page
+    text = subprocess.run(["pdftotext", "-layout", str(produced["report"]), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    flat = " ".join(text.split())
+    assert reproduction_reporting.TITLE in flat and f"{s['identical']} of {s['compared']} retrained models" in flat
+    assert "??" not in flat

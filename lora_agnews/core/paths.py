@@ -9,6 +9,7 @@ that need them, so importing it stays cheap).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -18,7 +19,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,6 +74,40 @@ def archive_dir(profile: str) -> Path:
     """A profile's archive of complete runs, ``archive/<profile>/`` (committed; ``LORA_AGNEWS_ARCHIVE`` moves
     its root: tests point it at a temporary directory so they never read or write the committed one)."""
     return Path(os.environ.get("LORA_AGNEWS_ARCHIVE", ROOT / "archive")).resolve() / profile
+
+
+# `reproduce` retrains a profile into a tree of its own, so that neither the profile's results (restored from the
+# archive, what the book shows) nor its executed notebooks are touched: results/reproduced/<profile>/ and
+# build/reproduced/<profile>/ (under LORA_AGNEWS_RESULTS and LORA_AGNEWS_BUILD where those move the roots).
+REPRODUCED = "reproduced"
+REPRODUCTION_FILE = "reproduction.json"  # the comparison, in the profile's own results: the book and report read it
+
+
+def reproduced_dir(profile: str) -> Path:
+    """The tree ``reproduce`` retrains a profile into: ``results/reproduced/<profile>/``."""
+    return results_root() / REPRODUCED / profile
+
+
+def reproduction_path(profile: str) -> Path:
+    """``results/<profile>/reproduction.json``: the retrained runs and studies compared with the archive."""
+    return results_dir(profile) / REPRODUCTION_FILE
+
+
+@contextlib.contextmanager
+def reproduced_tree() -> Iterator[None]:
+    """While open, results and build outputs go to (and are read from) the reproduced tree: every path function
+    above, the notebooks' kernels and the studies' subprocesses (they inherit the environment) agree on it."""
+    roots = {"LORA_AGNEWS_RESULTS": results_root() / REPRODUCED, "LORA_AGNEWS_BUILD": build_root() / REPRODUCED}
+    before = {name: os.environ.get(name) for name in roots}
+    os.environ.update({name: str(root) for name, root in roots.items()})
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def superseded_dir(run_dir: Path, tag: str) -> Path:

@@ -283,6 +283,12 @@ def manifest(profile: str) -> dict[str, Any]:
     return read_json(root / MANIFEST)
 
 
+def archived_runs(profile: str) -> dict[str, Path]:
+    """Each archived entry of ``profile`` by the path its run had under ``results/<profile>/`` (``runs/main``, ...)."""
+    root = paths.archive_dir(profile) / ENTRIES
+    return {e["path"]: root / eid for eid, e in manifest(profile)["entries"].items()}
+
+
 def check_archive_dir(profile: str) -> Path:
     """``archive/<profile>/`` if it is absent, empty or written by the archive command; else an ArchiveError.
 

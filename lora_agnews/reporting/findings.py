@@ -25,12 +25,11 @@ from typing import Any, Callable
 from ..core import paths
 from ..core.paths import interval, num, pct, read_json
 from ..core.config import from_dict
-from ..studies import audit, experiments, merging_study, multilabel_study, quantize_study
-from . import ablation_reporting, audit_text, merge_reporting
+from ..studies import audit, experiments, merging_study, multilabel_study, quantize_study, reproduction
+from . import ablation_reporting, audit_text, merge_reporting, reproduction_reporting
 
 MARK = re.compile(r"(?P<open><!-- generated: (?P<profile>[\w-]+)/(?P<name>[\w-]+) [^\n]*-->\n)"
                   r"(?P<body>.*?)(?P<close><!-- /generated -->)", re.S)
-QUANTIZATION_RUN = re.compile(r"runs/quantization/(?P<scheme>\w+)/seed(?P<seed>\d+)$")
 
 
 class FindingsError(ValueError):
@@ -47,34 +46,9 @@ class Finding:
     kept: bool = False  # read from the study results the archive keeps, not recomputed from its runs
 
 
-def archived_runs(profile: str) -> dict[str, Path]:
-    """Each archived run of ``profile`` by its path under ``results/<profile>/`` (``runs/main``, ...)."""
-    from ..core.train import ENTRIES, manifest
-
-    root = paths.archive_dir(profile) / ENTRIES
-    return {e["path"]: root / eid for eid, e in manifest(profile)["entries"].items()}
-
-
 def quantization_study(profile: str) -> dict[str, Any] | None:
     """The quantization study's result computed from the archived runs, as notebook 06 computes it."""
-    from ..core.train import read_entry
-
-    found = []
-    for rel, entry in archived_runs(profile).items():
-        match = QUANTIZATION_RUN.match(rel)
-        if match:
-            record = read_entry(entry, "run.json")
-            found.append((match["scheme"], int(match["seed"]), from_dict(record["config"]), entry,
-                          read_entry(entry, "metrics.json")))
-    if not found:
-        return None
-    cfg = found[0][2]  # a run's configuration holds the study's own keys: the schemes in the study's order
-    order = {scheme: i for i, scheme in enumerate(quantize_study.schemes(cfg))}
-    seeds = sorted({f[1] for f in found})
-    if {f[0] for f in found} != set(order) or len(found) != len(order) * len(seeds):
-        return None  # a scheme or a seed is not archived yet
-    found.sort(key=lambda f: (order[f[0]], f[1]))
-    return quantize_study.summarise(cfg.replace(seed=seeds[0]), found, isolate=True)
+    return quantize_study.archived_result(profile)
 
 
 # The study results the archive command keeps (lora_agnews.core.train.keep_studies) for the findings below
@@ -117,6 +91,7 @@ def main_run(profile: str) -> dict[str, Any] | None:
     """The main run's test scores from its archived record and logits, as notebook 03 states them."""
     import numpy as np
 
+    from ..core.train import archived_runs
     from ..studies.comparison import bootstrap_ci
 
     entry = archived_runs(profile).get("runs/main")
@@ -160,6 +135,13 @@ def archive_size(profile: str) -> dict[str, Any] | None:
             "bytes": directory_size(root), "packed": sum(distinct.values())}
 
 
+def reproduce_cost(profile: str) -> dict[str, Any] | None:
+    """What ``make reproduce`` would retrain, by the archive's recorded seconds (None where nothing is archived)."""
+    from ..core.train import manifest
+
+    return reproduction.archived_cost(profile) if manifest(profile)["entries"] else None
+
+
 def size_sentence(size: dict[str, Any]) -> str:
     n = size["entries"]
     return (f"`archive/{size['profile']}`: {n} entr{'y' if n == 1 else 'ies'}, {size['bytes'] / 1e6:.1f} MB on disk, "
@@ -198,6 +180,8 @@ FINDINGS: dict[str, Finding] = {
     # the audit of the sitting that computed the runs (a restore re-scores only the runs that keep an adapter)
     "audit": Finding(kept_study(audit.AUDIT_FILE), audit_text.summary, "the audit", kept=True),
     "size": Finding(archive_size, size_sentence, "the archive"),
+    # what `make reproduce` retrains, estimated from the archived runs' recorded seconds
+    "reproduce-cost": Finding(reproduce_cost, reproduction_reporting.estimate_sentence, "the archive"),
     # archived runs retrained from their recorded configuration (archive --verify N), the check of runs without adapters
     "verify": Finding(kept_study(audit.VERIFY_FILE), audit_text.verify_sentence, "the retraining check (archive --verify)",
                       kept=True),

@@ -121,6 +121,19 @@ def paired_difference_ci(ca: np.ndarray, cb: np.ndarray, seed: int, n_boot: int 
     return [float(np.quantile(stats, 0.025)), float(np.quantile(stats, 0.975))]
 
 
+HIGHER, LOWER, NOT_RESOLVED = "higher", "lower", "not resolved"
+
+
+def direction(low: float, high: float) -> str:
+    """What a paired interval of a difference concludes: ``higher`` or ``lower`` only where it excludes zero, the
+    one rule every study's sentence applies (ahead / behind / not distinguishable)."""
+    if low > 0:
+        return HIGHER
+    if high < 0:
+        return LOWER
+    return NOT_RESOLVED
+
+
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
     """McNemar's test on paired predictions: exact binomial when discordant pairs < 25, else chi2 (corrected)."""
     from scipy import stats

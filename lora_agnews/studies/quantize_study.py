@@ -11,6 +11,7 @@ optimisation step. Complete runs are reused, so an interrupted study continues w
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,33 @@ def summarise(cfg: Config, done: list[tuple[str, int, Config, Path, dict[str, An
                                                  "double": cfg.quantize_double, "model_name": cfg.model_name,
                                                  "isolated": isolate},
             "n_eval": study["n_eval"], "runs": rows, "comparisons": comparisons}
+
+
+QUANTIZATION_RUN = re.compile(r"runs/quantization/(?P<scheme>\w+)/seed(?P<seed>\d+)$")
+
+
+def archived_result(profile: str) -> dict[str, Any] | None:
+    """The study's result computed from the runs archived in ``archive/<profile>`` as :func:`run_study` computes it
+    (the generated findings and ``reproduce`` read it); None while a scheme or a seed is not archived."""
+    from ..core.config import from_dict
+    from ..core.train import archived_runs, read_entry
+
+    found = []
+    for rel, entry in archived_runs(profile).items():
+        match = QUANTIZATION_RUN.match(rel)
+        if match:
+            record = read_entry(entry, "run.json")
+            found.append((match["scheme"], int(match["seed"]), from_dict(record["config"]), entry,
+                          read_entry(entry, "metrics.json")))
+    if not found:
+        return None
+    cfg = found[0][2]  # a run's configuration holds the study's own keys: the schemes in the study's order
+    order = {scheme: i for i, scheme in enumerate(schemes(cfg))}
+    seeds = sorted({f[1] for f in found})
+    if {f[0] for f in found} != set(order) or len(found) != len(order) * len(seeds):
+        return None
+    found.sort(key=lambda f: (order[f[0]], f[1]))
+    return summarise(cfg.replace(seed=seeds[0]), found, isolate=True)
 
 
 # --------------------------------------------------------------------------- reading the result
