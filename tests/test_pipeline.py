@@ -659,7 +659,10 @@ def test_ray_computes_the_smoke_profile_with_the_numbers_of_the_local_engine(smo
                          *args]) == 0
         results = paths.results_dir("smoke")
     stamp = json.loads((results / pipeline.STAMP).read_text())
-    assert stamp["archive"]["trained"] == 0 and stamp["archive"]["restored"] == len(archive_sources(results))
+    # every model comes back from a worker; only the merged scores, computed from the task adapters, are notebook 05's
+    merged = [d for d in archive_sources(results) if (d / "merged.json").is_file()]
+    assert stamp["archive"]["trained"] == len(merged) == 1
+    assert stamp["archive"]["restored"] == len(archive_sources(results)) - len(merged)
     assert stamp["audit"]["reproduced"] == stamp["audit"]["runs"] == json.loads(
         (smoke_run["results"] / pipeline.STAMP).read_text())["audit"]["runs"]
     local = smoke_run["results"]

@@ -507,7 +507,7 @@ def _write_entry(target: Path, source: Source, adapter: bool) -> dict[str, Any]:
         if keep:
             shutil.copytree(source.path / ADAPTER, tmp / ADAPTER)
         for text in (p for p in tmp.rglob("*") if p.suffix in TEXT_FILES):  # no path of this machine in the entry
-            text.write_text(relative_paths(text.read_text(encoding="utf-8")), encoding="utf-8")
+            paths.atomic_write_text(relative_paths(text.read_text(encoding="utf-8")), text)
         files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
         key = source.key
         computed = json.loads(relative_paths(json.dumps(computed)))
@@ -628,7 +628,7 @@ def _copy_entry(entry: Path, run_dir: Path, record_file: str, current: dict[str,
         if config is not None and (run_dir / ADAPTER / CONFIG_FILE).is_file():
             write_json({**read_json(run_dir / ADAPTER / CONFIG_FILE), "config": config}, run_dir / ADAPTER / CONFIG_FILE)
     for name in (n for n in info["files"] if n.endswith(".json") and n != record_file):  # this checkout's paths again
-        (run_dir / name).write_text(local_paths((run_dir / name).read_text(encoding="utf-8")), encoding="utf-8")
+        paths.atomic_write_text(local_paths((run_dir / name).read_text(encoding="utf-8")), run_dir / name)
     record = read_entry(entry, record_file)
     archived_key = record.get("run_key", record.get("key"))
     record.update(current)

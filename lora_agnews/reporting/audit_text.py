@@ -50,7 +50,8 @@ def summary(record: dict[str, Any] | None) -> str:
                 f"{record['largest_abs_logit_diff']:.1e}; audit {record['seconds']:.0f} s)." + baseline + note)
     return (f"All {record['runs']} saved models {whose}, reloaded in a fresh process and re-scored on "
             f"{record['rows']:,} test rows{_sampled(record)}, reproduce their recorded predictions "
-            f"{_where(record)} (audit {record['seconds']:.0f} s)." + baseline + note + _elsewhere(record))
+            f"{_where(record)} (largest logit difference {record['largest_abs_logit_diff']:.1e}; audit "
+            f"{record['seconds']:.0f} s)." + baseline + note + _elsewhere(record))
 
 
 def verdict(record: dict[str, Any]) -> str:
@@ -77,8 +78,7 @@ def _where(record: dict[str, Any]) -> str:
     st = record["settings"]
     here = " and ".join(st["here"])
     if not st["across_machines"]:
-        return (f"exactly: computed and re-scored on {here}, the same machine kind and precision (largest logit "
-                f"difference {record['largest_abs_logit_diff']:.1e})")
+        return f"exactly: computed and re-scored on {here}, the same machine kind and precision"
     where = "; ".join(record.get("computed_on") or []) or "another machine"
     differ = (f", the {st['differing']:,} that differ all near-ties (largest recorded margin {st['largest_margin']:.3g},"
               f" below the bound {st['bound']:g})" if st["differing"] else "")
