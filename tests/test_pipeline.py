@@ -706,7 +706,7 @@ def test_reproduce_retrains_every_run_compares_it_with_the_archive_and_renders_t
     assert {r["entry"] for r in record["runs"] if r["status"] == COMPARED} == set(
         json.loads((tmp_path / "archive" / "smoke" / train.MANIFEST).read_text())["entries"]) and len(
         {r["entry"] for r in record["runs"]}) == entries
-    assert s["same_kind"] and s["identical"] == s["compared"] and s["same_conclusions"] == s["conclusions"] > 0
+    assert s["same_setting"] and s["identical"] == s["compared"] and s["same_conclusions"] == s["conclusions"] > 0
     page = unescape((produced["book"].parent / "reproduced.html").read_text())
     assert reproduction_reporting.TITLE in page and f"{s['identical']} of {s['compared']} retrained models" in page
     text = subprocess.run(["pdftotext", "-layout", str(produced["report"]), "-"], capture_output=True, text=True,
