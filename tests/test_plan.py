@@ -61,5 +61,7 @@ def test_the_plans_of_the_archived_profiles_restore_every_archived_model(profile
     monkeypatch.setenv("LORA_AGNEWS_ARCHIVE", str(paths.ROOT / "archive"))
     made = plan.make(profile, {"data": str(shared_data)})
     entries = json.loads((paths.ROOT / "archive" / profile / "MANIFEST.json").read_text())["entries"]
+    # the merged scores are computed by notebook 05 from the planned task adapters (and restored with them), not planned
+    trained = {e: i for e, i in entries.items() if i["path"] != "runs/merging/merged"}
     assert not made.to_compute() and not made.pending
-    assert made.count("restorable") == len(entries)
+    assert made.count("restorable") == len(trained)
