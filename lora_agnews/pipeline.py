@@ -688,15 +688,8 @@ def run(profile: str, steps: str | Sequence[str] = STEPS, overrides: Mapping[str
     """
     if not restore_only:
         return _run(profile, steps, overrides)
-    before = os.environ.get(runs.RESTORE_ONLY_ENV)
-    os.environ[runs.RESTORE_ONLY_ENV] = "1"  # the kernels and their subprocesses inherit it
-    try:
+    with paths.environment(**{runs.RESTORE_ONLY_ENV: "1"}):  # the kernels and their subprocesses inherit it
         return _run(profile, steps, overrides)
-    finally:
-        if before is None:
-            os.environ.pop(runs.RESTORE_ONLY_ENV, None)
-        else:
-            os.environ[runs.RESTORE_ONLY_ENV] = before
 
 
 def _run(profile: str, steps: str | Sequence[str], overrides: Mapping[str, Any] | None) -> dict[str, Path]:
@@ -780,19 +773,9 @@ def archive_off() -> Iterator[None]:
     kernels and the studies' subprocesses inherit both)."""
     import tempfile
 
-    names = ("LORA_AGNEWS_ARCHIVE", runs.RESTORE_ONLY_ENV)
-    before = {name: os.environ.get(name) for name in names}
-    with tempfile.TemporaryDirectory(prefix="lora-agnews-no-archive-") as empty:
-        os.environ["LORA_AGNEWS_ARCHIVE"] = empty
-        os.environ.pop(runs.RESTORE_ONLY_ENV, None)
-        try:
-            yield
-        finally:
-            for name, value in before.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+    with tempfile.TemporaryDirectory(prefix="lora-agnews-no-archive-") as empty, \
+            paths.environment(LORA_AGNEWS_ARCHIVE=empty, **{runs.RESTORE_ONLY_ENV: None}):
+        yield
 
 
 def complete_for(profile: str, cfg: Config, overrides: Mapping[str, Any]) -> bool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .core import config as config_mod, paths, runs
+from .core import config as config_mod, hardware, paths, runs
 from .core.config import Config
 from .core.paths import read_json
 
@@ -206,8 +206,7 @@ def example_epochs(job: Job) -> float | None:
 def measured_throughput(profile: str, model: str) -> tuple[float, str] | None:
     """Examples (times epochs) per second of wall time, training and test scoring included, measured by the complete
     runs of ``model`` in results/<profile> and archive/<profile> that were computed on this machine's kind."""
-    here = runs.machine()
-    kind = here["gpu"] if here["gpu"] != "none" else here["cpu_kind"]
+    kind = hardware.kind_of(hardware.machine())
     rates = []
     records = [d / runs.RUN_FILE for d in runs.complete_runs(paths.runs_dir(profile))]
     entries = paths.archive_dir(profile) / "entries"
@@ -226,8 +225,8 @@ def _rate(record_path: Path, model: str, kind: str) -> float | None:
         record, metrics = read_json(record_path), read_json(record_path.parent / runs.METRICS_FILE)
     except (OSError, ValueError):
         return None
-    computed = (record.get("restored") or {}).get("computed", {}).get("machine") or record.get("machine") or {}
-    where = computed.get("gpu") if computed.get("gpu") not in (None, "none", "unknown") else computed.get("cpu_kind")
+    computed = (record.get(runs.RESTORED) or {}).get("computed", {}).get("machine") or record.get("machine")
+    where = hardware.kind_of(computed)
     config = record.get("config") or {}
     seconds = float(metrics.get("train_seconds") or 0) + float(metrics.get("eval_seconds") or 0)
     used = record.get("n_train_used")
@@ -241,7 +240,7 @@ def throughput(cfg: Config) -> tuple[float, str] | None:
     measured = measured_throughput(cfg.profile, cfg.model_name)
     if measured:
         return measured
-    gpu = runs.machine()["gpu"] != "none"
+    gpu = hardware.machine()["gpu"] != "none"
     return REFERENCE_THROUGHPUT.get((cfg.model_name, "gpu" if gpu else "cpu"))
 
 

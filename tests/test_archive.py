@@ -15,7 +15,7 @@ import pytest
 
 from lora_agnews import pipeline
 from lora_agnews.cli import main
-from lora_agnews.core import config, paths, runs, train as train_mod
+from lora_agnews.core import config, hardware, paths, runs, train as train_mod
 from lora_agnews.core.paths import read_json, write_json
 from lora_agnews.reporting import audit_text
 from lora_agnews.studies import audit, verify
@@ -78,7 +78,7 @@ def test_an_entry_holds_the_record_logits_and_only_the_main_adapter_never_checkp
     info = read_json(main_entry / train_mod.ENTRY_FILE)
     assert info["identity"] == train_mod.identity(runs.run_key(cfg)) and info["adapter"]
     assert info[runs.DATA_KEY] == runs.run_key(cfg)[runs.DATA_KEY] and info["run_format"] == paths.RUN_FORMAT
-    assert info["computed"]["machine"]["cpu_kind"] == runs.machine()["cpu_kind"] and info["computed"]["versions"]
+    assert info["computed"]["machine"]["cpu_kind"] == hardware.machine()["cpu_kind"] and info["computed"]["versions"]
     assert "adapter/adapter_model.safetensors" in info["files"] and not any("checkpoint" in f for f in info["files"])
     source = paths.runs_dir("smoke") / "main" / "test_predictions.npz"
     assert (main_entry / "test_predictions.npz").read_bytes() == source.read_bytes()  # logits stored exactly

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from lora_agnews import cli, plan
-from lora_agnews.core import config, paths, runs
+from lora_agnews.core import config, hardware, paths
 from lora_agnews.studies import experiments, merging_study, quantize_study
 
 
@@ -40,7 +40,7 @@ def test_the_demo_plan_restores_every_model_from_the_archive_its_notebooks_wrote
     made = plan.make("demo")
     assert not made.to_compute(), plan.lines(made)
     assert plan.select(made, ["restorable"]) and made.seconds_to_compute() == 0
-    if runs.machine()["cpu_kind"] == "AMX" and runs.machine()["gpu"] == "none":  # the archive's machine kind
+    if hardware.machine()["cpu_kind"] == "AMX" and hardware.machine()["gpu"] == "none":  # the archive's machine kind
         assert made.throughput is not None  # measured from the archived runs of the demo's encoder
 
 

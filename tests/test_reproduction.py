@@ -18,17 +18,17 @@ import yaml
 
 from lora_agnews import pipeline
 from lora_agnews.cli import main
-from lora_agnews.core import config, paths, runs, train as train_mod
+from lora_agnews.core import config, hardware, paths, runs, train as train_mod
 from lora_agnews.core.paths import read_json, write_json
 from lora_agnews.reporting import reproduction_reporting as reporting
 from lora_agnews.studies import reproduction
 
 SHORT = {"epochs": 1, "max_train_samples": 64, "max_val_samples": 32, "max_eval_samples": 32}
+
+
 def other_machine() -> dict[str, str]:
     """A machine of another kind than this one (AVX2, or AMX where this one is AVX2)."""
-    from lora_agnews.core import runs
-
-    return {"cpu": "AMD EPYC 7B13", "cpu_kind": "AMX" if runs.machine()["cpu_kind"] == "AVX2" else "AVX2",
+    return {"cpu": "AMD EPYC 7B13", "cpu_kind": "AMX" if hardware.machine()["cpu_kind"] == "AVX2" else "AVX2",
             "gpu": "none"}
 
 
@@ -120,7 +120,7 @@ def test_another_machine_is_stated_as_a_finding_never_an_error(archived: Path) -
     differs = {d["aspect"] for d in done["differences"] if d["differs"]}
     assert {"CPU kind", "CPU", "precision", "torch"} <= differs and "GPU" not in differs
     sentence = reporting.machine_sentence(done)
-    assert (f"another setting (machine kind {runs.machine()['cpu_kind']} against {other_machine()['cpu_kind']} here; "
+    assert (f"another setting (machine kind {hardware.machine()['cpu_kind']} against {other_machine()['cpu_kind']} here; "
             f"precision bf16 against fp32)") in sentence
     assert "not an error" in sentence and "torch" in sentence and "stated, not required" in sentence
     assert "beyond noise" in reporting.runs_table(done).markdown()

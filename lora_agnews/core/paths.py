@@ -94,12 +94,15 @@ def reproduction_path(profile: str) -> Path:
 
 
 @contextlib.contextmanager
-def reproduced_tree() -> Iterator[None]:
-    """While open, results and build outputs go to (and are read from) the reproduced tree: every path function
-    above, the notebooks' kernels and the studies' subprocesses (they inherit the environment) agree on it."""
-    roots = {"LORA_AGNEWS_RESULTS": results_root() / REPRODUCED, "LORA_AGNEWS_BUILD": build_root() / REPRODUCED}
-    before = {name: os.environ.get(name) for name in roots}
-    os.environ.update({name: str(root) for name, root in roots.items()})
+def environment(**values: str | None) -> Iterator[None]:
+    """While open, the environment variables ``values`` are set (None: unset), then put back as they were. The
+    process's environment, not an argument: the notebooks' kernels and the studies' subprocesses inherit it."""
+    before = {name: os.environ.get(name) for name in values}
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
         yield
     finally:
@@ -108,6 +111,13 @@ def reproduced_tree() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def reproduced_tree() -> contextlib.AbstractContextManager[None]:
+    """While open, results and build outputs go to (and are read from) the reproduced tree: every path function
+    above, the notebooks' kernels and the studies' subprocesses (they inherit the environment) agree on it."""
+    return environment(LORA_AGNEWS_RESULTS=str(results_root() / REPRODUCED),
+                       LORA_AGNEWS_BUILD=str(build_root() / REPRODUCED))
 
 
 def superseded_dir(run_dir: Path, tag: str) -> Path:

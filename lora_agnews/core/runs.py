@@ -128,11 +128,6 @@ def device_description(device: Any) -> str:
 RESTORED = "restored"  # the field a restored record gets: where from, and when and where it was computed
 
 
-def machine() -> dict[str, str]:
-    """The CPU's model and kind and the GPU's model (:mod:`hardware`): where a run was computed, for its record."""
-    return hardware.machine()
-
-
 def world_size() -> int:
     """Processes in this launch (torchrun / accelerate launch set WORLD_SIZE; 1 otherwise)."""
     return max(1, int(os.environ.get("WORLD_SIZE", "1")))
@@ -356,7 +351,7 @@ def start(run_dir: Path, cfg: Config, device: Any, facts: dict[str, Any] | None 
     previous = read_record(run_dir) or {}
     record = {"status": "running", "config": cfg.to_dict(), "run_key": run_key(cfg), **(facts or {}),
               "versions": library_versions(), "git_commit": git_commit(), "device": device_description(device),
-              "machine": machine(), "world_size": world_size(), "pid": os.getpid(), "host": socket.gethostname(),
+              "machine": hardware.machine(), "world_size": world_size(), "pid": os.getpid(), "host": socket.gethostname(),
               "command": " ".join(sys.argv), "started": previous.get("started", now()), "updated": now(),
               "attempts": int(previous.get("attempts", 0)) + 1, "error": None}
     write_record(run_dir, record)

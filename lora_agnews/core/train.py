@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import paths, runs
+from . import hardware, paths, runs
 from .config import Config, check_same_labels, load, model_labels, require_trackers
 from .data import PadCollator, Splits, TokenizedDataset, best_micro_f1, encode, load_splits, load_task, tokenize
 from .evaluate import evaluate_model, pad_multiple, predict_logits
@@ -385,7 +385,7 @@ def provenance(source: Source) -> dict[str, Any]:
     return {"date": record.get("finished") or time.strftime("%Y-%m-%dT%H:%M:%S+00:00",
                                                              time.gmtime(source.path.joinpath(source.record_file)
                                                                          .stat().st_mtime)),
-            "machine": record.get("machine") or (runs.machine() if here else {"cpu": "unknown", "cpu_kind": "unknown",
+            "machine": record.get("machine") or (hardware.machine() if here else {"cpu": "unknown", "cpu_kind": "unknown",
                                                                                 "gpu": "unknown"}),
             "device": record.get("device"), "git_commit": record.get("git_commit") or runs.git_commit(),
             "versions": record.get("versions") or runs.library_versions(),

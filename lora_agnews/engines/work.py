@@ -11,7 +11,6 @@ does (:mod:`lora_agnews.engines.install`).
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -53,24 +52,16 @@ def private_tree(threads: int) -> Iterator[Path]:
     """Outputs under a new temporary directory, and ``threads`` torch threads, while open; all put back after."""
     import torch
 
-    saved = {k: os.environ.get(k) for k in (*PLACES, *THREAD_VARIABLES, runs.RESTORE_ONLY_ENV)}
     before = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="lora-agnews-work-") as tmp:
-        for name in PLACES:
-            os.environ[name] = str(Path(tmp) / name.rsplit("_", 1)[-1].lower())
-        for name in THREAD_VARIABLES:  # the quantization study's own processes inherit them
-            os.environ[name] = str(threads)
-        os.environ.pop(runs.RESTORE_ONLY_ENV, None)
-        torch.set_num_threads(threads)
-        try:
-            yield Path(tmp)
-        finally:
-            torch.set_num_threads(before)
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        values: dict[str, str | None] = {name: str(Path(tmp) / name.rsplit("_", 1)[-1].lower()) for name in PLACES}
+        values |= {name: str(threads) for name in THREAD_VARIABLES}  # the quantization study's processes inherit them
+        with paths.environment(**values, **{runs.RESTORE_ONLY_ENV: None}):
+            torch.set_num_threads(threads)
+            try:
+                yield Path(tmp)
+            finally:
+                torch.set_num_threads(before)
 
 
 def compute(job: dict[str, Any], threads: int) -> dict[str, Any]:

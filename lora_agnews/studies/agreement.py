@@ -58,6 +58,12 @@ def near_tie_bound(computed: Setting, here: Setting) -> float:
     return 2 * CROSS_TOLERANCE.get(coarser(computed.precision, here.precision), CROSS_TOLERANCE["bf16"])
 
 
+def threshold_logits(thresholds: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-label probability thresholds as the logits they cut at (a sigmoid's inverse), broadcast to ``shape``."""
+    t = np.clip(np.broadcast_to(np.asarray(thresholds, dtype=np.float64), shape), 1e-7, 1 - 1e-7)
+    return np.log(t / (1 - t))
+
+
 def margins(logits: np.ndarray, thresholds: np.ndarray | None = None) -> np.ndarray:
     """How far each row's decision is from changing: top-two logit margin (single-label), or per label the distance
     of the logit from its threshold's logit (multi-label, ``thresholds`` given: a matrix like ``logits``)."""
@@ -66,8 +72,7 @@ def margins(logits: np.ndarray, thresholds: np.ndarray | None = None) -> np.ndar
             return np.abs(logits[:, 0])
         top = np.sort(logits, axis=1)
         return top[:, -1] - top[:, -2]
-    t = np.clip(np.broadcast_to(np.asarray(thresholds, dtype=np.float64), logits.shape), 1e-7, 1 - 1e-7)
-    return np.abs(logits - np.log(t / (1 - t)))
+    return np.abs(logits - threshold_logits(thresholds, logits.shape))
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,7 @@ def agree(recorded: np.ndarray, got: np.ndarray, computed: Setting, here: Settin
         differs = before != after
         margin = margins(recorded)
     else:
-        t = np.clip(np.broadcast_to(np.asarray(thresholds, dtype=np.float64), recorded.shape), 1e-7, 1 - 1e-7)
-        cut = np.log(t / (1 - t))
+        cut = threshold_logits(thresholds, recorded.shape)
         flips = (recorded >= cut) != (got >= cut)
         differs = flips.any(1)
         margin = np.where(flips, margins(recorded, thresholds), 0.0).max(1)

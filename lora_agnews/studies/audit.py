@@ -32,7 +32,7 @@ import numpy as np
 
 from ..core import hardware, paths, runs
 from ..core.paths import read_json, say, write_json
-from .agreement import CROSS_TOLERANCE, EXACT_TOLERANCE, Agreement, Setting, agree
+from .agreement import CROSS_TOLERANCE, EXACT_TOLERANCE, Agreement, Setting, agree, threshold_logits
 
 # Torch and the model code are imported inside the functions that re-score: the book's and the findings' readers of
 # this module's records (summary, read_audit) stay torch-free and start in a fraction of a second.
@@ -120,11 +120,11 @@ def compare(run: str, recorded: np.ndarray, got: np.ndarray, labels: np.ndarray,
         raise AuditError(f"{run}: recorded logits {recorded.shape} but the reloaded model scored {got.shape}: "
                          f"the test rows changed since the run; rerun it.")
     if np.ndim(labels) == 2:
-        cut = np.asarray(thresholds if thresholds is not None else 0.5, dtype=np.float64)
+        cut = np.broadcast_to(np.asarray(thresholds if thresholds is not None else 0.5, dtype=np.float64), recorded.shape)
         truth = np.asarray(labels) > 0
-        before, after = recorded >= _logit(cut), got >= _logit(cut)
+        before, after = recorded >= threshold_logits(cut, cut.shape), got >= threshold_logits(cut, cut.shape)
         right = [(before == truth).all(1), (after == truth).all(1), (before == after).all(1)]
-        found = agree(recorded, got, computed, here, np.broadcast_to(cut, recorded.shape))
+        found = agree(recorded, got, computed, here, cut)
     else:
         right = [recorded.argmax(1) == labels, got.argmax(1) == labels, recorded.argmax(1) == got.argmax(1)]
         found = agree(recorded, got, computed, here)
@@ -132,11 +132,6 @@ def compare(run: str, recorded: np.ndarray, got: np.ndarray, labels: np.ndarray,
                  *(float(r.mean()) for r in right), found.max_abs_logit_diff, here.precision, computed.words(),
                  here.words(), found.exact, found.tolerance, found.bound, found.differing, found.largest_margin,
                  recorded_metric)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
 
 
 # --------------------------------------------------------------------------- where a record was computed

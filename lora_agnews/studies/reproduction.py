@@ -138,7 +138,7 @@ def archived_side(entry: Path, info: Mapping[str, Any]) -> dict[str, Any]:
 
 def retrained_side(run_dir: Path, record: Mapping[str, Any]) -> dict[str, Any]:
     """The same facts for a run retrained here (a study model's record names no machine: it was written here)."""
-    return {"machine": record.get("machine") or runs.machine(), "precision": _metrics(run_dir).get("precision"),
+    return {"machine": record.get("machine") or hardware.machine(), "precision": _metrics(run_dir).get("precision"),
             "device": record.get("device"), "versions": record.get("versions") or runs.library_versions(),
             "git_commit": record.get("git_commit") or runs.git_commit(), "date": record.get("finished")}
 
@@ -403,7 +403,7 @@ def compare_profile(profile: str) -> dict[str, Any]:
     pairs = pair_conclusions(conclusions(archived), conclusions(retrained_studies(profile)))
     record = {"profile": profile, "results_format": paths.RESULTS_FORMAT, "overrides": stamp.get("overrides", {}),
               "compared_at": runs.now(), "retrained": stamp.get("finished"), "retrain_seconds": stamp.get("seconds"),
-              "machine": runs.machine(), "git_commit": runs.git_commit(),
+              "machine": hardware.machine(), "git_commit": runs.git_commit(),
               "reproduced_dir": f"results/{paths.REPRODUCED}/{profile}", "archive": f"archive/{profile}",
               "summary": summary(rows, pairs), "runs": rows, "conclusions": pairs, "studies_note": note,
               "differences": differences(rows), "cost": archived_cost(profile)}

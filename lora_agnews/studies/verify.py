@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import paths, runs
+from ..core import hardware, paths, runs
 from ..core.paths import read_json, say, write_json
 from .audit import VERIFY_FILE, AuditError
 
@@ -36,7 +36,7 @@ def verify_archive(profile: str, n: int, seed: int = 0) -> dict[str, Any]:
     if not entries:
         raise AuditError(f"{paths.archive_dir(profile)} holds no archived run; archive one first "
                          f"(python -m lora_agnews archive --profile {profile}).")
-    here = runs.machine()
+    here = hardware.machine()
     checks = []
     for eid in random.Random(seed).sample(sorted(entries), min(n, len(entries))):
         checks.append(_verify_entry(paths.archive_dir(profile) / ENTRIES / eid, here, train, from_dict))
