@@ -145,6 +145,17 @@ def test_the_sample_is_all_rows_when_full_or_few_and_the_same_draw_every_time() 
     assert not np.array_equal(rows, audit.sample("runs/y", 3800, full=False))
 
 
+def test_a_restore_re_merges_a_seeded_sample_of_the_merges_and_names_the_rest() -> None:
+    from lora_agnews.studies.merging import ALL_COMBINATIONS, NEEDS_DENSITY, make_combination
+
+    combos = [make_combination(k, density=0.5 if k in NEEDS_DENSITY else None) for k in ALL_COMBINATIONS]
+    kept, skipped = audit.sample_merges(combos)
+    assert len(kept) == audit.SAMPLE_MERGES and len(kept) + len(skipped) == len(combos)
+    assert [c for c in combos if c in kept] == kept and set(map(id, kept)).isdisjoint(map(id, skipped))
+    assert audit.sample_merges(combos) == (kept, skipped)  # the same draw every time
+    assert audit.sample_merges(combos[:audit.SAMPLE_MERGES]) == (combos[:audit.SAMPLE_MERGES], [])
+
+
 # --------------------------------------------------------------------------- a run audited on another machine kind
 @pytest.mark.parametrize("computed_as,audited_as,precision", [
     ({"cap": "AVX2"}, {"cap": None}, "fp32"),  # an fp32 archive from a laptop, restored on an AMX machine

@@ -68,10 +68,15 @@ def verdict(record: dict[str, Any]) -> str:
 
 def _sampled(record: dict[str, Any]) -> str:
     n = record["settings"]["sampled"]
-    if not n:
+    skipped = len(record.get("not_remerged") or [])
+    if not n and not skipped:
         return ""
-    return (f" ({n} models restored from the archive on {record['sample_rows']} rows each, drawn at random; the main "
-            f"run and the merging study's own adapters on all their rows; `audit --full` re-scores every row)")
+    parts = ([f"{n} models restored from the archive on {record['sample_rows']} rows each, drawn at random; the main "
+              f"run and the merging study's own adapters on all their rows"] if n else [])
+    if skipped:
+        parts.append(f"{skipped} more merged models, of the merge methods not drawn for re-merging here, keep their "
+                     f"archived scores")
+    return f" ({'; '.join(parts)}; `audit --full` re-scores every row and re-merges every merge)"
 
 
 def _where(record: dict[str, Any]) -> str:

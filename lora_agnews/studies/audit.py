@@ -48,6 +48,11 @@ REFERENCE_FILE = "reference.json"  # the TF-IDF baseline's record (notebook 03)
 # random (seeded by its name): the cost of a restore stays minutes on a laptop. ``audit --full``: every row.
 SAMPLE_ROWS = 100
 IN_FULL = ("runs/main", "runs/merging/tasks/*")
+# Re-merging is the dearest check (every merge re-reads and combines all task adapters; on a roberta-base-shaped
+# encoder in fp32 on 2 AVX2 cores the seven merges took most of a 14-minute audit), so a restore re-merges this many of
+# the study's merge methods, drawn at random (seeded by the study's methods); the others keep the archived scores,
+# which the computing sitting's full audit re-merged. ``audit --full``: every merge.
+SAMPLE_MERGES = 2
 
 
 class AuditError(paths.ProjectError):
@@ -219,11 +224,13 @@ def _thresholds(adapter_dir: Path) -> list[float] | None:
 
 
 # --------------------------------------------------------------------------- merged adapters
-def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> list[Check]:
-    """Re-merge the study's saved task adapters and re-score every merged combination (none without a study).
+def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> tuple[list[Check], list[str]]:
+    """Re-merge the study's saved task adapters and re-score the merged combinations (none without a study); returns
+    the checks and the merged models left to the archived audit (:func:`sample_merges`).
 
-    Merged scores computed here are held to the exact rule in the precision ``auto`` gives here; scores restored
-    from the archive (with the task adapters they merge) to the rule for where they were computed, on a sample."""
+    Merged scores computed here are held to the exact rule in the precision ``auto`` gives here, every one; scores
+    restored from the archive (with the task adapters they merge) to the rule for where they were computed, on a
+    sample of merges and rows."""
     import torch
 
     from ..core.config import from_dict
@@ -232,7 +239,7 @@ def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> list
     from .merging_study import MERGED_LOGITS, MERGED_RECORD, STUDY_FILE as MERGING_FILE, merged_key
 
     if not (results / MERGED_LOGITS).is_file():
-        return []
+        return [], []
     study = read_json(results / MERGING_FILE)
     # the study's task order, not the settings' mapping (JSON is written with sorted keys): DARE draws its masks
     # and SVD sums the updates in the order the adapters are given
@@ -240,13 +247,16 @@ def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> list
     combos = [make_combination(c["kind"], c["weights"], c["density"], c["svd_rank"], c["seed"])
               for c in study["combinations"]]
     if not combos:
-        return []
+        return [], []
     merged_dir = study["settings"].get("merged_dir")
     merged = read_json(Path(merged_dir) / MERGED_RECORD) if merged_dir and \
         (Path(merged_dir) / MERGED_RECORD).is_file() else None
     with np.load(results / MERGED_LOGITS) as saved:
         recorded = {k: saved[k] for k in saved.files}
     first = merge_method(combos[0])
+    skipped = []
+    if not full and restored(merged):
+        combos, skipped = sample_merges(combos)
     rows = [sample(f"merging: {t['name']}", len(recorded[merged_key(t["name"], first)]), full or not restored(merged))
             for t in study["tasks"]]
     cfg = from_dict(read_json(dirs[0] / "lora_agnews_config.json")["config"])
@@ -270,7 +280,19 @@ def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> list
             checks.append(compare(f"merging: {scores.name} / {method}", _pick(full_logits, task_rows),
                                   scores.logits[method], scores.y, computed, here,
                                   scores.decision_thresholds() if scores.multi_label else None, len(full_logits)))
-    return checks
+    return checks, [f"merging: {t['name']} / {merge_method(c)}" for t in study["tasks"] for c in skipped]
+
+
+def sample_merges(combos: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The merges a restore re-merges (:data:`SAMPLE_MERGES`, drawn at random, seeded by the methods' names, so every
+    audit of these results draws the same) and the ones it leaves to the archived full audit, both in study order."""
+    from .merging import merge_method  # merging imports torch; this module is read without it
+
+    if len(combos) <= SAMPLE_MERGES:
+        return combos, []
+    names = ",".join(merge_method(c) for c in combos)
+    keep = set(np.random.default_rng(zlib.crc32(names.encode())).choice(len(combos), SAMPLE_MERGES, replace=False))
+    return [c for i, c in enumerate(combos) if i in keep], [c for i, c in enumerate(combos) if i not in keep]
 
 
 # --------------------------------------------------------------------------- the study's floor and multi-task model
@@ -432,7 +454,8 @@ def audit_profile(profile: str, device: str = "cpu", full: bool = False) -> dict
     for run_dir in audited_runs(results):
         checks.append(audit_run(run_dir, results, device, full))
         say(f"audit: {checks[-1].line()}")
-    for check in audit_merging(results, device, full) + audit_study_models(results, device, full):
+    merge_checks, not_remerged = audit_merging(results, device, full)
+    for check in merge_checks + audit_study_models(results, device, full):
         checks.append(check)
         say(f"audit: {check.line()}")
     baseline = audit_baseline(profile)
@@ -452,7 +475,7 @@ def audit_profile(profile: str, device: str = "cpu", full: bool = False) -> dict
               "not_audited": list(NOT_AUDITED), "checked_at": runs.now(), "device": device,
               "machine": hardware.machine(), "settings": settings_summary(checks), "computed_on": computed_on(results),
               "audited_where_computed": archived_audit(profile, results),
-              "restored_without_adapter": without,
+              "restored_without_adapter": without, "not_remerged": not_remerged,
               "checks": [asdict(c) | {"reproduced": c.reproduced, "line": c.line()} for c in checks]}
     write_json(record, results / AUDIT_FILE)
     if failed or baseline_failed:
