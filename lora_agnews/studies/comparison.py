@@ -227,6 +227,26 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
             "method": "chi-square with continuity correction"}
 
 
+def mcnemar_header(tests: Sequence[dict[str, Any]]) -> str:
+    """A column header naming the seeds whose McNemar p-values its cells list (:func:`pvalues_by_seed`)."""
+    seeds = [str(t["seed"]) for t in tests if "seed" in t]
+    return f"McNemar p (seed {' / '.join(seeds)})" if seeds else "McNemar p"
+
+
+def pvalues_by_seed(tests: Sequence[dict[str, Any]]) -> str:
+    """Every seed's McNemar p in seed order, ``0.940 / 0.049 / 0.934``: one test per seed, none singled out."""
+    from ..core.paths import pvalue
+
+    return " / ".join(pvalue(t["p_value"]) for t in tests)
+
+
+def pvalues_sentence(tests: Sequence[dict[str, Any]]) -> str:
+    """Every seed's McNemar test in words: ``p = 0.940 (seed 42), = 0.049 (seed 43)``."""
+    from ..core.paths import p_text
+
+    return "p " + ", ".join(p_text(t["p_value"]) + (f" (seed {t['seed']})" if "seed" in t else "") for t in tests)
+
+
 def pareto_front(params: Sequence[float], accuracy: Sequence[float]) -> list[bool]:
     """True where no other scored point has at most the parameters and at least the accuracy, one strictly.
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..core.paths import Column, Table
 from .comparison import CHUNK, CONFIDENCE, paired_difference_ci, seed_row_interval
 
 
@@ -106,3 +107,36 @@ def coverage(scenario: Scenario, studies: int = 400, n_boot: int = 1000, seed: i
     spread = float(per_seed.std(axis=1, ddof=1).mean()) if scenario.seeds > 1 else 0.0
     return {"scenario": asdict(scenario), "studies": studies, "n_boot": n_boot, "confidence": CONFIDENCE,
             "true_difference": truth, "per_seed_spread": spread, "intervals": found}
+
+
+# --------------------------------------------------------------------------- the benchmark's grid and its table
+SCENARIOS = tuple(Scenario(seeds=seeds, rows=rows, seed_effect=effect)
+                  for seeds in (3, 5) for rows in (800, 3800) for effect in (0.0, 0.15))
+COVERAGE_FILE = "interval_coverage.json"
+
+
+def benchmark(studies: int = 400, n_boot: int = 1000, seed: int = 0,
+              scenarios: tuple[Scenario, ...] = SCENARIOS) -> dict[str, Any]:
+    """:func:`coverage` of every interval in every scenario (what ``benchmarks/interval_coverage.py`` writes)."""
+    return {"confidence": CONFIDENCE, "studies": studies, "n_boot": n_boot, "seed": seed,
+            "results": [coverage(s, studies, n_boot, seed) for s in scenarios]}
+
+
+def table(result: dict[str, Any]) -> Table:
+    """One row per scenario: seeds, test rows, the spread of its per-seed differences, and each interval's
+    coverage with its mean width in points."""
+    names = list(INTERVALS)
+    columns = [Column("seeds"), Column("test rows"), Column("per-seed differences, std (points)"),
+               *[Column(f"{name}: coverage (width)") for name in names]]
+    rows = [(str(r["scenario"]["seeds"]), f"{r['scenario']['rows']:,}", f"{100 * r['per_seed_spread']:.2f}",
+             *[f"{100 * r['intervals'][n]['coverage']:.1f}% ({100 * r['intervals'][n]['width']:.2f})" for n in names])
+            for r in result["results"]]
+    return Table.of(columns, rows)
+
+
+def sentence(result: dict[str, Any]) -> str:
+    """What the table measures, with its size, in words."""
+    return (f"Share of {result['studies']:,} simulated studies per row whose {int(100 * result['confidence'])}% interval "
+            f"holds the true difference, and the mean width of the interval in points ({result['n_boot']:,} bootstrap "
+            f"draws each). The spread of per-seed differences is what one simulated study's seeds show on average; "
+            f"where the runs have no seed effect, only the rows each seed happens to get right differ.")
