@@ -246,7 +246,7 @@ def sentence(result: dict[str, Any], timing: bool = True) -> str:
                      f"({100 * (1 - row.base_mib / ref.base_mib):.0f}% less), {cost}{speed}")
     seeds = int(ref.seeds)
     return (f"Over {seeds} seed{'s' if seeds > 1 else ''} on the same {num(result['n_eval'])} test rows "
-            f"({int(100 * CONFIDENCE)}% intervals over seeds and test rows): "
+            f"({int(100 * CONFIDENCE)}% intervals over {'seeds and ' if seeds > 1 else ''}test rows): "
             + "; ".join(parts) + ".") if parts else "Only the full-precision reference was run."
 
 
