@@ -21,6 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 
 CONFIDENCE = 0.95
+N_BOOT = 2000
+CHUNK = 200  # bootstrap draws resampled at once: 200 x rows indices stay small beside the test rows
 PREDICTIONS_FILE = "test_predictions.npz"
 
 
@@ -113,10 +115,6 @@ def _versus(arm: Arm, base: np.ndarray, seed: int) -> dict[str, Any]:
                              "mcnemar_per_seed": [mcnemar(a, b) | n for a, b, n in zip(matrix, base, named, strict=True)]}}
 
 
-N_BOOT = 2000
-CHUNK = 200  # bootstrap draws resampled at once: 200 x rows indices stay small beside the test rows
-
-
 def seed_row_interval(values: np.ndarray, seed: int, n_boot: int = N_BOOT,
                       confidence: float = CONFIDENCE) -> list[float]:
     """Interval of the mean of ``values`` (training seeds x test rows): what a rerun with other seeds, scored on
@@ -129,15 +127,15 @@ def seed_row_interval(values: np.ndarray, seed: int, n_boot: int = N_BOOT,
       settings, so what both get right or wrong cancels); this alone is the paired bootstrap over rows, and with
       one seed it is the whole interval;
     - seeds: the seed-level spread, drawn from Student's t with seeds - 1 degrees of freedom scaled by the
-      standard error of the per-seed means. Resampling three seeds would understate their spread (by (n-1)/n,
-      in ten distinct draws); the t distribution is the exact small-sample law of a mean of normal seed effects.
+      standard error of the per-seed means. Resampling three seeds would understate their spread (its variance
+      by (n-1)/n, and three seeds give only ten distinct resamples); the t distribution is the exact small-sample law of a mean of normal seed effects.
       The per-seed means also vary by the rows each seed happens to get right (row-by-seed noise), which the
       rows stage counts already, so that part, estimated from the residuals of the seeds x rows table, is taken
       off the seed-level variance (floored at zero).
 
     Percentile interval of the draws; ``benchmarks/interval_coverage.py`` measures its coverage on simulated
-    studies (:mod:`.coverage`), where resampling rows alone, or seeds and rows alike, falls short of
-    ``confidence``.
+    studies (:mod:`.coverage`), beside resampling the rows alone and resampling seeds and rows alike, which both
+    fall short of ``confidence`` where seeds differ.
     """
     values = np.atleast_2d(np.asarray(values, dtype=np.float32))
     n_seeds, n_rows = values.shape
