@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -45,3 +50,16 @@ def test_coverage_over_seeds_and_rows_is_near_its_level_where_rows_alone_fall_sh
     assert found["per_seed_spread"] > 0.01  # the seeds really differ: per-seed differences spread over a point
     assert 0.88 <= found["intervals"]["seeds and rows"]["coverage"] <= 0.99
     assert found["intervals"]["rows only"]["coverage"] < 0.86
+
+
+def test_the_benchmark_prints_and_writes_every_scenario(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "coverage.json"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "interval_coverage.py"), "--studies", "4",
+                           "--n-boot", "40", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert [(r["scenario"]["seeds"], r["scenario"]["rows"]) for r in written["results"]] == [
+        (s.seeds, s.rows) for s in coverage.SCENARIOS]
+    assert all(set(r["intervals"]) == set(coverage.INTERVALS) for r in written["results"])
+    assert coverage.table(written).markdown().splitlines()[0] in proc.stdout
