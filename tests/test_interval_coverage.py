@@ -33,6 +33,15 @@ def test_seeds_that_disagree_widen_the_interval_beyond_the_rows() -> None:
     assert lo < 0 < rows_lo  # the rows alone call it resolved; over seeds it is not
 
 
+def test_two_seeds_far_apart_give_a_wide_interval_within_what_an_accuracy_can_be() -> None:
+    rng = np.random.default_rng(2)
+    arm = np.stack([rng.random(200) < 0.95, rng.random(200) < 0.70])
+    lo, hi = comparison.bootstrap_ci(arm, seed=0)
+    assert 0.0 <= lo < 0.75 and 0.9 < hi <= 1.0  # Student's t with 1 degree of freedom: two seeds say little
+    lo, hi = comparison.paired_difference_ci(arm, np.stack([rng.random(200) < 0.8] * 2), seed=0)
+    assert -1.0 <= lo < 0 < hi <= 1.0
+
+
 def test_arms_trained_with_other_seeds_are_not_paired() -> None:
     labels = np.arange(4)
     ref = comparison.Arm("ref", [np.ones(4, bool)] * 2, [labels] * 2, [42, 43])

@@ -115,8 +115,8 @@ def _versus(arm: Arm, base: np.ndarray, seed: int) -> dict[str, Any]:
                              "mcnemar_per_seed": [mcnemar(a, b) | n for a, b, n in zip(matrix, base, named, strict=True)]}}
 
 
-def seed_row_interval(values: np.ndarray, seed: int, n_boot: int = N_BOOT,
-                      confidence: float = CONFIDENCE) -> list[float]:
+def seed_row_interval(values: np.ndarray, seed: int, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
+                      bounds: tuple[float, float] = (-np.inf, np.inf)) -> list[float]:
     """Interval of the mean of ``values`` (training seeds x test rows): what a rerun with other seeds, scored on
     other rows from the same source, would find.
 
@@ -133,7 +133,8 @@ def seed_row_interval(values: np.ndarray, seed: int, n_boot: int = N_BOOT,
       rows stage counts already, so that part, estimated from the residuals of the seeds x rows table, is taken
       off the seed-level variance (floored at zero).
 
-    Percentile interval of the draws; ``benchmarks/interval_coverage.py`` measures its coverage on simulated
+    Percentile interval of the draws, kept within ``bounds`` (what the mean can be: an accuracy lies in [0, 1];
+    with two seeds t's tails reach beyond); ``benchmarks/interval_coverage.py`` measures its coverage on simulated
     studies (:mod:`.coverage`), beside resampling the rows alone and resampling seeds and rows alike, which both
     fall short of ``confidence`` where seeds differ.
     """
@@ -151,7 +152,7 @@ def seed_row_interval(values: np.ndarray, seed: int, n_boot: int = N_BOOT,
 
         # evenly spaced t quantiles in random order: the seed stage without Monte Carlo noise of its own
         quantiles = stats.t.ppf((np.arange(n_boot) + 0.5) / n_boot, n_seeds - 1)
-        draws += spread * rng.permutation(quantiles)
+        draws = np.clip(draws + spread * rng.permutation(quantiles), *bounds)
     alpha = (1.0 - confidence) / 2
     return [float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))]
 
@@ -176,7 +177,7 @@ def _seed_spread(values: np.ndarray) -> float:
 
 def bootstrap_ci(correct: np.ndarray, n_boot: int = N_BOOT, confidence: float = CONFIDENCE, seed: int = 0) -> list[float]:
     """Interval of the seed-averaged accuracy; ``correct`` is (seeds, rows) of 0/1 (:func:`seed_row_interval`)."""
-    return seed_row_interval(np.atleast_2d(correct), seed, n_boot, confidence)
+    return seed_row_interval(np.atleast_2d(correct), seed, n_boot, confidence, bounds=(0.0, 1.0))
 
 
 def paired_difference_ci(ca: np.ndarray, cb: np.ndarray, seed: int, n_boot: int = N_BOOT,
@@ -192,7 +193,7 @@ def paired_difference_ci(ca: np.ndarray, cb: np.ndarray, seed: int, n_boot: int 
         raise DifferentSeeds(f"{ca.shape[0]} seed(s) of {ca.shape[1]} rows against {cb.shape[0]} of {cb.shape[1]}: "
                              f"a paired difference needs the same seeds on the same rows; train both with the same "
                              f"n_seeds.")
-    return seed_row_interval(ca.astype(np.float32) - cb.astype(np.float32), seed, n_boot, confidence)
+    return seed_row_interval(ca.astype(np.float32) - cb.astype(np.float32), seed, n_boot, confidence, bounds=(-1.0, 1.0))
 
 
 HIGHER, LOWER, NOT_RESOLVED = "higher", "lower", "not resolved"
