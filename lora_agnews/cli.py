@@ -283,8 +283,11 @@ def cmd_seeds(args: argparse.Namespace) -> int:
         lo, hi = r["bootstrap_ci"]
         print(f"{key:<9} {r['name']:<40} params {r['trainable_params']:>9,}  accuracy {100 * r['mean']:.2f} "
               f"± {100 * r['std']:.2f} (n={len(r['seeds'])}; 95% CI {100 * lo:.2f}-{100 * hi:.2f})")
-    m = result["mcnemar"]
-    print(f"McNemar (seed {m['seed']}): b={m['b']} c={m['c']} p={m['p_value']:.4g} ({m['method']})")
+    lo, hi = result["difference"]["bootstrap_ci"]
+    print(f"difference {100 * result['difference']['mean']:+.2f} points (95% CI over seeds and test rows "
+          f"{100 * lo:+.2f} to {100 * hi:+.2f})")
+    for m in result["mcnemar_per_seed"]:
+        print(f"McNemar (seed {m['seed']}): b={m['b']} c={m['c']} p={m['p_value']:.4g} ({m['method']})")
     return 0
 
 

@@ -96,42 +96,63 @@ def test_the_main_run_is_stated_from_its_archived_record_and_logits(isolated_out
     assert "1,234 trainable parameters" in text and "on 40 test rows" in text
 
 
-def seed_study_result(gap: float) -> dict:
-    """A statistics.json as the seed study writes it (two settings, two seeds), without training."""
-    def setting(role: str, mean: float, versus: dict | None) -> dict:
-        entry = {"role": role, "name": role, "config": config.load("smoke").to_dict(), "seeds": [42, 43],
-                 "accuracy": [mean, mean], "mean": mean, "std": 0.0, "pooled_accuracy": mean,
-                 "bootstrap_ci": [mean - 0.01, mean + 0.01], "trainable_params": 1234, "train_seconds": [9.0, 9.0]}
-        if versus is not None:
-            entry["vs_baseline"] = versus
-        return entry
-    mcnemar = {"b": 8, "c": 2, "statistic": 2.5, "p_value": 0.11, "method": "exact binomial", "seed": 42}
-    versus = {"mean": gap, "bootstrap_ci": [gap - 0.02, gap + 0.02], "mcnemar_per_seed": [mcnemar]}
-    chosen, baseline = setting("chosen", 0.8 + gap, versus), setting("baseline", 0.8, None)
-    return {"chosen": chosen, "baseline": baseline, "settings": [chosen, baseline], "n_eval": 40, "confidence": 0.95,
-            "mcnemar": mcnemar, "mcnemar_per_seed": [mcnemar],
-            "difference": {"mean": gap, "bootstrap_ci": [gap - 0.02, gap + 0.02]}, "profile": "smoke"}
+def seed_runs(role: str, cfg: config.Config, wrong: int) -> list[Path]:
+    """Complete runs of one seed-study setting at seeds 42 and 43 as training leaves them (no model is trained):
+    ``wrong`` of the 40 test rows wrong at seed 42, one more at seed 43."""
+    from lora_agnews.studies import experiments
+
+    out = []
+    for seed in (42, 43):
+        run_dir = paths.runs_dir("smoke") / "seeds" / role / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        labels = np.arange(40) % 4
+        logits = np.eye(4, dtype=np.float32)[labels]
+        shift = wrong + seed - 42
+        logits[:shift] = np.roll(logits[:shift], 1, axis=1)
+        runs.save_arrays(run_dir / "test_predictions.npz", logits=logits, labels=labels)
+        write_json({"accuracy": 1 - shift / 40, "macro_f1": 0.5, "trainable_params": 1234}, run_dir / runs.METRICS_FILE)
+        write_json([], run_dir / "history.json")
+        runs.finish(run_dir, runs.start(run_dir, experiments.seed_run_config(cfg, seed), "cpu"))
+        out.append(run_dir)
+    return out
+
+
+def seed_study_result(chosen_wrong: int, baseline_wrong: int) -> dict:
+    """The seed study's statistics.json as the pipeline writes it from its runs (two settings, two seeds)."""
+    from lora_agnews.studies import experiments
+    from lora_agnews.studies.comparison import run_arm
+
+    cfg = config.load("smoke")
+    settings = (("chosen", cfg, chosen_wrong), ("baseline", experiments.baseline_config(cfg), baseline_wrong))
+    arms = [run_arm(role, seed_runs(role, c, wrong), [42, 43]) for role, c, wrong in settings]
+    facts = [{"config": c.to_dict(), "trainable_params": 1234, "train_seconds": [9.0, 9.0]} for _, c, _ in settings]
+    return experiments.seed_statistics(["chosen", "baseline"], arms, facts, 42, "smoke")
 
 
 def test_the_archive_keeps_the_study_results_its_runs_gave_and_the_findings_read_them(isolated_outputs: Path) -> None:
     """archive keeps statistics.json beside the runs; the seed-study block is the book's sentence and table of it,
-    without seconds; a later archive replaces the kept result, and a profile without one holds no number."""
+    recomputed from the archived runs (the intervals this version computes) with the kept facts, without seconds;
+    a profile without one holds no number."""
     from lora_agnews.reporting import ablation_reporting
     from lora_agnews.studies import experiments
 
-    quantization_run("none", 42, 0)
-    write_json(seed_study_result(0.05), paths.results_dir("smoke") / experiments.STATISTICS_FILE)
+    result = seed_study_result(2, 12)  # the chosen setting gets 10 more of 40 rows right at each seed
+    write_json(result, paths.results_dir("smoke") / experiments.STATISTICS_FILE)
     assert "Not generated yet" in findings.render("smoke", "seed-study")
     assert main(["archive", "--profile", "smoke"]) == 0
     kept = paths.archive_dir("smoke") / train.STUDIES / experiments.STATISTICS_FILE
     assert kept.is_file() and train.manifest("smoke")["studies"]["files"] == [experiments.STATISTICS_FILE]
     text = findings.regenerate(BLOCK.format("seed-study-table") + BLOCK.format("seed-study"))
-    assert ablation_reporting.statistics_table(seed_study_result(0.05), timing=False).markdown() in text
-    assert "+5.00 [+3.00, +7.00]" in text and "Train s/run" not in text and "train s/run" not in text
-    assert "+5.00 points [+3.00, +7.00], ahead of the baseline" in text and "Generated from the study results in archive/smoke" in text
-    write_json(seed_study_result(-0.05), paths.results_dir("smoke") / experiments.STATISTICS_FILE)
-    assert main(["archive", "--profile", "smoke"]) == 0
-    assert "-5.00 points [-7.00, -3.00], behind the baseline" in findings.render("smoke", "seed-study")
+    assert ablation_reporting.statistics_table(result, timing=False).markdown() in text
+    assert "+25.00 [" in text and "Train s/run" not in text and "train s/run" not in text
+    assert "+25.00 points [" in text and "ahead of the baseline" in text
+    assert "Generated from the study results in archive/smoke" in text
+    # a kept result of another computation is recomputed from the runs: its intervals are not what is stated
+    stale = {**result, "settings": [{**result["settings"][0], "vs_baseline": {
+        **result["settings"][0]["vs_baseline"], "bootstrap_ci": [-0.5, 0.9]}}, result["settings"][1]]}
+    write_json(stale, kept)
+    again = findings.render("smoke", "seed-study")
+    assert "[-50.00, +90.00]" not in again and "ahead of the baseline" in again
     # study results kept by a version whose results read otherwise are refused, naming the two commands that renew them
     data = train.manifest("smoke")
     write_json({**data, "studies": {**data["studies"], "results_format": paths.RESULTS_FORMAT - 1}},

@@ -130,19 +130,6 @@ def test_a_threshold_outside_the_open_unit_interval_is_refused(bad: float) -> No
         data.apply_thresholds(np.full((2, 2), 0.5), bad)
 
 
-def test_paired_comparison_of_two_runs_on_the_same_rows() -> None:
-    truth, probs, pred = fixed(rows=300)
-    same = data.paired_comparison(truth, pred, pred, n_boot=200)
-    assert same["difference"] == 0 and same["bootstrap_ci"] == [0.0, 0.0] and not same["differs"]
-    worse = pred.copy()
-    worse[: 150] = 0
-    better = data.paired_comparison(truth, pred, worse, n_boot=200)
-    assert better["difference"] > 0 and better["bootstrap_ci"][0] > 0 and better["differs"]
-    assert "McNemar" in better["method"]
-    with pytest.raises(TaskError, match="different rows"):
-        data.paired_comparison(truth, pred, pred[:10])
-
-
 # --------------------------------------------------------------------------- data
 def test_a_directory_with_bar_cells_is_a_multi_label_task(tmp_path: Path) -> None:
     directory = write_multi_label_task(tmp_path / "t", TASKS[3], classes_txt=True)

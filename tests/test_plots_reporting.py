@@ -180,12 +180,29 @@ def test_pareto_ablation_and_statistics_tables(ablation: pd.DataFrame, stats: di
 
 
 def test_comparison_sentence_follows_the_numbers(stats: dict) -> None:
-    text = ablation_reporting.comparison_sentence(stats)
-    assert "3.50 points higher than" in text and "significant at the 5% level" in text and "excludes zero" in text
+    """The verdict is the paired interval's; McNemar's test is stated at every seed and decides nothing."""
+    tests = [stats["mcnemar"], {**stats["mcnemar"], "p_value": 0.4, "seed": 43}]
+    text = ablation_reporting.comparison_sentence({**stats, "mcnemar_per_seed": tests})
+    assert "3.50 points higher than" in text and "excludes zero" in text and "ahead of the baseline" in text
+    assert "= 0.035 (seed 42), = 0.400 (seed 43)" in text
     flipped = {**stats, "chosen": stats["baseline"], "baseline": stats["chosen"],
-               "mcnemar": {**stats["mcnemar"], "p_value": 0.4}, "difference": {"mean": -0.035, "bootstrap_ci": [-0.06, 0.01]}}
+               "difference": {"mean": -0.035, "bootstrap_ci": [-0.06, 0.01]}}  # McNemar p 0.035 at seed 42
     text = ablation_reporting.comparison_sentence(flipped)
-    assert "lower than" in text and "not significant" in text and "includes zero" in text
+    assert "lower than" in text and "includes zero" in text and "not distinguishable from the baseline" in text
+
+
+def test_mcnemar_is_shown_at_every_seed_with_its_seed(stats: dict, ablation: pd.DataFrame) -> None:
+    tests = [{**stats["mcnemar"], "p_value": 0.5}, {**stats["mcnemar"], "p_value": 0.049, "seed": 43, "b": 20}]
+    study = {**stats, "mcnemar_per_seed": tests,
+             "settings": [{**stats["settings"][0], "vs_baseline": {**stats["difference"], "mcnemar_per_seed": tests}},
+                          stats["settings"][1]]}
+    table = ablation_reporting.statistics_table(study)
+    assert table.columns[5].key == "McNemar p (seed 42 / 43)" and table.cells()[0][5] == "0.500 / 0.049"
+    frame = ablation_reporting.mcnemar_frame(study)
+    assert list(frame.columns) == ["seed 42", "seed 43"] and frame.loc["p-value"].tolist() == ["0.500", "0.049"]
+    assert frame.loc["b: chosen right, baseline wrong", "seed 43"] == "20"
+    assert ablation_reporting.ablation_macros(ablation, study)["mcnemar_per_seed"] == (
+        "p = 0.500 (seed 42), = 0.049 (seed 43)")
 
 
 def test_profile_note_is_honest() -> None:
@@ -287,6 +304,7 @@ def test_seed_study_with_grid_variants_against_the_baseline(stats: dict, tmp_pat
     header, rows = [c.key for c in table.columns], table.cells()
     assert [r[0] for r in rows] == ["chosen", "baseline", "grid 1"]
     assert rows[0][4] == "+3.50 [+1.00, +6.00]" and rows[0][5] == "0.035" and rows[0][6] == "300"
+    assert header[5] == "McNemar p (seed 42)"  # the seed its p-value is of, named
     assert rows[1][4] == "--" and rows[2][1] == "(IA)³, Q,K,V, linear head" and rows[2][6] == "110"
     assert "over 2 seeds" in header[3] and rows[0][3].startswith("92.00 ± 1.41 [")
     text = ablation_reporting.study_sentence(study)

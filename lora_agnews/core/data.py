@@ -32,7 +32,7 @@ from . import paths
 from .config import AGNEWS, Config, DataError, TASKS, Task, TaskError, TaskSpec, WheelData, get_task
 
 # --------------------------------------------------------------------------- multi-label tasks
-# Multi-label tasks: label sets, decision thresholds, metrics and paired comparison.
+# Multi-label tasks: label sets, decision thresholds and metrics.
 #
 # A multi-label task's example carries a *set* of labels (possibly empty). The model keeps the same
 # head (K outputs); transformers' ``problem_type="multi_label_classification"`` trains it with
@@ -46,9 +46,6 @@ from .config import AGNEWS, Config, DataError, TASKS, Task, TaskError, TaskSpec,
 # Metrics are scikit-learn's (:func:`compute_metrics`): micro/macro/samples F1, subset accuracy (exact
 # match of the whole set: scikit-learn's ``accuracy_score`` on indicator matrices), Hamming loss,
 # per-label precision/recall/F1/support, label cardinality, percentile bootstrap intervals over rows.
-# McNemar's test needs one right/wrong outcome per row, which a set does not have (a prediction can be
-# partly right), so two runs on the same rows are compared by the paired bootstrap of their micro-F1
-# difference (:func:`paired_comparison`).
 
 SEPARATOR = "|"  # between the labels of one example in a ``label,text`` CSV cell
 MIN_LABEL_POSITIVES = 10  # validation positives a label needs for its own threshold
@@ -288,34 +285,6 @@ def _fast_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return {"micro_f1": float(_f1_counts(tp.sum(), fp.sum(), fn.sum())), "macro_f1": float(_f1_counts(tp, fp, fn).mean()),
             "samples_f1": float(samples.mean()), "subset_accuracy": float((t == p).all(axis=1).mean()),
             "hamming_loss": float((t != p).mean())}
-
-
-# --------------------------------------------------------------------------- paired comparison
-def paired_comparison(truth: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, seed: int = 0,
-                      n_boot: int = N_BOOT, confidence: float = CONFIDENCE) -> dict[str, Any]:
-    """Run A against run B on the same rows: micro-F1 of each, their difference and its paired bootstrap interval.
-
-    The same resampled rows score both runs in every draw, so what both get right or wrong cancels.
-    McNemar's test is not used: it counts rows one run gets right and the other wrong, and a label set
-    can be partly right; the interval of the micro-F1 difference takes its place (0 outside it: a difference).
-    """
-    truth, pred_a, pred_b = (np.asarray(x) > 0 for x in (truth, pred_a, pred_b))
-    if not (truth.shape == pred_a.shape == pred_b.shape):
-        raise TaskError(f"the runs were scored on different rows or labels (shapes {truth.shape}, {pred_a.shape}, "
-                        f"{pred_b.shape}); pair runs scored on the same test rows of the same task.")
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(0, len(truth), size=len(truth))
-        diffs[b] = _fast_scores(truth[idx], pred_a[idx])["micro_f1"] - _fast_scores(truth[idx], pred_b[idx])["micro_f1"]
-    a, b_ = _fast_scores(truth, pred_a)["micro_f1"], _fast_scores(truth, pred_b)["micro_f1"]
-    alpha = (1 - confidence) / 2
-    interval = [float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha))]
-    return {"micro_f1_a": a, "micro_f1_b": b_, "difference": a - b_, "bootstrap_ci": interval,
-            "confidence": confidence, "n_eval": int(len(truth)), "n_boot": int(n_boot),
-            "differs": bool(interval[0] > 0 or interval[1] < 0),
-            "method": "paired bootstrap of the micro-F1 difference (McNemar needs one right/wrong outcome per row; "
-                      "a label set can be partly right)"}
 
 
 # --------------------------------------------------------------------------- kinds

@@ -11,6 +11,8 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from ..studies.comparison import (CONFIDENCE, HIGHER, LOWER, direction as resolve, mcnemar_header, pvalues_by_seed,
+                                  pvalues_sentence)
 from ..studies.experiments import grid_front, grid_settings
 from .text import describe_setting, method_label, several_methods, short_targets
 from ..core.paths import Column, Table, dec, interval, missing, num, or_dash, p_text, pct, points, pvalue, two_decimals
@@ -216,15 +218,17 @@ def _mean_seconds(values: Sequence[Any] | None) -> str:
 
 
 def statistics_table(stats: Mapping[str, Any], timing: bool = True) -> Table:
-    """The seed study: per setting, the configuration, parameters, mean ± std over seeds, bootstrap interval,
-    the paired difference to the baseline with its interval, McNemar's p against the baseline at the first
-    seed, and the mean training seconds per run (``timing``: runs measured side by side, in one sitting)."""
-    level = int(100 * stats.get("confidence", 0.95))
+    """The seed study: per setting, the configuration, parameters, mean ± std over seeds with the interval of the
+    mean over seeds and test rows, the paired difference to the baseline with its interval over seeds and rows,
+    McNemar's p against the baseline at every seed (the header names them), and the mean training seconds per run
+    (``timing``: runs measured side by side, in one sitting)."""
+    level = int(100 * stats.get("confidence", CONFIDENCE))
     n_seeds = len(stats["settings"][0]["seeds"])
     accuracy = f"accuracy (%), mean ± std over {n_seeds} seeds [{level}% CI]"
+    tests = next((s["vs_baseline"]["mcnemar_per_seed"] for s in stats["settings"] if s["role"] != "baseline"), [])
     columns = [Column("", align="l"), Column("configuration", tex="Configuration", align="l"),
                Column("trainable", tex="Trainable"), Column(accuracy, tex=accuracy.replace("accuracy", "Accuracy")),
-               Column("vs baseline (points)"), Column("McNemar p"), Column("train s/run", tex="Train s/run")]
+               Column("vs baseline (points)"), Column(mcnemar_header(tests)), Column("train s/run", tex="Train s/run")]
     rows = []
     for s in stats["settings"]:
         lo, hi = s["bootstrap_ci"]
@@ -234,7 +238,7 @@ def statistics_table(stats: Mapping[str, Any], timing: bool = True) -> Table:
         else:
             gap = (f"{points(versus['mean'])} {interval(*versus['bootstrap_ci'], signed=True)}"
                    if "bootstrap_ci" in versus else "--")
-            p = pvalue(versus["mcnemar_per_seed"][0]["p_value"])
+            p = pvalues_by_seed(versus["mcnemar_per_seed"])
         rows.append((s["role"], describe_config(s), num(s["trainable_params"]),
                      f"{pct(s['mean'])} ± {pct(s['std'])} {interval(lo, hi)}", gap, p,
                      _mean_seconds(s.get("train_seconds"))))
@@ -244,11 +248,14 @@ def statistics_table(stats: Mapping[str, Any], timing: bool = True) -> Table:
 
 
 def mcnemar_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
-    m = stats["mcnemar"]
-    rows = [("b: chosen right, baseline wrong", str(m["b"])), ("c: chosen wrong, baseline right", str(m["c"])),
-            ("test statistic", dec(m["statistic"])), ("p-value", pvalue(m["p_value"])),
-            ("method", m.get("method", "McNemar")), ("seed", str(m.get("seed", "")))]
-    return pd.DataFrame(rows, columns=["McNemar's test", "value"]).set_index("McNemar's test")
+    """McNemar's test of the chosen setting against the baseline, one column per seed."""
+    tests = stats.get("mcnemar_per_seed") or [stats["mcnemar"]]
+    fields = [("b: chosen right, baseline wrong", lambda m: str(m["b"])),
+              ("c: chosen wrong, baseline right", lambda m: str(m["c"])),
+              ("test statistic", lambda m: dec(m["statistic"])), ("p-value", lambda m: pvalue(m["p_value"])),
+              ("method", lambda m: m.get("method", "McNemar"))]
+    columns = {(f"seed {m['seed']}" if "seed" in m else "value"): [show(m) for _, show in fields] for m in tests}
+    return pd.DataFrame(columns, index=pd.Index([name for name, _ in fields], name="McNemar's test"))
 
 
 def study_sentence(stats: Mapping[str, Any], name_settings: bool = False) -> str:
@@ -266,33 +273,32 @@ def study_sentence(stats: Mapping[str, Any], name_settings: bool = False) -> str
             continue
         v = s["vs_baseline"]
         lo, hi = v["bootstrap_ci"]
-        verdict = ("ahead of" if lo > 0 else "behind") if (lo > 0 or hi < 0) else "not distinguishable from"
+        verdict = {HIGHER: "ahead of", LOWER: "behind"}.get(resolve(lo, hi), "not distinguishable from")
         parts.append(f"{s['role']} ({describe_config(s)}, {num(s['trainable_params'])} parameters): "
                      f"{pct(s['mean'])} ± {pct(s['std'])}%, {points(v['mean'])} points "
                      f"{interval(lo, hi, signed=True)}, {verdict} the baseline")
     return (f"Over {len(baseline['seeds'])} seeds on the same {num(stats['n_eval'])} test rows, against the baseline "
             f"({describe_config(baseline)}, {num(baseline['trainable_params'])} parameters, {pct(baseline['mean'])} ± "
-            f"{pct(baseline['std'])}%): " + "; ".join(parts) + ". A setting is ahead or behind only where the paired "
-            f"95% interval of the difference excludes zero.")
+            f"{pct(baseline['std'])}%): " + "; ".join(parts) + f". Ahead or behind: the paired "
+            f"{int(100 * stats.get('confidence', CONFIDENCE))}% interval over seeds and test rows excludes zero.")
 
 
 def comparison_sentence(stats: Mapping[str, Any]) -> str:
-    """What the statistics say, in words generated from the numbers (no hand-written claim)."""
-    chosen, baseline, m = stats["chosen"], stats["baseline"], stats["mcnemar"]
+    """What the statistics say, in words generated from the numbers (no hand-written claim): the verdict is the
+    paired interval's over seeds and test rows; McNemar's test is stated for every seed, none singled out."""
+    chosen, baseline = stats["chosen"], stats["baseline"]
     diff = 100 * (chosen["mean"] - baseline["mean"])
     direction = "higher" if diff > 0 else ("lower" if diff < 0 else "the same as")
     amount = f"{abs(diff):.2f} points {direction} than" if diff else "the same as"
-    significant = m["p_value"] < 0.05
-    verdict = ("significant at the 5% level" if significant else "not significant at the 5% level")
-    text = (f"Averaged over {len(chosen['seeds'])} seeds, the chosen configuration's test accuracy is {amount} the "
-            f"baseline's; on the paired predictions of seed {m.get('seed', chosen['seeds'][0])} that difference "
-            f"is {verdict} (McNemar's test, p {p_text(m['p_value'])}).")
+    text = f"Averaged over {len(chosen['seeds'])} seeds, the chosen configuration's test accuracy is {amount} the baseline's."
     if "difference" in stats:
         lo, hi = stats["difference"]["bootstrap_ci"]
-        contains = lo <= 0 <= hi
-        text += (f" The paired bootstrap 95% interval of the difference, {interval(lo, hi)} points, "
-                 f"{'includes' if contains else 'excludes'} zero.")
-    return text
+        verdict = {HIGHER: "ahead of", LOWER: "behind"}.get(resolve(lo, hi), "not distinguishable from")
+        text += (f" The paired {int(100 * stats.get('confidence', CONFIDENCE))}% interval of the difference over seeds "
+                 f"and test rows, {interval(lo, hi)} points, {'includes' if lo <= 0 <= hi else 'excludes'} zero: the "
+                 f"chosen configuration is {verdict} the baseline.")
+    tests = stats.get("mcnemar_per_seed") or [stats["mcnemar"]]
+    return text + f" McNemar's test on each seed's paired predictions: {pvalues_sentence(tests)}."
 
 
 def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any],
@@ -308,9 +314,11 @@ def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any],
         "ablation_best_accuracy": pct(best["accuracy"]) if best is not None else "n/a",
         "ablation_best_params": num(best["trainable_params"]) if best is not None else "n/a",
         "n_seeds": len(chosen["seeds"]), "seed_eval_examples": num(stats["n_eval"]),
-        "confidence_level": f"{int(100 * stats.get('confidence', 0.95))}",
+        "confidence_level": f"{int(100 * stats.get('confidence', CONFIDENCE))}",
         "mcnemar_b": m["b"], "mcnemar_c": m["c"], "mcnemar_statistic": dec(m["statistic"]),
         "mcnemar_p": pvalue(m["p_value"]), "mcnemar_p_text": p_text(m["p_value"]), "mcnemar_method": m.get("method", "McNemar"),
+        "mcnemar_seed": str(m.get("seed", "")),
+        "mcnemar_per_seed": pvalues_sentence(stats.get("mcnemar_per_seed") or [m]),
         "comparison_sentence": comparison_sentence(stats), "ablation_sentence": ablation_sentence(table),
         "ablation_rates_sentence": rate_sentence(rates),
         "study_sentence": study_sentence(stats),

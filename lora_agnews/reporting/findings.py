@@ -12,7 +12,8 @@ differ (a fast test runs it). A block whose runs are not all archived yet says s
 The texts are those the book and the report show (one sentence and one table function per study). The main
 run and the quantization study are recomputed from the archived runs' records and logits; the seed study, the
 grid and the merging study are read from the results the pipeline computed from those runs, which the archive
-command keeps beside them (``archive/<profile>/studies``).
+command keeps beside them (``archive/<profile>/studies``); the seed study's statistics are recomputed from its
+archived runs' predictions, with what its kept result recorded besides.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, Callable
 from ..core import paths
 from ..core.paths import interval, num, pct, read_json
 from ..core.config import from_dict
-from ..studies import audit, experiments, merging_study, multilabel_study, quantize_study, reproduction
+from ..studies import audit, coverage, experiments, merging_study, multilabel_study, quantize_study, reproduction
 from . import ablation_reporting, audit_text, merge_reporting, reproduction_reporting
 
 MARK = re.compile(r"(?P<open><!-- generated: (?P<profile>[\w-]+)/(?P<name>[\w-]+) [^\n]*-->\n)"
@@ -44,6 +45,7 @@ class Finding:
     write: Callable[[dict[str, Any]], str]
     what: str  # said in place of the numbers while the archive lacks runs
     kept: bool = False  # read from the study results the archive keeps, not recomputed from its runs
+    origin: str = ""  # a result that no archive holds: the file it is read from and what writes it
 
 
 def quantization_study(profile: str) -> dict[str, Any] | None:
@@ -71,6 +73,20 @@ def kept_study(name: str) -> Callable[[str], Any]:
                                 f"`python -m lora_agnews archive --profile {profile}`.")
         return read_json(path)
     return read
+
+
+def seed_study(profile: str) -> dict[str, Any] | None:
+    """The seed study recomputed from its archived runs' predictions (its intervals as this version computes
+    them), with the facts its kept result recorded (:func:`..studies.experiments.archived_statistics`)."""
+    kept = kept_study(experiments.STATISTICS_FILE)(profile)
+    return experiments.archived_statistics(profile, kept) if kept else None
+
+
+def interval_coverage(_: str) -> dict[str, Any] | None:
+    """The intervals' coverage on simulated studies as ``benchmarks/interval_coverage.py`` saved it (no archive
+    holds it: the block's profile names none)."""
+    path = paths.ROOT / "benchmarks" / "results" / coverage.COVERAGE_FILE
+    return read_json(path) if path.is_file() else None
 
 
 def ablation_frame(profile: str) -> Any:
@@ -166,9 +182,9 @@ FINDINGS: dict[str, Finding] = {
                                      "the quantization study"),
     "quantization-table": Finding(quantization_study, lambda r: quantize_study.table(r, timing=False).markdown(),
                                   "the quantization study"),
-    "seed-study": Finding(kept_study(experiments.STATISTICS_FILE),
+    "seed-study": Finding(seed_study,
                           lambda r: ablation_reporting.study_sentence(r, name_settings=True), "the seed study", kept=True),
-    "seed-study-table": Finding(kept_study(experiments.STATISTICS_FILE),
+    "seed-study-table": Finding(seed_study,
                                 lambda r: ablation_reporting.statistics_table(r, timing=False).markdown(),
                                 "the seed study", kept=True),
     "grid": Finding(ablation_frame, ablation_reporting.ablation_sentence, "the ablation grid", kept=True),
@@ -185,6 +201,10 @@ FINDINGS: dict[str, Finding] = {
     # archived runs retrained from their recorded configuration (archive --verify N), the check of runs without adapters
     "verify": Finding(kept_study(audit.VERIFY_FILE), audit_text.verify_sentence, "the retraining check (archive --verify)",
                       kept=True),
+    # what no archive holds: the intervals' coverage on simulated studies, as the benchmark saved it
+    "interval-coverage": Finding(interval_coverage, lambda r: f"{coverage.table(r).markdown()}\n{coverage.sentence(r)}",
+                                 "the coverage benchmark",
+                                 origin=f"benchmarks/results/{coverage.COVERAGE_FILE} (`benchmarks/interval_coverage.py`)"),
 }
 
 
@@ -228,8 +248,8 @@ def render(profile: str, name: str) -> str:
     finding = FINDINGS[name]
     result = finding.study(profile)
     if result is None:
-        return _missing(profile, finding.what)
-    return f"{finding.write(result).rstrip()}\n\n*Generated from {_provenance(profile, finding.kept)}.*\n"
+        return f"*Not generated yet: {finding.origin} is missing.*\n" if finding.origin else _missing(profile, finding.what)
+    return f"{finding.write(result).rstrip()}\n\n*Generated from {finding.origin or _provenance(profile, finding.kept)}.*\n"
 
 
 def documents() -> list[Path]:

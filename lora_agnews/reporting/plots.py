@@ -20,6 +20,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from .merge_reporting import label as merge_label
+from ..studies.comparison import CONFIDENCE
 from ..studies.merging import HEAD_ONLY, OWN
 from .ablation_reporting import describe_config
 from ..studies.experiments import grid_settings
@@ -320,17 +321,18 @@ def _size_label(group: pd.DataFrame) -> str:
 
 
 def seed_comparison(statistics: Mapping[str, Any]) -> Figure:
-    """Per-seed accuracy of every setting of the seed study (chosen, baseline, grid variants), with mean and CI."""
+    """Per-seed accuracy of every setting of the seed study (chosen, baseline, grid variants), with the mean and
+    its interval over seeds and test rows."""
     settings = statistics["settings"]
     colors = sns.color_palette(PALETTE, len(settings))
-    confidence = statistics.get("confidence", 0.95)
+    confidence = statistics.get("confidence", CONFIDENCE)
     with _style():
         fig, ax = _figure(size=(6.4, 1.7 + 0.85 * len(settings)))
         for y, (entry, color) in enumerate(zip(settings, colors)):
             acc = 100 * np.asarray(entry["accuracy"], dtype=float)
             lo, hi = (100 * v for v in entry["bootstrap_ci"])
             ax.plot([lo, hi], [y, y], color=color, linewidth=6, alpha=0.35, solid_capstyle="butt",
-                    label=f"{int(100 * confidence)}% bootstrap CI" if y == 0 else None)
+                    label=f"{int(100 * confidence)}% CI, seeds and rows" if y == 0 else None)
             ax.scatter(acc, [y] * len(acc), color=color, s=45, zorder=3, label="one seed" if y == 0 else None)
             ax.scatter([100 * entry["mean"]], [y], marker="|", s=600, color="black", zorder=4,
                        label="mean over seeds" if y == 0 else None)

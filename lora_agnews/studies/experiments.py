@@ -20,7 +20,7 @@ from ..core import paths, runs
 from ..core.paths import read_json, say, write_json
 from ..core.model import check_method, count_trainable, largest_rank
 from .comparison import PREDICTIONS_FILE, Arm, compare, pareto_front, run_arm
-from ..core.config import Config, ConfigError, METHODS, NEW_KEY_DEFAULTS, candidate_rates, method_rates
+from ..core.config import Config, ConfigError, METHODS, from_dict, NEW_KEY_DEFAULTS, candidate_rates, method_rates
 
 ABLATION_FILE = "ablation.json"
 RATES_FILE = "learning_rates.json"
@@ -404,10 +404,9 @@ def seed_settings(cfg: Config, ablation: pd.DataFrame | None) -> list[tuple[str,
 def run_seeds(cfg: Config, ablation: pd.DataFrame | None = None) -> dict[str, Any]:
     """The chosen configuration, the baseline and ``study_top`` grid variants over ``n_seeds`` seeds.
 
-    Every setting is compared with the baseline (the starting point's setting) on the same test rows:
-    the paired bootstrap interval of the seed-averaged difference, and McNemar's test per seed.
-    Writes statistics.json; ``chosen``, ``baseline`` and ``difference`` keep their meaning, and
-    ``settings`` lists all of them in the order chosen, baseline, grid variants.
+    Every setting is compared with the baseline (the starting point's setting) on the same test rows
+    (:func:`seed_statistics`). Writes statistics.json; ``chosen``, ``baseline`` and ``difference`` keep their
+    meaning, and ``settings`` lists all of them in the order chosen, baseline, grid variants.
     """
     from ..core.runs import invalidate_results
 
@@ -416,15 +415,81 @@ def run_seeds(cfg: Config, ablation: pd.DataFrame | None = None) -> dict[str, An
     invalidate_results(cfg.profile, "seeds")
     named = seed_settings(cfg, ablation)
     arms, facts = zip(*(_seed_runs(variant, name) for _, variant, name in named))
-    study = compare(arms, arms[1].name, cfg.seed, "the seed study")
-    entries = [{**result, **fact, "role": role} for (role, _, _), result, fact in zip(named, study["arms"], facts)]
+    result = seed_statistics([role for role, _, _ in named], list(arms), list(facts), cfg.seed, cfg.profile)
+    write_json(result, paths.results_dir(cfg.profile) / STATISTICS_FILE)
+    return result
+
+
+def seed_statistics(roles: list[str], arms: list[Arm], facts: list[dict[str, Any]], seed: int,
+                    profile: str) -> dict[str, Any]:
+    """The seed study's result from each setting's arm and recorded facts (chosen first, the baseline second).
+
+    Each setting against the baseline: the paired interval of the seed-averaged difference over seeds and test
+    rows, and McNemar's test for every seed (:func:`.comparison.compare`). ``mcnemar`` is the chosen setting's
+    test at the first seed; ``mcnemar_per_seed`` holds every seed's, each naming its seed.
+    """
+    study = compare(arms, arms[1].name, seed, "the seed study")
+    entries = [{**result, **fact, "role": role} for role, result, fact in zip(roles, study["arms"], facts, strict=True)]
     for entry in entries:  # the seed study's reference is the baseline
         entry["vs_baseline"] = entry.pop("vs_reference")
     chosen, baseline = entries[0], entries[1]
     per_seed = chosen["vs_baseline"]["mcnemar_per_seed"]
-    result = {"chosen": chosen, "baseline": baseline, "settings": entries, "n_eval": study["n_eval"],
-              "confidence": study["confidence"], "mcnemar": per_seed[0], "mcnemar_per_seed": per_seed,
-              "difference": {"mean": chosen["vs_baseline"]["mean"], "bootstrap_ci": chosen["vs_baseline"]["bootstrap_ci"]},
-              "profile": cfg.profile}
-    write_json(result, paths.results_dir(cfg.profile) / STATISTICS_FILE)
-    return result
+    return {"chosen": chosen, "baseline": baseline, "settings": entries, "n_eval": study["n_eval"],
+            "confidence": study["confidence"], "mcnemar": per_seed[0], "mcnemar_per_seed": per_seed,
+            "difference": {"mean": chosen["vs_baseline"]["mean"], "bootstrap_ci": chosen["vs_baseline"]["bootstrap_ci"]},
+            "profile": profile}
+
+
+# What seed_statistics computes of a setting; the rest of a kept entry is what its runs recorded
+COMPUTED = ("accuracy", "mean", "std", "bootstrap_ci", "pooled_accuracy", "vs_baseline", "seeds", "name", "role")
+
+
+def archived_statistics(profile: str, kept: dict[str, Any]) -> dict[str, Any] | None:
+    """The seed study recomputed from its runs archived in ``archive/<profile>`` as :func:`run_seeds` computes it,
+    with what ``kept`` (the statistics.json the archive keeps) recorded of each setting besides (configuration,
+    parameters, seconds); None while a run of it is not archived.
+
+    The findings and ``reproduce`` read this rather than the kept file, so the intervals they state are the ones
+    this version computes from the same predictions. A kept result that names no setting's configuration and
+    seeds gives None too: there is nothing to find its runs by.
+    """
+    if not all("config" in s and s.get("seeds") for s in kept.get("settings", [])):
+        return None
+    found = _archived_runs_by_config(profile)
+    arms = []
+    for setting in kept["settings"]:
+        cfg, seeds = from_dict(setting["config"]), list(setting["seeds"])
+        entries = [found.get(_config_key(seed_run_config(cfg, seed))) for seed in seeds]
+        if not all(entries):
+            return None
+        dirs = [_prefer(e, f"runs/seeds/{setting['name']}/seed{seed}") for e, seed in zip(entries, seeds)]
+        arms.append(run_arm(setting["name"], dirs, seeds))
+    facts = [{k: v for k, v in s.items() if k not in COMPUTED} for s in kept["settings"]]
+    return seed_statistics([s["role"] for s in kept["settings"]], arms, facts,
+                           int(kept["settings"][0]["config"]["seed"]), profile)
+
+
+def _archived_runs_by_config(profile: str) -> dict[str, dict[str, Path]]:
+    """Archived runs with saved test predictions by their configuration's key, each with the paths it was
+    archived from (the same training can be archived from several: the main run is the chosen one's first seed)."""
+    from ..core.train import archived_runs, read_entry
+
+    found: dict[str, dict[str, Path]] = {}
+    for rel, entry in archived_runs(profile).items():
+        if (entry / runs.RUN_FILE).is_file() and (entry / PREDICTIONS_FILE).is_file():
+            record = read_entry(entry, runs.RUN_FILE)
+            if "config" in record:
+                found.setdefault(_config_key(from_dict(record["config"])), {})[rel] = entry
+    return found
+
+
+def _config_key(cfg: Config) -> str:
+    import json
+
+    return json.dumps(cfg.run_key(), sort_keys=True, default=str)
+
+
+def _prefer(entries: dict[str, Path], rel: str) -> Path:
+    """The entry archived from the study's own path, else from the main run, else the first in path order: the
+    run :func:`reusable_run` reads (the same training, whichever path it was archived from)."""
+    return entries.get(rel) or entries.get("runs/main") or entries[sorted(entries)[0]]

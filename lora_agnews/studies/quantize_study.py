@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 
 from ..core import paths, runs
-from ..core.paths import Table, interval, missing, num, pct, points, pvalue, read_json, say, write_json
-from .comparison import compare, run_arm
+from ..core.paths import Table, interval, missing, num, pct, points, read_json, say, write_json
+from .comparison import (CONFIDENCE, NOT_RESOLVED, compare, direction, mcnemar_header, pvalues_by_seed,
+                         run_arm)
 from ..core.config import CHOICES, Config, ConfigError, load
 
 STUDY_FILE = "quantization.json"
@@ -173,8 +174,9 @@ MIB = 2 ** 20
 
 
 def summary_frame(result: dict[str, Any]) -> pd.DataFrame:
-    """One row per scheme: mean accuracy over seeds, the paired difference to full precision with its interval,
-    the largest McNemar p over seeds, the base's memory, the process's peak, seconds per step."""
+    """One row per scheme: mean accuracy over seeds, the paired difference to full precision with its interval
+    over seeds and test rows, McNemar's test at every seed, the base's memory, the process's peak, seconds per
+    step."""
     runs_ = pd.DataFrame(result["runs"])
     by = {c["scheme"]: c for c in result["comparisons"]}
     rows = []
@@ -185,8 +187,7 @@ def summary_frame(result: dict[str, Any]) -> pd.DataFrame:
             "accuracy": group["accuracy"].mean(), "accuracy_sd": group["accuracy"].std(ddof=1) if len(group) > 1 else 0.0,
             "difference": comp["mean_difference"] if comp else 0.0,
             "ci_low": comp["bootstrap_ci"][0] if comp else None, "ci_high": comp["bootstrap_ci"][1] if comp else None,
-            "mcnemar_p_max": max(m["p_value"] for m in comp["mcnemar_per_seed"]) if comp else None,
-            "mcnemar_p_min": min(m["p_value"] for m in comp["mcnemar_per_seed"]) if comp else None,
+            "mcnemar_per_seed": comp["mcnemar_per_seed"] if comp else None,
             "base_mib": group["base_bytes"].iloc[0] / MIB, "base_fp32_mib": group["base_bytes_fp32"].iloc[0] / MIB,
             "peak_rss_mib": (group["process_peak_rss_bytes"].max() / MIB
                              if group["process_peak_rss_bytes"].notna().all() else None),
@@ -202,11 +203,12 @@ def table(result: dict[str, Any], timing: bool = True) -> Table:
     and the report show it. ``timing`` False leaves out seconds per step, which compare only between runs
     measured side by side (the findings read runs an archive gathered over several sittings)."""
     frame = summary_frame(result)
+    tests = next((t for t in frame["mcnemar_per_seed"] if t), [])
     shown = pd.DataFrame({
         "base": frame["label"], "seeds": frame["seeds"],
         "accuracy %": [pct(a) for a in frame["accuracy"]],
         "vs full, pts [95% CI]": [_diff_text(r) for r in frame.itertuples()],
-        "McNemar p (max)": [pvalue(p) if p is not None and p == p else "" for p in frame["mcnemar_p_max"]],
+        mcnemar_header(tests): [pvalues_by_seed(t) if t else "" for t in frame["mcnemar_per_seed"]],
         "base MiB": [mib(m) for m in frame["base_mib"]],
         "RSS peak / end MiB": [f"{_mib(p)} / {_mib(e)}" for p, e in zip(frame["peak_rss_mib"], frame["end_rss_mib"])],
         "s/step": [f"{s:.2f}" for s in frame["seconds_per_step"]],
@@ -236,15 +238,15 @@ def sentence(result: dict[str, Any], timing: bool = True) -> str:
     ref = frame.iloc[0]
     parts = []
     for row in frame.iloc[1:].itertuples():
-        resolved = row.ci_high < 0 or row.ci_low > 0
+        resolved = direction(row.ci_low, row.ci_high) != NOT_RESOLVED
         cost = (f"changes accuracy by {points(row.difference)} points "
-                f"(95% CI {interval(row.ci_low, row.ci_high, signed=True)}"
-                + (", resolved by these test rows)" if resolved else ", not resolved by these test rows)"))
+                f"({interval(row.ci_low, row.ci_high, signed=True)}, {'resolved' if resolved else 'not resolved'})")
         speed = f", at {row.seconds_per_step / ref.seconds_per_step:.2f}x the seconds per step" if timing else ""
         parts.append(f"{row.label} holds the frozen base in {mib(row.base_mib)} MiB instead of {mib(ref.base_mib)} "
                      f"({100 * (1 - row.base_mib / ref.base_mib):.0f}% less), {cost}{speed}")
     seeds = int(ref.seeds)
-    return (f"Over {seeds} seed{'s' if seeds > 1 else ''} on the same {num(result['n_eval'])} test rows: "
+    return (f"Over {seeds} seed{'s' if seeds > 1 else ''} on the same {num(result['n_eval'])} test rows "
+            f"({int(100 * CONFIDENCE)}% intervals over {'seeds and ' if seeds > 1 else ''}test rows): "
             + "; ".join(parts) + ".") if parts else "Only the full-precision reference was run."
 
 

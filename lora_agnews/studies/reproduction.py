@@ -294,6 +294,7 @@ def archived_studies(profile: str) -> tuple[dict[str, Any], str | None]:
     """The study results the archive keeps (and the quantization study from its archived runs), with a note where
     the kept ones are of another results format (then only the quantization study is compared)."""
     from ..core.train import STUDIES, manifest
+    from .experiments import archived_statistics
     from .quantize_study import archived_result
 
     found: dict[str, Any] = {"quantization": archived_result(profile)}
@@ -303,6 +304,8 @@ def archived_studies(profile: str) -> tuple[dict[str, Any], str | None]:
                        f"version reads {paths.RESULTS_FORMAT}, so only the quantization study's conclusions are compared")
     root = paths.archive_dir(profile) / STUDIES
     found.update({name: read_json(root / f) for name, f in STUDY_FILES.items() if (root / f).is_file()})
+    if found.get("statistics") is not None:  # its intervals as this version computes them from the same runs
+        found["statistics"] = archived_statistics(profile, found["statistics"]) or found["statistics"]
     return found, None
 
 
