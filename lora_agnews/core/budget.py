@@ -23,7 +23,7 @@ from .data import load_task
 from .encoders import build_local_tokenizer, model_config
 from .families import family_of, role_of
 from .methods import METHODS
-from .quantize import base_bytes, estimated_base_bytes, logical_numel, quantizing
+from .quantize import base_bytes, estimated_base_bytes, logical_numel, quantizing, scheme_of
 
 
 class BudgetError(ValueError):
@@ -86,12 +86,7 @@ def parameter_breakdown(model: nn.Module) -> dict[str, Any]:
             "dora_magnitude": groups.get("dora_magnitude", 0),
             "lora_by_target": dict(sorted(lora_by_target.items())), "frozen": frozen,
             "all_parameters": total + frozen, **base_bytes(model),
-            "base_quantize": _quantize_of(model)}
-
-
-def _quantize_of(model: nn.Module) -> str:
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return str(getattr(inner, "lora_agnews_config", {}).get("quantize", "none"))
+            "base_quantize": scheme_of(model)}
 
 
 def count_trainable(cfg: Config, vocab_size: int | None = None) -> dict[str, Any]:

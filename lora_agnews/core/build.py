@@ -20,26 +20,22 @@ from torch import nn
 
 from .config import Config, ConfigError, from_dict
 from .encoders import family, load_base, model_config, quiet
-from .families import EMBEDDINGS, FAMILIES, PRESETS, ROLES, Family, family_targets_regex, in_encoder, in_heads, \
-    layer_pattern, unmatched_names, usable_positions
+from .families import (EMBEDDINGS, PRESETS, ROLES, Family, family_targets_regex, in_encoder, in_heads, layer_pattern,
+                       unmatched_names, usable_positions)
 from .heads import HeadPlan, apply_head
 from .methods import METHODS, PeftInputs
 from .paths import say
 from .precision import resolve_precision
-from .quantize import check_quantizable, fill_dequantized, is_quantized, quantize_model
+from .quantize import check_quantizable, fill_dequantized, is_quantized, quantize_model, unwrapped
 
 
-def target_regex(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family | None = None) -> str:
-    """One regex over module names: chosen targets in chosen encoder layers, plus head LoRA.
-
-    ``fam`` defaults to RoBERTa (whose role and module names coincide for query, key, value).
-    """
+def target_regex(cfg: Config, plan: HeadPlan, num_layers: int, fam: Family) -> str:
+    """One regex over ``fam``'s module names: chosen targets in chosen encoder layers, plus head LoRA."""
     layers = cfg.layers
     if layers is not None:
         bad = [i for i in layers if not 0 <= i < num_layers]
         if bad:
             raise ConfigError(f"parameter 'lora_layers' names layer(s) {bad}, but the model has layers 0..{num_layers - 1}.")
-    fam = fam or FAMILIES[0]
     return family_targets_regex(fam, cfg.target_modules, layers, plan.lora_extra)
 
 
@@ -206,7 +202,7 @@ def dequantize(model: nn.Module) -> nn.Module:
     Built with ``quantize none`` (random weights, every one then replaced) from the configuration that
     :func:`quantize_model` recorded on the base model, and filled by :func:`fill_dequantized`.
     """
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = unwrapped(model)
     cfg = from_dict(inner.lora_agnews_config)
     config = inner.config
     with quiet():

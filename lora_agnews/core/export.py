@@ -1,7 +1,7 @@
 """A trained adapter as a plain transformers checkpoint: ``pipeline("text-classification", model=DIR)``
 works without peft installed (peft issue #1488: the pipeline does not take a PEFT model).
 
-The adapter is loaded, its trained parameters are merged into the base weights (``model.merge``),
+The adapter is loaded, its trained parameters are merged into the base weights (``build.merge``),
 and the result is written as the architecture's own ``*ForSequenceClassification`` checkpoint
 (``model.safetensors``, ``config.json`` with the class names, the tokenizer, a hub model card).
 

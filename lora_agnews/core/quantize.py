@@ -218,6 +218,16 @@ def _quiet_int8_cast() -> None:
         log.filters.append(_DropCastNotice())
 
 
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The transformers model inside a PEFT wrapper (the model itself when it has none)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def scheme_of(model: nn.Module) -> str:
+    """The ``quantize`` scheme :func:`quantize_model` recorded on the model's base ("none" when it did not run)."""
+    return str(getattr(unwrapped(model), "lora_agnews_config", {}).get("quantize", "none"))
+
+
 def is_quantized(model: nn.Module) -> bool:
     return any(_is_bnb_layer(m) for m in model.modules())
 
@@ -291,7 +301,7 @@ def estimated_base_bytes(model: nn.Module, cfg: Config) -> dict[str, int]:
     plain = base_bytes(model)
     if not quantizing(cfg):
         return plain
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps the layers
+    inner = unwrapped(model)  # PEFT wraps the layers
     saved = 0
     for name in quantized_names(inner):
         linear = inner.get_submodule(name)
