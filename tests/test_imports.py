@@ -177,3 +177,17 @@ def test_one_training_run_passes_through_the_core_training_modules(tmp_path: Pat
     assert {m.removeprefix("lora_agnews.core.") for m in loaded if m.startswith("lora_agnews.core.")} == TRAINING_PATH
     assert loaded - {f"lora_agnews.core.{m}" for m in TRAINING_PATH} == {"lora_agnews", "lora_agnews.cli",
                                                                           "lora_agnews.core"}
+
+
+
+def test_the_configuration_and_its_tables_load_without_torch() -> None:
+    """A configuration, the method, family and task tables and a checkpoint's identity load neither torch nor
+    peft nor transformers (the method builders import them when called), so reading records stays quick."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom lora_agnews.core import checkpoints, config, families, methods, runs\n"
+              "config.load('smoke').replace(method='adalora')\ncheckpoints.model_identity('tiny-roberta')\n"
+              "print(sorted(m for m in ('torch', 'peft', 'transformers') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

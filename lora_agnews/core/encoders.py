@@ -6,7 +6,8 @@ random initialisation work offline. What goes on top is :mod:`lora_agnews.core.h
 (:mod:`lora_agnews.core.build`).
 May import: ``paths``, ``families``, ``config``, ``checkpoints`` and ``data``. transformers and tokenizers are
 imported where a config, tokenizer or model is made: importing transformers' auto classes takes about 1 s after
-torch (measured on 2 cores), and modules that only read records import this one.
+torch (measured on 2 cores), and the training module, which imports this one, also serves commands that only
+read records.
 """
 
 from __future__ import annotations
