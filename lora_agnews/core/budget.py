@@ -5,7 +5,7 @@ Counts come from the model itself (:func:`parameter_breakdown`), built on the me
 anything else trainable. Every sized method's count is affine in its size, so two exact counts give the whole
 line (:func:`rank_line`) and the largest size that fits (:func:`largest_rank`) without any search or weights;
 :func:`budget_table` and :func:`method_table` tabulate it per target set, head and method.
-May import: ``families``, ``methods``, ``config``, ``data``, ``encoders``, ``quantize``, ``build``.
+May import: ``families``, ``methods``, ``config``, ``encoders``, ``quantize``, ``build``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from torch import nn
 
 from .build import build_model, size_limit
 from .config import Config, ConfigError
-from .data import load_task
-from .encoders import build_local_tokenizer, model_config
+from .encoders import build_tokenizer, model_config
 from .families import family_of, role_of
 from .methods import METHODS
 from .quantize import base_bytes, estimated_base_bytes, logical_numel, quantizing, scheme_of
@@ -103,7 +102,7 @@ def count_trainable(cfg: Config, vocab_size: int | None = None) -> dict[str, Any
 @functools.lru_cache(maxsize=8)
 def local_vocab_size(data: str, task: str = "agnews") -> int:
     """Vocabulary of the tokenizer built from the task's training rows (LoRA on word embeddings scales with it)."""
-    return len(build_local_tokenizer(load_task(Config(data=data, task=task))[0]["text"].tolist()))
+    return len(build_tokenizer(Config(data=data, task=task, tokenizer="local")))
 
 
 def rank_line(cfg: Config, vocab_size: int | None = None) -> tuple[int, int]:

@@ -46,14 +46,6 @@ class Limit:
     why: str
 
 
-def _no_check(cfg: Settings) -> str:
-    return ""
-
-
-def _no_callbacks(model: Any) -> list[Any]:
-    return []
-
-
 @dataclass(frozen=True)
 class Method:
     """One PEFT method and the properties the code asks instead of its name.
@@ -85,9 +77,9 @@ class Method:
     not_mergeable: str = ""  # why it cannot be folded into the base weights
     not_combinable: str = "it has no LoRA factors for add_weighted_adapter to combine"  # multi-task merging
     task_type: str | None = None
-    check: Callable[[Settings], str] = _no_check
+    check: Callable[[Settings], str] = lambda cfg: ""
     size_resets: tuple[tuple[str, Any], ...] = ()
-    callbacks: Callable[[Any], list[Any]] = _no_callbacks
+    callbacks: Callable[[Any], list[Any]] = lambda model: []
 
     @property
     def heading(self) -> str:
