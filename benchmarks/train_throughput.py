@@ -4,7 +4,7 @@
 Why this exists: "fast" claims need a number that is what ``python -m lora_agnews train`` gets,
 next to what common practice gets, on the same examples. Every variant below is built from
 the project's components (``lora_agnews.core.data`` tokenizer path and :class:`PadCollator`, the
-Trainer's length-grouped order, ``lora_agnews.core.model.build_model`` with the LoRA config of a
+Trainer's length-grouped order, ``lora_agnews.core.build.build_model`` with the LoRA config of a
 profile, ``resolve_precision``, fused AdamW and TF32 on CUDA), and every variant processes the
 SAME examples, so examples/s and tokens/s compare directly.
 
@@ -77,8 +77,9 @@ import torch  # noqa: E402
 from lora_agnews.core import config as config_mod  # noqa: E402
 from lora_agnews.core.data import PadCollator, TokenizedDataset, read_agnews_csv, tokenize  # noqa: E402
 from lora_agnews.core.evaluate import autocast_context, predict_logits  # noqa: E402
-from lora_agnews.core.model import build_model  # noqa: E402
-from lora_agnews.core.model import build_local_tokenizer, build_tokenizer, resolve_precision  # noqa: E402
+from lora_agnews.core.build import build_model  # noqa: E402
+from lora_agnews.core.encoders import build_local_tokenizer, build_tokenizer  # noqa: E402
+from lora_agnews.core.precision import resolve_precision  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 DEFAULT_DATA = SHARED / "agnews-subset" / "test.csv"
@@ -708,7 +709,7 @@ def time_project(r: Runner, cfg: Any, name: str, detail: str, peak: float) -> tu
     """
     import dataclasses
 
-    from lora_agnews.core.model import parameter_breakdown
+    from lora_agnews.core.budget import parameter_breakdown
 
     try:
         model = build_model(cfg, vocab_size=r.vocab_size, pad_token_id=r.pad_id).to(r.device)
@@ -732,8 +733,8 @@ def bench_methods(r: Runner, methods: list[str], peak: float) -> dict[str, dict[
     Speed only (random init); the FLOP formula assumes LoRA, so methods are compared by examples/s,
     relative to LoRA (measured first, in the same process and on the same batches).
     """
-    from lora_agnews.core.model import largest_rank
-    from lora_agnews.core.config import METHODS
+    from lora_agnews.core.budget import largest_rank
+    from lora_agnews.core.methods import METHODS
     from lora_agnews.reporting.text import describe_setting
 
     out: dict[str, dict[str, Any]] = {}
@@ -1010,7 +1011,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     r = setup(args)
     dev = device_info(r.device, args)
-    from lora_agnews.core.model import parameter_breakdown
+    from lora_agnews.core.budget import parameter_breakdown
 
     report: dict[str, Any] = {
         "benchmark": "train_throughput", "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),

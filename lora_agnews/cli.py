@@ -33,7 +33,7 @@ def load_config(args: argparse.Namespace) -> config_mod.Config:
 
 # --------------------------------------------------------------------------- commands
 def cmd_params(args: argparse.Namespace) -> int:
-    from .core.model import count_trainable, format_breakdown
+    from .core.budget import count_trainable, format_breakdown
 
     cfg = load_config(args)
     breakdown = count_trainable(cfg)
@@ -53,7 +53,7 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
-    from .core.model import budget_table, format_budget_table
+    from .core.budget import budget_table, format_budget_table
 
     cfg = load_config(args)
     targets = [t.strip() for t in args.targets.split(";") if t.strip()] or [cfg.lora_targets]
@@ -63,7 +63,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
         if head not in config_mod.CHOICES["head"]:
             raise config_mod.ConfigError(f"unknown head '{head}'; choose from {', '.join(config_mod.CHOICES['head'])}.")
     if args.methods:
-        from .core.model import format_method_table, method_table
+        from .core.budget import format_method_table, method_table
 
         methods = (config_mod.CHOICES["method"] if args.methods == "all"
                    else [m.strip() for m in args.methods.split(",") if m.strip()])

@@ -140,7 +140,7 @@ def rescore_test(cfg: Config) -> Rescored:
     predictions are compared with the ones recorded at the end of training (``train.rescore``, the audit's path).
     """
     from .core.evaluate import compute_metrics, softmax
-    from .core.model import device_for
+    from .core.precision import device_for
     from .core.train import rescore
     from .studies.comparison import bootstrap_ci
 

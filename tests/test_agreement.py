@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lora_agnews.core import hardware, model
+from lora_agnews.core import hardware
+from lora_agnews.core.precision import cpu_supports_bf16, faithful_precision, resolve_precision, scoring_in
 from lora_agnews.reporting import audit_text
 from lora_agnews.studies import audit
 from lora_agnews.studies.agreement import CROSS_TOLERANCE, EXACT_TOLERANCE, Setting, agree, margins, near_tie_bound
@@ -108,11 +109,11 @@ def test_onednn_capped_below_bf16_plays_a_cpu_without_bf16_units(amx_cpu: None, 
         monkeypatch.setenv(hardware.ISA_ENV, cap)
         assert hardware.cpu_kind() == kind and hardware.machine()["cpu_kind"] == kind
     monkeypatch.setenv(hardware.ISA_ENV, "AVX2")
-    assert not hardware.has_bf16_units() and not model.cpu_supports_bf16()
+    assert not hardware.has_bf16_units() and not cpu_supports_bf16()
     cfg = type("Cfg", (), {"precision": "auto", "device": "cpu"})()
-    assert model.resolve_precision(cfg, torch.device("cpu")) == "fp32"
-    assert model.faithful_precision("bf16", torch.device("cpu")) == "fp32"  # not bf16 emulated, 7x slower
-    assert model.faithful_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision(cfg, torch.device("cpu")) == "fp32"
+    assert faithful_precision("bf16", torch.device("cpu")) == "fp32"  # not bf16 emulated, 7x slower
+    assert faithful_precision("fp32", torch.device("cpu")) == "fp32"
 
 
 def test_a_cap_never_raises_a_machine_above_what_it_has(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,9 +124,9 @@ def test_a_cap_never_raises_a_machine_above_what_it_has(monkeypatch: pytest.Monk
 
 def test_inside_scoring_in_every_scoring_uses_the_chosen_precision(amx_cpu: None) -> None:
     cfg = type("Cfg", (), {"precision": "bf16", "device": "cpu"})()
-    with model.scoring_in("fp32"):
-        assert model.resolve_precision(cfg, torch.device("cpu")) == "fp32"
-    assert model.resolve_precision(cfg, torch.device("cpu")) == "bf16"
+    with scoring_in("fp32"):
+        assert resolve_precision(cfg, torch.device("cpu")) == "fp32"
+    assert resolve_precision(cfg, torch.device("cpu")) == "bf16"
 
 
 def test_a_record_says_where_and_in_what_it_was_computed(amx_cpu: None, monkeypatch: pytest.MonkeyPatch) -> None:

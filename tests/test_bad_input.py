@@ -263,7 +263,9 @@ def test_unusable_values_are_refused_before_anything_is_written(argv: list[str],
 
 def test_max_length_limit_follows_the_architecture() -> None:
     """RoBERTa-style models number positions from padding_idx + 1 (514 entries hold 512 tokens); BERT's do not."""
-    from lora_agnews.core.model import check_max_length, known_config, usable_positions
+    from lora_agnews.core.build import check_max_length
+    from lora_agnews.core.encoders import known_config
+    from lora_agnews.core.families import usable_positions
 
     labels = ("a", "b")
     for name, usable in [("roberta-base", 512), ("microsoft/mpnet-base", 512), ("bert-base-uncased", 512)]:

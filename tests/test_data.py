@@ -35,7 +35,7 @@ def frame(n_per_class: int, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from lora_agnews.core.model import build_local_tokenizer
+    from lora_agnews.core.encoders import build_local_tokenizer
 
     return build_local_tokenizer([f"alpha beta gamma delta {w}" for w in ("one", "two", "three", "four")])
 

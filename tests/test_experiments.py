@@ -10,7 +10,7 @@ import pytest
 
 from lora_agnews.studies import comparison, experiments
 from lora_agnews.core import config
-from lora_agnews.core.model import count_trainable, largest_rank
+from lora_agnews.core.budget import count_trainable, largest_rank
 from conftest import sample_rows
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from lora_agnews.studies import explore
 from lora_agnews.core.data import LABELS, Splits
-from lora_agnews.core.model import build_local_tokenizer
+from lora_agnews.core.encoders import build_local_tokenizer
 
 
 def _frame(rows: list[tuple[str, int]]) -> pd.DataFrame:

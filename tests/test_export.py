@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from lora_agnews.core import config, export as export_mod, model
+from lora_agnews.core import config, export as export_mod
+from lora_agnews.core.build import build_model, merge
 from lora_agnews.cli import main
 from lora_agnews.core.data import LABELS
 from test_placements import FAMILY_KINDS, tiny_config
@@ -129,7 +130,7 @@ def test_every_head_of_every_family_maps_onto_its_own_modules(kind: str, head: s
     tiny_config(kind).save_pretrained(tmp_path)
     cfg = config.from_dict({"model_name": str(tmp_path), "init": "random", "lora_r": 2, "lora_alpha": 4,
                             "lora_targets": "all-linear", "head": head})
-    net = model.build_model(cfg)
+    net = build_model(cfg)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in net.named_parameters():
@@ -140,7 +141,7 @@ def test_every_head_of_every_family_maps_onto_its_own_modules(kind: str, head: s
     net.eval()
     with torch.no_grad():
         before = net(input_ids=ids, attention_mask=mask).logits
-        merged = model.merge(net, cfg.method)
+        merged = merge(net, cfg.method)
         reference = merged(input_ids=ids, attention_mask=mask).logits
         plain = export_mod.to_plain(merged, head)
         logits = plain(input_ids=ids, attention_mask=mask).logits
@@ -162,7 +163,7 @@ def test_every_mergeable_method_exports_with_the_linear_head(method: str, extra:
     tiny_config("roberta").save_pretrained(tmp_path)
     cfg = config.from_dict({"model_name": str(tmp_path), "init": "random", "lora_r": 2, "lora_alpha": 4,
                             "lora_targets": "query,value", "head": "linear", "method": method, **extra})
-    net = model.build_model(cfg).eval()
+    net = build_model(cfg).eval()
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in net.parameters():
@@ -172,7 +173,7 @@ def test_every_mergeable_method_exports_with_the_linear_head(method: str, extra:
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
     with torch.no_grad():
         before = net(input_ids=ids, attention_mask=mask).logits
-        plain = export_mod.to_plain(model.merge(net, method), "linear")
+        plain = export_mod.to_plain(merge(net, method), "linear")
         torch.testing.assert_close(plain(input_ids=ids, attention_mask=mask).logits, before, rtol=1e-5, atol=1e-5)
 
 
@@ -181,7 +182,7 @@ def test_the_tanh_scale_follows_the_encoders_feature_bound(tmp_path: Path) -> No
     tiny_config("bert").save_pretrained(tmp_path)
     cfg = config.from_dict({"model_name": str(tmp_path), "init": "random", "lora_r": 2, "lora_alpha": 4,
                             "lora_targets": "query", "head": "linear"})
-    net = model.merge(model.build_model(cfg), "lora").eval()
+    net = merge(build_model(cfg), "lora").eval()
     assert export_mod.identity_scale(net) == export_mod.EPS
     with torch.no_grad():
         net.bert.encoder.layer[-1].output.LayerNorm.weight.fill_(300.0)

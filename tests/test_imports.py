@@ -22,9 +22,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lora_agnews"
 LAYERS = ("core", "studies", "reporting", "")  # "" is the top level: lora_agnews/*.py
 
 # Lowest first, by layer. The core is one training run's path, each module importing only those before it:
-# paths -> config -> data -> model -> evaluate -> runs -> adapter -> train (export sits beside train, off that path).
+# paths -> families -> methods -> config -> data -> the model (encoders ... budget) -> evaluate -> runs -> adapter ->
+# train (export sits beside train, off that path).
 ORDER = {
-    "core": ["__init__", "hardware", "paths", "config", "data", "model", "evaluate", "runs", "adapter", "export", "train"],
+    "core": ["__init__", "hardware", "paths", "families", "methods", "config", "checkpoints", "data", "encoders",
+             "precision", "heads", "quantize", "build", "budget", "evaluate", "runs", "adapter", "export", "train"],
     "studies": ["__init__", "agreement", "comparison", "coverage", "experiments", "merging", "multitask", "merging_study", "quantize_study",
                 "multilabel_study", "baselines", "audit", "verify", "reproduction", "explore"],
     "reporting": ["__init__", "audit_text", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",
@@ -152,12 +154,13 @@ def test_the_checker_sees_lazy_relative_and_absolute_imports(tmp_path: Path, mon
                                               "studies.audit": 8}
 
 
-TRAINING_PATH = {"hardware", "paths", "config", "data", "model", "evaluate", "runs", "adapter", "train"}
+TRAINING_PATH = {"hardware", "paths", "families", "methods", "config", "checkpoints", "data", "encoders", "precision",
+                 "heads", "quantize", "build", "budget", "evaluate", "runs", "adapter", "train"}
 
 
-def test_one_training_run_passes_through_the_nine_core_modules(tmp_path: Path) -> None:
-    """``train`` from the command line to metrics.json loads the cli and the nine core modules of the training
-    path, nothing of the studies or the reporting (a reader follows the run through those files only)."""
+def test_one_training_run_passes_through_the_core_training_modules(tmp_path: Path) -> None:
+    """``train`` from the command line to metrics.json loads the cli and the core modules of the training path,
+    nothing of the studies or the reporting (a reader follows the run through those files only)."""
     import json
     import os
     import subprocess
@@ -174,3 +177,17 @@ def test_one_training_run_passes_through_the_nine_core_modules(tmp_path: Path) -
     assert {m.removeprefix("lora_agnews.core.") for m in loaded if m.startswith("lora_agnews.core.")} == TRAINING_PATH
     assert loaded - {f"lora_agnews.core.{m}" for m in TRAINING_PATH} == {"lora_agnews", "lora_agnews.cli",
                                                                           "lora_agnews.core"}
+
+
+
+def test_the_configuration_and_its_tables_load_without_torch() -> None:
+    """A configuration, the method, family and task tables and a checkpoint's identity load neither torch nor
+    peft nor transformers (the method builders import them when called), so reading records stays quick."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom lora_agnews.core import checkpoints, config, families, methods, runs\n"
+              "config.load('smoke').replace(method='adalora')\ncheckpoints.model_identity('tiny-roberta')\n"
+              "print(sorted(m for m in ('torch', 'peft', 'transformers') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

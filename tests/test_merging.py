@@ -23,7 +23,8 @@ import pytest
 
 from lora_agnews.core import config
 from lora_agnews.studies import merging, merging_study as study_mod
-from lora_agnews.core.model import BudgetError, build_local_tokenizer
+from lora_agnews.core.budget import BudgetError
+from lora_agnews.core.encoders import build_local_tokenizer
 
 TASKS = {"mood": ["neg", "pos"], "topic": ["art", "sci", "war"], "hue": ["red", "green", "blue", "cyan", "gray"]}
 N_TRAIN, N_TEST, EPOCHS = 90, 40, 4

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_agnews.core import config, model
+from lora_agnews.core import config, methods
+from lora_agnews.core.budget import BudgetError, count_trainable, largest_rank, local_vocab_size
+from lora_agnews.core.build import MergeError, build_model, merge, size_limit
 from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts, read_model_card
 from lora_agnews.core.paths import read_json
 from lora_agnews.cli import main
 from lora_agnews.core.data import load_splits
-from lora_agnews.core.model import BudgetError, MergeError
 from conftest import fresh_process_logits
 
 SHORT = {"epochs": 1, "max_train_samples": 64, "max_val_samples": 32, "max_eval_samples": 32,
@@ -68,9 +69,9 @@ def test_bad_combinations_are_config_errors() -> None:
     with pytest.raises(config.ConfigError, match="applies to LoRA"):
         config.load("smoke", {"method": "vera", "lora_variant": "dora"})
     with pytest.raises(config.ConfigError, match="word_embeddings"):
-        model.count_trainable(config.load("smoke", {"method": "vera"}))
+        count_trainable(config.load("smoke", {"method": "vera"}))
     with pytest.raises(config.ConfigError, match="lora-dense"):
-        model.count_trainable(config.load("smoke", {"method": "bitfit", "head": "lora-dense"}))
+        count_trainable(config.load("smoke", {"method": "bitfit", "head": "lora-dense"}))
     with pytest.raises(config.ConfigError, match="method"):
         config.load("smoke", {"method": "lokra"})
 
@@ -78,8 +79,8 @@ def test_bad_combinations_are_config_errors() -> None:
 @pytest.mark.parametrize("method", list(METHODS))
 def test_count_is_exact_and_recorded(method: str, runs: dict[str, Path]) -> None:
     cfg = method_config(method)
-    counted = model.count_trainable(cfg)
-    built = model.build_model(cfg, vocab_size=model.local_vocab_size(cfg.data, cfg.task), pad_token_id=1)
+    counted = count_trainable(cfg)
+    built = build_model(cfg, vocab_size=local_vocab_size(cfg.data, cfg.task), pad_token_id=1)
     assert counted["total"] == sum(p.numel() for p in built.parameters() if p.requires_grad)
     assert counted["total"] == counted["adapter"] + counted["head"] and counted["other"] == 0
     assert counted["adapter"] > 0 and counted["head"] > 0
@@ -91,7 +92,7 @@ def test_count_is_exact_and_recorded(method: str, runs: dict[str, Path]) -> None
 def test_sizes_follow_their_formulas() -> None:
     """Per adapted 64x64 module of the tiny model (hidden 64, 2 layers, 3 modules per layer: 6 in all)."""
     def adapter(method: str, **extra) -> int:
-        return model.count_trainable(method_config(method, **extra))["adapter"]
+        return count_trainable(method_config(method, **extra))["adapter"]
 
     assert adapter("adalora") == 6 * 4 * (64 + 64 + 1)
     assert adapter("vera") == 6 * (64 + 16)
@@ -119,9 +120,9 @@ def test_merge_or_clear_error(method: str, runs: dict[str, Path]) -> None:
     before = predict_logits_for_texts(loaded, tokenizer, cfg, texts)
     if method == "prompt":
         with pytest.raises(MergeError, match="'prompt' cannot be merged"):
-            model.merge(loaded, method)
+            merge(loaded, method)
         return
-    merged = model.merge(loaded, method)
+    merged = merge(loaded, method)
     assert not hasattr(merged, "peft_config")
     np.testing.assert_allclose(predict_logits_for_texts(merged, tokenizer, cfg, texts), before, rtol=1e-4, atol=1e-4)
 
@@ -152,8 +153,8 @@ def test_budget_command_lists_methods(capsys: pytest.CaptureFixture[str]) -> Non
     loha = next(r for r in rows if r.startswith("loha ") and " linear " in r)
     size = int(loha.split()[4])
     cfg = config.load("smoke", {"method": "loha", "lora_targets": "query,key,value", "head": "linear"})
-    assert model.count_trainable(cfg.replace(lora_r=size))["total"] <= cfg.budget
-    assert model.count_trainable(cfg.replace(lora_r=size + 1))["total"] > cfg.budget
+    assert count_trainable(cfg.replace(lora_r=size))["total"] <= cfg.budget
+    assert count_trainable(cfg.replace(lora_r=size + 1))["total"] > cfg.budget
     vera = next(r for r in rows if r.startswith("vera ") and " linear " in r)
     assert vera.split()[4] == "64*", "VeRA's rank stops at the hidden size, far below what the budget allows"
 
@@ -172,15 +173,15 @@ def test_adalora_allocates_ranks_during_training(runs: dict[str, Path]) -> None:
 
 def test_sizes_have_the_methods_own_limits() -> None:
     with pytest.raises(config.ConfigError, match="at most 64"):
-        model.count_trainable(method_config("pissa", lora_r=65))
+        count_trainable(method_config("pissa", lora_r=65))
     with pytest.raises(config.ConfigError, match="prompt_tokens"):
-        model.count_trainable(method_config("prompt", prompt_tokens=10_000))
+        count_trainable(method_config("prompt", prompt_tokens=10_000))
     with pytest.raises(config.ConfigError, match="at most 3.*w2 in full"):
-        model.count_trainable(method_config("lokr", lora_r=4))
-    assert model.largest_rank(method_config("lokr", head="linear", budget=10**7)) == 3
+        count_trainable(method_config("lokr", lora_r=4))
+    assert largest_rank(method_config("lokr", head="linear", budget=10**7)) == 3
     big = method_config("olora", head="linear", budget=10**7)
-    assert model.largest_rank(big) == 64
-    assert model.largest_rank(method_config("ia3")) == 0  # size-less
+    assert largest_rank(big) == 64
+    assert largest_rank(method_config("ia3")) == 0  # size-less
 
 
 @pytest.mark.parametrize("method, targets, size, total", [
@@ -201,11 +202,11 @@ def test_readme_counts_for_roberta_base(method: str, targets: str, size: int, to
     """The guide's table (book/guide/counting.md; roberta-base, linear head, largest size within 1,000,000)."""
     cfg = config.from_dict({"model_name": "roberta-base", "init": "random", "head": "linear", "method": method,
                             "lora_targets": targets, "budget": 1_000_000})
-    key = config.METHODS[method].size_key
+    key = methods.METHODS[method].size_key
     if key:
         cfg = cfg.replace(**{key: size})
-        assert model.largest_rank(cfg) == size
-    assert model.count_trainable(cfg)["total"] == total
+        assert largest_rank(cfg) == size
+    assert count_trainable(cfg)["total"] == total
 
 
 @pytest.mark.parametrize("method", ["prompt", "bitfit", "adalora"])
@@ -221,7 +222,7 @@ def test_model_card_names_the_method(method: str, runs: dict[str, Path]) -> None
 
 def test_bitfit_and_layernorm_honour_lora_layers() -> None:
     for method, per_layer in (("bitfit", 3 * 64 + 64 + 128 + 64 + 2 * 64), ("layernorm", 2 * 2 * 64)):
-        one = model.count_trainable(method_config(method, lora_layers="1"))
+        one = count_trainable(method_config(method, lora_layers="1"))
         assert one["adapter"] == per_layer, method
 
 
@@ -248,7 +249,7 @@ def test_prompt_limit_leaves_room_for_the_padding_offset(model_type: str, limit:
 
     model_cfg = SimpleNamespace(model_type=model_type, pad_token_id=1, max_position_embeddings=20, hidden_size=8)
     cfg = config.from_dict({"model_name": "roberta-base", "init": "random", "method": "prompt", "max_length": 8})
-    assert model.size_limit(cfg, model_cfg) == limit
+    assert size_limit(cfg, model_cfg) == limit
     if model_type == "mpnet":  # the real embeddings: the limit fits, one token more overruns the table
         emb = MPNetEmbeddings(MPNetConfig(vocab_size=30, hidden_size=8, max_position_embeddings=20, pad_token_id=1))
         assert emb(inputs_embeds=torch.zeros(1, limit + 8, 8)).shape == (1, limit + 8, 8)
@@ -257,11 +258,11 @@ def test_prompt_limit_leaves_room_for_the_padding_offset(model_type: str, limit:
 
 
 def test_every_registry_entry_names_a_real_key_limit_and_title() -> None:
-    """An entry's size key is a configuration key, its limit one methods knows, its display name its own."""
-    for name, method in config.METHODS.items():
+    """An entry's size key is a configuration key, its limit bounds a size it has, its display name is its own."""
+    for name, method in methods.METHODS.items():
         assert method.name == name
         assert method.size_key is None or method.size_key in config.keys()
-        assert not method.limit or method.limit in model.LIMITS
+        assert method.limit is None or method.size_key is not None, f"{name}: a limit on a method without a size"
         assert method.peft is not None or method.base_suffix, f"{name}: a hand-written method trains base parameters"
-    titles = [m.title.lower() for m in config.METHODS.values()]
+    titles = [m.title.lower() for m in methods.METHODS.values()]
     assert len(set(titles)) == len(titles)

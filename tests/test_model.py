@@ -7,9 +7,14 @@ import functools
 import pytest
 import torch
 
-from lora_agnews.core import config, model
+from lora_agnews.core import config
+from lora_agnews.core.budget import (BudgetError, budget_table, check_budget, count_trainable, format_breakdown,
+                                    format_budget_table, largest_rank, parameter_breakdown, rank_line)
+from lora_agnews.core.build import build_model
+from lora_agnews.core.encoders import ModelError, build_tokenizer
+from lora_agnews.core.heads import FirstTokenPooler
+from lora_agnews.core.precision import device_for, resolve_precision
 from lora_agnews.core.config import Config, ConfigError
-from lora_agnews.core.model import BudgetError
 
 HIDDEN = 768
 LAYERS = 12
@@ -21,7 +26,7 @@ LINEAR_HEAD = HIDDEN * 4 + 4  # 3,076
 @functools.lru_cache(maxsize=None)
 def count(cfg: Config) -> dict:
     """Counts are pure functions of the config; each roberta-base meta build costs about a second."""
-    return model.count_trainable(cfg)
+    return count_trainable(cfg)
 
 
 def roberta(**changes) -> Config:
@@ -108,7 +113,7 @@ def test_minilm_bert_counts() -> None:
 
 
 def test_format_breakdown_last_line() -> None:
-    text = model.format_breakdown(count(roberta()), 1_000_000)
+    text = format_breakdown(count(roberta()), 1_000_000)
     assert text.splitlines()[-1] == "trainable_params: 980740"
     assert "98.1% of budget 1,000,000" in text
 
@@ -119,61 +124,61 @@ def test_check_budget_message() -> None:
     b = count(cfg)
     assert b["total"] == DEFAULT_HEAD + QKV * 8 * 2 * HIDDEN == 1_036_036
     with pytest.raises(BudgetError) as info:
-        model.check_budget(b, cfg)
+        check_budget(b, cfg)
     msg = str(info.value)
     assert "1,036,036" in msg and "1,000,000" in msg and "-p lora_r 7" in msg
-    model.check_budget(count(roberta()), roberta())  # 980,740 fits: no error
+    check_budget(count(roberta()), roberta())  # 980,740 fits: no error
 
 
 def test_check_budget_when_no_rank_fits() -> None:
     cfg = roberta(budget=500_000)  # the default head alone is 593,668
     with pytest.raises(BudgetError, match="No rank fits"):
-        model.check_budget(count(cfg), cfg)
-    assert model.largest_rank(cfg) == 0
+        check_budget(count(cfg), cfg)
+    assert largest_rank(cfg) == 0
 
 
 @pytest.mark.parametrize(("head", "expected"), [("default", 7), ("linear", 18)])
 def test_largest_rank_is_exact(head: str, expected: int) -> None:
     cfg = roberta(head=head)
-    r = model.largest_rank(cfg)
+    r = largest_rank(cfg)
     assert r == expected
     assert count(cfg.replace(lora_r=r))["total"] <= cfg.budget < count(cfg.replace(lora_r=r + 1))["total"]
 
 
 def test_rank_line_is_affine() -> None:
     cfg = roberta(head="lora-dense")
-    fixed, per_rank = model.rank_line(cfg)
+    fixed, per_rank = rank_line(cfg)
     assert (fixed, per_rank) == (LINEAR_HEAD, (QKV + 1) * 2 * HIDDEN)
     assert count(cfg.replace(lora_r=5))["total"] == fixed + 5 * per_rank
-    assert model.largest_rank(cfg, budget=fixed + 3 * per_rank) == 3
+    assert largest_rank(cfg, budget=fixed + 3 * per_rank) == 3
 
 
 def test_budget_table_rows() -> None:
-    rows = model.budget_table(roberta(), ["query,value", "query,key,value"], ["default", "linear"])
+    rows = budget_table(roberta(), ["query,value", "query,key,value"], ["default", "linear"])
     assert [(row["lora_targets"], row["head"]) for row in rows] == [
         ("query,value", "default"), ("query,value", "linear"), ("query,key,value", "default"), ("query,key,value", "linear")]
     for row in rows:
         assert row["total_at_max"] <= 1_000_000
         assert row["total_at_max"] + row["per_rank"] > 1_000_000
     assert rows[2]["max_rank"] == 7 and rows[3]["max_rank"] == 18
-    text = model.format_budget_table(rows, 1_000_000)
+    text = format_budget_table(rows, 1_000_000)
     assert "budget: 1,000,000" in text and "998,404" in text
 
 
 # --------------------------------------------------------------------------- built tiny models
 @pytest.fixture(scope="module")
 def smoke_tokenizer():
-    return model.build_tokenizer(config.load("smoke"))
+    return build_tokenizer(config.load("smoke"))
 
 
 def tiny(cfg: Config, tokenizer):
-    return model.build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    return build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
 
 
 def test_built_model_matches_meta_count(smoke_tokenizer) -> None:
     cfg = config.load("smoke")
-    built = model.parameter_breakdown(tiny(cfg, smoke_tokenizer))
-    assert built == model.count_trainable(cfg)
+    built = parameter_breakdown(tiny(cfg, smoke_tokenizer))
+    assert built == count_trainable(cfg)
     assert built["lora_by_target"]["word_embeddings"] == cfg.lora_r * (len(smoke_tokenizer) + 64)
     assert built["total"] <= cfg.budget
 
@@ -186,7 +191,7 @@ def test_only_lora_and_head_train_and_forward_shape(smoke_tokenizer, head: str) 
     assert trainable
     for name in trainable:
         assert "lora_" in name or "modules_to_save" in name, name
-    assert model.parameter_breakdown(net) == model.count_trainable(cfg)
+    assert parameter_breakdown(net) == count_trainable(cfg)
     ids = torch.tensor([[0, 5, 6, 7, 2], [0, 8, 2, 1, 1], [0, 9, 10, 2, 1]])
     mask = (ids != smoke_tokenizer.pad_token_id).long()
     net.eval()
@@ -198,14 +203,14 @@ def test_only_lora_and_head_train_and_forward_shape(smoke_tokenizer, head: str) 
 
 def test_bert_linear_head_forward() -> None:
     cfg = minilm(head="linear", lora_r=2)
-    net = model.build_model(cfg)
-    assert isinstance(net.base_model.model.bert.pooler, model.FirstTokenPooler)
+    net = build_model(cfg)
+    assert isinstance(net.base_model.model.bert.pooler, FirstTokenPooler)
     ids = torch.tensor([[101, 2023, 2003, 102], [101, 7592, 102, 0]])
     net.eval()
     with torch.no_grad():
         logits = net(input_ids=ids, attention_mask=(ids != 0).long()).logits
     assert logits.shape == (2, 4)
-    assert model.parameter_breakdown(net) == count(cfg)
+    assert parameter_breakdown(net) == count(cfg)
 
 
 def test_seeded_build_is_reproducible(smoke_tokenizer) -> None:
@@ -218,16 +223,16 @@ def test_seeded_build_is_reproducible(smoke_tokenizer) -> None:
 # --------------------------------------------------------------------------- errors, devices
 def test_unknown_model_offline_says_how_to_fix() -> None:
     cfg = roberta(model_name="no-such-org/no-such-model")
-    with pytest.raises(model.ModelError) as info:
-        model.count_trainable(cfg)
+    with pytest.raises(ModelError) as info:
+        count_trainable(cfg)
     msg = str(info.value)
     assert "no-such-org/no-such-model" in msg and "-p model_name /path/to/model" in msg
 
 
 def test_device_and_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = config.load("smoke", {"device": "cpu"})
-    assert model.device_for(cfg).type == "cpu"
-    assert model.resolve_precision(cfg) == "fp32"  # smoke pins fp32
+    assert device_for(cfg).type == "cpu"
+    assert resolve_precision(cfg) == "fp32"  # smoke pins fp32
     monkeypatch.setenv("LORA_AGNEWS_NO_BF16", "1")
-    assert model.resolve_precision(cfg.replace(precision="auto")) == "fp32"
-    assert model.resolve_precision(cfg.replace(precision="bf16")) == "bf16"
+    assert resolve_precision(cfg.replace(precision="auto")) == "fp32"
+    assert resolve_precision(cfg.replace(precision="bf16")) == "bf16"

@@ -189,7 +189,7 @@ def test_the_loss_is_bce_on_sigmoid_outputs_with_the_same_head(tmp_path: Path) -
     import torch
     import torch.nn.functional as F
 
-    from lora_agnews.core.model import count_trainable
+    from lora_agnews.core.budget import count_trainable
     from lora_agnews.core.data import PadCollator
     from lora_agnews.core.train import prepare
 

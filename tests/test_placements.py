@@ -15,7 +15,11 @@ import pytest
 import torch
 from torch import nn
 
-from lora_agnews.core import config, model
+from lora_agnews.core import config
+from lora_agnews.core.budget import count_trainable, largest_rank, parameter_breakdown
+from lora_agnews.core.build import build_model
+from lora_agnews.core.encoders import ModelError
+from lora_agnews.core.families import ROLES, family_of, family_targets_regex, parse_targets, role_of
 from lora_agnews import cli
 from lora_agnews.core.config import Config, ConfigError
 
@@ -29,7 +33,7 @@ LINEAR_HEAD = H * LABELS + LABELS  # 3,076
 
 @functools.lru_cache(maxsize=None)
 def count(cfg: Config) -> dict:
-    return model.count_trainable(cfg)
+    return count_trainable(cfg)
 
 
 def base(name: str, **changes) -> Config:
@@ -40,10 +44,10 @@ def base(name: str, **changes) -> Config:
 
 # --------------------------------------------------------------------------- reading lora_targets
 def test_presets_expand_to_roles() -> None:
-    assert config.parse_targets(["attention"]).roles == ("query", "key", "value")
-    assert config.parse_targets(["all-linear"]).roles == config.ROLES == (
+    assert parse_targets(["attention"]).roles == ("query", "key", "value")
+    assert parse_targets(["all-linear"]).roles == ROLES == (
         "query", "key", "value", "attn_out", "ffn_in", "ffn_out")
-    mixed = config.parse_targets(["value", "attention", "ffn_out", "word_embeddings", "dense", "dense"])
+    mixed = parse_targets(["value", "attention", "ffn_out", "word_embeddings", "dense", "dense"])
     assert mixed.roles == ("value", "query", "key", "ffn_out")  # order kept, no repeats
     assert mixed.names == ("dense",) and mixed.embeddings
 
@@ -88,7 +92,7 @@ def test_all_linear_r6_linear_head_is_998404(name: str) -> None:
     assert b["total"] == 998_404
     assert b["lora_by_target"] == {"query": 6 * L * 2 * H, "key": 6 * L * 2 * H, "value": 6 * L * 2 * H,
                                    "attn_out": 6 * L * 2 * H, "ffn_in": 6 * L * (H + F), "ffn_out": 6 * L * (H + F)}
-    assert model.largest_rank(base(name, lora_targets="all-linear", head="linear")) == 6
+    assert largest_rank(base(name, lora_targets="all-linear", head="linear")) == 6
 
 
 def test_presets_and_roles_count_as_their_expansion() -> None:
@@ -105,8 +109,8 @@ def test_presets_and_roles_count_as_their_expansion() -> None:
 
 
 def test_largest_ranks_on_mpnet_base() -> None:
-    assert model.largest_rank(base("microsoft/mpnet-base")) == 7
-    assert model.largest_rank(base("microsoft/mpnet-base", head="linear")) == 18
+    assert largest_rank(base("microsoft/mpnet-base")) == 7
+    assert largest_rank(base("microsoft/mpnet-base", head="linear")) == 18
 
 
 @pytest.mark.parametrize(("name", "default_head"), [
@@ -185,22 +189,22 @@ def test_each_role_is_exactly_one_linear_per_layer(tiny_dirs: dict[str, Path], k
     cfg = tiny_config(kind)
     with torch.device("meta"):
         net = AutoModelForSequenceClassification.from_config(cfg)
-    fam = config.family_of(cfg.model_type)
+    fam = family_of(cfg.model_type)
     linears = {n: m for n, m in net.named_modules() if isinstance(m, nn.Linear)}
     in_layers = {n for n in linears if re.match(fam.layer_prefix(), n)}
     chosen: dict[str, str] = {}
-    for role in config.ROLES:
+    for role in ROLES:
         hits = [n for n in linears if re.fullmatch(fam.role_pattern(role), n)]
         assert len(hits) == 2, (role, hits)  # one per layer, two layers
         for n in hits:
             assert n not in chosen, f"{n} is both {chosen[n]} and {role}"
             chosen[n] = role
-            assert config.role_of(fam, n) == role
+            assert role_of(fam, n) == role
         shapes = {tuple(linears[n].weight.shape) for n in hits}
         expected = {"ffn_in": (48, 32), "ffn_out": (32, 48)}.get(role, (32, 32))
         assert shapes == {expected}, (role, shapes)
     assert set(chosen) == in_layers  # all-linear is every linear layer of the encoder layers, and only those
-    regex = config.family_targets_regex(fam, ["all-linear"])
+    regex = family_targets_regex(fam, ["all-linear"])
     assert {n for n in linears if re.fullmatch(regex, n)} == in_layers  # never a pooler or a head layer
 
 
@@ -213,13 +217,13 @@ def first_token_states(net, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tens
 @pytest.mark.parametrize("kind", FAMILY_KINDS)
 def test_heads_work_for_every_family(tiny_dirs: dict[str, Path], kind: str, head: str) -> None:
     cfg = tiny(tiny_dirs, kind, head=head, lora_targets="all-linear")
-    net = model.build_model(cfg)
-    breakdown = model.parameter_breakdown(net)
-    assert breakdown == model.count_trainable(cfg)  # the meta count is the built model's
-    h, style = 32, config.family_of(net.config.model_type).head
+    net = build_model(cfg)
+    breakdown = parameter_breakdown(net)
+    assert breakdown == count_trainable(cfg)  # the meta count is the built model's
+    h, style = 32, family_of(net.config.model_type).head
     own_head = (h * 4 + 4) if style == "pooler" else (h * h + h + h * 4 + 4)
     assert breakdown["head"] == {"default": own_head, "linear": h * 4 + 4, "lora-dense": h * 4 + 4}[head]
-    dense_lora = {k: v for k, v in breakdown["lora_by_target"].items() if k not in config.ROLES}
+    dense_lora = {k: v for k, v in breakdown["lora_by_target"].items() if k not in ROLES}
     assert list(dense_lora.values()) == ([2 * (h + h)] if head == "lora-dense" else [])  # the head's dense layer
     assert breakdown["lora"] == 2 * 2 * (4 * (h + h) + 2 * (h + 48)) + sum(dense_lora.values())
     for name, p in net.named_parameters():
@@ -241,8 +245,8 @@ def test_heads_work_for_every_family(tiny_dirs: dict[str, Path], kind: str, head
 
 
 def test_unsupported_family_names_the_supported(tiny_dirs: dict[str, Path]) -> None:
-    with pytest.raises(model.ModelError) as info:
-        model.count_trainable(tiny(tiny_dirs, "albert"))
+    with pytest.raises(ModelError) as info:
+        count_trainable(tiny(tiny_dirs, "albert"))
     msg = str(info.value)
     assert "'albert'" in msg
     for name in ("RoBERTa", "BERT", "MPNet", "ELECTRA", "DeBERTa-v2", "DistilBERT"):
@@ -251,11 +255,11 @@ def test_unsupported_family_names_the_supported(tiny_dirs: dict[str, Path]) -> N
 
 def test_a_target_that_matches_nothing_is_a_config_error(tiny_dirs: dict[str, Path]) -> None:
     with pytest.raises(ConfigError) as info:
-        model.count_trainable(tiny(tiny_dirs, "mpnet", lora_targets="query,valeu"))
+        count_trainable(tiny(tiny_dirs, "mpnet", lora_targets="query,valeu"))
     msg = str(info.value)
     assert "'valeu'" in msg and "all-linear" in msg and "attn_out" in msg and "MPNet" in msg
     # a module name of the family still works as before: MPNet's attention output is 'o'
-    assert model.count_trainable(tiny(tiny_dirs, "mpnet", lora_targets="o")) == model.count_trainable(
+    assert count_trainable(tiny(tiny_dirs, "mpnet", lora_targets="o")) == count_trainable(
         tiny(tiny_dirs, "mpnet", lora_targets="attn_out"))
 
 
@@ -291,7 +295,7 @@ def test_every_family_trains_saves_and_reloads_in_a_fresh_process(tiny_dirs: dic
                                     "max_val_samples": 16, "max_eval_samples": 32, "budget": 1_000_000,
                                     "max_length": 62})  # the tiny models have 64 positions
         metrics = train(cfg, tmp_path / kind)
-        assert metrics["trainable_params"] == model.count_trainable(cfg)["total"], kind
+        assert metrics["trainable_params"] == count_trainable(cfg)["total"], kind
         runs[kind] = tmp_path / kind
     got = fresh_process_logits({k: d / "adapter" for k, d in runs.items()}, tmp_path)
     for kind, run in runs.items():

@@ -16,10 +16,14 @@ import pytest
 import torch
 from torch import nn
 
-from lora_agnews.core import config, model as model_mod
+from lora_agnews.core import config
+from lora_agnews.core.budget import count_trainable, parameter_breakdown
+from lora_agnews.core.quantize import (_linear8bit, _probe, base_bytes, check_layout, estimated_base_bytes, is_quantized,
+                                      is_repacked, quantize_model, require_quantization, weight_bytes)
 from lora_agnews.studies import quantize_study
 from lora_agnews.core.paths import read_json
-from lora_agnews.core.config import ConfigError, METHODS
+from lora_agnews.core.config import ConfigError
+from lora_agnews.core.methods import METHODS
 from conftest import fresh_process_logits
 
 bnb = pytest.importorskip("bitsandbytes")  # a pinned dependency: present wherever the project is installed
@@ -74,16 +78,16 @@ def test_missing_bitsandbytes_is_a_clear_error_before_anything_is_written(tmp_pa
 
     from lora_agnews.core.train import train
 
-    model_mod._probe.cache_clear()
+    _probe.cache_clear()
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import fails as where it is not installed
     try:
         with pytest.raises(ConfigError, match=r"pip install bitsandbytes==0\.50\.2"):
             train(smoke(quantize="nf4"), tmp_path / "run")
     finally:
-        model_mod._probe.cache_clear()
+        _probe.cache_clear()
     assert not (tmp_path / "run").exists()
     train_none = smoke()  # quantize none never needs it
-    model_mod.require_quantization(train_none)
+    require_quantization(train_none)
 
 
 def test_cli_refusal_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -98,10 +102,11 @@ def test_cli_refusal_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: P
 
 # --------------------------------------------------------------------------- what is quantized, and its bytes
 def _plain_base(cfg: config.Config):
-    from lora_agnews.core.model import _base_model, apply_head
+    from lora_agnews.core.encoders import load_base
+    from lora_agnews.core.heads import apply_head
 
     torch.manual_seed(0)
-    base = _base_model(cfg, 1000, 1)
+    base = load_base(cfg, 1000, 1)
     apply_head(base, cfg.head)
     for p in base.parameters():
         p.requires_grad_(False)
@@ -111,20 +116,20 @@ def _plain_base(cfg: config.Config):
 @pytest.mark.parametrize("scheme,double", [("nf4", False), ("nf4", True), ("fp4", False), ("int8", False)])
 def test_the_encoder_linear_layers_are_quantized_and_the_head_is_not(scheme: str, double: bool) -> None:
     cfg = smoke(quantize=scheme, quantize_double=double)
-    expected_bytes = model_mod.estimated_base_bytes(_plain_base(cfg), cfg)  # from shapes only
-    base = model_mod.quantize_model(_plain_base(cfg), cfg)
+    expected_bytes = estimated_base_bytes(_plain_base(cfg), cfg)  # from shapes only
+    base = quantize_model(_plain_base(cfg), cfg)
     kinds = {name: type(m).__name__ for name, m in base.named_modules()}
     encoder_linear = [n for n in kinds if n.startswith("roberta.encoder.") and n.endswith(("query", "dense"))]
     assert encoder_linear and all(kinds[n] in ("Linear4bit", "Linear8bitLt") for n in encoder_linear)
     assert type(base.classifier.dense) is nn.Linear and type(base.classifier.out_proj) is nn.Linear
     assert type(base.roberta.embeddings.word_embeddings) is nn.Embedding
     assert base.classifier.dense.weight.dtype == torch.float32
-    measured = model_mod.base_bytes(base)
+    measured = base_bytes(base)
     assert measured == expected_bytes  # the formula is bitsandbytes' storage, byte for byte
     base(input_ids=torch.randint(3, 900, (2, 8)))  # an 8-bit layer moves its scales into its state on first use
-    assert model_mod.base_bytes(base) == measured
+    assert base_bytes(base) == measured
     assert measured["base_bytes"] < measured["base_bytes_fp32"]
-    assert measured["base_bytes_fp32"] == model_mod.base_bytes(_plain_base(cfg))["base_bytes"]
+    assert measured["base_bytes_fp32"] == base_bytes(_plain_base(cfg))["base_bytes"]
 
 
 @pytest.fixture()
@@ -145,7 +150,7 @@ def test_evaluating_between_steps_leaves_the_4bit_base_as_quantized(double: bool
     """
     from peft.utils.integrations import dequantize_bnb_weight
 
-    base = model_mod.quantize_model(_plain_base(smoke(quantize="nf4", quantize_double=double)), smoke(quantize="nf4"))
+    base = quantize_model(_plain_base(smoke(quantize="nf4", quantize_double=double)), smoke(quantize="nf4"))
     layers = [m for m in base.modules() if type(m).__name__ == "Linear4bit"]
     weights = [dequantize_bnb_weight(m.weight).clone() for m in layers]
     layer = layers[0]
@@ -166,10 +171,10 @@ def test_evaluating_between_steps_leaves_the_4bit_base_as_quantized(double: bool
     base.state_dict()  # what a checkpoint save does between evaluation and the next step
     after = train_step()
     torch.testing.assert_close(after, before, rtol=0, atol=0)
-    assert not any(model_mod.is_repacked(m) for m in layers)
+    assert not any(is_repacked(m) for m in layers)
     for m, w in zip(layers, weights):
         torch.testing.assert_close(dequantize_bnb_weight(m.weight), w, rtol=0, atol=0)
-    model_mod.check_layout(base)
+    check_layout(base)
 
 
 @pytest.mark.parametrize("training", [False, True])
@@ -185,7 +190,7 @@ def test_an_int8_layer_keeps_its_bias_whatever_dtype_it_saw(training: bool) -> N
     with torch.no_grad():
         linear.bias.add_(1e-3 * torch.randn(16) + 0.3)  # values that bfloat16 cannot hold exactly
     assert not torch.equal(linear.bias.to(torch.bfloat16).float(), linear.bias)
-    fresh, seasoned = (model_mod._linear8bit(linear, __import__("bitsandbytes")) for _ in range(2))
+    fresh, seasoned = (_linear8bit(linear, __import__("bitsandbytes")) for _ in range(2))
     fresh.train(training), seasoned.train(training)
     x = torch.randn(3, 64)
     seasoned(x.to(torch.bfloat16))
@@ -195,21 +200,21 @@ def test_an_int8_layer_keeps_its_bias_whatever_dtype_it_saw(training: bool) -> N
 
 def test_a_repacked_base_is_refused() -> None:
     """A model whose 4-bit layers bitsandbytes repacked cannot be saved or scored as the run's model."""
-    base = model_mod.quantize_model(_plain_base(smoke(quantize="nf4")), smoke(quantize="nf4"))
+    base = quantize_model(_plain_base(smoke(quantize="nf4")), smoke(quantize="nf4"))
     from bitsandbytes.functional import _convert_weight_packed_for_cpu
 
     layer = next(m for m in base.modules() if type(m).__name__ == "Linear4bit")
     layer.weight.data, layer.weight.quant_state = _convert_weight_packed_for_cpu(layer.weight.data,
                                                                                  layer.weight.quant_state)
     with pytest.raises(RuntimeError, match="repacked"):
-        model_mod.check_layout(base)
+        check_layout(base)
 
 
 def test_weight_bytes_formula() -> None:
     # 768 x 768 in NF4: 294,912 packed bytes + 9,216 float32 scales + the 16-entry code
-    assert model_mod.weight_bytes(768, 768, "nf4") == 294_912 + 4 * 9_216 + 64
-    assert model_mod.weight_bytes(768, 768, "int8") == 589_824 + 4 * 768
-    assert model_mod.weight_bytes(768, 768, "nf4", double=True) < model_mod.weight_bytes(768, 768, "nf4")
+    assert weight_bytes(768, 768, "nf4") == 294_912 + 4 * 9_216 + 64
+    assert weight_bytes(768, 768, "int8") == 589_824 + 4 * 768
+    assert weight_bytes(768, 768, "nf4", double=True) < weight_bytes(768, 768, "nf4")
 
 
 @pytest.mark.parametrize("method,extra", [("lora", {}), ("lora", {"lora_variant": "dora"}),
@@ -217,16 +222,16 @@ def test_weight_bytes_formula() -> None:
                                           ("ia3", {"lora_targets": "key,value,ffn_out"}), ("bitfit", {}),
                                           ("layernorm", {}), ("prompt", {"prompt_tokens": 4})])
 def test_trainable_counts_do_not_change_with_quantisation(method: str, extra: dict) -> None:
-    from lora_agnews.core.model import build_model
+    from lora_agnews.core.build import build_model
 
     plain = smoke(method=method, **extra)
     quantized = plain.replace(quantize="nf4")
-    built = model_mod.parameter_breakdown(build_model(quantized, vocab_size=1000, pad_token_id=1))
-    reference = model_mod.parameter_breakdown(build_model(plain, vocab_size=1000, pad_token_id=1))
+    built = parameter_breakdown(build_model(quantized, vocab_size=1000, pad_token_id=1))
+    reference = parameter_breakdown(build_model(plain, vocab_size=1000, pad_token_id=1))
     for key in ("total", "adapter", "head", "frozen", "lora_by_target"):
         assert built[key] == reference[key], key
     assert built["base_bytes"] < reference["base_bytes"] == built["base_bytes_fp32"]
-    counted = model_mod.count_trainable(quantized, vocab_size=1000)  # on the meta device: from shapes
+    counted = count_trainable(quantized, vocab_size=1000)  # on the meta device: from shapes
     assert (counted["base_bytes"], counted["base_bytes_fp32"]) == (built["base_bytes"], built["base_bytes_fp32"])
 
 
@@ -234,13 +239,13 @@ def test_trainable_counts_do_not_change_with_quantisation(method: str, extra: di
 @pytest.mark.parametrize("setting,total", [({"lora_r": 7, "lora_alpha": 32, "head": "default"}, 980_740), ({}, 998_404)])
 def test_roberta_base_counts_are_unchanged_by_nf4(setting: dict, total: int) -> None:
     """The starting point's setting and the paper setting on roberta-base's shape, built for real and quantized."""
-    from lora_agnews.core.model import build_model
+    from lora_agnews.core.build import build_model
 
     cfg = config.load("paper", {"init": "random", "quantize": "nf4", **setting})
     model = build_model(cfg, vocab_size=50_265, pad_token_id=1)
-    assert model_mod.is_quantized(model)
-    built = model_mod.parameter_breakdown(model)
-    counted = model_mod.count_trainable(cfg)
+    assert is_quantized(model)
+    built = parameter_breakdown(model)
+    counted = count_trainable(cfg)
     assert built["total"] == counted["total"] == total
     assert built["base_bytes"] == counted["base_bytes"] < 0.45 * built["base_bytes_fp32"]
 
@@ -266,7 +271,7 @@ def test_quantized_training_learns(trained: dict[str, Path]) -> None:
         bd = metrics["parameter_breakdown"]
         assert bd["base_bytes"] < bd["base_bytes_fp32"]
         assert metrics["process_peak_rss_bytes"] > 0
-    none = model_mod.count_trainable(smoke())
+    none = count_trainable(smoke())
     assert none["base_bytes"] == none["base_bytes_fp32"]
     assert read_json(trained["nf4"] / "metrics.json")["trainable_params"] == none["total"]
 
@@ -296,13 +301,13 @@ def test_merging_dequantizes_and_agrees_within_tolerance(scheme: str, share: flo
     the full-precision merge differs by up to 5% of the logits' range."""
     from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts
     from lora_agnews.core.data import load_splits
-    from lora_agnews.core.model import merge
+    from lora_agnews.core.build import merge
 
     model, tokenizer, cfg = load_adapter(trained[scheme] / "adapter")
     texts = load_splits(cfg).test["text"].tolist()
     quantized = predict_logits_for_texts(model, tokenizer, cfg, texts)
     merged = merge(model, cfg.method)
-    assert not model_mod.is_quantized(merged)
+    assert not is_quantized(merged)
     assert not hasattr(merged, "peft_config")
     full = predict_logits_for_texts(merged, tokenizer, cfg, texts)
     assert np.abs(full - quantized).max() < share * np.abs(quantized).max()
@@ -317,7 +322,7 @@ def test_export_writes_a_float32_checkpoint_of_a_quantized_adapter(trained: dict
 
     result = export(trained["int8"] / "adapter", tmp_path / "plain")
     plain = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "plain"))
-    assert not model_mod.is_quantized(plain)
+    assert not is_quantized(plain)
     assert {p.dtype for p in plain.parameters()} == {torch.float32}
     assert result.max_abs_diff <= 1e-3
 

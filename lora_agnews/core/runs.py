@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import hardware, paths
+from .checkpoints import model_identity
 from .paths import _atomic_write_bytes, read_json, say, write_json
 from .config import Config
 
@@ -198,10 +199,9 @@ def run_key(cfg: Config) -> dict[str, Any]:
 
     An edited CSV trains a different model, so a run of the same parameters on other rows is
     never reused or resumed (:func:`lora_agnews.core.data.data_fingerprint`: cheap, cached per file). A local
-    copy of a known hub checkpoint is named by its hub id (:func:`lora_agnews.core.model.model_identity`).
+    copy of a known hub checkpoint is named by its hub id (:func:`lora_agnews.core.checkpoints.model_identity`).
     """
     from .data import data_fingerprint
-    from .model import model_identity
 
     return {**cfg.run_key(), "model_name": model_identity(cfg.model_name), DATA_KEY: data_fingerprint(cfg)}
 

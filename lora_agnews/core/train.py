@@ -28,8 +28,12 @@ from . import hardware, paths, runs
 from .config import Config, check_same_labels, load, model_labels, require_trackers
 from .data import PadCollator, Splits, TokenizedDataset, best_micro_f1, encode, load_splits, load_task, tokenize
 from .evaluate import evaluate_model, pad_multiple, predict_logits
-from .model import (MergeError, build_model, build_tokenizer, check_budget, check_layout, check_max_length, device_for,
-                    merge, model_config, parameter_breakdown, require_quantization, resolve_precision)
+from .budget import check_budget, parameter_breakdown
+from .build import MergeError, build_model, check_max_length, merge
+from .encoders import build_tokenizer, model_config
+from .methods import METHODS
+from .precision import device_for, resolve_precision
+from .quantize import check_layout, require_quantization
 from .paths import _atomic_write_bytes, interactive, quiet_libraries, read_json, say, write_json
 
 # --------------------------------------------------------------------------- knowledge distillation: the teacher's logits
@@ -849,29 +853,6 @@ def _trainer_class() -> type:
     return LoraTrainer
 
 
-def _adalora_callback() -> Any:
-    from transformers import TrainerCallback
-
-    class AdaLoraAllocation(TrainerCallback):
-        """AdaLoRA's rank allocation after every optimizer step (gradients still present, as PEFT asks).
-
-        The rank pattern PEFT records is cleared again: with it set, every save would slice the pruned
-        ranks out of the state dict and a reload would rescale by the smaller rank. Saved and reloaded
-        at the initial rank (pruned singular values are zeros), the adapter predicts exactly as trained.
-        """
-
-        def __init__(self, model: Any):
-            self.model = model
-
-        def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            tuner = self.model.base_model
-            tuner.update_and_allocate(state.global_step)
-            for peft_config in self.model.peft_config.values():
-                peft_config.rank_pattern = None
-
-    return AdaLoraAllocation
-
-
 def _accuracy(eval_pred: Any) -> dict[str, float]:
     logits, labels = eval_pred
     logits = logits[0] if isinstance(logits, tuple) else logits
@@ -970,8 +951,7 @@ def fit(prep: Prepared, out_dir: Path) -> Any:
     multi = prep.splits.task.multi_label
     args = training_arguments(cfg, out_dir, len(prep.train), device, precision, "micro_f1" if multi else "accuracy")
     callbacks = [EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping)] if cfg.early_stopping else []
-    if cfg.method == "adalora":
-        callbacks.append(_adalora_callback()(prep.model))
+    callbacks += METHODS[cfg.method].callbacks(prep.model)
     distill = (cfg.distill_alpha, cfg.distill_temperature) if cfg.distill_logits else None
     trainer = _trainer_class()(
         model=prep.model, args=args, train_dataset=prep.train, eval_dataset=prep.validation,
@@ -1184,7 +1164,7 @@ def rescore(run_dir: Path | str, device: str | torch.device = "cpu", rows: np.nd
     The one re-scoring path: the audit and the evaluation chapter both call it, so "the saved artifact
     reproduces the run" means the same thing wherever it is stated. ``rows``: positions of the test rows to score
     (all by default; the audit of a restore scores a sample). The precision is the run's, or the one a
-    :func:`~lora_agnews.core.model.scoring_in` block around the call chose.
+    :func:`~lora_agnews.core.precision.scoring_in` block around the call chose.
     """
     from .adapter import load_adapter
 

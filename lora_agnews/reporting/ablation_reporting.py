@@ -90,7 +90,7 @@ def _setting(row: Mapping[str, Any]) -> str:
 
 
 def _targets(row: Mapping[str, Any]) -> str:
-    from ..core.config import METHODS
+    from ..core.methods import METHODS
 
     return "–" if METHODS[row.get("method") or "lora"].whole_encoder else short_targets(row["lora_targets"])
 

@@ -219,7 +219,7 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
     trained["PEFT method"] = [method_label(r) for _, r in trained.iterrows()]  # "method" keeps the config's name
     several = trained["PEFT method"].nunique() > 1  # colour tells methods apart; marker shape placement and head
     if several:
-        from ..core.config import METHODS
+        from ..core.methods import METHODS
 
         trained["placement"] = [f"{'whole encoder' if METHODS[m].whole_encoder else t}, {h} head"
                                 for m, t, h in zip(trained["method"], trained["targets"], trained["head"])]

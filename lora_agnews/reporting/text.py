@@ -17,7 +17,8 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from ..core import paths
-from ..core.config import AGNEWS, CHOICES, Config, METHODS, TASKS, load
+from ..core.config import AGNEWS, CHOICES, Config, TASKS, load
+from ..core.methods import METHODS
 from ..core.paths import Column, Table, dec, interval, num, p_text, pct, points, two_decimals
 
 PAPER_PROFILE = "paper"
@@ -292,7 +293,7 @@ def breakdown_table(breakdown: Mapping[str, Any], budget: int) -> Table:
 
 def head_counts(cfg: Config, vocab_size: int | None = None) -> pd.DataFrame:
     """Exact trainable counts of ``cfg``'s LoRA setup with each head (meta device, no weights)."""
-    from ..core.model import count_trainable
+    from ..core.budget import count_trainable
 
     rows = []
     for head in CHOICES["head"]:

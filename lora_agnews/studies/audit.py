@@ -193,7 +193,7 @@ def audit_run(run_dir: Path, root: Path, device: str = "cpu", full: bool = True)
     import torch
 
     from ..core.config import from_dict
-    from ..core.model import faithful_precision, scoring_in
+    from ..core.precision import faithful_precision, scoring_in
     from ..core.train import rescore
 
     name = str(run_dir.relative_to(root))
@@ -234,7 +234,7 @@ def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> tupl
     import torch
 
     from ..core.config import from_dict
-    from ..core.model import faithful_precision, scoring_in
+    from ..core.precision import faithful_precision, scoring_in
     from .merging import make_combination, merge_method, score_merged
     from .merging_study import MERGED_LOGITS, MERGED_RECORD, STUDY_FILE as MERGING_FILE, merged_key
 
@@ -265,7 +265,7 @@ def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> tupl
         computed = computed_setting(merged, metrics.get("precision"), cfg)
         precision = faithful_precision(computed.precision, torch.device(device))
     else:
-        from ..core.model import resolve_precision
+        from ..core.precision import resolve_precision
 
         precision = resolve_precision(cfg, torch.device(device))
         computed = here_setting(precision, device)
@@ -320,7 +320,7 @@ def _need_tensors(name: str, run_dir: Path) -> None:
 def _study_settings(record: dict[str, Any], cfg: Any, device: str) -> tuple[Setting, Setting, str]:
     import torch
 
-    from ..core.model import faithful_precision
+    from ..core.precision import faithful_precision
 
     computed = computed_setting(record, None, cfg)
     precision = faithful_precision(computed.precision, torch.device(device))
@@ -332,7 +332,7 @@ def audit_head_only(run_dir: Path, name: str, device: str = "cpu", full: bool = 
     import torch
 
     from ..core.data import load_splits
-    from ..core.model import scoring_in
+    from ..core.precision import scoring_in
     from .merging import MergingError
     from .multitask import head_only_logits, load_head_only
 
@@ -361,7 +361,7 @@ def audit_multitask(run_dir: Path, device: str = "cpu", full: bool = True) -> li
     import torch
 
     from ..core.data import load_splits
-    from ..core.model import scoring_in
+    from ..core.precision import scoring_in
     from .merging import MULTITASK, MergingError
     from .multitask import load_multitask, multitask_logits
 

@@ -18,9 +18,11 @@ import pandas as pd
 
 from ..core import paths, runs
 from ..core.paths import read_json, say, write_json
-from ..core.model import check_method, count_trainable, largest_rank
+from ..core.budget import count_trainable, largest_rank
+from ..core.build import check_method
 from .comparison import PREDICTIONS_FILE, Arm, compare, pareto_front, run_arm
-from ..core.config import Config, ConfigError, METHODS, from_dict, NEW_KEY_DEFAULTS, candidate_rates, method_rates
+from ..core.config import Config, ConfigError, from_dict, NEW_KEY_DEFAULTS, candidate_rates, method_rates
+from ..core.methods import METHODS
 
 ABLATION_FILE = "ablation.json"
 RATES_FILE = "learning_rates.json"

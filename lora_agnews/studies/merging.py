@@ -51,7 +51,8 @@ import torch
 from torch import nn
 
 from ..core.paths import read_json, say, write_json
-from ..core.config import AGNEWS, Config, ConfigError, METHODS, TASKS, from_dict
+from ..core.config import AGNEWS, Config, ConfigError, TASKS, from_dict
+from ..core.methods import METHODS
 from ..core.data import TokenizedDataset, apply_thresholds, encode, load_splits, sigmoid
 
 # PEFT's combination types (peft/tuners/lora/model.py, LoraModel.add_weighted_adapter).
@@ -325,11 +326,12 @@ def _task_base(cfg: Config, labels: Sequence[str], tokenizer: Any, head: dict[st
                fingerprint: str | None, where: str, multi_label: bool = False) -> nn.Module:
     """The frozen encoder rebuilt for one task (its labels, its kind, its head type) with its trained head in place."""
     from ..core.adapter import AdapterError, base_fingerprint
-    from ..core.model import _base_model, _quiet, apply_head
+    from ..core.encoders import load_base, quiet
+    from ..core.heads import apply_head
 
     torch.manual_seed(cfg.seed)
-    with _quiet():
-        base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels, multi_label=multi_label)
+    with quiet():
+        base = load_base(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels, multi_label=multi_label)
     if fingerprint is not None and base_fingerprint(base, cfg.method) != fingerprint:
         raise AdapterError(f"the randomly initialised base rebuilt for {where} differs from the one it was trained on "
                            f"(another torch/transformers version?). Retrain it here.")
@@ -342,9 +344,9 @@ def _with_adapters(base: nn.Module, lora_dirs: Sequence[Path]) -> Any:
     """``base`` with every task's LoRA factors loaded as adapters task0, task1, ... (none active but task0)."""
     from peft import PeftModel
 
-    from ..core.model import _quiet
+    from ..core.encoders import quiet
 
-    with _quiet():
+    with quiet():
         model = PeftModel.from_pretrained(base, str(lora_dirs[0]), adapter_name=f"{TASK_PREFIX}0")
         for i, directory in enumerate(lora_dirs[1:], start=1):
             model.load_adapter(str(directory), adapter_name=f"{TASK_PREFIX}{i}")
@@ -378,13 +380,13 @@ def _count(tensors: dict[str, torch.Tensor]) -> int:
 
 
 def _precision(cfg: Config, device: torch.device) -> str:
-    from ..core.model import resolve_precision
+    from ..core.precision import resolve_precision
 
     return resolve_precision(cfg, device)
 
 
 def _device(cfg: Config, device: str | torch.device | None) -> torch.device:
-    from ..core.model import device_for
+    from ..core.precision import device_for
 
     return torch.device(device) if device is not None else device_for(cfg)
 
@@ -619,7 +621,7 @@ def load_merged(directory: Path, task: str, device: str | torch.device = "cpu") 
     from transformers import AutoTokenizer
 
     from ..core.adapter import trained_peft_config
-    from ..core.model import _quiet
+    from ..core.encoders import quiet
 
     directory = Path(directory)
     manifest = read_manifest(directory)
@@ -632,7 +634,7 @@ def load_merged(directory: Path, task: str, device: str | torch.device = "cpu") 
     head = load_file(str(directory / entry["head"]))
     base = _task_base(cfg, entry["labels"], tokenizer, head, entry.get("base_fingerprint"), str(directory),
                       multi_label=bool(entry.get("multi_label", False)))
-    with _quiet():
+    with quiet():
         model = PeftModel.from_pretrained(base, str(directory), config=trained_peft_config(directory, cfg))
     model.to(device).eval()
     return model, tokenizer, cfg

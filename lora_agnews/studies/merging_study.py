@@ -80,7 +80,7 @@ def task_configs(cfg: Config, tasks: Sequence[str]) -> list[Config]:
 def build_shared_tokenizer(cfgs: Sequence[Config]) -> Any:
     """One word-level tokenizer from the union of the tasks' whole training files (``tokenizer local``)."""
     from ..core.data import load_task
-    from ..core.model import build_local_tokenizer
+    from ..core.encoders import build_local_tokenizer
 
     texts = [text for c in cfgs for text in load_task(c)[0]["text"].tolist()]
     return build_local_tokenizer(texts)
@@ -113,7 +113,8 @@ def _refuse_label_sets(cfgs: Sequence[Config], names: Sequence[str]) -> None:
 
 
 def _budget_check(cfg: Config, tokenizer: Any) -> dict[str, Any]:
-    from ..core.model import build_model, check_budget, parameter_breakdown
+    from ..core.budget import check_budget, parameter_breakdown
+    from ..core.build import build_model
 
     breakdown = parameter_breakdown(build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                                 meta=True))
@@ -156,7 +157,7 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
     take) comes before anything is written.
     """
     from ..core.data import task_labels
-    from ..core.model import build_tokenizer
+    from ..core.encoders import build_tokenizer
     from ..core.train import train_owned
 
     quiet_libraries()

@@ -82,12 +82,13 @@ def record_config(record: dict[str, Any], key: Any) -> Config:
 def head_only_model(cfg: Config, tokenizer: Any, labels: Sequence[str], meta: bool = False) -> nn.Module:
     """The frozen encoder with the configuration's head, the head the only trainable part (a plain
     transformers model: the floor of what an adapter adds)."""
-    from ..core.model import _base_model, _quiet, apply_head
+    from ..core.encoders import load_base, quiet
+    from ..core.heads import apply_head
 
     torch.manual_seed(cfg.seed)
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
-    with ctx, _quiet():
-        base = _base_model(cfg if not meta else cfg.replace(init="random"), len(tokenizer), tokenizer.pad_token_id,
+    with ctx, quiet():
+        base = load_base(cfg if not meta else cfg.replace(init="random"), len(tokenizer), tokenizer.pad_token_id,
                            labels=labels)
         plan = apply_head(base, cfg.head)
     trained = _head_names(base, plan.modules_to_save)
@@ -127,7 +128,7 @@ def json_roundtrip(value: Any) -> Any:
 def _train_prepared(cfg: Config, splits: Any, tokenizer: Any, model: nn.Module, train_ds: TokenizedDataset,
                     val_ds: TokenizedDataset, run_dir: Path) -> Any:
     """The project's Trainer path (:func:`lora_agnews.core.train.fit`) for a model train.prepare does not build."""
-    from ..core.model import parameter_breakdown
+    from ..core.budget import parameter_breakdown
     from ..core.train import Prepared, by_length, fit
 
     prep = Prepared(cfg, splits, tokenizer, train_ds, by_length(val_ds), val_ds, model, parameter_breakdown(model))
@@ -171,7 +172,8 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
 
     from transformers import set_seed
 
-    from ..core.model import BudgetError, build_tokenizer
+    from ..core.budget import BudgetError
+    from ..core.encoders import build_tokenizer
     from ..core.runs import save_arrays
 
     run_dir = Path(run_dir)
@@ -219,7 +221,7 @@ def head_only_logits(model: nn.Module, cfg: Config, tokenizer: Any, test: Any, d
 
 def load_head_only(run_dir: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Any, Config]:
     """The head-only floor of ``run_dir`` rebuilt from its record and saved head alone: ``(model, tokenizer, cfg)``."""
-    from ..core.model import build_tokenizer
+    from ..core.encoders import build_tokenizer
 
     run_dir = Path(run_dir)
     record = read_json(run_dir / "head_only.json")
@@ -285,12 +287,14 @@ def build_multitask(cfg: Config, labels: Sequence[Sequence[str]], names: Sequenc
     """The shared encoder (``cfg``'s LoRA, no head of its own) and one linear head per task."""
     from peft import get_peft_model
 
-    from ..core.model import FirstTokenLinearHead, HeadPlan, _base_model, _quiet, check_targets, family, peft_config
+    from ..core.build import check_targets, peft_config
+    from ..core.encoders import family, load_base, quiet
+    from ..core.heads import FirstTokenLinearHead, HeadPlan
 
     torch.manual_seed(cfg.seed)
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
-    with ctx, _quiet():
-        base = _base_model(cfg if not meta else cfg.replace(init="random"), len(tokenizer), tokenizer.pad_token_id,
+    with ctx, quiet():
+        base = load_base(cfg if not meta else cfg.replace(init="random"), len(tokenizer), tokenizer.pad_token_id,
                            labels=labels[0])
         fam = family(base)
         check_targets(base, cfg, fam)
@@ -309,7 +313,7 @@ def trainable_count(model: nn.Module) -> int:
 
 def check_multitask_budget(cfg: Config, labels: Sequence[Sequence[str]], names: Sequence[str], tokenizer: Any) -> int:
     """The exact trainable count of the multi-task model (shared LoRA + every head), refused over budget."""
-    from ..core.model import BudgetError
+    from ..core.budget import BudgetError
 
     n = trainable_count(build_multitask(cfg, labels, names, tokenizer, meta=True))
     if n > cfg.budget:
@@ -338,7 +342,7 @@ def train_multitask(cfgs: Sequence[Config], run_dir: Path) -> tuple[list[np.ndar
 
     from transformers import set_seed
 
-    from ..core.model import build_tokenizer
+    from ..core.encoders import build_tokenizer
     from ..core.runs import save_arrays
 
     cfg = cfgs[0]
@@ -392,7 +396,7 @@ def multitask_logits(model: MultiTaskModel, cfgs: Sequence[Config], tests: Seque
 def load_multitask(run_dir: Path, device: str | torch.device = "cpu") -> tuple[MultiTaskModel, Any, list[Config]]:
     """The multi-task model of ``run_dir`` rebuilt from its record and saved LoRA factors and heads:
     ``(model, tokenizer, one configuration per task)``."""
-    from ..core.model import build_tokenizer
+    from ..core.encoders import build_tokenizer
 
     run_dir = Path(run_dir)
     record = read_json(run_dir / "multitask.json")
