@@ -49,9 +49,10 @@ REFERENCE_FILE = "reference.json"  # the TF-IDF baseline's record (notebook 03)
 SAMPLE_ROWS = 100
 IN_FULL = ("runs/main", "runs/merging/tasks/*")
 # Re-merging is the dearest check (every merge re-reads and combines all task adapters; on a roberta-base-shaped
-# encoder in fp32 on 2 AVX2 cores the seven merges took most of a 14-minute audit), so a restore re-merges this many of
-# the study's merge methods, drawn at random (seeded by the study's methods); the others keep the archived scores,
-# which the computing sitting's full audit re-merged. ``audit --full``: every merge.
+# encoder in fp32 on 2 AVX2 cores the seven merges took most of a 14-minute audit), so a restore on another machine
+# kind or precision than the merges' re-merges this many of the study's merge methods, drawn at random (seeded by the
+# study's methods); the others keep the archived scores, which the computing sitting's full audit re-merged. On the
+# merges' own machine kind every merge is re-merged (see audit_merging). ``audit --full``: every merge.
 SAMPLE_MERGES = 2
 
 
@@ -254,9 +255,6 @@ def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> tupl
     with np.load(results / MERGED_LOGITS) as saved:
         recorded = {k: saved[k] for k in saved.files}
     first = merge_method(combos[0])
-    skipped = []
-    if not full and restored(merged):
-        combos, skipped = sample_merges(combos)
     rows = [sample(f"merging: {t['name']}", len(recorded[merged_key(t["name"], first)]), full or not restored(merged))
             for t in study["tasks"]]
     cfg = from_dict(read_json(dirs[0] / "lora_agnews_config.json")["config"])
@@ -270,6 +268,12 @@ def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> tupl
         precision = resolve_precision(cfg, torch.device(device))
         computed = here_setting(precision, device)
     here = here_setting(precision, device)
+    skipped = []
+    if not full and restored(merged) and computed != here:
+        # Only across machines. Where they were merged the exact rule holds, and a subset of the merges does not
+        # repeat the study's sequence bit for bit: on the demo's AMX, two of its seven merges re-merged alone flipped
+        # a bf16 near-tie (recorded margin 0.0005). Why the sequence matters is not yet known.
+        combos, skipped = sample_merges(combos)
     with scoring_in(precision):
         all_scores = score_merged(dirs, combos, device, rows=rows)
     checks = []
