@@ -25,7 +25,7 @@ LAYERS = ("core", "studies", "reporting", "")  # "" is the top level: lora_agnew
 # paths -> config -> data -> model -> evaluate -> runs -> adapter -> train (export sits beside train, off that path).
 ORDER = {
     "core": ["__init__", "hardware", "paths", "config", "data", "model", "evaluate", "runs", "adapter", "export", "train"],
-    "studies": ["__init__", "agreement", "comparison", "coverage", "experiments", "merging", "multitask", "merging_study", "quantize_study",
+    "studies": ["__init__", "agreement", "comparison", "coverage", "yardsticks", "experiments", "merging", "multitask", "merging_study", "quantize_study",
                 "multilabel_study", "baselines", "audit", "verify", "reproduction", "explore"],
     "reporting": ["__init__", "audit_text", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",
                   "reproduction_reporting", "book_pages", "site", "findings"],

@@ -96,11 +96,26 @@ def ablation_frame(profile: str) -> Any:
     return pd.DataFrame(rows) if rows else None
 
 
-def merging_frame(profile: str) -> Any:
+def merging_result(profile: str) -> dict[str, Any] | None:
+    """The kept merging study's rows with their chance checks, and the training steps of its models. A study kept
+    before it recorded them gets both from the archived runs: each task's test rows (its chance rate) and the
+    records of the task adapters and the multi-task model."""
     import pandas as pd
 
+    from ..core.train import archived_runs
+
     saved = kept_study(merging_study.STUDY_FILE)(profile)
-    return pd.DataFrame(saved["rows"]) if saved else None
+    if not saved:
+        return None
+    frame, archived = pd.DataFrame(saved["rows"]), archived_runs(profile)
+    task_dirs = {t["name"]: archived.get(f"runs/merging/tasks/{t['name']}") for t in saved["tasks"]}
+    found = {name: d for name, d in task_dirs.items() if d is not None}
+    if "chance" not in frame:
+        frame = merging_study.with_checks(frame, merging_study.task_chance(found))
+    steps = saved["settings"].get("steps")
+    if steps is None and len(found) == len(task_dirs):
+        steps = merging_study.training_steps(found, archived.get("runs/merging/multitask"))
+    return {"frame": frame, "steps": steps}
 
 
 def main_run(profile: str) -> dict[str, Any] | None:
@@ -188,8 +203,9 @@ FINDINGS: dict[str, Finding] = {
                                 lambda r: ablation_reporting.statistics_table(r, timing=False).markdown(),
                                 "the seed study", kept=True),
     "grid": Finding(ablation_frame, ablation_reporting.ablation_sentence, "the ablation grid", kept=True),
-    "merging": Finding(merging_frame, merge_reporting.sentence, "the merging study", kept=True),
-    "merging-table": Finding(merging_frame, lambda f: merge_reporting.report_table(f).markdown(),
+    "merging": Finding(merging_result, lambda r: merge_reporting.sentence(r["frame"], r["steps"]), "the merging study",
+                       kept=True),
+    "merging-table": Finding(merging_result, lambda r: merge_reporting.report_table(r["frame"]).markdown(),
                              "the merging study", kept=True),
     "multilabel": Finding(kept_study(multilabel_study.STUDY_FILE), multilabel_study.sentence,
                           "the multi-label run", kept=True),

@@ -401,6 +401,14 @@ def seed_settings(cfg: Config, ablation: pd.DataFrame | None) -> list[tuple[str,
     return named
 
 
+SETTING_PREFIXES = ("chosen-", "baseline-", "grid-")  # what seed_settings puts before a setting's run name
+
+
+def setting_run_name(study_name: str) -> str:
+    """The run name (the grid's ``name``) of a seed-study setting named by :func:`seed_settings`."""
+    return next((study_name[len(p):] for p in SETTING_PREFIXES if study_name.startswith(p)), study_name)
+
+
 def run_seeds(cfg: Config, ablation: pd.DataFrame | None = None) -> dict[str, Any]:
     """The chosen configuration, the baseline and ``study_top`` grid variants over ``n_seeds`` seeds.
 
