@@ -165,12 +165,13 @@ def rate_sentence(choices: Sequence[Mapping[str, Any]]) -> str:
                     if c["picked"] == max(r["rate"] for r in c["rates"]) else "")
             parts.append(f"{label} trains at {c['used']:g}, the best validation accuracy of {tried}{edge}.")
         else:
-            parts.append(f"{label} trains at {c['used']:g}, but the best validation accuracy of {tried} is at "
-                         f"{c['picked']:g}: set -p method_learning_rates {c['method']}={c['picked']:g} (the profile "
-                         f"records the rate) or rerun the search.")
+            parts.append(f"{label} ran at {c['used']:g}, not at {c['picked']:g}, the best validation accuracy of "
+                         f"{tried}: the profile's method_learning_rates sets {c['used']:g}, so every {label} run here "
+                         f"trained at {c['used']:g} (-p method_learning_rates {c['method']}={c['picked']:g} trains at "
+                         f"the pick).")
     if not parts:
         return ""
-    return ("Learning rates picked on validation accuracy, one seed each at the method's smallest grid size: "
+    return ("Learning rates searched on validation accuracy, one seed each at the method's smallest grid size: "
             + " ".join(parts))
 
 
