@@ -126,9 +126,9 @@ def ablation_sentence(table: pd.DataFrame) -> str:
            f"{pct(r['best_validation_accuracy'])}%, test {pct(r['accuracy'])}% (one seed)"
            for i, (_, r) in enumerate(frame.head(SCREEN_SHOWN).iterrows(), 1)]
     return (f"A screen: each of the {len(frame)} settings ran once (one seed), ranked by validation accuracy; its test "
-            f"accuracy is one seed's and is shown, not compared, since seed-to-seed spread is of the size of the gaps "
-            f"between settings. By validation: " + "; ".join(top) + ". Which setting is ahead is said only where "
-            f"settings ran at least {MIN_SEEDS} seeds on the same rows (the seed study).")
+            f"accuracy is one seed's and is shown, not compared, since one seed cannot tell a difference between "
+            f"settings from a setting's own spread over seeds. By validation: " + "; ".join(top) + ". Which setting "
+            f"is ahead is said only where settings ran at least {MIN_SEEDS} seeds on the same rows (the seed study).")
 
 
 def rates_table(choices: Sequence[Mapping[str, Any]]) -> Table:
@@ -260,8 +260,9 @@ def study_sentence(stats: Mapping[str, Any], name_settings: bool = False) -> str
                      f"{interval(lo, hi, signed=True)}, {verdict} the baseline")
     return (f"Over {len(baseline['seeds'])} seeds on the same {num(stats['n_eval'])} test rows, against the baseline "
             f"({describe_config(baseline)}, {num(baseline['trainable_params'])} parameters, {pct(baseline['mean'])} ± "
-            f"{pct(baseline['std'])}%): " + "; ".join(parts) + f". Ahead or behind: the paired "
-            f"{int(100 * stats.get('confidence', CONFIDENCE))}% interval over seeds and test rows excludes zero.")
+            f"{pct(baseline['std'])}%): " + "; ".join(parts) + f". Ahead or behind, only with at least {MIN_SEEDS} "
+            f"seeds: the paired {int(100 * stats.get('confidence', CONFIDENCE))}% interval over seeds and test rows "
+            f"excludes zero.")
 
 
 def comparison_sentence(stats: Mapping[str, Any]) -> str:
