@@ -83,7 +83,7 @@ def test_the_pick_is_the_best_validation_accuracy_and_a_disagreeing_profile_is_n
     (choice,) = experiments.rate_choices(cfg)
     assert choice["picked"] == 0.01 and choice["used"] == 0.002 and choice["complete"] and not choice["agrees"]
     sentence = ablation_reporting.rate_sentence([choice])
-    assert "set -p method_learning_rates vera=0.01" in sentence and "0.002 (70.00%)" in sentence
+    assert "ran at 0.002, not at 0.01" in sentence and "0.002 (70.00%)" in sentence
     recorded = roberta(ablation_methods="vera", ablation_ranks="2", lr_candidates="vera=0.002,0.01,0.05",
                        method_learning_rates="vera=0.01")
     (choice,) = experiments.rate_choices(recorded)

@@ -105,10 +105,10 @@ def test_accuracy_vs_params_marks_budget_pareto_and_refused(ablation: pd.DataFra
     fig = plots.accuracy_vs_params(ablation, budget=1_000_000, pareto=experiments.grid_front(ablation))
     ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
-    assert "budget 1,000,000" in labels and "Pareto front" in labels
+    assert "budget 1,000,000" in labels and "Pareto front (one seed each)" in labels
     assert any(label.startswith("over budget, not trained (1)") for label in labels)
     assert ax.get_xlim()[1] > 2_000_000 and "trainable parameters" in ax.get_xlabel().lower()
-    front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front")
+    front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front (one seed each)")
     assert front.get_drawstyle() == "steps-post", "the front is a staircase, not a line between points"
     ys = list(front.get_ydata())
     assert ys == sorted(ys) and front.get_xdata()[-1] >= 1_000_000  # held up to the budget

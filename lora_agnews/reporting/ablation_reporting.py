@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..studies.comparison import (CONFIDENCE, HIGHER, LOWER, direction as resolve, mcnemar_header, pvalues_by_seed,
                                   pvalues_sentence)
-from ..studies.experiments import by_validation, grid_front, grid_settings, setting_run_name
+from ..studies.experiments import by_validation, grid_settings, setting_run_name
 from ..studies.yardsticks import MIN_SEEDS, can_conclude
 from .text import describe_setting, method_label, several_methods, short_targets
 from ..core.paths import Column, Table, dec, interval, missing, num, or_dash, p_text, pct, points, pvalue, two_decimals
@@ -38,13 +38,11 @@ def ablation_table(table: pd.DataFrame, seeded: Mapping[str, int] | None = None)
     report's page with the whole method family: a grid of several methods names each setting in one cell (``PiSSA
     r=18``, ``prompt tuning 2 tok``, ``BitFit``), a LoRA-only grid keeps its plain ``r``; the targets, head and rate
     columns appear only where the settings differ in them; a variant over the budget says so in its accuracy cell.
-    Beside them: the training seconds per run (the cost beside the parameters) and the Pareto front. Macro F1 stays in
-    ``ablation.json``; the rate search has its own table (:func:`rates_table`).
+    Beside them: the training seconds per run (the cost beside the parameters); the Pareto front, a comparison of
+    single-seed accuracies, is left to the figure. Macro F1 stays in ``ablation.json``; the rate search has its own
+    table (:func:`rates_table`).
     """
-    frame = grid_settings(table).copy()
-    if "pareto" not in frame:
-        frame["pareto"] = grid_front(frame)
-    frame = by_validation(frame)
+    frame = by_validation(grid_settings(table))
     col = lambda name: frame[name] if name in frame else pd.Series([math.nan] * len(frame), index=frame.index)  # noqa: E731
     rows = [r for _, r in frame.iterrows()]
     several = several_methods(frame)
@@ -70,11 +68,10 @@ def ablation_table(table: pd.DataFrame, seeded: Mapping[str, int] | None = None)
                    zip(col("accuracy"), col("ci_low"), col("ci_high"), frame["within_budget"].astype(bool))],
         SEEDED: [f"{seeded[n]} seeds" if n in seeded else "" for n in frame["name"]],
         "train s": list(map(or_dash(lambda x: num(round(float(x)))), col("train_seconds"))),
-        "Pareto": ["yes" if p else "" for p in frame["pareto"].astype(bool)],
     })
     columns += [Column("trainable", tex="Trainable", fmt=num), Column("val. %", tex="Val. (%)", fmt=or_dash(two_decimals)),
                 Column(ACCURACY, tex="Test (%), one seed [95% CI]"), Column(SEEDED, tex="Seed study"),
-                Column("train s", tex="Train s"), Column("Pareto", align="c")]
+                Column("train s", tex="Train s")]
     return Table.of(columns, shown.to_dict(orient="records"))
 
 
