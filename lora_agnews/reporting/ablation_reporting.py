@@ -325,8 +325,11 @@ def seeded_settings(stats: Mapping[str, Any], quantization: Mapping[str, Any] | 
             "rows": stats["n_eval"]} for s in stats["settings"] if can_conclude(len(s["seeds"]))]
     seeds = int((quantization or {}).get("settings", {}).get("seeds") or 0)
     if quantization and can_conclude(seeds):
-        out += [{"study": "quantization", "setting": str(name), "seeds": seeds, "rows": quantization["n_eval"]}
-                for name in quantization["settings"].get("schemes", [])]
+        from ..studies.quantize_study import scheme_label
+
+        double = bool(quantization["settings"].get("double"))
+        out += [{"study": "quantization study", "setting": scheme_label(name, double), "seeds": seeds,
+                 "rows": quantization["n_eval"]} for name in quantization["settings"].get("schemes", [])]
     return out
 
 
@@ -342,4 +345,4 @@ def seeded_sentence(stats: Mapping[str, Any], quantization: Mapping[str, Any] | 
     parts = [f"the {study} ({'; '.join(f['setting'] for f in fs)}; {fs[0]['seeds']} seeds each on the same "
              f"{num(fs[0]['rows'])} test rows)" for study, fs in by_study.items()]
     return (f"Settings run with at least {MIN_SEEDS} seeds on the same rows, the only ones a verdict is drawn for: "
-            + " and ".join(parts) + ". Every other comparison (the grid) is a screen.")
+            + " and ".join(parts) + ". Every other comparison rests on fewer seeds and is a screen.")

@@ -89,7 +89,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per method (every merge, multi-task, head only): mean and worst chance-corrected retention over the tasks that
-    carry one (their own adapter above chance), the worst task, on how many tasks it is significantly below the own
+    carry one (their own adapter above chance), the worst task, on how many tasks it lies below the own
     adapter (paired interval entirely below zero) and the tasks where its own interval reaches chance. Sorted best
     first."""
     rows = []
@@ -168,8 +168,8 @@ def sentence(frame: pd.DataFrame, steps: Mapping[str, Any] | None = None) -> str
         parts = [f"Across the {len(tasks)} tasks ({', '.join(tasks)}), the best merge is {label(best['method'])}: it "
                  f"keeps {pct(best['mean_retention'], 1)}% of the own adapters' gain over chance on average "
                  f"({best['n_tasks']} task(s)) and {pct(best['worst_retention'], 1)}% on its worst task "
-                 f"({best['worst_task']}), significantly below the own adapter on {best['tasks_below_own']} of "
-                 f"{len(tasks)} tasks."]
+                 f"({best['worst_task']}); its paired interval lies below the own adapter's on "
+                 f"{best['tasks_below_own']} of {len(tasks)} tasks (one seed each: a screen, not a verdict)."]
         if len(merges) > 1 and not missing(worst["mean_retention"]):
             parts.append(f"The weakest merge is {label(worst['method'])} ({pct(worst['mean_retention'], 1)}% on "
                          f"average, {pct(worst['worst_retention'], 1)}% on {worst['worst_task']}).")
