@@ -96,13 +96,16 @@ def test_the_main_run_is_stated_from_its_archived_record_and_logits(isolated_out
     assert "1,234 trainable parameters" in text and "on 40 test rows" in text
 
 
+SEEDS = (42, 43, 44)
+
+
 def seed_runs(role: str, cfg: config.Config, wrong: int) -> list[Path]:
-    """Complete runs of one seed-study setting at seeds 42 and 43 as training leaves them (no model is trained):
-    ``wrong`` of the 40 test rows wrong at seed 42, one more at seed 43."""
+    """Complete runs of one seed-study setting at seeds 42, 43 and 44 as training leaves them (no model is trained):
+    ``wrong`` of the 40 test rows wrong at seed 42, one more at each later seed."""
     from lora_agnews.studies import experiments
 
     out = []
-    for seed in (42, 43):
+    for seed in SEEDS:
         run_dir = paths.runs_dir("smoke") / "seeds" / role / f"seed{seed}"
         run_dir.mkdir(parents=True)
         labels = np.arange(40) % 4
@@ -118,14 +121,15 @@ def seed_runs(role: str, cfg: config.Config, wrong: int) -> list[Path]:
 
 
 def seed_study_result(chosen_wrong: int, baseline_wrong: int) -> dict:
-    """The seed study's statistics.json as the pipeline writes it from its runs (two settings, two seeds)."""
+    """The seed study's statistics.json as the pipeline writes it from its runs (two settings, three seeds: the fewest
+    a verdict needs)."""
     from lora_agnews.studies import experiments
     from lora_agnews.studies.comparison import run_arm
 
     cfg = config.load("smoke")
     settings = (("chosen", cfg, chosen_wrong), ("baseline", experiments.baseline_config(cfg), baseline_wrong))
-    arms = [run_arm(role, seed_runs(role, c, wrong), [42, 43]) for role, c, wrong in settings]
-    facts = [{"config": c.to_dict(), "trainable_params": 1234, "train_seconds": [9.0, 9.0]} for _, c, _ in settings]
+    arms = [run_arm(role, seed_runs(role, c, wrong), list(SEEDS)) for role, c, wrong in settings]
+    facts = [{"config": c.to_dict(), "trainable_params": 1234, "train_seconds": [9.0] * len(SEEDS)} for _, c, _ in settings]
     return experiments.seed_statistics(["chosen", "baseline"], arms, facts, 42, "smoke")
 
 

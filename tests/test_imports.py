@@ -27,7 +27,7 @@ LAYERS = ("core", "studies", "reporting", "")  # "" is the top level: lora_agnew
 ORDER = {
     "core": ["__init__", "hardware", "paths", "families", "methods", "config", "checkpoints", "data", "encoders",
              "precision", "heads", "quantize", "build", "budget", "evaluate", "runs", "adapter", "export", "train"],
-    "studies": ["__init__", "agreement", "comparison", "coverage", "experiments", "merging", "multitask", "merging_study", "quantize_study",
+    "studies": ["__init__", "agreement", "comparison", "coverage", "yardsticks", "experiments", "merging", "multitask", "merging_study", "quantize_study",
                 "multilabel_study", "baselines", "audit", "verify", "reproduction", "explore"],
     "reporting": ["__init__", "audit_text", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",
                   "reproduction_reporting", "book_pages", "site", "findings"],

@@ -47,30 +47,53 @@ def frame() -> pd.DataFrame:
     return study_mod.results_frame(tasks)
 
 
-def test_summary_ranks_merges_by_mean_normalised_accuracy_and_names_the_worst_task(frame: pd.DataFrame) -> None:
+def test_summary_ranks_merges_by_mean_chance_corrected_retention_and_names_the_worst_task(frame: pd.DataFrame) -> None:
     s = merge_reporting.summary(frame).set_index("method")
-    assert s.loc["merge ties", "mean_normalised"] == pytest.approx((88 / 90 + 78 / 80) / 2)
+    # chance: news 4 balanced classes 25%, reviews 2 classes 50%; retention = (merged - chance) / (own - chance)
+    assert s.loc["merge ties", "mean_retention"] == pytest.approx(((88 - 25) / (90 - 25) + (78 - 50) / (80 - 50)) / 2)
     assert s.loc["merge linear", "worst_task"] == "reviews"
-    assert s.loc["merge linear", "worst_normalised"] == pytest.approx(40 / 80)
+    assert s.loc["merge linear", "worst_retention"] == pytest.approx((40 - 50) / (80 - 50))  # below chance: negative
     assert s.loc["merge linear", "tasks_below_own"] == 2  # 10 and 40 rows lost, every one a paired loss
+    assert s.loc[merging.HEAD_ONLY, "at_chance"] == ["reviews"]  # 55 of 100 on two classes: its interval reaches 50%
     assert merge_reporting.summary(frame)["method"].iloc[0] == merging.MULTITASK
+
+
+def test_a_task_whose_own_adapter_reaches_chance_leaves_every_retention_figure() -> None:
+    tasks = [_scores("news", 4, {merging.OWN: 90, "merge ties": 88, merging.HEAD_ONLY: 60}),
+             _scores("reviews", 2, {merging.OWN: 55, "merge ties": 54, merging.HEAD_ONLY: 52})]
+    frame = study_mod.results_frame(tasks)
+    reviews = frame[frame["task"] == "reviews"]
+    assert reviews["near_chance"].all() and reviews["retention"].isna().all()
+    s = merge_reporting.summary(frame).set_index("method")
+    assert s.loc["merge ties", "mean_retention"] == pytest.approx((88 - 25) / (90 - 25))  # news alone
+    assert s.loc["merge ties", "n_tasks"] == 1
+    assert "reviews" in merge_reporting.chance_sentence(frame).split("Left out")[1]
+    assert "†" in merge_reporting.report_table(frame).markdown()
+
+
+def test_multitask_steps_are_stated_from_the_records() -> None:
+    text = merge_reporting.steps_sentence({"tasks": {"a": 50, "b": 50}, "rows": {"a": 800, "b": 800}, "multitask": 100,
+                                           "computed": True})
+    assert "100" in text and "1,600" in text and "2.0" in text
+    assert merge_reporting.steps_sentence(None) == ""
 
 
 def test_sentence_macros_and_table_carry_the_numbers(frame: pd.DataFrame) -> None:
     text = merge_reporting.sentence(frame)
-    assert "the best merge is ties" in text and "97.6%" in text  # (97.78 + 97.5) / 2
+    ties = ((88 - 25) / (90 - 25) + (78 - 50) / (80 - 50)) / 2
+    assert "the best merge is ties" in text and f"{100 * ties:.1f}%" in text
     assert "weakest merge is linear" in text and "no merge" not in text
     result = {"tasks": [{"name": "news", "labels": ["a"] * 4, "n_test": 100},
                         {"name": "reviews", "labels": ["a", "b"], "n_test": 100}],
               "combinations": [merging.make_combination("ties", density=0.5).to_dict(),
                                merging.make_combination("linear").to_dict()], "settings": {}}
     values = merge_reporting.macros(frame, result)
-    assert values["merge_best"] == "ties" and values["merge_best_normalised"] == "97.6"
+    assert values["merge_best"] == "ties" and values["merge_best_retention"] == f"{100 * ties:.1f}"
     assert values["merge_density"] == "0.5" and values["merge_task_names"] == "news, reviews"
     assert values["merge_multitask_params"] == "1,089"  # the larger of the two tasks' counts
     tab = merge_reporting.report_table(frame).latex()
     assert tab.index("own adapter") < tab.index("ties") < tab.index("head only")
-    assert "88.00 (97.8)" in tab and "40.00 (50.0)" in tab
+    assert f"88.00 ({100 * 63 / 65:.1f})" in tab and "40.00 (-33.3)" in tab
     table = merge_reporting.results_table(frame)
     assert table.loc[("reviews", "linear"), "vs own (points)"].startswith("-40.0 [")
     assert table.loc[("news", "own adapter"), "vs own (points)"] == "–"

@@ -87,11 +87,11 @@ def test_study_scores_every_task_every_way(env, study) -> None:
         assert ((rows.ci_low <= rows.accuracy) & (rows.accuracy <= rows.ci_high)).all()
         assert ((rows.diff_ci_low <= rows.diff_to_own + 1e-6) & (rows.diff_to_own - 1e-6 <= rows.diff_ci_high)).all()
         own = rows.loc[merging.OWN]
-        assert own.normalised_accuracy == 1.0 and own.diff_to_own == 0.0 and own.mcnemar_p == 1.0
+        assert own.retention == 1.0 and own.diff_to_own == 0.0 and own.mcnemar_p == 1.0
         # the words name the label: the task's own adapter and the joint model learn it
         assert own.accuracy > 1.0 / len(labels) + 0.2, (name, own.accuracy)
         assert rows.loc[merging.MULTITASK].accuracy > 1.0 / len(labels), name
-        np.testing.assert_allclose(rows.normalised_accuracy, rows.accuracy / own.accuracy)
+        np.testing.assert_allclose(rows.retention, (rows.accuracy - rows.chance) / (own.accuracy - rows.chance))
         # McNemar counts the discordant pairs the accuracies imply
         assert ((rows.mcnemar_c - rows.mcnemar_b) == np.round((rows.accuracy - own.accuracy) * N_TEST)).all()
     # stored results are the frame, as plain JSON

@@ -105,10 +105,10 @@ def test_accuracy_vs_params_marks_budget_pareto_and_refused(ablation: pd.DataFra
     fig = plots.accuracy_vs_params(ablation, budget=1_000_000, pareto=experiments.grid_front(ablation))
     ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
-    assert "budget 1,000,000" in labels and "Pareto front" in labels
+    assert "budget 1,000,000" in labels and "Pareto front (one seed each)" in labels
     assert any(label.startswith("over budget, not trained (1)") for label in labels)
     assert ax.get_xlim()[1] > 2_000_000 and "trainable parameters" in ax.get_xlabel().lower()
-    front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front")
+    front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front (one seed each)")
     assert front.get_drawstyle() == "steps-post", "the front is a staircase, not a line between points"
     ys = list(front.get_ydata())
     assert ys == sorted(ys) and front.get_xdata()[-1] >= 1_000_000  # held up to the budget
@@ -170,12 +170,16 @@ def test_pareto_ablation_and_statistics_tables(ablation: pd.DataFrame, stats: di
     tabular = ablation_reporting.ablation_table(ablation).latex()
     assert "Q,K,V,dense" in tabular and "2,000,000" in tabular and "86.00" in tabular and "--" in tabular
     assert tabular.count(r"\\") == 1 + len(ablation)
-    shown = ablation_reporting.ablation_table(ablation).frame
-    assert list(shown["trainable"]) == sorted(ablation["trainable_params"])
+    shown = ablation_reporting.ablation_table(ablation, {"r2-b-linear": 3}).frame
+    # a screen: ranked by validation (a variant without one, over the budget, last), one seed's test accuracy
+    assert list(shown["trainable"]) == [40_000, 15_000, 20_000, 2_000_000]
+    assert list(shown["rank"]) == ["1", "2", "3", "–"]
+    assert list(shown[ablation_reporting.SEEDED]) == ["", "3 seeds", "", ""]
+    assert not any("pick" in str(c) or "vs" in str(c) for c in shown.columns)  # no column compares settings
     table = ablation_reporting.statistics_table(stats).latex()
     assert "92.00 ± 1.41" in table and "[90.00, 94.00]" in table
     macros = ablation_reporting.ablation_macros(ablation, stats)
-    assert macros["ablation_best_name"] == "r8-a-default" and macros["ablation_over_budget"] == 1
+    assert macros["ablation_top_name"] == "r8-a-default" and macros["ablation_over_budget"] == 1
     assert macros["mcnemar_p_text"] == "= 0.035"
 
 
@@ -262,12 +266,12 @@ def test_ablation_table_and_plot_tell_methods_apart(method_grid: pd.DataFrame, a
     shown = ablation_reporting.ablation_table(method_grid)
     header, rows = [c.key for c in shown.columns], shown.cells()
     # one cell names the setting; one target set among the methods that have targets: no targets column
-    assert header[:3] == ["setting", "head", "trainable"]
-    assert {r[0] for r in rows} == {"LoRA r=2", "(IA)³", "BitFit"}
-    assert list(ablation_reporting.ablation_table(ablation).frame)[:3] == ["r", "targets", "head"]  # LoRA-only: plain r
+    assert header[:4] == ["rank", "setting", "head", "trainable"]
+    assert {r[1] for r in rows} == {"LoRA r=2", "(IA)³", "BitFit"}
+    assert list(ablation_reporting.ablation_table(ablation).frame)[1:4] == ["r", "targets", "head"]  # LoRA-only: plain r
     tabular = shown.latex()
     assert "Setting" in tabular and tabular.count(r"\\") == 1 + len(method_grid)
-    sentence = ablation_reporting.ablation_sentence(experiments_intervals(method_grid))
+    sentence = ablation_reporting.ablation_sentence(method_grid)
     assert "BitFit, linear head" in sentence and "LoRA r=2, " in sentence  # beside other methods LoRA is named
     fig = plots.accuracy_vs_params(method_grid, budget=1_000_000)
     labels = fig.axes[0].get_legend_handles_labels()[1]
@@ -277,16 +281,6 @@ def test_ablation_table_and_plot_tell_methods_apart(method_grid: pd.DataFrame, a
     panel = next(a for a in fig.axes if a.get_title().startswith("Each trained variant"))
     assert any(t.get_text().startswith("LoRA r=2") for t in panel.get_yticklabels())
     _check_saved(fig, tmp_path, "methods")
-
-
-def experiments_intervals(frame: pd.DataFrame) -> pd.DataFrame:
-    """The columns add_intervals would write, for a table without saved predictions."""
-    frame = frame.copy()
-    pick = frame["accuracy"].idxmax()
-    frame["reference"] = frame.index == pick
-    frame["diff_to_reference"] = frame["accuracy"] - frame.at[pick, "accuracy"]
-    frame["diff_ci_low"], frame["diff_ci_high"] = frame["diff_to_reference"] - 0.01, frame["diff_to_reference"] + 0.01
-    return frame
 
 
 def test_seed_study_with_grid_variants_against_the_baseline(stats: dict, tmp_path: Path) -> None:
@@ -307,7 +301,11 @@ def test_seed_study_with_grid_variants_against_the_baseline(stats: dict, tmp_pat
     assert header[5] == "McNemar p (seed 42)"  # the seed its p-value is of, named
     assert rows[1][4] == "--" and rows[2][1] == "(IA)³, Q,K,V, linear head" and rows[2][6] == "110"
     assert "over 2 seeds" in header[3] and rows[0][3].startswith("92.00 ± 1.41 [")
-    text = ablation_reporting.study_sentence(study)
+    text = ablation_reporting.study_sentence(study)  # 2 seeds: fewer than a verdict needs
+    assert "chosen (r=8, Q,K,V, linear head" in text and "ahead" not in text.split(". A setting")[0]
+    assert "no verdict (2 seed(s)" in text
+    three = {**study, "settings": [{**s, "seeds": [42, 43, 44]} for s in settings]}
+    text = ablation_reporting.study_sentence(three)
     assert "chosen (r=8, Q,K,V, linear head" in text and "ahead of the baseline" in text
     assert "grid 1 ((IA)³" in text and "not distinguishable from the baseline" in text
     assert ablation_reporting.study_sentence(stats) == ablation_reporting.comparison_sentence(stats)  # two settings: one comparison

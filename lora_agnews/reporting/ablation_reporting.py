@@ -13,7 +13,8 @@ import pandas as pd
 
 from ..studies.comparison import (CONFIDENCE, HIGHER, LOWER, direction as resolve, mcnemar_header, pvalues_by_seed,
                                   pvalues_sentence)
-from ..studies.experiments import grid_front, grid_settings
+from ..studies.experiments import by_validation, grid_settings, setting_run_name
+from ..studies.yardsticks import MIN_SEEDS, can_conclude
 from .text import describe_setting, method_label, several_methods, short_targets
 from ..core.paths import Column, Table, dec, interval, missing, num, or_dash, p_text, pct, points, pvalue, two_decimals
 
@@ -26,29 +27,29 @@ def _size(row: Mapping[str, Any]) -> Any:
     return f"{int(row['prompt_tokens'])} tok" if key == "prompt_tokens" else int(row["lora_r"])
 
 
-def ablation_table(table: pd.DataFrame) -> Table:
-    """The ablation table as the book and the report show it: one row per grid setting, sorted by size.
+def ablation_table(table: pd.DataFrame, seeded: Mapping[str, int] | None = None) -> Table:
+    """The grid as the book and the report show it: a screen, one row per setting, ranked by validation accuracy
+    (``experiments.by_validation``, the rule that picks the seed study's settings).
 
-    Narrow enough for the book's column (about 690 px) and the report's page with the whole method family:
-    a grid of several methods names each setting in one cell (``PiSSA r=18``, ``prompt tuning 2 tok``,
-    ``BitFit``), a LoRA-only grid keeps its plain ``r``; the targets, head and rate columns appear only where
-    the settings differ in them; the test accuracy carries its 95% interval and the gap to the pick its
-    paired interval (one decimal: 800 test rows resolve nothing finer); a variant over the budget says so
-    in its accuracy cell. The pick is the best validation accuracy (``experiments.by_validation``). Beside them:
-    the validation accuracy that picks it and the seed study's settings, and the training seconds per run (the
-    cost beside the parameters). Macro F1 stays in ``ablation.json``; the rate search has its own table
-    (:func:`rates_table`).
+    Every setting ran with one seed, so its test accuracy is labelled as one seed's, with the 95% interval over test
+    rows, and no column compares settings: a verdict needs :data:`lora_agnews.studies.yardsticks.MIN_SEEDS` seeds on
+    the same rows, which the seed study gives (``seeded``: grid name -> the seeds it ran there, from
+    :func:`seed_study_names`; shown in its own column). Narrow enough for the book's column (about 690 px) and the
+    report's page with the whole method family: a grid of several methods names each setting in one cell (``PiSSA
+    r=18``, ``prompt tuning 2 tok``, ``BitFit``), a LoRA-only grid keeps its plain ``r``; the targets, head and rate
+    columns appear only where the settings differ in them; a variant over the budget says so in its accuracy cell.
+    Beside them: the training seconds per run (the cost beside the parameters); the Pareto front, a comparison of
+    single-seed accuracies, is left to the figure. Macro F1 stays in ``ablation.json``; the rate search has its own
+    table (:func:`rates_table`).
     """
-    frame = grid_settings(table).copy()
-    if "pareto" not in frame:
-        frame["pareto"] = grid_front(frame)
-    frame = frame.sort_values(["trainable_params"], kind="stable")
+    frame = by_validation(grid_settings(table))
     col = lambda name: frame[name] if name in frame else pd.Series([math.nan] * len(frame), index=frame.index)  # noqa: E731
     rows = [r for _, r in frame.iterrows()]
     several = several_methods(frame)
-    values: dict[str, Any] = ({"setting": [_setting(r) for r in rows]} if several
-                              else {"r": [int(r["lora_r"]) for r in rows]})
-    columns = [Column("setting", tex="Setting", align="l") if several else Column("r")]
+    ranked = frame["best_validation_accuracy"].notna() & frame["within_budget"].astype(bool)
+    values: dict[str, Any] = {"rank": [str(i) if ok else "–" for i, ok in enumerate(ranked, 1)]}
+    values.update({"setting": [_setting(r) for r in rows]} if several else {"r": [int(r["lora_r"]) for r in rows]})
+    columns = [Column("rank", tex="Rank"), Column("setting", tex="Setting", align="l") if several else Column("r")]
     targets = [_targets(r) for r in rows]
     if len({t for t in targets if t != "–"}) > 1:
         values["targets"] = targets
@@ -59,25 +60,28 @@ def ablation_table(table: pd.DataFrame) -> Table:
     if "learning_rate" in frame and frame["learning_rate"].nunique() > 1:
         values["rate"] = [f"{x:g}" for x in frame["learning_rate"]]
         columns.append(Column("rate", tex="Rate"))
-    reference = col("reference").fillna(False).astype(bool)
+    seeded = dict(seeded or {})
     shown = pd.DataFrame({
         **values, "trainable": list(frame["trainable_params"]),
+        "val. %": list((100 * pd.to_numeric(col("best_validation_accuracy"), errors="coerce")).round(2)),
         ACCURACY: [_accuracy_cell(a, lo, hi, w) for a, lo, hi, w in
                    zip(col("accuracy"), col("ci_low"), col("ci_high"), frame["within_budget"].astype(bool))],
-        PICK: ["pick" if b else _gap_cell(d, lo, hi)
-               for d, lo, hi, b in zip(col("diff_to_reference"), col("diff_ci_low"), col("diff_ci_high"), reference)],
-        "val. %": list((100 * pd.to_numeric(col("best_validation_accuracy"), errors="coerce")).round(2)),
+        SEEDED: [f"{seeded[n]} seeds" if n in seeded else "" for n in frame["name"]],
         "train s": list(map(or_dash(lambda x: num(round(float(x)))), col("train_seconds"))),
-        "Pareto": ["yes" if p else "" for p in frame["pareto"].astype(bool)],
     })
-    columns += [Column("trainable", tex="Trainable", fmt=num), Column(ACCURACY, tex="Test (%) [95% CI]"),
-                Column(PICK, tex="vs pick (points)"), Column("val. %", tex="Val. (%)", fmt=or_dash(two_decimals)),
-                Column("train s", tex="Train s"), Column("Pareto", align="c")]
+    columns += [Column("trainable", tex="Trainable", fmt=num), Column("val. %", tex="Val. (%)", fmt=or_dash(two_decimals)),
+                Column(ACCURACY, tex="Test (%), one seed [95% CI]"), Column(SEEDED, tex="Seed study"),
+                Column("train s", tex="Train s")]
     return Table.of(columns, shown.to_dict(orient="records"))
 
 
-ACCURACY = "test % [95% CI]"
-PICK = "vs pick (points)"  # the paired difference to the setting picked on validation accuracy
+ACCURACY = "test %, single seed [95% CI]"
+SEEDED = "seed study"  # the seeds a grid setting ran in the seed study, where the verdicts are
+
+
+def seed_study_names(stats: Mapping[str, Any] | None) -> dict[str, int]:
+    """Grid name -> the seeds it ran in the seed study, for every setting of the study (its run name)."""
+    return {setting_run_name(s["name"]): len(s["seeds"]) for s in (stats or {}).get("settings", [])}
 
 
 def _setting(row: Mapping[str, Any]) -> str:
@@ -104,38 +108,24 @@ def _accuracy_cell(acc: Any, low: Any, high: Any, within: bool) -> str:
     return pct(acc) + ("" if missing(low) or missing(high) else " " + interval(low, high, digits=1))
 
 
-def _gap_cell(diff: Any, low: Any, high: Any) -> str:
-    """``-0.75 [-2.1, +0.6]``: the paired difference to the grid's pick, in points."""
-    if missing(diff):
-        return "--"
-    return points(diff) + ("" if missing(low) or missing(high) else " " + interval(low, high, 1, signed=True))
+SCREEN_SHOWN = 3  # settings the screen's sentence names, best validation first
 
 
 def ablation_sentence(table: pd.DataFrame) -> str:
-    """Which settings really differ from the grid's pick (the best validation accuracy), in words generated from
-    the paired intervals; the most accurate setting on test is named apart, as a description, not a pick."""
-    if "diff_ci_low" not in table or not table.get("reference", pd.Series(dtype=bool)).astype(bool).any():
-        return "No variant was trained, so there is nothing to compare."
+    """The grid as a screen, in generated words: how many settings ran once each, the first by validation accuracy
+    with their single-seed test accuracy, and that no difference between them is concluded here."""
     frame = grid_settings(table)
-    frame = frame[frame["accuracy"].notna()]
+    frame = by_validation(frame[frame["accuracy"].notna()])
+    if frame.empty:
+        return "No variant was trained, so there is nothing to screen."
     several = several_methods(frame)
-    pick = frame[frame["reference"].astype(bool)].iloc[0]
-    others = frame[~frame["reference"].astype(bool)].sort_values("trainable_params")
-    worse = [r for _, r in others.iterrows() if r["diff_ci_high"] < 0]
-    better = [r for _, r in others.iterrows() if r["diff_ci_low"] > 0]
-    tied = [r for _, r in others.iterrows() if r["diff_ci_low"] <= 0 <= r["diff_ci_high"]]
-    text = (f"Picked on validation accuracy ({pct(pick['best_validation_accuracy'])}%): {_variant(pick, several)} "
-            f"({num(pick['trainable_params'])} parameters), {pct(pick['accuracy'])}% on test.")
-    top = best_ablation(frame)
-    if top is not None and top["accuracy"] > pick["accuracy"]:
-        text += f" The most accurate on test: {_variant(top, several)}, {pct(top['accuracy'])}%."
-    if worse:
-        text += " Clearly worse than the pick (the paired 95% interval of the difference excludes zero): " + _gaps(worse, several)
-    if better:
-        text += " Clearly better than the pick on these test rows: " + _gaps(better, several)
-    if tied:
-        text += " Not distinguishable from the pick on these test rows (the interval includes zero): " + _gaps(tied, several)
-    return text
+    top = [f"{i}. {_variant(r, several)} ({num(r['trainable_params'])} parameters): validation "
+           f"{pct(r['best_validation_accuracy'])}%, test {pct(r['accuracy'])}% (one seed)"
+           for i, (_, r) in enumerate(frame.head(SCREEN_SHOWN).iterrows(), 1)]
+    return (f"A screen: each of the {len(frame)} settings ran once (one seed), ranked by validation accuracy; its test "
+            f"accuracy is one seed's and is shown, not compared, since one seed cannot tell a difference between "
+            f"settings from a setting's own spread over seeds. By validation: " + "; ".join(top) + ". Which setting "
+            f"is ahead is said only where settings ran at least {MIN_SEEDS} seeds on the same rows (the seed study).")
 
 
 def rates_table(choices: Sequence[Mapping[str, Any]]) -> Table:
@@ -172,12 +162,13 @@ def rate_sentence(choices: Sequence[Mapping[str, Any]]) -> str:
                     if c["picked"] == max(r["rate"] for r in c["rates"]) else "")
             parts.append(f"{label} trains at {c['used']:g}, the best validation accuracy of {tried}{edge}.")
         else:
-            parts.append(f"{label} trains at {c['used']:g}, but the best validation accuracy of {tried} is at "
-                         f"{c['picked']:g}: set -p method_learning_rates {c['method']}={c['picked']:g} (the profile "
-                         f"records the rate) or rerun the search.")
+            parts.append(f"{label} ran at {c['used']:g}, not at {c['picked']:g}, the best validation accuracy of "
+                         f"{tried}: the profile's method_learning_rates sets {c['used']:g}, so every {label} run here "
+                         f"trained at {c['used']:g} (-p method_learning_rates {c['method']}={c['picked']:g} trains at "
+                         f"the pick).")
     if not parts:
         return ""
-    return ("Learning rates picked on validation accuracy, one seed each at the method's smallest grid size: "
+    return ("Learning rates searched on validation accuracy, one seed each at the method's smallest grid size: "
             + " ".join(parts))
 
 
@@ -191,20 +182,6 @@ def rates_markdown(choices: Sequence[Mapping[str, Any]], learning_rate: float) -
 
 def _variant(row: Mapping[str, Any], several: bool = False) -> str:
     return describe_setting(row, name_lora=several)
-
-
-def _gaps(rows: Sequence[Mapping[str, Any]], several: bool = False) -> str:
-    """``r=2, Q,K,V, linear head, -2.00 points [-2.82, -1.21]; ...`` for the ablation sentence."""
-    return "; ".join(f"{_variant(r, several)}, {points(r['diff_to_reference'])} points "
-                     f"{interval(r['diff_ci_low'], r['diff_ci_high'], signed=True)}" for r in rows) + "."
-
-
-def best_ablation(table: pd.DataFrame) -> pd.Series | None:
-    scored = grid_settings(table)
-    scored = scored[scored["accuracy"].notna()]
-    if scored.empty:
-        return None
-    return scored.sort_values(["accuracy", "trainable_params"], ascending=[False, True]).iloc[0]
 
 
 def describe_config(entry: Mapping[str, Any]) -> str:
@@ -273,14 +250,16 @@ def study_sentence(stats: Mapping[str, Any], name_settings: bool = False) -> str
             continue
         v = s["vs_baseline"]
         lo, hi = v["bootstrap_ci"]
-        verdict = {HIGHER: "ahead of", LOWER: "behind"}.get(resolve(lo, hi), "not distinguishable from")
+        verdict = ({HIGHER: "ahead of", LOWER: "behind"}.get(resolve(lo, hi), "not distinguishable from")
+                   if can_conclude(len(s["seeds"])) else f"no verdict ({len(s['seeds'])} seed(s), fewer than {MIN_SEEDS}) against")
         parts.append(f"{s['role']} ({describe_config(s)}, {num(s['trainable_params'])} parameters): "
                      f"{pct(s['mean'])} ± {pct(s['std'])}%, {points(v['mean'])} points "
                      f"{interval(lo, hi, signed=True)}, {verdict} the baseline")
     return (f"Over {len(baseline['seeds'])} seeds on the same {num(stats['n_eval'])} test rows, against the baseline "
             f"({describe_config(baseline)}, {num(baseline['trainable_params'])} parameters, {pct(baseline['mean'])} ± "
-            f"{pct(baseline['std'])}%): " + "; ".join(parts) + f". Ahead or behind: the paired "
-            f"{int(100 * stats.get('confidence', CONFIDENCE))}% interval over seeds and test rows excludes zero.")
+            f"{pct(baseline['std'])}%): " + "; ".join(parts) + f". Ahead or behind, only with at least {MIN_SEEDS} "
+            f"seeds: the paired {int(100 * stats.get('confidence', CONFIDENCE))}% interval over seeds and test rows "
+            f"excludes zero.")
 
 
 def comparison_sentence(stats: Mapping[str, Any]) -> str:
@@ -305,14 +284,16 @@ def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any],
                     rates: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     table = grid_settings(table)
     trained = table[table["accuracy"].notna()]
-    best = best_ablation(table)
+    top = by_validation(trained).iloc[0] if not trained.empty else None  # the screen's first, by validation
     chosen, baseline, m = stats["chosen"], stats["baseline"], stats["mcnemar"]
     values: dict[str, Any] = {
         "ablation_variants": len(table), "ablation_trained": len(trained),
         "ablation_over_budget": int((~table["within_budget"].astype(bool)).sum()),
-        "ablation_best_name": best["name"] if best is not None else "none",
-        "ablation_best_accuracy": pct(best["accuracy"]) if best is not None else "n/a",
-        "ablation_best_params": num(best["trainable_params"]) if best is not None else "n/a",
+        "ablation_top_name": top["name"] if top is not None else "none",
+        "ablation_top_validation": pct(top["best_validation_accuracy"]) if top is not None else "n/a",
+        "ablation_top_accuracy": pct(top["accuracy"]) if top is not None else "n/a",
+        "ablation_top_params": num(top["trainable_params"]) if top is not None else "n/a",
+        "min_seeds": MIN_SEEDS,
         "n_seeds": len(chosen["seeds"]), "seed_eval_examples": num(stats["n_eval"]),
         "confidence_level": f"{int(100 * stats.get('confidence', CONFIDENCE))}",
         "mcnemar_b": m["b"], "mcnemar_c": m["c"], "mcnemar_statistic": dec(m["statistic"]),
@@ -335,3 +316,33 @@ def ablation_macros(table: pd.DataFrame, stats: Mapping[str, Any],
         values.update({"difference_mean": pct(stats["difference"]["mean"]), "difference_ci_low": pct(lo),
                        "difference_ci_high": pct(hi)})
     return values
+
+
+def seeded_settings(stats: Mapping[str, Any], quantization: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every setting of the profile run with at least :data:`MIN_SEEDS` seeds on the same rows (the only ones a
+    verdict is drawn for): the seed study's settings, and the quantization study's bases where it ran that many."""
+    out = [{"study": "seed study", "setting": f"{s['role']}: {describe_config(s)}", "seeds": len(s["seeds"]),
+            "rows": stats["n_eval"]} for s in stats["settings"] if can_conclude(len(s["seeds"]))]
+    seeds = int((quantization or {}).get("settings", {}).get("seeds") or 0)
+    if quantization and can_conclude(seeds):
+        from ..studies.quantize_study import scheme_label
+
+        double = bool(quantization["settings"].get("double"))
+        out += [{"study": "quantization study", "setting": scheme_label(name, double), "seeds": seeds,
+                 "rows": quantization["n_eval"]} for name in quantization["settings"].get("schemes", [])]
+    return out
+
+
+def seeded_sentence(stats: Mapping[str, Any], quantization: Mapping[str, Any] | None = None) -> str:
+    """Which settings ran at least :data:`MIN_SEEDS` seeds on the same rows, in generated words."""
+    found = seeded_settings(stats, quantization)
+    if not found:
+        return (f"No setting of this profile ran {MIN_SEEDS} or more seeds on the same rows, so no comparison here "
+                f"carries a verdict: every difference is a screen.")
+    by_study: dict[str, list[dict[str, Any]]] = {}
+    for f in found:
+        by_study.setdefault(f["study"], []).append(f)
+    parts = [f"the {study} ({'; '.join(f['setting'] for f in fs)}; {fs[0]['seeds']} seeds each on the same "
+             f"{num(fs[0]['rows'])} test rows)" for study, fs in by_study.items()]
+    return (f"Settings run with at least {MIN_SEEDS} seeds on the same rows, the only ones a verdict is drawn for: "
+            + " and ".join(parts) + ". Every other comparison rests on fewer seeds and is a screen.")

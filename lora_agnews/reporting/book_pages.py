@@ -12,11 +12,11 @@ from typing import Any, Mapping
 import pandas as pd
 
 from ..core import paths
-from .ablation_reporting import (ablation_sentence, ablation_table, best_ablation, comparison_sentence, rate_sentence,
-                                 rates_table, statistics_table, study_sentence)
+from .ablation_reporting import (ablation_sentence, ablation_table, comparison_sentence, rate_sentence, rates_table,
+                                 seed_study_names, seeded_sentence, statistics_table, study_sentence)
 from .text import (PAPER_PROFILE, banner_note, provenance_sentence, changed_parameters, confusion_sentence, describe_data,
-                        describe_encoder, metrics_table, profile_note, reference_sentence, row_sentence,
-                        short_targets, shows_banner)
+                        describe_encoder, gap_sentence, gap_table, metrics_table, profile_note, reference_sentence,
+                        row_sentence, short_targets, shows_banner)
 from ..core.paths import dec, num, p_text, pct, pvalue
 
 # Each result file the book reads, and the notebook that writes it (named when the file is missing).
@@ -42,7 +42,7 @@ def load_results(profile: str) -> dict[str, Any]:
 def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the book's Markdown templates may use: results, formatted tables, profile facts."""
     from . import merge_reporting
-    from ..studies import multilabel_study, quantize_study
+    from ..studies import multilabel_study, quantize_study, yardsticks
     from ..studies.audit import read_audit
     from .audit_text import summary
     from ..core.config import from_dict
@@ -54,6 +54,7 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
     ablation = pd.DataFrame(results["ablation"])
     stats = results["statistics"]
     metrics = results["metrics"]
+    gaps = yardsticks.large_gaps(paths.runs_dir(profile))
     return {
         "profile": profile, "is_paper": profile == PAPER_PROFILE, "model_name": cfg.model_name, "cfg": cfg.to_dict(),
         "profile_note": profile_note(cfg, facts), "banner": shows_banner(cfg, facts), "facts": facts,
@@ -70,14 +71,15 @@ def book_context(profile: str, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "provenance_sentence": provenance_sentence(stamp.get("archive")),
         "study_sentence": study_sentence(stats),
         "reference_sentence": reference_sentence(results["reference"]),
-        "merging_sentence": merge_reporting.sentence(merging),
+        "gaps": gaps, "gap_sentence": gap_sentence(gaps),
+        "merging_sentence": merge_reporting.sentence(merging, results["merging"]["settings"].get("steps")),
         "quantization_sentence": quantize_study.sentence(results["quantization"]),
         "multilabel_sentence": multilabel_study.sentence(results["multilabel"]),
         "multilabel_data_sentence": multilabel_study.cooccurrence_sentence(results["multilabel"]["data"]),
         "multilabel_note": multilabel_study.note(results["multilabel"]),
-        "best_ablation": (best_ablation(ablation).to_dict() if best_ablation(ablation) is not None else None),
+        "seeded_sentence": seeded_sentence(stats, results["quantization"]),
         "tables": {name: table.markdown() for name, table in (
-            ("metrics", metrics_table(metrics)), ("ablation", ablation_table(ablation)),
+            ("metrics", metrics_table(metrics)), ("ablation", ablation_table(ablation, seed_study_names(stats))), ("gaps", gap_table(gaps)),
             ("rates", rates_table(results["learning_rates"])), ("statistics", statistics_table(stats)),
             ("merging", merge_reporting.summary_table(merging)),
             ("quantization", quantize_study.table(results["quantization"])),

@@ -96,11 +96,26 @@ def ablation_frame(profile: str) -> Any:
     return pd.DataFrame(rows) if rows else None
 
 
-def merging_frame(profile: str) -> Any:
+def merging_result(profile: str) -> dict[str, Any] | None:
+    """The kept merging study's rows with their chance checks, and the training steps of its models. A study kept
+    before it recorded them gets both from the archived runs: each task's test rows (its chance rate) and the
+    records of the task adapters and the multi-task model."""
     import pandas as pd
 
+    from ..core.train import archived_runs
+
     saved = kept_study(merging_study.STUDY_FILE)(profile)
-    return pd.DataFrame(saved["rows"]) if saved else None
+    if not saved:
+        return None
+    frame, archived = pd.DataFrame(saved["rows"]), archived_runs(profile)
+    task_dirs = {t["name"]: archived.get(f"runs/merging/tasks/{t['name']}") for t in saved["tasks"]}
+    found = {name: d for name, d in task_dirs.items() if d is not None}
+    if "chance" not in frame:
+        frame = merging_study.with_checks(frame, merging_study.task_chance(found))
+    steps = saved["settings"].get("steps")
+    if steps is None and len(found) == len(task_dirs):
+        steps = merging_study.training_steps(found, archived.get("runs/merging/multitask"))
+    return {"frame": frame, "steps": steps}
 
 
 def main_run(profile: str) -> dict[str, Any] | None:
@@ -174,6 +189,25 @@ def _provenance(profile: str, kept: bool) -> str:
     return f"archive/{profile}, computed {computed}"
 
 
+def multilabel_result(profile: str) -> dict[str, Any] | None:
+    """The kept multi-label run's result with its trivial baselines; a result kept before it recorded them gets them
+    from the rows the archived run used (its configuration read back, its splits loaded again and checked against the
+    sizes it recorded: a mismatch leaves them absent rather than wrong)."""
+    from ..core.data import load_splits
+    from ..core.train import archived_runs, read_entry
+
+    result = kept_study(multilabel_study.STUDY_FILE)(profile)
+    entry = archived_runs(profile).get("runs/multilabel") if result is not None else None
+    if result is None or "baselines" in result or entry is None:
+        return result
+    cfg = from_dict(read_entry(entry, "run.json")["config"])
+    splits = load_splits(cfg)
+    sizes = result["metrics"].get("split_sizes", {})
+    if (len(splits.train), len(splits.test)) != (sizes.get("train"), sizes.get("test")):
+        return result
+    return {**result, "baselines": multilabel_study.split_baselines(splits, result["metrics"]["thresholds"], cfg.seed)}
+
+
 # Without seconds per step: an archive gathers runs from several sittings and machines, and times compare only
 # between runs measured side by side (the notebook's own table, from one sitting, shows them).
 FINDINGS: dict[str, Finding] = {
@@ -188,10 +222,15 @@ FINDINGS: dict[str, Finding] = {
                                 lambda r: ablation_reporting.statistics_table(r, timing=False).markdown(),
                                 "the seed study", kept=True),
     "grid": Finding(ablation_frame, ablation_reporting.ablation_sentence, "the ablation grid", kept=True),
-    "merging": Finding(merging_frame, merge_reporting.sentence, "the merging study", kept=True),
-    "merging-table": Finding(merging_frame, lambda f: merge_reporting.report_table(f).markdown(),
+    # the rate each searched method ran at beside what its search saw (a profile may train at another rate)
+    "rates": Finding(kept_study(experiments.RATES_FILE),
+                     lambda r: ablation_reporting.rates_table(r).markdown() + "\n" + ablation_reporting.rate_sentence(r),
+                     "the rate search", kept=True),
+    "merging": Finding(merging_result, lambda r: merge_reporting.sentence(r["frame"], r["steps"]), "the merging study",
+                       kept=True),
+    "merging-table": Finding(merging_result, lambda r: merge_reporting.report_table(r["frame"]).markdown(),
                              "the merging study", kept=True),
-    "multilabel": Finding(kept_study(multilabel_study.STUDY_FILE), multilabel_study.sentence,
+    "multilabel": Finding(multilabel_result, multilabel_study.sentence,
                           "the multi-label run", kept=True),
     # the audit of the sitting that computed the runs (a restore re-scores only the runs that keep an adapter)
     "audit": Finding(kept_study(audit.AUDIT_FILE), audit_text.summary, "the audit", kept=True),

@@ -23,7 +23,7 @@ from .merge_reporting import label as merge_label
 from ..studies.comparison import CONFIDENCE
 from ..studies.merging import HEAD_ONLY, OWN
 from .ablation_reporting import describe_config
-from ..studies.experiments import grid_settings
+from ..studies.experiments import by_validation, grid_settings
 from .text import describe_setting, method_label, several_methods
 
 PALETTE = "colorblind"
@@ -249,7 +249,7 @@ def accuracy_vs_params(table: pd.DataFrame, budget: int, pareto: Sequence[bool] 
             # (a straight line between two points would claim accuracies no variant reached).
             xs = [*front["trainable_params"], max(budget, float(front["trainable_params"].max()))]
             ys = [*front["accuracy_pct"], float(front["accuracy_pct"].iloc[-1])]
-            ax.step(xs, ys, where="post", color="black", linewidth=1.2, zorder=2, label="Pareto front")
+            ax.step(xs, ys, where="post", color="black", linewidth=1.2, zorder=2, label="Pareto front (one seed each)")
             ax.scatter(front["trainable_params"], front["accuracy_pct"], s=260, facecolors="none",
                        edgecolors="black", linewidths=1.3, zorder=4)
         for (params, acc), group in trained.groupby(["trainable_params", "accuracy_pct"], sort=False):
@@ -291,9 +291,10 @@ def _seconds_panel(ax: Any, trained: pd.DataFrame, hue: str, levels: Sequence[st
 
 
 def _variant_panel(ax: Any, trained: pd.DataFrame, hue: str, colours: Mapping[str, Any]) -> None:
-    """Every trained variant on its own row, best at the top, with its interval: budget-filling variants
-    share one parameter count and would hide each other on the left panel."""
-    order = trained.sort_values("accuracy_pct").reset_index(drop=True)
+    """Every trained variant on its own row, the best by validation accuracy at the top (the screen's ranking; the
+    test accuracies are one seed's), with its interval: budget-filling variants share one parameter count and would
+    hide each other on the left panel."""
+    order = by_validation(trained).iloc[::-1].reset_index(drop=True)
     ys = np.arange(len(order))
     for y, (_, row) in zip(ys, order.iterrows()):
         colour = colours.get(row[hue], "grey")
@@ -308,7 +309,7 @@ def _variant_panel(ax: Any, trained: pd.DataFrame, hue: str, colours: Mapping[st
     ax.set_yticks(ys, [describe_setting(r, name_lora=several).replace(", ", "\n", 1) for _, r in order.iterrows()],
                   fontsize=9.5)
     ax.set_ylim(-0.6, len(order) - 0.4)
-    ax.set(title="Each trained variant (95% CI)", xlabel="Test accuracy (%)")
+    ax.set(title="Each trained variant by validation (95% CI)", xlabel="Test accuracy (%), one seed")
 
 
 def _size_label(group: pd.DataFrame) -> str:
@@ -368,6 +369,8 @@ def merging_accuracy(frame: pd.DataFrame) -> Figure:
             if HEAD_ONLY in rows.index:
                 ax.axvline(100 * rows.loc[HEAD_ONLY, "accuracy"], color="0.35", ls="--", lw=1.5,
                            label="head only (floor)")
+            if "chance" in rows and pd.notna(own["chance"]):  # a score whose interval reaches it is no evidence
+                ax.axvline(100 * own["chance"], color="firebrick", ls=":", lw=1.5, label="chance")
             for y, method in enumerate(shown):
                 if method not in rows.index:
                     continue

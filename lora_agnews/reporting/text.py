@@ -454,3 +454,25 @@ def exploration_macros(summary: Mapping[str, Any]) -> dict[str, Any]:
     for name, n in summary["class_counts"]["train"].items():
         values[f"train_count_{name}"] = num(n)
     return values
+
+
+# --------------------------------------------------------------------------- runs to read with care (every notebook)
+def gap_table(gaps: Sequence[Mapping[str, Any]]) -> Table:
+    """The runs whose validation and test accuracies differ by more than the limit
+    (:func:`lora_agnews.studies.yardsticks.large_gaps`): each with both accuracies, the rows behind them, the gap."""
+    columns = [Column("run", tex="Run", align="l"), Column("validation", "validation (%)", "Validation (%)", fmt=pct),
+               Column("n_validation", "validation rows", "Rows", fmt=num), Column("test", "test (%)", "Test (%)", fmt=pct),
+               Column("n_test", "test rows", "Rows", fmt=num), Column("gap", "gap (points)", "Gap (points)", fmt=points)]
+    return Table.of(columns, gaps)
+
+
+def gap_sentence(gaps: Sequence[Mapping[str, Any]]) -> str:
+    """Whether any run's checkpoint was selected on a validation score far from its test score, in generated words."""
+    from ..studies.yardsticks import GAP_LIMIT
+
+    limit = f"{100 * GAP_LIMIT:g} points"
+    if not gaps:
+        return f"No run's best validation accuracy and test accuracy differ by more than {limit}."
+    return (f"{len(gaps)} run(s) whose best validation accuracy and test accuracy differ by more than {limit}: their "
+            f"checkpoint and any choice made on validation rest on a score that does not describe the test rows "
+            f"(often a small validation split). Read their numbers with that in mind.")

@@ -255,11 +255,11 @@ def run_ablation(cfg: Config) -> pd.DataFrame:
 def add_intervals(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Each trained variant's 95% bootstrap interval, and its paired difference to the grid's pick.
 
-    One seed per variant: the interval covers test-set sampling only, and the paired difference (the
-    same test rows scored by both) is what says whether two variants really differ. Read from the
-    test predictions each run saved. The reference (``reference``) is the setting with the best validation
-    accuracy (ties: fewer parameters), as the seed study picks: the best of many settings *on test* would be
-    flattered by the very rows it is compared on, and every gap to it with it.
+    One seed per variant: the interval covers test-set sampling only, not the spread over seeds, so the grid is a
+    screen and its paired differences decide nothing (no table or sentence shows them as a verdict: that needs
+    ``yardsticks.MIN_SEEDS`` seeds, the seed study); they stay in ``ablation.json`` as data, which a reproduction
+    compares with the archive's. Read from the test predictions each run saved. The reference (``reference``) is
+    the setting with the best validation accuracy (ties: fewer parameters), as the seed study picks.
     """
     frame = frame.copy()
     arms = {idx: run_arm(str(idx), [Path(str(row["run_dir"]))]) for idx, row in frame.iterrows()
@@ -401,6 +401,14 @@ def seed_settings(cfg: Config, ablation: pd.DataFrame | None) -> list[tuple[str,
     named += [(f"grid {i}", v, "grid-" + run_name(v))
               for i, v in enumerate(top_variants(cfg, ablation, cfg.study_top) if ablation is not None else [], 1)]
     return named
+
+
+SETTING_PREFIXES = ("chosen-", "baseline-", "grid-")  # what seed_settings puts before a setting's run name
+
+
+def setting_run_name(study_name: str) -> str:
+    """The run name (the grid's ``name``) of a seed-study setting named by :func:`seed_settings`."""
+    return next((study_name[len(p):] for p in SETTING_PREFIXES if study_name.startswith(p)), study_name)
 
 
 def run_seeds(cfg: Config, ablation: pd.DataFrame | None = None) -> dict[str, Any]:

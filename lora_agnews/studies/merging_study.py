@@ -25,13 +25,14 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..core.paths import quiet_libraries, say, write_json
 from .comparison import Arm, check_same_rows, compare
+from .yardsticks import chance_rate, reaches_chance, retention
 from ..core.config import AGNEWS, Config, TASKS
 from .merging import (Combination, EQUAL_RANKS, HEAD_ONLY, MergingError, MULTITASK, NEEDS_DENSITY, OWN, TaskScores,
                       _check_method, _check_names, _tokenizer_digest, default_combinations, make_combination,
@@ -223,7 +224,8 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
                 "multitask_dir": str(out_dir / "multitask") if multitask else None,
                 "merged_dir": str(out_dir / MERGED_DIR),
                 "own_rescore_max_abs_diff": own_gap, "pretrained": cfg.init == "pretrained",
-                "task_facts": facts, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+                "task_facts": facts, "seconds": {k: round(v, 1) for k, v in seconds.items()},
+                "steps": training_steps(dict(zip(names, run_dirs)), out_dir / "multitask" if multitask else None)}
     study = Study(scores, combinations, settings, cfg.seed)
     written = save_results(study, out_dir if results_dir is None else Path(results_dir))
     say(f"merging study: {len(scores)} tasks x {len(combinations)} combinations -> {written}")
@@ -284,15 +286,16 @@ def load_merged(record: Path, arrays: Path) -> list[TaskScores]:
     return scores
 
 
-COLUMNS = ("task", "method", "combination", "density", "accuracy", "ci_low", "ci_high", "normalised_accuracy",
-           "diff_to_own", "diff_ci_low", "diff_ci_high", "mcnemar_p", "mcnemar_b", "mcnemar_c", "trainable_params",
-           "n_test", "n_classes")
+COLUMNS = ("task", "method", "combination", "density", "accuracy", "ci_low", "ci_high", "chance", "near_chance",
+           "retention", "diff_to_own", "diff_ci_low", "diff_ci_high", "mcnemar_p", "mcnemar_b", "mcnemar_c",
+           "trainable_params", "n_test", "n_classes")
 
 
 def results_frame(study: Study | Sequence[TaskScores], seed: int | None = None) -> pd.DataFrame:
-    """One row per task x method: accuracy with its bootstrap 95% interval, accuracy over the own adapter's,
-    the paired difference to the own adapter (bootstrap interval, McNemar: ``b`` own right and this wrong,
-    ``c`` the reverse) and the trainable count of the model scored (merged LoRA + the task's head)."""
+    """One row per task x method: accuracy with its bootstrap 95% interval, the task's chance rate and whether the
+    interval reaches it, the chance-corrected retention of the own adapter's gain (:func:`with_checks`), the paired
+    difference to the own adapter (bootstrap interval, McNemar: ``b`` own right and this wrong, ``c`` the reverse)
+    and the trainable count of the model scored (merged LoRA + the task's head)."""
     tasks = study.tasks if isinstance(study, Study) else list(study)
     seed = (study.seed if isinstance(study, Study) else 0) if seed is None else seed
     rows = []
@@ -300,7 +303,6 @@ def results_frame(study: Study | Sequence[TaskScores], seed: int | None = None) 
         rows_of = np.arange(len(s.y))  # the rows' identity for pairing (a multi-label y is a matrix)
         arms = [Arm(method, [s.correct(method)], [rows_of]) for method in s.logits]
         compared = compare(arms, OWN, seed, f"the merging study's task {s.name!r}")["arms"]
-        own_acc = compared[list(s.logits).index(OWN)]["mean"]
         for method, result in zip(s.logits, compared):
             acc, versus = result["mean"], result["vs_reference"]
             test = versus["mcnemar_per_seed"][0]
@@ -308,13 +310,62 @@ def results_frame(study: Study | Sequence[TaskScores], seed: int | None = None) 
             rows.append({"task": s.name, "method": method, "combination": kind.get("kind"),
                          "density": kind.get("density"), "accuracy": acc,
                          "ci_low": result["bootstrap_ci"][0], "ci_high": result["bootstrap_ci"][1],
-                         "normalised_accuracy": acc / own_acc if own_acc > 0 else float("nan"),
                          "diff_to_own": versus["mean"], "diff_ci_low": versus["bootstrap_ci"][0],
                          "diff_ci_high": versus["bootstrap_ci"][1], "mcnemar_p": test["p_value"],
                          "mcnemar_b": test["c"], "mcnemar_c": test["b"],  # b: the own adapter right, this wrong
                          "trainable_params": s.params[method], "n_test": int(len(s.y)),
                          "n_classes": len(s.labels)})
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    chance = {s.name: math.nan if s.multi_label else chance_rate(s.y, len(s.labels)) for s in tasks}
+    return with_checks(pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in CHECKS]), chance)
+
+
+CHECKS = ("chance", "near_chance", "retention")  # the columns :func:`with_checks` adds
+
+
+def with_checks(frame: pd.DataFrame, chance: Mapping[str, float]) -> pd.DataFrame:
+    """``frame`` (task x method rows) with each task's ``chance`` rate (``chance``: per task, :func:`yardsticks.
+    chance_rate` of its test rows; NaN for a multi-label task), ``near_chance`` where a row's interval reaches it,
+    and ``retention``, the chance-corrected share of the own adapter's gain the row keeps. A task whose own adapter
+    reaches chance has no gain to keep: its retention is NaN for every method, so it leaves every retention figure."""
+    frame = frame.drop(columns=[c for c in CHECKS if c in frame]).copy()
+    frame["chance"] = [float(chance.get(t, math.nan)) for t in frame["task"]]
+    frame["near_chance"] = [reaches_chance(lo, c) for lo, c in zip(frame["ci_low"], frame["chance"])]
+    own = frame[frame["method"] == OWN].set_index("task")
+    frame["retention"] = [math.nan if t not in own.index or own.at[t, "near_chance"]
+                          else retention(a, own.at[t, "accuracy"], c)
+                          for t, a, c in zip(frame["task"], frame["accuracy"], frame["chance"])]
+    return frame[[c for c in COLUMNS if c in frame] + [c for c in frame if c not in COLUMNS]]
+
+
+def task_chance(task_dirs: Mapping[str, Path]) -> dict[str, float]:
+    """Each task's chance rate from the test rows its own run saved (``task_dirs``: task -> run directory)."""
+    out = {}
+    for name, run_dir in task_dirs.items():
+        with np.load(Path(run_dir) / "test_predictions.npz") as saved:
+            y, width = saved["labels"], saved["logits"].shape[1]
+        out[name] = math.nan if np.ndim(y) == 2 else chance_rate(y, width)
+    return out
+
+
+def training_steps(task_dirs: Mapping[str, Path], multitask_dir: Path | None) -> dict[str, Any]:
+    """The optimiser steps behind each task adapter (its record's ``global_steps``) and behind the multi-task model,
+    which trains on every task's rows at once: its record's ``global_steps`` where it kept them, else its batches
+    over the pooled rows (the tasks' ``n_train_used``, its batch size and epochs; ``computed`` says which)."""
+    from ..core.paths import read_json
+
+    tasks = {name: read_json(Path(d) / "metrics.json") for name, d in task_dirs.items()}
+    out: dict[str, Any] = {"tasks": {n: m.get("global_steps") for n, m in tasks.items()},
+                           "rows": {n: m.get("n_train_used") for n, m in tasks.items()}}
+    record_file = Path(multitask_dir) / "multitask.json" if multitask_dir is not None else None
+    if record_file is None or not record_file.is_file():
+        return out
+    record = read_json(record_file)
+    if record.get("global_steps") is not None:
+        return {**out, "multitask": int(record["global_steps"]), "computed": False}
+    first = record["configs"][0]
+    pooled = sum(int(n or 0) for n in out["rows"].values())
+    steps = math.ceil(math.ceil(pooled / int(first["batch_size"])) * float(first["epochs"]))
+    return {**out, "multitask": steps, "computed": True}
 
 
 def save_results(study: Study, directory: Path) -> Path:

@@ -6,7 +6,8 @@ topics, one to three per text). Its run is the profile's configuration with only
 reused, one of another is set aside and retrained, and the audit reloads its adapter in a fresh process. Its test
 metrics are :func:`lora_agnews.core.data.compute_metrics`' (thresholds chosen on validation, bootstrap
 intervals over test rows); this module adds what the data looks like (label cardinality, how often labels occur
-together) and declares the section's tables, sentence and report macros once.
+together), the trivial baselines every score is read beside (every label, the training prior, the most frequent
+label set: :func:`trivial_baselines`) and declares the section's tables, sentence and report macros once.
 """
 
 from __future__ import annotations
@@ -136,19 +137,80 @@ def run_study(cfg: Config) -> dict[str, Any]:
               "settings": {k: getattr(variant, k) for k in ("model_name", "method", "lora_r", "head", "epochs",
                                                             "batch_size", "learning_rate", "max_length",
                                                             "max_train_samples", "seed")},
-              "data": data_summary(splits), "metrics": {k: metrics[k] for k in keep if k in metrics}}
+              "data": data_summary(splits), "metrics": {k: metrics[k] for k in keep if k in metrics},
+              "baselines": split_baselines(splits, metrics["thresholds"], variant.seed)}
     write_json(result, paths.results_dir(cfg.profile) / STUDY_FILE)
     return result
+
+
+# --------------------------------------------------------------------------- the yardsticks
+# The trivial predictors every multi-label score is read beside, each scored as the run is (its metrics, its intervals)
+BASELINES = (("every_label", "every label"), ("prior", "training prior"), ("frequent_set", "most frequent set"))
+
+
+def trivial_baselines(train: np.ndarray, test: np.ndarray, thresholds: Mapping[str, Any], names: list[str],
+                      seed: int = 0) -> dict[str, dict[str, Any]]:
+    """What a model that reads no text scores on ``test`` (indicator matrices; ``train``: the rows the run trained on):
+
+    * ``every_label``: every label on every row (recall 1);
+    * ``prior``: each label's share of the training rows as its score on every row, cut at the run's own per-label
+      thresholds (``thresholds``, chosen on validation), as the run's scores are;
+    * ``frequent_set``: the most frequent training label set on every row (ties: the first in sorted order).
+
+    Each is scored by :func:`lora_agnews.core.data.compute_metrics`, so its numbers and intervals are the run's kind;
+    ``predicts`` names the labels it predicts on every row.
+    """
+    from ..core.data import compute_metrics
+
+    train, test = np.asarray(train) > 0, np.asarray(test).astype(np.int64)
+    n, k = test.shape
+    prior = train.mean(axis=0)
+    sets, counts = np.unique(train.astype(np.int64), axis=0, return_counts=True)
+    frequent = sets[int(np.argmax(counts))]
+    cut = np.asarray(thresholds["per_label"], dtype=np.float64)
+    cases = {"every_label": (np.ones((n, k)), 0.5, np.ones(k, bool)),
+             "prior": (np.tile(prior, (n, 1)), thresholds, prior >= cut),
+             "frequent_set": (np.tile(frequent.astype(np.float64), (n, 1)), 0.5, frequent > 0)}
+    out = {}
+    for key, (probs, cut_at, predicted) in cases.items():
+        m = compute_metrics(test, probs, cut_at, names=names, seed=seed)
+        out[key] = {**{score: m[score] for score, _ in SCORES}, "intervals": m["intervals"],
+                    "predicts": [names[i] for i in np.flatnonzero(predicted)]}
+    return out
+
+
+def split_baselines(splits: Any, thresholds: Mapping[str, Any], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """:func:`trivial_baselines` on the splits a run used: its training rows and its test rows."""
+    k = len(splits.labels)
+    return trivial_baselines(_indicator(splits.train, k), _indicator(splits.test, k), thresholds, list(splits.labels),
+                             seed)
+
+
+def baselines_sentence(result: Mapping[str, Any]) -> str:
+    """The trivial baselines' micro F1 and subset accuracy on the same test rows, in generated words ("" if absent)."""
+    base = result.get("baselines")
+    if not base:
+        return ""
+    parts = []
+    for key, title in BASELINES:
+        b = base[key]
+        what = ", ".join(b["predicts"]) or "no label"
+        parts.append(f"{title} ({what} on every row): micro F1 {pct(b['micro_f1'])}%, subset accuracy "
+                     f"{pct(b['subset_accuracy'])}%")
+    return "Trivial baselines on the same test rows, reading no text: " + "; ".join(parts) + "."
 
 
 # --------------------------------------------------------------------------- reading the result
 def scores_table(result: Mapping[str, Any]) -> Table:
     """The headline scores with their bootstrap intervals over test rows (F1s and subset accuracy in %,
-    Hamming loss as a share of label decisions, in %)."""
+    Hamming loss as a share of label decisions, in %), and beside each the trivial baselines' (:data:`BASELINES`)."""
     m = result["metrics"]
     ci = f"{round(100 * m['confidence'])}% bootstrap interval"
-    rows = [{"metric": title, "test (%)": pct(m[key]), ci: interval(*m["intervals"][key])} for key, title in SCORES]
-    columns = [Column("metric", tex="Metric", align="l"), Column("test (%)", tex="Test (%)"), Column(ci, align="l")]
+    base = result.get("baselines") or {}
+    rows = [{"metric": title, "test (%)": pct(m[key]), ci: interval(*m["intervals"][key]),
+             **{name: pct(base[b][key]) for b, name in BASELINES if b in base}} for key, title in SCORES]
+    columns = [Column("metric", tex="Metric", align="l"), Column("test (%)", tex="Test (%)"), Column(ci, align="l"),
+               *[Column(name, tex=name.capitalize()) for b, name in BASELINES if b in base]]
     return Table.of(columns, rows, index="metric")
 
 
@@ -178,7 +240,8 @@ def sentence(result: Mapping[str, Any]) -> str:
             f"{interval(*ci['subset_accuracy'])} (the whole label set right); Hamming loss {pct(m['hamming_loss'])}% "
             f"of label decisions are wrong. The decision threshold chosen on validation is {t['global']:.2f} "
             f"({sum(t.get('tuned', []))} of {len(m['labels'])} labels with their own); it predicts "
-            f"{card['predicted']:.2f} labels per example against {card['truth']:.2f} true ones.")
+            f"{card['predicted']:.2f} labels per example against {card['truth']:.2f} true ones. "
+            + baselines_sentence(result)).strip()
 
 
 def macros(result: Mapping[str, Any]) -> dict[str, str]:

@@ -127,13 +127,13 @@ def json_roundtrip(value: Any) -> Any:
 
 def _train_prepared(cfg: Config, splits: Any, tokenizer: Any, model: nn.Module, train_ds: TokenizedDataset,
                     val_ds: TokenizedDataset, run_dir: Path) -> Any:
-    """The project's Trainer path (:func:`lora_agnews.core.train.fit`) for a model train.prepare does not build."""
+    """The project's Trainer path (:func:`lora_agnews.core.train.fit`) for a model train.prepare does not build; the
+    trained Trainer (its ``model``, and its ``state`` with the optimiser steps taken)."""
     from ..core.budget import parameter_breakdown
     from ..core.train import Prepared, by_length, fit
 
     prep = Prepared(cfg, splits, tokenizer, train_ds, by_length(val_ds), val_ds, model, parameter_breakdown(model))
-    trainer = fit(prep, run_dir)
-    return trainer.model
+    return fit(prep, run_dir)
 
 
 def _clear(run_dir: Path) -> None:
@@ -199,7 +199,7 @@ def train_head_only(cfg: Config, run_dir: Path) -> tuple[np.ndarray, np.ndarray,
     say(f"head only: {task_name(cfg)} ({params:,} trainable parameters)")
     train_ds = encode(splits.train, tokenizer, cfg.max_length)
     val_ds = encode(splits.validation, tokenizer, cfg.max_length)
-    model = _train_prepared(cfg, splits, tokenizer, model, train_ds, val_ds, run_dir)
+    model = _train_prepared(cfg, splits, tokenizer, model, train_ds, val_ds, run_dir).model
     logits = head_only_logits(model, cfg, tokenizer, splits.test, _device(cfg, None))
     labels = splits.test["label"].to_numpy()
     save_trainable(model, run_dir / TRAINABLE_FILE)
@@ -369,13 +369,14 @@ def train_multitask(cfgs: Sequence[Config], run_dir: Path) -> tuple[list[np.ndar
     say(f"multi-task: {', '.join(names)} ({params:,} trainable parameters, shared LoRA + {len(names)} heads)")
     train_ds = _concat([encode(s.train, tokenizer, cfg.max_length) for s in splits])
     val_ds = _concat([encode(s.validation, tokenizer, cfg.max_length) for s in splits])
-    model = _train_prepared(cfg, splits[0], tokenizer, model, train_ds, val_ds, run_dir)
+    trainer = _train_prepared(cfg, splits[0], tokenizer, model, train_ds, val_ds, run_dir)
+    model = trainer.model
     logits = multitask_logits(model, cfgs, [s.test for s in splits], tokenizer, _device(cfg, None))
     ys = [s.test["label"].to_numpy() for s in splits]
     save_trainable(model, run_dir / TRAINABLE_FILE)
     save_arrays(arrays, **{f"logits_{i}": x for i, x in enumerate(logits)}, **{f"labels_{i}": y for i, y in enumerate(ys)})
     write_json({"key": key, "configs": [c.to_dict() for c in cfgs], "trainable_params": params, "tasks": names,
-                "labels": [list(x) for x in labels],
+                "labels": [list(x) for x in labels], "global_steps": int(trainer.state.global_step),
                 "accuracy": {n: float((x.argmax(1) == y).mean()) for n, x, y in zip(names, logits, ys)}}, record)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return logits, ys, params

@@ -23,6 +23,7 @@ from ..core import paths, runs
 from ..core.paths import Table, interval, missing, num, pct, points, read_json, say, write_json
 from .comparison import (CONFIDENCE, NOT_RESOLVED, compare, direction, mcnemar_header, pvalues_by_seed,
                          run_arm)
+from .yardsticks import can_conclude
 from ..core.config import CHOICES, Config, ConfigError, load
 
 STUDY_FILE = "quantization.json"
@@ -239,8 +240,10 @@ def sentence(result: dict[str, Any], timing: bool = True) -> str:
     parts = []
     for row in frame.iloc[1:].itertuples():
         resolved = direction(row.ci_low, row.ci_high) != NOT_RESOLVED
+        word = (("resolved" if resolved else "not resolved") if can_conclude(int(ref.seeds))
+                else f"{int(ref.seeds)} seed(s): a screen, no verdict")
         cost = (f"changes accuracy by {points(row.difference)} points "
-                f"({interval(row.ci_low, row.ci_high, signed=True)}, {'resolved' if resolved else 'not resolved'})")
+                f"({interval(row.ci_low, row.ci_high, signed=True)}, {word})")
         speed = f", at {row.seconds_per_step / ref.seconds_per_step:.2f}x the seconds per step" if timing else ""
         parts.append(f"{row.label} holds the frozen base in {mib(row.base_mib)} MiB instead of {mib(ref.base_mib)} "
                      f"({100 * (1 - row.base_mib / ref.base_mib):.0f}% less), {cost}{speed}")

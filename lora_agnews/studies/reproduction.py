@@ -238,19 +238,18 @@ def seed_conclusions(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def grid_conclusions(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The grid: the pick (best validation accuracy), the most accurate on test, each setting against the pick."""
+    """The grid, a screen of single-seed runs: what it concludes is its ranking by validation accuracy (the pick
+    first, :func:`lora_agnews.studies.experiments.by_validation`), never a gap between two settings' test scores."""
+    import pandas as pd
+
+    from .experiments import by_validation
+
     settings = [r for r in rows if not r.get("lr_search") and r.get("accuracy") is not None]
     if not settings:
         return []
-    out = []
-    pick = next((r for r in settings if r.get("reference")), None)
-    if pick is not None:
-        out.append(_choice("grid", "pick on validation accuracy", pick["name"]))
-    top = sorted(settings, key=lambda r: (-r["accuracy"], r["trainable_params"]))[0]
-    out.append(_choice("grid", "most accurate on test", top["name"]))
-    out += [_verdict("grid", r["name"], r.get("diff_ci_low"), r.get("diff_ci_high"), r.get("diff_to_reference"))
-            for r in settings if not r.get("reference")]
-    return out
+    ranked = list(by_validation(pd.DataFrame(settings))["name"])
+    return [_choice("grid", "pick on validation accuracy", ranked[0]),
+            _choice("grid", "ranking by validation accuracy", ", ".join(ranked))]
 
 
 def merging_conclusions(result: Mapping[str, Any]) -> list[dict[str, Any]]:
