@@ -187,3 +187,12 @@ def test_a_smoke_run_audited_on_another_machine_kind_is_held_to_the_rule_across_
     assert record["all_reproduced"] and not check["exact"] and check["computed"].endswith(f"({precision})")
     assert check["here"] == ("AMX (fp32)" if precision == "fp32" else "AVX2 (fp32)")
     assert "within numerical noise" in audit_text.summary(record) and "AVX2" in audit_text.summary(record) + check["computed"]
+
+
+def test_a_sample_re_scored_in_other_batches_may_flip_only_near_ties_under_the_exact_rule() -> None:
+    recorded = np.array([[0.0, 0.01], [0.0, 3.0]], dtype=np.float32)  # row 0 a near-tie (margin 0.01), row 1 not
+    near_tie_flip = recorded + np.array([[0.02, 0.0], [0.0, 0.0]], dtype=np.float32)
+    assert not agree(recorded, near_tie_flip, AMX_BF16, AMX_BF16).reproduced  # the rows of the record
+    assert agree(recorded, near_tie_flip, AMX_BF16, AMX_BF16, rebatched=True).reproduced
+    far_flip = recorded + np.array([[0.0, 0.0], [0.04, -0.04]], dtype=np.float32) * 50  # moved by units
+    assert not agree(recorded, far_flip, AMX_BF16, AMX_BF16, rebatched=True).reproduced

@@ -59,7 +59,7 @@ def verdict(record: dict[str, Any]) -> str:
     st = record.get("settings")
     if not st:
         return f"audit: {record['reproduced']} of {record['runs']} saved models reproduce"
-    how = "exactly" if not st["across_machines"] else "within numerical noise"
+    how = "exactly" if not st["across_machines"] and not st["differing"] else "within numerical noise"
     differ = f", {st['differing']} near-tie label(s) differ" if st["differing"] else ""
     return (f"audit re-scored here on {' and '.join(st['here']) or 'this machine'}: {record['reproduced']} of "
             f"{record['runs']} saved models reproduce {how} ({st['identical']:,} of {st['labels']:,} labels identical"
@@ -82,6 +82,11 @@ def _sampled(record: dict[str, Any]) -> str:
 def _where(record: dict[str, Any]) -> str:
     st = record["settings"]
     here = " and ".join(st["here"])
+    if not st["across_machines"] and st["differing"]:
+        return (f"within the noise of other batches: computed and re-scored on {here}, the same machine kind and "
+                f"precision; {st['differing']:,} of {st['labels']:,} labels differ, all on sampled rows and near-ties "
+                f"(largest recorded margin {st['largest_margin']:.3g}): a sample is batched and padded apart from the "
+                f"rows it was scored with")
     if not st["across_machines"]:
         return f"exactly: computed and re-scored on {here}, the same machine kind and precision"
     where = "; ".join(record.get("computed_on") or []) or "another machine"

@@ -103,12 +103,17 @@ class Check:
                     f"{100 * self.reproduced_accuracy:.2f}% (computed {self.computed}, re-scored {self.here}); "
                     f"{self.differing} of {self.n_test} labels differ{sampled}" +
                     (f", largest recorded margin among them {self.largest_margin:.3g}" if self.differing else "") +
-                    ("" if self.exact else f" (near-tie bound {self.bound:g})") +
+                    (f" (near-tie bound {self.bound:g})" if self.bound else "") +
                     f"; max |logit diff| {self.max_abs_logit_diff:.2e} (tolerance {self.tolerance:g})")
-        if self.exact:
-            return f"{self.run}: reproduced exactly ({rows}, {self.here}; max |logit diff| {self.max_abs_logit_diff:.1e})"
         differ = (f"; the {self.differing} that differ all near-ties (largest margin {self.largest_margin:.3g} < "
                   f"{self.bound:g})" if self.differing else "")
+        if self.exact and not self.differing:
+            return f"{self.run}: reproduced exactly ({rows}, {self.here}; max |logit diff| {self.max_abs_logit_diff:.1e})"
+        if self.exact:
+            return (f"{self.run}: reproduced within the noise of other batches ({self.here}; a sample is batched and "
+                    f"padded apart from the rows it was scored with; {self.n_test - self.differing} of {self.n_test} "
+                    f"labels identical{sampled}{differ}; max |logit diff| {self.max_abs_logit_diff:.1e} <= "
+                    f"{self.tolerance:g})")
         return (f"{self.run}: reproduced within numerical noise (computed {self.computed}, re-scored {self.here}; "
                 f"{self.n_test - self.differing} of {self.n_test} labels identical{sampled}{differ}; max |logit diff| "
                 f"{self.max_abs_logit_diff:.1e} <= {self.tolerance:g})")
@@ -125,15 +130,16 @@ def compare(run: str, recorded: np.ndarray, got: np.ndarray, labels: np.ndarray,
     if recorded.shape != got.shape:
         raise AuditError(f"{run}: recorded logits {recorded.shape} but the reloaded model scored {got.shape}: "
                          f"the test rows changed since the run; rerun it.")
+    sampled = n_total is not None and n_total != len(labels)
     if np.ndim(labels) == 2:
         cut = np.broadcast_to(np.asarray(thresholds if thresholds is not None else 0.5, dtype=np.float64), recorded.shape)
         truth = np.asarray(labels) > 0
         before, after = recorded >= threshold_logits(cut, cut.shape), got >= threshold_logits(cut, cut.shape)
         right = [(before == truth).all(1), (after == truth).all(1), (before == after).all(1)]
-        found = agree(recorded, got, computed, here, cut)
+        found = agree(recorded, got, computed, here, cut, rebatched=sampled)
     else:
         right = [recorded.argmax(1) == labels, got.argmax(1) == labels, recorded.argmax(1) == got.argmax(1)]
-        found = agree(recorded, got, computed, here)
+        found = agree(recorded, got, computed, here, rebatched=sampled)
     return Check(run, int(len(labels)), int(n_total if n_total is not None else len(labels)),
                  *(float(r.mean()) for r in right), found.max_abs_logit_diff, here.precision, computed.words(),
                  here.words(), found.exact, found.tolerance, found.bound, found.differing, found.largest_margin,
