@@ -49,10 +49,9 @@ REFERENCE_FILE = "reference.json"  # the TF-IDF baseline's record (notebook 03)
 SAMPLE_ROWS = 100
 IN_FULL = ("runs/main", "runs/merging/tasks/*")
 # Re-merging is the dearest check (every merge re-reads and combines all task adapters; on a roberta-base-shaped
-# encoder in fp32 on 2 AVX2 cores the seven merges took most of a 14-minute audit), so a restore on another machine
-# kind or precision than the merges' re-merges this many of the study's merge methods, drawn at random (seeded by the
-# study's methods); the others keep the archived scores, which the computing sitting's full audit re-merged. On the
-# merges' own machine kind every merge is re-merged (see audit_merging). ``audit --full``: every merge.
+# encoder in fp32 on 2 AVX2 cores the seven merges took most of a 14-minute audit), so a restore re-merges this many of
+# the study's merge methods, drawn at random (seeded by the study's methods); the others keep the archived scores,
+# which the computing sitting's full audit re-merged. ``audit --full``: every merge.
 SAMPLE_MERGES = 2
 
 
@@ -275,10 +274,7 @@ def audit_merging(results: Path, device: str = "cpu", full: bool = True) -> tupl
         computed = here_setting(precision, device)
     here = here_setting(precision, device)
     skipped = []
-    if not full and restored(merged) and computed != here:
-        # Only across machines. Where they were merged the exact rule holds, and a subset of the merges does not
-        # repeat the study's sequence bit for bit: on the demo's AMX, two of its seven merges re-merged alone flipped
-        # a bf16 near-tie (recorded margin 0.0005). Why the sequence matters is not yet known.
+    if not full and restored(merged):
         combos, skipped = sample_merges(combos)
     with scoring_in(precision):
         all_scores = score_merged(dirs, combos, device, rows=rows)
