@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from lora_agnews.studies import explore
-from lora_agnews.core.data import LABELS, Splits
+from lora_agnews.core.dataset import Splits
+from lora_agnews.core.tasks.agnews import LABELS
 from lora_agnews.core.model import build_local_tokenizer
 
 

@@ -15,7 +15,7 @@ from lora_agnews.core import config, model
 from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts, read_model_card
 from lora_agnews.core.paths import read_json
 from lora_agnews.cli import main
-from lora_agnews.core.data import load_splits
+from lora_agnews.core.dataset import load_splits
 from lora_agnews.core.model import BudgetError, MergeError
 from conftest import fresh_process_logits
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lora_agnews.core import config, model, train
-from lora_agnews.core.data import LABELS
+from lora_agnews.core.tasks.agnews import LABELS
 from conftest import sample_rows
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import LABELS, normalize_text
+from .tasks.agnews import LABELS, normalize_text
 from .config import METHODS
 
 LABEL_NAMES: tuple[str, ...] = LABELS  # the class names written to config.json (when the model has none)

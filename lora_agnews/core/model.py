@@ -25,8 +25,9 @@ from torch import nn
 from . import hardware, paths
 from .paths import ProjectError
 from .config import (Config, ConfigError, EMBEDDINGS, FAMILIES, Family, METHODS, PRESETS, PeftInputs, ROLES, family_of,
-                     family_targets_regex, from_dict, in_encoder, in_heads, label_config, layer_pattern, parse_targets,
-                     role_of, supported_families, unmatched_names)
+                     family_targets_regex, from_dict, in_encoder, in_heads, layer_pattern, parse_targets, role_of,
+                     supported_families, unmatched_names)
+from .tasks.registry import label_config
 
 # --------------------------------------------------------------------------- base encoders
 # Names and configs of the base encoders, the tokenizer, the base model, device and precision.
@@ -180,7 +181,7 @@ def model_config(cfg: Config, vocab_size: int | None = None, labels: Sequence[st
 
 def _task_head(cfg: Config, labels: Sequence[str] | None, multi_label: bool | None) -> tuple[tuple[str, ...], bool]:
     """The head's label names and kind: as given, else the configuration's task's (a saved adapter passes its record)."""
-    from .data import task_labels, task_multi_label
+    from .dataset import task_labels, task_multi_label
 
     if multi_label is None:
         multi_label = task_multi_label(cfg) if labels is None else False
@@ -212,7 +213,7 @@ def build_tokenizer(cfg: Config, train_texts: list[str] | None = None) -> Any:
     if source == "local":
         # Built from the whole training file, so the vocabulary (and the parameter count of LoRA
         # on word embeddings) does not change with the seed's validation split.
-        from .data import load_task
+        from .dataset import load_task
 
         return build_local_tokenizer(load_task(cfg)[0]["text"].tolist())
     try:
@@ -1170,7 +1171,7 @@ def count_trainable(cfg: Config, vocab_size: int | None = None) -> dict[str, Any
 @functools.lru_cache(maxsize=8)
 def local_vocab_size(data: str, task: str = "agnews") -> int:
     """Vocabulary of the tokenizer built from the task's training rows (LoRA on word embeddings scales with it)."""
-    from .data import load_task
+    from .dataset import load_task
 
     return len(build_local_tokenizer(load_task(Config(data=data, task=task))[0]["text"].tolist()))
 

