@@ -63,12 +63,6 @@ def normalize_text(text: str) -> str:
     return text.strip()
 
 
-def join_title(title: str, description: str) -> str:
-    """Title and description joined by one space, as the hub's ``text`` column is, so a model trained on one
-    source reads the other identically."""
-    return normalize_text(f"{title} {description}")
-
-
 def read_agnews_csv(path: Path) -> pd.DataFrame:
     """Read one CSV in the original layout (no header; label 1..4, title, description)."""
     path = Path(path)
@@ -99,7 +93,8 @@ def read_agnews_csv(path: Path) -> pd.DataFrame:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"{path} line {lines[row]}: label {frame['label'].iloc[row]!r} is outside 1..4 "
                         f"(1 World, 2 Sports, 3 Business, 4 Sci/Tech). Fix or drop that row; a header line is not allowed.")
-    text = [join_title(t.strip(), d.strip()) for t, d in zip(frame["title"], frame["description"])]
+    # title and description joined by one space, as the hub's ``text`` column is: a model reads both sources alike
+    text = [normalize_text(f"{t.strip()} {d.strip()}") for t, d in zip(frame["title"], frame["description"])]
     empty = [i for i, t in enumerate(text) if not t]
     if empty:
         raise DataError(f"{path} line {lines[empty[0]]}: title and description are both empty. Drop empty rows.")

