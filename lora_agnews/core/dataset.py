@@ -77,8 +77,8 @@ def load_task_rows(task: str | TaskSpec, data: str = PYPI, cache: Path | None = 
     """
     spec = get_task(task) if isinstance(task, str) else task
     if spec.name == AGNEWS:
-        raise DataError("agnews is read by lora_agnews.core.tasks.agnews (-p data hub, -p data sample, or a directory holding "
-                        "the original train.csv and test.csv); it has no copy on PyPI.")
+        raise DataError("agnews is read by lora_agnews.core.tasks.agnews (-p data hub, -p data sample, or a directory "
+                        "holding the original train.csv and test.csv); it has no copy on PyPI.")
     if data == PYPI:
         return load_wheel_task(spec, cache, runner)
     if data == HUB:
