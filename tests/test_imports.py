@@ -139,6 +139,16 @@ def test_no_dynamic_imports(name: str) -> None:
     assert not dynamic_imports(name), f"lora_agnews/{name}.py imports dynamically at lines {dynamic_imports(name)}"
 
 
+def test_every_package_is_in_pyprojects_package_list() -> None:
+    """pyproject lists the packages a wheel installs; a subpackage left out imports from a checkout only."""
+    import tomllib
+
+    listed = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    found = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")
+             if "__pycache__" not in p.parts}
+    assert found == set(listed["packages"]), f"pyproject's [tool.setuptools] packages should be {sorted(found)}"
+
+
 def test_the_checker_sees_lazy_relative_and_absolute_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The parser itself: function-level relative imports (one and two dots) and absolute ones are all found."""
     fake = tmp_path / "lora_agnews"
