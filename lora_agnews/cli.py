@@ -100,7 +100,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .core.adapter import predict_texts
-    from .core.config import model_labels
+    from .core.tasks.registry import model_labels
 
     texts = [t for t in args.texts if t.strip()]
     if args.file:
@@ -118,13 +118,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not texts:
         raise ValueError('nothing to classify: give texts as arguments ("headline" ...) or --file FILE.')
     if args.threshold is not None:
-        from .core.data import check_threshold
+        from .core.tasks.multilabel_scores import check_threshold
 
         check_threshold(args.threshold, "--threshold")
     model, tokenizer, cfg = _predictor(Path(args.adapter), args.task)
     names = model_labels(model)  # the classes of the task the adapter was trained on
     probs = predict_texts(model, tokenizer, cfg, texts)
-    from .core.data import is_multi_label_model
+    from .core.tasks.label_sets import is_multi_label_model
 
     if is_multi_label_model(model):
         from .core.adapter import print_predictions

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 from .core import config as config_mod, hardware, paths, runs
 from .core.config import Config
 from .core.paths import read_json
+from .core.tasks.registry import AGNEWS
 
 STUDIES = ("main", "multilabel", "ablation", "seeds", "merging", "quantization")  # the notebooks' order
 KINDS = {"run": runs.RUN_FILE, "head_only": "head_only.json", "multitask": "multitask.json"}
@@ -182,7 +183,7 @@ def train_rows(cfg: Config) -> int | None:
     """Training rows of one epoch (before the validation split is carved; an estimate)."""
     if cfg.max_train_samples:
         return cfg.max_train_samples
-    if cfg.task != config_mod.AGNEWS:
+    if cfg.task != AGNEWS:
         local = Path(cfg.task) / "train.csv"
         return _lines(local) if local.is_file() else KNOWN_TRAIN_ROWS.get(cfg.task)
     if cfg.data == "hub":

@@ -9,7 +9,7 @@ import pytest
 
 from lora_agnews import cli
 from lora_agnews.core import config
-from lora_agnews.core.data import LABELS, load_raw
+from lora_agnews.core.tasks.agnews import LABELS, load_raw
 from lora_agnews.core.train import DistillError, teacher_logits_for, train
 
 

@@ -22,11 +22,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lora_agnews"
 LAYERS = ("core", "studies", "reporting", "")  # "" is the top level: lora_agnews/*.py
 
 # Lowest first, by layer. The core is one training run's path, each module importing only those before it:
-# paths -> families -> methods -> config -> data -> the model (encoders ... budget) -> evaluate -> runs -> adapter ->
-# train (export sits beside train, off that path).
+# paths -> families -> methods -> tasks -> config -> dataset -> tokens -> the model (encoders ... budget) -> evaluate ->
+# runs -> adapter -> train (export sits beside train, off that path).
+TASKS = ["tasks.__init__", "tasks.registry", "tasks.label_sets", "tasks.multilabel_scores", "tasks.rows", "tasks.wheel",
+         "tasks.wheel_corpora", "tasks.hub", "tasks.agnews", "tasks.directory"]
 ORDER = {
-    "core": ["__init__", "hardware", "paths", "families", "methods", "config", "checkpoints", "data", "encoders",
-             "precision", "heads", "quantize", "build", "budget", "evaluate", "runs", "adapter", "export", "train"],
+    "core": ["__init__", "hardware", "paths", "families", "methods", *TASKS, "config", "checkpoints", "dataset", "tokens",
+             "encoders", "precision", "heads", "quantize", "build", "budget", "evaluate", "runs", "adapter", "export",
+             "train"],
     "studies": ["__init__", "agreement", "comparison", "coverage", "yardsticks", "experiments", "merging", "multitask", "merging_study", "quantize_study",
                 "multilabel_study", "baselines", "audit", "verify", "reproduction", "explore"],
     "reporting": ["__init__", "audit_text", "text", "ablation_reporting", "merge_reporting", "plots", "multilabel_plots",
@@ -137,6 +140,16 @@ def test_no_dynamic_imports(name: str) -> None:
     assert not dynamic_imports(name), f"lora_agnews/{name}.py imports dynamically at lines {dynamic_imports(name)}"
 
 
+def test_every_package_is_in_pyprojects_package_list() -> None:
+    """pyproject lists the packages a wheel installs; a subpackage left out imports from a checkout only."""
+    import tomllib
+
+    listed = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    found = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")
+             if "__pycache__" not in p.parts}
+    assert found == set(listed["packages"]), f"pyproject's [tool.setuptools] packages should be {sorted(found)}"
+
+
 def test_the_checker_sees_lazy_relative_and_absolute_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The parser itself: function-level relative imports (one and two dots) and absolute ones are all found."""
     fake = tmp_path / "lora_agnews"
@@ -154,8 +167,9 @@ def test_the_checker_sees_lazy_relative_and_absolute_imports(tmp_path: Path, mon
                                               "studies.audit": 8}
 
 
-TRAINING_PATH = {"hardware", "paths", "families", "methods", "config", "checkpoints", "data", "encoders", "precision",
-                 "heads", "quantize", "build", "budget", "evaluate", "runs", "adapter", "train"}
+TRAINING_PATH = {"hardware", "paths", "families", "methods", *(m.removesuffix(".__init__") for m in TASKS), "config",
+                 "checkpoints", "dataset", "tokens", "encoders", "precision", "heads", "quantize", "build", "budget",
+                 "evaluate", "runs", "adapter", "train"}
 
 
 def test_one_training_run_passes_through_the_core_training_modules(tmp_path: Path) -> None:
@@ -187,6 +201,7 @@ def test_the_configuration_and_its_tables_load_without_torch() -> None:
     import sys
 
     script = ("import sys\nfrom lora_agnews.core import checkpoints, config, families, methods, runs\n"
+              "from lora_agnews.core.tasks import registry\n"
               "config.load('smoke').replace(method='adalora')\ncheckpoints.model_identity('tiny-roberta')\n"
               "print(sorted(m for m in ('torch', 'peft', 'transformers') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout

@@ -300,7 +300,7 @@ def test_merging_dequantizes_and_agrees_within_tolerance(scheme: str, share: flo
     merge agrees to float rounding (1e-5); int8 also rounds the activations (float16, then 8 bits per row), so
     the full-precision merge differs by up to 5% of the logits' range."""
     from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts
-    from lora_agnews.core.data import load_splits
+    from lora_agnews.core.dataset import load_splits
     from lora_agnews.core.build import merge
 
     model, tokenizer, cfg = load_adapter(trained[scheme] / "adapter")

@@ -2,8 +2,8 @@
 
 An adapter directory holds the trained weights with the head, the tokenizer, the run's config and a
 hub-style model card, so it is usable on its own; a multi-label run adds its decision thresholds, which
-``predict`` and an export read back. May import: ``paths``, ``families``, ``methods``, ``config``,
-``checkpoints``, ``data``, the model's modules (``encoders`` to ``build``), ``evaluate`` and ``runs``.
+``predict`` and an export read back. May import: ``paths``, ``families``, ``methods``, ``tasks``, ``config``,
+``checkpoints``, ``dataset``, ``tokens``, the model's modules (``encoders`` to ``build``), ``evaluate`` and ``runs``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,16 @@ import numpy as np
 import torch
 import yaml
 
-from .config import (AGNEWS, Config, ConfigError, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION, check_same_labels,
-                     from_dict, model_labels)
+from .config import Config, ConfigError, from_dict
+from .dataset import task_source
 from .families import in_heads
 from .methods import METHODS, SEQ_CLS
-from .data import (PROBLEM_TYPE, SEPARATOR, TokenizedDataset, apply_thresholds, check_threshold, choose_thresholds,
-                   compute_metrics, is_multi_label_model, normalize_text, sigmoid, task_source, tokenize)
+from .tasks.agnews import normalize_text
+from .tasks.label_sets import SEPARATOR, is_multi_label_model
+from .tasks.multilabel_scores import apply_thresholds, check_threshold, choose_thresholds, compute_metrics, sigmoid
+from .tasks.registry import (AGNEWS, PROBLEM_TYPE, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION, check_same_labels,
+                             model_labels)
+from .tokens import TokenizedDataset, tokenize
 from .paths import atomic_write_text, interactive, read_json, say, write_json
 
 # --------------------------------------------------------------------------- the adapter directory
@@ -192,7 +196,7 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
         labels = info.get("labels") or list(TASKS[AGNEWS].labels)
         multi_label = bool(info.get("multi_label", False))
         if expect_multi_label is not None:
-            from .data import check_same_kind
+            from .tasks.label_sets import check_same_kind
 
             check_same_kind(expect_multi_label, multi_label, "the task it is used for", f"the adapter in {adapter_dir}")
         base = load_base(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels, multi_label=multi_label)
@@ -411,7 +415,7 @@ def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _card_metrics(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     if metrics.get("kind") == "multi_label":
-        from .data import card_metrics
+        from .tasks.multilabel_scores import card_metrics
 
         return card_metrics(metrics)
     return [{"type": "accuracy", "name": "accuracy", "value": round(float(metrics["accuracy"]), 4)},
@@ -421,7 +425,7 @@ def _card_metrics(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 def _card_rows(metrics: dict[str, Any]) -> str:
     """The model card's metric rows: accuracy and macro F1, or a multi-label run's scores and thresholds."""
     if metrics.get("kind") == "multi_label":
-        from .data import card_rows
+        from .tasks.multilabel_scores import card_rows
 
         return card_rows(metrics)
     return f"| test accuracy | {metrics['accuracy']:.4f} |\n| macro F1 | {metrics['macro_f1']:.4f} |"
@@ -488,7 +492,7 @@ def license_section(cfg: Config, license_id: str, artifact: str, signature: str)
 
 def shown_data(cfg: Config) -> str:
     """The data as a card names it: a local directory by its name only (the path is the computing machine's)."""
-    from .data import HUB, PYPI
+    from .tasks.registry import HUB, PYPI
 
     return cfg.data if cfg.data in ("sample", HUB, PYPI) else f"`{Path(cfg.data).name}` (a local copy)"
 
@@ -581,7 +585,8 @@ def read_model_card(adapter_dir: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- multi-label scoring, prediction and export
 # A multi-label run's scoring, ``predict`` output and export record.
 #
-# The pure parts (label sets, thresholds, metrics) live in :mod:`lora_agnews.core.data`.
+# The pure parts live in :mod:`lora_agnews.core.tasks.label_sets` (label sets) and
+# :mod:`lora_agnews.core.tasks.multilabel_scores` (thresholds, metrics).
 
 def score(model: Any, dataset: Any, pad_token_id: int, cfg: Any, device: Any, precision: str) -> np.ndarray:
     """Logits of ``model`` on ``dataset`` (the same batched pass as single-label scoring)."""

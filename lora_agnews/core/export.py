@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import LABELS, normalize_text
 from .methods import METHODS
+from .tasks.agnews import LABELS, normalize_text
 
 LABEL_NAMES: tuple[str, ...] = LABELS  # the class names written to config.json (when the model has none)
 EPS = 2.0 ** -20  # scale of the tanh heads' identity (see the module docstring)

@@ -25,8 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from . import hardware, paths, runs
-from .config import Config, check_same_labels, load, model_labels, require_trackers
-from .data import PadCollator, Splits, TokenizedDataset, best_micro_f1, encode, load_splits, load_task, tokenize
+from .config import Config, load, require_trackers
+from .tasks.registry import check_same_labels, model_labels
+from .dataset import Splits, load_splits, load_task
+from .tasks.multilabel_scores import best_micro_f1
+from .tokens import PadCollator, TokenizedDataset, encode, tokenize
 from .evaluate import evaluate_model, pad_multiple, predict_logits
 from .budget import check_budget, parameter_breakdown
 from .build import MergeError, build_model, check_max_length, merge
@@ -736,7 +739,7 @@ def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
     splits = splits or load_splits(cfg)
     width = splits.label_width  # label sets become indicator rows
     if width:
-        from .data import check_training_config
+        from .tasks.label_sets import check_training_config
 
         check_training_config(cfg)
     tokenizer = build_tokenizer(cfg, splits.train["text"].tolist())

@@ -193,7 +193,7 @@ def multilabel_result(profile: str) -> dict[str, Any] | None:
     """The kept multi-label run's result with its trivial baselines; a result kept before it recorded them gets them
     from the rows the archived run used (its configuration read back, its splits loaded again and checked against the
     sizes it recorded: a mismatch leaves them absent rather than wrong)."""
-    from ..core.data import load_splits
+    from ..core.dataset import load_splits
     from ..core.train import archived_runs, read_entry
 
     result = kept_study(multilabel_study.STUDY_FILE)(profile)

@@ -335,7 +335,7 @@ def audit_head_only(run_dir: Path, name: str, device: str = "cpu", full: bool = 
     """The head-only floor rebuilt from its record and saved head, re-scored on its test rows."""
     import torch
 
-    from ..core.data import load_splits
+    from ..core.dataset import load_splits
     from ..core.precision import scoring_in
     from .merging import MergingError
     from .multitask import head_only_logits, load_head_only
@@ -364,7 +364,7 @@ def audit_multitask(run_dir: Path, device: str = "cpu", full: bool = True) -> li
     """The multi-task model rebuilt from its record and saved LoRA factors and heads, each task re-scored."""
     import torch
 
-    from ..core.data import load_splits
+    from ..core.dataset import load_splits
     from ..core.precision import scoring_in
     from .merging import MULTITASK, MergingError
     from .multitask import load_multitask, multitask_logits
@@ -413,7 +413,7 @@ def audit_baseline(profile: str) -> dict[str, Any] | None:
     from ..core.adapter import CONFIG_FILE
     from .baselines import tfidf_predictions
     from ..core.config import from_dict
-    from ..core.data import load_splits
+    from ..core.dataset import load_splits
     from ..core.evaluate import compute_metrics
 
     path = paths.results_dir(profile) / REFERENCE_FILE

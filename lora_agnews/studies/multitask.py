@@ -27,7 +27,8 @@ from torch import nn
 from ..core.paths import interactive, read_json, say, write_json
 from ..core.config import DERIVED_KEYS, Config, from_dict
 from ..core.runs import DATA_KEY, run_key  # a study model is keyed as a run: data content hash included
-from ..core.data import TokenizedDataset, encode, load_splits
+from ..core.dataset import load_splits
+from ..core.tokens import TokenizedDataset, encode
 from .merging import MergingError, _device, _head_names, _precision, task_name
 
 TRAINABLE_FILE = "trainable.safetensors"  # the trained tensors (head; LoRA factors + heads): what the audit reloads

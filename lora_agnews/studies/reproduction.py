@@ -68,7 +68,7 @@ def decisions(logits: np.ndarray, labels: np.ndarray, thresholds: list[float] | 
     """Each row's prediction and whether it is right: the top class, or for a multi-label run (``labels`` an
     indicator matrix) the label set at the run's own thresholds, right only when the whole set is."""
     if np.ndim(labels) == 2:
-        from ..core.data import apply_thresholds, sigmoid
+        from ..core.tasks.multilabel_scores import apply_thresholds, sigmoid
 
         predicted = apply_thresholds(sigmoid(logits), thresholds if thresholds else 0.5) > 0
         return predicted, (predicted == (np.asarray(labels) > 0)).all(axis=1)
