@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from lora_agnews.core import config, model
-from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts, read_model_card
+from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts
+from lora_agnews.core.card import read_model_card
 from lora_agnews.core.paths import read_json
 from lora_agnews.cli import main
 from lora_agnews.core.data import load_splits

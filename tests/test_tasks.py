@@ -20,7 +20,8 @@ from lora_agnews import cli
 from lora_agnews.core import config, data
 from lora_agnews.studies import explore
 from lora_agnews.reporting import plots
-from lora_agnews.core.adapter import load_adapter, read_model_card
+from lora_agnews.core.adapter import load_adapter
+from lora_agnews.core.card import read_model_card
 from lora_agnews.core.config import TaskError
 
 TASKS = {2: ["bad", "good"], 3: ["alpha", "beta", "gamma"], 5: ["e1", "e2", "e3", "e4", "e5"]}

