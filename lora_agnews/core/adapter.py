@@ -1,9 +1,11 @@
 """What a run saves, and how it is loaded and scored again: the adapter directory.
 
-An adapter directory holds the trained weights with the head, the tokenizer, the run's config and a
-hub-style model card (:mod:`lora_agnews.core.card`), so it is usable on its own; a multi-label run adds its
-decision thresholds, which ``predict`` and an export read back. May import: ``paths``, ``config``, ``data``, ``model``, ``evaluate``
-and ``runs``.
+An adapter directory holds the LoRA weights together with the trained head (PEFT's ``modules_to_save``, in the
+same ``adapter_model.safetensors``), the tokenizer, the run's config and a hub-style model card
+(:mod:`lora_agnews.core.card`), so it is usable on its own: ``python -m lora_agnews predict --adapter DIR
+"headline"``. It is written into a temporary sibling and renamed into place, so a crash never leaves a
+half-saved adapter behind. A multi-label run adds its decision thresholds, which ``predict`` and an export read
+back. May import: ``paths``, ``config``, ``data``, ``model``, ``evaluate`` and ``runs``.
 """
 
 from __future__ import annotations
@@ -20,15 +22,6 @@ from .config import (AGNEWS, Config, ConfigError, METHODS, SEQ_CLS, TASKS, check
 from .data import (SEPARATOR, TokenizedDataset, apply_thresholds, check_threshold, choose_thresholds, compute_metrics,
                    is_multi_label_model, normalize_text, sigmoid, tokenize)
 from .paths import interactive, read_json, say, write_json
-
-# --------------------------------------------------------------------------- the adapter directory
-# The trained adapter as an artifact: save, reload in a fresh process, predict.
-#
-# An adapter directory holds the LoRA weights together with the trained head (PEFT's
-# ``modules_to_save``, in the same ``adapter_model.safetensors``), the tokenizer, the run's
-# config and a hub-style model card, so it is usable on its own:
-# ``python -m lora_agnews predict --adapter DIR "headline"``. It is written into a temporary
-# sibling and renamed into place, so a crash never leaves a half-saved adapter behind.
 
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -205,7 +198,6 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     return model, tokenizer, cfg
 
 
-# --------------------------------------------------------------------------- PEFT's standard load
 # A PEFT user loads an adapter directory the standard way: ``PeftModel.from_pretrained(
 # AutoModelForSequenceClassification.from_pretrained(base, num_labels=K), DIR)``. That puts the architecture's own
 # head on the checkpoint's full-precision weights, so it gives this project's predictions only where the adapter
@@ -359,7 +351,6 @@ def adapter_thresholds(adapter_dir: Path) -> dict[str, Any] | None:
                                       "rule": "no thresholds recorded: 0.5"}
 
 
-# --------------------------------------------------------------------------- multi-label scoring, prediction and export
 # A multi-label run's scoring, ``predict`` output and export record.
 #
 # The pure parts (label sets, thresholds, metrics) live in :mod:`lora_agnews.core.data`.
@@ -399,7 +390,6 @@ def evaluate_multi_label(prep: Any, model: Any, out_dir: Any, device: Any, preci
     return adapter_dir, metrics, logits, seconds
 
 
-# --------------------------------------------------------------------------- predict
 def thresholds_for(adapter_dir: Any, names: Sequence[str], override: float | None = None,
                    record: dict[str, Any] | None = None) -> list[float]:
     """Per-label thresholds ``predict`` applies: ``override`` for every label, else ``record`` (a merged
@@ -438,7 +428,6 @@ def print_predictions(texts: Sequence[str], probs: np.ndarray, names: Sequence[s
         print(f"{SEPARATOR.join(row['labels']) or '-'}\t{shown}\t{row['text']}")
 
 
-# --------------------------------------------------------------------------- export
 THRESHOLDS_KEY = "label_thresholds"  # in an exported config.json: label name -> threshold
 
 

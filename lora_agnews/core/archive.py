@@ -307,7 +307,16 @@ def archive_profile(profile: str) -> dict[str, Any]:
         raise ArchiveError(f"results/{profile} holds no complete run to archive; run "
                            f"`python -m lora_agnews run --profile {profile}` first.")
     with _writing(root):
-        return _archive_locked(profile, root, found)
+        data = manifest(profile)
+        added = 0
+        for source in found:
+            eid = entry_id(source.key, source.rel)
+            if eid not in data["entries"]:
+                data["entries"][eid] = write_entry(root / ENTRIES / eid, source, keeps_adapter(source.rel))
+                added += 1
+                write_json(data, root / MANIFEST)
+    return {"profile": profile, "entries": len(data["entries"]), "added": added, "bytes": directory_size(root),
+            "path": root}
 
 
 @contextlib.contextmanager
@@ -322,19 +331,6 @@ def _writing(root: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def _archive_locked(profile: str, root: Path, found: list[Source]) -> dict[str, Any]:
-    data = manifest(profile)
-    added = 0
-    for source in found:
-        eid = entry_id(source.key, source.rel)
-        if eid not in data["entries"]:
-            data["entries"][eid] = write_entry(root / ENTRIES / eid, source, keeps_adapter(source.rel))
-            added += 1
-            write_json(data, root / MANIFEST)
-    size = directory_size(root)
-    return {"profile": profile, "entries": len(data["entries"]), "added": added, "bytes": size, "path": root}
 
 
 def drop_superseded(profile: str) -> list[dict[str, Any]]:

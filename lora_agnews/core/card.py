@@ -116,12 +116,6 @@ def data_terms(cfg: Config, artifact: str = "adapter") -> str:
 
 
 
-def license_section(cfg: Config, license_id: str, artifact: str, signature: str) -> str:
-    """The cards' licence paragraph: the code's licence, the data's terms, the base model's own licence."""
-    return (f"`license: {license_id}` is the licence of the lora-agnews code that trained this {artifact} (MIT). "
-            f"{data_terms(cfg, artifact)}\nThe base model `{base_model_id(cfg)}` keeps its own licence.\n\n{signature}")
-
-
 def shown_data(cfg: Config) -> str:
     """The data as a card names it: a local directory by its name only (the path is the computing machine's)."""
     return cfg.data if cfg.data in ("sample", HUB, PYPI) else f"`{Path(cfg.data).name}` (a local copy)"
@@ -195,7 +189,10 @@ def write_card(directory: Path, cfg: Config, meta: dict[str, Any], title: str, i
     """The one model-card layout (an adapter's and an exported checkpoint's) written to ``directory/README.md``:
     the hub's YAML front matter, a title, an introduction, then one ``## heading`` per section, in order, the
     licence last (the code's licence, the data's terms, the base model's own licence, then ``signature``)."""
-    sections = {**sections, "License": license_section(cfg, meta["license"], artifact, signature)}
+    licence = (f"`license: {meta['license']}` is the licence of the lora-agnews code that trained this {artifact} "
+               f"(MIT). {data_terms(cfg, artifact)}\nThe base model `{base_model_id(cfg)}` keeps its own licence.\n\n"
+               f"{signature}")
+    sections = {**sections, "License": licence}
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     parts = [f"# {title}", intro.strip("\n"),
              *(f"## {head}\n\n{text.strip(chr(10))}" for head, text in sections.items())]

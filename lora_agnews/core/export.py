@@ -74,7 +74,6 @@ class ExportResult:
     scale: float | None = None  # eps of a linear head in a tanh head (dense eps*I, output W/eps); else None
 
 
-# --------------------------------------------------------------------------- labels
 def class_names(config: Any) -> tuple[str, ...]:
     """The class names for ``config.json``: the model's own ``id2label`` when it names the classes, else
     :data:`LABEL_NAMES` (transformers' placeholders ``LABEL_0``... name nothing)."""
@@ -89,7 +88,6 @@ def class_names(config: Any) -> tuple[str, ...]:
     return LABEL_NAMES
 
 
-# --------------------------------------------------------------------------- heads
 def _sign_split(w: torch.Tensor, b: torch.Tensor, width: int, where: str) -> dict[str, torch.Tensor]:
     """Dense rows ``[W; -W; 0]`` and an output layer ``[I, -I, 0]``: ``act(z) - act(-z) = z`` for ReLU and gelu."""
     labels, hidden = w.shape
@@ -212,7 +210,6 @@ def to_plain(merged: nn.Module, head: str) -> nn.Module:
     return plain.eval()
 
 
-# --------------------------------------------------------------------------- output directory
 def check_out_dir(out_dir: Path, adapter_dir: Path, overwrite: bool) -> None:
     """Refuse a file, the adapter or its run directory, and a non-empty ``--out`` unless ``overwrite``
     and it holds an earlier export and nothing else (its manifest lists what export wrote there)."""
@@ -256,7 +253,6 @@ def write_manifest(directory: Path, adapter_dir: Path) -> None:
                Path(directory) / MANIFEST_FILE)
 
 
-# --------------------------------------------------------------------------- self-check
 def pipeline_logits(directory: Path, texts: Sequence[str]) -> np.ndarray:
     """Raw logits (class-id order) of ``transformers.pipeline("text-classification", model=directory)``."""
     from transformers import pipeline
@@ -310,7 +306,6 @@ def self_check_note(result: ExportResult) -> str:
 {ATOL:g} + {RTOL:g} x |logit| (largest difference measured: {result.max_abs_diff:.2g})."""
 
 
-# --------------------------------------------------------------------------- export
 LOAD_TIME_KEYS = ("is_local", "local_files_only")  # how this process loaded the tokenizer, not what it is
 
 

@@ -22,9 +22,37 @@ from .paths import read_json, say, write_json
 
 def restore_entry(entry: Path, run_dir: Path, record_file: str, current: dict[str, Any],
                   config: dict[str, Any] | None = None) -> None:
-    """Copy ``entry`` into the empty ``run_dir``, its record last, as a restore does (:func:`restore_run`)."""
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    _copy_entry(Path(entry), Path(run_dir), record_file, roundtrip(current), config)
+    """Copy ``entry``'s files into the empty ``run_dir``, its record last. The record (and, given ``config``, the
+    adapter's configuration) take the key and configuration of the run asked for, ``current`` (the same
+    computation: their identities are equal), so paths name this checkout's files, and the archived key is kept
+    beside them as ``runs.RESTORED``'s ``key``."""
+    # Imported here, not at the top: adapter imports torch (1.4 s measured on this 2-core machine), which the
+    # engines' driver, installing entries, never loads.
+    from .adapter import CONFIG_FILE
+
+    entry, run_dir, current = Path(entry), Path(run_dir), roundtrip(current)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = read_json(entry / ENTRY_FILE)
+    for name in info["files"]:
+        if name == record_file or name.startswith(f"{ADAPTER}/"):
+            continue
+        shutil.copy2(entry / name, run_dir / name)
+    if (entry / ADAPTER).is_dir():
+        if (run_dir / ADAPTER).exists():
+            shutil.rmtree(run_dir / ADAPTER)
+        shutil.copytree(entry / ADAPTER, run_dir / ADAPTER)
+        if config is not None and (run_dir / ADAPTER / CONFIG_FILE).is_file():
+            write_json({**read_json(run_dir / ADAPTER / CONFIG_FILE), "config": config}, run_dir / ADAPTER / CONFIG_FILE)
+    for name in (n for n in info["files"] if n.endswith(".json") and n != record_file):  # this checkout's paths again
+        paths.atomic_write_text(local_paths((run_dir / name).read_text(encoding="utf-8")), run_dir / name)
+    record = read_entry(entry, record_file)
+    archived_key = record.get("run_key", record.get("key"))
+    record.update(current)
+    record[runs.RESTORED] = {"from": str(entry.relative_to(entry.parents[2])), "at": runs.now(),
+                             "computed": info["computed"], "adapter": bool(info["adapter"]), "key": archived_key}
+    write_json(record, run_dir / record_file)
+    say(f"{run_dir.name}: restored from the archive ({record[runs.RESTORED]['from']}), computed "
+        f"{machine_line(info['computed'])}")
 
 
 def restore_run(run_dir: Path, cfg: Config) -> bool:
@@ -37,8 +65,7 @@ def restore_run(run_dir: Path, cfg: Config) -> bool:
     entry = restorable(run_dir, cfg)
     if entry is None:
         return False
-    _copy_entry(entry, Path(run_dir), runs.RUN_FILE, {"run_key": runs.run_key(cfg), "config": cfg.to_dict()},
-                cfg.to_dict())
+    restore_entry(entry, run_dir, runs.RUN_FILE, {"run_key": runs.run_key(cfg), "config": cfg.to_dict()}, cfg.to_dict())
     return True
 
 
@@ -65,38 +92,6 @@ def restore_study(run_dir: Path, profile: str, current: dict[str, Any], record_f
         return False
     restore_entry(entry, run_dir, record_file, current)
     return True
-
-
-def _copy_entry(entry: Path, run_dir: Path, record_file: str, current: dict[str, Any],
-                config: dict[str, Any] | None = None) -> None:
-    """The entry's files into ``run_dir``, its record last. The record (and the adapter's configuration) take the
-    key and configuration of the run asked for (the same computation: their identities are equal), so paths name
-    this checkout's files, and the archived key is kept beside them as ``runs.RESTORED``'s ``key``."""
-    # Imported here, not at the top: adapter imports torch (1.4 s measured on this 2-core machine), which the
-    # engines' driver, installing entries, never loads.
-    from .adapter import CONFIG_FILE
-
-    info = read_json(entry / ENTRY_FILE)
-    for name in info["files"]:
-        if name == record_file or name.startswith(f"{ADAPTER}/"):
-            continue
-        shutil.copy2(entry / name, run_dir / name)
-    if (entry / ADAPTER).is_dir():
-        if (run_dir / ADAPTER).exists():
-            shutil.rmtree(run_dir / ADAPTER)
-        shutil.copytree(entry / ADAPTER, run_dir / ADAPTER)
-        if config is not None and (run_dir / ADAPTER / CONFIG_FILE).is_file():
-            write_json({**read_json(run_dir / ADAPTER / CONFIG_FILE), "config": config}, run_dir / ADAPTER / CONFIG_FILE)
-    for name in (n for n in info["files"] if n.endswith(".json") and n != record_file):  # this checkout's paths again
-        paths.atomic_write_text(local_paths((run_dir / name).read_text(encoding="utf-8")), run_dir / name)
-    record = read_entry(entry, record_file)
-    archived_key = record.get("run_key", record.get("key"))
-    record.update(current)
-    record[runs.RESTORED] = {"from": str(entry.relative_to(entry.parents[2])), "at": runs.now(),
-                             "computed": info["computed"], "adapter": bool(info["adapter"]), "key": archived_key}
-    write_json(record, run_dir / record_file)
-    say(f"{run_dir.name}: restored from the archive ({record[runs.RESTORED]['from']}), computed "
-        f"{machine_line(info['computed'])}")
 
 
 def sitting(profile: str, since: float) -> dict[str, Any]:

@@ -203,10 +203,6 @@ def training_arguments(cfg: Config, out_dir: Path, n_train: int, device: torch.d
     )
 
 
-def _checkpoint_step(checkpoint: str) -> int:
-    return int(Path(checkpoint).name.rsplit("-", 1)[-1])  # checkpoint-<global step>
-
-
 def fit(prep: Prepared, out_dir: Path) -> LoraTrainer:
     """Run the Trainer (resuming from the last checkpoint in ``out_dir`` if there is one)."""
     cfg = prep.cfg
@@ -230,7 +226,7 @@ def fit(prep: Prepared, out_dir: Path) -> LoraTrainer:
         say(f"resuming from {Path(last).name}")
     if "tensorboard" in trainer.args.report_to:  # a list by now ("all" resolved to the installed integrations)
         trainer.remove_callback(TensorBoardCallback)
-        purge = _checkpoint_step(last) + 1 if last else 0
+        purge = int(Path(last).name.rsplit("-", 1)[-1]) + 1 if last else 0  # checkpoint-<global step>
         trainer.add_callback(RunTensorBoard(out_dir / runs.TENSORBOARD_DIR, purge))
     trainer.train(resume_from_checkpoint=last)
     return trainer
