@@ -1,12 +1,14 @@
 """The core run: one training run from a config to ``metrics.json``, and everything it stands on.
 
-Eight modules, each importing only those before it, read in this order to follow a run from the command
-line to ``metrics.json``: ``paths`` (where files live, how results are written and read, how progress is
-told), ``config`` (what a run is: the frozen configuration, the methods, the tasks), ``data`` (rows in,
-datasets out), ``model`` (the model under the budget), ``evaluate`` (scoring), ``runs`` (run directories,
-records, keys), ``adapter`` (what a run saves, and how it is loaded and scored again) and ``train`` (a
-complete run: restored from the archive or trained). ``export`` (a merged, standalone model) sits beside
-``train``, off the training path.
+Each module imports only those before it; read in this order to follow a run from the command line to
+``metrics.json``: ``paths`` (where files live, how results are written and read, how progress is told),
+``config`` (what a run is: the frozen configuration, the methods, the tasks), ``data`` (rows in, datasets out),
+``model`` (the model under the budget), ``evaluate`` (scoring), ``runs`` (run directories, records, keys),
+``archive`` and ``restore`` (the committed archive of complete runs, torch-free), ``launch`` (distributed
+launches), ``adapter`` (what a run saves, and how it is loaded again), ``card`` (its model card), ``distill``
+(a teacher's logits), ``score`` (the model a run is scored with, and a saved run scored again), ``trainer`` (the
+Hugging Face Trainer as a run uses it) and ``train`` (a complete run: restored from the archive or trained).
+``export`` (a merged, standalone model) sits beside ``train``, off the training path.
 
 May import: nothing above it in the package (never ``studies``, ``reporting``, ``pipeline``, ``cli``).
 """
