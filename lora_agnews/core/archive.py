@@ -34,7 +34,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 from . import hardware, paths, runs
 from .config import load
@@ -120,18 +120,19 @@ _ABSOLUTE = re.compile(r"(?<![^\s\"'=(`])/[^\s\"'`()]+")  # an absolute path in 
 _PLACEHOLDER = re.compile(r"<(results|repository)>(/[^\s\"'`()]*)?")
 
 
-def relative_paths(text: str, checkouts: Sequence[Path] | None = None) -> str:
-    """``text`` with each absolute path under a checkout (default this one), its results or beside it written
-    relative to it: ``<results>/...``, ``<repository>/...``, ``<repository>/../...``. Other paths (``/tmp``) stay."""
-    roots = [Path(c) for c in checkouts] if checkouts else [paths.ROOT]
-    results = [paths.results_root(), *(root / "results" for root in roots)]
+def relative_paths(text: str) -> str:
+    """``text`` with each absolute path under this checkout, its results or beside it written relative to it:
+    ``<results>/...``, ``<repository>/...``, ``<repository>/../...``. Other paths (``/tmp``) stay."""
+    root = paths.ROOT
+    places = [(paths.results_root(), "<results>"), (root / "results", "<results>"), (root, "<repository>")]
+    if root.parent != root.parent.parent:
+        places.append((root.parent, "<repository>/.."))
 
     def relative(match: re.Match[str]) -> str:
         path = os.path.normpath(match[0])
-        for root, name in [*((r, "<results>") for r in results), *((r, "<repository>") for r in roots),
-                           *((r.parent, "<repository>/..") for r in roots if r.parent != r.parent.parent)]:
-            if path == str(root) or path.startswith(f"{root}/"):
-                return name + path[len(str(root)):]
+        for place, name in places:
+            if path == str(place) or path.startswith(f"{place}/"):
+                return name + path[len(str(place)):]
         return match[0]
 
     return _ABSOLUTE.sub(relative, text)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.archive import roundtrip
 from ..core.paths import interactive, read_json, say, write_json
 from ..core.config import DERIVED_KEYS, Config, from_dict
 from ..core.runs import DATA_KEY, run_key  # a study model is keyed as a run: data content hash included
@@ -72,7 +73,7 @@ def record_config(record: dict[str, Any], key: Any) -> Config:
         return from_dict(record["config"])
     key = {k: v for k, v in key.items() if k != DATA_KEY}  # the data's content hash is no configuration value
     cfg = from_dict({k: v for k, v in key.items() if k not in DERIVED_KEYS})
-    if json_roundtrip(cfg.run_key()) != json_roundtrip(key):
+    if roundtrip(cfg.run_key()) != roundtrip(key):
         raise MergingError("a record's run key does not rebuild its configuration (it was written with another "
                            "version of lora_agnews or of its data); retrain it.")
     return cfg
@@ -101,7 +102,7 @@ def _key_matches(record: Path, key: Any, *files: Path) -> bool:
     if not record.is_file() or not all(f.is_file() for f in files):
         return False
     try:
-        return read_json(record).get("key") == json_roundtrip(key)
+        return read_json(record).get("key") == roundtrip(key)
     except ValueError:
         return False
 
@@ -115,13 +116,6 @@ def _found(profile: str, record: Path, current: dict[str, Any], *files: Path) ->
     if _key_matches(record, key, *files):
         return True
     return restore_study(record.parent, profile, current, record.name) and _key_matches(record, key, *files)
-
-
-def json_roundtrip(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists), for comparing recorded keys."""
-    import json
-
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def _train_prepared(cfg: Config, splits: Any, tokenizer: Any, model: nn.Module, train_ds: TokenizedDataset,
