@@ -37,9 +37,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts, record_thresholds
 from .card import write_export_card
 from .config import METHODS
 from .data import LABELS, normalize_text
+from .model import MergeError, _quiet, _with_attention, dequantize, family, merge
+from .paths import interactive, read_json, say, write_json
+from .runs import atomic_directory, now
 
 LABEL_NAMES: tuple[str, ...] = LABELS  # the class names written to config.json (when the model has none)
 EPS = 2.0 ** -20  # scale of the tanh heads' identity (see the module docstring)
@@ -139,8 +143,6 @@ def plain_state(merged: nn.Module, head: str) -> tuple[dict[str, torch.Tensor], 
     DistilBERT's, whose output layer was moved to ``classifier.out_proj``); ``linear`` is re-expressed as the
     module docstring says.
     """
-    from .model import family
-
     style = family(merged).head
     kind = merged.config.model_type
     state = dict(merged.state_dict())
@@ -184,8 +186,6 @@ def plain_state(merged: nn.Module, head: str) -> tuple[dict[str, torch.Tensor], 
 def to_plain(merged: nn.Module, head: str) -> nn.Module:
     """The architecture's own ``*ForSequenceClassification`` holding ``merged``'s weights (same logits)."""
     from transformers import AutoModelForSequenceClassification
-
-    from .model import _quiet, _with_attention
 
     state, changes = plain_state(merged, head)
     config = copy.deepcopy(merged.config)
@@ -233,8 +233,6 @@ def check_out_dir(out_dir: Path, adapter_dir: Path, overwrite: bool) -> None:
 
 def foreign_files(directory: Path) -> list[str]:
     """Entries of ``directory`` that no export wrote: all of them when it has no readable manifest."""
-    from .paths import read_json
-
     entries = sorted(p.name for p in Path(directory).iterdir())
     try:
         written = set(read_json(Path(directory) / MANIFEST_FILE).get("files", []))
@@ -245,9 +243,6 @@ def foreign_files(directory: Path) -> list[str]:
 
 def write_manifest(directory: Path, adapter_dir: Path) -> None:
     """Record what this export wrote (every entry of ``directory``) and from which adapter."""
-    from .paths import write_json
-    from .runs import now
-
     files = sorted(p.name for p in Path(directory).iterdir())
     write_json({"adapter": str(Path(adapter_dir).resolve()), "exported": now(), "files": files},
                Path(directory) / MANIFEST_FILE)
@@ -256,8 +251,6 @@ def write_manifest(directory: Path, adapter_dir: Path) -> None:
 def pipeline_logits(directory: Path, texts: Sequence[str]) -> np.ndarray:
     """Raw logits (class-id order) of ``transformers.pipeline("text-classification", model=directory)``."""
     from transformers import pipeline
-
-    from .model import _quiet
 
     with _quiet():
         pipe = pipeline("text-classification", model=str(directory), top_k=None, function_to_apply="none",
@@ -311,8 +304,6 @@ LOAD_TIME_KEYS = ("is_local", "local_files_only")  # how this process loaded the
 
 def _drop_load_time_keys(tokenizer_config: Path) -> None:
     """transformers 5 saves a reloaded tokenizer's loading options; a published checkpoint should not carry them."""
-    from .paths import read_json, write_json
-
     if tokenizer_config.is_file():
         values = read_json(tokenizer_config)
         write_json({k: v for k, v in values.items() if k not in LOAD_TIME_KEYS}, tokenizer_config)
@@ -325,11 +316,6 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     tuning), an occupied ``out_dir``. Refused after building it in a temporary sibling (which is then
     removed): a self-check that does not reproduce ``predict``'s logits.
     """
-    from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts, record_thresholds
-    from .model import MergeError, merge
-    from .paths import interactive
-    from .runs import atomic_directory
-
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     check_adapter_dir(adapter_dir)
     check_out_dir(out_dir, adapter_dir, overwrite)
@@ -341,9 +327,6 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     if cfg.quantize != "none":
         # exported in full precision: the self-check compares with the dequantized model (int8's quantized
         # matmuls also round the activations, which no float32 checkpoint reproduces)
-        from .model import dequantize
-        from .paths import say
-
         say(f"{adapter_dir} was trained on a {cfg.quantize} base: it is exported dequantized, in float32")
         model = dequantize(model)
     texts = [normalize_text(t) for t in CHECK_TEXTS]
