@@ -11,6 +11,8 @@ back. May import: ``paths``, ``config``, ``data``, ``model``, ``evaluate`` and `
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -19,9 +21,13 @@ import torch
 
 from .config import (AGNEWS, Config, ConfigError, METHODS, SEQ_CLS, TASKS, check_same_labels, from_dict, in_heads,
                      model_labels)
-from .data import (SEPARATOR, TokenizedDataset, apply_thresholds, check_threshold, choose_thresholds, compute_metrics,
-                   is_multi_label_model, normalize_text, sigmoid, tokenize)
+from .data import (SEPARATOR, TokenizedDataset, apply_thresholds, check_same_kind, check_threshold, choose_thresholds,
+                   compute_metrics, is_multi_label_model, normalize_text, sigmoid, tokenize)
+from .evaluate import predict_logits, softmax
+from .model import (_base_model, _quiet, apply_bitfit, apply_head, model_identity, quantize_model, require_quantization,
+                    resolve_precision, text_limit)
 from .paths import interactive, read_json, say, write_json
+from .runs import atomic_directory
 
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -53,8 +59,6 @@ def base_fingerprint(model: Any, method: str = "lora") -> str:
 
 def base_model_id(cfg: Config) -> str:
     """The base model as the hub names it (model cards link to it; a local copy of a known checkpoint is its hub id)."""
-    from .model import model_identity
-
     name = model_identity(cfg.model_name)
     return HUB_IDS.get(name, name)
 
@@ -66,8 +70,6 @@ def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path,
     A multi-label model's record says so, with the decision ``thresholds`` chosen on validation, so
     ``predict``, ``export`` and a reload cut the probabilities where the run did.
     """
-    from .runs import atomic_directory
-
     adapter_dir = Path(adapter_dir)
     if cfg.init == "pretrained":  # lets PEFT's AutoPeftModel find the base; a random base has no id
         for peft_config in getattr(model, "peft_config", {}).values():
@@ -115,8 +117,6 @@ def _save_bitfit(model: Any, cfg: Config, directory: Path, gap: str) -> None:
 def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path, precision: str = "fp32") -> Any:
     from safetensors.torch import load_file
 
-    from .model import apply_bitfit, apply_head, quantize_model
-
     tensors = load_file(str(adapter_dir / WEIGHTS_FILE))
     plan = apply_head(base, cfg.head)
     model = apply_bitfit(quantize_model(base, cfg, precision), plan, cfg)
@@ -155,8 +155,6 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from .model import _base_model, _quiet, apply_head, quantize_model, require_quantization, resolve_precision
-
     adapter_dir = Path(adapter_dir)
     check_adapter_dir(adapter_dir)
     try:
@@ -175,8 +173,6 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
         labels = info.get("labels") or list(TASKS[AGNEWS].labels)
         multi_label = bool(info.get("multi_label", False))
         if expect_multi_label is not None:
-            from .data import check_same_kind
-
             check_same_kind(expect_multi_label, multi_label, "the task it is used for", f"the adapter in {adapter_dir}")
         base = _base_model(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels, multi_label=multi_label)
         if expect is not None:
@@ -317,9 +313,6 @@ def _missing_weights(adapter_dir: Path, names: list[str], kind: str) -> AdapterE
 def predict_logits_for_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str],
                              batch_size: int = 64) -> np.ndarray:
     """Logits for raw texts (normalised as the training data was); a bar for long inputs."""
-    from .evaluate import predict_logits
-    from .model import text_limit
-
     clean = [normalize_text(str(t)) for t in texts]
     empty = [i for i, t in enumerate(clean) if not t]
     if empty:
@@ -336,8 +329,6 @@ def predict_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str],
 
     Single-label: a softmax (rows sum to 1). Multi-label: each label's own sigmoid probability.
     """
-    from .evaluate import softmax
-
     logits = predict_logits_for_texts(model, tokenizer, cfg, texts, batch_size)
     return sigmoid(logits) if is_multi_label_model(model) else softmax(logits)
 
@@ -357,8 +348,6 @@ def adapter_thresholds(adapter_dir: Path) -> dict[str, Any] | None:
 
 def score(model: Any, dataset: Any, pad_token_id: int, cfg: Any, device: Any, precision: str) -> np.ndarray:
     """Logits of ``model`` on ``dataset`` (the same batched pass as single-label scoring)."""
-    from .evaluate import predict_logits
-
     return predict_logits(model, dataset, pad_token_id, cfg.eval_batch_size, device, precision,
                           progress=interactive(), multiple=cfg.pad_multiple)
 
@@ -370,8 +359,6 @@ def evaluate_multi_label(prep: Any, model: Any, out_dir: Any, device: Any, preci
     ``scoring_model``: :func:`lora_agnews.core.score.scoring_model` (passed in: score imports this module).
     Returns the adapter directory, the test metrics, the test logits and the seconds the test pass took.
     """
-    import time
-
     cfg, names = prep.cfg, prep.splits.labels
     check_same_labels(names, model_labels(model), "the data", "the model")
     pad = prep.tokenizer.pad_token_id
@@ -417,8 +404,6 @@ def print_predictions(texts: Sequence[str], probs: np.ndarray, names: Sequence[s
                       override: float | None, as_json: bool, record: dict[str, Any] | None = None) -> None:
     """``predict``'s output for a multi-label adapter: JSON rows, or one tab-separated line per text
     (the label set joined by ``|``, ``-`` when empty; then every label's probability)."""
-    import json
-
     rows = prediction_rows(texts, probs, names, thresholds_for(adapter_dir, names, override, record))
     if as_json:
         print(json.dumps(rows, indent=1))
