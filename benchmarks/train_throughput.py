@@ -569,7 +569,7 @@ def run_trainer(r: Runner, v: Variant, batches: list[list[int]], collate: Counti
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from lora_agnews.core.train import _trainer_class, training_arguments
+    from lora_agnews.core.trainer import LoraTrainer, training_arguments
 
     flat = [i for b in batches for i in b]
     subset = TokenizedDataset([r.work.dataset.input_ids[i] for i in flat], [r.work.dataset.labels[i] for i in flat])
@@ -587,9 +587,7 @@ def run_trainer(r: Runner, v: Variant, batches: list[list[int]], collate: Counti
                 sync(r.device)
                 clock["end"] = time.perf_counter()
 
-    base = _trainer_class()
-
-    class FixedOrderTrainer(base):  # type: ignore[misc, valid-type]
+    class FixedOrderTrainer(LoraTrainer):
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             return list(range(len(flat)))  # batches are consecutive runs of batch_size in `subset`
 

@@ -86,7 +86,7 @@ class Job:
 
     def tag(self) -> str:
         """The hash of its identity: the first half of its archive entry's id."""
-        from .core.train import identity
+        from .core.archive import identity
 
         return runs.key_tag(identity(self.key()))
 
@@ -162,7 +162,7 @@ def complete_here(job: Job) -> Path | None:
 
 def archived(job: Job) -> Path | None:
     """The archive entry the notebooks would restore for this model, or None."""
-    from .core.train import entry_dir
+    from .core.archive import entry_dir
 
     return entry_dir(job.cfg.profile, job.key(), job.rel)
 

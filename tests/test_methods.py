@@ -14,7 +14,8 @@ import pytest
 from lora_agnews.core import config, methods
 from lora_agnews.core.budget import BudgetError, count_trainable, largest_rank, local_vocab_size
 from lora_agnews.core.build import MergeError, build_model, merge, size_limit
-from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts, read_model_card
+from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts
+from lora_agnews.core.card import read_model_card
 from lora_agnews.core.paths import read_json
 from lora_agnews.cli import main
 from lora_agnews.core.dataset import load_splits

@@ -391,7 +391,7 @@ def test_a_pretrained_nf4_run_is_what_its_adapter_gives_in_a_fresh_process(
     short = {"max_train_samples": 160, "epochs": 1, "evals_per_epoch": 3, "batch_size": 16}
     metrics = {scheme: train(config.load("demo", {**short, "quantize": scheme}), tmp_path / scheme)
                for scheme in ("none", "nf4")}
-    script = ("import sys, numpy as np\nfrom lora_agnews.core.train import rescore\n"
+    script = ("import sys, numpy as np\nfrom lora_agnews.core.score import rescore\n"
               "np.save(sys.argv[2], rescore(sys.argv[1]).logits)\n")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "nf4"), str(tmp_path / "got.npy")],
                           capture_output=True, text=True, timeout=600)

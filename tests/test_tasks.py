@@ -20,7 +20,8 @@ from lora_agnews import cli
 from lora_agnews.core import config
 from lora_agnews.studies import explore
 from lora_agnews.reporting import plots
-from lora_agnews.core.adapter import load_adapter, read_model_card
+from lora_agnews.core.adapter import load_adapter
+from lora_agnews.core.card import read_model_card
 from lora_agnews.core.dataset import load_splits, task_labels
 from lora_agnews.core.tasks import registry
 from lora_agnews.core.tasks.registry import DataError, TaskError

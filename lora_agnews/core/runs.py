@@ -75,7 +75,7 @@ def restore_only() -> bool:
 def refuse_training(run_dir: Path, cfg: Config) -> None:
     """Raise :class:`RunError` naming ``run_dir`` when :func:`restore_only` is set; otherwise nothing.
 
-    Called where a run is about to be trained (:func:`lora_agnews.core.train.fit`), after every reuse and restore.
+    Called where a run is about to be trained (:func:`lora_agnews.core.trainer.fit`), after every reuse and restore.
     """
     if not restore_only():
         return
