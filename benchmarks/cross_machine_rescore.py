@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lora_agnews.core import hardware, paths  # noqa: E402
+from lora_agnews.core.archive import ENTRIES, ENTRY_FILE, manifest  # noqa: E402
 from lora_agnews.core.precision import scoring_in  # noqa: E402
-from lora_agnews.core.train import ENTRIES, ENTRY_FILE, manifest, rescore  # noqa: E402
+from lora_agnews.core.score import rescore  # noqa: E402
 from lora_agnews.studies.agreement import margins  # noqa: E402
 
 

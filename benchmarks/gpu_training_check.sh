@@ -73,7 +73,7 @@ if not path.is_file():
 m = json.loads(path.read_text())
 n = m["split_sizes"]["train"] * m["config"]["epochs"]
 optimise = m["train_seconds"] - m.get("validation_seconds", 0.0)  # checkpoints stay inside: one per epoch here
-from lora_agnews.core.data import read_agnews_csv
+from lora_agnews.core.tasks.agnews import read_agnews_csv
 from transformers import AutoTokenizer
 t = AutoTokenizer.from_pretrained(tok) if tok != "local" else None
 rows = read_agnews_csv(epoch / "train.csv").head(4000)

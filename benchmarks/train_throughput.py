@@ -3,7 +3,7 @@
 
 Why this exists: "fast" claims need a number that is what ``python -m lora_agnews train`` gets,
 next to what common practice gets, on the same examples. Every variant below is built from
-the project's components (``lora_agnews.core.data`` tokenizer path and :class:`PadCollator`, the
+the project's components (``lora_agnews.core.tokens`` tokenizer path and :class:`PadCollator`, the
 Trainer's length-grouped order, ``lora_agnews.core.build.build_model`` with the LoRA config of a
 profile, ``resolve_precision``, fused AdamW and TF32 on CUDA), and every variant processes the
 SAME examples, so examples/s and tokens/s compare directly.
@@ -75,7 +75,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from lora_agnews.core import config as config_mod  # noqa: E402
-from lora_agnews.core.data import PadCollator, TokenizedDataset, read_agnews_csv, tokenize  # noqa: E402
+from lora_agnews.core.tasks.agnews import read_agnews_csv  # noqa: E402
+from lora_agnews.core.tokens import PadCollator, TokenizedDataset, tokenize  # noqa: E402
 from lora_agnews.core.evaluate import autocast_context, predict_logits  # noqa: E402
 from lora_agnews.core.build import build_model  # noqa: E402
 from lora_agnews.core.encoders import build_local_tokenizer, build_tokenizer  # noqa: E402
@@ -568,7 +569,7 @@ def run_trainer(r: Runner, v: Variant, batches: list[list[int]], collate: Counti
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from lora_agnews.core.train import _trainer_class, training_arguments
+    from lora_agnews.core.trainer import LoraTrainer, training_arguments
 
     flat = [i for b in batches for i in b]
     subset = TokenizedDataset([r.work.dataset.input_ids[i] for i in flat], [r.work.dataset.labels[i] for i in flat])
@@ -586,9 +587,7 @@ def run_trainer(r: Runner, v: Variant, batches: list[list[int]], collate: Counti
                 sync(r.device)
                 clock["end"] = time.perf_counter()
 
-    base = _trainer_class()
-
-    class FixedOrderTrainer(base):  # type: ignore[misc, valid-type]
+    class FixedOrderTrainer(LoraTrainer):
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             return list(range(len(flat)))  # batches are consecutive runs of batch_size in `subset`
 

@@ -37,7 +37,7 @@ def cmd_params(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     breakdown = count_trainable(cfg)
-    from .core.adapter import method_summary
+    from .core.card import method_summary
 
     if cfg.method == "lora":
         print(f"model: {cfg.model_name}  head: {cfg.head}  LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
@@ -100,7 +100,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .core.adapter import predict_texts
-    from .core.config import model_labels
+    from .core.tasks.registry import model_labels
 
     texts = [t for t in args.texts if t.strip()]
     if args.file:
@@ -118,13 +118,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not texts:
         raise ValueError('nothing to classify: give texts as arguments ("headline" ...) or --file FILE.')
     if args.threshold is not None:
-        from .core.data import check_threshold
+        from .core.tasks.multilabel_scores import check_threshold
 
         check_threshold(args.threshold, "--threshold")
     model, tokenizer, cfg = _predictor(Path(args.adapter), args.task)
     names = model_labels(model)  # the classes of the task the adapter was trained on
     probs = predict_texts(model, tokenizer, cfg, texts)
-    from .core.data import is_multi_label_model
+    from .core.tasks.label_sets import is_multi_label_model
 
     if is_multi_label_model(model):
         from .core.adapter import print_predictions
@@ -325,7 +325,7 @@ def cmd_findings(args: argparse.Namespace) -> int:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     """``archive --profile NAME [--verify N]``: add the profile's complete runs to archive/NAME, or retrain N of them."""
-    from .core import train
+    from .core import archive
 
     if args.verify is not None:
         from .studies.verify import verify_archive
@@ -338,13 +338,13 @@ def cmd_archive(args: argparse.Namespace) -> int:
     from .reporting.findings import STUDY_RESULTS
 
     if args.drop_superseded:
-        dropped = train.drop_superseded(args.profile)
+        dropped = archive.drop_superseded(args.profile)
         for entry in dropped:
             print(f"archive: dropped {entry['id']} ({entry['path']}: {entry['changed']}; its replacement is archived)")
         print(f"archive: profile {args.profile}: {len(dropped)} superseded entr{'y' if len(dropped) == 1 else 'ies'} dropped")
         return 0
-    done = train.archive_profile(args.profile)
-    kept = train.keep_studies(args.profile, STUDY_RESULTS)
+    done = archive.archive_profile(args.profile)
+    kept = archive.keep_studies(args.profile, STUDY_RESULTS)
     print(f"archive: profile {args.profile}: {done['added']} entr{'y' if done['added'] == 1 else 'ies'} added, "
           f"{done['entries']} in all, {done['bytes'] / 1e6:.2f} MB in {done['path']}; study results kept: "
           f"{', '.join(kept) or 'none'}")
@@ -352,7 +352,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_logits(args: argparse.Namespace) -> int:
-    from .core.train import write_logits_for_data
+    from .core.distill import write_logits_for_data
 
     cfg = load_config(args)
     out, n = write_logits_for_data(Path(args.teacher), cfg, Path(args.out))

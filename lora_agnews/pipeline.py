@@ -141,7 +141,7 @@ def rescore_test(cfg: Config) -> Rescored:
     """
     from .core.evaluate import compute_metrics, softmax
     from .core.precision import device_for
-    from .core.train import rescore
+    from .core.score import rescore
     from .studies.comparison import bootstrap_ci
 
     run_dir = main_run_dir(cfg)
@@ -219,7 +219,7 @@ def run_notebooks(profile: str, cfg: Config, overrides: Mapping[str, Any], audit
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from .core.train import sitting, sitting_line
+    from .core.restore import sitting, sitting_line
     from .reporting import text as reporting
 
     stamp = stamp_path(profile)
@@ -697,7 +697,7 @@ def _run(profile: str, steps: str | Sequence[str], overrides: Mapping[str, Any] 
     overrides = absolute_paths(dict(overrides or {}))
     cfg = config_mod.load(profile, overrides)  # unknown keys / wrong types: ConfigError naming the key
     if "notebooks" in steps:
-        from .core.train import ArchiveError, check_archive_dir
+        from .core.archive import ArchiveError, check_archive_dir
 
         try:
             check_archive_dir(profile)  # a directory the project did not write: refused before any notebook
@@ -755,7 +755,7 @@ def reproduce(profile: str, overrides: Mapping[str, Any] | None = None, retrain:
 
 def require_archived(profile: str) -> None:
     """A one-line error, before anything runs, where ``archive/<profile>`` cannot be read or holds no run."""
-    from .core.train import ArchiveError, check_archive_dir, manifest
+    from .core.archive import ArchiveError, check_archive_dir, manifest
 
     try:
         check_archive_dir(profile)

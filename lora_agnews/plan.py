@@ -30,6 +30,7 @@ from typing import Any, Sequence
 from .core import config as config_mod, hardware, paths, runs
 from .core.config import Config
 from .core.paths import read_json
+from .core.tasks.registry import AGNEWS
 
 STUDIES = ("main", "multilabel", "ablation", "seeds", "merging", "quantization")  # the notebooks' order
 KINDS = {"run": runs.RUN_FILE, "head_only": "head_only.json", "multitask": "multitask.json"}
@@ -85,7 +86,7 @@ class Job:
 
     def tag(self) -> str:
         """The hash of its identity: the first half of its archive entry's id."""
-        from .core.train import identity
+        from .core.archive import identity
 
         return runs.key_tag(identity(self.key()))
 
@@ -161,7 +162,7 @@ def complete_here(job: Job) -> Path | None:
 
 def archived(job: Job) -> Path | None:
     """The archive entry the notebooks would restore for this model, or None."""
-    from .core.train import entry_dir
+    from .core.archive import entry_dir
 
     return entry_dir(job.cfg.profile, job.key(), job.rel)
 
@@ -182,7 +183,7 @@ def train_rows(cfg: Config) -> int | None:
     """Training rows of one epoch (before the validation split is carved; an estimate)."""
     if cfg.max_train_samples:
         return cfg.max_train_samples
-    if cfg.task != config_mod.AGNEWS:
+    if cfg.task != AGNEWS:
         local = Path(cfg.task) / "train.csv"
         return _lines(local) if local.is_file() else KNOWN_TRAIN_ROWS.get(cfg.task)
     if cfg.data == "hub":

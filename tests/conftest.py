@@ -110,7 +110,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def sample_rows() -> tuple[int, int]:
     """Rows of the shipped sample's train.csv and test.csv (tests follow the sample, never hard-code it)."""
-    from lora_agnews.core.data import load_raw
+    from lora_agnews.core.tasks.agnews import load_raw
 
     train, test = load_raw("sample")
     return len(train), len(test)
@@ -127,7 +127,7 @@ def fresh_process_logits(adapters: dict[str, Path], out_dir: Path) -> dict[str, 
     script = (
         "import json, sys, numpy as np\n"
         "from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts\n"
-        "from lora_agnews.core.data import load_splits\n"
+        "from lora_agnews.core.dataset import load_splits\n"
         "for name, adapter in json.loads(sys.argv[1]).items():\n"
         "    m, tok, cfg = load_adapter(adapter)\n"
         "    texts = load_splits(cfg).test['text'].tolist()\n"

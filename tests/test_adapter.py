@@ -14,11 +14,12 @@ import pytest
 import yaml
 
 from lora_agnews.core import config
-from lora_agnews.core.adapter import (CARD_FILE, CONFIG_FILE, load_adapter, predict_logits_for_texts, predict_texts,
-                                 read_model_card)
+from lora_agnews.core.adapter import CONFIG_FILE, load_adapter, predict_logits_for_texts, predict_texts
+from lora_agnews.core.card import CARD_FILE, read_model_card
 from lora_agnews.core.paths import read_json
 from lora_agnews.cli import main
-from lora_agnews.core.data import LABELS, load_splits
+from lora_agnews.core.dataset import load_splits
+from lora_agnews.core.tasks.agnews import LABELS
 
 HEADLINES = ["Stocks rally as oil prices fall on strong earnings",
              "Striker scores twice as champions win the cup final",

@@ -15,7 +15,7 @@ import pytest
 
 from lora_agnews import pipeline
 from lora_agnews.cli import main
-from lora_agnews.core import config, hardware, paths, runs, train as train_mod
+from lora_agnews.core import archive, config, hardware, paths, restore, runs, train as train_mod
 from lora_agnews.core.paths import read_json, write_json
 from lora_agnews.reporting import audit_text
 from lora_agnews.studies import audit, verify
@@ -64,7 +64,7 @@ def archived_profile() -> tuple[config.Config, config.Config]:
     cfg, other = main_config(), main_config(lora_r=2)
     complete_run(paths.runs_dir("smoke") / "main", cfg)
     complete_run(paths.runs_dir("smoke") / "ablation" / "r2", other)
-    train_mod.archive_profile("smoke")
+    archive.archive_profile("smoke")
     return cfg, other
 
 
@@ -72,27 +72,27 @@ def archived_profile() -> tuple[config.Config, config.Config]:
 def test_an_entry_holds_the_record_logits_and_only_the_main_adapter_never_checkpoints() -> None:
     cfg, other = archived_profile()
     root = paths.archive_dir("smoke")
-    manifest = read_json(root / train_mod.MANIFEST)
-    assert manifest["written_by"] == train_mod.WRITER and len(manifest["entries"]) == 2
-    main_entry = root / train_mod.ENTRIES / train_mod.entry_id(runs.run_key(cfg), "runs/main")
-    info = read_json(main_entry / train_mod.ENTRY_FILE)
-    assert info["identity"] == train_mod.identity(runs.run_key(cfg)) and info["adapter"]
+    manifest = read_json(root / archive.MANIFEST)
+    assert manifest["written_by"] == archive.WRITER and len(manifest["entries"]) == 2
+    main_entry = root / archive.ENTRIES / archive.entry_id(runs.run_key(cfg), "runs/main")
+    info = read_json(main_entry / archive.ENTRY_FILE)
+    assert info["identity"] == archive.identity(runs.run_key(cfg)) and info["adapter"]
     assert info[runs.DATA_KEY] == runs.run_key(cfg)[runs.DATA_KEY] and info["run_format"] == paths.RUN_FORMAT
     assert info["computed"]["machine"]["cpu_kind"] == hardware.machine()["cpu_kind"] and info["computed"]["versions"]
     assert "adapter/adapter_model.safetensors" in info["files"] and not any("checkpoint" in f for f in info["files"])
     source = paths.runs_dir("smoke") / "main" / "test_predictions.npz"
     assert (main_entry / "test_predictions.npz").read_bytes() == source.read_bytes()  # logits stored exactly
-    ablation = root / train_mod.ENTRIES / train_mod.entry_id(runs.run_key(other), "runs/ablation/r2")
+    ablation = root / archive.ENTRIES / archive.entry_id(runs.run_key(other), "runs/ablation/r2")
     assert not (ablation / "adapter").exists() and (ablation / "test_predictions.npz").is_file()
 
 
 def test_archiving_again_adds_new_runs_and_never_rewrites_an_entry() -> None:
     cfg, _ = archived_profile()
-    before = snapshot(paths.archive_dir("smoke") / train_mod.ENTRIES)
+    before = snapshot(paths.archive_dir("smoke") / archive.ENTRIES)
     complete_run(paths.runs_dir("smoke") / "seeds" / "seed43", main_config(seed=43), adapter=False)
-    done = train_mod.archive_profile("smoke")
+    done = archive.archive_profile("smoke")
     assert done["added"] == 1 and done["entries"] == 3
-    after = snapshot(paths.archive_dir("smoke") / train_mod.ENTRIES)
+    after = snapshot(paths.archive_dir("smoke") / archive.ENTRIES)
     assert {k: after[k] for k in before} == before
 
 
@@ -108,14 +108,14 @@ def test_a_wiped_profile_is_restored_instead_of_trained_and_says_so(no_training:
     for name in ("metrics.json", "history.json", "test_predictions.npz", "adapter/adapter_model.safetensors"):
         assert restored[name] == original[name], name
     record = runs.read_record(paths.runs_dir("smoke") / "main")
-    assert record["status"] == "complete" and record[train_mod.RESTORED]["computed"]["date"]
+    assert record["status"] == "complete" and record[runs.RESTORED]["computed"]["date"]
     assert runs.same_key(record["run_key"], runs.run_key(cfg))
-    sitting = train_mod.sitting("smoke", since)
+    sitting = restore.sitting("smoke", since)
     assert sitting["restored"] == 1 and sitting["trained"] == 0
-    line = train_mod.sitting_line("smoke", sitting)
+    line = restore.sitting_line("smoke", sitting)
     assert "1 run(s) restored" in line and "0 trained here" in line and "computed 20" in line
     # a later pipeline run reuses the restored run: still stated as restored (computed elsewhere), never as computed here
-    later = train_mod.sitting("smoke", 1e12)
+    later = restore.sitting("smoke", 1e12)
     assert later["restored"] == 1 and later["trained"] == 0 and later["computed"] == sitting["computed"]
     # the ablation run was not asked for: listed as stale, not restored
     assert [s["path"] for s in sitting["stale"]] == ["runs/ablation/r2"]
@@ -126,13 +126,13 @@ def test_a_changed_configuration_is_never_restored_and_is_listed_with_what_chang
     cfg, _ = archived_profile()
     shutil.rmtree(paths.results_dir("smoke"))
     changed = main_config(lora_r=4)
-    assert train_mod.restorable(paths.runs_dir("smoke") / "main", changed) is None
+    assert restore.restorable(paths.runs_dir("smoke") / "main", changed) is None
     trained = []
     monkeypatch.setattr(train_mod, "_train_and_score",
                         lambda prep, out, device: trained.append(out) or complete_run(out, changed) and {})
     train_mod.train_owned(changed, paths.runs_dir("smoke") / "main")
-    assert trained and train_mod.RESTORED not in runs.read_record(paths.runs_dir("smoke") / "main")
-    stale = {s["path"]: s["changed"] for s in train_mod.stale_entries("smoke")}
+    assert trained and runs.RESTORED not in runs.read_record(paths.runs_dir("smoke") / "main")
+    stale = {s["path"]: s["changed"] for s in archive.stale_entries("smoke")}
     assert "lora_r (8 -> 4)" in stale["runs/main"]
 
 
@@ -140,20 +140,20 @@ def test_only_superseded_entries_are_dropped(capsys: pytest.CaptureFixture[str])
     """--drop-superseded removes an entry whose path now holds another archived computation; an entry merely absent
     from the results here (a partial tree) is stale too but may be the only copy of its run: it is kept."""
     cfg, other = archived_profile()
-    old_main = train_mod.entry_id(runs.run_key(cfg), "runs/main")
+    old_main = archive.entry_id(runs.run_key(cfg), "runs/main")
     shutil.rmtree(paths.results_dir("smoke"))
     complete_run(paths.runs_dir("smoke") / "main", main_config(lora_r=4))  # main changed; the ablation run is absent
     assert main(["archive", "--profile", "smoke", "--drop-superseded"]) == 0
     assert "0 superseded entries dropped" in capsys.readouterr().out  # the new main run is not archived yet: kept
-    train_mod.archive_profile("smoke")
-    assert {s["path"] for s in train_mod.stale_entries("smoke")} == {"runs/main", "runs/ablation/r2"}
+    archive.archive_profile("smoke")
+    assert {s["path"] for s in archive.stale_entries("smoke")} == {"runs/main", "runs/ablation/r2"}
     assert main(["archive", "--profile", "smoke", "--drop-superseded"]) == 0
     out = capsys.readouterr().out
     assert f"dropped {old_main} (runs/main: differs in lora_r (8 -> 4)" in out and "1 superseded entry dropped" in out
-    entries = train_mod.manifest("smoke")["entries"]
-    assert old_main not in entries and not (paths.archive_dir("smoke") / train_mod.ENTRIES / old_main).exists()
-    assert train_mod.entry_id(runs.run_key(other), "runs/ablation/r2") in entries
-    assert [s["path"] for s in train_mod.stale_entries("smoke")] == ["runs/ablation/r2"]
+    entries = archive.manifest("smoke")["entries"]
+    assert old_main not in entries and not (paths.archive_dir("smoke") / archive.ENTRIES / old_main).exists()
+    assert archive.entry_id(runs.run_key(other), "runs/ablation/r2") in entries
+    assert [s["path"] for s in archive.stale_entries("smoke")] == ["runs/ablation/r2"]
 
 
 def test_edited_data_is_never_restored(tmp_path: Path) -> None:
@@ -161,23 +161,23 @@ def test_edited_data_is_never_restored(tmp_path: Path) -> None:
     shutil.copytree(paths.SAMPLE_DATA, data)
     cfg = main_config(data=str(data))
     complete_run(paths.runs_dir("smoke") / "main", cfg)
-    train_mod.archive_profile("smoke")
+    archive.archive_profile("smoke")
     shutil.rmtree(paths.results_dir("smoke"))
-    assert train_mod.restorable(paths.runs_dir("smoke") / "main", cfg) is not None
+    assert restore.restorable(paths.runs_dir("smoke") / "main", cfg) is not None
     test_csv = data / "test.csv"
     test_csv.write_text(test_csv.read_text(encoding="utf-8").replace("a", "b", 1), encoding="utf-8")
-    assert train_mod.restorable(paths.runs_dir("smoke") / "main", main_config(data=str(data))) is None
+    assert restore.restorable(paths.runs_dir("smoke") / "main", main_config(data=str(data))) is None
 
 
 def test_a_user_out_directory_is_trained_never_filled_from_the_archive(tmp_path: Path) -> None:
     cfg, _ = archived_profile()
-    assert train_mod.restorable(tmp_path / "mine", cfg) is None
+    assert restore.restorable(tmp_path / "mine", cfg) is None
 
 
 def test_paths_in_a_key_that_name_this_checkout_or_its_results_are_portable(tmp_path: Path) -> None:
     key = {"tokenizer": str(paths.results_root() / "smoke" / "tok"), "data": str(tmp_path), runs.DATA_KEY: "ab",
            "model_name": "/elsewhere/model", "other": str(paths.ROOT / "data" / "tasks")}
-    got = train_mod.portable(key)
+    got = archive.portable(key)
     assert got["tokenizer"] == "<results>/smoke/tok" and got["other"] == "<repository>/data/tasks"
     assert "data" not in got and got["model_name"] == "/elsewhere/model"  # the rows are named by their hash
 
@@ -193,18 +193,18 @@ def test_an_entry_names_no_path_of_this_machine_and_a_restore_writes_this_checko
                run_dir / runs.METRICS_FILE)
     (run_dir / "adapter" / "README.md").write_text(f"python -m lora_agnews predict --adapter {run_dir / 'adapter'}\n")
     original = snapshot(run_dir)
-    train_mod.archive_profile("smoke")
-    entry = paths.archive_dir("smoke") / train_mod.ENTRIES / train_mod.entry_id(runs.run_key(cfg), "runs/main")
+    archive.archive_profile("smoke")
+    entry = paths.archive_dir("smoke") / archive.ENTRIES / archive.entry_id(runs.run_key(cfg), "runs/main")
     kept = read_json(entry / runs.METRICS_FILE)
     assert kept["data_source"] == "<repository>/../shared/agnews-subset" and kept["model"] == elsewhere
     assert kept["command"] == "<repository>/lora_agnews/__main__.py train --out <results>/smoke/runs/main"
     card = (entry / "adapter" / "README.md").read_text()
     assert card == "python -m lora_agnews predict --adapter <results>/smoke/runs/main/adapter\n"
-    for file in (p for p in entry.rglob("*") if p.suffix in train_mod.TEXT_FILES):
+    for file in (p for p in entry.rglob("*") if p.suffix in archive.TEXT_FILES):
         assert str(paths.ROOT) not in file.read_text() and str(paths.results_root()) not in file.read_text(), file
-    sizes = read_json(entry / train_mod.ENTRY_FILE)["files"]
+    sizes = read_json(entry / archive.ENTRY_FILE)["files"]
     assert sizes[runs.METRICS_FILE] == (entry / runs.METRICS_FILE).stat().st_size
-    assert train_mod.read_entry(entry, runs.METRICS_FILE)["data_source"] == str(beside)
+    assert archive.read_entry(entry, runs.METRICS_FILE)["data_source"] == str(beside)
     shutil.rmtree(paths.results_dir("smoke"))
     train_mod.train_owned(cfg, paths.runs_dir("smoke") / "main")
     restored = snapshot(paths.runs_dir("smoke") / "main")
@@ -218,8 +218,8 @@ def test_runs_recorded_before_the_data_hash_are_not_archived() -> None:
     record = runs.read_record(run_dir)
     record["run_key"].pop(runs.DATA_KEY)
     runs.write_record(run_dir, record)
-    with pytest.raises(train_mod.ArchiveError, match="no complete run to archive"):
-        train_mod.archive_profile("smoke")
+    with pytest.raises(archive.ArchiveError, match="no complete run to archive"):
+        archive.archive_profile("smoke")
     assert not paths.archive_dir("smoke").exists()
 
 
@@ -247,7 +247,7 @@ def test_an_unknown_profile_is_one_line_and_writes_nothing(capsys: pytest.Captur
     assert not paths.archive_dir("nope").parent.exists() or not any(paths.archive_dir("nope").parent.iterdir())
 
 
-@pytest.mark.parametrize("stranger", ["notes.txt", train_mod.MANIFEST])
+@pytest.mark.parametrize("stranger", ["notes.txt", archive.MANIFEST])
 def test_an_archive_directory_the_project_did_not_write_is_refused_and_untouched(
         stranger: str, capsys: pytest.CaptureFixture[str], no_training: None) -> None:
     cfg = main_config()
@@ -285,7 +285,7 @@ def test_a_second_archive_command_waits_its_turn(capsys: pytest.CaptureFixture[s
 def test_verify_retrains_an_archived_run_and_finds_the_same_labels_on_this_machine() -> None:
     cfg = main_config(max_train_samples=32, max_val_samples=16, max_eval_samples=16)
     train_mod.train_owned(cfg, paths.runs_dir("smoke") / "main")
-    train_mod.archive_profile("smoke")
+    archive.archive_profile("smoke")
     record = verify.verify_archive("smoke", 1)
     (check,) = record["checks"]
     assert check["path"] == "runs/main" and check["same_kind"] and check["label_agreement"] == 1.0
@@ -312,7 +312,7 @@ def test_one_computation_at_two_paths_keeps_each_path_s_own_measurements(no_trai
     for name, seconds in (("main", 1.0), ("quantization/none/seed42", 2.0)):
         run_dir = complete_run(paths.runs_dir("smoke") / name, cfg)
         write_json({"accuracy": 0.5, "train_seconds": seconds}, run_dir / runs.METRICS_FILE)
-    assert train_mod.archive_profile("smoke")["entries"] == 2
+    assert archive.archive_profile("smoke")["entries"] == 2
     shutil.rmtree(paths.results_dir("smoke"))
     for name, seconds in (("main", 1.0), ("quantization/none/seed42", 2.0)):
         assert train_mod.train_owned(cfg, paths.runs_dir("smoke") / name)["train_seconds"] == seconds

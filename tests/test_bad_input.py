@@ -222,7 +222,7 @@ def test_unreachable_hub_without_local_copy(mode: str, existing: Path, tmp_path:
 
 def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     """Spreadsheet exports start with a UTF-8 byte-order mark; it is not part of the first label."""
-    from lora_agnews.core.data import read_agnews_csv
+    from lora_agnews.core.tasks.agnews import read_agnews_csv
 
     rows = '"2","Striker scores twice","The club won the derby."\n"3","Shares fall","Markets slid on Monday."\n'
     plain, marked = tmp_path / "plain.csv", tmp_path / "marked.csv"

@@ -96,7 +96,7 @@ def test_baseline_truncates_like_a_tokenizer_and_pads_to_128() -> None:
     bench = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = bench  # dataclasses look their module up there
     spec.loader.exec_module(bench)
-    from lora_agnews.core.data import PadCollator
+    from lora_agnews.core.tokens import PadCollator
 
     collate = bench.TruncateTo(PadCollator(1, multiple=128), 128)
     long_row = {"input_ids": [0] + list(range(5, 303)) + [2], "labels": 1}  # 300 tokens

@@ -30,7 +30,7 @@ MAIN = Path("runs") / "main"
 @pytest.fixture(scope="module")
 def restored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """results/demo holding the archived main run (with its adapter), restored from the committed archive."""
-    from lora_agnews.core.train import restore_run
+    from lora_agnews.core.restore import restore_run
 
     root = tmp_path_factory.mktemp("restored")
     with pytest.MonkeyPatch.context() as mp:
@@ -51,7 +51,7 @@ def audit_as_avx2(results: Path, tmp: Path) -> subprocess.CompletedProcess:
 
 
 def _swap_adapter(run: Path, tmp: Path) -> None:
-    from lora_agnews.core.train import ENTRIES, MANIFEST
+    from lora_agnews.core.archive import ENTRIES, MANIFEST
 
     entries = json.loads((REPO_ARCHIVE / "demo" / MANIFEST).read_text())["entries"]
     other = next(e for e, i in entries.items() if i["path"] == "runs/merging/tasks/agnews")

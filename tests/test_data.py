@@ -10,8 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from lora_agnews.core import config, data, paths
-from lora_agnews.core.data import DataError, LABELS, normalize_text
+from lora_agnews.core import config, paths
+from lora_agnews.core.dataset import load_splits, make_splits, stratified_subsample
+from lora_agnews.core.tasks.agnews import (HUB_ID, LABELS, load_directory, load_hub, load_raw, normalize_text,
+                                           read_agnews_csv)
+from lora_agnews.core.tasks.registry import DataError
+from lora_agnews.core.tokens import PadCollator, TokenizedDataset, encode, tokenize
 
 
 # --------------------------------------------------------------------------- helpers
@@ -43,14 +47,14 @@ def tokenizer():
 # --------------------------------------------------------------------------- the shipped sample
 def test_sample_loads_balanced() -> None:
     cfg = config.load("smoke")
-    train, test = data.load_raw("sample")
+    train, test = load_raw("sample")
     assert (len(train), len(test)) == (640, 400)
     for part, n in ((train, 160), (test, 100)):
         assert list(part.columns) == ["text", "label"]
         assert part["label"].value_counts().sort_index().to_dict() == {0: n, 1: n, 2: n, 3: n}
         assert part["text"].str.len().min() > 10
     assert LABELS == ("World", "Sports", "Business", "Sci/Tech")
-    splits = data.load_splits(cfg)
+    splits = load_splits(cfg)
     assert splits.source == "sample"
     assert sum(splits.sizes().values()) == 1040
     assert splits.sizes()["test"] == 400
@@ -104,7 +108,7 @@ def test_csv_directory_with_quirks(tmp_path: Path) -> None:
             ("4", "New chip", "Faster  quot;cores quot; ship")] * 3
     write_csv(tmp_path / "train.csv", rows)
     write_csv(tmp_path / "test.csv", rows[:4])
-    train, test = data.load_directory(tmp_path)
+    train, test = load_directory(tmp_path)
     assert len(train) == 12 and len(test) == 4
     assert train["label"].tolist()[:4] == [0, 1, 2, 3]  # 1..4 -> 0..3
     assert test["text"].tolist() == [
@@ -121,7 +125,7 @@ def test_csv_directory_through_config(tmp_path: Path) -> None:
     write_csv(tmp_path / "train.csv", synthetic_rows(10))
     write_csv(tmp_path / "test.csv", synthetic_rows(3, offset=100))
     cfg = config.load("smoke", {"data": str(tmp_path), "val_fraction": 0.2})
-    splits = data.load_splits(cfg)
+    splits = load_splits(cfg)
     assert splits.sizes() == {"train": 32, "validation": 8, "test": 12}
     assert splits.source == str(tmp_path)
 
@@ -129,19 +133,19 @@ def test_csv_directory_through_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize("label", [1, 2, 3, 4])
 def test_label_mapping(tmp_path: Path, label: int) -> None:
     path = write_csv(tmp_path / "one.csv", [(str(label), "A title", "A description")])
-    assert data.read_agnews_csv(path)["label"].tolist() == [label - 1]
+    assert read_agnews_csv(path)["label"].tolist() == [label - 1]
 
 
 # --------------------------------------------------------------------------- bad input
 def test_directory_without_csvs(tmp_path: Path) -> None:
     write_csv(tmp_path / "train.csv", synthetic_rows(2))
     with pytest.raises(DataError) as info:
-        data.load_directory(tmp_path)
+        load_directory(tmp_path)
     assert "test.csv" in str(info.value) and str(tmp_path) in str(info.value)
     with pytest.raises(DataError, match="does not exist"):
-        data.load_directory(tmp_path / "nowhere")
+        load_directory(tmp_path / "nowhere")
     with pytest.raises(DataError, match="train.csv and test.csv"):
-        data.load_splits(config.load("smoke", {"data": str(tmp_path / "nowhere")}))
+        load_splits(config.load("smoke", {"data": str(tmp_path / "nowhere")}))
 
 
 @pytest.mark.parametrize(
@@ -162,7 +166,7 @@ def test_bad_csv(tmp_path: Path, content: bytes, fragment: str) -> None:
     path = tmp_path / "train.csv"
     path.write_bytes(content)
     with pytest.raises(DataError) as info:
-        data.read_agnews_csv(path)
+        read_agnews_csv(path)
     assert fragment in str(info.value) and str(path) in str(info.value)
 
 
@@ -170,13 +174,13 @@ def test_non_utf8_message_suggests_reencoding(tmp_path: Path) -> None:
     path = tmp_path / "train.csv"
     path.write_bytes(b'"1","Caf\xe9","Body"\n')
     with pytest.raises(DataError, match="iconv"):
-        data.read_agnews_csv(path)
+        read_agnews_csv(path)
 
 
 def test_too_few_rows_per_class_for_validation() -> None:
     train = pd.DataFrame({"text": ["a", "b", "c", "d", "e"], "label": [0, 0, 1, 2, 3]})
     with pytest.raises(DataError, match="at least 2 rows of each"):
-        data.make_splits(train, train, config.load("smoke"))
+        make_splits(train, train, config.load("smoke"))
 
 
 # --------------------------------------------------------------------------- hub (mocked at the network)
@@ -199,12 +203,12 @@ def test_hub_source(monkeypatch: pytest.MonkeyPatch) -> None:
         return fake_hub_dataset()
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    train, test = data.load_hub()
-    assert calls == [data.HUB_ID]
+    train, test = load_hub()
+    assert calls == [HUB_ID]
     assert len(train) == 20 and len(test) == 4
     assert train["label"].tolist()[:4] == [0, 1, 2, 3]  # hub labels are already 0..3: unchanged
     assert train["text"].tolist()[:4] == ["Union's plan fails", "Sox win $5 bet", "Stocks J&J up", "New chip"]
-    splits = data.load_splits(config.load("smoke", {"data": "hub", "val_fraction": 0.2}))
+    splits = load_splits(config.load("smoke", {"data": "hub", "val_fraction": 0.2}))
     assert splits.sizes() == {"train": 16, "validation": 4, "test": 4} and splits.source == "hub"
 
 
@@ -216,7 +220,7 @@ def test_hub_unreachable_says_how_to_use_local_copy(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     with pytest.raises(DataError) as info:
-        data.load_splits(config.load("smoke", {"data": "hub"}))
+        load_splits(config.load("smoke", {"data": "hub"}))
     msg = str(info.value)
     assert "ConnectionError" in msg and "-p data /path/to/" in msg and "train.csv" in msg and "-p data sample" in msg
 
@@ -231,7 +235,7 @@ def test_stratified_split_keeps_proportions(val_fraction: float) -> None:
     train = frame(n_per_class=37)
     test = frame(n_per_class=5, seed=1)
     cfg = config.load("smoke", {"val_fraction": val_fraction})
-    splits = data.make_splits(train, test, cfg)
+    splits = make_splits(train, test, cfg)
     val_counts = class_counts(splits.validation)
     for label in range(4):
         assert abs(val_counts[label] - 37 * val_fraction) <= 1
@@ -242,7 +246,7 @@ def test_stratified_split_keeps_proportions(val_fraction: float) -> None:
 def test_stratified_split_unbalanced_classes() -> None:
     labels = np.array([0] * 100 + [1] * 40 + [2] * 20 + [3] * 10)
     train = pd.DataFrame({"text": [f"t{i}" for i in range(len(labels))], "label": labels})
-    splits = data.make_splits(train, train.head(8), config.load("smoke", {"val_fraction": 0.2}))
+    splits = make_splits(train, train.head(8), config.load("smoke", {"val_fraction": 0.2}))
     counts = class_counts(splits.validation)
     for label, n in zip(range(4), (100, 40, 20, 10)):
         assert abs(counts[label] - 0.2 * n) <= 1
@@ -251,9 +255,9 @@ def test_stratified_split_unbalanced_classes() -> None:
 def test_split_is_seeded_and_disjoint() -> None:
     train, test = frame(n_per_class=50), frame(n_per_class=5, seed=1)
     cfg = config.load("smoke", {"val_fraction": 0.2})
-    a = data.make_splits(train, test, cfg)
-    b = data.make_splits(train, test, cfg)
-    c = data.make_splits(train, test, cfg.replace(seed=cfg.seed + 1))
+    a = make_splits(train, test, cfg)
+    b = make_splits(train, test, cfg)
+    c = make_splits(train, test, cfg.replace(seed=cfg.seed + 1))
     assert a.validation["text"].tolist() == b.validation["text"].tolist()
     assert a.train["text"].tolist() == b.train["text"].tolist()
     assert set(a.validation["text"]) != set(c.validation["text"])
@@ -263,11 +267,11 @@ def test_split_is_seeded_and_disjoint() -> None:
 
 def test_max_samples_are_stratified() -> None:
     cfg = config.load("smoke", {"max_train_samples": 40, "max_eval_samples": 20})
-    splits = data.load_splits(cfg)
+    splits = load_splits(cfg)
     assert class_counts(splits.train) == {0: 10, 1: 10, 2: 10, 3: 10}
     assert class_counts(splits.test) == {0: 5, 1: 5, 2: 5, 3: 5}
     assert len(splits.validation) == 64  # validation is carved before the cap, not capped
-    full = data.load_splits(config.load("smoke"))
+    full = load_splits(config.load("smoke"))
     assert set(splits.train["text"]) <= set(full.train["text"])  # a subset of the same train split
     assert set(splits.test["text"]) <= set(full.test["text"])
 
@@ -275,20 +279,20 @@ def test_max_samples_are_stratified() -> None:
 def test_test_subset_is_the_same_for_every_seed() -> None:
     """Paired statistics across seeds score the same test rows, in the same order; training rows follow the seed."""
     cfg = config.load("smoke", {"max_train_samples": 40, "max_eval_samples": 20})
-    a, b = data.load_splits(cfg), data.load_splits(cfg.replace(seed=cfg.seed + 1))
+    a, b = load_splits(cfg), load_splits(cfg.replace(seed=cfg.seed + 1))
     assert a.test["text"].tolist() == b.test["text"].tolist()
     assert a.train["text"].tolist() != b.train["text"].tolist()
 
 
 def test_max_samples_zero_or_large_keeps_all() -> None:
     part = frame(n_per_class=6)
-    assert len(data.stratified_subsample(part, 0, 1)) == 24
-    assert len(data.stratified_subsample(part, 1000, 1)) == 24
+    assert len(stratified_subsample(part, 0, 1)) == 24
+    assert len(stratified_subsample(part, 1000, 1)) == 24
 
 
 # --------------------------------------------------------------------------- tokens and padding
 def test_pad_collator_pads_to_longest_in_batch() -> None:
-    collate = data.PadCollator(pad_token_id=1)
+    collate = PadCollator(pad_token_id=1)
     batch = collate([{"input_ids": [0, 5, 6, 2], "labels": 3}, {"input_ids": [0, 7, 2], "labels": 1}])
     assert batch["input_ids"].tolist() == [[0, 5, 6, 2], [0, 7, 2, 1]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
@@ -297,7 +301,7 @@ def test_pad_collator_pads_to_longest_in_batch() -> None:
 
 
 def test_pad_collator_multiple_and_extra_columns() -> None:
-    collate = data.PadCollator(pad_token_id=0, multiple=8)
+    collate = PadCollator(pad_token_id=0, multiple=8)
     items = [{"input_ids": list(range(1, 10)), "labels": 0, "teacher_logits": np.ones(4, dtype=np.float32)},
              {"input_ids": [1, 2], "labels": 2, "teacher_logits": np.zeros(4, dtype=np.float32)}]
     batch = collate(items)
@@ -308,18 +312,18 @@ def test_pad_collator_multiple_and_extra_columns() -> None:
 
 def test_encode_is_unpadded_and_truncated(tokenizer) -> None:
     part = pd.DataFrame({"text": ["alpha", "alpha beta gamma delta one two three four"], "label": [0, 3]})
-    dataset = data.encode(part, tokenizer, max_length=6)
+    dataset = encode(part, tokenizer, max_length=6)
     assert dataset.lengths == [3, 6]  # <s> alpha </s>; truncated to max_length, not padded to it
     assert dataset.labels == [0, 3]
     assert dataset[1]["input_ids"][0] == tokenizer.bos_token_id
-    batch = data.PadCollator(tokenizer.pad_token_id)([dataset[0], dataset[1]])
+    batch = PadCollator(tokenizer.pad_token_id)([dataset[0], dataset[1]])
     assert batch["input_ids"].shape == (2, 6)
     assert batch["input_ids"][0, 3:].tolist() == [tokenizer.pad_token_id] * 3
 
 
 def test_tokenize_cache_hit(tokenizer) -> None:
     texts = ["alpha beta", "gamma delta one"]
-    first = data.tokenize(texts, tokenizer, max_length=16)
+    first = tokenize(texts, tokenizer, max_length=16)
     files = list(paths.cache_dir().glob("tokens-*.pt"))
     assert len(files) == 1
 
@@ -332,29 +336,29 @@ def test_tokenize_cache_hit(tokenizer) -> None:
         def __call__(self, *args, **kwargs):
             raise AssertionError("tokenizer called despite a cached result")
 
-    assert data.tokenize(texts, NoCalls(), max_length=16) == first
-    data.tokenize(texts, tokenizer, max_length=8)  # another max_length is another cache entry
+    assert tokenize(texts, NoCalls(), max_length=16) == first
+    tokenize(texts, tokenizer, max_length=8)  # another max_length is another cache entry
     assert len(list(paths.cache_dir().glob("tokens-*.pt"))) == 2
 
 
 def test_tokenize_corrupt_cache_is_recomputed(tokenizer) -> None:
     texts = ["alpha beta"]
-    first = data.tokenize(texts, tokenizer, max_length=16)
+    first = tokenize(texts, tokenizer, max_length=16)
     (cache_file,) = paths.cache_dir().glob("tokens-*.pt")
     cache_file.write_bytes(b"not a torch file")
-    assert data.tokenize(texts, tokenizer, max_length=16) == first
+    assert tokenize(texts, tokenizer, max_length=16) == first
 
 
 def test_dataset_length_mismatch() -> None:
     with pytest.raises(ValueError, match="differ in length"):
-        data.TokenizedDataset([[1, 2]], [0, 1])
+        TokenizedDataset([[1, 2]], [0, 1])
 
 
 # --------------------------------------------------------------------------- real AG News rows
 @pytest.mark.realdata
 def test_real_agnews_subset(shared_data: Path) -> None:
-    train = data.read_agnews_csv(shared_data / "train.csv")
-    test = data.read_agnews_csv(shared_data / "test.csv")
+    train = read_agnews_csv(shared_data / "train.csv")
+    test = read_agnews_csv(shared_data / "test.csv")
     assert (len(train), len(test)) == (9_999, 3_800)
     assert class_counts(train) == {0: 2_514, 1: 2_504, 2: 2_519, 3: 2_462}
     assert class_counts(test) == {0: 950, 1: 950, 2: 950, 3: 950}

@@ -9,8 +9,9 @@ import pytest
 
 from lora_agnews import cli
 from lora_agnews.core import config
-from lora_agnews.core.data import LABELS, load_raw
-from lora_agnews.core.train import DistillError, teacher_logits_for, train
+from lora_agnews.core.distill import DistillError, teacher_logits_for
+from lora_agnews.core.tasks.agnews import LABELS, load_raw
+from lora_agnews.core.train import train
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from lora_agnews.core import evaluate
-from lora_agnews.core.data import LABELS, TokenizedDataset
+from lora_agnews.core.tasks.agnews import LABELS
+from lora_agnews.core.tokens import TokenizedDataset
 
 Y_TRUE = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3])
 Y_PRED = np.array([0, 1, 0, 1, 1, 2, 3, 0, 2, 3, 3, 1])

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from lora_agnews.studies import explore
-from lora_agnews.core.data import LABELS, Splits
+from lora_agnews.core.dataset import Splits
 from lora_agnews.core.encoders import build_local_tokenizer
+from lora_agnews.core.tasks.agnews import LABELS
 
 
 def _frame(rows: list[tuple[str, int]]) -> pd.DataFrame:

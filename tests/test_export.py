@@ -19,7 +19,7 @@ import yaml
 from lora_agnews.core import config, export as export_mod
 from lora_agnews.core.build import build_model, merge
 from lora_agnews.cli import main
-from lora_agnews.core.data import LABELS
+from lora_agnews.core.tasks.agnews import LABELS
 from test_placements import FAMILY_KINDS, tiny_config
 
 SHORT = {"epochs": 1, "max_train_samples": 64, "max_val_samples": 32, "max_eval_samples": 32}

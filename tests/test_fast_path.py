@@ -15,7 +15,7 @@ import torch
 
 from lora_agnews.core import config, train
 from lora_agnews.core.paths import read_json
-from lora_agnews.core.data import PadCollator
+from lora_agnews.core.tokens import PadCollator
 from lora_agnews.core.evaluate import pad_multiple
 
 SHORT = {"epochs": 1, "max_train_samples": 128, "max_val_samples": 32, "max_eval_samples": 64}

@@ -13,9 +13,11 @@ import pytest
 
 from lora_agnews.reporting import ablation_reporting, text as reporting
 from lora_agnews.studies import baselines, comparison, experiments
-from lora_agnews.core import config, data, paths, runs
+from lora_agnews.core import config, paths, runs
 from lora_agnews import pipeline
 from lora_agnews.core.paths import write_json
+from lora_agnews.core.dataset import load_splits, stratified_subsample
+from lora_agnews.core.tasks.agnews import load_raw
 
 
 def labelled(counts: dict[int, int]) -> pd.DataFrame:
@@ -25,25 +27,25 @@ def labelled(counts: dict[int, int]) -> pd.DataFrame:
 
 def test_subsets_take_an_equal_share_per_class_and_fill_from_the_others() -> None:
     part = labelled({0: 100, 1: 10, 2: 50, 3: 50})
-    even = data.stratified_subsample(part, 40, seed=1)
+    even = stratified_subsample(part, 40, seed=1)
     assert even["label"].value_counts().sort_index().tolist() == [10, 10, 10, 10]  # not 100:10:50:50
-    short = data.stratified_subsample(part, 150, seed=1)
+    short = stratified_subsample(part, 150, seed=1)
     counts = short["label"].value_counts()
     assert len(short) == 150 and counts[1] == 10  # the small class gives all it has
     assert counts.drop(1).max() - counts.drop(1).min() <= 1  # the others share the rest evenly
-    assert data.stratified_subsample(part, 150, seed=1).equals(short)  # fixed by the seed
-    assert not data.stratified_subsample(part, 150, seed=2).equals(short)
+    assert stratified_subsample(part, 150, seed=1).equals(short)  # fixed by the seed
+    assert not stratified_subsample(part, 150, seed=2).equals(short)
 
 
 def test_balanced_subset_of_a_balanced_source_is_exactly_equal() -> None:
     part = labelled({0: 30, 1: 30, 2: 30, 3: 30})
-    assert data.stratified_subsample(part, 40, seed=0)["label"].value_counts().tolist() == [10, 10, 10, 10]
+    assert stratified_subsample(part, 40, seed=0)["label"].value_counts().tolist() == [10, 10, 10, 10]
 
 
 def test_splits_record_what_was_used_of_what_was_available() -> None:
     cfg = config.load("smoke", {"max_train_samples": 40, "max_val_samples": 8, "max_eval_samples": 20})
-    splits = data.load_splits(cfg)
-    train, test = data.load_raw("sample")
+    splits = load_splits(cfg)
+    train, test = load_raw("sample")
     assert splits.facts() == {"n_train_used": 40, "n_validation": 8, "n_train_available": len(train),
                               "n_test_used": 20, "n_test_available": len(test)}
     assert splits.validation["label"].value_counts().tolist() == [2, 2, 2, 2]
@@ -56,7 +58,7 @@ def test_negative_row_counts_are_refused_by_name() -> None:
 
 def test_tfidf_reference_compares_on_the_same_rows() -> None:
     cfg = config.load("smoke")
-    splits = data.load_splits(cfg)
+    splits = load_splits(cfg)
     n = len(splits.test)
     labels = splits.test["label"].to_numpy()
     perfect = baselines.tfidf_reference(cfg, np.ones(n, bool), labels, splits)

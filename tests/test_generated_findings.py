@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lora_agnews.cli import main
-from lora_agnews.core import config, paths, runs, train
+from lora_agnews.core import archive, config, paths, runs
 from lora_agnews.core.paths import write_json
 from lora_agnews.reporting import findings
 from lora_agnews.studies import quantize_study
@@ -39,7 +39,7 @@ def archive_study(schemes: dict[str, int]) -> None:
     for scheme, wrong in schemes.items():
         for seed in (42, 43):
             quantization_run(scheme, seed, wrong + seed - 42)
-    train.archive_profile("smoke")
+    archive.archive_profile("smoke")
 
 
 def test_a_block_is_the_study_s_own_table_computed_from_the_archived_runs(isolated_outputs: Path) -> None:
@@ -57,7 +57,7 @@ def test_a_study_not_archived_whole_holds_no_number(isolated_outputs: Path) -> N
     quantization_run("none", 42, 0)
     quantization_run("nf4", 42, 4)
     quantization_run("none", 43, 0)  # nf4 seed 43 is missing
-    train.archive_profile("smoke")
+    archive.archive_profile("smoke")
     text = findings.regenerate(BLOCK.format("quantization-sentence"))
     assert "Not generated yet" in text and not any(ch.isdigit() for ch in text.split("-->")[1].split("<!--")[0])
 
@@ -89,7 +89,7 @@ def test_the_main_run_is_stated_from_its_archived_record_and_logits(isolated_out
                run_dir / runs.METRICS_FILE)
     write_json([], run_dir / "history.json")
     runs.finish(run_dir, runs.start(run_dir, cfg, "cpu"))
-    train.archive_profile("smoke")
+    archive.archive_profile("smoke")
     text = findings.render("smoke", "main")
     low, high = bootstrap_ci(logits.argmax(1) == labels, seed=cfg.seed)
     assert "**75.00%** test accuracy" in text and f"[{100 * low:.2f}, {100 * high:.2f}]" in text
@@ -144,8 +144,8 @@ def test_the_archive_keeps_the_study_results_its_runs_gave_and_the_findings_read
     write_json(result, paths.results_dir("smoke") / experiments.STATISTICS_FILE)
     assert "Not generated yet" in findings.render("smoke", "seed-study")
     assert main(["archive", "--profile", "smoke"]) == 0
-    kept = paths.archive_dir("smoke") / train.STUDIES / experiments.STATISTICS_FILE
-    assert kept.is_file() and train.manifest("smoke")["studies"]["files"] == [experiments.STATISTICS_FILE]
+    kept = paths.archive_dir("smoke") / archive.STUDIES / experiments.STATISTICS_FILE
+    assert kept.is_file() and archive.manifest("smoke")["studies"]["files"] == [experiments.STATISTICS_FILE]
     text = findings.regenerate(BLOCK.format("seed-study-table") + BLOCK.format("seed-study"))
     assert ablation_reporting.statistics_table(result, timing=False).markdown() in text
     assert "+25.00 [" in text and "Train s/run" not in text and "train s/run" not in text
@@ -158,19 +158,19 @@ def test_the_archive_keeps_the_study_results_its_runs_gave_and_the_findings_read
     again = findings.render("smoke", "seed-study")
     assert "[-50.00, +90.00]" not in again and "ahead of the baseline" in again
     # study results kept by a version whose results read otherwise are refused, naming the two commands that renew them
-    data = train.manifest("smoke")
+    data = archive.manifest("smoke")
     write_json({**data, "studies": {**data["studies"], "results_format": paths.RESULTS_FORMAT - 1}},
-               paths.archive_dir("smoke") / train.MANIFEST)
+               paths.archive_dir("smoke") / archive.MANIFEST)
     with pytest.raises(findings.FindingsError, match="make all PROFILE=smoke.*archive --profile smoke"):
         findings.render("smoke", "seed-study")
 
 
 def test_an_archive_directory_holding_a_stranger_is_still_refused_beside_kept_studies(isolated_outputs: Path) -> None:
     root = paths.archive_dir("smoke")
-    (root / train.STUDIES).mkdir(parents=True)
+    (root / archive.STUDIES).mkdir(parents=True)
     (root / "notes.txt").write_text("mine", encoding="utf-8")
-    with pytest.raises(train.ArchiveError, match="notes.txt"):
-        train.check_archive_dir("smoke")
+    with pytest.raises(archive.ArchiveError, match="notes.txt"):
+        archive.check_archive_dir("smoke")
 
 
 def test_the_retraining_check_is_kept_and_stated(isolated_outputs: Path) -> None:

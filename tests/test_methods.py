@@ -14,10 +14,11 @@ import pytest
 from lora_agnews.core import config, methods
 from lora_agnews.core.budget import BudgetError, count_trainable, largest_rank, local_vocab_size
 from lora_agnews.core.build import MergeError, build_model, merge, size_limit
-from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts, read_model_card
+from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts
+from lora_agnews.core.card import read_model_card
 from lora_agnews.core.paths import read_json
 from lora_agnews.cli import main
-from lora_agnews.core.data import load_splits
+from lora_agnews.core.dataset import load_splits
 from conftest import fresh_process_logits
 
 SHORT = {"epochs": 1, "max_train_samples": 64, "max_val_samples": 32, "max_eval_samples": 32,

@@ -18,8 +18,14 @@ import pytest
 from conftest import task_config
 
 from lora_agnews import cli
-from lora_agnews.core import config, data
-from lora_agnews.core.config import DataError, Task, TaskError
+from lora_agnews.core import config
+from lora_agnews.core.dataset import load_splits, load_task_rows, task_labels, task_multi_label
+from lora_agnews.core.tasks.directory import load_directory_task
+from lora_agnews.core.tasks.label_sets import is_multi_label_model
+from lora_agnews.core.tasks.multilabel_scores import (BOOTSTRAPPED, THRESHOLD_GRID, ThresholdError, _fast_scores,
+                                                      _scores, apply_thresholds, choose_thresholds, compute_metrics)
+from lora_agnews.core.tasks import registry
+from lora_agnews.core.tasks.registry import DataError, Task, TaskError
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {2: ["neg", "pos"], 3: ["alpha", "beta", "gamma"], 5: ["e1", "e2", "e3", "e4", "e5"]}
@@ -80,7 +86,7 @@ def test_metrics_equal_scikit_learns_on_fixed_predictions() -> None:
 
     truth, probs, pred = fixed()
     names = [f"l{i}" for i in range(5)]
-    m = data.compute_metrics(truth, probs, 0.5, names=names, n_boot=50)
+    m = compute_metrics(truth, probs, 0.5, names=names, n_boot=50)
     assert m["micro_f1"] == pytest.approx(f1_score(truth, pred, average="micro"))
     assert m["macro_f1"] == pytest.approx(f1_score(truth, pred, average="macro"))
     assert m["samples_f1"] == pytest.approx(f1_score(truth, pred, average="samples", zero_division=1.0))
@@ -101,9 +107,9 @@ def test_metrics_equal_scikit_learns_on_fixed_predictions() -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_bootstraps_fast_scores_equal_scikit_learns(seed: int) -> None:
     truth, _, pred = fixed(seed, rows=60, k=3)
-    fast = data._fast_scores(truth, pred)
-    slow = data._scores(truth, pred)
-    for key in data.BOOTSTRAPPED:
+    fast = _fast_scores(truth, pred)
+    slow = _scores(truth, pred)
+    for key in BOOTSTRAPPED:
         assert fast[key] == pytest.approx(slow[key]), key
 
 
@@ -113,8 +119,8 @@ def test_global_threshold_maximises_micro_f1_and_rare_labels_keep_it() -> None:
     truth, probs, _ = fixed(rows=300, k=3)
     truth[:, 2] = 0
     truth[:4, 2] = 1  # 4 positives: below MIN_LABEL_POSITIVES
-    record = data.choose_thresholds(probs, truth)
-    best = max(f1_score(truth, (probs >= t).astype(int), average="micro") for t in data.THRESHOLD_GRID)
+    record = choose_thresholds(probs, truth)
+    best = max(f1_score(truth, (probs >= t).astype(int), average="micro") for t in THRESHOLD_GRID)
     assert record["validation_micro_f1"] == pytest.approx(best)
     assert f1_score(truth, (probs >= record["global"]).astype(int), average="micro") == pytest.approx(best)
     assert record["tuned"] == [True, True, False] and record["per_label"][2] == record["global"]
@@ -126,16 +132,16 @@ def test_global_threshold_maximises_micro_f1_and_rare_labels_keep_it() -> None:
 
 @pytest.mark.parametrize("bad", [0.0, 1.0, -0.2, 1.5, float("nan")])
 def test_a_threshold_outside_the_open_unit_interval_is_refused(bad: float) -> None:
-    with pytest.raises(data.ThresholdError, match=r"outside \(0, 1\)"):
-        data.apply_thresholds(np.full((2, 2), 0.5), bad)
+    with pytest.raises(ThresholdError, match=r"outside \(0, 1\)"):
+        apply_thresholds(np.full((2, 2), 0.5), bad)
 
 
 # --------------------------------------------------------------------------- data
 def test_a_directory_with_bar_cells_is_a_multi_label_task(tmp_path: Path) -> None:
     directory = write_multi_label_task(tmp_path / "t", TASKS[3], classes_txt=True)
     cfg = task_config(directory)
-    splits = data.load_splits(cfg)
-    assert splits.task.multi_label and data.task_multi_label(cfg)
+    splits = load_splits(cfg)
+    assert splits.task.multi_label and task_multi_label(cfg)
     assert splits.labels == tuple(reversed(TASKS[3]))  # classes.txt fixes the order
     rows = pd.read_csv(directory / "train.csv", keep_default_na=False)
     assert (rows["label"] == "").any() and any(() == s for s in splits.train["label"])  # empty sets kept
@@ -150,7 +156,7 @@ def test_a_directory_without_bars_stays_single_label(tmp_path: Path) -> None:
     from test_tasks import write_task
 
     cfg = task_config(write_task(tmp_path / "single", ["bad", "good"]))
-    assert not data.task_multi_label(cfg) and not data.load_splits(cfg).task.multi_label
+    assert not task_multi_label(cfg) and not load_splits(cfg).task.multi_label
 
 
 def test_a_label_not_in_classes_txt_is_refused_naming_the_line(tmp_path: Path) -> None:
@@ -158,29 +164,25 @@ def test_a_label_not_in_classes_txt_is_refused_naming_the_line(tmp_path: Path) -
     with open(directory / "test.csv", "a", newline="") as fh:
         csv.writer(fh).writerow(["alpha|delta", "alphaw0 common1"])
     with pytest.raises(DataError, match=r"test\.csv line 47: label 'delta' is not in classes\.txt"):
-        data.load_splits(task_config(directory))
+        load_splits(task_config(directory))
 
 
 def test_a_bar_in_a_single_label_tasks_file_is_refused(tmp_path: Path) -> None:
-    from lora_agnews.core import data
-
     directory = tmp_path / "rt"
     directory.mkdir()
     for split in ("train", "test"):
         (directory / f"{split}.csv").write_text("label,text\npos,good film\nneg|pos,mixed film\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"line 3: label 'neg\|pos' holds several labels .* rotten_tomatoes is single-label"):
-        data.load_task_rows("rotten_tomatoes", str(directory))
+        load_task_rows("rotten_tomatoes", str(directory))
 
 
 def test_a_class_name_with_a_bar_in_classes_txt_stays_single_label(tmp_path: Path) -> None:
-    from lora_agnews.core import data
-
     directory = tmp_path / "bar"
     directory.mkdir()
     (directory / "classes.txt").write_text("a|b\nc\n", encoding="utf-8")
     for split in ("train", "test"):
         (directory / f"{split}.csv").write_text("label,text\na|b,x y\nc,z w\n", encoding="utf-8")
-    loaded = data.load_directory_task(directory)
+    loaded = load_directory_task(directory)
     assert not loaded.task_identity.multi_label and loaded.train["label"].tolist() == [0, 1]
 
 
@@ -190,7 +192,7 @@ def test_the_loss_is_bce_on_sigmoid_outputs_with_the_same_head(tmp_path: Path) -
     import torch.nn.functional as F
 
     from lora_agnews.core.budget import count_trainable
-    from lora_agnews.core.data import PadCollator
+    from lora_agnews.core.tokens import PadCollator
     from lora_agnews.core.train import prepare
 
     directory = write_multi_label_task(tmp_path / "t", TASKS[5])
@@ -229,7 +231,7 @@ def test_an_empty_training_label_set_everywhere_is_refused(tmp_path: Path) -> No
     (directory / "train.csv").write_text("label,text\n,x\n,y\n,z\n")
     (directory / "test.csv").write_text("label,text\na|b,x\n")
     with pytest.raises(DataError, match="no labelled example"):
-        data.load_splits(task_config(directory))
+        load_splits(task_config(directory))
 
 
 def test_label_smoothing_is_refused_before_anything_is_written(tmp_path: Path) -> None:
@@ -308,7 +310,7 @@ def test_a_multi_label_adapter_for_a_single_label_task_is_refused_and_the_revers
     with pytest.raises(TaskError, match="is multi-label .* but the task it is used for is single-label"):
         load_adapter(trained[2]["run"] / "adapter", expect_multi_label=False)
     model, _, _ = load_adapter(trained[2]["run"] / "adapter", expect_multi_label=True)
-    assert data.is_multi_label_model(model)
+    assert is_multi_label_model(model)
 
 
 def test_export_writes_problem_type_and_thresholds_and_the_pipeline_gives_sigmoids(trained: dict,
@@ -354,9 +356,7 @@ class FakeSplit:
 def test_go_emotions_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from lora_agnews.core import data
-
-    names = list(config.TASKS["go_emotions"].labels)
+    names = list(registry.TASKS["go_emotions"].labels)
     feature = SimpleNamespace(feature=SimpleNamespace(names=names))
     calls = []
 
@@ -367,18 +367,16 @@ def test_go_emotions_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatc
         test = pd.DataFrame({"text": ["thanks!"], "labels": [[15, 17]], "id": ["d"]})
         return {"train": FakeSplit(train, {"labels": feature}), "test": FakeSplit(test, {"labels": feature})}
 
-    monkeypatch.setattr(data, "_load_dataset", fake)
-    loaded = data.load_task_rows("go_emotions", "hub")
+    monkeypatch.setattr("lora_agnews.core.tasks.hub.load_dataset", fake)
+    loaded = load_task_rows("go_emotions", "hub")
     assert calls == [("google-research-datasets/go_emotions", "simplified")]
     assert loaded.task_identity.multi_label and len(loaded.labels) == 28
     assert loaded.train["label"].tolist() == [(18,), (2, 25), (27,)] and loaded.test["label"].tolist() == [(15, 17)]
     cfg = config.load("smoke", {"task": "go_emotions", "data": "hub"})
-    assert data.task_multi_label(cfg) and data.task_labels(cfg) == tuple(names)
+    assert task_multi_label(cfg) and task_labels(cfg) == tuple(names)
 
 
 def test_reuters_modapte_from_the_hub_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_agnews.core import data
-
     def fake(hub_id: str, name: str) -> dict:
         assert (hub_id, name) == ("ucirvine/reuters21578", "ModApte")
         train = pd.DataFrame({"title": ["GRAIN UP", "OIL", "NOTHING"], "text": ["wheat corn rise", "crude falls", "x"],
@@ -386,25 +384,22 @@ def test_reuters_modapte_from_the_hub_without_network(monkeypatch: pytest.Monkey
         test = pd.DataFrame({"title": ["WHEAT"], "text": ["wheat and crude"], "topics": [["wheat", "crude", "gold"]]})
         return {"train": FakeSplit(train), "test": FakeSplit(test)}
 
-    monkeypatch.setattr(data, "_load_dataset", fake)
-    loaded = data.load_task_rows("reuters21578", "hub")
+    monkeypatch.setattr("lora_agnews.core.tasks.hub.load_dataset", fake)
+    loaded = load_task_rows("reuters21578", "hub")
     assert loaded.labels == ("crude", "wheat")  # in both splits; grain (train only) and gold (test only) dropped
     assert loaded.train["label"].tolist() == [(1,), (0,), ()] and loaded.test["label"].tolist() == [(0, 1)]
     assert loaded.train["text"][0] == "GRAIN UP wheat corn rise"
-    monkeypatch.setattr(data, "TASKS", dict(data.TASKS))
     cfg = config.load("smoke", {"task": "reuters21578", "data": "hub"})
-    assert data.task_labels(cfg) == ("crude", "wheat")  # read from the data: the registry does not list them
+    assert task_labels(cfg) == ("crude", "wheat")  # read from the data: the registry does not list them
 
 
 def test_an_unreachable_hub_names_the_offline_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_agnews.core import data
-
     def unreachable(*_: object) -> None:
         raise ConnectionError("offline")
 
-    monkeypatch.setattr(data, "_load_dataset", unreachable)
+    monkeypatch.setattr("lora_agnews.core.tasks.hub.load_dataset", unreachable)
     with pytest.raises(DataError, match=r"could not load 'google-research-datasets/go_emotions' \(simplified\).*classes\.txt"):
-        data.load_task_rows("go_emotions", "hub")
+        load_task_rows("go_emotions", "hub")
 
 
 # --------------------------------------------------------------------------- merging with a single-label task
@@ -430,8 +425,8 @@ def test_a_merged_adapter_keeps_each_tasks_head_and_kind(tmp_path: Path, capsys:
     out = merge_adapters(runs, "linear", out_dir=tmp_path / "merged")
     entries = {t["name"]: t for t in read_manifest(out)["tasks"]}
     assert entries["multi"]["multi_label"] and "multi_label" not in entries["single"]
-    assert data.is_multi_label_model(load_merged(out, "multi")[0])
-    assert not data.is_multi_label_model(load_merged(out, "single")[0])
+    assert is_multi_label_model(load_merged(out, "multi")[0])
+    assert not is_multi_label_model(load_merged(out, "single")[0])
     capsys.readouterr()  # the training logs
     assert cli.main(["predict", "--adapter", str(out), "--task", "multi", "--json", "alphaw0 betaw1"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
@@ -478,7 +473,7 @@ SAMPLE = REPO / "data" / "tasks" / "topics-multilabel"
 
 
 def test_the_shipped_sample_is_multi_label_with_one_to_three_topics() -> None:
-    splits = data.load_splits(config.load("demo", {"task": str(SAMPLE)}))
+    splits = load_splits(config.load("demo", {"task": str(SAMPLE)}))
     assert splits.task.multi_label and splits.labels == ("World", "Sports", "Business", "Sci/Tech")
     sizes = [len(s) for s in pd.concat([splits.train, splits.validation])["label"]]
     assert set(sizes) <= {1, 2, 3, 4} and 1.5 < np.mean(sizes) < 2.0  # 4: a label added by the sample's noise
@@ -487,7 +482,7 @@ def test_the_shipped_sample_is_multi_label_with_one_to_three_topics() -> None:
 def test_the_pretrained_demo_encoders_loss_is_bce_on_the_sample() -> None:
     import torch.nn.functional as F
 
-    from lora_agnews.core.data import PadCollator
+    from lora_agnews.core.tokens import PadCollator
     from lora_agnews.core.train import prepare
 
     prep = prepare(config.load("demo", {"task": str(SAMPLE), "max_train_samples": 32, "max_val_samples": 16,
@@ -535,7 +530,7 @@ def test_the_sections_tables_sentence_and_macros_come_from_the_run(trained: dict
 
     t = trained[3]
     result = {"task_name": "task3", "metrics": t["metrics"], "pretrained": False,
-              "data": multilabel_study.data_summary(data.load_splits(t["cfg"]))}
+              "data": multilabel_study.data_summary(load_splits(t["cfg"]))}
     m = t["metrics"]
     cells = {row[0]: row for row in multilabel_study.scores_table(result).cells()}
     assert cells["micro F1"][1:] == [pct(m["micro_f1"]), interval(*m["intervals"]["micro_f1"])]

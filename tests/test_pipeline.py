@@ -561,15 +561,15 @@ def test_a_profile_restored_from_the_archive_renders_the_same_macros_and_tables(
                                                                                 tmp_path: Path) -> None:
     """Compute (the module's run), archive, wipe results/, restore: nothing trains, the audit passes in its fresh
     process, every macro and table is the same, and the provenance says restored, never computed here."""
-    from lora_agnews.core import train
+    from lora_agnews.core import archive
 
     computed = smoke_run["results"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LORA_AGNEWS_RESULTS", str(computed.parent))
         mp.setenv("LORA_AGNEWS_ARCHIVE", str(tmp_path / "archive"))
-        done = train.archive_profile("smoke")
-        kept = train.keep_studies("smoke", findings.STUDY_RESULTS)
-        assert done["entries"] == len(train.sources("smoke")) > 0
+        done = archive.archive_profile("smoke")
+        kept = archive.keep_studies("smoke", findings.STUDY_RESULTS)
+        assert done["entries"] == len(archive.sources("smoke")) > 0
         assert done["bytes"] < 5_000_000, f"the smoke archive takes {done['bytes']:,} bytes: it is committed, keep it small"
         mp.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))  # wiped: an empty results tree
         mp.setenv("LORA_AGNEWS_BUILD", str(tmp_path / "build"))
@@ -593,7 +593,7 @@ def test_a_profile_restored_from_the_archive_renders_the_same_macros_and_tables(
     # the study results the archive keeps for the generated findings are what the restored runs give again
     assert {audit.AUDIT_FILE, "statistics.json", "merging.json"} <= set(kept)
     for name in set(kept) - {audit.AUDIT_FILE}:  # the audit is the sitting's own, and so are a study's own seconds
-        archived = json.loads((tmp_path / "archive" / "smoke" / train.STUDIES / name).read_text())
+        archived = json.loads((tmp_path / "archive" / "smoke" / archive.STUDIES / name).read_text())
         again = json.loads((restored / name).read_text())
         assert without_seconds(numbers(archived)) == without_seconds(numbers(again)), name
 
@@ -615,10 +615,10 @@ def numbers(value: Any, path: str = "") -> dict[str, float]:
 
 def archive_sources(results: Path) -> list[Path]:
     """Run records (and study records) under ``results/runs``: what a restore must have filled."""
-    from lora_agnews.core import runs, train
+    from lora_agnews.core import archive, runs
 
     found = {p.parent for p in (results / "runs").rglob(runs.RUN_FILE)}
-    found |= {p.parent for name in train.STUDY_RECORDS for p in (results / "runs").rglob(name)}
+    found |= {p.parent for name in archive.STUDY_RECORDS for p in (results / "runs").rglob(name)}
     return sorted(found)
 
 
@@ -684,15 +684,15 @@ def test_reproduce_retrains_every_run_compares_it_with_the_archive_and_renders_t
     off (into results/reproduced/smoke), compared and rendered. On this machine every retrained model gives its
     archived labels and every conclusion is the same; the book has the page, the report the section, and the
     profile's own results are not touched (complete with these overrides: only the book and report are rebuilt)."""
-    from lora_agnews.core import train
+    from lora_agnews.core import archive
     from lora_agnews.reporting import reproduction_reporting
     from lora_agnews.studies.reproduction import COMPARED, read_reproduction
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LORA_AGNEWS_RESULTS", str(smoke_run["results"].parent))  # archived from where it was computed
         mp.setenv("LORA_AGNEWS_ARCHIVE", str(tmp_path / "archive"))
-        entries = train.archive_profile("smoke")["entries"]
-        train.keep_studies("smoke", findings.STUDY_RESULTS)
+        entries = archive.archive_profile("smoke")["entries"]
+        archive.keep_studies("smoke", findings.STUDY_RESULTS)
         mp.setenv("LORA_AGNEWS_RESULTS", str(tmp_path / "results"))  # a copy, so the module's book stays as it was
         mp.setenv("LORA_AGNEWS_BUILD", str(tmp_path / "build"))
         shutil.copytree(smoke_run["results"], paths.results_dir("smoke"))
@@ -704,7 +704,7 @@ def test_reproduce_retrains_every_run_compares_it_with_the_archive_and_renders_t
         assert (paths.reproduced_dir("smoke") / pipeline.STAMP).is_file()
     s = record["summary"]
     assert {r["entry"] for r in record["runs"] if r["status"] == COMPARED} == set(
-        json.loads((tmp_path / "archive" / "smoke" / train.MANIFEST).read_text())["entries"]) and len(
+        json.loads((tmp_path / "archive" / "smoke" / archive.MANIFEST).read_text())["entries"]) and len(
         {r["entry"] for r in record["runs"]}) == entries
     assert s["same_setting"] and s["identical"] == s["compared"] and s["same_conclusions"] == s["conclusions"] > 0
     page = unescape((produced["book"].parent / "reproduced.html").read_text())

@@ -18,7 +18,7 @@ from conftest import read_macros  # noqa: E402
 from lora_agnews.reporting import ablation_reporting, book_pages, plots, text as reporting
 from lora_agnews.core import config, paths
 from lora_agnews.studies import experiments
-from lora_agnews.core.data import LABELS  # noqa: E402
+from lora_agnews.core.tasks.agnews import LABELS  # noqa: E402
 from lora_agnews.core.evaluate import compute_metrics  # noqa: E402
 
 

@@ -136,7 +136,7 @@ def test_citation_cff_references_carry_the_bibliography_data() -> None:
 @pytest.mark.parametrize("data", ["hub", "sample"])
 def test_model_card_states_the_licence_and_the_ag_news_condition(tmp_path: Path, data: str) -> None:
     from lora_agnews.core import config
-    from lora_agnews.core.adapter import read_model_card, write_model_card
+    from lora_agnews.core.card import read_model_card, write_model_card
 
     cfg = config.load("smoke", {"data": data})
     metrics = {"accuracy": 0.9, "macro_f1": 0.89, "trainable_params": 12_345, "n_eval": 100,

@@ -300,7 +300,7 @@ def test_merging_dequantizes_and_agrees_within_tolerance(scheme: str, share: flo
     merge agrees to float rounding (1e-5); int8 also rounds the activations (float16, then 8 bits per row), so
     the full-precision merge differs by up to 5% of the logits' range."""
     from lora_agnews.core.adapter import load_adapter, predict_logits_for_texts
-    from lora_agnews.core.data import load_splits
+    from lora_agnews.core.dataset import load_splits
     from lora_agnews.core.build import merge
 
     model, tokenizer, cfg = load_adapter(trained[scheme] / "adapter")
@@ -391,7 +391,7 @@ def test_a_pretrained_nf4_run_is_what_its_adapter_gives_in_a_fresh_process(
     short = {"max_train_samples": 160, "epochs": 1, "evals_per_epoch": 3, "batch_size": 16}
     metrics = {scheme: train(config.load("demo", {**short, "quantize": scheme}), tmp_path / scheme)
                for scheme in ("none", "nf4")}
-    script = ("import sys, numpy as np\nfrom lora_agnews.core.train import rescore\n"
+    script = ("import sys, numpy as np\nfrom lora_agnews.core.score import rescore\n"
               "np.save(sys.argv[2], rescore(sys.argv[1]).logits)\n")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "nf4"), str(tmp_path / "got.npy")],
                           capture_output=True, text=True, timeout=600)

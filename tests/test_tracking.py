@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import outputs_under
-from lora_agnews.core import config, runs, train
+from lora_agnews.core import config, runs, train, trainer
 from lora_agnews.core.paths import read_json
 from lora_agnews.core.config import ConfigError
 
@@ -38,7 +38,7 @@ def tracked(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         metrics = train.train(cfg, out)
     history = read_json(out / "history.json")
     return SimpleNamespace(cfg=cfg, out=out, root=root, metrics=metrics, history=history,
-                           events=scalars(out / train.TENSORBOARD_DIR))
+                           events=scalars(out / runs.TENSORBOARD_DIR))
 
 
 # --------------------------------------------------------------------------- the key
@@ -46,11 +46,11 @@ def test_default_is_off_and_names_reach_the_trainer(smoke_config: config.Config)
     import torch
 
     assert config.Config().report_to == "none" and smoke_config.report_targets == []
-    args = train.training_arguments(smoke_config, Path("unused"), 64, torch.device("cpu"), "fp32")
+    args = trainer.training_arguments(smoke_config, Path("unused"), 64, torch.device("cpu"), "fp32")
     assert args.report_to == []  # today's behaviour: no integration at all
     cfg = smoke_config.replace(report_to=" tensorboard, wandb ,tensorboard")  # as -p / papermill pass it
     assert cfg.report_targets == ["tensorboard", "wandb"]
-    args = train.training_arguments(cfg.replace(report_to="tensorboard"), Path("unused"), 64, torch.device("cpu"), "fp32")
+    args = trainer.training_arguments(cfg.replace(report_to="tensorboard"), Path("unused"), 64, torch.device("cpu"), "fp32")
     assert args.report_to == ["tensorboard"]
     assert config.from_dict({"report_to": "all"}).report_targets == ["all"]
 
@@ -103,7 +103,7 @@ def test_tracking_is_not_part_of_a_runs_identity(smoke_config: config.Config) ->
 
 # --------------------------------------------------------------------------- TensorBoard
 def test_event_files_hold_training_loss_and_validation_accuracy(tracked: SimpleNamespace) -> None:
-    log_dir = tracked.out / train.TENSORBOARD_DIR
+    log_dir = tracked.out / runs.TENSORBOARD_DIR
     assert list(log_dir.glob("events.out.tfevents.*"))
     assert {"train/loss", "eval/accuracy"} <= set(tracked.events)
     want_acc = [(h["step"], h["eval_accuracy"]) for h in tracked.history if "eval_accuracy" in h]
@@ -143,8 +143,8 @@ def test_resumed_run_logs_each_step_once(tracked: SimpleNamespace) -> None:
         assert runs.check(out, tracked.cfg) == "resume"
         metrics = train.train(tracked.cfg, out)
     assert runs.read_record(out)["attempts"] == 2 and metrics["accuracy"] == tracked.metrics["accuracy"]
-    assert len(list((out / train.TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 2  # one per attempt
-    events = scalars(out / train.TENSORBOARD_DIR)
+    assert len(list((out / runs.TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 2  # one per attempt
+    events = scalars(out / runs.TENSORBOARD_DIR)
     for tag in ("train/loss", "eval/accuracy"):
         assert [s for s, _ in events[tag]] == [s for s, _ in tracked.events[tag]], tag
     assert [v for _, v in events["eval/accuracy"]] == pytest.approx([v for _, v in tracked.events["eval/accuracy"]])

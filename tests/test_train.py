@@ -15,7 +15,7 @@ import pytest
 
 from lora_agnews.core import config, train
 from lora_agnews.core.budget import BudgetError, count_trainable
-from lora_agnews.core.data import LABELS
+from lora_agnews.core.tasks.agnews import LABELS
 from conftest import sample_rows
 
 

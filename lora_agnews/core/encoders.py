@@ -4,10 +4,10 @@ encoder loaded with a fresh classification head as wide as the task has classes.
 Architectures known without network (:func:`known_config`) have their hub checkpoints' shapes, so counting and
 random initialisation work offline. What goes on top is :mod:`lora_agnews.core.heads` and the method
 (:mod:`lora_agnews.core.build`).
-May import: ``paths``, ``families``, ``config``, ``checkpoints`` and ``data``. transformers and tokenizers are
-imported where a config, tokenizer or model is made: importing transformers' auto classes takes about 1 s after
-torch (measured on 2 cores), and the training module, which imports this one, also serves commands that only
-read records.
+May import: ``paths``, ``families``, ``tasks``, ``config``, ``checkpoints`` and ``dataset``. transformers and
+tokenizers are imported where a config, tokenizer or model is made: importing transformers' auto classes takes about
+1 s after torch (measured on 2 cores), and the training module, which imports this one, also serves commands that
+only read records.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from typing import Any, Iterator, Sequence
 from torch import nn
 
 from .checkpoints import MINILM_ID, resolve_model_path
-from .config import Config, label_config
-from .data import load_task, task_labels, task_multi_label
+from .config import Config
+from .dataset import load_task, task_labels, task_multi_label
 from .families import Family, family_of, supported_families
 from .paths import ProjectError, interactive
+from .tasks.registry import label_config
 
 TINY_ROBERTA = "tiny-roberta"
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import PadCollator, TokenizedDataset
+from .tokens import PadCollator, TokenizedDataset
 
 
 def autocast_context(device: torch.device, precision: str) -> Any:
@@ -123,7 +123,7 @@ def evaluate_model(model: nn.Module, dataset: TokenizedDataset, pad_token_id: in
     A transformers model carries its own label names (``config.id2label``); scoring it on another
     task's rows is refused, naming both, instead of reporting metrics under the wrong class names.
     """
-    from .config import check_same_labels, model_labels
+    from .tasks.registry import check_same_labels, model_labels
 
     if hasattr(getattr(model, "config", None), "num_labels"):
         check_same_labels(names, model_labels(model), "the data", "the model")

@@ -37,8 +37,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import LABELS, normalize_text
+from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts, record_thresholds
+from .build import MergeError, dequantize, merge
+from .card import write_export_card
+from .encoders import family, quiet, with_attention
 from .methods import METHODS
+from .paths import interactive, read_json, say, write_json
+from .runs import atomic_directory, now
+from .tasks.agnews import LABELS, normalize_text
 
 LABEL_NAMES: tuple[str, ...] = LABELS  # the class names written to config.json (when the model has none)
 EPS = 2.0 ** -20  # scale of the tanh heads' identity (see the module docstring)
@@ -52,8 +58,6 @@ CHECK_TEXTS: tuple[str, ...] = (
     "Space agency delays launch of weather satellite",
     "Central bank raises rates",
 )
-WEIGHTS_FILE = "model.safetensors"
-CARD_FILE = "README.md"
 # Written last into every export: what it holds, so --overwrite replaces an earlier export and nothing else.
 MANIFEST_FILE = "lora_agnews_export.json"
 TANH_HEADS = ("roberta", "xlm-roberta", "camembert", "mpnet", "bert")  # model types whose head applies tanh
@@ -75,7 +79,6 @@ class ExportResult:
     scale: float | None = None  # eps of a linear head in a tanh head (dense eps*I, output W/eps); else None
 
 
-# --------------------------------------------------------------------------- labels
 def class_names(config: Any) -> tuple[str, ...]:
     """The class names for ``config.json``: the model's own ``id2label`` when it names the classes, else
     :data:`LABEL_NAMES` (transformers' placeholders ``LABEL_0``... name nothing)."""
@@ -90,7 +93,6 @@ def class_names(config: Any) -> tuple[str, ...]:
     return LABEL_NAMES
 
 
-# --------------------------------------------------------------------------- heads
 def _sign_split(w: torch.Tensor, b: torch.Tensor, width: int, where: str) -> dict[str, torch.Tensor]:
     """Dense rows ``[W; -W; 0]`` and an output layer ``[I, -I, 0]``: ``act(z) - act(-z) = z`` for ReLU and gelu."""
     labels, hidden = w.shape
@@ -142,8 +144,6 @@ def plain_state(merged: nn.Module, head: str) -> tuple[dict[str, torch.Tensor], 
     DistilBERT's, whose output layer was moved to ``classifier.out_proj``); ``linear`` is re-expressed as the
     module docstring says.
     """
-    from .encoders import family
-
     style = family(merged).head
     kind = merged.config.model_type
     state = dict(merged.state_dict())
@@ -188,8 +188,6 @@ def to_plain(merged: nn.Module, head: str) -> nn.Module:
     """The architecture's own ``*ForSequenceClassification`` holding ``merged``'s weights (same logits)."""
     from transformers import AutoModelForSequenceClassification
 
-    from .encoders import quiet, with_attention
-
     state, changes = plain_state(merged, head)
     config = copy.deepcopy(merged.config)
     for key, value in changes.items():
@@ -213,7 +211,6 @@ def to_plain(merged: nn.Module, head: str) -> nn.Module:
     return plain.eval()
 
 
-# --------------------------------------------------------------------------- output directory
 def check_out_dir(out_dir: Path, adapter_dir: Path, overwrite: bool) -> None:
     """Refuse a file, the adapter or its run directory, and a non-empty ``--out`` unless ``overwrite``
     and it holds an earlier export and nothing else (its manifest lists what export wrote there)."""
@@ -237,8 +234,6 @@ def check_out_dir(out_dir: Path, adapter_dir: Path, overwrite: bool) -> None:
 
 def foreign_files(directory: Path) -> list[str]:
     """Entries of ``directory`` that no export wrote: all of them when it has no readable manifest."""
-    from .paths import read_json
-
     entries = sorted(p.name for p in Path(directory).iterdir())
     try:
         written = set(read_json(Path(directory) / MANIFEST_FILE).get("files", []))
@@ -249,20 +244,14 @@ def foreign_files(directory: Path) -> list[str]:
 
 def write_manifest(directory: Path, adapter_dir: Path) -> None:
     """Record what this export wrote (every entry of ``directory``) and from which adapter."""
-    from .paths import write_json
-    from .runs import now
-
     files = sorted(p.name for p in Path(directory).iterdir())
     write_json({"adapter": str(Path(adapter_dir).resolve()), "exported": now(), "files": files},
                Path(directory) / MANIFEST_FILE)
 
 
-# --------------------------------------------------------------------------- self-check
 def pipeline_logits(directory: Path, texts: Sequence[str]) -> np.ndarray:
     """Raw logits (class-id order) of ``transformers.pipeline("text-classification", model=directory)``."""
     from transformers import pipeline
-
-    from .encoders import quiet
 
     with quiet():
         pipe = pipeline("text-classification", model=str(directory), top_k=None, function_to_apply="none",
@@ -286,29 +275,6 @@ def check_logits(got: np.ndarray, expected: np.ndarray) -> float:
     return float(diff.max())
 
 
-# --------------------------------------------------------------------------- model card
-def card_metadata(cfg: Any, adapter_dir: Path) -> dict[str, Any]:
-    """Hub front matter: the adapter card's licence, data set, tags and measured metrics, as a transformers
-    model (``library_name: transformers``, no ``peft`` tag); from the configuration when there is no card."""
-    from .adapter import CARD_FILE as ADAPTER_CARD, CODE_LICENSE_HUB, base_model_id, read_model_card, task_card
-
-    own: dict[str, Any] = {}
-    if (Path(adapter_dir) / ADAPTER_CARD).is_file():
-        own = read_model_card(adapter_dir) or {}
-    hub_id = task_card(cfg)[2]
-    tags = [t for t in own.get("tags", [cfg.method, "text-classification", "lora-agnews"]) if t != "peft"]
-    meta: dict[str, Any] = {"library_name": "transformers", "license": own.get("license", CODE_LICENSE_HUB),
-                            "base_model": base_model_id(cfg), "pipeline_tag": "text-classification",
-                            "tags": [*dict.fromkeys([*tags, "merged"])]}
-    datasets = own.get("datasets", [hub_id] if hub_id else [])
-    if datasets:
-        meta["datasets"] = datasets
-    if "model-index" in own:
-        meta["metrics"] = own.get("metrics", ["accuracy", "f1"])
-        meta["model-index"] = own["model-index"]
-    return meta
-
-
 def head_note(cfg: Any, kind: str, scale: float | None) -> str:
     """One sentence on how the trained head sits in the architecture's own modules."""
     if cfg.head != "linear":
@@ -327,57 +293,18 @@ def head_note(cfg: Any, kind: str, scale: float | None) -> str:
             f"Keep this checkpoint in float32 (or bfloat16): in float16 the scaled output weights overflow.")
 
 
-def write_card(directory: Path, cfg: Any, adapter_dir: Path, result: ExportResult, kind: str) -> Path:
-    """README.md in the hub's model-card format, for a plain transformers checkpoint (``directory``: where it is
-    written now, a temporary sibling of ``result.out_dir``), laid out as the adapter's card (``render_card``)."""
-    from .adapter import (base_model_id, export_note, license_section, method_summary, pipeline_snippet, render_card,
-                          task_card)
-    from .paths import atomic_write_text
-
-    meta = card_metadata(cfg, adapter_dir)
-    metrics = ""
-    if "model-index" in meta:
-        values = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
-        metrics = (f"\n| metric (of the adapter) | value |\n| --- | --- |\n| test accuracy | {values.get('accuracy')} |\n"
-                   f"| macro F1 | {values.get('f1')} |\n")
-
-    metrics += export_note(adapter_dir)
-    layers = f", layers {cfg.lora_layers}" if cfg.lora_layers else ""
-    title = (f"{METHODS[cfg.method].heading} for {task_card(cfg)[0]}, merged: a plain transformers classifier "
-             f"({cfg.profile} profile)")
-    intro = f"""{method_summary(cfg)}{layers}) on `{base_model_id(cfg)}` ({cfg.init} weights) with the `{cfg.head}`
-classification head, merged into the base weights: a `{result.architecture}` checkpoint that needs
-neither peft nor lora-agnews. Labels: {', '.join(f'{i} {n}' for i, n in enumerate(result.labels))}.
-{metrics}
-{head_note(cfg, kind, result.scale)}
-
-Self-check at export: on {len(CHECK_TEXTS)} headlines the logits of this checkpoint (loaded through
+def self_check_note(result: ExportResult) -> str:
+    """The card's sentence on the self-check the export passed."""
+    return f"""Self-check at export: on {len(CHECK_TEXTS)} headlines the logits of this checkpoint (loaded through
 `transformers.pipeline`) equal those of the adapter (`python -m lora_agnews predict`) within
 {ATOL:g} + {RTOL:g} x |logit| (largest difference measured: {result.max_abs_diff:.2g})."""
-    name = Path(result.out_dir).name
-    use = f"""`{name}` is this directory (give its path from where you are):
-
-{pipeline_snippet(name)}
-
-The tokenizer's `model_max_length` is the training length ({cfg.max_length} tokens): `truncation=True`
-cuts longer texts as training did. `predict` also undoes AG News' escaping quirks (`#39;`, `&lt;b&gt;`, ...)
-before tokenising; give the pipeline clean text."""
-    files = f"""- `{WEIGHTS_FILE}`, `config.json`: the merged weights and the architecture with the class names (`id2label`)
-- `tokenizer.json`, `tokenizer_config.json`: the tokenizer used in training"""
-    sections = {"Use": use, "Files": files,
-                "License": license_section(cfg, meta["license"], "model", "Exported from the adapter by "
-                                           "`python -m lora_agnews export` (lora-agnews project).")}
-    return atomic_write_text(render_card(meta, title, intro, sections), Path(directory) / CARD_FILE)
 
 
-# --------------------------------------------------------------------------- export
 LOAD_TIME_KEYS = ("is_local", "local_files_only")  # how this process loaded the tokenizer, not what it is
 
 
 def _drop_load_time_keys(tokenizer_config: Path) -> None:
     """transformers 5 saves a reloaded tokenizer's loading options; a published checkpoint should not carry them."""
-    from .paths import read_json, write_json
-
     if tokenizer_config.is_file():
         values = read_json(tokenizer_config)
         write_json({k: v for k, v in values.items() if k not in LOAD_TIME_KEYS}, tokenizer_config)
@@ -390,11 +317,6 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     tuning), an occupied ``out_dir``. Refused after building it in a temporary sibling (which is then
     removed): a self-check that does not reproduce ``predict``'s logits.
     """
-    from .adapter import check_adapter_dir, load_adapter, predict_logits_for_texts, record_thresholds
-    from .build import MergeError, merge
-    from .paths import interactive
-    from .runs import atomic_directory
-
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     check_adapter_dir(adapter_dir)
     check_out_dir(out_dir, adapter_dir, overwrite)
@@ -406,9 +328,6 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
     if cfg.quantize != "none":
         # exported in full precision: the self-check compares with the dequantized model (int8's quantized
         # matmuls also round the activations, which no float32 checkpoint reproduces)
-        from .build import dequantize
-        from .paths import say
-
         say(f"{adapter_dir} was trained on a {cfg.quantize} base: it is exported dequantized, in float32")
         model = dequantize(model)
     texts = [normalize_text(t) for t in CHECK_TEXTS]
@@ -435,7 +354,7 @@ def export(adapter_dir: Path, out_dir: Path, overwrite: bool = False) -> ExportR
         _drop_load_time_keys(tmp / "tokenizer_config.json")
         diff = check_logits(pipeline_logits(tmp, texts), expected)
         result = ExportResult(out_dir, architecture, labels, diff, scale)
-        write_card(tmp, cfg, adapter_dir, result, kind)
+        write_export_card(tmp, cfg, adapter_dir, result, head_note(cfg, kind, scale), self_check_note(result))
         write_manifest(tmp, adapter_dir)
         check_out_dir(out_dir, adapter_dir, overwrite)  # again: files may have appeared in --out meanwhile
     return result

@@ -50,7 +50,7 @@ REPORT = ROOT / "report"
 # results are then refused with the one command that regenerates them, not a failure inside Sphinx or LaTeX.
 RESULTS_FORMAT = 7
 # What a run directory holds (run.json, metrics.json, history.json, test_predictions.npz, the adapter): an archived
-# run is keyed by it (:mod:`lora_agnews.core.train`). Apart from RESULTS_FORMAT, so that a change to what the
+# run is keyed by it (:mod:`lora_agnews.core.archive`). Apart from RESULTS_FORMAT, so that a change to what the
 # book and report read does not turn every archived run stale; bump it when a run written before cannot be read.
 RUN_FORMAT = 5
 

@@ -75,7 +75,7 @@ def restore_only() -> bool:
 def refuse_training(run_dir: Path, cfg: Config) -> None:
     """Raise :class:`RunError` naming ``run_dir`` when :func:`restore_only` is set; otherwise nothing.
 
-    Called where a run is about to be trained (:func:`lora_agnews.core.train.fit`), after every reuse and restore.
+    Called where a run is about to be trained (:func:`lora_agnews.core.trainer.fit`), after every reuse and restore.
     """
     if not restore_only():
         return
@@ -198,10 +198,10 @@ def run_key(cfg: Config) -> dict[str, Any]:
     """What identifies a run: the configuration's key, its encoder's weights and the content of its data.
 
     An edited CSV trains a different model, so a run of the same parameters on other rows is
-    never reused or resumed (:func:`lora_agnews.core.data.data_fingerprint`: cheap, cached per file). A local
+    never reused or resumed (:func:`lora_agnews.core.dataset.data_fingerprint`: cheap, cached per file). A local
     copy of a known hub checkpoint is named by its hub id (:func:`lora_agnews.core.checkpoints.model_identity`).
     """
-    from .data import data_fingerprint
+    from .dataset import data_fingerprint
 
     return {**cfg.run_key(), "model_name": model_identity(cfg.model_name), DATA_KEY: data_fingerprint(cfg)}
 

@@ -23,7 +23,7 @@ class InstallError(paths.ProjectError):
 
 def install(job: Any, returned: dict[str, Any]) -> None:
     """Add ``returned`` (a worker's entry of the plan's ``job``) to the archive and restore it into ``job.path``."""
-    from ..core.train import add_entry, entry_id
+    from ..core.archive import add_entry, entry_id
 
     profile = job.cfg.profile
     if returned["id"] != entry_id(job.key(), job.rel):
@@ -41,7 +41,7 @@ def install(job: Any, returned: dict[str, Any]) -> None:
 
 def _restore(job: Any, entry: Path) -> None:
     """The entry into the model's directory, unless a complete model of its identity is there already."""
-    from ..core.train import restore_entry
+    from ..core.restore import restore_entry
 
     with runs.RunLock(job.path):
         if not _claimed(job):

@@ -27,7 +27,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 def spec(job: Any, cfg: Config) -> dict[str, Any]:
     """A plan's :class:`lora_agnews.plan.Job` of the profile configuration ``cfg`` as plain data a worker elsewhere
     can read."""
-    from ..core.train import portable
+    from ..core.archive import portable
 
     return {"profile": job.cfg.profile, "study": job.study, "rel": job.rel, "kind": job.kind,
             "isolated": job.isolated, "configs": [portable(c.to_dict()) for c in job.configs],
@@ -35,7 +35,7 @@ def spec(job: Any, cfg: Config) -> dict[str, Any]:
 
 
 def localise(value: Any) -> Any:
-    """The inverse of :func:`lora_agnews.core.train.portable`: ``<results>/...`` and ``<repository>/...`` named here."""
+    """The inverse of :func:`lora_agnews.core.archive.portable`: ``<results>/...`` and ``<repository>/...`` named here."""
     if isinstance(value, dict):
         return {k: localise(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -67,7 +67,7 @@ def private_tree(threads: int) -> Iterator[Path]:
 def compute(job: dict[str, Any], threads: int) -> dict[str, Any]:
     """Train the model ``job`` (:func:`spec`) with ``threads`` CPU threads; its archive entry: ``{"id", "path",
     "files": {name: bytes}}``. Runs in the worker's process; what it raises reaches the driver."""
-    from ..core.train import Source, entry_id, write_entry
+    from ..core.archive import Source, entry_id, write_entry
 
     with private_tree(threads) as tmp:
         configs = [from_dict(localise(c)) for c in job["configs"]]

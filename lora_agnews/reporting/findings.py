@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..core import paths
+from ..core.archive import STUDIES, archived_runs, directory_size, manifest
 from ..core.paths import interval, num, pct, read_json
 from ..core.config import from_dict
 from ..studies import audit, coverage, experiments, merging_study, multilabel_study, quantize_study, reproduction
@@ -53,7 +54,7 @@ def quantization_study(profile: str) -> dict[str, Any] | None:
     return quantize_study.archived_result(profile)
 
 
-# The study results the archive command keeps (lora_agnews.core.train.keep_studies) for the findings below
+# The study results the archive command keeps (lora_agnews.core.archive.keep_studies) for the findings below
 STUDY_RESULTS = (experiments.STATISTICS_FILE, experiments.ABLATION_FILE, experiments.RATES_FILE,
                  merging_study.STUDY_FILE, multilabel_study.STUDY_FILE, audit.AUDIT_FILE, audit.VERIFY_FILE)
 
@@ -61,8 +62,6 @@ STUDY_RESULTS = (experiments.STATISTICS_FILE, experiments.ABLATION_FILE, experim
 def kept_study(name: str) -> Callable[[str], Any]:
     """A study's kept result in ``archive/<profile>/studies`` (None where the archive has none)."""
     def read(profile: str) -> Any:
-        from ..core.train import STUDIES, manifest
-
         path = paths.archive_dir(profile) / STUDIES / name
         if not path.is_file():
             return None
@@ -102,7 +101,7 @@ def merging_result(profile: str) -> dict[str, Any] | None:
     records of the task adapters and the multi-task model."""
     import pandas as pd
 
-    from ..core.train import archived_runs
+    from ..core.archive import archived_runs
 
     saved = kept_study(merging_study.STUDY_FILE)(profile)
     if not saved:
@@ -122,7 +121,6 @@ def main_run(profile: str) -> dict[str, Any] | None:
     """The main run's test scores from its archived record and logits, as notebook 03 states them."""
     import numpy as np
 
-    from ..core.train import archived_runs
     from ..studies.comparison import bootstrap_ci
 
     entry = archived_runs(profile).get("runs/main")
@@ -152,8 +150,6 @@ def archive_size(profile: str) -> dict[str, Any] | None:
     import hashlib
     import zlib
 
-    from ..core.train import directory_size, manifest
-
     root = paths.archive_dir(profile)
     files = [p for p in sorted(root.rglob("*")) if p.is_file()]
     if not files:
@@ -168,8 +164,6 @@ def archive_size(profile: str) -> dict[str, Any] | None:
 
 def reproduce_cost(profile: str) -> dict[str, Any] | None:
     """What ``make reproduce`` would retrain, by the archive's recorded seconds (None where nothing is archived)."""
-    from ..core.train import manifest
-
     return reproduction.archived_cost(profile) if manifest(profile)["entries"] else None
 
 
@@ -180,8 +174,6 @@ def size_sentence(size: dict[str, Any]) -> str:
 
 
 def _provenance(profile: str, kept: bool) -> str:
-    from ..core.train import manifest
-
     data = manifest(profile)
     computed = "; ".join(sorted({e["computed"] for e in data["entries"].values()}))
     if kept:
@@ -193,8 +185,8 @@ def multilabel_result(profile: str) -> dict[str, Any] | None:
     """The kept multi-label run's result with its trivial baselines; a result kept before it recorded them gets them
     from the rows the archived run used (its configuration read back, its splits loaded again and checked against the
     sizes it recorded: a mismatch leaves them absent rather than wrong)."""
-    from ..core.data import load_splits
-    from ..core.train import archived_runs, read_entry
+    from ..core.dataset import load_splits
+    from ..core.archive import archived_runs, read_entry
 
     result = kept_study(multilabel_study.STUDY_FILE)(profile)
     entry = archived_runs(profile).get("runs/multilabel") if result is not None else None

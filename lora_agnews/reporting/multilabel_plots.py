@@ -1,7 +1,7 @@
 """Figures of a multi-label run, in :mod:`lora_agnews.reporting.plots`' style: per-label F1, label co-occurrence.
 
-Each function takes the metrics record :func:`lora_agnews.core.data.compute_metrics` wrote and returns a
-matplotlib Figure (saved once by :func:`lora_agnews.core.paths.save_figure`, as the other figures are).
+Each function takes the metrics record :func:`lora_agnews.core.tasks.multilabel_scores.compute_metrics` wrote and
+returns a matplotlib Figure (saved once by :func:`lora_agnews.core.paths.save_figure`, as the other figures are).
 """
 
 from __future__ import annotations

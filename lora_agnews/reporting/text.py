@@ -17,8 +17,9 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from ..core import paths
-from ..core.config import AGNEWS, CHOICES, Config, TASKS, load
+from ..core.config import CHOICES, Config, load
 from ..core.methods import METHODS
+from ..core.tasks.registry import AGNEWS, TASKS
 from ..core.paths import Column, Table, dec, interval, num, p_text, pct, points, two_decimals
 
 PAPER_PROFILE = "paper"

@@ -3,7 +3,7 @@
 A number is a result only if its artifact gives it again. :func:`audit_profile` finds, under
 ``results/<profile>/``, every complete run with a saved adapter (the main run, the seed study, the ablation
 grid, the quantized runs, the multi-label run, each merging task's own adapter) and re-scores its test rows from the adapter
-alone, through the path the run scored with (:func:`lora_agnews.core.train.scoring_model`, the run's batch size
+alone, through the path the run scored with (:func:`lora_agnews.core.score.scoring_model`, the run's batch size
 and precision); it re-merges the merging study's task adapters and re-scores every merged combination; it
 rebuilds the study's head-only floor and multi-task model from their records and saved trained tensors
 (:mod:`lora_agnews.studies.multitask`: the frozen base rebuilt as at training, the head or LoRA factors and heads put
@@ -200,7 +200,7 @@ def audit_run(run_dir: Path, root: Path, device: str = "cpu", full: bool = True)
 
     from ..core.config import from_dict
     from ..core.precision import faithful_precision, scoring_in
-    from ..core.train import rescore
+    from ..core.score import rescore
 
     name = str(run_dir.relative_to(root))
     record = runs.read_record(run_dir)
@@ -337,7 +337,7 @@ def audit_head_only(run_dir: Path, name: str, device: str = "cpu", full: bool = 
     """The head-only floor rebuilt from its record and saved head, re-scored on its test rows."""
     import torch
 
-    from ..core.data import load_splits
+    from ..core.dataset import load_splits
     from ..core.precision import scoring_in
     from .merging import MergingError
     from .multitask import head_only_logits, load_head_only
@@ -366,7 +366,7 @@ def audit_multitask(run_dir: Path, device: str = "cpu", full: bool = True) -> li
     """The multi-task model rebuilt from its record and saved LoRA factors and heads, each task re-scored."""
     import torch
 
-    from ..core.data import load_splits
+    from ..core.dataset import load_splits
     from ..core.precision import scoring_in
     from .merging import MULTITASK, MergingError
     from .multitask import load_multitask, multitask_logits
@@ -415,7 +415,7 @@ def audit_baseline(profile: str) -> dict[str, Any] | None:
     from ..core.adapter import CONFIG_FILE
     from .baselines import tfidf_predictions
     from ..core.config import from_dict
-    from ..core.data import load_splits
+    from ..core.dataset import load_splits
     from ..core.evaluate import compute_metrics
 
     path = paths.results_dir(profile) / REFERENCE_FILE

@@ -14,7 +14,7 @@ import numpy as np
 
 from .comparison import Arm, compare
 from ..core.config import Config
-from ..core.data import Splits, load_splits
+from ..core.dataset import Splits, load_splits
 from ..core.evaluate import compute_metrics
 
 

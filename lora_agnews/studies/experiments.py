@@ -482,7 +482,7 @@ def archived_statistics(profile: str, kept: dict[str, Any]) -> dict[str, Any] | 
 def _archived_runs_by_config(profile: str) -> dict[str, dict[str, Path]]:
     """Archived runs with saved test predictions by their configuration's key, each with the paths it was
     archived from (the same training can be archived from several: the main run is the chosen one's first seed)."""
-    from ..core.train import archived_runs, read_entry
+    from ..core.archive import archived_runs, read_entry
 
     found: dict[str, dict[str, Path]] = {}
     for rel, entry in archived_runs(profile).items():

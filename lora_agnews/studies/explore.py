@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.data import Splits
+from ..core.dataset import Splits
 
 SPLITS = ("train", "validation", "test")
 _SPACES = re.compile(r"\s+")

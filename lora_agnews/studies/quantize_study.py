@@ -150,7 +150,7 @@ def archived_result(profile: str) -> dict[str, Any] | None:
     """The study's result computed from the runs archived in ``archive/<profile>`` as :func:`run_study` computes it
     (the generated findings and ``reproduce`` read it); None while a scheme or a seed is not archived."""
     from ..core.config import from_dict
-    from ..core.train import archived_runs, read_entry
+    from ..core.archive import archived_runs, read_entry
 
     found = []
     for rel, entry in archived_runs(profile).items():

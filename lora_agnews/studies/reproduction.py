@@ -68,7 +68,7 @@ def decisions(logits: np.ndarray, labels: np.ndarray, thresholds: list[float] | 
     """Each row's prediction and whether it is right: the top class, or for a multi-label run (``labels`` an
     indicator matrix) the label set at the run's own thresholds, right only when the whole set is."""
     if np.ndim(labels) == 2:
-        from ..core.data import apply_thresholds, sigmoid
+        from ..core.tasks.multilabel_scores import apply_thresholds, sigmoid
 
         predicted = apply_thresholds(sigmoid(logits), thresholds if thresholds else 0.5) > 0
         return predicted, (predicted == (np.asarray(labels) > 0)).all(axis=1)
@@ -113,7 +113,7 @@ def _rule(old: np.ndarray, new: np.ndarray, labels: np.ndarray, thresholds: list
 # --------------------------------------------------------------------------- where and how each side was computed
 def read_entry(run_dir: Path, name: str) -> Any:
     """A JSON file of a run or an archive entry (an entry's paths written for this checkout)."""
-    from ..core.train import read_entry as entry_file
+    from ..core.archive import read_entry as entry_file
 
     return entry_file(run_dir, name)
 
@@ -155,7 +155,7 @@ def setting(side: Mapping[str, Any]) -> Setting:
 def retrained_runs(profile: str) -> dict[str, Any]:
     """Every complete run (and merging-study model) of the reproduced tree by its path, with its identity as the
     archive writes it (paths under the results root made portable against the reproduced root)."""
-    from ..core.train import identity, sources
+    from ..core.archive import identity, sources
 
     with paths.reproduced_tree():
         return {s.rel: (s, identity(s.key)) for s in sources(profile)}
@@ -164,7 +164,7 @@ def retrained_runs(profile: str) -> dict[str, Any]:
 def compare_runs(profile: str) -> list[dict[str, Any]]:
     """One row per archived entry (one per task for a multi-task model), then one per retrained run the archive
     lacks: what became of it (:data:`COMPARED` or why not) and, where compared, :func:`compare_predictions`."""
-    from ..core.train import ENTRIES, manifest
+    from ..core.archive import ENTRIES, manifest
 
     here = retrained_runs(profile)
     entries = manifest(profile)["entries"]
@@ -182,7 +182,7 @@ def compare_runs(profile: str) -> list[dict[str, Any]]:
 
 def _entry_rows(entry: Path, here: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The rows of one archived entry: its retraining at the same path compared, or why it is not."""
-    from ..core.train import ENTRY_FILE, RESTORED as RESTORED_FIELD
+    from ..core.archive import ENTRY_FILE
 
     info = read_json(entry / ENTRY_FILE)  # as written: its identity holds the portable paths a key is compared in
     base = {"path": info["path"], "entry": entry.name, "kind": info["kind"], "archived": archived_side(entry, info)}
@@ -192,8 +192,8 @@ def _entry_rows(entry: Path, here: Mapping[str, Any]) -> list[dict[str, Any]]:
     record = read_json(source.path / source.record_file)
     base["here"] = retrained_side(source.path, record)
     base["same_setting"] = same_setting(setting(base["archived"]), setting(base["here"]))
-    if RESTORED_FIELD in record or ident != info["identity"]:
-        return [{**base, "task": "", "status": RESTORED if RESTORED_FIELD in record else OTHER_CONFIGURATION}]
+    if runs.RESTORED in record or ident != info["identity"]:
+        return [{**base, "task": "", "status": RESTORED if runs.RESTORED in record else OTHER_CONFIGURATION}]
     return _compared_rows(base, entry, info, source.path, record)
 
 
@@ -292,7 +292,7 @@ def conclusions(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 def archived_studies(profile: str) -> tuple[dict[str, Any], str | None]:
     """The study results the archive keeps (and the quantization study from its archived runs), with a note where
     the kept ones are of another results format (then only the quantization study is compared)."""
-    from ..core.train import STUDIES, manifest
+    from ..core.archive import STUDIES, manifest
     from .experiments import archived_statistics
     from .quantize_study import archived_result
 
@@ -358,7 +358,7 @@ def archived_cost(profile: str) -> dict[str, Any]:
     """What retraining the archived runs cost where they were computed: the sum of their recorded training and
     test-scoring seconds (``computed.wall_seconds`` and ``eval_seconds``), with the machines; an estimate of a
     reproduction, which also executes the notebooks and trains the merging study's own models (no seconds kept)."""
-    from ..core.train import ENTRIES, ENTRY_FILE, machine_line, manifest
+    from ..core.archive import ENTRIES, ENTRY_FILE, machine_line, manifest
 
     seconds, counted, uncounted, machines = 0.0, 0, 0, set()
     for eid in manifest(profile)["entries"]:
@@ -389,7 +389,7 @@ def summary(rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> dict[str
 
 def compare_profile(profile: str) -> dict[str, Any]:
     """Compare the reproduced tree of ``profile`` with ``archive/<profile>``; write and return the record."""
-    from ..core.train import manifest
+    from ..core.archive import manifest
 
     stamp_file = paths.reproduced_dir(profile) / paths.STAMP
     if not stamp_file.is_file():

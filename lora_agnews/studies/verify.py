@@ -28,7 +28,8 @@ def verify_archive(profile: str, n: int, seed: int = 0) -> dict[str, Any]:
     import random
 
     from ..core.config import from_dict
-    from ..core.train import ENTRIES, manifest, train
+    from ..core.archive import ENTRIES, manifest
+    from ..core.train import train
 
     if n < 1:
         raise AuditError(f"--verify {n}: give the number of archived runs to retrain (1 or more).")
@@ -54,7 +55,7 @@ def verify_archive(profile: str, n: int, seed: int = 0) -> dict[str, Any]:
 def _verify_entry(entry: Path, here: dict[str, str], train: Any, from_dict: Any) -> dict[str, Any]:
     import tempfile
 
-    from ..core.train import ENTRY_FILE, identity, read_entry
+    from ..core.archive import ENTRY_FILE, identity, read_entry
 
     info = read_json(entry / ENTRY_FILE)
     cfg = from_dict(read_entry(entry, runs.RUN_FILE)["config"])  # the data's path as this checkout has it
