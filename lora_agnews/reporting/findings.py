@@ -27,7 +27,8 @@ from ..core import paths
 from ..core.archive import STUDIES, archived_runs, directory_size, manifest
 from ..core.paths import interval, num, pct, read_json
 from ..core.config import from_dict
-from ..studies import audit, coverage, experiments, merging_study, multilabel_study, quantize_study, reproduction
+from ..studies import (archived_seeds, audit, coverage, experiments, merging_study, multilabel_study, quantize_study,
+                       reproduction)
 from . import ablation_reporting, audit_text, merge_reporting, reproduction_reporting
 
 MARK = re.compile(r"(?P<open><!-- generated: (?P<profile>[\w-]+)/(?P<name>[\w-]+) [^\n]*-->\n)"
@@ -76,9 +77,9 @@ def kept_study(name: str) -> Callable[[str], Any]:
 
 def seed_study(profile: str) -> dict[str, Any] | None:
     """The seed study recomputed from its archived runs' predictions (its intervals as this version computes
-    them), with the facts its kept result recorded (:func:`..studies.experiments.archived_statistics`)."""
+    them), with the facts its kept result recorded (:func:`..studies.archived_seeds.archived_statistics`)."""
     kept = kept_study(experiments.STATISTICS_FILE)(profile)
-    return experiments.archived_statistics(profile, kept) if kept else None
+    return archived_seeds.archived_statistics(profile, kept) if kept else None
 
 
 def interval_coverage(_: str) -> dict[str, Any] | None:

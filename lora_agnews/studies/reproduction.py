@@ -293,7 +293,7 @@ def archived_studies(profile: str) -> tuple[dict[str, Any], str | None]:
     """The study results the archive keeps (and the quantization study from its archived runs), with a note where
     the kept ones are of another results format (then only the quantization study is compared)."""
     from ..core.archive import STUDIES, manifest
-    from .experiments import archived_statistics
+    from .archived_seeds import archived_statistics
     from .quantize_study import archived_result
 
     found: dict[str, Any] = {"quantization": archived_result(profile)}
