@@ -132,8 +132,8 @@ def compare(run: str, recorded: np.ndarray, got: np.ndarray, labels: np.ndarray,
     sampled = n_total is not None and n_total != len(labels)
     if np.ndim(labels) == 2:
         cut = np.broadcast_to(np.asarray(thresholds if thresholds is not None else 0.5, dtype=np.float64), recorded.shape)
-        truth = np.asarray(labels) > 0
-        before, after = recorded >= threshold_logits(cut, cut.shape), got >= threshold_logits(cut, cut.shape)
+        truth, at = np.asarray(labels) > 0, threshold_logits(cut, cut.shape)
+        before, after = recorded >= at, got >= at
         right = [(before == truth).all(1), (after == truth).all(1), (before == after).all(1)]
         found = agree(recorded, got, computed, here, cut, rebatched=sampled)
     else:

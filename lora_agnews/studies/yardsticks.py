@@ -22,6 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..core import runs
+from ..core.paths import read_json
+
 MIN_SEEDS = 3  # seeds on the same rows before a difference is called ahead or behind
 GAP_LIMIT = 0.08  # validation against test accuracy, as a share: beyond it the run is flagged
 
@@ -61,9 +64,6 @@ def large_gap(validation: float | None, test: float | None) -> bool:
 def large_gaps(runs_root: Path) -> list[dict[str, Any]]:
     """Every complete run under ``runs_root`` whose recorded best validation accuracy and test accuracy differ by
     more than :data:`GAP_LIMIT`: its path under ``runs_root``, both accuracies and the rows behind each."""
-    from ..core import runs
-    from ..core.paths import read_json
-
     root = Path(runs_root)
     found = []
     for run_dir in runs.complete_runs(root) if root.is_dir() else []:
