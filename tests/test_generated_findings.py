@@ -194,3 +194,34 @@ def test_the_retraining_check_is_kept_and_stated(isolated_outputs: Path) -> None
     on_disk = sum(p.stat().st_size for p in paths.archive_dir("smoke").rglob("*") if p.is_file() and not p.name.startswith("."))
     assert size["entries"] == 1 and size["bytes"] == on_disk and 0 < size["packed"] < on_disk
     assert findings.render("smoke", "size").startswith(f"`archive/smoke`: 1 entry, {on_disk / 1e6:.1f} MB on disk")
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_the_committed_archive_names_no_path_of_the_machine_that_wrote_it() -> None:
+    """A clone elsewhere (CI checks out into another directory, without ../shared) must find the same runs: a kept
+    study naming /work/shared/... matched no archived record there, and the seed study read "not archived yet"."""
+    found = [(str(f.relative_to(paths.ROOT)), s) for f in sorted((paths.ROOT / "archive").rglob("*.json"))
+             for s in _strings(paths.read_json(f)) if s.startswith("/") and not s.startswith("/tmp/")]
+    assert not found, found[:5]
+
+
+def test_kept_studies_name_the_data_beside_the_checkout_relative_to_it(isolated_outputs: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    beside = str(paths.ROOT.parent / "shared" / "rows")
+    quantization_run("none", 42, 0)  # the archive command keeps study results beside a run
+    write_json({"settings": [{"config": {"data": beside}}]}, paths.results_dir("smoke") / "statistics.json")
+    assert main(["archive", "--profile", "smoke"]) == 0
+    text = (paths.archive_dir("smoke") / archive.STUDIES / "statistics.json").read_text(encoding="utf-8")
+    assert beside not in text and "<repository>/../shared/rows" in text
+    elsewhere = isolated_outputs / "clone" / "main"
+    monkeypatch.setattr(paths, "ROOT", elsewhere)
+    kept = archive.kept_study("smoke", "statistics.json")
+    assert kept["settings"][0]["config"]["data"] == str(elsewhere.parent / "shared" / "rows")
+    assert archive.kept_study("smoke", "missing.json") is None

@@ -152,6 +152,13 @@ def read_entry(entry: Path, name: str) -> Any:
     return json.loads(local_paths((Path(entry) / name).read_text(encoding="utf-8")))
 
 
+def kept_study(profile: str, name: str) -> Any:
+    """A study result kept in ``archive/<profile>/studies`` with its paths written for this checkout, as a
+    record's are (:func:`read_entry`); None where the archive keeps none."""
+    root = paths.archive_dir(profile) / STUDIES
+    return read_entry(root, name) if (root / name).is_file() else None
+
+
 def entry_id(key: Any, rel: str) -> str:
     """The entry's directory name: the hash of its identity, then of its path under results/<profile>.
 
@@ -359,7 +366,8 @@ def keep_studies(profile: str, names: tuple[str, ...]) -> list[str]:
 
     Called by the archive command after its runs are archived, so the copies are the results of those runs
     (a file the results lack is left as it was). Each is replaced atomically, with the paths of this checkout
-    written relative to it (:func:`portable`); the manifest records when, and in which ``RESULTS_FORMAT``.
+    written relative to it (:func:`portable`, :func:`relative_paths`): a clone elsewhere, with its data
+    beside it, reads them as its own (:func:`kept_study`); the manifest records when, and in which ``RESULTS_FORMAT``.
     """
     root = check_archive_dir(profile)
     kept = [name for name in names if (paths.results_dir(profile) / name).is_file()]
@@ -368,7 +376,8 @@ def keep_studies(profile: str, names: tuple[str, ...]) -> list[str]:
     with _writing(root):
         (root / STUDIES).mkdir(parents=True, exist_ok=True)
         for name in kept:
-            write_json(portable(read_json(paths.results_dir(profile) / name)), root / STUDIES / name)
+            text = paths.json_text(portable(read_json(paths.results_dir(profile) / name)))
+            paths.atomic_write_text(relative_paths(text), root / STUDIES / name)
         data = manifest(profile)
         data["studies"] = {"written": runs.now(), "results_format": paths.RESULTS_FORMAT,
                            "files": sorted({*data.get("studies", {}).get("files", []), *kept})}

@@ -313,8 +313,13 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def json_text(data: Any) -> str:
+    """``data`` as the project writes JSON files: indented, keys sorted, a final newline."""
+    return json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n"
+
+
 def write_json(data: Any, path: Path) -> Path:
-    return atomic_write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n", path)
+    return atomic_write_text(json_text(data), path)
 
 
 def read_json(path: Path) -> Any:

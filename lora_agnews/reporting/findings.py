@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..core import paths
+from ..core import archive
 from ..core.archive import STUDIES, archived_runs, directory_size, manifest
 from ..core.paths import interval, num, pct, read_json
 from ..core.config import from_dict
@@ -63,15 +64,14 @@ STUDY_RESULTS = (experiments.STATISTICS_FILE, experiments.ABLATION_FILE, experim
 def kept_study(name: str) -> Callable[[str], Any]:
     """A study's kept result in ``archive/<profile>/studies`` (None where the archive has none)."""
     def read(profile: str) -> Any:
-        path = paths.archive_dir(profile) / STUDIES / name
-        if not path.is_file():
+        if not (paths.archive_dir(profile) / STUDIES / name).is_file():
             return None
         found = manifest(profile).get("studies", {}).get("results_format")
         if found != paths.RESULTS_FORMAT:
             raise FindingsError(f"archive/{profile}/{STUDIES} holds results format {found}; this version reads "
                                 f"{paths.RESULTS_FORMAT}: run `make all PROFILE={profile}` (it restores the runs), then "
                                 f"`python -m lora_agnews archive --profile {profile}`.")
-        return read_json(path)
+        return archive.kept_study(profile, name)
     return read
 
 

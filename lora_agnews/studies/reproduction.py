@@ -292,7 +292,7 @@ def conclusions(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 def archived_studies(profile: str) -> tuple[dict[str, Any], str | None]:
     """The study results the archive keeps (and the quantization study from its archived runs), with a note where
     the kept ones are of another results format (then only the quantization study is compared)."""
-    from ..core.archive import STUDIES, manifest
+    from ..core.archive import STUDIES, kept_study, manifest
     from .archived_seeds import archived_statistics
     from .quantize_study import archived_result
 
@@ -301,8 +301,8 @@ def archived_studies(profile: str) -> tuple[dict[str, Any], str | None]:
     if kept and kept.get("results_format") != paths.RESULTS_FORMAT:
         return found, (f"archive/{profile}/{STUDIES} holds results format {kept.get('results_format')} and this "
                        f"version reads {paths.RESULTS_FORMAT}, so only the quantization study's conclusions are compared")
-    root = paths.archive_dir(profile) / STUDIES
-    found.update({name: read_json(root / f) for name, f in STUDY_FILES.items() if (root / f).is_file()})
+    kept_results = {name: kept_study(profile, f) for name, f in STUDY_FILES.items()}
+    found.update({name: result for name, result in kept_results.items() if result is not None})
     if found.get("statistics") is not None:  # its intervals as this version computes them from the same runs
         found["statistics"] = archived_statistics(profile, found["statistics"]) or found["statistics"]
     return found, None
