@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..core import paths
-from ..core import archive
-from ..core.archive import STUDIES, archived_runs, directory_size, manifest
+from ..core.archive import STUDIES, archived_runs, directory_size, manifest, read_entry
+from ..core.archive import kept_study as archived_study
 from ..core.paths import interval, num, pct, read_json
 from ..core.config import from_dict
 from ..studies import (archived_seeds, audit, coverage, experiments, merging_study, multilabel_study, quantize_study,
@@ -71,7 +71,7 @@ def kept_study(name: str) -> Callable[[str], Any]:
             raise FindingsError(f"archive/{profile}/{STUDIES} holds results format {found}; this version reads "
                                 f"{paths.RESULTS_FORMAT}: run `make all PROFILE={profile}` (it restores the runs), then "
                                 f"`python -m lora_agnews archive --profile {profile}`.")
-        return archive.kept_study(profile, name)
+        return archived_study(profile, name)
     return read
 
 
@@ -101,8 +101,6 @@ def merging_result(profile: str) -> dict[str, Any] | None:
     before it recorded them gets both from the archived runs: each task's test rows (its chance rate) and the
     records of the task adapters and the multi-task model."""
     import pandas as pd
-
-    from ..core.archive import archived_runs
 
     saved = kept_study(merging_study.STUDY_FILE)(profile)
     if not saved:
@@ -187,7 +185,6 @@ def multilabel_result(profile: str) -> dict[str, Any] | None:
     from the rows the archived run used (its configuration read back, its splits loaded again and checked against the
     sizes it recorded: a mismatch leaves them absent rather than wrong)."""
     from ..core.dataset import load_splits
-    from ..core.archive import archived_runs, read_entry
 
     result = kept_study(multilabel_study.STUDY_FILE)(profile)
     entry = archived_runs(profile).get("runs/multilabel") if result is not None else None
